@@ -1,0 +1,65 @@
+"""Atomic outputs: write to a temporary sibling, then rename into place.
+
+A failed or interrupted command never leaves a half-written file or directory at the
+destination; at worst a ``.tmp-*`` sibling that the next run replaces.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["atomic_path", "remove_path"]
+
+
+def remove_path(path: Path) -> None:
+    """Delete a file or a directory tree if it exists."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | os.PathLike[str], *, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary path next to ``dest``; rename it to ``dest`` on success.
+
+    Parameters
+    ----------
+    dest
+        Final file or directory path.
+    overwrite
+        Replace an existing ``dest``. If false and ``dest`` exists, raise
+        :class:`FileExistsError` before any work is done.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> with atomic_path(d / "out.txt") as tmp:
+    ...     _ = tmp.write_text("done")
+    >>> (d / "out.txt").read_text()
+    'done'
+    """
+    dest = Path(dest)
+    if dest.exists() and not overwrite:
+        raise FileExistsError(f"{str(dest)!r} exists; pass overwrite=True or choose another path")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{dest.name}")
+    try:
+        yield tmp
+        if dest.exists():
+            # Move the old output aside first so the swap is two renames, not a long delete.
+            old = dest.with_name(f".old-{uuid.uuid4().hex[:8]}-{dest.name}")
+            dest.rename(old)
+            tmp.rename(dest)
+            remove_path(old)
+        else:
+            tmp.rename(dest)
+    finally:
+        if tmp.exists():
+            remove_path(tmp)
