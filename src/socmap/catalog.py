@@ -47,6 +47,7 @@ __all__ = [
     "load_catalog",
     "load_depth_sets",
     "get_depth_set",
+    "load_grid",
 ]
 
 Kind = Literal["continuous", "categorical"]
@@ -326,3 +327,46 @@ def get_depth_set(name: str | DepthSet, path: str | Path | None = None) -> Depth
     if key not in sets:
         raise CatalogError(f"unknown depth set {name!r}; choose one of {sorted(sets)!r}")
     return sets[key]
+
+
+def load_grid(spec: str | Path | Grid) -> Grid:
+    """Resolve a grid specification to a :class:`~socmap.grid.Grid`.
+
+    Parameters
+    ----------
+    spec
+        One of: a ``Grid``; a raster file (its grid is used); a YAML file with a ``grid:``
+        mapping (``crs``, ``bbox``, ``resolution``), such as a region or covariate catalog;
+        or the name of a built-in region (``catalogs/regions/NAME.yaml``).
+
+    Raises
+    ------
+    CatalogError
+        If the YAML has no usable ``grid`` mapping.
+    InputNotFound
+        If the file or region does not exist.
+    """
+    if isinstance(spec, Grid):
+        return spec
+    p = Path(spec)
+    if not p.exists() and not p.suffix:
+        region = catalog_dir() / "regions" / f"{spec}.yaml"
+        if not region.exists():
+            known = sorted(f.stem for f in (catalog_dir() / "regions").glob("*.yaml"))
+            raise InputNotFound(
+                f"grid {str(spec)!r} is neither a file nor a built-in region; regions: {known!r}, "
+                "or pass a raster (.tif) or a YAML file with a grid: mapping"
+            )
+        p = region
+    if p.suffix.lower() in (".yaml", ".yml"):
+        data, _ = _read_yaml(p, "grid file")
+        body = data.get("grid") if isinstance(data, Mapping) else None
+        if not isinstance(body, Mapping):
+            raise CatalogError(
+                f"grid file {str(p)!r} has no 'grid' mapping; add grid: {{crs, bbox, resolution}}"
+            )
+        try:
+            return GridSpec.model_validate(body).to_grid()
+        except ValidationError as err:
+            raise CatalogError(_format_validation_error(f"grid file {str(p)!r}", err, body)) from None
+    return Grid.from_raster(p)

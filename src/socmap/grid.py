@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,18 @@ def normalise_crs(crs: Any) -> str:
     >>> normalise_crs(4326)
     'EPSG:4326'
     """
+    if isinstance(crs, str | int):
+        return _normalise_cached(crs)
+    return _normalise(crs)
+
+
+@lru_cache(maxsize=256)
+def _normalise_cached(crs: str | int) -> str:
+    # Parsing a CRS costs about a millisecond; grids are built per tile, so cache it.
+    return _normalise(crs)
+
+
+def _normalise(crs: Any) -> str:
     if crs is None or (isinstance(crs, str) and not crs.strip()):
         raise CRSError(
             f"CRS is {crs!r}: every grid needs one. Pass e.g. crs='EPSG:4326', or set it on the "
@@ -310,7 +322,7 @@ class Grid:
             0 <= window.col0 < window.col1 <= self.width
         ):
             raise GridMismatch(f"window {window!r} is outside grid of shape {self.shape!r}")
-        t = self.transform * Affine.translation(window.col0, window.row0)
+        t = self.transform @ Affine.translation(window.col0, window.row0)
         return Grid(self.crs, t, window.shape)
 
     def crop(self, bbox: tuple[float, float, float, float]) -> Grid:
