@@ -38,7 +38,12 @@ def test_global_band_names_match_the_global_site_table():
 def test_depth_sets():
     sets = load_depth_sets()
     assert sets["globalsoilmap"].intervals == (
-        (0, 5), (5, 15), (15, 30), (30, 60), (60, 100), (100, 200),
+        (0, 5),
+        (5, 15),
+        (15, 30),
+        (30, 60),
+        (60, 100),
+        (100, 200),
     )
     assert get_depth_set("VM0033").labels == ["0-15cm", "15-30cm", "30-50cm", "50-100cm"]
     assert get_depth_set("0-30").intervals == ((0, 30),)
@@ -63,7 +68,9 @@ ENTRY = """
 
 def test_unknown_kind_names_the_entry_and_choices(tmp_path):
     p = _write(tmp_path, "name: t\ncovariates:" + ENTRY.format(name="dem", kind="continous"))
-    with pytest.raises(CatalogError, match=r"entry 0 \('dem'\).*'continuous' or 'categorical'.*continous"):
+    with pytest.raises(
+        CatalogError, match=r"entry 0 \('dem'\).*'continuous' or 'categorical'.*continous"
+    ):
         load_catalog(p)
 
 
@@ -77,7 +84,11 @@ def test_categorical_needs_classes_and_mode(tmp_path):
     p = _write(tmp_path, "name: t\ncovariates:" + ENTRY.format(name="geo", kind="categorical"))
     with pytest.raises(CatalogError, match="class list"):
         load_catalog(p)
-    body = "name: t\ncovariates:" + ENTRY.format(name="dem", kind="continuous") + "    resampling: mode\n"
+    body = (
+        "name: t\ncovariates:"
+        + ENTRY.format(name="dem", kind="continuous")
+        + "    resampling: mode\n"
+    )
     with pytest.raises(CatalogError, match="not valid for a continuous layer"):
         load_catalog(_write(tmp_path, body, "b.yaml"))
 
@@ -94,9 +105,13 @@ def test_missing_and_malformed_catalogs(tmp_path):
 
 
 def test_relative_and_ee_sources(tmp_path):
-    cat = load_catalog(_write(tmp_path, "name: t\ncovariates:" + ENTRY.format(name="dem", kind="continuous")))
+    cat = load_catalog(
+        _write(tmp_path, "name: t\ncovariates:" + ENTRY.format(name="dem", kind="continuous"))
+    )
     assert cat["dem"].resolve_source(cat.base_dir) == tmp_path / "a.tif"
-    body = "name: t\ncovariates:" + ENTRY.format(name="s2", kind="continuous").replace("a.tif", "ee://COPERNICUS/S2")
+    body = "name: t\ncovariates:" + ENTRY.format(name="s2", kind="continuous").replace(
+        "a.tif", "ee://COPERNICUS/S2"
+    )
     cat = load_catalog(_write(tmp_path, body, "ee.yaml"))
     with pytest.raises(CatalogError, match="socmap ee pull"):
         cat["s2"].resolve_source(cat.base_dir)

@@ -71,7 +71,9 @@ def test_tiles_partition_the_grid(h, w, size, halo):
         assert t.outer.row0 == max(0, t.core.row0 - halo)
         assert t.outer.col1 == min(w, t.core.col1 + halo)
         block = np.arange(h * w).reshape(h, w)[t.outer.slices]
-        np.testing.assert_array_equal(block[t.core_in_outer], np.arange(h * w).reshape(h, w)[t.core.slices])
+        np.testing.assert_array_equal(
+            block[t.core_in_outer], np.arange(h * w).reshape(h, w)[t.core.slices]
+        )
     assert (cover == 1).all()
 
 

@@ -36,17 +36,17 @@ from socmap.errors import BandMismatch, CatalogError, InputNotFound
 from socmap.grid import Grid
 
 __all__ = [
-    "CONTINUOUS_RESAMPLING",
     "CATEGORICAL_RESAMPLING",
+    "CONTINUOUS_RESAMPLING",
     "KNOWN_GROUPS",
     "Catalog",
     "CovariateSpec",
     "DepthSet",
     "catalog_dir",
     "embedded_data_dir",
+    "get_depth_set",
     "load_catalog",
     "load_depth_sets",
-    "get_depth_set",
     "load_grid",
 ]
 
@@ -139,7 +139,9 @@ class CovariateSpec(_Strict):
             if not self.classes:
                 raise ValueError("a categorical layer needs its class list: classes: {code: label}")
             if self.scale != 1.0 or self.offset != 0.0:
-                raise ValueError("a categorical layer cannot have scale/offset; class codes are labels")
+                raise ValueError(
+                    "a categorical layer cannot have scale/offset; class codes are labels"
+                )
         elif self.classes is not None:
             raise ValueError("classes are only allowed on kind: categorical")
         return self
@@ -198,7 +200,9 @@ class Catalog(_Strict):
         for c in self.covariates:
             if c.name == name:
                 return c
-        raise BandMismatch(f"catalog {self.name!r} has no band {name!r}; bands: {self.band_names!r}")
+        raise BandMismatch(
+            f"catalog {self.name!r} has no band {name!r}; bands: {self.band_names!r}"
+        )
 
 
 def _format_validation_error(what: str, err: ValidationError, data: Any) -> str:
@@ -208,9 +212,15 @@ def _format_validation_error(what: str, err: ValidationError, data: Any) -> str:
     if len(loc) >= 2 and loc[0] == "covariates" and isinstance(loc[1], int):
         entries = data.get("covariates") if isinstance(data, Mapping) else None
         name = None
-        if isinstance(entries, list) and loc[1] < len(entries) and isinstance(entries[loc[1]], Mapping):
+        if (
+            isinstance(entries, list)
+            and loc[1] < len(entries)
+            and isinstance(entries[loc[1]], Mapping)
+        ):
             name = entries[loc[1]].get("name")
-        where = f"entry {loc[1]} ({name!r})" + (f", field {'.'.join(map(str, loc[2:]))}" if loc[2:] else "")
+        where = f"entry {loc[1]} ({name!r})" + (
+            f", field {'.'.join(map(str, loc[2:]))}" if loc[2:] else ""
+        )
     elif loc:
         where = f"field {'.'.join(map(str, loc))}"
     msg = first["msg"].removeprefix("Value error, ")
@@ -226,7 +236,9 @@ def _read_yaml(path: Path, what: str) -> tuple[Any, str]:
     try:
         data = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
-        raise CatalogError(f"{what} {str(path)!r} is not valid YAML: {exc}".replace("\n", " ")) from exc
+        raise CatalogError(
+            f"{what} {str(path)!r} is not valid YAML: {exc}".replace("\n", " ")
+        ) from exc
     return data, hashlib.sha256(raw).hexdigest()
 
 
@@ -303,7 +315,9 @@ def load_depth_sets(path: str | Path | None = None) -> dict[str, DepthSet]:
     data, _ = _read_yaml(p, "depth catalog")
     sets = data.get("depth_sets") if isinstance(data, Mapping) else None
     if not isinstance(sets, Mapping):
-        raise CatalogError(f"depth catalog {str(p)!r} needs a 'depth_sets' mapping of name -> intervals")
+        raise CatalogError(
+            f"depth catalog {str(p)!r} needs a 'depth_sets' mapping of name -> intervals"
+        )
     out: dict[str, DepthSet] = {}
     for name, body in sets.items():
         try:
@@ -368,5 +382,7 @@ def load_grid(spec: str | Path | Grid) -> Grid:
         try:
             return GridSpec.model_validate(body).to_grid()
         except ValidationError as err:
-            raise CatalogError(_format_validation_error(f"grid file {str(p)!r}", err, body)) from None
+            raise CatalogError(
+                _format_validation_error(f"grid file {str(p)!r}", err, body)
+            ) from None
     return Grid.from_raster(p)

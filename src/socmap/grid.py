@@ -146,7 +146,7 @@ class Grid:
     >>> g.bounds
     (0.0, 0.0, 1000.0, 500.0)
     >>> g.crop((250, 120, 610, 400)).shape
-    (4, 5)
+    (3, 5)
     """
 
     crs: str
@@ -203,11 +203,10 @@ class Grid:
                 f"bbox {bbox!r} is empty or inverted; give (minx, miny, maxx, maxy) with "
                 "maxx > minx and maxy > miny"
             )
-        xres, yres = (
-            (float(resolution), float(resolution))
-            if np.isscalar(resolution)
-            else (float(resolution[0]), float(resolution[1]))  # type: ignore[index]
-        )
+        if isinstance(resolution, tuple | list):
+            xres, yres = float(resolution[0]), float(resolution[1])
+        else:
+            xres = yres = float(resolution)
         if xres <= 0 or yres <= 0:
             raise GridMismatch(f"resolution {resolution!r} must be positive")
         if anchor:
@@ -249,14 +248,16 @@ class Grid:
     def from_dict(cls, d: Mapping[str, Any]) -> Grid:
         """Inverse of :meth:`to_dict`; also accepts ``{bbox, resolution, crs}``."""
         if "transform" in d:
-            return cls(d["crs"], Affine(*d["transform"][:6]), tuple(d["shape"]))  # type: ignore[arg-type]
+            return cls(
+                d["crs"], Affine(*d["transform"][:6]), (int(d["shape"][0]), int(d["shape"][1]))
+            )
         missing = {"bbox", "resolution", "crs"} - set(d)
         if missing:
             raise GridMismatch(
                 f"grid spec {dict(d)!r} lacks {sorted(missing)!r}; give crs, transform and "
                 "shape, or crs, bbox and resolution"
             )
-        return cls.from_bbox(tuple(d["bbox"]), d["resolution"], d["crs"])  # type: ignore[arg-type]
+        return cls.from_bbox(tuple(d["bbox"]), d["resolution"], d["crs"])
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description: ``crs``, ``transform`` (6 numbers) and ``shape``."""
@@ -300,12 +301,12 @@ class Grid:
 
     @property
     def xs(self) -> np.ndarray:
-        """x coordinates of pixel centres (length ``width``)."""
+        """X coordinates of pixel centres (length ``width``)."""
         return self.transform.c + self.transform.a * (np.arange(self.width) + 0.5)
 
     @property
     def ys(self) -> np.ndarray:
-        """y coordinates of pixel centres (length ``height``), north to south."""
+        """Y coordinates of pixel centres (length ``height``), north to south."""
         return self.transform.f + self.transform.e * (np.arange(self.height) + 0.5)
 
     # ------------------------------------------------------------------ geometry
@@ -317,7 +318,7 @@ class Grid:
         return row, col
 
     def window(self, window: Window) -> Grid:
-        """The sub-grid of a pixel window (which must lie inside this grid)."""
+        """Return the sub-grid of a pixel window (which must lie inside this grid)."""
         if not (0 <= window.row0 < window.row1 <= self.height) or not (
             0 <= window.col0 < window.col1 <= self.width
         ):
@@ -326,7 +327,7 @@ class Grid:
         return Grid(self.crs, t, window.shape)
 
     def crop(self, bbox: tuple[float, float, float, float]) -> Grid:
-        """The smallest sub-grid whose pixels cover ``bbox``, aligned to this grid.
+        """Return the smallest sub-grid whose pixels cover ``bbox``, aligned to this grid.
 
         Raises
         ------

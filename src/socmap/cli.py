@@ -1,0 +1,316 @@
+"""The ``socmap`` command line: a thin shell over the library.
+
+Each command parses its options, calls one library function and prints what it did.
+Errors on bad input print one line on stderr and exit with status 2; outputs are written
+through a temporary path and renamed, so a failed command leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+from typer.exceptions import TyperException
+
+from socmap import __version__
+from socmap.errors import SocmapError
+
+app = typer.Typer(
+    name="socmap",
+    help="Map soil organic carbon: covariate cubes, profiles, depth harmonisation, extraction.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+cube_app = typer.Typer(help="Build and inspect covariate cubes (Zarr).", no_args_is_help=True)
+profiles_app = typer.Typer(help="Read, QC and harmonise soil-profile tables.", no_args_is_help=True)
+app.add_typer(cube_app, name="cube")
+app.add_typer(profiles_app, name="profiles")
+
+out = Console(soft_wrap=True)
+
+#: Exit status for bad input (SocmapError and friends).
+EXIT_BAD_INPUT = 2
+
+
+class ProfileFormat(StrEnum):
+    """Layouts ``socmap profiles`` can read."""
+
+    generic = "generic"
+    bluecarbon = "bluecarbon"
+    global_ = "global"
+    edgeroi = "edgeroi"
+
+
+class ExtractMethod(StrEnum):
+    """Sampling methods for ``socmap extract``."""
+
+    nearest = "nearest"
+    bilinear = "bilinear"
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"socmap {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """socmap: soil organic carbon mapping with global-to-regional transfer."""
+
+
+# --------------------------------------------------------------------------- helpers
+def _parse_mapping(items: list[str] | None) -> dict[str, str] | None:
+    if not items:
+        return None
+    mapping: dict[str, str] = {}
+    for item in items:
+        if "=" not in item:
+            raise typer.BadParameter(
+                f"--map {item!r} must look like canonical=column, e.g. soc_g_kg=OC"
+            )
+        key, _, value = item.partition("=")
+        mapping[key.strip()] = value.strip()
+    return mapping
+
+
+def _load_profiles(
+    fmt: ProfileFormat,
+    path: Path | None,
+    samples: Path | None,
+    mapping: list[str] | None,
+    crs: str | None,
+    soc_units: str,
+) -> pd.DataFrame:
+    from socmap import profiles
+
+    if fmt is ProfileFormat.edgeroi:
+        return profiles.read_edgeroi()
+    if fmt is ProfileFormat.global_:
+        return profiles.read_global_table(path)
+    if path is None:
+        raise typer.BadParameter(f"--format {fmt.value} needs an INPUT file")
+    if fmt is ProfileFormat.bluecarbon:
+        if samples is None:
+            raise typer.BadParameter(
+                "--format bluecarbon needs INPUT=core_locations.csv and --samples core_samples.csv"
+            )
+        return profiles.read_bluecarbon(path, samples)
+    return profiles.read_profiles(
+        path, mapping=_parse_mapping(mapping), crs=crs, soc_units=soc_units
+    )
+
+
+InputArg = Annotated[
+    Path | None,
+    typer.Argument(help="Profile table (CSV, Parquet, GeoPackage); optional for edgeroi/global."),
+]
+FormatOpt = Annotated[
+    ProfileFormat, typer.Option("--format", "-f", help="Input layout.", case_sensitive=False)
+]
+SamplesOpt = Annotated[
+    Path | None, typer.Option(help="core_samples.csv of the blue-carbon template pair.")
+]
+MapOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--map", help="Column mapping canonical=column (repeatable), generic format only."
+    ),
+]
+CrsOpt = Annotated[str | None, typer.Option(help="CRS of x/y for generic tables, e.g. EPSG:4326.")]
+UnitsOpt = Annotated[
+    str, typer.Option(help="SOC units of generic tables: g/kg, %, permille, mg/g.")
+]
+
+
+# --------------------------------------------------------------------------- cube
+@cube_app.command("build")
+def cube_build(
+    catalog: Annotated[str, typer.Argument(help="Catalog YAML, or a built-in name (edgeroi).")],
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="Output Zarr store.")],
+    grid: Annotated[
+        str | None,
+        typer.Option(help="Target grid: region name, region/catalog YAML, or a raster to copy."),
+    ] = None,
+    chunk: Annotated[int, typer.Option(help="Spatial chunk size in pixels.")] = 512,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+) -> None:
+    """Build a covariate cube from a catalog onto a grid.
+
+    Example: [bold]socmap cube build edgeroi --grid edgeroi --out edgeroi.zarr[/bold]
+    """
+    from socmap.catalog import load_catalog, load_grid
+    from socmap.cube import build_cube, describe_cube
+
+    cat = load_catalog(catalog)
+    target = load_grid(grid) if grid is not None else None
+    path = build_cube(cat, target, out_path, chunk=chunk, overwrite=overwrite)
+    info = describe_cube(path, progress=False)
+    out.print(f"wrote cube {str(path)!r}: {len(info.bands)} bands on {info.grid!r}")
+
+
+@cube_app.command("info")
+def cube_info(cube: Annotated[Path, typer.Argument(help="Cube Zarr store.")]) -> None:
+    """Describe a cube: bands, CRS, shape, chunks and nodata fraction per band.
+
+    Example: [bold]socmap cube info edgeroi.zarr[/bold]
+    """
+    from socmap.cube import describe_cube
+
+    out.print(describe_cube(cube).to_text())
+
+
+# --------------------------------------------------------------------------- profiles
+@profiles_app.command("qc")
+def profiles_qc(
+    input_path: InputArg = None,
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for flags and summary.")
+    ] = Path("qc"),
+    fmt: FormatOpt = ProfileFormat.generic,
+    samples: SamplesOpt = None,
+    mapping: MapOpt = None,
+    crs: CrsOpt = None,
+    soc_units: UnitsOpt = "g/kg",
+    strict: Annotated[bool, typer.Option(help="Fail on the first error-level problem.")] = False,
+) -> None:
+    """QC a profile table: write a flags table and a summary; nothing is dropped.
+
+    Examples: [bold]socmap profiles qc --format edgeroi --out qc/[/bold];
+    [bold]socmap profiles qc core_locations.csv --format bluecarbon
+    --samples core_samples.csv[/bold]
+    """
+    from socmap.profiles import qc_profiles, write_qc
+
+    table = _load_profiles(fmt, input_path, samples, mapping, crs, soc_units)
+    report = qc_profiles(table, strict=strict)
+    flags_path, summary_path = write_qc(report, out_dir)
+    n_sites = table["site_id"].nunique()
+    out.print(
+        f"QC of {len(table)} horizons in {n_sites} sites: {len(report.flags)} flags "
+        f"({len(report.errors())} errors)"
+    )
+    _print_frame(report.summary, "QC summary")
+    out.print(f"flags: {flags_path}\nsummary: {summary_path}")
+
+
+@profiles_app.command("harmonise")
+def profiles_harmonise(
+    input_path: InputArg = None,
+    out_path: Annotated[
+        Path, typer.Option("--out", "-o", help="Harmonised table (.parquet or .csv).")
+    ] = Path("harmonised.parquet"),
+    fmt: FormatOpt = ProfileFormat.generic,
+    samples: SamplesOpt = None,
+    mapping: MapOpt = None,
+    crs: CrsOpt = None,
+    soc_units: UnitsOpt = "g/kg",
+    depths: Annotated[
+        str, typer.Option(help="Depth set from catalogs/depths.yaml.")
+    ] = "globalsoilmap",
+    lam: Annotated[float, typer.Option(help="Spline smoothing parameter lambda.")] = 0.1,
+) -> None:
+    """Harmonise horizons onto standard depths with an equal-area spline.
+
+    Example: [bold]socmap profiles harmonise --format edgeroi --depths vm0033 -o h.parquet[/bold]
+    """
+    from socmap.depth import harmonise
+    from socmap.extract import write_table
+
+    table = _load_profiles(fmt, input_path, samples, mapping, crs, soc_units)
+    cols = [c for c in ("soc_g_kg", "bd_g_cm3") if c in table.columns and table[c].notna().any()]
+    result = harmonise(table, depths, value_cols=cols, lam=lam)
+    write_table(result.table, out_path)
+    sites_path = out_path.with_name(out_path.stem + "_sites.csv")
+    write_table(result.sites, sites_path)
+    counts = ", ".join(f"{k} {v}" for k, v in result.summary().items())
+    out.print(f"harmonised {len(result.sites)} sites onto {depths!r} ({counts})")
+    out.print(f"table: {out_path}\nper-site fit: {sites_path}")
+
+
+# --------------------------------------------------------------------------- extract
+@app.command("extract")
+def extract_cmd(
+    cube: Annotated[Path, typer.Argument(help="Cube Zarr store.")],
+    table: Annotated[
+        Path, typer.Argument(help="Table with site_id, x, y, crs (.parquet or .csv).")
+    ],
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="Training table output.")] = Path(
+        "training.parquet"
+    ),
+    method: Annotated[ExtractMethod, typer.Option(help="Sampling method.")] = ExtractMethod.nearest,
+) -> None:
+    """Sample a cube at the sites of a table, giving the training table.
+
+    Example: [bold]socmap extract edgeroi.zarr harmonised.parquet -o training.parquet[/bold]
+    """
+    from socmap.cube import open_cube
+    from socmap.extract import extract, write_table
+    from socmap.profiles import read_table
+
+    result = extract(open_cube(cube), read_table(table), method=method.value)
+    write_table(result.table, out_path)
+    counts = ", ".join(f"{k} {v}" for k, v in result.summary.items() if v)
+    out.print(f"sampled {len(result.bands)} bands at sites ({counts}); wrote {out_path}")
+
+
+# --------------------------------------------------------------------------- demo
+@app.command("demo")
+def demo_cmd(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path(
+        "demo_output"
+    ),
+) -> None:
+    """Run the main job on the embedded Edgeroi data.
+
+    Builds the Edgeroi covariate cube, QCs and harmonises the Edgeroi profiles to
+    GlobalSoilMap depths, and writes the training table, with quicklook figures.
+
+    Example: [bold]socmap demo --out demo_output[/bold]
+    """
+    from socmap.demo import run_demo
+
+    result = run_demo(out_dir, log=out.print)
+    out.print(result.to_text())
+
+
+# --------------------------------------------------------------------------- entry point
+def _print_frame(frame: pd.DataFrame, title: str) -> None:
+    table = Table(title=title)
+    for col in frame.columns:
+        table.add_column(str(col))
+    for row in frame.itertuples(index=False):
+        table.add_row(*(str(v) for v in row))
+    out.print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; bad input becomes one line on stderr and exit status 2."""
+    try:
+        rv = app(args=argv, prog_name="socmap", standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print("socmap: aborted", file=sys.stderr)
+        sys.exit(130)
+    except TyperException as exc:  # usage errors: bad option, missing argument
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        print(f"socmap: error: {message}".replace("\n", " "), file=sys.stderr)
+        sys.exit(getattr(exc, "exit_code", EXIT_BAD_INPUT))
+    except (SocmapError, FileExistsError) as exc:
+        print(f"socmap: error: {exc}".replace("\n", " "), file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    # Without standalone mode click returns the exit code of --help and typer.Exit.
+    sys.exit(rv if isinstance(rv, int) else 0)

@@ -1,0 +1,237 @@
+"""Sample a covariate cube at soil-profile sites, giving a tidy training table.
+
+Every input row comes back. Sites outside the grid, on nodata, or without coordinates get a
+status and NaN covariates, and are counted in :attr:`Extraction.summary`; nothing is dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from pyproj import Transformer
+
+from socmap._io import atomic_path
+from socmap.errors import BandMismatch, ProfileValidationError
+from socmap.grid import Grid, normalise_crs
+
+__all__ = ["EXTRACT_STATUSES", "Extraction", "extract", "write_table"]
+
+Method = Literal["nearest", "bilinear"]
+
+#: Per-site outcome of extraction, in the order they are checked.
+EXTRACT_STATUSES = {
+    "ok": "every covariate has a value",
+    "missing_coordinates": "x or y is missing; no covariates",
+    "outside_grid": "the site lies outside the cube's grid; no covariates",
+    "nodata": "inside the grid, but every covariate is nodata",
+    "partial_nodata": "inside the grid, some covariates are nodata",
+}
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """Result of :func:`extract`.
+
+    Attributes
+    ----------
+    table
+        The input rows, in input order, with one column per cube band, plus
+        ``extract_status`` and ``n_missing_covariates``.
+    method
+        Sampling method used for continuous bands (categorical bands are always nearest).
+    bands
+        Band names, in cube order.
+    """
+
+    table: pd.DataFrame
+    method: str
+    bands: list[str] = field(default_factory=list)
+
+    @property
+    def summary(self) -> dict[str, int]:
+        """Number of distinct sites per status (every status listed, zeros included)."""
+        per_site = self.table.drop_duplicates("site_id")["extract_status"].value_counts()
+        return {s: int(per_site.get(s, 0)) for s in EXTRACT_STATUSES}
+
+
+def _site_frame(sites: pd.DataFrame) -> pd.DataFrame:
+    required = ["site_id", "x", "y", "crs"]
+    missing = [c for c in required if c not in sites.columns]
+    if missing:
+        raise ProfileValidationError(
+            f"site table lacks columns {missing!r}; expected {required!r} "
+            "(read profiles with socmap.profiles first)"
+        )
+    if sites.empty:
+        raise ProfileValidationError("site table is empty; nothing to extract")
+    uniq = sites.drop_duplicates("site_id")[required].reset_index(drop=True)
+    return uniq
+
+
+def _to_cube_crs(uniq: pd.DataFrame, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+    x = uniq["x"].to_numpy(dtype=float)
+    y = uniq["y"].to_numpy(dtype=float)
+    xs = np.full_like(x, np.nan)
+    ys = np.full_like(y, np.nan)
+    crs_values = uniq["crs"].fillna("").astype(str)
+    for crs in crs_values.unique():
+        sel = (crs_values == crs).to_numpy()
+        if not crs:
+            raise ProfileValidationError(
+                f"{int(sel.sum())} sites have no CRS (e.g. {uniq.loc[sel, 'site_id'].iloc[0]!r}); "
+                "set the crs column when reading the profiles"
+            )
+        src = normalise_crs(crs)
+        if src == grid.crs:
+            xs[sel], ys[sel] = x[sel], y[sel]
+        else:
+            tr = Transformer.from_crs(src, grid.pyproj_crs, always_xy=True)
+            xs[sel], ys[sel] = tr.transform(x[sel], y[sel])
+    return xs, ys
+
+
+def _snap(v: np.ndarray, tol: float = 1e-9) -> np.ndarray:
+    """Round offsets within ``tol`` of a whole pixel, so pixel centres sample exactly."""
+    r = np.round(v)
+    return np.where(np.abs(v - r) < tol, r, v)
+
+
+def _sample(
+    cube: xr.DataArray, rows: np.ndarray, cols: np.ndarray, weights: np.ndarray
+) -> np.ndarray:
+    """Weighted sum over ``k`` neighbours, ignoring NaN ones; shapes (k, n) -> (n, bands)."""
+    k, n = rows.shape
+    flat_r = xr.DataArray(rows.ravel(), dims="point")
+    flat_c = xr.DataArray(cols.ravel(), dims="point")
+    vals = cube.isel(y=flat_r, x=flat_c).transpose("point", "band").to_numpy()
+    vals = vals.reshape(k, n, -1).astype(float)
+    w = np.broadcast_to(weights[:, :, None], vals.shape).copy()
+    w[np.isnan(vals)] = 0.0
+    wsum = w.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(wsum > 0, np.nansum(vals * w, axis=0) / wsum, np.nan)
+    return out
+
+
+def extract(
+    cube: xr.DataArray,
+    sites: pd.DataFrame,
+    *,
+    method: Method = "nearest",
+    bands: Sequence[str] | None = None,
+) -> Extraction:
+    """Sample ``cube`` at the sites of a profile or harmonised table.
+
+    Parameters
+    ----------
+    cube
+        Covariate cube from :func:`socmap.cube.open_cube` (``band, y, x`` with a CRS).
+    sites
+        Table with ``site_id``, ``x``, ``y``, ``crs`` (any CRS; reprojected to the cube's).
+        Several rows per site (horizons or depth intervals) are fine: each site is sampled
+        once and the values are joined to all its rows.
+    method
+        ``"nearest"`` takes the pixel containing the site. ``"bilinear"`` interpolates
+        between the four nearest pixel centres, ignoring nodata neighbours; at a pixel
+        centre it returns that pixel exactly. Categorical bands are always nearest.
+    bands
+        Subset of bands to sample; all by default.
+
+    Returns
+    -------
+    Extraction
+        The table with covariate columns and a per-row ``extract_status``.
+
+    Raises
+    ------
+    ProfileValidationError
+        If the table lacks ``site_id``/``x``/``y``/``crs`` or is empty.
+    BandMismatch
+        If a requested band is not in the cube, or a band name clashes with a table column.
+    """
+    from socmap.cube import band_table, cube_grid
+
+    if method not in ("nearest", "bilinear"):
+        raise ValueError(f"method {method!r} must be 'nearest' or 'bilinear'")
+    all_bands = [str(b) for b in cube["band"].to_numpy()]
+    kind_of = dict(zip(all_bands, band_table(cube)["kind"], strict=True))
+    if bands is not None:
+        missing = [b for b in bands if b not in all_bands]
+        if missing:
+            raise BandMismatch(f"cube lacks bands {missing!r}; it has {all_bands!r}")
+        cube = cube.sel(band=list(bands))
+        all_bands = list(bands)
+    clash = [b for b in all_bands if b in sites.columns]
+    if clash:
+        raise BandMismatch(
+            f"cube bands {clash!r} clash with table columns of the same name; rename or drop "
+            "those columns before extracting"
+        )
+    grid = cube_grid(cube)
+    uniq = _site_frame(sites)
+    xs, ys = _to_cube_crs(uniq, grid)
+    row_f, col_f = grid.rowcol(xs, ys)
+    has_xy = np.isfinite(row_f) & np.isfinite(col_f)
+    inside = has_xy & (row_f >= 0) & (row_f < grid.height) & (col_f >= 0) & (col_f < grid.width)
+
+    n = len(uniq)
+    values = np.full((n, len(all_bands)), np.nan)
+    idx = np.flatnonzero(inside)
+    if idx.size:
+        r, c = row_f[idx], col_f[idx]
+        near_r = np.clip(np.floor(r).astype(int), 0, grid.height - 1)[None, :]
+        near_c = np.clip(np.floor(c).astype(int), 0, grid.width - 1)[None, :]
+        values[idx] = _sample(cube, near_r, near_c, np.ones((1, idx.size)))
+        if method == "bilinear":
+            cont = [i for i, b in enumerate(all_bands) if kind_of[b] != "categorical"]
+            if cont:
+                # Pixel centres sit at i + 0.5; interpolate between the centres around the site.
+                fr, fc = _snap(r - 0.5), _snap(c - 0.5)
+                r0 = np.floor(fr).astype(int)
+                c0 = np.floor(fc).astype(int)
+                dr, dc = fr - r0, fc - c0
+                rr = np.stack([r0, r0, r0 + 1, r0 + 1])
+                cc = np.stack([c0, c0 + 1, c0, c0 + 1])
+                w = np.stack([(1 - dr) * (1 - dc), (1 - dr) * dc, dr * (1 - dc), dr * dc])
+                rr = np.clip(rr, 0, grid.height - 1)
+                cc = np.clip(cc, 0, grid.width - 1)
+                sub = cube.isel(band=cont)
+                values[np.ix_(idx, np.asarray(cont))] = _sample(sub, rr, cc, w)
+
+    n_missing = np.isnan(values).sum(axis=1)
+    status = np.where(
+        ~has_xy,
+        "missing_coordinates",
+        np.where(
+            ~inside,
+            "outside_grid",
+            np.where(
+                n_missing == len(all_bands),
+                "nodata",
+                np.where(n_missing > 0, "partial_nodata", "ok"),
+            ),
+        ),
+    )
+    per_site = pd.DataFrame(values.astype("float32"), columns=all_bands)
+    per_site.insert(0, "site_id", uniq["site_id"].to_numpy())
+    per_site["extract_status"] = status
+    per_site["n_missing_covariates"] = n_missing.astype(int)
+    table = sites.merge(per_site, on="site_id", how="left", validate="many_to_one")
+    return Extraction(table=table, method=method, bands=all_bands)
+
+
+def write_table(table: pd.DataFrame, path: str | Path) -> Path:
+    """Write a table as Parquet (``.parquet``) or CSV (anything else), atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        if path.suffix == ".parquet":
+            table.to_parquet(tmp, index=False)
+        else:
+            table.to_csv(tmp, index=False)
+    return path

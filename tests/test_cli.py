@@ -1,0 +1,107 @@
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from socmap import __version__
+from socmap.cli import EXIT_BAD_INPUT, main
+
+
+def run(args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    captured = capsys.readouterr()
+    return exc.value.code, captured.out, captured.err
+
+
+def test_python_dash_m_and_version():
+    res = subprocess.run(
+        [sys.executable, "-m", "socmap", "--version"], capture_output=True, text=True, check=True
+    )
+    assert res.stdout.strip() == f"socmap {__version__}"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], ["cube", "build", "--help"], ["cube", "info", "--help"],
+     ["profiles", "qc", "--help"], ["profiles", "harmonise", "--help"], ["extract", "--help"],
+     ["demo", "--help"]],
+)  # fmt: skip
+def test_every_command_has_help_with_an_example(args, capsys):
+    code, out, _ = run(args, capsys)
+    assert code == 0
+    if args != ["--help"]:
+        assert "Example" in out
+        assert "socmap " in out
+
+
+def test_bad_input_is_one_line_and_nonzero(tmp_path, capsys):
+    code, _, err = run(["cube", "info", str(tmp_path / "missing.zarr")], capsys)
+    assert code == EXIT_BAD_INPUT
+    assert err.count("\n") == 1 and err.startswith("socmap: error:")
+    assert "missing.zarr" in err
+
+    code, _, err = run(["cube", "build", "nope", "--out", str(tmp_path / "c.zarr")], capsys)
+    assert code == EXIT_BAD_INPUT and err.count("\n") == 1
+    assert not (tmp_path / "c.zarr").exists()
+
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({"profile": ["a"], "depth": [1]}).to_csv(bad, index=False)
+    code, _, err = run(
+        ["profiles", "qc", str(bad), "--crs", "EPSG:4326", "--out", str(tmp_path / "qc")], capsys
+    )
+    assert code == EXIT_BAD_INPUT and err.count("\n") == 1
+    assert "site_id" in err  # the message lists the expected columns
+    assert not (tmp_path / "qc").exists()
+
+    code, _, err = run(["profiles", "qc", "--format", "bluecarbon", str(bad)], capsys)
+    assert code != 0 and "--samples" in err
+
+
+def test_cube_build_info_extract_round_trip(shared_local_catalog, tmp_path, capsys):
+    cube = tmp_path / "c.zarr"
+    code, out, _ = run(["cube", "build", str(shared_local_catalog), "--out", str(cube)], capsys)
+    assert code == 0 and "wrote cube" in out and cube.exists()
+    code, out, _ = run(["cube", "info", str(cube)], capsys)
+    assert code == 0
+    for band in ("elev", "temp", "cover", "ndvi"):
+        assert band in out
+    code, _, err = run(["cube", "build", str(shared_local_catalog), "--out", str(cube)], capsys)
+    assert code == EXIT_BAD_INPUT and "overwrite" in err
+
+    from socmap.cube import cube_grid, open_cube
+
+    g = cube_grid(open_cube(cube))
+    sites = pd.DataFrame(
+        {"site_id": ["a", "b"], "x": g.xs[[1, 5]], "y": g.ys[[2, 7]], "crs": g.crs}
+    )
+    sites.to_csv(tmp_path / "sites.csv", index=False)
+    code, out, _ = run(
+        ["extract", str(cube), str(tmp_path / "sites.csv"), "-o", str(tmp_path / "t.csv")], capsys
+    )
+    assert code == 0 and "ok 2" in out
+    assert list(pd.read_csv(tmp_path / "t.csv")["site_id"]) == ["a", "b"]
+
+
+def test_profiles_commands_on_bluecarbon_fixtures(tmp_path, capsys):
+    from pathlib import Path
+
+    data = Path(__file__).parent / "data" / "bluecarbon"
+    args = [
+        str(data / "core_locations.csv"),
+        "--format",
+        "bluecarbon",
+        "--samples",
+        str(data / "core_samples.csv"),
+    ]
+    code, _, _ = run(["profiles", "qc", *args, "--out", str(tmp_path / "qc")], capsys)
+    assert code == 0 and (tmp_path / "qc" / "flags.csv").exists()
+    code, _, _ = run(
+        ["profiles", "harmonise", *args, "--depths", "vm0033", "-o", str(tmp_path / "h.csv")],
+        capsys,
+    )
+    assert code == 0
+    h = pd.read_csv(tmp_path / "h.csv")
+    assert sorted(h["top_cm"].unique()) == [0, 15, 30, 50]
+    assert (tmp_path / "h_sites.csv").exists()
