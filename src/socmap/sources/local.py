@@ -374,8 +374,8 @@ class LayerSource:
             # GDAL otherwise estimates the scale per call from the window sizes, which goes
             # wrong for slivers (a 1-pixel-wide edge tile looks like downsampling and gets a
             # wider kernel); a local, tile-size-independent scale keeps tiles consistent.
-            # XSCALE=xscale,
-            # YSCALE=yscale,
+            XSCALE=xscale,
+            YSCALE=yscale,
         )
         return out
 
