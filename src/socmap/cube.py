@@ -296,9 +296,9 @@ def build_cube(
     Examples
     --------
     >>> import tempfile, pathlib
-    >>> out = pathlib.Path(tempfile.mkdtemp()) / "meuse.zarr"
-    >>> path = build_cube("meuse", None, out, progress=False)
-    >>> open_cube(path).sizes["band"]
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = build_cube("meuse", None, pathlib.Path(tmp) / "meuse.zarr", progress=False)
+    ...     open_cube(path).sizes["band"]
     3
     """
     cat = _resolve_catalog(catalog)
@@ -454,9 +454,10 @@ def open_cube(
     Examples
     --------
     >>> import tempfile, pathlib
-    >>> out = build_cube("meuse", None, pathlib.Path(tempfile.mkdtemp()) / "m.zarr", progress=False)
-    >>> cube = open_cube(out, bands=["soil", "dist"])
-    >>> list(cube.band.values), str(cube.rio.crs)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     out = build_cube("meuse", None, pathlib.Path(tmp) / "m.zarr", progress=False)
+    ...     cube = open_cube(out, bands=["soil", "dist"])
+    ...     list(cube.band.values), str(cube.rio.crs)
     (['soil', 'dist'], 'EPSG:28992')
     """
     p = Path(path)
@@ -554,8 +555,9 @@ def band_table(cube: xr.DataArray) -> pd.DataFrame:
     Examples
     --------
     >>> import tempfile, pathlib
-    >>> out = build_cube("meuse", None, pathlib.Path(tempfile.mkdtemp()) / "m.zarr", progress=False)
-    >>> table = band_table(open_cube(out))
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     out = build_cube("meuse", None, pathlib.Path(tmp) / "m.zarr", progress=False)
+    ...     table = band_table(open_cube(out))
     >>> list(table["name"]), list(table["n_classes"])
     (['dist', 'ffreq', 'soil'], [0, 3, 3])
     """
@@ -647,8 +649,9 @@ def describe_cube(path: str | Path, *, progress: bool = True) -> CubeInfo:
     Examples
     --------
     >>> import tempfile, pathlib
-    >>> out = build_cube("meuse", None, pathlib.Path(tempfile.mkdtemp()) / "m.zarr", progress=False)
-    >>> info = describe_cube(out, progress=False)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     out = build_cube("meuse", None, pathlib.Path(tmp) / "m.zarr", progress=False)
+    ...     info = describe_cube(out, progress=False)
     >>> info.grid.shape, info.chunks
     ((104, 78), (3, 104, 78))
     """

@@ -73,9 +73,10 @@ def source_checksum(path: str | Path, *, block_size: int = 1 << 20) -> str:
     Examples
     --------
     >>> import tempfile, pathlib
-    >>> p = pathlib.Path(tempfile.mkdtemp()) / "x.bin"
-    >>> _ = p.write_bytes(b"abc")
-    >>> source_checksum(p)[:16]
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     p = pathlib.Path(tmp) / "x.bin"
+    ...     _ = p.write_bytes(b"abc")
+    ...     source_checksum(p)[:16]
     'ba7816bf8f01cfea'
     """
     p = Path(path)
