@@ -10,10 +10,12 @@ import pytest
 import rasterio
 import xarray as xr
 from affine import Affine
+from rasterio.env import get_gdal_config, set_gdal_config
 
 import socmap
 from socmap.catalog import embedded_data_dir, load_catalog
 from socmap.cube import (
+    GDAL_CACHE_BYTES,
     CubeInfo,
     band_table,
     build_cube,
@@ -28,6 +30,7 @@ from socmap.errors import (
     DimensionOrderError,
     GridMismatch,
     InputNotFound,
+    OutputExists,
     RasterError,
 )
 from socmap.grid import Grid
@@ -297,7 +300,7 @@ def test_grid_that_misses_every_source_fails(local_catalog: Path, tmp_path: Path
 def test_existing_output_is_kept_without_overwrite(local_catalog: Path, tmp_path: Path) -> None:
     cube_path = build_cube(local_catalog, None, tmp_path / "cube.zarr", chunk=16)
     before = open_cube(cube_path).attrs["created"]
-    with pytest.raises(FileExistsError, match=r"already exists.*overwrite=True"):
+    with pytest.raises(OutputExists, match=r"already exists.*overwrite=True"):
         build_cube(local_catalog, None, cube_path, chunk=16)
     assert open_cube(cube_path).attrs["created"] == before
     build_cube(local_catalog, None, cube_path, chunk=32, overwrite=True)
@@ -368,6 +371,28 @@ def test_failure_inside_a_worker_leaves_nothing(
     with pytest.raises(RasterError, match="simulated"):
         build_cube(local_catalog, None, out, chunk=16, workers=2)
     assert_no_output(out)
+
+
+def test_build_caps_gdal_block_cache_and_restores_it(
+    local_catalog: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = get_gdal_config("GDAL_CACHEMAX")
+    big = GDAL_CACHE_BYTES * 4
+    seen: list[int] = []
+    original = LayerSource.read
+
+    def spy(self: LayerSource, grid: Grid) -> np.ndarray:
+        seen.append(get_gdal_config("GDAL_CACHEMAX"))
+        return original(self, grid)
+
+    monkeypatch.setattr(LayerSource, "read", spy)
+    set_gdal_config("GDAL_CACHEMAX", big)
+    try:
+        build_cube(local_catalog, None, tmp_path / "g.zarr", chunk=32)
+        assert seen and set(seen) == {GDAL_CACHE_BYTES}
+        assert get_gdal_config("GDAL_CACHEMAX") == big
+    finally:
+        set_gdal_config("GDAL_CACHEMAX", before)
 
 
 def test_invalid_chunk(local_catalog: Path, tmp_path: Path) -> None:

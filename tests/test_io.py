@@ -1,6 +1,7 @@
 import pytest
 
 from socmap._io import atomic_path
+from socmap.errors import OutputExists
 
 
 def test_atomic_file_and_directory(tmp_path):
@@ -33,5 +34,5 @@ def test_failure_leaves_previous_output_and_no_temporaries(tmp_path):
 def test_refuses_to_overwrite_when_asked(tmp_path):
     dest = tmp_path / "out.txt"
     dest.write_text("old")
-    with pytest.raises(FileExistsError, match="overwrite"), atomic_path(dest, overwrite=False):
+    with pytest.raises(OutputExists, match="overwrite"), atomic_path(dest, overwrite=False):
         pass

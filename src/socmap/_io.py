@@ -13,6 +13,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from socmap.errors import OutputExists
+
 __all__ = ["atomic_path", "remove_path"]
 
 
@@ -34,7 +36,7 @@ def atomic_path(dest: str | os.PathLike[str], *, overwrite: bool = True) -> Iter
         Final file or directory path.
     overwrite
         Replace an existing ``dest``. If false and ``dest`` exists, raise
-        :class:`FileExistsError` before any work is done.
+        :class:`~socmap.errors.OutputExists` before any work is done.
 
     Examples
     --------
@@ -47,7 +49,7 @@ def atomic_path(dest: str | os.PathLike[str], *, overwrite: bool = True) -> Iter
     """
     dest = Path(dest)
     if dest.exists() and not overwrite:
-        raise FileExistsError(f"{str(dest)!r} exists; pass overwrite=True or choose another path")
+        raise OutputExists(f"{str(dest)!r} exists; pass overwrite=True or choose another path")
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{dest.name}")
     try:

@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> None:
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         print(f"socmap: error: {message}".replace("\n", " "), file=sys.stderr)
         sys.exit(getattr(exc, "exit_code", EXIT_BAD_INPUT))
-    except (SocmapError, FileExistsError) as exc:
+    except SocmapError as exc:
         print(f"socmap: error: {exc}".replace("\n", " "), file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
     # Without standalone mode click returns the exit code of --help and typer.Exit.

@@ -18,6 +18,7 @@ __all__ = [
     "GridMismatch",
     "InputNotFound",
     "MissingDependency",
+    "OutputExists",
     "ProfileValidationError",
     "RasterError",
     "SocmapError",
@@ -71,6 +72,10 @@ class EarthEngineError(SocmapError, RuntimeError):
 
 class InputNotFound(SocmapError, FileNotFoundError):
     """An input file or directory does not exist."""
+
+
+class OutputExists(SocmapError, FileExistsError):
+    """An output already exists and overwriting was not asked for."""
 
 
 class MissingDependency(SocmapError, ImportError):
