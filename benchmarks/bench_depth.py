@@ -26,19 +26,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 import socmap  # noqa: E402
+from _common import pin_two_cores  # noqa: E402
 from socmap._io import atomic_path  # noqa: E402
 from socmap.catalog import embedded_data_dir, get_depth_set  # noqa: E402
 from socmap.depth import STATUSES, Harmonised, fit_spline, harmonise  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def pin_two_cores() -> str:
-    if hasattr(os, "sched_setaffinity"):
-        cpus = sorted(os.sched_getaffinity(0))[:2]
-        os.sched_setaffinity(0, cpus)
-        return f"pinned to CPUs {cpus} (of {os.cpu_count()})"
-    return f"not pinned (no sched_setaffinity); {os.cpu_count()} CPUs"
 
 
 def load_table() -> tuple[pd.DataFrame, float]:

@@ -13,7 +13,6 @@ Run: ``.venv/bin/python benchmarks/bench_profiles.py [--repeats 3] [--out PATH]`
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import resource
 import statistics
@@ -25,18 +24,11 @@ from typing import Any
 import pandas as pd
 
 import socmap
+from _common import pin_two_cores
 from socmap._io import atomic_path
 from socmap.profiles import QC_CHECKS, qc_profiles, read_edgeroi, read_global_table
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def pin_two_cores() -> str:
-    if hasattr(os, "sched_setaffinity"):
-        cpus = sorted(os.sched_getaffinity(0))[:2]
-        os.sched_setaffinity(0, cpus)
-        return f"pinned to CPUs {cpus} (of {os.cpu_count()})"
-    return f"not pinned (no sched_setaffinity); {os.cpu_count()} CPUs"
 
 
 def timed(fn: Callable[[], Any], repeats: int) -> tuple[Any, float, float]:

@@ -482,45 +482,42 @@ def _check_values(c: _Ctx) -> None:
         ["soc_g_kg is missing; the horizon is kept but cannot train or validate a model"]
         * len(pos),
     )
-    lo, hi = c.soc_range
+    _flag_outside(
+        c, "soc_out_of_range", "soc_g_kg", soc, c.soc_range, "g/kg",
+        "check the value and its unit (read_profiles(..., soc_units=...) converts %, "
+        "permille, mg/g)",
+    )  # fmt: skip
+    _flag_outside(
+        c, "bd_out_of_range", "bd_g_cm3", t["bd_g_cm3"].to_numpy(dtype=float), c.bd_range,
+        "g/cm3", "check the value (kg/m3 must be divided by 1000)",
+    )  # fmt: skip
+    _flag_outside(
+        c, "cf_out_of_range", "cf_vol", t["cf_vol"].to_numpy(dtype=float), (0.0, 1.0), "",
+        "give coarse fragments as a volume fraction (map a % column with "
+        "mapping={'cf_vol_pct': ...})",
+    )  # fmt: skip
+
+
+def _flag_outside(
+    c: _Ctx,
+    check: str,
+    column: str,
+    values: np.ndarray,
+    bounds: tuple[float, float],
+    unit: str,
+    fix: str,
+) -> None:
+    """Flag every row whose ``values`` fall outside ``bounds`` (NaN is not flagged)."""
+    lo, hi = bounds
     with np.errstate(invalid="ignore"):
-        pos = np.flatnonzero((soc < lo) | (soc > hi))
+        pos = np.flatnonzero((values < lo) | (values > hi))
+    shown = [_fmt(values[i]) for i in pos]
+    unit = f" {unit}" if unit else ""
     c.out.rows(
-        "soc_out_of_range",
+        check,
         pos,
-        [_fmt(soc[i]) for i in pos],
-        [
-            f"soc_g_kg {_fmt(soc[i])} is outside [{lo:g}, {hi:g}] g/kg; check the value and its "
-            "unit (read_profiles(..., soc_units=...) converts %, permille, mg/g)"
-            for i in pos
-        ],
-    )
-    bd = t["bd_g_cm3"].to_numpy(dtype=float)
-    lo, hi = c.bd_range
-    with np.errstate(invalid="ignore"):
-        pos = np.flatnonzero((bd < lo) | (bd > hi))
-    c.out.rows(
-        "bd_out_of_range",
-        pos,
-        [_fmt(bd[i]) for i in pos],
-        [
-            f"bd_g_cm3 {_fmt(bd[i])} is outside [{lo:g}, {hi:g}] g/cm3; check the value (kg/m3 "
-            "must be divided by 1000)"
-            for i in pos
-        ],
-    )
-    cf = t["cf_vol"].to_numpy(dtype=float)
-    with np.errstate(invalid="ignore"):
-        pos = np.flatnonzero((cf < 0) | (cf > 1))
-    c.out.rows(
-        "cf_out_of_range",
-        pos,
-        [_fmt(cf[i]) for i in pos],
-        [
-            f"cf_vol {_fmt(cf[i])} is outside [0, 1]; give coarse fragments as a volume "
-            "fraction (map a % column with mapping={'cf_vol_pct': ...})"
-            for i in pos
-        ],
+        shown,
+        [f"{column} {v} is outside [{lo:g}, {hi:g}]{unit}; {fix}" for v in shown],
     )
 
 
