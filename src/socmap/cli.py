@@ -202,7 +202,9 @@ def profiles_qc(
         f"QC of {len(table)} horizons in {n_sites} sites: {len(report.flags)} flags "
         f"({len(report.errors())} errors)"
     )
-    _print_frame(report.summary, "QC summary")
+    fired = report.summary[report.summary["n_rows"] > 0]
+    if len(fired):
+        _print_frame(fired[["check", "severity", "n_rows", "n_sites"]], "QC problems found")
     out.print(f"flags: {flags_path}\nsummary: {summary_path}")
 
 
