@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/socmap demo --out $(DEMO_OUT)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
