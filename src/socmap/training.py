@@ -1,0 +1,142 @@
+"""Assemble a region's training table: harmonised SOC, regional and global covariates.
+
+A transferred model needs the covariates it was pretrained on (the global 10' layers) at the
+region's sites, plus the region's own covariates from its cube. The global ones are sampled
+from the embedded global rasters on a grid cropped around the sites, so any region works.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import xarray as xr
+from pyproj import Transformer
+
+from socmap.catalog import DepthSet, get_depth_set, load_catalog
+from socmap.errors import ProfileValidationError
+from socmap.grid import normalise_crs
+
+__all__ = ["RegionalTable", "global_context_covariates", "regional_training_table"]
+
+#: Margin (degrees) around the sites when cropping the global grid.
+GLOBAL_CROP_MARGIN_DEG = 0.5
+
+
+@dataclass(frozen=True)
+class RegionalTable:
+    """A region's training table and its accounting.
+
+    Attributes
+    ----------
+    table
+        One row per site x depth interval: the harmonised table, the regional cube's bands,
+        the global bands, ``extract_status`` for the regional cube.
+    regional_bands, global_bands
+        Covariate columns from each source.
+    counts
+        Sites per spline status and per extraction status.
+    """
+
+    table: pd.DataFrame
+    regional_bands: list[str] = field(default_factory=list)
+    global_bands: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _lonlat(sites: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    lon = pd.Series(index=sites.index, dtype=float)
+    lat = pd.Series(index=sites.index, dtype=float)
+    for crs, idx in sites.groupby(sites["crs"].astype(str)).groups.items():
+        tr = Transformer.from_crs(normalise_crs(crs), "EPSG:4326", always_xy=True)
+        x, y = tr.transform(sites.loc[idx, "x"].to_numpy(), sites.loc[idx, "y"].to_numpy())
+        lon.loc[idx], lat.loc[idx] = x, y
+    return lon, lat
+
+
+def global_context_covariates(
+    sites: pd.DataFrame, *, catalog: str | Path = "global_10arcmin"
+) -> pd.DataFrame:
+    """Sample the global covariates at sites, from a global grid cropped around them.
+
+    Parameters
+    ----------
+    sites
+        Table with ``site_id``, ``x``, ``y``, ``crs`` (any CRS; several rows per site are fine).
+    catalog
+        Global covariate catalog.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per site: ``site_id`` and the catalog's bands (nearest pixel), in the order of
+        first appearance in ``sites``.
+    """
+    from socmap.cube import build_cube, open_cube
+    from socmap.extract import extract
+
+    uniq = sites.drop_duplicates("site_id")[["site_id", "x", "y", "crs"]]
+    lon, lat = _lonlat(uniq)
+    if lon.notna().sum() == 0:
+        raise ProfileValidationError("no site has coordinates; cannot sample global covariates")
+    cat = load_catalog(catalog)
+    if cat.grid is None:
+        raise ProfileValidationError(f"catalog {cat.name!r} needs a grid to be cropped")
+    m = GLOBAL_CROP_MARGIN_DEG
+    grid = cat.grid.to_grid().crop((lon.min() - m, lat.min() - m, lon.max() + m, lat.max() + m))
+    with tempfile.TemporaryDirectory(prefix="socmap-global-") as tmp:
+        cube: xr.DataArray = open_cube(build_cube(cat, grid, Path(tmp) / "g.zarr", progress=False))
+        values = extract(cube.load(), uniq).table
+    return values[["site_id", *cat.band_names]].reset_index(drop=True)
+
+
+def regional_training_table(
+    profiles: pd.DataFrame,
+    cube: xr.DataArray,
+    *,
+    depths: str | DepthSet = "globalsoilmap",
+    max_depth_cm: float | None = None,
+    global_catalog: str | Path | None = "global_10arcmin",
+) -> RegionalTable:
+    """Harmonise a region's profiles and join regional and global covariates.
+
+    Parameters
+    ----------
+    profiles
+        Canonical profile table (see :mod:`socmap.profiles`).
+    cube
+        The region's covariate cube (:func:`socmap.cube.open_cube`).
+    depths
+        Depth set for the spline.
+    max_depth_cm
+        Keep only intervals whose top lies above this depth (e.g. 100 for 0–100 cm).
+    global_catalog
+        Catalog of the global covariates the pretrained model uses; bands the regional cube
+        already has are not sampled twice. ``None`` adds no global covariates.
+    """
+    from socmap.cube import band_table
+    from socmap.depth import harmonise
+    from socmap.extract import extract
+
+    depth_set = get_depth_set(depths)
+    harmonised = harmonise(profiles, depth_set, value_cols=("soc_g_kg",))
+    table = harmonised.table
+    counts = {f"spline_{k}": v for k, v in harmonised.summary().items()}
+    if max_depth_cm is not None:
+        table = table.loc[table["top_cm"] < max_depth_cm].reset_index(drop=True)
+    regional = [str(b) for b in band_table(cube)["name"]]
+    extraction = extract(cube, table)
+    counts.update({f"extract_{k}": v for k, v in extraction.summary.items()})
+    table = extraction.table
+    global_bands: list[str] = []
+    if global_catalog is not None:
+        g = global_context_covariates(table, catalog=global_catalog)
+        global_bands = [b for b in g.columns if b != "site_id" and b not in regional]
+        table = table.merge(g[["site_id", *global_bands]], on="site_id", how="left")
+    counts["rows"] = len(table)
+    counts["rows_with_target"] = int(table["soc_g_kg"].notna().sum())
+    return RegionalTable(
+        table=table, regional_bands=regional, global_bands=global_bands, counts=counts
+    )

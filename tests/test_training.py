@@ -1,0 +1,46 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from socmap.catalog import embedded_data_dir, load_catalog
+from socmap.cube import build_cube, open_cube
+from socmap.profiles import read_edgeroi
+from socmap.training import global_context_covariates, regional_training_table
+
+
+@pytest.fixture(scope="module")
+def edgeroi_cube(tmp_path_factory):
+    out = tmp_path_factory.mktemp("edgeroi") / "cube.zarr"
+    return open_cube(build_cube("edgeroi", None, out, progress=False))
+
+
+@pytest.mark.slow
+def test_edgeroi_regional_table(edgeroi_cube):
+    profiles = read_edgeroi()
+    rt = regional_training_table(profiles, edgeroi_cube, max_depth_cm=100)
+    t = rt.table
+    # 0-5, 5-15, 15-30, 30-60, 60-100 for every one of the 359 sites: nothing dropped
+    assert len(t) == 359 * 5 == rt.counts["rows"]
+    assert sorted(t["top_cm"].unique()) == [0, 5, 15, 30, 60]
+    assert rt.regional_bands == load_catalog("edgeroi").band_names
+    assert rt.global_bands == load_catalog("global_10arcmin").band_names
+    assert rt.counts["spline_ok"] == 325 and rt.counts["spline_no_data"] == 34
+    assert rt.counts["extract_ok"] + rt.counts["extract_partial_nodata"] == 359
+    # the global covariates agree with the staged table sampled by independent code
+    ref = pd.read_csv(embedded_data_dir() / "edgeroi/edgeroi_sites_with_global_covariates.csv")
+    ref = ref.set_index("profile_id")
+    got = t.drop_duplicates("site_id").set_index("site_id")
+    for band in rt.global_bands:
+        np.testing.assert_allclose(got[band], ref.loc[got.index, band], rtol=1e-6, err_msg=band)
+
+
+def test_global_context_covariates_in_any_crs():
+    sites = pd.DataFrame(
+        {"site_id": ["a", "b"], "x": [36.82, 758572.8], "y": [-1.29, 6661724.4],
+         "crs": ["EPSG:4326", "EPSG:28355"]}
+    )  # fmt: skip
+    g = global_context_covariates(sites)
+    assert list(g["site_id"]) == ["a", "b"]
+    nairobi, edgeroi = g.iloc[0], g.iloc[1]
+    assert 15 < nairobi["wc_bio1_mat_degC"] < 22 and nairobi["etopo_elev_m"] > 1200
+    assert 18 < edgeroi["wc_bio1_mat_degC"] < 20
