@@ -9,6 +9,7 @@ once per session for read-only use.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,15 @@ import pytest
 import rasterio
 import yaml
 from affine import Affine
+from hypothesis import settings
 
 from socmap.grid import Grid
+
+# CI runs the property tests on a fixed sequence of examples, so a run is reproducible;
+# locally hypothesis explores new examples each time.
+settings.register_profile("ci", derandomize=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 MakeRaster = Callable[..., Path]
 MakeCatalog = Callable[..., Path]

@@ -187,4 +187,7 @@ def test_property_coverage_guarantee_on_exchangeable_data(
         # in-sample, the conformal quantile covers at least ceil((n + 1) level) / n >= level
         scores = np.abs(obs[:n] - mean[:n]) / sd[:n]
         assert np.mean(scores <= cal.scale(level)) >= level
-    assert covered.mean() >= level - 0.03
+    # Marginal coverage is >= level in expectation; allow 4 standard errors of the estimate
+    # (a fixed tolerance made this property flaky over hypothesis's many seeds).
+    se = covered.std(ddof=1) / np.sqrt(reps)
+    assert covered.mean() >= level - 4 * se - 0.005
