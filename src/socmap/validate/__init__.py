@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from socmap.validate.aoa import AreaOfApplicability
 from socmap.validate.calibrate import ConformalCalibrator
+from socmap.validate.cv import CVResult, cross_validate
 from socmap.validate.metrics import (
     DEFAULT_LEVELS,
     interval_metrics,
@@ -23,7 +24,9 @@ __all__ = [
     "DEFAULT_LEVELS",
     "AreaOfApplicability",
     "BlockKFold",
+    "CVResult",
     "ConformalCalibrator",
+    "cross_validate",
     "interval_metrics",
     "metrics_table",
     "regression_metrics",
