@@ -13,6 +13,7 @@ __all__ = [
     "BundleError",
     "CRSError",
     "CatalogError",
+    "ConfigError",
     "DimensionOrderError",
     "EarthEngineError",
     "GridMismatch",
@@ -76,6 +77,10 @@ class InputNotFound(SocmapError, FileNotFoundError):
 
 class OutputExists(SocmapError, FileExistsError):
     """An output already exists and overwriting was not asked for."""
+
+
+class ConfigError(SocmapError, ValueError):
+    """A setting (network, training, splitter, method option) is out of its range."""
 
 
 class MissingDependency(SocmapError, ImportError):

@@ -1,0 +1,321 @@
+"""Model bundles: a directory with ``weights.safetensors`` and ``model.json``.
+
+``model.json`` records everything needed to rebuild and trust the model without running
+code from the bundle: the architecture (:class:`~socmap.model.network.NetworkConfig`), the
+covariates per group, normalisation statistics and vocabularies
+(:class:`~socmap.model.features.FeatureSpec`), the target transform and units, the SHA-256
+and tensor shapes of the weights, the socmap version, and free metadata (depth set,
+training-data fingerprint, CV metrics, calibration, AOA threshold, ...). Weights are read
+with ``safetensors``; nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from safetensors.torch import load_file, save_file
+
+from socmap._io import atomic_path
+from socmap.catalog import DepthSet
+from socmap.errors import BandMismatch, BundleError, InputNotFound, SocmapError
+from socmap.model.features import FeatureSpec
+from socmap.model.network import NetworkConfig, SocNet
+
+__all__ = ["BUNDLE_FORMAT", "METADATA_KEYS", "Bundle", "fingerprint", "load_bundle", "save_bundle"]
+
+BUNDLE_FORMAT = "socmap-model-bundle/1"
+WEIGHTS = "weights.safetensors"
+MODEL_JSON = "model.json"
+#: Metadata entries with an agreed meaning (others are stored as given).
+METADATA_KEYS = (
+    "depth_set",
+    "training_fingerprint",
+    "cv_metrics",
+    "calibration",
+    "aoa",
+    "train_history",
+    "notes",
+)
+
+
+@dataclass(frozen=True, eq=False)
+class Bundle:
+    """A loaded model bundle.
+
+    Attributes
+    ----------
+    model
+        The network, in eval mode.
+    spec
+        Feature encoding of its inputs.
+    config
+        Its architecture.
+    metadata
+        Free metadata saved with it (see :data:`METADATA_KEYS`).
+    path
+        Where it was loaded from.
+    socmap_version
+        Version of socmap that wrote it.
+    """
+
+    model: SocNet
+    spec: FeatureSpec
+    config: NetworkConfig
+    metadata: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+    socmap_version: str = ""
+
+    @property
+    def band_names(self) -> list[str]:
+        """Covariates the model reads."""
+        return self.spec.band_names
+
+    @property
+    def depth_set(self) -> DepthSet | None:
+        """Depth set it was trained for, if recorded."""
+        d = self.metadata.get("depth_set")
+        if not isinstance(d, Mapping):
+            return None
+        try:
+            return DepthSet.model_validate(d)
+        except ValueError as exc:
+            raise BundleError(
+                f"bundle {str(self.path)!r} has an invalid depth_set {d!r}; re-save it"
+            ) from exc
+
+    def check_bands(self, available: Iterable[str]) -> None:
+        """Raise :class:`~socmap.errors.BandMismatch` naming the model's bands not available.
+
+        Examples
+        --------
+        >>> spec = FeatureSpec(groups={"climate": ("t", "p")}, mean={"t": 0, "p": 0},
+        ...                    std={"t": 1, "p": 1})
+        >>> cfg = NetworkConfig.from_spec(spec)
+        >>> Bundle(SocNet(cfg), spec, cfg).check_bands(["t", "p", "elev"])
+        """
+        have = set(available)
+        missing = [b for b in self.spec.band_names if b not in have]
+        if missing:
+            where = f" {str(self.path)!r}" if self.path else ""
+            raise BandMismatch(
+                f"the cube lacks bands {missing!r} that model{where} needs; add them to the "
+                "catalog, or fine-tune with the bands you have"
+            )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, DepthSet):
+        return {"name": value.name, "intervals": [list(i) for i in value.intervals]}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_bundle(
+    path: str | os.PathLike[str],
+    model: SocNet,
+    spec: FeatureSpec,
+    config: NetworkConfig | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    *,
+    overwrite: bool = True,
+) -> Path:
+    """Write a model bundle directory atomically.
+
+    Parameters
+    ----------
+    path
+        Bundle directory to create.
+    model
+        The network.
+    spec
+        Its fitted feature spec.
+    config
+        Its architecture (default ``model.config``; must equal it).
+    metadata
+        JSON-serialisable entries such as ``depth_set`` (a name or a
+        :class:`~socmap.catalog.DepthSet`), ``training_fingerprint`` (:func:`fingerprint`),
+        ``cv_metrics``, ``calibration``, ``aoa``. NumPy values are converted.
+    overwrite
+        Replace an existing bundle (otherwise :class:`~socmap.errors.OutputExists`).
+
+    Returns
+    -------
+    pathlib.Path
+        The bundle directory.
+
+    Raises
+    ------
+    BundleError
+        If config, spec and model disagree, the spec is unfitted or metadata is not JSON.
+    """
+    dest = Path(path)
+    config = model.config if config is None else config
+    if config != model.config:
+        raise BundleError(
+            f"config {config!r} differs from the model's own {model.config!r}; "
+            "pass config=None to save the model's config"
+        )
+    if not spec.is_fitted:
+        raise BundleError("the feature spec is not fitted; call spec.fit(table) before saving")
+    try:
+        config.check_spec(spec)
+    except BandMismatch as exc:
+        raise BundleError(str(exc)) from None
+    meta = dict(metadata or {})
+    if isinstance(meta.get("depth_set"), str):
+        from socmap.catalog import get_depth_set
+
+        meta["depth_set"] = get_depth_set(meta["depth_set"])
+    try:
+        meta_json = json.loads(json.dumps(meta, default=_jsonable, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise BundleError(
+            f"bundle metadata must be JSON-serialisable without NaN ({exc}); "
+            "convert those entries to plain numbers, strings, lists or dicts"
+        ) from None
+    from socmap import __version__
+
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    with atomic_path(dest, overwrite=overwrite) as tmp:
+        tmp.mkdir(parents=True)
+        save_file(tensors, str(tmp / WEIGHTS))
+        doc = {
+            "format": BUNDLE_FORMAT,
+            "socmap_version": __version__,
+            "target_transform": spec.target,
+            "units": spec.units,
+            "network": config.to_dict(),
+            "features": spec.to_dict(),
+            "weights": {
+                "file": WEIGHTS,
+                "sha256": _sha256(tmp / WEIGHTS),
+                "tensors": {k: list(v.shape) for k, v in tensors.items()},
+            },
+            "metadata": meta_json,
+        }
+        (tmp / MODEL_JSON).write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
+    return dest
+
+
+def load_bundle(path: str | os.PathLike[str]) -> Bundle:
+    """Load a model bundle written by :func:`save_bundle`.
+
+    The weights file's SHA-256 is checked against ``model.json`` and every tensor must
+    match the architecture by name and shape.
+
+    Raises
+    ------
+    InputNotFound
+        If the directory does not exist.
+    BundleError
+        On a missing or corrupt ``model.json`` or weights file, missing keys, or weights that
+        do not fit the recorded architecture.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise InputNotFound(
+            f"model bundle {str(root)!r} does not exist; check the path or train one first"
+        )
+    where = f"model bundle {str(root)!r}"
+    fix = "re-save it with socmap.model.save_bundle"
+    meta_path = root / MODEL_JSON
+    if not meta_path.is_file():
+        raise BundleError(f"{where} has no {MODEL_JSON}; {fix}")
+    try:
+        doc = json.loads(meta_path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{where}: {MODEL_JSON} is not valid JSON ({exc}); {fix}") from None
+    if not isinstance(doc, dict):
+        raise BundleError(f"{where}: {MODEL_JSON} must hold a JSON object; {fix}")
+    if doc.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"{where}: format {doc.get('format')!r} is not {BUNDLE_FORMAT!r}; {fix}")
+    missing = [k for k in ("network", "features", "weights") if k not in doc]
+    if missing:
+        raise BundleError(f"{where}: {MODEL_JSON} lacks keys {missing!r}; {fix}")
+    try:
+        config = NetworkConfig.from_dict(doc["network"])
+        spec = FeatureSpec.from_dict(doc["features"])
+        config.check_spec(spec)
+    except SocmapError as exc:
+        raise BundleError(f"{where}: {exc}; {fix}") from None
+    weights_path = root / WEIGHTS
+    if not weights_path.is_file():
+        raise BundleError(f"{where} has no {WEIGHTS}; {fix}")
+    expected = doc["weights"].get("sha256") if isinstance(doc["weights"], Mapping) else None
+    actual = _sha256(weights_path)
+    if expected != actual:
+        raise BundleError(
+            f"{where}: {WEIGHTS} has SHA-256 {actual!r} but {MODEL_JSON} records {expected!r} "
+            f"(corrupt or replaced file); {fix}"
+        )
+    try:
+        tensors = load_file(str(weights_path))
+    except Exception as exc:  # safetensors raises its own error types on a corrupt header
+        raise BundleError(f"{where}: cannot read {WEIGHTS} ({exc}); {fix}") from None
+    model = SocNet(config)
+    wanted = model.state_dict()
+    absent = sorted(set(wanted) - set(tensors))
+    extra = sorted(set(tensors) - set(wanted))
+    shapes = {
+        k: (tuple(tensors[k].shape), tuple(v.shape))
+        for k, v in wanted.items()
+        if k in tensors and (tensors[k].shape != v.shape or tensors[k].dtype != v.dtype)
+    }
+    if absent or extra or shapes:
+        raise BundleError(
+            f"{where}: weights do not match the architecture (missing {absent!r}, unexpected "
+            f"{extra!r}, shape/dtype mismatch {shapes!r}); {fix}"
+        )
+    model.load_state_dict(tensors, strict=True)
+    model.eval()
+    metadata = doc.get("metadata") or {}
+    return Bundle(
+        model=model,
+        spec=spec,
+        config=config,
+        metadata=dict(metadata),
+        path=root,
+        socmap_version=str(doc.get("socmap_version", "")),
+    )
+
+
+def fingerprint(table: pd.DataFrame) -> str:
+    """SHA-256 of a canonical CSV of ``table`` (columns sorted by name, rows as given).
+
+    Floats are written with round-trip precision, so any change of value, row order, column
+    set or missingness changes the fingerprint; column order does not.
+
+    Examples
+    --------
+    >>> a = pd.DataFrame({"x": [1.0, 2.0], "soc_g_kg": [10.0, float("nan")]})
+    >>> fingerprint(a) == fingerprint(a[["soc_g_kg", "x"]])
+    True
+    >>> fingerprint(a).startswith("sha256:")
+    True
+    """
+    canon = table[sorted(table.columns, key=str)]
+    text = canon.to_csv(index=False, lineterminator="\n", na_rep="NA")
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -1,0 +1,487 @@
+"""Training loop with early stopping, and Monte Carlo dropout prediction.
+
+:func:`fit` trains a :class:`~socmap.model.network.SocNet` on explicit train/validation
+row indices (choose them with a spatial splitter; early stopping must never see the test
+fold). It is deterministic for a seed: weights, batch order and dropout masks all derive
+from ``TrainConfig.seed``, and the caller's global torch RNG state is restored afterwards.
+Fine-tuning strategies are built from two hooks: ``trainable`` (which parameters move) and
+``l2sp_alpha`` (an L2 pull towards the starting weights).
+
+:func:`predict` runs ``mc_passes`` dropout passes per batch, computing the deterministic
+trunk once and repeating only the head.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import math
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from statistics import NormalDist
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from socmap._progress import track
+from socmap.errors import ConfigError, ProfileValidationError
+from socmap.model.features import Encoded
+from socmap.model.network import SocNet, mc_dropout
+
+__all__ = ["History", "Prediction", "TrainConfig", "fit", "predict"]
+
+ARRAY_KEYS = ("cont", "mask", "cat", "depth", "target")
+Arrays = Encoded | Mapping[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings for :func:`fit`.
+
+    Parameters
+    ----------
+    max_epochs
+        Upper limit on epochs.
+    batch_size
+        Rows per gradient step.
+    lr, weight_decay
+        Adam learning rate and (L2) weight decay.
+    patience
+        Stop after this many consecutive epochs (at least one) without a validation-loss
+        improvement above ``min_delta``; the best epoch's weights are restored.
+    min_delta
+        Smallest decrease of the validation loss that counts as an improvement.
+    loss
+        ``"gaussian_nll"`` (mean and log-variance, constant dropped) or ``"mse"`` (mean
+        only: the log-variance output is then not trained; predict with ``aleatoric=False``).
+    seed
+        Seeds batch order and dropout masks.
+
+    Examples
+    --------
+    >>> TrainConfig.from_dict(TrainConfig(max_epochs=5).to_dict()).max_epochs
+    5
+    """
+
+    max_epochs: int = 200
+    batch_size: int = 512
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 20
+    min_delta: float = 0.0
+    loss: Literal["gaussian_nll", "mse"] = "gaussian_nll"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        ints = {"max_epochs": self.max_epochs, "batch_size": self.batch_size}
+        bad: dict[str, Any] = {k: v for k, v in ints.items() if int(v) < 1}
+        if self.patience < 0:
+            bad["patience"] = self.patience
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            bad["lr"] = self.lr
+        if self.weight_decay < 0:
+            bad["weight_decay"] = self.weight_decay
+        if self.min_delta < 0:
+            bad["min_delta"] = self.min_delta
+        if bad:
+            raise ConfigError(
+                f"invalid training settings {bad!r}; epochs, batch size and lr must be positive, "
+                "patience, weight decay and min_delta non-negative"
+            )
+        if self.loss not in ("gaussian_nll", "mse"):
+            raise ConfigError(f"loss {self.loss!r} is not supported; use 'gaussian_nll' or 'mse'")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        keys = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - keys)
+        if unknown:
+            raise ConfigError(
+                f"training config has unknown keys {unknown!r}; allowed: {sorted(keys)!r}"
+            )
+        return cls(**dict(data))
+
+
+@dataclass
+class History:
+    """What happened during :func:`fit`.
+
+    Attributes
+    ----------
+    train_loss, val_loss
+        Mean loss per epoch (training loss without the L2-SP term; the validation loss is
+        NaN when there are no validation rows).
+    best_epoch
+        Zero-based epoch whose weights the model holds after fitting.
+    best_val_loss
+        Validation loss at ``best_epoch`` (NaN without validation rows).
+    stopped_early
+        Whether patience ran out before ``max_epochs``.
+    n_train, n_val, n_trainable
+        Rows used, and trainable parameters.
+    """
+
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    best_epoch: int = -1
+    best_val_loss: float = math.nan
+    stopped_early: bool = False
+    n_train: int = 0
+    n_val: int = 0
+    n_trainable: int = 0
+    config: TrainConfig = field(default_factory=TrainConfig)
+    l2sp_alpha: float = 0.0
+
+    @property
+    def epochs_run(self) -> int:
+        """Number of epochs trained."""
+        return len(self.train_loss)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly summary (NaN becomes None) for a bundle's metadata."""
+
+        def clean(v: float) -> float | None:
+            return None if math.isnan(v) else float(v)
+
+        return {
+            "train_loss": [clean(v) for v in self.train_loss],
+            "val_loss": [clean(v) for v in self.val_loss],
+            "best_epoch": self.best_epoch,
+            "best_val_loss": clean(self.best_val_loss),
+            "stopped_early": self.stopped_early,
+            "epochs_run": self.epochs_run,
+            "n_train": self.n_train,
+            "n_val": self.n_val,
+            "n_trainable": self.n_trainable,
+            "config": self.config.to_dict(),
+            "l2sp_alpha": self.l2sp_alpha,
+        }
+
+
+def _tensors(data: Arrays) -> dict[str, Tensor]:
+    if isinstance(data, Encoded):
+        arrays = {k: getattr(data, k) for k in ARRAY_KEYS}
+    else:
+        absent = [k for k in ARRAY_KEYS if k not in data and k != "target"]
+        if absent:
+            raise ConfigError(
+                f"input arrays lack {absent!r}; pass an Encoded or a mapping with {ARRAY_KEYS!r}"
+            )
+        arrays = dict(data)
+        if "target" not in arrays:
+            arrays["target"] = np.full(len(arrays["cont"]), np.nan, dtype=np.float32)
+    out = {
+        k: torch.from_numpy(np.ascontiguousarray(arrays[k], dtype=np.float32))
+        for k in ("cont", "mask", "depth", "target")
+    }
+    out["cat"] = torch.from_numpy(np.ascontiguousarray(arrays["cat"], dtype=np.int64))
+    n = {k: int(v.shape[0]) for k, v in out.items()}
+    if len(set(n.values())) != 1:
+        raise ConfigError(f"input arrays have different row counts {n!r}; encode one table")
+    return out
+
+
+def _check_index(idx: Any, n: int, what: str, tensors: Mapping[str, Tensor]) -> np.ndarray:
+    arr = np.asarray([] if idx is None else idx)
+    if arr.dtype == bool:
+        if arr.shape != (n,):
+            raise ConfigError(f"{what} mask has shape {arr.shape!r}; need ({n},)")
+        arr = np.flatnonzero(arr)
+    if arr.size and (not np.issubdtype(arr.dtype, np.integer) or arr.min() < 0 or arr.max() >= n):
+        raise ConfigError(
+            f"{what} must be integer row indices in [0, {n}); got dtype {arr.dtype!s}, "
+            f"range {(arr.min(), arr.max())!r}"
+        )
+    arr = arr.astype(np.int64)
+    y = tensors["target"].numpy()[arr]
+    bad = ~np.isfinite(y)
+    if bad.any():
+        raise ProfileValidationError(
+            f"{int(bad.sum())} {what} rows have no finite target (first row {int(arr[bad][0])}); "
+            "select rows with SOC for training and validation"
+        )
+    return arr
+
+
+def _loss(mean: Tensor, logvar: Tensor, y: Tensor, kind: str) -> Tensor:
+    if kind == "mse":
+        return ((y - mean) ** 2).mean()
+    # Gaussian negative log-likelihood without the constant 0.5 * log(2 pi).
+    return 0.5 * (logvar + (y - mean) ** 2 * torch.exp(-logvar)).mean()
+
+
+def _batches(idx: np.ndarray, size: int) -> Iterator[np.ndarray]:
+    for start in range(0, len(idx), size):
+        yield idx[start : start + size]
+
+
+def _inputs(t: Mapping[str, Tensor], b: np.ndarray) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    i = torch.from_numpy(b)
+    return t["cont"][i], t["mask"][i], t["cat"][i], t["depth"][i]
+
+
+def _evaluate(model: SocNet, t: Mapping[str, Tensor], idx: np.ndarray, kind: str) -> float:
+    if idx.size == 0:
+        return math.nan
+    total = 0.0
+    with torch.no_grad():
+        for b in _batches(idx, 8192):
+            mean, logvar = model(*_inputs(t, b))
+            total += float(_loss(mean, logvar, t["target"][torch.from_numpy(b)], kind)) * len(b)
+    return total / idx.size
+
+
+def fit(
+    model: SocNet,
+    data: Arrays,
+    train_idx: Any,
+    val_idx: Any,
+    config: TrainConfig | None = None,
+    *,
+    trainable: Callable[[str], bool] | None = None,
+    l2sp_alpha: float = 0.0,
+    progress: bool = True,
+) -> History:
+    """Train ``model`` in place with Adam and early stopping on the validation loss.
+
+    Parameters
+    ----------
+    model
+        The network; it ends in eval mode holding the best epoch's weights.
+    data
+        An :class:`~socmap.model.features.Encoded`, or a mapping with ``cont``, ``mask``,
+        ``cat``, ``depth`` and ``target`` arrays.
+    train_idx, val_idx
+        Row indices (or boolean masks) for training and for early stopping; they must be
+        disjoint and every row must have a finite target. An empty ``val_idx`` trains for
+        ``max_epochs`` and keeps the last weights.
+    config
+        Optimisation settings (default :class:`TrainConfig`).
+    trainable
+        ``name -> bool`` over ``model.named_parameters()``; parameters for which it returns
+        False are frozen (e.g. ``lambda n: n.startswith("head")``). Default: all train.
+    l2sp_alpha
+        Weight of the L2-SP penalty ``alpha * sum ||w - w0||^2`` over the trainable
+        parameters, ``w0`` being their values when ``fit`` starts.
+    progress
+        Show a progress bar over epochs.
+
+    Returns
+    -------
+    History
+
+    Raises
+    ------
+    ConfigError
+        On bad indices, overlapping train/validation rows, or nothing to train.
+    ProfileValidationError
+        If a selected row has no finite target.
+    """
+    cfg = config or TrainConfig()
+    if not (l2sp_alpha >= 0 and math.isfinite(l2sp_alpha)):
+        raise ConfigError(f"l2sp_alpha must be a finite number >= 0; got {l2sp_alpha!r}")
+    t = _tensors(data)
+    n = int(t["cont"].shape[0])
+    tr = _check_index(train_idx, n, "train_idx", t)
+    va = _check_index(val_idx, n, "val_idx", t)
+    if tr.size == 0:
+        raise ConfigError("train_idx is empty; pass the rows to train on")
+    overlap = np.intersect1d(tr, va)
+    if overlap.size:
+        raise ConfigError(
+            f"{overlap.size} rows are in both train_idx and val_idx (first {int(overlap[0])}); "
+            "early stopping must use held-out rows"
+        )
+    named = list(model.named_parameters())
+    saved_flags = {name: p.requires_grad for name, p in named}
+    chosen = [(name, p) for name, p in named if trainable is None or trainable(name)]
+    if not chosen:
+        raise ConfigError("trainable() selected no parameters; nothing would be trained")
+    history = History(
+        n_train=int(tr.size),
+        n_val=int(va.size),
+        n_trainable=sum(p.numel() for _, p in chosen),
+        config=cfg,
+        l2sp_alpha=float(l2sp_alpha),
+    )
+    chosen_names = {name for name, _ in chosen}
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        for name, p in named:
+            p.requires_grad_(name in chosen_names)
+        params = [p for _, p in chosen]
+        anchor = [p.detach().clone() for p in params] if l2sp_alpha > 0 else []
+        optimiser = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        torch.use_deterministic_algorithms(True)
+        rng = np.random.default_rng(cfg.seed)
+        best_state = copy.deepcopy(model.state_dict())
+        best = math.inf
+        stale = 0
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            epochs = range(cfg.max_epochs)
+            for epoch in track(epochs, "training") if progress else epochs:
+                model.train()
+                total = 0.0
+                for b in _batches(tr[rng.permutation(tr.size)], cfg.batch_size):
+                    mean, logvar = model(*_inputs(t, b))
+                    loss = _loss(mean, logvar, t["target"][torch.from_numpy(b)], cfg.loss)
+                    objective = loss
+                    if anchor:
+                        pull = sum(
+                            ((p - a) ** 2).sum() for p, a in zip(params, anchor, strict=True)
+                        )
+                        objective = loss + l2sp_alpha * pull
+                    optimiser.zero_grad(set_to_none=True)
+                    objective.backward()
+                    optimiser.step()
+                    total += float(loss.detach()) * len(b)
+                history.train_loss.append(total / tr.size)
+                model.eval()
+                val = _evaluate(model, t, va, cfg.loss)
+                history.val_loss.append(val)
+                if va.size == 0:
+                    history.best_epoch = epoch
+                    continue
+                if val < best - cfg.min_delta:
+                    best, stale = val, 0
+                    history.best_epoch, history.best_val_loss = epoch, val
+                    best_state = copy.deepcopy(model.state_dict())
+                else:
+                    stale += 1
+                    if stale >= max(cfg.patience, 1):
+                        history.stopped_early = True
+                        break
+        if va.size:
+            model.load_state_dict(best_state)
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
+        for name, p in named:
+            p.requires_grad_(saved_flags[name])
+        model.eval()
+    return history
+
+
+@dataclass(frozen=True, eq=False)
+class Prediction:
+    """Monte Carlo dropout prediction, in log1p(SOC g/kg) space and back-transformed.
+
+    Attributes
+    ----------
+    mean
+        Mean over passes of the predicted log1p SOC.
+    sd
+        Total SD: ``sqrt(sd_epistemic**2 + sd_aleatoric**2)``.
+    sd_epistemic
+        SD of the pass means (population SD over passes; 0 for one pass).
+    sd_aleatoric
+        ``sqrt`` of the mean over passes of ``exp(logvar)`` (0 when not requested).
+    median_g_kg
+        ``expm1(mean)``: the median SOC in g/kg if log1p SOC is symmetric.
+    mc_passes
+        Number of passes.
+    """
+
+    mean: np.ndarray
+    sd: np.ndarray
+    sd_epistemic: np.ndarray
+    sd_aleatoric: np.ndarray
+    median_g_kg: np.ndarray
+    mc_passes: int
+
+    def quantile_g_kg(self, q: float) -> np.ndarray:
+        """SOC quantile in g/kg assuming log1p SOC ~ Normal(mean, sd) (before calibration).
+
+        Examples
+        --------
+        >>> z = np.zeros(1)
+        >>> p = Prediction(z, z + 1, z, z + 1, np.expm1(z), 1)
+        >>> bool(np.isclose(p.quantile_g_kg(0.5)[0], 0.0))
+        True
+        """
+        if not 0 < q < 1:
+            raise ConfigError(f"quantile q must be in (0, 1); got {q!r}")
+        z = NormalDist().inv_cdf(q)
+        return np.asarray(np.expm1(self.mean + z * self.sd))
+
+
+def predict(
+    model: SocNet,
+    encoded: Arrays,
+    mc_passes: int = 32,
+    seed: int = 0,
+    batch_size: int = 4096,
+    *,
+    dropout: bool = True,
+    aleatoric: bool = True,
+) -> Prediction:
+    """Predict with Monte Carlo dropout, computing the trunk once per batch.
+
+    Parameters
+    ----------
+    model
+        The network (its train/eval flags are restored afterwards).
+    encoded
+        Inputs, as for :func:`fit` (``target`` is ignored).
+    mc_passes
+        Dropout passes (T). Epistemic variance is the variance of the T pass means.
+    seed
+        Seeds the dropout masks (the global torch RNG state is restored afterwards).
+    batch_size
+        Rows per trunk evaluation; masks depend on it, so keep it fixed for reproducibility.
+    dropout
+        False runs the head in eval mode (every pass then gives the same answer).
+    aleatoric
+        Add the mean predicted variance ``exp(logvar)``; set False for an ``"mse"`` model.
+
+    Returns
+    -------
+    Prediction
+    """
+    if int(mc_passes) < 1 or int(batch_size) < 1:
+        raise ConfigError(
+            f"mc_passes and batch_size must be >= 1; got {mc_passes!r}, {batch_size!r}"
+        )
+    t = _tensors(encoded)
+    n = int(t["cont"].shape[0])
+    mean = np.empty(n)
+    var_e = np.empty(n)
+    var_a = np.zeros(n)
+    saved = {m: m.training for m in model.modules()}
+    try:
+        with torch.random.fork_rng(devices=[]), torch.inference_mode():
+            torch.manual_seed(seed)
+            model.eval()
+            with mc_dropout(model) if dropout else contextlib.nullcontext():
+                for b in _batches(np.arange(n), int(batch_size)):
+                    h = model.trunk(*_inputs(t, b))
+                    means = np.empty((int(mc_passes), len(b)))
+                    alea = np.zeros(len(b))
+                    for p in range(int(mc_passes)):
+                        m, lv = model.head(h)
+                        means[p] = m.numpy()
+                        if aleatoric:
+                            alea += np.exp(lv.numpy().astype(np.float64))
+                    mean[b] = means.mean(axis=0)
+                    var_e[b] = means.var(axis=0)
+                    var_a[b] = alea / int(mc_passes)
+    finally:
+        for mod, flag in saved.items():
+            mod.train(flag)
+    sd_e, sd_a = np.sqrt(var_e), np.sqrt(var_a)
+    return Prediction(
+        mean=mean,
+        sd=np.sqrt(var_e + var_a),
+        sd_epistemic=sd_e,
+        sd_aleatoric=sd_a,
+        median_g_kg=np.expm1(mean),
+        mc_passes=int(mc_passes),
+    )

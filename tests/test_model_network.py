@@ -1,0 +1,155 @@
+import json
+
+import pytest
+import torch
+
+from socmap.catalog import load_catalog
+from socmap.errors import BandMismatch, ConfigError
+from socmap.model.features import FeatureSpec
+from socmap.model.network import NetworkConfig, SocNet, mc_dropout
+
+SMALL = {"enc_dim": 4, "emb_dim": 2, "fusion_dim": 8, "depth_dim": 4, "head": (16, 8)}
+
+
+def small_config(**kw):
+    return NetworkConfig(groups={"climate": 2, "terrain": 1}, vocab_sizes={"lc": 4}, **SMALL, **kw)
+
+
+def inputs(n=32, n_cont=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    cont = torch.randn(n, n_cont, generator=g)
+    mask = (torch.rand(n, n_cont, generator=g) < 0.2).float()
+    cont = cont * (1 - mask)
+    cat = torch.randint(0, 4, (n, 1), generator=g)
+    depth = torch.rand(n, 3, generator=g)
+    return cont, mask, cat, depth
+
+
+def test_config_json_round_trip_and_validation():
+    cfg = small_config(target_shift=2.5, target_scale=0.8)
+    assert NetworkConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ConfigError, match="unknown keys"):
+        NetworkConfig.from_dict({**cfg.to_dict(), "layers": 3})
+    with pytest.raises(ConfigError, match=r"dropout \(0\.2,\)"):
+        small_config(dropout=(0.2,))
+    with pytest.raises(ConfigError, match="logvar_range"):
+        small_config(logvar_range=(3.0, -3.0))
+    with pytest.raises(ConfigError, match="at least one"):
+        NetworkConfig(groups={})
+
+
+def test_default_size_on_global_covariates_is_gsoilcpm_scale():
+    spec = FeatureSpec.from_catalog(load_catalog("global_10arcmin"))
+    cfg = NetworkConfig.from_spec(spec)
+    net = SocNet(cfg)
+    enc = (4 * 16 + 16) * 2 + (2 * 16 + 16)  # climate, terrain: [2 values, 2 masks]; vegetation
+    emb = (21 + 9) * 4
+    fusion = (3 * 16 + 2 * 4) * 128 + 128
+    depth = (3 * 16 + 16) + (16 * 256 + 256)
+    head = (128 * 256 + 256) + (256 * 128 + 128) + (128 * 2 + 2)
+    assert net.count_parameters() == enc + emb + fusion + depth + head
+    # GSoilCPM reports ~88k parameters; ours is of the same order.
+    assert 60_000 < net.count_parameters() < 120_000
+
+
+def test_forward_is_trunk_then_head_and_logvar_is_clamped():
+    cfg = small_config(logvar_range=(-1.0, 0.5))
+    net = SocNet(cfg).eval()
+    x = inputs()
+    mean, logvar = net(*x)
+    assert mean.shape == logvar.shape == (32,)
+    m2, lv2 = net.head(net.trunk(*x))
+    assert torch.equal(mean, m2) and torch.equal(logvar, lv2)
+    with torch.no_grad():
+        net.out.bias[1] = 100.0
+    assert torch.all(net(*x)[1] == 0.5)
+    with torch.no_grad():
+        net.out.bias[1] = -100.0
+    assert torch.all(net(*x)[1] == -1.0)
+
+
+def test_output_scaling_uses_target_statistics():
+    a = SocNet(small_config()).eval()
+    b = SocNet(small_config(target_shift=2.0, target_scale=3.0)).eval()
+    x = inputs()
+    ma, la = a(*x)
+    mb, lb = b(*x)
+    torch.testing.assert_close(mb, 2.0 + 3.0 * ma)
+    torch.testing.assert_close(lb, la + 2 * torch.log(torch.tensor(3.0)))
+
+
+def test_missing_indicator_reaches_the_network():
+    net = SocNet(small_config()).eval()
+    cont, mask, cat, depth = inputs()
+    flipped = mask.clone()
+    flipped[:, 0] = 1 - flipped[:, 0]
+    assert not torch.equal(net(cont, mask, cat, depth)[0], net(cont, flipped, cat, depth)[0])
+
+
+def test_depth_conditioning_changes_the_output():
+    net = SocNet(small_config()).eval()
+    cont, mask, cat, depth = inputs()
+    assert not torch.equal(net(cont, mask, cat, depth)[0], net(cont, mask, cat, depth + 0.5)[0])
+
+
+def test_wrong_input_width_raises_band_mismatch():
+    net = SocNet(small_config())
+    cont, mask, cat, depth = inputs(n_cont=4)
+    with pytest.raises(BandMismatch, match="expects 3 columns"):
+        net(cont, mask, cat, depth)
+
+
+def test_init_is_seeded_and_leaves_global_rng_alone():
+    state = torch.random.get_rng_state()
+    a, b, c = SocNet(small_config(), seed=1), SocNet(small_config(), seed=1), SocNet(small_config())
+    assert torch.equal(torch.random.get_rng_state(), state)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not torch.equal(sa["fusion.weight"], sc["fusion.weight"])
+
+
+def test_add_group_leaves_outputs_bit_for_bit_unchanged():
+    net = SocNet(small_config()).eval()
+    cont, mask, cat, depth = inputs(n=64)
+    before = net(cont, mask, cat, depth)
+    n_params = net.count_parameters()
+    net.add_group("regional", 2, seed=5)
+    assert net.config.added_groups == {"regional": 2}
+    assert net.config.n_continuous == 5
+    assert net.count_parameters() == n_params + (4 * 4 + 4) + 4 * 8
+    extra = torch.randn(64, 2, generator=torch.Generator().manual_seed(9)) * 10
+    extra_mask = torch.zeros(64, 2)
+    after = net(torch.cat([cont, extra], 1), torch.cat([mask, extra_mask], 1), cat, depth)
+    assert torch.equal(before[0], after[0]) and torch.equal(before[1], after[1])
+    # ... and the new group can learn: the zero adapter gets a gradient.
+    net.train()
+    mean, _ = net(torch.cat([cont, extra], 1), torch.cat([mask, extra_mask], 1), cat, depth)
+    mean.sum().backward()
+    assert net.adapters[0].weight.grad is not None
+    assert net.adapters[0].weight.grad.abs().sum() > 0
+    with pytest.raises(BandMismatch, match="already exists"):
+        net.add_group("climate", 1)
+
+
+def test_added_group_survives_config_rebuild():
+    net = SocNet(small_config())
+    net.add_group("regional", 2)
+    rebuilt = SocNet(NetworkConfig.from_dict(net.config.to_dict()))
+    assert rebuilt.state_dict().keys() == net.state_dict().keys()
+    rebuilt.load_state_dict(net.state_dict())
+
+
+def test_mc_dropout_flips_only_dropout_modules_and_restores():
+    net = SocNet(small_config()).train()
+    net.head_in.train(False)  # an odd starting state must come back as it was
+    before = {name: m.training for name, m in net.named_modules()}
+    with mc_dropout(net):
+        for m in net.modules():
+            assert m.training == isinstance(m, torch.nn.Dropout)
+        h = net.trunk(*inputs())
+        a, b = net.head(h)[0], net.head(h)[0]
+        assert not torch.equal(a, b)
+    assert {name: m.training for name, m in net.named_modules()} == before
+    net.eval()
+    h = net.trunk(*inputs())
+    assert torch.equal(net.head(h)[0], net.head(h)[0])
