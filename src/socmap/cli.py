@@ -268,6 +268,143 @@ def extract_cmd(
     out.print(f"sampled {len(result.bands)} bands at sites ({counts}); wrote {out_path}")
 
 
+# --------------------------------------------------------------------------- pretrain
+def _parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4:
+        raise typer.BadParameter(
+            f"--exclude-bbox {text!r} must be minlon,minlat,maxlon,maxlat, "
+            "e.g. 149.2,-30.6,150.1,-29.8"
+        )
+    return values[0], values[1], values[2], values[3]
+
+
+@app.command("pretrain")
+def pretrain_cmd(
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="Bundle directory to write.")],
+    depths: Annotated[str, typer.Option(help="Depth set; every interval is trained.")] = (
+        "globalsoilmap"
+    ),
+    folds: Annotated[int, typer.Option(help="Spatial CV folds.")] = 10,
+    block_size: Annotated[float, typer.Option(help="CV block size in degrees.")] = 5.0,
+    exclude_bbox: Annotated[
+        str | None, typer.Option(help="Leave out minlon,minlat,maxlon,maxlat (a target region).")
+    ] = None,
+    exclude_region: Annotated[
+        str | None, typer.Option(help="Leave out a built-in region or grid file, e.g. edgeroi.")
+    ] = None,
+    sources: Annotated[
+        list[str] | None,
+        typer.Option("--sources", help="Keep only these source_db patterns (repeatable)."),
+    ] = None,
+    commercial_only: Annotated[
+        bool, typer.Option(help="Keep only sources whose licence allows commercial use.")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Seed of every random step.")] = 0,
+    max_epochs: Annotated[int | None, typer.Option(help="Cap on training epochs.")] = None,
+    mc_passes: Annotated[int, typer.Option(help="MC dropout passes for CV predictions.")] = 32,
+    cv: Annotated[bool, typer.Option(help="Run the spatial CV (and calibration).")] = True,
+) -> None:
+    """Pretrain the global network on the embedded global table, with 5-degree block CV.
+
+    Example: [bold]socmap pretrain --out global.socmap --exclude-region edgeroi --seed 0[/bold]
+    """
+    from socmap.model.pretrain import pretrain, region_bbox_lonlat
+
+    bbox = _parse_bbox(exclude_bbox)
+    if exclude_region is not None:
+        if bbox is not None:
+            raise typer.BadParameter("give --exclude-bbox or --exclude-region, not both")
+        bbox = region_bbox_lonlat(exclude_region)
+    result = pretrain(
+        out_path,
+        depths=depths,
+        folds=folds,
+        block_size_deg=block_size,
+        seed=seed,
+        sources=sources,
+        commercial_only=commercial_only,
+        exclude_bbox=bbox,
+        train={"max_epochs": max_epochs} if max_epochs else None,
+        mc_passes=mc_passes,
+        cv=cv,
+    )
+    out.print(
+        f"pretrained on {result.counts['rows_with_target']} samples from "
+        f"{result.counts['profiles_read'] - result.counts.get('excluded_by_bbox', 0)} profiles"
+    )
+    if result.cv is not None:
+        _print_frame(result.cv.summary().round(3).reset_index(), "spatial CV (SOC g/kg)")
+    out.print(f"bundle: {result.bundle}")
+
+
+@app.command("finetune")
+def finetune_cmd(
+    bundle: Annotated[Path, typer.Argument(help="Pretrained bundle directory.")],
+    cube: Annotated[Path, typer.Option(help="The region's covariate cube (Zarr).")],
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="Fine-tuned bundle to write.")],
+    profiles_path: Annotated[
+        Path | None, typer.Option("--profiles", help="Profile table (see --format).")
+    ] = None,
+    fmt: FormatOpt = ProfileFormat.generic,
+    samples: SamplesOpt = None,
+    mapping: MapOpt = None,
+    crs: CrsOpt = None,
+    soc_units: UnitsOpt = "g/kg",
+    strategy: Annotated[str, typer.Option(help="full, freeze-encoders, head or l2sp.")] = "full",
+    depths: Annotated[str, typer.Option(help="Depth set of the targets.")] = "globalsoilmap",
+    max_depth: Annotated[
+        float | None, typer.Option(help="Use intervals whose top is above this depth (cm).")
+    ] = 100.0,
+    block_size: Annotated[
+        float, typer.Option(help="Early-stopping split block size, in the cube CRS units.")
+    ] = 2000.0,
+    seed: Annotated[int, typer.Option(help="Seed of every random step.")] = 0,
+) -> None:
+    """Fine-tune a pretrained bundle on a region's profiles and covariate cube.
+
+    Example: [bold]socmap finetune global.socmap --profiles x --format edgeroi
+    --cube edgeroi.zarr --strategy freeze-encoders --out edgeroi.socmap[/bold]
+    """
+    from socmap.cube import band_table, open_cube
+    from socmap.model.bundle import fingerprint
+    from socmap.model.transfer import FineTunedRegressor
+    from socmap.training import regional_training_table
+
+    table = _load_profiles(fmt, profiles_path, samples, mapping, crs, soc_units)
+    region = open_cube(cube)
+    data = regional_training_table(table, region, depths=depths, max_depth_cm=max_depth)
+    bands = band_table(region)
+    continuous = [str(b) for b in bands.loc[bands["kind"] == "continuous", "name"]]
+    est = FineTunedRegressor(
+        bundle,
+        strategy=strategy,
+        regional_bands=continuous,
+        block_size=block_size,
+        random_state=seed,
+    ).fit(data.table)
+    path = est.save(
+        out_path,
+        {
+            "parent_bundle": str(bundle),
+            "strategy": strategy,
+            "depth_set": depths,
+            "training_fingerprint": fingerprint(data.table),
+            "training_counts": data.counts,
+        },
+    )
+    out.print(
+        f"fine-tuned ({strategy}) on {data.counts['rows_with_target']} samples from "
+        f"{data.table['site_id'].nunique()} sites, {len(continuous)} regional covariates, "
+        f"{est.history_.epochs_run} epochs; bundle: {path}"
+    )
+
+
 # --------------------------------------------------------------------------- demo
 @app.command("demo")
 def demo_cmd(

@@ -69,7 +69,11 @@ class CVResult:
         """Wide table: one row per depth interval, one column per metric."""
         m = self.metrics[self.metrics["metric"].isin(metrics)]
         wide = m.pivot(index="depth", columns="metric", values="value")
-        return wide[[c for c in metrics if c in wide.columns]]
+        tops = self.oof.groupby("depth")["top_cm"].first()
+        order = [*tops.sort_values().index, "all"]
+        return wide.loc[
+            [d for d in order if d in wide.index], [c for c in metrics if c in wide.columns]
+        ]
 
 
 def _metrics(oof: pd.DataFrame, levels: Sequence[float]) -> pd.DataFrame:

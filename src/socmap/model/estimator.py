@@ -1,0 +1,132 @@
+"""The SOC network behind the scikit-learn interface used by the CV harness.
+
+:class:`SocNetRegressor` takes a training table (one row per site x depth interval), fits
+the feature spec on it, splits it spatially for early stopping (whole blocks and profiles,
+never the caller's test fold, which it never sees) and trains :class:`~socmap.model.SocNet`.
+``predict_log`` returns the MC-dropout mean and total sd of log1p(SOC g/kg).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils.validation import check_is_fitted
+
+from socmap.catalog import Catalog, load_catalog
+from socmap.errors import ProfileValidationError
+from socmap.model.bundle import save_bundle
+from socmap.model.features import FeatureSpec
+from socmap.model.network import NetworkConfig, SocNet
+from socmap.model.train import TrainConfig, fit, predict
+from socmap.validate.splitters import spatial_train_val_split
+
+__all__ = ["SocNetRegressor"]
+
+
+class SocNetRegressor(RegressorMixin, BaseEstimator):
+    """Train the SOC network on a table, with spatial early stopping.
+
+    Parameters
+    ----------
+    bands
+        Covariates and their kinds/groups: a catalog name or :class:`~socmap.catalog.Catalog`,
+        or a band table (``name, kind, group[, classes]``) as from
+        :func:`socmap.cube.band_table`.
+    network
+        Overrides of :class:`~socmap.model.NetworkConfig` (e.g. ``{"fusion_dim": 64}``).
+    train
+        Overrides of :class:`~socmap.model.TrainConfig` (``seed`` comes from
+        ``random_state``).
+    val_fraction
+        Share of the training rows held out, by whole spatial blocks, for early stopping.
+    block_size, units
+        Block size of that split (5 degrees by default, as for the global model).
+    mc_passes
+        Monte Carlo dropout passes in :meth:`predict_log`.
+    random_state
+        Seed of the split, the initialisation, the batches and the dropout masks.
+    progress
+        Show progress bars while training.
+    """
+
+    def __init__(
+        self,
+        bands: str | Catalog | pd.DataFrame = "global_10arcmin",
+        network: Mapping[str, Any] | None = None,
+        train: Mapping[str, Any] | None = None,
+        val_fraction: float = 0.2,
+        block_size: float = 5.0,
+        units: str = "auto",
+        mc_passes: int = 32,
+        random_state: int = 0,
+        progress: bool = False,
+    ) -> None:
+        self.bands = bands
+        self.network = network
+        self.train = train
+        self.val_fraction = val_fraction
+        self.block_size = block_size
+        self.units = units
+        self.mc_passes = mc_passes
+        self.random_state = random_state
+        self.progress = progress
+
+    def _unfitted_spec(self) -> FeatureSpec:
+        source = load_catalog(self.bands) if isinstance(self.bands, str) else self.bands
+        return FeatureSpec.from_catalog(source)
+
+    def fit(self, X: pd.DataFrame, y: Any = None) -> SocNetRegressor:
+        """Fit on the rows of ``X`` with a ``soc_g_kg`` value; ``y`` is ignored."""
+        if "soc_g_kg" not in X.columns:
+            raise ProfileValidationError("training table lacks the target column 'soc_g_kg'")
+        rows = X.loc[X["soc_g_kg"].notna()].reset_index(drop=True)
+        if len(rows) < 2:
+            raise ProfileValidationError(
+                f"only {len(rows)} rows have a SOC value; the network needs at least 2"
+            )
+        self.n_rows_without_target_ = len(X) - len(rows)
+        spec = self._unfitted_spec().fit(rows)
+        data = spec.encode(rows)
+        train_idx, val_idx = spatial_train_val_split(
+            rows,
+            groups=rows["site_id"].to_numpy(),
+            val_fraction=self.val_fraction,
+            block_size=self.block_size,
+            units=self.units,  # type: ignore[arg-type]
+            random_state=self.random_state,
+        )
+        config = NetworkConfig.from_spec(spec, **dict(self.network or {}))
+        model = SocNet(config, seed=self.random_state)
+        train_cfg = TrainConfig(**{**dict(self.train or {}), "seed": self.random_state})
+        self.history_ = fit(model, data, train_idx, val_idx, train_cfg, progress=self.progress)
+        self.spec_, self.config_, self.model_ = spec, config, model
+        self.train_config_ = train_cfg
+        return self
+
+    def predict_log(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """MC-dropout mean and total sd (epistemic + aleatoric) of log1p(SOC g/kg)."""
+        check_is_fitted(self, "model_")
+        pred = predict(
+            self.model_, self.spec_.encode(X), mc_passes=self.mc_passes, seed=self.random_state
+        )
+        return np.asarray(pred.mean, dtype=float), np.asarray(pred.sd, dtype=float)
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """SOC in g/kg (back-transformed mean of log1p SOC)."""
+        mean, _ = self.predict_log(X)
+        return np.expm1(mean)
+
+    def save(self, path: str | Path, metadata: Mapping[str, Any] | None = None) -> Path:
+        """Write the fitted network as a model bundle (see :func:`socmap.model.save_bundle`)."""
+        check_is_fitted(self, "model_")
+        meta = {
+            "train_config": self.train_config_.to_dict(),
+            "history": self.history_.to_dict(),
+            **dict(metadata or {}),
+        }
+        return save_bundle(path, self.model_, self.spec_, self.config_, meta)

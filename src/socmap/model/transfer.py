@@ -1,0 +1,171 @@
+"""Fine-tune a pretrained bundle on a region's cores (global-to-regional transfer).
+
+The pretrained network keeps its feature normalisation, so before the first step the
+fine-tuned model predicts exactly what the pretrained one does. Regional covariates that the
+global model lacks join as a new group whose contribution starts at exactly zero.
+
+Strategies (parameter names refer to :class:`~socmap.model.SocNet`):
+
+``full``
+    every weight trains.
+``freeze-encoders``
+    the pretrained covariate encoders and embeddings stay fixed; fusion, depth
+    conditioning, head and the new regional group train.
+``head``
+    only the head after the fused features (``head_in``, ``head_layers``, ``out``) and the new
+    regional group train.
+``l2sp``
+    every weight trains, with a penalty ``alpha * ||w - w_pretrained||^2`` (Li et al. 2018).
+
+Depth-wise, instance and automatic strategies build on these and come with the transfer
+benchmark.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from socmap.errors import BandMismatch, ConfigError, ProfileValidationError
+from socmap.model.bundle import load_bundle
+from socmap.model.estimator import SocNetRegressor
+from socmap.model.train import TrainConfig, fit
+from socmap.validate.splitters import spatial_train_val_split
+
+__all__ = ["FINETUNE_DEFAULTS", "REGIONAL_GROUP", "STRATEGIES", "FineTunedRegressor"]
+
+#: Name of the group regional covariates join as.
+REGIONAL_GROUP = "regional"
+#: Optimisation defaults for fine-tuning on few cores.
+FINETUNE_DEFAULTS: dict[str, Any] = {
+    "batch_size": 64,
+    "lr": 5e-4,
+    "max_epochs": 300,
+    "patience": 30,
+}
+
+_PRETRAINED_ENCODERS = ("encoders.", "embeddings.")
+_REGIONAL = ("added_encoders.", "adapters.")
+_HEAD = ("head_in.", "head_layers.", "out.")
+
+STRATEGIES: dict[str, Callable[[str], bool]] = {
+    "full": lambda name: True,
+    "l2sp": lambda name: True,
+    "freeze-encoders": lambda name: not name.startswith(_PRETRAINED_ENCODERS),
+    "head": lambda name: name.startswith(_HEAD + _REGIONAL),
+}
+
+
+class FineTunedRegressor(SocNetRegressor):
+    """Fine-tune a pretrained bundle on a regional training table.
+
+    Parameters
+    ----------
+    bundle
+        Pretrained bundle directory.
+    strategy
+        One of :data:`STRATEGIES`.
+    regional_bands
+        Continuous covariates the global model lacks, to join as a new group. Categorical
+        regional bands are not used by the network (they would need new embeddings).
+    l2sp_alpha
+        Strength of the L2-SP penalty (``strategy="l2sp"`` only).
+    train
+        Overrides of :data:`FINETUNE_DEFAULTS`.
+    val_fraction, block_size, units
+        Spatial split of the training rows for early stopping (e.g. 2000 m blocks).
+    mc_passes, random_state, progress
+        As in :class:`~socmap.model.estimator.SocNetRegressor`.
+    """
+
+    def __init__(
+        self,
+        bundle: str | Path = "",
+        strategy: str = "full",
+        regional_bands: Sequence[str] | None = None,
+        l2sp_alpha: float = 1e-3,
+        train: Mapping[str, Any] | None = None,
+        val_fraction: float = 0.2,
+        block_size: float = 2000.0,
+        units: str = "auto",
+        mc_passes: int = 32,
+        random_state: int = 0,
+        progress: bool = False,
+    ) -> None:
+        super().__init__(
+            bands="global_10arcmin",
+            network=None,
+            train=train,
+            val_fraction=val_fraction,
+            block_size=block_size,
+            units=units,
+            mc_passes=mc_passes,
+            random_state=random_state,
+            progress=progress,
+        )
+        self.bundle = bundle
+        self.strategy = strategy
+        self.regional_bands = regional_bands
+        self.l2sp_alpha = l2sp_alpha
+
+    def fit(self, X: pd.DataFrame, y: Any = None) -> FineTunedRegressor:
+        """Fine-tune on the rows of ``X`` with a SOC value; ``y`` is ignored."""
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(
+                f"unknown strategy {self.strategy!r}; choose one of {sorted(STRATEGIES)!r}"
+            )
+        if "soc_g_kg" not in X.columns:
+            raise ProfileValidationError("training table lacks the target column 'soc_g_kg'")
+        rows = X.loc[X["soc_g_kg"].notna()].reset_index(drop=True)
+        if len(rows) < 2:
+            raise ProfileValidationError(
+                f"only {len(rows)} rows have a SOC value; fine-tuning needs at least 2"
+            )
+        self.n_rows_without_target_ = len(X) - len(rows)
+        pretrained = load_bundle(self.bundle)
+        pretrained.check_bands(rows.columns)
+        spec, model = pretrained.spec, copy.deepcopy(pretrained.model)
+        regional = [b for b in (self.regional_bands or []) if b not in spec.band_names]
+        if regional:
+            missing = [b for b in regional if b not in rows.columns]
+            if missing:
+                raise BandMismatch(f"training table lacks regional bands {missing!r}")
+            spec = spec.add_group(REGIONAL_GROUP, regional, rows)
+            model.add_group(REGIONAL_GROUP, len(regional), seed=self.random_state)
+        data = spec.encode(rows)
+        train_idx, val_idx = spatial_train_val_split(
+            rows,
+            groups=rows["site_id"].to_numpy(),
+            val_fraction=self.val_fraction,
+            block_size=self.block_size,
+            units=self.units,  # type: ignore[arg-type]
+            random_state=self.random_state,
+        )
+        config = TrainConfig(
+            **{**FINETUNE_DEFAULTS, **dict(self.train or {}), "seed": self.random_state}
+        )
+        self.history_ = fit(
+            model,
+            data,
+            train_idx,
+            val_idx,
+            config,
+            trainable=STRATEGIES[self.strategy],
+            l2sp_alpha=self.l2sp_alpha if self.strategy == "l2sp" else 0.0,
+            progress=self.progress,
+        )
+        self.spec_, self.config_, self.model_ = spec, model.config, model
+        self.train_config_ = config
+        self.n_trainable_ = int(
+            sum(p.numel() for n, p in model.named_parameters() if STRATEGIES[self.strategy](n))
+        )
+        return self
+
+    @staticmethod
+    def strategies() -> list[str]:
+        """Names of the available strategies."""
+        return sorted(STRATEGIES)

@@ -1,0 +1,114 @@
+"""Global-to-regional transfer on a synthetic field with a regional shift."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from socmap.datasets import synthetic_soil_field
+from socmap.errors import BandMismatch, ConfigError
+from socmap.model import load_bundle
+from socmap.model.baselines import RegionalForest
+from socmap.model.estimator import SocNetRegressor
+from socmap.model.transfer import FineTunedRegressor
+
+BANDS = ["temperature", "precipitation", "elevation", "ndvi", "landcover"]
+REGION = (10.0, -5.0, 20.0, 5.0)
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    world = synthetic_soil_field(1000, depths="vm0033", seed=0)
+    est = SocNetRegressor(
+        world.band_info,
+        train={"max_epochs": 60, "patience": 10, "batch_size": 256},
+        block_size=10.0,
+        mc_passes=8,
+    ).fit(world.table)
+    return est, est.save(tmp_path_factory.mktemp("bundle") / "global")
+
+
+@pytest.fixture(scope="module")
+def region():
+    t = synthetic_soil_field(170, depths="vm0033", seed=5, region_shift=0.6, bbox=REGION).table
+    sites = t["site_id"].unique()
+    return t[t["site_id"].isin(sites[:20])], t[t["site_id"].isin(sites[20:])]
+
+
+def _rmse(est, test):
+    mean, _ = est.predict_log(test)
+    return float(np.sqrt(np.mean((mean - np.log1p(test["soc_true_g_kg"])) ** 2)))
+
+
+@pytest.mark.slow
+def test_fine_tuning_beats_scratch_and_forest_at_small_n(pretrained, region):
+    global_model, bundle = pretrained
+    train, test = region
+    finetuned = FineTunedRegressor(bundle, strategy="full", block_size=1.0, mc_passes=8).fit(train)
+    scratch = SocNetRegressor(
+        pd.DataFrame(
+            [{"name": b, "kind": "categorical" if b == "landcover" else "continuous",
+              "group": "g", "classes": [1, 2, 3, 4] if b == "landcover" else None}
+             for b in BANDS]
+        ),
+        train={"max_epochs": 300, "patience": 30, "batch_size": 64},
+        block_size=1.0,
+        mc_passes=8,
+    ).fit(train)  # fmt: skip
+    forest = RegionalForest(BANDS, n_estimators=200, random_state=0).fit(train)
+    ft, sc, rf, gl = (_rmse(m, test) for m in (finetuned, scratch, forest, global_model))
+    assert ft < 0.7 * sc and ft < 0.7 * rf
+    assert ft < gl  # the regional shift is learnt from 20 cores
+
+
+def test_strategies_train_what_they_say(pretrained, region):
+    _, bundle = pretrained
+    train, _ = region
+    start = load_bundle(bundle).model.state_dict()
+    for strategy in ("freeze-encoders", "head"):
+        est = FineTunedRegressor(
+            bundle, strategy=strategy, train={"max_epochs": 3}, block_size=1.0
+        ).fit(train)
+        after = est.model_.state_dict()
+        for name, value in start.items():
+            frozen = name.startswith(("encoders.", "embeddings."))
+            if strategy == "head":
+                frozen = not name.startswith(("head_in.", "head_layers.", "out."))
+            assert torch.equal(value, after[name]) == frozen, (strategy, name)
+        assert est.n_trainable_ < est.model_.count_parameters()
+
+
+def test_regional_covariates_join_as_a_zero_initialised_group(pretrained, region):
+    _, bundle = pretrained
+    train, test = region
+    train = train.assign(clay=np.linspace(10, 40, len(train)))
+    test = test.assign(clay=25.0)
+    est = FineTunedRegressor(
+        bundle, regional_bands=["clay"], train={"max_epochs": 2}, block_size=1.0, mc_passes=2
+    ).fit(train)
+    assert est.spec_.groups["regional"] == ("clay",)
+    assert est.config_.added_groups == {"regional": 1}
+    mean, sd = est.predict_log(test)
+    assert np.isfinite(mean).all() and (sd > 0).all()
+
+
+def test_same_seed_same_bundle(pretrained, region, tmp_path):
+    _, bundle = pretrained
+    train, _ = region
+    paths = []
+    for i in range(2):
+        est = FineTunedRegressor(bundle, train={"max_epochs": 3}, block_size=1.0).fit(train)
+        paths.append(est.save(tmp_path / f"b{i}"))
+    a, b = ((p / "weights.safetensors").read_bytes() for p in paths)
+    assert a == b
+
+
+def test_bad_input(pretrained, region):
+    _, bundle = pretrained
+    train, _ = region
+    with pytest.raises(ConfigError, match="unknown strategy 'magic'"):
+        FineTunedRegressor(bundle, strategy="magic").fit(train)
+    with pytest.raises(BandMismatch, match="ndvi"):
+        FineTunedRegressor(bundle).fit(train.drop(columns="ndvi"))
+    with pytest.raises(BandMismatch, match="regional bands"):
+        FineTunedRegressor(bundle, regional_bands=["clay"]).fit(train)
