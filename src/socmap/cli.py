@@ -31,8 +31,10 @@ app = typer.Typer(
 )
 cube_app = typer.Typer(help="Build and inspect covariate cubes (Zarr).", no_args_is_help=True)
 profiles_app = typer.Typer(help="Read, QC and harmonise soil-profile tables.", no_args_is_help=True)
+benchmark_app = typer.Typer(help="Benchmarks that write result tables.", no_args_is_help=True)
 app.add_typer(cube_app, name="cube")
 app.add_typer(profiles_app, name="profiles")
+app.add_typer(benchmark_app, name="benchmark")
 
 out = Console(soft_wrap=True)
 
@@ -403,6 +405,71 @@ def finetune_cmd(
         f"{data.table['site_id'].nunique()} sites, {len(continuous)} regional covariates, "
         f"{est.history_.epochs_run} epochs; bundle: {path}"
     )
+
+
+@benchmark_app.command("transfer")
+def benchmark_transfer_cmd(
+    cube: Annotated[Path, typer.Option(help="The region's covariate cube (Zarr).")],
+    bundle: Annotated[Path, typer.Option(help="Pretrained bundle (excluding the region).")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the results.")],
+    profiles_path: Annotated[
+        Path | None, typer.Option("--profiles", help="Profile table (see --format).")
+    ] = None,
+    fmt: FormatOpt = ProfileFormat.generic,
+    samples: SamplesOpt = None,
+    mapping: MapOpt = None,
+    crs: CrsOpt = None,
+    soc_units: UnitsOpt = "g/kg",
+    block_size: Annotated[float, typer.Option(help="CV block size in cube CRS units.")] = 2000.0,
+    folds: Annotated[int, typer.Option(help="Spatial CV folds.")] = 10,
+    sizes: Annotated[str, typer.Option(help="Training profiles per fold.")] = "20,50,100,all",
+    repeats: Annotated[int, typer.Option(help="Draws per size.")] = 5,
+    methods: Annotated[
+        str, typer.Option(help="Comma list: rf, stacked, global and fine-tuning strategies.")
+    ] = "rf,stacked,global,full,freeze-encoders,head,l2sp",
+    depths: Annotated[str, typer.Option(help="Depth set of the targets.")] = "globalsoilmap",
+    max_depth: Annotated[float, typer.Option(help="Deepest interval top (cm).")] = 100.0,
+    mc_passes: Annotated[int, typer.Option(help="MC dropout passes.")] = 16,
+    n_estimators: Annotated[int, typer.Option(help="Trees per forest.")] = 500,
+    seed: Annotated[int, typer.Option(help="Seed of every random step.")] = 0,
+) -> None:
+    """Skill against the number of regional profiles, for every method, under spatial CV.
+
+    Example: [bold]socmap benchmark transfer --format edgeroi --cube edgeroi.zarr
+    --bundle global.socmap --sizes 20,50,100,all --repeats 5 --out bench/[/bold]
+    """
+    from socmap.cube import band_table, open_cube
+    from socmap.model.transfer import transfer_methods
+    from socmap.training import regional_training_table
+    from socmap.validate import BlockKFold
+    from socmap.validate.benchmark import parse_sizes, transfer_benchmark
+
+    region = open_cube(cube)
+    table = _load_profiles(fmt, profiles_path, samples, mapping, crs, soc_units)
+    data = regional_training_table(table, region, depths=depths, max_depth_cm=max_depth)
+    bands = band_table(region)
+    estimators = transfer_methods(
+        [m.strip() for m in methods.split(",") if m.strip()],
+        bundle,
+        [str(b) for b in bands["name"]],
+        [str(b) for b in bands.loc[bands["kind"] == "continuous", "name"]],
+        block_size=block_size,
+        n_estimators=n_estimators,
+        mc_passes=mc_passes,
+        seed=seed,
+    )
+    result = transfer_benchmark(
+        estimators,
+        data.table,
+        BlockKFold(folds, block_size, random_state=seed),
+        sizes=parse_sizes(sizes),
+        repeats=repeats,
+        seed=seed,
+        reference="rf" if "rf" in estimators else next(iter(estimators)),
+    )
+    paths = result.write(out_dir)
+    out.print(result.to_markdown())
+    out.print("\n".join(f"{k}: {v}" for k, v in paths.items()))
 
 
 # --------------------------------------------------------------------------- demo

@@ -18,7 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from socmap.errors import BandMismatch, ProfileValidationError
 
-__all__ = ["DEPTH_FEATURES", "RegionalForest", "StackedForest"]
+__all__ = ["DEPTH_FEATURES", "GlobalModel", "RegionalForest", "StackedForest"]
 
 #: Depth features every baseline uses besides the covariates.
 DEPTH_FEATURES = ("top_cm", "bottom_cm")
@@ -166,3 +166,48 @@ class StackedForest(RegionalForest):
         if self.global_predict is None:
             raise ProfileValidationError("StackedForest needs global_predict=callable")
         return X.assign(**{self.GLOBAL_COLUMN: np.asarray(self.global_predict(X), dtype=float)})
+
+
+class GlobalModel(RegressorMixin, BaseEstimator):
+    """The pretrained global network used as is (no fine-tuning): the transfer floor.
+
+    Parameters
+    ----------
+    bundle
+        Pretrained bundle directory.
+    mc_passes
+        Monte Carlo dropout passes.
+    random_state
+        Seed of the dropout masks.
+    """
+
+    def __init__(self, bundle: str = "", mc_passes: int = 32, random_state: int = 0) -> None:
+        self.bundle = bundle
+        self.mc_passes = mc_passes
+        self.random_state = random_state
+
+    def fit(self, X: pd.DataFrame | None = None, y: Any = None) -> GlobalModel:
+        """Load the bundle; the training table is not used."""
+        from socmap.model.bundle import load_bundle
+
+        self.bundle_ = load_bundle(self.bundle)
+        if X is not None:
+            self.bundle_.check_bands(X.columns)
+        return self
+
+    def predict_log(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """MC-dropout mean and total sd of log1p(SOC g/kg)."""
+        from socmap.model.train import predict
+
+        check_is_fitted(self, "bundle_")
+        pred = predict(
+            self.bundle_.model,
+            self.bundle_.spec.encode(X),
+            mc_passes=self.mc_passes,
+            seed=self.random_state,
+        )
+        return np.asarray(pred.mean, dtype=float), np.asarray(pred.sd, dtype=float)
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """SOC in g/kg."""
+        return np.expm1(self.predict_log(X)[0])

@@ -36,7 +36,14 @@ from socmap.model.estimator import SocNetRegressor
 from socmap.model.train import TrainConfig, fit
 from socmap.validate.splitters import spatial_train_val_split
 
-__all__ = ["FINETUNE_DEFAULTS", "REGIONAL_GROUP", "STRATEGIES", "FineTunedRegressor"]
+__all__ = [
+    "BASELINES",
+    "FINETUNE_DEFAULTS",
+    "REGIONAL_GROUP",
+    "STRATEGIES",
+    "FineTunedRegressor",
+    "transfer_methods",
+]
 
 #: Name of the group regional covariates join as.
 REGIONAL_GROUP = "regional"
@@ -169,3 +176,83 @@ class FineTunedRegressor(SocNetRegressor):
     def strategies() -> list[str]:
         """Names of the available strategies."""
         return sorted(STRATEGIES)
+
+
+#: Method names understood by :func:`transfer_methods`, besides the strategies.
+BASELINES = ("rf", "stacked", "global")
+
+
+def transfer_methods(
+    names: Sequence[str],
+    bundle: str | Path,
+    regional_bands: Sequence[str],
+    continuous_bands: Sequence[str],
+    *,
+    block_size: float = 2000.0,
+    n_estimators: int = 500,
+    mc_passes: int = 32,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Build the estimators of a transfer benchmark from short names.
+
+    Parameters
+    ----------
+    names
+        ``rf`` (regional-only forest), ``stacked`` (forest + global prediction), ``global``
+        (pretrained network as is), or a fine-tuning strategy (:data:`STRATEGIES`).
+    bundle
+        Pretrained bundle.
+    regional_bands
+        Every regional covariate (the forests use them all, categorical ones as codes).
+    continuous_bands
+        Regional covariates that join the network as a new group.
+    block_size
+        Early-stopping split of the fine-tuning rows, in the CRS units of the sites.
+    n_estimators, mc_passes, seed
+        Forest size, MC dropout passes, seed.
+
+    Returns
+    -------
+    dict
+        ``"rf"``, ``"stacked"``, ``"global"`` or ``"finetune:<strategy>"`` -> estimator.
+    """
+    from socmap.model.baselines import GlobalModel, RegionalForest, StackedForest
+
+    unknown = [n for n in names if n not in BASELINES and n not in STRATEGIES]
+    if unknown:
+        raise ConfigError(
+            f"unknown methods {unknown!r}; choose from {[*BASELINES, *sorted(STRATEGIES)]!r}"
+        )
+    global_model = GlobalModel(str(bundle), mc_passes=mc_passes, random_state=seed)
+    out: dict[str, Any] = {}
+    for name in names:
+        if name == "rf":
+            out[name] = RegionalForest(regional_bands, n_estimators, random_state=seed)
+        elif name == "stacked":
+            out[name] = StackedForest(
+                _GlobalLogPrediction(global_model), regional_bands, n_estimators, random_state=seed
+            )
+        elif name == "global":
+            out[name] = global_model
+        else:
+            out[f"finetune:{name}"] = FineTunedRegressor(
+                bundle,
+                strategy=name,
+                regional_bands=continuous_bands,
+                block_size=block_size,
+                mc_passes=mc_passes,
+                random_state=seed,
+            )
+    return out
+
+
+class _GlobalLogPrediction:
+    """Picklable callable: the global model's log1p(SOC) per row (for stacking)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def __call__(self, table: pd.DataFrame) -> Any:
+        if not hasattr(self.model, "bundle_"):
+            self.model.fit(None)
+        return self.model.predict_log(table)[0]

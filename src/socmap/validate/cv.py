@@ -107,6 +107,7 @@ def cross_validate(
     *,
     target: str = "soc_g_kg",
     levels: Sequence[float] = DEFAULT_LEVELS,
+    train_sites: Callable[[int, np.ndarray], np.ndarray] | None = None,
     progress: bool = True,
 ) -> CVResult:
     """Cross-validate ``estimator`` with the spatial splitter ``cv``.
@@ -125,6 +126,10 @@ def cross_validate(
         Target column, SOC in g/kg.
     levels
         Nominal levels for interval coverage.
+    train_sites
+        ``(fold, site ids of the training folds) -> site ids to train on``: draws the
+        training profiles of each fold (e.g. ``n`` of them for a skill-against-n curve).
+        The held-out fold is always predicted whole.
     progress
         Show a progress bar over folds.
 
@@ -156,6 +161,10 @@ def cross_validate(
             if callable(estimator) and not hasattr(estimator, "fit")
             else clone(estimator)
         )
+        if train_sites is not None:
+            sites = data["site_id"].to_numpy()
+            chosen = train_sites(k, pd.unique(sites[train_idx]))
+            train_idx = train_idx[np.isin(sites[train_idx], chosen)]
         est.fit(data.iloc[train_idx].reset_index(drop=True))
         m, s = est.predict_log(data.iloc[test_idx].reset_index(drop=True))
         mean[test_idx], sd[test_idx] = m, s

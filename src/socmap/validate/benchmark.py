@@ -1,0 +1,219 @@
+"""Transfer benchmark: skill against the number of regional profiles, under spatial CV.
+
+For each spatial fold, each training-set size ``n`` and each repeat, every method is trained
+on ``n`` profiles drawn (seeded) from the other folds and predicts the whole held-out fold.
+Results are tidy (one row per method x strategy x n x repeat x fold x depth x metric) and are
+summarised against a reference method (the regional-only Random Forest) as ΔMAE% and ΔCCC%.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from socmap._io import atomic_path
+from socmap._progress import track
+from socmap.errors import ConfigError
+from socmap.validate.cv import cross_validate
+from socmap.validate.metrics import regression_metrics
+
+__all__ = ["TransferBenchmark", "parse_sizes", "plot_skill", "transfer_benchmark"]
+
+ALL = "all"
+_POINT_METRICS = ("mae", "rmse", "me", "r2", "ccc")
+
+
+def parse_sizes(text: str) -> list[int | None]:
+    """``"20,50,100,all"`` -> ``[20, 50, 100, None]`` (``None`` = every training profile)."""
+    sizes: list[int | None] = []
+    for part in text.split(","):
+        part = part.strip().lower()
+        if part == ALL:
+            sizes.append(None)
+        elif part.isdigit() and int(part) > 0:
+            sizes.append(int(part))
+        else:
+            raise ConfigError(f"size {part!r} in {text!r} must be a positive integer or 'all'")
+    return sizes
+
+
+def _sampler(n: int | None, seed: int) -> Callable[[int, np.ndarray], np.ndarray]:
+    def pick(fold: int, sites: np.ndarray) -> np.ndarray:
+        if n is None or n >= len(sites):
+            return sites
+        rng = np.random.default_rng([seed, fold, n])
+        return rng.choice(sites, size=n, replace=False)
+
+    return pick
+
+
+@dataclass(frozen=True)
+class TransferBenchmark:
+    """Results of :func:`transfer_benchmark`.
+
+    Attributes
+    ----------
+    results
+        Tidy: ``method, strategy, n, repeat, fold, depth, metric, value, n_obs``; ``fold`` is
+        ``"all"`` for metrics pooled over the folds of one repeat.
+    summary
+        Per method, strategy, n and depth: the mean over repeats of the pooled metrics, and
+        ``delta_mae_pct`` / ``delta_ccc_pct`` against the reference method.
+    reference
+        Name of the reference method.
+    """
+
+    results: pd.DataFrame
+    summary: pd.DataFrame
+    reference: str
+
+    def write(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write ``results.csv``, ``summary.csv``, ``summary.md`` and ``skill_vs_n.png``."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {
+            "results": out / "results.csv",
+            "summary": out / "summary.csv",
+            "markdown": out / "summary.md",
+            "figure": out / "skill_vs_n.png",
+        }
+        for key in ("results", "summary"):
+            with atomic_path(paths[key]) as tmp:
+                getattr(self, key).to_csv(tmp, index=False)
+        with atomic_path(paths["markdown"]) as tmp:
+            tmp.write_text(self.to_markdown())
+        plot_skill(self.summary, paths["figure"])
+        return paths
+
+    def to_markdown(self, depth: str = ALL) -> str:
+        """Summary table at one depth (pooled depths by default)."""
+        s = self.summary[self.summary["depth"] == depth]
+        lines = [
+            "| method | strategy | n | MAE | RMSE | R² | CCC | PICP90 cal. | ΔMAE % | ΔCCC % |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in s.itertuples(index=False):
+            lines.append(
+                f"| {r.method} | {r.strategy} | {r.n} | {r.mae:.2f} | {r.rmse:.2f} | {r.r2:.3f} | "
+                f"{r.ccc:.3f} | {r.calibrated_picp_90:.3f} | {r.delta_mae_pct:+.1f} | "
+                f"{r.delta_ccc_pct:+.1f} |"
+            )
+        return "\n".join(lines) + "\n"
+
+
+def _split(name: str) -> tuple[str, str]:
+    method, _, strategy = name.partition(":")
+    return method, strategy or "-"
+
+
+def transfer_benchmark(
+    methods: Mapping[str, Any],
+    table: pd.DataFrame,
+    cv: Any,
+    *,
+    sizes: Sequence[int | None] = (20, 50, 100, None),
+    repeats: int = 5,
+    seed: int = 0,
+    reference: str = "rf",
+    progress: bool = True,
+) -> TransferBenchmark:
+    """Run every method at every training-set size under the same spatial folds.
+
+    Parameters
+    ----------
+    methods
+        ``name -> estimator`` (cloned per fit). Names ``"method:strategy"`` fill both columns.
+    table
+        Regional training table (see :func:`socmap.training.regional_training_table`).
+    cv
+        Spatial splitter, e.g. ``BlockKFold(10, 2000)``.
+    sizes
+        Numbers of training profiles; ``None`` uses all of the training folds.
+    repeats
+        Draws per size (``None`` runs once: there is nothing to draw).
+    seed
+        Seed of the draws; every method sees the same profiles.
+    reference
+        Method whose skill the deltas are relative to.
+    progress
+        Progress bar over runs.
+    """
+    if reference not in methods:
+        raise ConfigError(f"reference method {reference!r} is not among {list(methods)!r}")
+    runs = [(n, r) for n in sizes for r in range(1 if n is None else repeats)]
+    jobs = [(n, r, name) for n, r in runs for name in methods]
+    rows: list[dict[str, Any]] = []
+    it = track(jobs, "transfer benchmark") if progress else jobs
+    for n, r, name in it:
+        draw_seed = zlib.crc32(f"{seed}:{r}".encode())
+        res = cross_validate(
+            methods[name], table, cv, train_sites=_sampler(n, draw_seed), progress=False
+        )
+        method, strategy = _split(name)
+        base = {"method": method, "strategy": strategy, "n": ALL if n is None else n, "repeat": r}
+        for rec in res.metrics.itertuples(index=False):
+            rows.append({**base, "fold": ALL, "depth": rec.depth, "metric": rec.metric,
+                         "value": rec.value, "n_obs": rec.n})  # fmt: skip
+        for (fold, depth), g in res.oof.groupby(["fold", "depth"]):
+            scores = regression_metrics(g["obs_g_kg"], g["pred_g_kg"])
+            for metric in _POINT_METRICS:
+                rows.append({**base, "fold": str(fold), "depth": depth, "metric": metric,
+                             "value": float(scores[metric]), "n_obs": len(g)})  # fmt: skip
+    results = pd.DataFrame(rows)
+    return TransferBenchmark(results, _summarise(results, reference), reference)
+
+
+def _summarise(results: pd.DataFrame, reference: str) -> pd.DataFrame:
+    pooled = results[results["fold"] == ALL]
+    keep = [*_POINT_METRICS, "calibrated_picp_90", "picp_90"]
+    wide = (
+        pooled[pooled["metric"].isin(keep)]
+        .groupby(["method", "strategy", "n", "depth", "metric"], sort=False)["value"]
+        .mean()
+        .unstack("metric")
+        .reset_index()
+    )
+    method, strategy = _split(reference)
+    is_ref = (wide["method"] == method) & (wide["strategy"] == strategy)
+    ref = wide[is_ref].set_index(["n", "depth"])[["mae", "ccc"]]
+    joined = wide.merge(ref.reset_index(), on=["n", "depth"], how="left", suffixes=("", "_ref"))
+    joined["delta_mae_pct"] = 100 * (joined["mae"] - joined["mae_ref"]) / joined["mae_ref"]
+    joined["delta_ccc_pct"] = 100 * (joined["ccc"] - joined["ccc_ref"]) / joined["ccc_ref"].abs()
+    return joined.drop(columns=["mae_ref", "ccc_ref"])
+
+
+def plot_skill(summary: pd.DataFrame, path: str | Path, depth: str = ALL) -> Path:
+    """MAE and CCC against the number of training profiles, one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = summary[summary["depth"] == depth].copy()
+    order = sorted({str(v) for v in s["n"]}, key=lambda v: (v == ALL, int(v) if v.isdigit() else 0))
+    s["x"] = s["n"].astype(str).map({v: i for i, v in enumerate(order)})
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for (method, strategy), g in s.groupby(["method", "strategy"], sort=False):
+        g = g.sort_values("x")
+        label = method if strategy == "-" else f"{method}:{strategy}"
+        for ax, metric in zip(axes, ("mae", "ccc"), strict=True):
+            ax.plot(g["x"], g[metric], marker="o", label=label)
+    for ax, title in zip(
+        axes, ("MAE (g/kg), lower is better", "CCC, higher is better"), strict=True
+    ):
+        ax.set_xticks(range(len(order)), order)
+        ax.set_xlabel("training profiles (n)")
+        ax.set_title(title, fontsize=9)
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    out = Path(path)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return out
