@@ -407,6 +407,67 @@ def finetune_cmd(
     )
 
 
+@app.command("cv")
+def cv_cmd(
+    cube: Annotated[Path, typer.Option(help="The region's covariate cube (Zarr).")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the CV tables.")],
+    method: Annotated[
+        str, typer.Option(help="rf, stacked, global or a fine-tuning strategy.")
+    ] = "rf",
+    bundle: Annotated[
+        Path | None, typer.Option(help="Pretrained bundle (network methods and stacking).")
+    ] = None,
+    profiles_path: Annotated[
+        Path | None, typer.Option("--profiles", help="Profile table (see --format).")
+    ] = None,
+    fmt: FormatOpt = ProfileFormat.generic,
+    samples: SamplesOpt = None,
+    mapping: MapOpt = None,
+    crs: CrsOpt = None,
+    soc_units: UnitsOpt = "g/kg",
+    block_size: Annotated[float, typer.Option(help="CV block size in cube CRS units.")] = 2000.0,
+    folds: Annotated[int, typer.Option(help="Spatial CV folds.")] = 10,
+    depths: Annotated[str, typer.Option(help="Depth set of the targets.")] = "globalsoilmap",
+    max_depth: Annotated[float, typer.Option(help="Deepest interval top (cm).")] = 100.0,
+    seed: Annotated[int, typer.Option(help="Seed of every random step.")] = 0,
+) -> None:
+    """Spatial block cross-validation of one method on a region.
+
+    Example: [bold]socmap cv --format edgeroi --cube edgeroi.zarr --method rf --out cv/[/bold]
+    """
+    from socmap.cube import band_table, open_cube
+    from socmap.extract import write_table
+    from socmap.model.transfer import BASELINES, transfer_methods
+    from socmap.training import regional_training_table
+    from socmap.validate import BlockKFold, cross_validate
+
+    if method != "rf" and bundle is None:
+        raise typer.BadParameter(f"--method {method} needs --bundle (a pretrained bundle)")
+    region = open_cube(cube)
+    table = _load_profiles(fmt, profiles_path, samples, mapping, crs, soc_units)
+    data = regional_training_table(table, region, depths=depths, max_depth_cm=max_depth)
+    bands = band_table(region)
+    (estimator,) = transfer_methods(
+        [method],
+        bundle if bundle is not None else "",
+        [str(b) for b in bands["name"]],
+        [str(b) for b in bands.loc[bands["kind"] == "continuous", "name"]],
+        block_size=block_size,
+        seed=seed,
+    ).values()
+    result = cross_validate(estimator, data.table, BlockKFold(folds, block_size, random_state=seed))
+    oof_path = write_table(result.oof, out_dir / "oof.parquet")
+    metrics_path = write_table(result.metrics, out_dir / "metrics.csv")
+    label = method if method in BASELINES else f"finetune:{method}"
+    _print_frame(result.summary().round(3).reset_index(), f"{label}: spatial CV (SOC g/kg)")
+    m = result.metrics.set_index(["depth", "metric"])["value"]
+    out.print(
+        f"90% intervals cover {m[('all', 'picp_90')]:.3f} raw, "
+        f"{m[('all', 'calibrated_picp_90')]:.3f} calibrated"
+    )
+    out.print(f"out-of-fold predictions: {oof_path}\nmetrics: {metrics_path}")
+
+
 @benchmark_app.command("transfer")
 def benchmark_transfer_cmd(
     cube: Annotated[Path, typer.Option(help="The region's covariate cube (Zarr).")],

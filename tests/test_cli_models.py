@@ -1,0 +1,70 @@
+"""The model commands end to end on Edgeroi with the shipped global bundle."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from socmap.catalog import embedded_data_dir
+from socmap.cli import main
+from socmap.cube import build_cube
+
+BUNDLE = embedded_data_dir() / "bundles" / "global_gsm"
+
+
+@pytest.fixture(scope="module")
+def cube(tmp_path_factory):
+    return build_cube("edgeroi", None, tmp_path_factory.mktemp("e") / "e.zarr", progress=False)
+
+
+def run(args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return exc.value.code, captured.out, captured.err
+
+
+@pytest.mark.slow
+def test_finetune_writes_a_bundle_with_the_regional_group(cube, tmp_path, capsys):
+    out = tmp_path / "ft"
+    code, text, _ = run(
+        ["finetune", BUNDLE, "--format", "edgeroi", "--cube", cube, "--strategy", "head",
+         "--out", out],
+        capsys,
+    )  # fmt: skip
+    assert code == 0 and "fine-tuned (head)" in text
+    doc = json.loads((out / "model.json").read_text())
+    assert doc["metadata"]["strategy"] == "head"
+    assert doc["metadata"]["parent_bundle"] == str(BUNDLE)
+    assert "regional" in doc["features"]["groups"]
+
+
+@pytest.mark.slow
+def test_cv_command_writes_oof_and_metrics(cube, tmp_path, capsys):
+    code, text, _ = run(
+        ["cv", "--format", "edgeroi", "--cube", cube, "--method", "rf", "--folds", "3",
+         "--out", tmp_path],
+        capsys,
+    )  # fmt: skip
+    assert code == 0 and "calibrated" in text
+    oof = pd.read_parquet(tmp_path / "oof.parquet")
+    assert oof["fold"].nunique() == 3 and oof["site_id"].nunique() > 300
+    code, _, err = run(
+        ["cv", "--format", "edgeroi", "--cube", cube, "--method", "full", "--out", tmp_path],
+        capsys,
+    )
+    assert code == 2 and "--bundle" in err
+
+
+@pytest.mark.slow
+def test_benchmark_transfer_command(cube, tmp_path, capsys):
+    code, text, _ = run(
+        ["benchmark", "transfer", "--format", "edgeroi", "--cube", cube, "--bundle", BUNDLE,
+         "--out", tmp_path, "--folds", "2", "--sizes", "15", "--repeats", "1",
+         "--methods", "rf,global,head", "--n-estimators", "20", "--mc-passes", "4"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0 and "ΔMAE" in text
+    s = pd.read_csv(tmp_path / "summary.csv")
+    assert set(s["method"]) == {"rf", "global", "finetune"}
+    assert (tmp_path / "skill_vs_n.png").exists()
