@@ -373,16 +373,14 @@ def finetune_cmd(
     Example: [bold]socmap finetune global.socmap --profiles x --format edgeroi
     --cube edgeroi.zarr --strategy freeze-encoders --out edgeroi.socmap[/bold]
     """
-    from socmap.cube import band_table, open_cube
+    from socmap.cube import open_cube
     from socmap.model.bundle import fingerprint
     from socmap.model.transfer import FineTunedRegressor
     from socmap.training import regional_training_table
 
     table = _load_profiles(fmt, profiles_path, samples, mapping, crs, soc_units)
-    region = open_cube(cube)
-    data = regional_training_table(table, region, depths=depths, max_depth_cm=max_depth)
-    bands = band_table(region)
-    continuous = [str(b) for b in bands.loc[bands["kind"] == "continuous", "name"]]
+    data = regional_training_table(table, open_cube(cube), depths=depths, max_depth_cm=max_depth)
+    continuous = data.continuous_regional_bands
     est = FineTunedRegressor(
         bundle,
         strategy=strategy,
@@ -435,7 +433,7 @@ def cv_cmd(
 
     Example: [bold]socmap cv --format edgeroi --cube edgeroi.zarr --method rf --out cv/[/bold]
     """
-    from socmap.cube import band_table, open_cube
+    from socmap.cube import open_cube
     from socmap.extract import write_table
     from socmap.model.transfer import BASELINES, transfer_methods
     from socmap.training import regional_training_table
@@ -443,15 +441,13 @@ def cv_cmd(
 
     if method != "rf" and bundle is None:
         raise typer.BadParameter(f"--method {method} needs --bundle (a pretrained bundle)")
-    region = open_cube(cube)
     table = _load_profiles(fmt, profiles_path, samples, mapping, crs, soc_units)
-    data = regional_training_table(table, region, depths=depths, max_depth_cm=max_depth)
-    bands = band_table(region)
+    data = regional_training_table(table, open_cube(cube), depths=depths, max_depth_cm=max_depth)
     (estimator,) = transfer_methods(
         [method],
         bundle if bundle is not None else "",
-        [str(b) for b in bands["name"]],
-        [str(b) for b in bands.loc[bands["kind"] == "continuous", "name"]],
+        data.regional_bands,
+        data.continuous_regional_bands,
         block_size=block_size,
         seed=seed,
     ).values()
@@ -499,21 +495,19 @@ def benchmark_transfer_cmd(
     Example: [bold]socmap benchmark transfer --format edgeroi --cube edgeroi.zarr
     --bundle global.socmap --sizes 20,50,100,all --repeats 5 --out bench/[/bold]
     """
-    from socmap.cube import band_table, open_cube
+    from socmap.cube import open_cube
     from socmap.model.transfer import transfer_methods
     from socmap.training import regional_training_table
     from socmap.validate import BlockKFold
     from socmap.validate.benchmark import parse_sizes, transfer_benchmark
 
-    region = open_cube(cube)
     table = _load_profiles(fmt, profiles_path, samples, mapping, crs, soc_units)
-    data = regional_training_table(table, region, depths=depths, max_depth_cm=max_depth)
-    bands = band_table(region)
+    data = regional_training_table(table, open_cube(cube), depths=depths, max_depth_cm=max_depth)
     estimators = transfer_methods(
         [m.strip() for m in methods.split(",") if m.strip()],
         bundle,
-        [str(b) for b in bands["name"]],
-        [str(b) for b in bands.loc[bands["kind"] == "continuous", "name"]],
+        data.regional_bands,
+        data.continuous_regional_bands,
         block_size=block_size,
         n_estimators=n_estimators,
         mc_passes=mc_passes,

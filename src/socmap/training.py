@@ -36,6 +36,8 @@ class RegionalTable:
         the global bands, ``extract_status`` for the regional cube.
     regional_bands, global_bands
         Covariate columns from each source.
+    continuous_regional_bands
+        The continuous ones among ``regional_bands`` (a network takes them as a new group).
     counts
         Sites per spline status and per extraction status.
     """
@@ -44,6 +46,7 @@ class RegionalTable:
     regional_bands: list[str] = field(default_factory=list)
     global_bands: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    continuous_regional_bands: list[str] = field(default_factory=list)
 
 
 def _lonlat(sites: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
@@ -126,7 +129,8 @@ def regional_training_table(
     counts = {f"spline_{k}": v for k, v in harmonised.summary().items()}
     if max_depth_cm is not None:
         table = table.loc[table["top_cm"] < max_depth_cm].reset_index(drop=True)
-    regional = [str(b) for b in band_table(cube)["name"]]
+    bands = band_table(cube)
+    regional = [str(b) for b in bands["name"]]
     extraction = extract(cube, table)
     counts.update({f"extract_{k}": v for k, v in extraction.summary.items()})
     table = extraction.table
@@ -138,5 +142,11 @@ def regional_training_table(
     counts["rows"] = len(table)
     counts["rows_with_target"] = int(table["soc_g_kg"].notna().sum())
     return RegionalTable(
-        table=table, regional_bands=regional, global_bands=global_bands, counts=counts
+        table=table,
+        regional_bands=regional,
+        global_bands=global_bands,
+        counts=counts,
+        continuous_regional_bands=[
+            str(b) for b in bands.loc[bands["kind"] == "continuous", "name"]
+        ],
     )

@@ -80,8 +80,8 @@ class SocNetRegressor(RegressorMixin, BaseEstimator):
         source = load_catalog(self.bands) if isinstance(self.bands, str) else self.bands
         return FeatureSpec.from_catalog(source)
 
-    def fit(self, X: pd.DataFrame, y: Any = None) -> SocNetRegressor:
-        """Fit on the rows of ``X`` with a ``soc_g_kg`` value; ``y`` is ignored."""
+    def _rows_with_target(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Rows with a SOC value; the others are counted in ``n_rows_without_target_``."""
         if "soc_g_kg" not in X.columns:
             raise ProfileValidationError("training table lacks the target column 'soc_g_kg'")
         rows = X.loc[X["soc_g_kg"].notna()].reset_index(drop=True)
@@ -90,9 +90,11 @@ class SocNetRegressor(RegressorMixin, BaseEstimator):
                 f"only {len(rows)} rows have a SOC value; the network needs at least 2"
             )
         self.n_rows_without_target_ = len(X) - len(rows)
-        spec = self._unfitted_spec().fit(rows)
-        data = spec.encode(rows)
-        train_idx, val_idx = spatial_train_val_split(
+        return rows
+
+    def _early_stopping_split(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Whole blocks and profiles of the training rows for early stopping."""
+        return spatial_train_val_split(
             rows,
             groups=rows["site_id"].to_numpy(),
             val_fraction=self.val_fraction,
@@ -100,6 +102,13 @@ class SocNetRegressor(RegressorMixin, BaseEstimator):
             units=self.units,  # type: ignore[arg-type]
             random_state=self.random_state,
         )
+
+    def fit(self, X: pd.DataFrame, y: Any = None) -> SocNetRegressor:
+        """Fit on the rows of ``X`` with a ``soc_g_kg`` value; ``y`` is ignored."""
+        rows = self._rows_with_target(X)
+        spec = self._unfitted_spec().fit(rows)
+        data = spec.encode(rows)
+        train_idx, val_idx = self._early_stopping_split(rows)
         config = NetworkConfig.from_spec(spec, **dict(self.network or {}))
         model = SocNet(config, seed=self.random_state)
         train_cfg = TrainConfig(**{**dict(self.train or {}), "seed": self.random_state})

@@ -30,11 +30,10 @@ from typing import Any
 
 import pandas as pd
 
-from socmap.errors import BandMismatch, ConfigError, ProfileValidationError
+from socmap.errors import BandMismatch, ConfigError
 from socmap.model.bundle import load_bundle
 from socmap.model.estimator import SocNetRegressor
 from socmap.model.train import TrainConfig, fit
-from socmap.validate.splitters import spatial_train_val_split
 
 __all__ = [
     "BASELINES",
@@ -125,14 +124,7 @@ class FineTunedRegressor(SocNetRegressor):
             raise ConfigError(
                 f"unknown strategy {self.strategy!r}; choose one of {sorted(STRATEGIES)!r}"
             )
-        if "soc_g_kg" not in X.columns:
-            raise ProfileValidationError("training table lacks the target column 'soc_g_kg'")
-        rows = X.loc[X["soc_g_kg"].notna()].reset_index(drop=True)
-        if len(rows) < 2:
-            raise ProfileValidationError(
-                f"only {len(rows)} rows have a SOC value; fine-tuning needs at least 2"
-            )
-        self.n_rows_without_target_ = len(X) - len(rows)
+        rows = self._rows_with_target(X)
         pretrained = load_bundle(self.bundle)
         pretrained.check_bands(rows.columns)
         spec, model = pretrained.spec, copy.deepcopy(pretrained.model)
@@ -144,14 +136,7 @@ class FineTunedRegressor(SocNetRegressor):
             spec = spec.add_group(REGIONAL_GROUP, regional, rows)
             model.add_group(REGIONAL_GROUP, len(regional), seed=self.random_state)
         data = spec.encode(rows)
-        train_idx, val_idx = spatial_train_val_split(
-            rows,
-            groups=rows["site_id"].to_numpy(),
-            val_fraction=self.val_fraction,
-            block_size=self.block_size,
-            units=self.units,  # type: ignore[arg-type]
-            random_state=self.random_state,
-        )
+        train_idx, val_idx = self._early_stopping_split(rows)
         config = TrainConfig(
             **{**FINETUNE_DEFAULTS, **dict(self.train or {}), "seed": self.random_state}
         )
