@@ -31,6 +31,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_cube.py
 	$(BIN)/python benchmarks/bench_depth.py
 	$(BIN)/python benchmarks/bench_profiles.py
+	$(BIN)/python benchmarks/bench_pretrain.py          # rewrites the shipped bundle (same seed, same weights)
+	$(BIN)/python benchmarks/bench_edgeroi_transfer.py --repeats 3
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache
