@@ -112,3 +112,25 @@ def test_bad_input(pretrained, region):
         FineTunedRegressor(bundle).fit(train.drop(columns="ndvi"))
     with pytest.raises(BandMismatch, match="regional bands"):
         FineTunedRegressor(bundle, regional_bands=["clay"]).fit(train)
+
+
+def test_depthwise_fits_one_model_per_interval(pretrained, region):
+    from socmap.model.transfer import DepthwiseRegressor
+
+    _, bundle = pretrained
+    train, test = region
+    est = DepthwiseRegressor(bundle, train={"max_epochs": 3}, block_size=1.0, mc_passes=2)
+    est.fit(train)
+    assert sorted(est.models_) == [(0.0, 15.0), (15.0, 30.0), (30.0, 50.0), (50.0, 100.0)]
+    for (top, _), model in est.models_.items():
+        # each model saw only its own interval
+        assert model.history_.n_train + model.history_.n_val == int((train["top_cm"] == top).sum())
+    mean, sd = est.predict_log(test)
+    assert np.isfinite(mean).all() and (sd > 0).all()
+    # rows are routed to their interval's model
+    top_rows = test[test["top_cm"] == 0.0]
+    np.testing.assert_allclose(
+        est.predict_log(top_rows)[0], est.models_[(0.0, 15.0)].predict_log(top_rows)[0]
+    )
+    with pytest.raises(ConfigError, match="no depth-wise model"):
+        est.predict_log(test.assign(top_cm=200.0, bottom_cm=300.0))

@@ -17,8 +17,11 @@ Strategies (parameter names refer to :class:`~socmap.model.SocNet`):
 ``l2sp``
     every weight trains, with a penalty ``alpha * ||w - w_pretrained||^2`` (Li et al. 2018).
 
-Depth-wise, instance and automatic strategies build on these and come with the transfer
-benchmark.
+``depthwise`` (:class:`DepthwiseRegressor`)
+    Han et al. (2025): the network pretrained on every interval is fine-tuned separately for
+    each target interval, on that interval's samples only.
+
+Instance transfer and automatic choice by inner CV build on these (not yet implemented).
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+from sklearn.utils.validation import check_is_fitted
 
 from socmap.errors import BandMismatch, ConfigError
 from socmap.model.bundle import load_bundle
@@ -40,6 +45,7 @@ __all__ = [
     "FINETUNE_DEFAULTS",
     "REGIONAL_GROUP",
     "STRATEGIES",
+    "DepthwiseRegressor",
     "FineTunedRegressor",
     "transfer_methods",
 ]
@@ -163,6 +169,46 @@ class FineTunedRegressor(SocNetRegressor):
         return sorted(STRATEGIES)
 
 
+class DepthwiseRegressor(FineTunedRegressor):
+    """One fine-tuned copy of the pretrained network per depth interval (Han et al. 2025).
+
+    Parameters are those of :class:`FineTunedRegressor`; ``strategy`` is the fine-tuning
+    strategy applied within each interval (``full`` by default).
+    """
+
+    def fit(self, X: pd.DataFrame, y: Any = None) -> DepthwiseRegressor:
+        """Fine-tune one model per ``(top_cm, bottom_cm)`` interval of ``X``."""
+        rows = self._rows_with_target(X)
+        n_without = self.n_rows_without_target_
+        self.models_: dict[tuple[float, float], FineTunedRegressor] = {}
+        intervals = sorted(set(zip(rows["top_cm"], rows["bottom_cm"], strict=True)))
+        for top, bottom in intervals:
+            part = rows[(rows["top_cm"] == top) & (rows["bottom_cm"] == bottom)]
+            model = FineTunedRegressor(**self.get_params())
+            self.models_[(float(top), float(bottom))] = model.fit(part)
+        self.n_rows_without_target_ = n_without
+        return self
+
+    def predict_log(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Route each row to its interval's model; rows of an unseen interval raise."""
+        check_is_fitted(self, "models_")
+        mean = np.full(len(X), np.nan)
+        sd = np.full(len(X), np.nan)
+        keys = list(zip(X["top_cm"].astype(float), X["bottom_cm"].astype(float), strict=True))
+        unseen = sorted(set(keys) - set(self.models_))
+        if unseen:
+            raise ConfigError(
+                f"no depth-wise model for intervals {unseen!r}; fit on rows of every interval "
+                f"to predict (fitted: {sorted(self.models_)!r})"
+            )
+        for key, model in self.models_.items():
+            idx = np.flatnonzero([k == key for k in keys])
+            if idx.size:
+                m, s = model.predict_log(X.iloc[idx])
+                mean[idx], sd[idx] = m, s
+        return mean, sd
+
+
 #: Method names understood by :func:`transfer_methods`, besides the strategies.
 BASELINES = ("rf", "stacked", "global")
 
@@ -184,7 +230,8 @@ def transfer_methods(
     ----------
     names
         ``rf`` (regional-only forest), ``stacked`` (forest + global prediction), ``global``
-        (pretrained network as is), or a fine-tuning strategy (:data:`STRATEGIES`).
+        (pretrained network as is), ``depthwise`` (one fine-tuned network per interval), or a
+        fine-tuning strategy (:data:`STRATEGIES`).
     bundle
         Pretrained bundle.
     regional_bands
@@ -203,11 +250,10 @@ def transfer_methods(
     """
     from socmap.model.baselines import GlobalModel, RegionalForest, StackedForest
 
-    unknown = [n for n in names if n not in BASELINES and n not in STRATEGIES]
+    known = [*BASELINES, "depthwise", *sorted(STRATEGIES)]
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise ConfigError(
-            f"unknown methods {unknown!r}; choose from {[*BASELINES, *sorted(STRATEGIES)]!r}"
-        )
+        raise ConfigError(f"unknown methods {unknown!r}; choose from {known!r}")
     global_model = GlobalModel(str(bundle), mc_passes=mc_passes, random_state=seed)
     out: dict[str, Any] = {}
     for name in names:
@@ -219,6 +265,14 @@ def transfer_methods(
             )
         elif name == "global":
             out[name] = global_model
+        elif name == "depthwise":
+            out["finetune:depthwise"] = DepthwiseRegressor(
+                bundle,
+                regional_bands=continuous_bands,
+                block_size=block_size,
+                mc_passes=mc_passes,
+                random_state=seed,
+            )
         else:
             out[f"finetune:{name}"] = FineTunedRegressor(
                 bundle,
