@@ -134,3 +134,31 @@ def test_depthwise_fits_one_model_per_interval(pretrained, region):
     )
     with pytest.raises(ConfigError, match="no depth-wise model"):
         est.predict_log(test.assign(top_cm=200.0, bottom_cm=300.0))
+
+
+def test_instance_transfer_borrows_the_nearest_global_profiles(pretrained, region):
+    from socmap.model.transfer import InstanceTransferRegressor
+
+    _, bundle = pretrained
+    train, test = region
+    world = synthetic_soil_field(300, depths="vm0033", seed=9).table
+    est = InstanceTransferRegressor(
+        bundle, k=25, instances=world, train={"max_epochs": 3}, block_size=1.0, mc_passes=2
+    ).fit(train)
+    assert est.n_instances_ == 25
+    h = est.history_
+    # borrowed rows always train; validation rows come from the region only
+    assert h.n_train + h.n_val == len(train) + 25 * 4
+    assert h.n_val < len(train)
+    mean, _ = est.predict_log(test)
+    assert np.isfinite(mean).all()
+    # the borrowed profiles are the most similar ones: their climate lies near the region's
+    borrowed = est._similar(train)
+    assert borrowed["site_id"].str.startswith("instance:").all()
+    far = world.drop_duplicates("site_id")
+    assert (
+        abs(borrowed["temperature"].mean() - train["temperature"].mean())
+        < abs(far["temperature"].mean() - train["temperature"].mean()) + 1e-9
+    )
+    with pytest.raises(ConfigError, match="k 0"):
+        InstanceTransferRegressor(bundle, k=0, instances=world).fit(train)

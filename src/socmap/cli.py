@@ -410,7 +410,7 @@ def cv_cmd(
     cube: Annotated[Path, typer.Option(help="The region's covariate cube (Zarr).")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the CV tables.")],
     method: Annotated[
-        str, typer.Option(help="rf, stacked, global, depthwise or a fine-tuning strategy.")
+        str, typer.Option(help="rf, stacked, global, depthwise, instances or a strategy.")
     ] = "rf",
     bundle: Annotated[
         Path | None, typer.Option(help="Pretrained bundle (network methods and stacking).")
@@ -483,7 +483,7 @@ def benchmark_transfer_cmd(
     repeats: Annotated[int, typer.Option(help="Draws per size.")] = 5,
     methods: Annotated[
         str,
-        typer.Option(help="Comma list: rf, stacked, global, depthwise, fine-tuning strategies."),
+        typer.Option(help="Comma list: rf, stacked, global, depthwise, instances, strategies."),
     ] = "rf,stacked,global,full,freeze-encoders,head,l2sp",
     depths: Annotated[str, typer.Option(help="Depth set of the targets.")] = "globalsoilmap",
     max_depth: Annotated[float, typer.Option(help="Deepest interval top (cm).")] = 100.0,

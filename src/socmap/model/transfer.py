@@ -21,12 +21,18 @@ Strategies (parameter names refer to :class:`~socmap.model.SocNet`):
     Han et al. (2025): the network pretrained on every interval is fine-tuned separately for
     each target interval, on that interval's samples only.
 
-Instance transfer and automatic choice by inner CV build on these (not yet implemented).
+``instances`` (:class:`InstanceTransferRegressor`)
+    the ``k`` global profiles most similar to the region's training sites in the pretrained
+    model's normalised covariate space join the regional rows for fine-tuning (their regional
+    covariates are missing, which the network's missing-value mask handles).
+
+Automatic choice by inner CV is not yet implemented.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -47,6 +53,7 @@ __all__ = [
     "STRATEGIES",
     "DepthwiseRegressor",
     "FineTunedRegressor",
+    "InstanceTransferRegressor",
     "transfer_methods",
 ]
 
@@ -209,6 +216,110 @@ class DepthwiseRegressor(FineTunedRegressor):
         return mean, sd
 
 
+class InstanceTransferRegressor(FineTunedRegressor):
+    """Fine-tune on the regional rows plus the ``k`` most similar global profiles.
+
+    Parameters
+    ----------
+    k
+        Number of global profiles to borrow.
+    instances
+        Table to borrow from (default: the embedded global training table on the same depth
+        intervals); it needs the pretrained model's covariates and ``soc_g_kg``.
+    bundle, strategy, regional_bands, l2sp_alpha, train, val_fraction, block_size, units,
+    mc_passes, random_state, progress
+        As in :class:`FineTunedRegressor`.
+    """
+
+    def __init__(
+        self,
+        bundle: str | Path = "",
+        k: int = 200,
+        instances: pd.DataFrame | None = None,
+        strategy: str = "full",
+        regional_bands: Sequence[str] | None = None,
+        l2sp_alpha: float = 1e-3,
+        train: Mapping[str, Any] | None = None,
+        val_fraction: float = 0.2,
+        block_size: float = 2000.0,
+        units: str = "auto",
+        mc_passes: int = 32,
+        random_state: int = 0,
+        progress: bool = False,
+    ) -> None:
+        super().__init__(
+            bundle=bundle,
+            strategy=strategy,
+            regional_bands=regional_bands,
+            l2sp_alpha=l2sp_alpha,
+            train=train,
+            val_fraction=val_fraction,
+            block_size=block_size,
+            units=units,
+            mc_passes=mc_passes,
+            random_state=random_state,
+            progress=progress,
+        )
+        self.k = k
+        self.instances = instances
+
+    def _similar(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """Rows of the ``k`` instance profiles nearest to any regional training site."""
+        from scipy.spatial import cKDTree
+
+        if self.k <= 0:
+            raise ConfigError(f"k {self.k!r} must be a positive number of profiles")
+        spec = load_bundle(self.bundle).spec
+        pool = self.instances if self.instances is not None else _global_instances()
+        intervals = set(zip(rows["top_cm"], rows["bottom_cm"], strict=True))
+        keep = np.array(
+            [t in intervals for t in zip(pool["top_cm"], pool["bottom_cm"], strict=True)]
+        )
+        pool = pool.loc[keep & pool["soc_g_kg"].notna().to_numpy()]
+        bands = spec.continuous_bands
+
+        def standardised(t: pd.DataFrame) -> np.ndarray:
+            sites = t.drop_duplicates("site_id")
+            z = [(sites[b].to_numpy(float) - spec.mean[b]) / spec.std[b] for b in bands]
+            return np.nan_to_num(np.column_stack(z))  # missing -> the mean, as in the encoder
+
+        pool_sites = pool.drop_duplicates("site_id")["site_id"].to_numpy()
+        dist, _ = cKDTree(standardised(rows)).query(standardised(pool))
+        chosen = pool_sites[np.argsort(dist, kind="stable")[: self.k]]
+        # Instance site ids must not collide with regional ones in the early-stopping split.
+        borrowed = pool[pool["site_id"].isin(chosen)].copy()
+        borrowed["site_id"] = _INSTANCE_PREFIX + borrowed["site_id"].astype(str)
+        return borrowed
+
+    def _early_stopping_split(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Validate on regional rows only; borrowed rows always train."""
+        borrowed = rows["site_id"].astype(str).str.startswith(_INSTANCE_PREFIX).to_numpy()
+        regional = np.flatnonzero(~borrowed)
+        train, val = super()._early_stopping_split(rows.iloc[regional].reset_index(drop=True))
+        return np.concatenate([regional[train], np.flatnonzero(borrowed)]), regional[val]
+
+    def fit(self, X: pd.DataFrame, y: Any = None) -> InstanceTransferRegressor:
+        """Fine-tune on ``X`` plus the borrowed global rows."""
+        rows = self._rows_with_target(X)
+        borrowed = self._similar(rows)
+        self.n_instances_ = int(borrowed["site_id"].nunique())
+        n_without = self.n_rows_without_target_
+        super().fit(pd.concat([rows, borrowed], ignore_index=True))
+        self.n_rows_without_target_ = n_without
+        return self
+
+
+_INSTANCE_PREFIX = "instance:"
+
+
+@functools.lru_cache(maxsize=1)
+def _global_instances() -> pd.DataFrame:
+    # Read-only use: callers filter and copy, never modify it in place.
+    from socmap.datasets import global_training_table
+
+    return global_training_table().table
+
+
 #: Method names understood by :func:`transfer_methods`, besides the strategies.
 BASELINES = ("rf", "stacked", "global")
 
@@ -230,8 +341,9 @@ def transfer_methods(
     ----------
     names
         ``rf`` (regional-only forest), ``stacked`` (forest + global prediction), ``global``
-        (pretrained network as is), ``depthwise`` (one fine-tuned network per interval), or a
-        fine-tuning strategy (:data:`STRATEGIES`).
+        (pretrained network as is), ``depthwise`` (one fine-tuned network per interval),
+        ``instances`` (fine-tuning with the most similar global profiles), or a fine-tuning
+        strategy (:data:`STRATEGIES`).
     bundle
         Pretrained bundle.
     regional_bands
@@ -250,7 +362,7 @@ def transfer_methods(
     """
     from socmap.model.baselines import GlobalModel, RegionalForest, StackedForest
 
-    known = [*BASELINES, "depthwise", *sorted(STRATEGIES)]
+    known = [*BASELINES, "depthwise", "instances", *sorted(STRATEGIES)]
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ConfigError(f"unknown methods {unknown!r}; choose from {known!r}")
@@ -265,6 +377,14 @@ def transfer_methods(
             )
         elif name == "global":
             out[name] = global_model
+        elif name == "instances":
+            out["finetune:instances"] = InstanceTransferRegressor(
+                bundle,
+                regional_bands=continuous_bands,
+                block_size=block_size,
+                mc_passes=mc_passes,
+                random_state=seed,
+            )
         elif name == "depthwise":
             out["finetune:depthwise"] = DepthwiseRegressor(
                 bundle,
