@@ -132,6 +132,9 @@ MapOpt = Annotated[
     ),
 ]
 CrsOpt = Annotated[str | None, typer.Option(help="CRS of x/y for generic tables, e.g. EPSG:4326.")]
+ProfilesOpt = Annotated[
+    Path | None, typer.Option("--profiles", help="Profile table (see --format).")
+]
 UnitsOpt = Annotated[
     str, typer.Option(help="SOC units of generic tables: g/kg, %, permille, mg/g.")
 ]
@@ -350,9 +353,7 @@ def finetune_cmd(
     bundle: Annotated[Path, typer.Argument(help="Pretrained bundle directory.")],
     cube: Annotated[Path, typer.Option(help="The region's covariate cube (Zarr).")],
     out_path: Annotated[Path, typer.Option("--out", "-o", help="Fine-tuned bundle to write.")],
-    profiles_path: Annotated[
-        Path | None, typer.Option("--profiles", help="Profile table (see --format).")
-    ] = None,
+    profiles_path: ProfilesOpt = None,
     fmt: FormatOpt = ProfileFormat.generic,
     samples: SamplesOpt = None,
     mapping: MapOpt = None,
@@ -415,9 +416,7 @@ def cv_cmd(
     bundle: Annotated[
         Path | None, typer.Option(help="Pretrained bundle (network methods and stacking).")
     ] = None,
-    profiles_path: Annotated[
-        Path | None, typer.Option("--profiles", help="Profile table (see --format).")
-    ] = None,
+    profiles_path: ProfilesOpt = None,
     fmt: FormatOpt = ProfileFormat.generic,
     samples: SamplesOpt = None,
     mapping: MapOpt = None,
@@ -469,9 +468,7 @@ def benchmark_transfer_cmd(
     cube: Annotated[Path, typer.Option(help="The region's covariate cube (Zarr).")],
     bundle: Annotated[Path, typer.Option(help="Pretrained bundle (excluding the region).")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the results.")],
-    profiles_path: Annotated[
-        Path | None, typer.Option("--profiles", help="Profile table (see --format).")
-    ] = None,
+    profiles_path: ProfilesOpt = None,
     fmt: FormatOpt = ProfileFormat.generic,
     samples: SamplesOpt = None,
     mapping: MapOpt = None,

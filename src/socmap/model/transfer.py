@@ -170,11 +170,6 @@ class FineTunedRegressor(SocNetRegressor):
         )
         return self
 
-    @staticmethod
-    def strategies() -> list[str]:
-        """Names of the available strategies."""
-        return sorted(STRATEGIES)
-
 
 class DepthwiseRegressor(FineTunedRegressor):
     """One fine-tuned copy of the pretrained network per depth interval (Han et al. 2025).
