@@ -138,6 +138,9 @@ ProfilesOpt = Annotated[
 UnitsOpt = Annotated[
     str, typer.Option(help="SOC units of generic tables: g/kg, %, permille, mg/g.")
 ]
+JobsOpt = Annotated[
+    int, typer.Option("--jobs", "-j", help="Folds fitted at once (processes); -1 = every core.")
+]
 
 
 # --------------------------------------------------------------------------- cube
@@ -359,7 +362,9 @@ def finetune_cmd(
     mapping: MapOpt = None,
     crs: CrsOpt = None,
     soc_units: UnitsOpt = "g/kg",
-    strategy: Annotated[str, typer.Option(help="full, freeze-encoders, head or l2sp.")] = "full",
+    strategy: Annotated[
+        str, typer.Option(help="full, freeze-encoders, head, l2sp, instances or auto.")
+    ] = "full",
     depths: Annotated[str, typer.Option(help="Depth set of the targets.")] = "globalsoilmap",
     max_depth: Annotated[
         float | None, typer.Option(help="Use intervals whose top is above this depth (cm).")
@@ -376,33 +381,42 @@ def finetune_cmd(
     """
     from socmap.cube import open_cube
     from socmap.model.bundle import fingerprint
-    from socmap.model.transfer import FineTunedRegressor
+    from socmap.model.transfer import BASELINES, transfer_methods
     from socmap.training import regional_training_table
 
+    if strategy in (*BASELINES, "depthwise"):
+        raise typer.BadParameter(
+            f"--strategy {strategy} does not give one network bundle; compare it with "
+            "`socmap cv --method` or `socmap benchmark transfer`"
+        )
     table = _load_profiles(fmt, profiles_path, samples, mapping, crs, soc_units)
     data = regional_training_table(table, open_cube(cube), depths=depths, max_depth_cm=max_depth)
-    continuous = data.continuous_regional_bands
-    est = FineTunedRegressor(
+    (est,) = transfer_methods(
+        [strategy],
         bundle,
-        strategy=strategy,
-        regional_bands=continuous,
+        data.regional_bands,
+        data.continuous_regional_bands,
         block_size=block_size,
-        random_state=seed,
-    ).fit(data.table)
+        seed=seed,
+    ).values()
+    est.fit(data.table)
+    chosen = {"inner_cv_mae": est.inner_mae_} if hasattr(est, "inner_mae_") else {}
     path = est.save(
         out_path,
         {
             "parent_bundle": str(bundle),
-            "strategy": strategy,
+            "strategy": est.strategy_,
+            "requested_strategy": strategy,
+            **chosen,
             "depth_set": depths,
             "training_fingerprint": fingerprint(data.table),
             "training_counts": data.counts,
         },
     )
     out.print(
-        f"fine-tuned ({strategy}) on {data.counts['rows_with_target']} samples from "
-        f"{data.table['site_id'].nunique()} sites, {len(continuous)} regional covariates, "
-        f"{est.history_.epochs_run} epochs; bundle: {path}"
+        f"fine-tuned ({est.strategy_}) on {data.counts['rows_with_target']} samples from "
+        f"{data.table['site_id'].nunique()} sites, {len(data.regional_bands)} regional "
+        f"covariates, {est.history_.epochs_run} epochs; bundle: {path}"
     )
 
 
@@ -426,6 +440,7 @@ def cv_cmd(
     folds: Annotated[int, typer.Option(help="Spatial CV folds.")] = 10,
     depths: Annotated[str, typer.Option(help="Depth set of the targets.")] = "globalsoilmap",
     max_depth: Annotated[float, typer.Option(help="Deepest interval top (cm).")] = 100.0,
+    jobs: JobsOpt = 1,
     seed: Annotated[int, typer.Option(help="Seed of every random step.")] = 0,
 ) -> None:
     """Spatial block cross-validation of one method on a region.
@@ -450,7 +465,9 @@ def cv_cmd(
         block_size=block_size,
         seed=seed,
     ).values()
-    result = cross_validate(estimator, data.table, BlockKFold(folds, block_size, random_state=seed))
+    result = cross_validate(
+        estimator, data.table, BlockKFold(folds, block_size, random_state=seed), n_jobs=jobs
+    )
     oof_path = write_table(result.oof, out_dir / "oof.parquet")
     metrics_path = write_table(result.metrics, out_dir / "metrics.csv")
     label = method if method in BASELINES else f"finetune:{method}"
@@ -486,6 +503,7 @@ def benchmark_transfer_cmd(
     max_depth: Annotated[float, typer.Option(help="Deepest interval top (cm).")] = 100.0,
     mc_passes: Annotated[int, typer.Option(help="MC dropout passes.")] = 16,
     n_estimators: Annotated[int, typer.Option(help="Trees per forest.")] = 500,
+    jobs: JobsOpt = 1,
     seed: Annotated[int, typer.Option(help="Seed of every random step.")] = 0,
 ) -> None:
     """Skill against the number of regional profiles, for every method, under spatial CV.
@@ -519,6 +537,7 @@ def benchmark_transfer_cmd(
         repeats=repeats,
         seed=seed,
         reference="rf" if "rf" in estimators else next(iter(estimators)),
+        n_jobs=jobs,
     )
     paths = result.write(out_dir)
     out.print(result.to_markdown())

@@ -43,7 +43,8 @@ class SocNetRegressor(RegressorMixin, BaseEstimator):
         Overrides of :class:`~socmap.model.TrainConfig` (``seed`` comes from
         ``random_state``).
     val_fraction
-        Share of the training rows held out, by whole spatial blocks, for early stopping.
+        Share of the training rows held out, by whole spatial blocks, for early stopping;
+        0 trains for ``max_epochs`` without early stopping.
     block_size, units
         Block size of that split (5 degrees by default, as for the global model).
     mc_passes
@@ -93,7 +94,12 @@ class SocNetRegressor(RegressorMixin, BaseEstimator):
         return rows
 
     def _early_stopping_split(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """Whole blocks and profiles of the training rows for early stopping."""
+        """Whole blocks and profiles of the training rows for early stopping.
+
+        ``val_fraction == 0`` validates on nothing: training runs ``max_epochs``.
+        """
+        if self.val_fraction == 0:
+            return np.arange(len(rows)), np.arange(0)
         return spatial_train_val_split(
             rows,
             groups=rows["site_id"].to_numpy(),

@@ -299,38 +299,55 @@ class FeatureSpec:
         name: str,
         bands: Sequence[str],
         stats: Mapping[str, tuple[float, float]] | pd.DataFrame,
+        categorical: Mapping[str, Sequence[int]] | Sequence[str] | None = None,
     ) -> FeatureSpec:
-        """Return a new spec with a continuous group appended (regional covariates).
+        """Return a new spec with a group appended (regional covariates).
 
         Parameters
         ----------
         name
             New group name, not already used.
         bands
-            Its band names, none already in the spec.
+            Its continuous band names, none already in the spec (may be empty when
+            ``categorical`` is given).
         stats
-            ``{band: (mean, std)}``, or a table to compute them from (NaN-aware).
+            ``{band: (mean, std)}``, or a table to compute them (and learned vocabularies)
+            from (NaN-aware).
+        categorical
+            The group's categorical bands: ``{band: class codes}``, or band names whose
+            vocabularies are learned from ``stats`` (a table). Their columns follow the
+            existing categorical bands.
 
         Raises
         ------
         BandMismatch
-            If the group or a band already exists, ``bands`` is empty, or stats are missing.
+            If the group or a band already exists, no band is given, or stats are missing.
         """
         bands = tuple(str(b) for b in bands)
-        if not bands:
+        if isinstance(categorical, Mapping):
+            cats = {str(b): tuple(int(c) for c in v) for b, v in categorical.items()}
+        else:
+            cats = {str(b): () for b in (categorical or ())}
+        if not bands and not cats:
             raise BandMismatch(f"group {name!r} has no bands; pass at least one band name")
-        if name in self.groups:
+        if name in self.groups or name in self.categorical_groups.values():
             raise BandMismatch(
                 f"group {name!r} already exists ({list(self.groups)!r}); choose a new group name"
             )
-        clash = [b for b in bands if b in self.band_names]
+        clash = [b for b in (*bands, *cats) if b in self.band_names]
         if clash:
             raise BandMismatch(
                 f"bands {clash!r} are already in the spec; a new group needs new bands"
             )
+        pairs: dict[str, tuple[float, float]] = {}
         if isinstance(stats, pd.DataFrame):
-            fitted = FeatureSpec(groups={name: bands}, std_floor=self.std_floor).fit(stats)
+            fitted = FeatureSpec(
+                groups={name: bands} if bands else {},
+                categorical=cats,
+                std_floor=self.std_floor,
+            ).fit(stats)
             pairs = {b: (fitted.mean[b], fitted.std[b]) for b in bands}
+            cats = dict(fitted.categorical)
         else:
             absent = [b for b in bands if b not in stats]
             if absent:
@@ -345,9 +362,17 @@ class FeatureSpec:
                 raise BandMismatch(
                     f"stats must be finite (mean, std) pairs; got {bad!r}; fit them on a table"
                 )
+            unlearned = [b for b, v in cats.items() if not v]
+            if unlearned:
+                raise BandMismatch(
+                    f"categorical bands {unlearned!r} have no class codes; pass "
+                    "{band: codes} or a table to learn them from"
+                )
         return dataclasses.replace(
             self,
-            groups={**self.groups, name: bands},
+            groups={**self.groups, name: bands} if bands else dict(self.groups),
+            categorical={**self.categorical, **cats},
+            categorical_groups={**self.categorical_groups, **{b: name for b in cats}},
             mean={**self.mean, **{b: p[0] for b, p in pairs.items()}},
             std={**self.std, **{b: p[1] for b, p in pairs.items()}},
         )

@@ -23,7 +23,9 @@ batch and repeats only :meth:`SocNet.head`.
 **Regional groups** added with :meth:`SocNet.add_group` get their own encoder plus an
 adapter ``Linear(16, 128, bias=False)`` whose weights start at zero; its output is added to
 the fusion pre-activation, so the extended model's outputs are bit-for-bit those of the
-original until fine-tuning moves the adapter.
+original until fine-tuning moves the adapter. Their categorical bands get new embeddings
+(row 0, missing or unknown class, fixed at zero) with zero-initialised adapters
+``Linear(4, 128, bias=False)`` of their own.
 
 **Output scaling.** The network's raw mean is ``target_shift + target_scale * raw`` (the
 training mean and SD of log1p SOC), so training starts near the right level; the
@@ -64,6 +66,8 @@ class NetworkConfig:
     added_groups
         Groups added for fine-tuning (:meth:`SocNet.add_group`), in column order after
         ``groups``.
+    added_vocab_sizes
+        Categorical bands added for fine-tuning, in column order after ``vocab_sizes``.
     depth_features
         Number of depth features (3: top, bottom, log thickness).
     enc_dim, emb_dim, fusion_dim, depth_dim
@@ -87,6 +91,7 @@ class NetworkConfig:
     groups: Mapping[str, int]
     vocab_sizes: Mapping[str, int] = field(default_factory=dict)
     added_groups: Mapping[str, int] = field(default_factory=dict)
+    added_vocab_sizes: Mapping[str, int] = field(default_factory=dict)
     depth_features: int = len(DEPTH_FEATURES)
     enc_dim: int = 16
     emb_dim: int = 4
@@ -103,6 +108,11 @@ class NetworkConfig:
         set_(self, "groups", {str(k): int(v) for k, v in self.groups.items()})
         set_(self, "vocab_sizes", {str(k): int(v) for k, v in self.vocab_sizes.items()})
         set_(self, "added_groups", {str(k): int(v) for k, v in self.added_groups.items()})
+        set_(
+            self,
+            "added_vocab_sizes",
+            {str(k): int(v) for k, v in self.added_vocab_sizes.items()},
+        )
         set_(self, "head", tuple(int(h) for h in self.head))
         set_(self, "dropout", tuple(float(p) for p in self.dropout))
         lo, hi = (float(v) for v in self.logvar_range)
@@ -111,14 +121,16 @@ class NetworkConfig:
             raise ConfigError(
                 "the network needs at least one covariate group or categorical band; got none"
             )
-        sizes = {**self.groups, **self.added_groups, **self.vocab_sizes}
+        sizes = {**self.groups, **self.added_groups, **self.all_vocab_sizes}
         bad = {k: v for k, v in sizes.items() if v < 1}
         if bad:
             raise ConfigError(f"group and vocabulary sizes must be >= 1; got {bad!r}")
-        clash = set(self.groups) & set(self.added_groups)
+        clash = (set(self.groups) & set(self.added_groups)) | (
+            set(self.vocab_sizes) & set(self.added_vocab_sizes)
+        )
         if clash:
             raise ConfigError(
-                f"added groups {sorted(clash)!r} repeat base group names; rename them"
+                f"added groups or bands {sorted(clash)!r} repeat base names; rename them"
             )
         dims = {
             "enc_dim": self.enc_dim,
@@ -169,17 +181,22 @@ class NetworkConfig:
         return {**self.groups, **self.added_groups}
 
     @property
+    def all_vocab_sizes(self) -> dict[str, int]:
+        """Base then added categorical bands, in column order."""
+        return {**self.vocab_sizes, **self.added_vocab_sizes}
+
+    @property
     def n_continuous(self) -> int:
         """Number of continuous input columns."""
         return sum(self.all_groups.values())
 
     def check_spec(self, spec: FeatureSpec) -> None:
         """Raise :class:`~socmap.errors.BandMismatch` if ``spec`` does not fit this network."""
-        if spec.group_sizes != self.all_groups or spec.vocab_sizes != dict(self.vocab_sizes):
+        if spec.group_sizes != self.all_groups or spec.vocab_sizes != self.all_vocab_sizes:
             raise BandMismatch(
                 f"feature spec (groups {spec.group_sizes!r}, vocabularies "
                 f"{spec.vocab_sizes!r}) does not match the network (groups {self.all_groups!r}, "
-                f"vocabularies {dict(self.vocab_sizes)!r}); build the network from this spec"
+                f"vocabularies {self.all_vocab_sizes!r}); build the network from this spec"
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -255,6 +272,10 @@ class SocNet(nn.Module):
             self.adapters = nn.ModuleList()
             for n in c.added_groups.values():
                 self._append_group(n)
+            self.added_embeddings = nn.ModuleList()
+            self.embedding_adapters = nn.ModuleList()
+            for v in c.added_vocab_sizes.values():
+                self._append_embedding(v)
             self.depth_mlp = nn.Sequential(nn.Linear(c.depth_features, c.depth_dim), nn.ReLU())
             self.film = nn.Linear(c.depth_dim, 2 * c.fusion_dim)
             self.head_in = nn.Linear(c.fusion_dim, c.head[0])
@@ -271,6 +292,14 @@ class SocNet(nn.Module):
         adapter = nn.Linear(c.enc_dim, c.fusion_dim, bias=False)
         nn.init.zeros_(adapter.weight)
         self.adapters.append(adapter)
+
+    def _append_embedding(self, vocab_size: int) -> None:
+        c = self.config
+        # Row 0 (missing or unknown class) stays zero: no regional information, no change.
+        self.added_embeddings.append(nn.Embedding(vocab_size, c.emb_dim, padding_idx=0))
+        adapter = nn.Linear(c.emb_dim, c.fusion_dim, bias=False)
+        nn.init.zeros_(adapter.weight)
+        self.embedding_adapters.append(adapter)
 
     def _group_offsets(self) -> list[tuple[int, int]]:
         out, start = [], 0
@@ -299,10 +328,11 @@ class SocNet(nn.Module):
                 f"{tuple(mask.shape)!r}); the network expects {c.n_continuous} columns "
                 "in both; encode with the model's FeatureSpec"
             )
-        if cat.shape[-1] != len(c.vocab_sizes):
+        n_cat = len(c.vocab_sizes)
+        if cat.shape[-1] != n_cat + len(c.added_vocab_sizes):
             raise BandMismatch(
                 f"categorical inputs have shape {tuple(cat.shape)!r}; the network expects "
-                f"{len(c.vocab_sizes)} columns; encode with the model's FeatureSpec"
+                f"{n_cat + len(c.added_vocab_sizes)} columns; encode with the model's FeatureSpec"
             )
         n_base = len(c.groups)
         parts: list[Tensor] = []
@@ -315,6 +345,10 @@ class SocNet(nn.Module):
             self.added_encoders, self.adapters, self._offsets[n_base:], strict=True
         ):
             pre = pre + adapter(enc(torch.cat([cont[:, a:b], mask[:, a:b]], dim=1)))
+        for k, (emb, adapter) in enumerate(
+            zip(self.added_embeddings, self.embedding_adapters, strict=True)
+        ):
+            pre = pre + adapter(emb(cat[:, n_cat + k]))
         fused = torch.relu(pre)
         gamma, beta = self.film(self.depth_mlp(depth)).chunk(2, dim=1)
         h = fused * (1 + gamma) + beta
@@ -340,34 +374,58 @@ class SocNet(nn.Module):
         return self.head(self.trunk(cont, mask, cat, depth))
 
     # ------------------------------------------------------------------ fine-tuning
-    def add_group(self, name: str, n_bands: int, seed: int = 0) -> None:
-        """Add an encoder for a new covariate group whose contribution starts at exactly zero.
+    def add_group(
+        self,
+        name: str,
+        n_bands: int,
+        seed: int = 0,
+        vocab_sizes: Mapping[str, int] | None = None,
+    ) -> None:
+        """Add a new covariate group whose contribution starts at exactly zero.
 
         Parameters
         ----------
         name
             Group name (must match :meth:`FeatureSpec.add_group`).
         n_bands
-            Number of bands in the group; their columns follow the existing ones.
+            Number of continuous bands in the group (0 for categorical bands only); their
+            columns follow the existing ones.
         seed
-            Seed for the new encoder's initialisation.
+            Seed for the new encoder's and embeddings' initialisation.
+        vocab_sizes
+            Categorical bands of the group -> embedding rows (classes + 1), in column order
+            after the existing categorical bands.
         """
+        vocab = {str(k): int(v) for k, v in (vocab_sizes or {}).items()}
         if name in self.config.all_groups:
             raise BandMismatch(
                 f"group {name!r} already exists in the network ({list(self.config.all_groups)!r})"
                 "; choose a new name"
             )
-        if int(n_bands) < 1:
-            raise ConfigError(f"n_bands must be >= 1; got {n_bands!r}")
+        if int(n_bands) < 0 or (int(n_bands) == 0 and not vocab):
+            raise ConfigError(
+                f"n_bands must be >= 1, or 0 with categorical vocab_sizes; got {n_bands!r}"
+            )
+        added = dict(self.config.added_groups)
+        if int(n_bands):
+            added[name] = int(n_bands)
         self.config = dataclasses.replace(
-            self.config, added_groups={**self.config.added_groups, name: int(n_bands)}
+            self.config,
+            added_groups=added,
+            added_vocab_sizes={**self.config.added_vocab_sizes, **vocab},
         )
+        new: list[nn.Module] = []
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self._append_group(int(n_bands))
+            if int(n_bands):
+                self._append_group(int(n_bands))
+                new += [self.added_encoders[-1], self.adapters[-1]]
+            for size in vocab.values():
+                self._append_embedding(size)
+                new += [self.added_embeddings[-1], self.embedding_adapters[-1]]
         ref = self.fusion.weight
-        self.added_encoders[-1].to(device=ref.device, dtype=ref.dtype)
-        self.adapters[-1].to(device=ref.device, dtype=ref.dtype)
+        for module in new:
+            module.to(device=ref.device, dtype=ref.dtype)
         self._offsets = self._group_offsets()
 
     def count_parameters(self, trainable_only: bool = False) -> int:

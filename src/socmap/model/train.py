@@ -319,7 +319,7 @@ def fit(
             p.requires_grad_(name in chosen_names)
         params = [p for _, p in chosen]
         anchor = [p.detach().clone() for p in params] if l2sp_alpha > 0 else []
-        optimiser = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimiser = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
         torch.use_deterministic_algorithms(True)
         rng = np.random.default_rng(cfg.seed)
         best_state = copy.deepcopy(model.state_dict())
@@ -334,14 +334,12 @@ def fit(
                 for b in _batches(tr[rng.permutation(tr.size)], cfg.batch_size):
                     mean, logvar = model(*_inputs(t, b))
                     loss = _loss(mean, logvar, t["target"][torch.from_numpy(b)], cfg.loss)
-                    objective = loss
-                    if anchor:
-                        pull = sum(
-                            ((p - a) ** 2).sum() for p, a in zip(params, anchor, strict=True)
-                        )
-                        objective = loss + l2sp_alpha * pull
                     optimiser.zero_grad(set_to_none=True)
-                    objective.backward()
+                    loss.backward()
+                    # L2-SP: the gradient of alpha * ||w - w0||^2, added without autograd.
+                    for p, a in zip(params, anchor, strict=False):  # empty without L2-SP
+                        if p.grad is not None:
+                            p.grad.add_(p.detach() - a, alpha=2.0 * l2sp_alpha)
                     optimiser.step()
                     total += float(loss.detach()) * len(b)
                 history.train_loss.append(total / tr.size)

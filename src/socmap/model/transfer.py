@@ -26,7 +26,8 @@ Strategies (parameter names refer to :class:`~socmap.model.SocNet`):
     model's normalised covariate space join the regional rows for fine-tuning (their regional
     covariates are missing, which the network's missing-value mask handles).
 
-Automatic choice by inner CV is not yet implemented.
+``auto`` (:class:`AutoTransferRegressor`)
+    the strategy with the lowest inner spatial-CV MAE on the training rows.
 """
 
 from __future__ import annotations
@@ -47,10 +48,13 @@ from socmap.model.estimator import SocNetRegressor
 from socmap.model.train import TrainConfig, fit
 
 __all__ = [
+    "AUTO_CANDIDATES",
     "BASELINES",
     "FINETUNE_DEFAULTS",
+    "NETWORK_METHODS",
     "REGIONAL_GROUP",
     "STRATEGIES",
+    "AutoTransferRegressor",
     "DepthwiseRegressor",
     "FineTunedRegressor",
     "InstanceTransferRegressor",
@@ -68,7 +72,7 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
 }
 
 _PRETRAINED_ENCODERS = ("encoders.", "embeddings.")
-_REGIONAL = ("added_encoders.", "adapters.")
+_REGIONAL = ("added_encoders.", "adapters.", "added_embeddings.", "embedding_adapters.")
 _HEAD = ("head_in.", "head_layers.", "out.")
 
 STRATEGIES: dict[str, Callable[[str], bool]] = {
@@ -89,8 +93,11 @@ class FineTunedRegressor(SocNetRegressor):
     strategy
         One of :data:`STRATEGIES`.
     regional_bands
-        Continuous covariates the global model lacks, to join as a new group. Categorical
-        regional bands are not used by the network (they would need new embeddings).
+        Continuous covariates the global model lacks, to join as a new group.
+    regional_categorical
+        Categorical covariates the global model lacks: they join the same group as new
+        embeddings (vocabularies learned from the training rows; classes unseen in training
+        contribute nothing, as if missing).
     l2sp_alpha
         Strength of the L2-SP penalty (``strategy="l2sp"`` only).
     train
@@ -106,6 +113,7 @@ class FineTunedRegressor(SocNetRegressor):
         bundle: str | Path = "",
         strategy: str = "full",
         regional_bands: Sequence[str] | None = None,
+        regional_categorical: Sequence[str] | None = None,
         l2sp_alpha: float = 1e-3,
         train: Mapping[str, Any] | None = None,
         val_fraction: float = 0.2,
@@ -129,25 +137,37 @@ class FineTunedRegressor(SocNetRegressor):
         self.bundle = bundle
         self.strategy = strategy
         self.regional_bands = regional_bands
+        self.regional_categorical = regional_categorical
         self.l2sp_alpha = l2sp_alpha
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> FineTunedRegressor:
         """Fine-tune on the rows of ``X`` with a SOC value; ``y`` is ignored."""
-        if self.strategy not in STRATEGIES:
+        return self._fit_strategy(self._rows_with_target(X), self.strategy)
+
+    def _fit_strategy(self, rows: pd.DataFrame, strategy: str) -> FineTunedRegressor:
+        if strategy not in STRATEGIES:
             raise ConfigError(
-                f"unknown strategy {self.strategy!r}; choose one of {sorted(STRATEGIES)!r}"
+                f"unknown strategy {strategy!r}; choose one of {sorted(STRATEGIES)!r}"
             )
-        rows = self._rows_with_target(X)
         pretrained = load_bundle(self.bundle)
         pretrained.check_bands(rows.columns)
         spec, model = pretrained.spec, copy.deepcopy(pretrained.model)
         regional = [b for b in (self.regional_bands or []) if b not in spec.band_names]
-        if regional:
-            missing = [b for b in regional if b not in rows.columns]
+        categorical = [b for b in (self.regional_categorical or []) if b not in spec.band_names]
+        if regional or categorical:
+            missing = [b for b in (*regional, *categorical) if b not in rows.columns]
             if missing:
-                raise BandMismatch(f"training table lacks regional bands {missing!r}")
-            spec = spec.add_group(REGIONAL_GROUP, regional, rows)
-            model.add_group(REGIONAL_GROUP, len(regional), seed=self.random_state)
+                raise BandMismatch(
+                    f"training table lacks regional bands {missing!r}; extract them from the "
+                    "regional cube (socmap.training.regional_training_table)"
+                )
+            spec = spec.add_group(REGIONAL_GROUP, regional, rows, categorical=categorical)
+            model.add_group(
+                REGIONAL_GROUP,
+                len(regional),
+                seed=self.random_state,
+                vocab_sizes={b: spec.vocab_sizes[b] for b in categorical},
+            )
         data = spec.encode(rows)
         train_idx, val_idx = self._early_stopping_split(rows)
         config = TrainConfig(
@@ -159,15 +179,16 @@ class FineTunedRegressor(SocNetRegressor):
             train_idx,
             val_idx,
             config,
-            trainable=STRATEGIES[self.strategy],
-            l2sp_alpha=self.l2sp_alpha if self.strategy == "l2sp" else 0.0,
+            trainable=STRATEGIES[strategy],
+            l2sp_alpha=self.l2sp_alpha if strategy == "l2sp" else 0.0,
             progress=self.progress,
         )
         self.spec_, self.config_, self.model_ = spec, model.config, model
         self.train_config_ = config
         self.n_trainable_ = int(
-            sum(p.numel() for n, p in model.named_parameters() if STRATEGIES[self.strategy](n))
+            sum(p.numel() for n, p in model.named_parameters() if STRATEGIES[strategy](n))
         )
+        self.strategy_ = strategy
         return self
 
 
@@ -217,22 +238,24 @@ class InstanceTransferRegressor(FineTunedRegressor):
     Parameters
     ----------
     k
-        Number of global profiles to borrow.
+        Number of global profiles to borrow; ``None`` (default) borrows as many as there are
+        regional training profiles, so neither source swamps the other.
     instances
         Table to borrow from (default: the embedded global training table on the same depth
         intervals); it needs the pretrained model's covariates and ``soc_g_kg``.
-    bundle, strategy, regional_bands, l2sp_alpha, train, val_fraction, block_size, units,
-    mc_passes, random_state, progress
+    bundle, strategy, regional_bands, regional_categorical, l2sp_alpha, train, val_fraction,
+    block_size, units, mc_passes, random_state, progress
         As in :class:`FineTunedRegressor`.
     """
 
     def __init__(
         self,
         bundle: str | Path = "",
-        k: int = 200,
+        k: int | None = None,
         instances: pd.DataFrame | None = None,
         strategy: str = "full",
         regional_bands: Sequence[str] | None = None,
+        regional_categorical: Sequence[str] | None = None,
         l2sp_alpha: float = 1e-3,
         train: Mapping[str, Any] | None = None,
         val_fraction: float = 0.2,
@@ -246,6 +269,7 @@ class InstanceTransferRegressor(FineTunedRegressor):
             bundle=bundle,
             strategy=strategy,
             regional_bands=regional_bands,
+            regional_categorical=regional_categorical,
             l2sp_alpha=l2sp_alpha,
             train=train,
             val_fraction=val_fraction,
@@ -262,7 +286,8 @@ class InstanceTransferRegressor(FineTunedRegressor):
         """Rows of the ``k`` instance profiles nearest to any regional training site."""
         from scipy.spatial import cKDTree
 
-        if self.k <= 0:
+        k = rows["site_id"].nunique() if self.k is None else self.k
+        if k <= 0:
             raise ConfigError(f"k {self.k!r} must be a positive number of profiles")
         spec = load_bundle(self.bundle).spec
         pool = self.instances if self.instances is not None else _global_instances()
@@ -280,7 +305,7 @@ class InstanceTransferRegressor(FineTunedRegressor):
 
         pool_sites = pool.drop_duplicates("site_id")["site_id"].to_numpy()
         dist, _ = cKDTree(standardised(rows)).query(standardised(pool))
-        chosen = pool_sites[np.argsort(dist, kind="stable")[: self.k]]
+        chosen = pool_sites[np.argsort(dist, kind="stable")[:k]]
         # Instance site ids must not collide with regional ones in the early-stopping split.
         borrowed = pool[pool["site_id"].isin(chosen)].copy()
         borrowed["site_id"] = _INSTANCE_PREFIX + borrowed["site_id"].astype(str)
@@ -306,6 +331,104 @@ class InstanceTransferRegressor(FineTunedRegressor):
 
 _INSTANCE_PREFIX = "instance:"
 
+#: Strategies :class:`AutoTransferRegressor` chooses among by default.
+AUTO_CANDIDATES = ("freeze-encoders", "head", "l2sp")
+
+
+class AutoTransferRegressor(FineTunedRegressor):
+    """Choose the fine-tuning strategy by inner spatial CV on the training rows only.
+
+    The training rows are split into ``inner_folds`` spatial block folds (whole profiles);
+    each candidate strategy is fine-tuned on the other inner folds and scored by the MAE of
+    SOC (g/kg) on the held-out inner fold. The strategy with the lowest pooled inner MAE is
+    then fine-tuned on every training row. Nothing outside ``X`` is read, so wrapped in an
+    outer CV the choice never sees the outer test fold.
+
+    Parameters
+    ----------
+    candidates
+        Strategies to choose among (:data:`STRATEGIES`); default :data:`AUTO_CANDIDATES`
+        (``full`` is ``l2sp`` without the pull, and rarely differs from it).
+    inner_folds
+        Spatial folds of the inner CV (blocks of ``block_size``).
+    bundle, regional_bands, regional_categorical, l2sp_alpha, train, val_fraction,
+    block_size, units, mc_passes, random_state, progress
+        As in :class:`FineTunedRegressor`.
+
+    Attributes
+    ----------
+    strategy_
+        The chosen strategy.
+    inner_mae_
+        Pooled inner-CV MAE (g/kg) of every candidate.
+    """
+
+    def __init__(
+        self,
+        bundle: str | Path = "",
+        candidates: Sequence[str] = AUTO_CANDIDATES,
+        inner_folds: int = 3,
+        regional_bands: Sequence[str] | None = None,
+        regional_categorical: Sequence[str] | None = None,
+        l2sp_alpha: float = 1e-3,
+        train: Mapping[str, Any] | None = None,
+        val_fraction: float = 0.2,
+        block_size: float = 2000.0,
+        units: str = "auto",
+        mc_passes: int = 32,
+        random_state: int = 0,
+        progress: bool = False,
+    ) -> None:
+        super().__init__(
+            bundle=bundle,
+            strategy="auto",
+            regional_bands=regional_bands,
+            regional_categorical=regional_categorical,
+            l2sp_alpha=l2sp_alpha,
+            train=train,
+            val_fraction=val_fraction,
+            block_size=block_size,
+            units=units,
+            mc_passes=mc_passes,
+            random_state=random_state,
+            progress=progress,
+        )
+        self.candidates = candidates
+        self.inner_folds = inner_folds
+
+    def fit(self, X: pd.DataFrame, y: Any = None) -> AutoTransferRegressor:
+        """Choose a strategy by inner spatial CV on ``X``, then fine-tune it on all of ``X``."""
+        from socmap.validate.cv import cross_validate
+        from socmap.validate.splitters import BlockKFold
+
+        unknown = [c for c in self.candidates if c not in STRATEGIES]
+        if unknown or not self.candidates:
+            raise ConfigError(
+                f"auto candidates {list(self.candidates)!r} must be a non-empty subset of "
+                f"{sorted(STRATEGIES)!r}"
+            )
+        rows = self._rows_with_target(X)
+        n_without = self.n_rows_without_target_
+        inner = BlockKFold(
+            self.inner_folds,
+            self.block_size,
+            units=self.units,  # type: ignore[arg-type]
+            random_state=self.random_state,
+        )
+        skip = ("candidates", "inner_folds")
+        params = {k: v for k, v in self.get_params().items() if k not in skip}
+        self.inner_mae_: dict[str, float] = {}
+        for strategy in self.candidates:
+            res = cross_validate(
+                FineTunedRegressor(**params, strategy=strategy), rows, inner, progress=False
+            )
+            pooled = res.metrics[(res.metrics["depth"] == "all") & (res.metrics["metric"] == "mae")]
+            self.inner_mae_[strategy] = float(pooled["value"].iloc[0])
+        best = min(self.candidates, key=lambda c: (self.inner_mae_[c], c))
+        self._fit_strategy(rows, best)
+        self.n_rows_without_target_ = n_without
+        return self
+
 
 @functools.lru_cache(maxsize=1)
 def _global_instances() -> pd.DataFrame:
@@ -317,6 +440,12 @@ def _global_instances() -> pd.DataFrame:
 
 #: Method names understood by :func:`transfer_methods`, besides the strategies.
 BASELINES = ("rf", "stacked", "global")
+#: Transfer methods with their own estimator class (the others are :data:`STRATEGIES`).
+NETWORK_METHODS: dict[str, type[FineTunedRegressor]] = {
+    "auto": AutoTransferRegressor,
+    "depthwise": DepthwiseRegressor,
+    "instances": InstanceTransferRegressor,
+}
 
 
 def transfer_methods(
@@ -337,14 +466,15 @@ def transfer_methods(
     names
         ``rf`` (regional-only forest), ``stacked`` (forest + global prediction), ``global``
         (pretrained network as is), ``depthwise`` (one fine-tuned network per interval),
-        ``instances`` (fine-tuning with the most similar global profiles), or a fine-tuning
-        strategy (:data:`STRATEGIES`).
+        ``instances`` (fine-tuning with the most similar global profiles), ``auto`` (strategy
+        chosen by inner spatial CV), or a fine-tuning strategy (:data:`STRATEGIES`).
     bundle
         Pretrained bundle.
     regional_bands
         Every regional covariate (the forests use them all, categorical ones as codes).
     continuous_bands
-        Regional covariates that join the network as a new group.
+        Regional covariates that join the network as a new group; the other (categorical)
+        regional bands join it as new embeddings.
     block_size
         Early-stopping split of the fine-tuning rows, in the CRS units of the sites.
     n_estimators, mc_passes, seed
@@ -357,11 +487,18 @@ def transfer_methods(
     """
     from socmap.model.baselines import GlobalModel, RegionalForest, StackedForest
 
-    known = [*BASELINES, "depthwise", "instances", *sorted(STRATEGIES)]
+    known = [*BASELINES, *NETWORK_METHODS, *sorted(STRATEGIES)]
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ConfigError(f"unknown methods {unknown!r}; choose from {known!r}")
     global_model = GlobalModel(str(bundle), mc_passes=mc_passes, random_state=seed)
+    network: dict[str, Any] = {
+        "regional_bands": continuous_bands,
+        "regional_categorical": [b for b in regional_bands if b not in set(continuous_bands)],
+        "block_size": block_size,
+        "mc_passes": mc_passes,
+        "random_state": seed,
+    }
     out: dict[str, Any] = {}
     for name in names:
         if name == "rf":
@@ -372,31 +509,10 @@ def transfer_methods(
             )
         elif name == "global":
             out[name] = global_model
-        elif name == "instances":
-            out["finetune:instances"] = InstanceTransferRegressor(
-                bundle,
-                regional_bands=continuous_bands,
-                block_size=block_size,
-                mc_passes=mc_passes,
-                random_state=seed,
-            )
-        elif name == "depthwise":
-            out["finetune:depthwise"] = DepthwiseRegressor(
-                bundle,
-                regional_bands=continuous_bands,
-                block_size=block_size,
-                mc_passes=mc_passes,
-                random_state=seed,
-            )
+        elif name in NETWORK_METHODS:
+            out[f"finetune:{name}"] = NETWORK_METHODS[name](bundle, **network)
         else:
-            out[f"finetune:{name}"] = FineTunedRegressor(
-                bundle,
-                strategy=name,
-                regional_bands=continuous_bands,
-                block_size=block_size,
-                mc_passes=mc_passes,
-                random_state=seed,
-            )
+            out[f"finetune:{name}"] = FineTunedRegressor(bundle, strategy=name, **network)
     return out
 
 

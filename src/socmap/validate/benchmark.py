@@ -121,6 +121,7 @@ def transfer_benchmark(
     repeats: int = 5,
     seed: int = 0,
     reference: str = "rf",
+    n_jobs: int = 1,
     progress: bool = True,
 ) -> TransferBenchmark:
     """Run every method at every training-set size under the same spatial folds.
@@ -141,6 +142,8 @@ def transfer_benchmark(
         Seed of the draws; every method sees the same profiles.
     reference
         Method whose skill the deltas are relative to.
+    n_jobs
+        Folds fitted at once (see :func:`~socmap.validate.cross_validate`).
     progress
         Progress bar over runs.
     """
@@ -153,7 +156,12 @@ def transfer_benchmark(
     for n, r, name in it:
         draw_seed = zlib.crc32(f"{seed}:{r}".encode())
         res = cross_validate(
-            methods[name], table, cv, train_sites=_sampler(n, draw_seed), progress=False
+            methods[name],
+            table,
+            cv,
+            train_sites=_sampler(n, draw_seed),
+            n_jobs=n_jobs,
+            progress=False,
         )
         method, strategy = _split(name)
         base = {"method": method, "strategy": strategy, "n": ALL if n is None else n, "repeat": r}

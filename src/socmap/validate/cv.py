@@ -108,6 +108,7 @@ def cross_validate(
     target: str = "soc_g_kg",
     levels: Sequence[float] = DEFAULT_LEVELS,
     train_sites: Callable[[int, np.ndarray], np.ndarray] | None = None,
+    n_jobs: int = 1,
     progress: bool = True,
 ) -> CVResult:
     """Cross-validate ``estimator`` with the spatial splitter ``cv``.
@@ -130,6 +131,9 @@ def cross_validate(
         ``(fold, site ids of the training folds) -> site ids to train on``: draws the
         training profiles of each fold (e.g. ``n`` of them for a skill-against-n curve).
         The held-out fold is always predicted whole.
+    n_jobs
+        Folds fitted at once, each in its own process (joblib/loky, one thread each);
+        ``-1`` uses every core. Results do not depend on it.
     progress
         Show a progress bar over folds.
 
@@ -150,23 +154,25 @@ def cross_validate(
     data = table.loc[has_target].reset_index(drop=True)
     if data.empty:
         raise ProfileValidationError(f"no row has a {target!r} value; nothing to validate")
-    folds = np.full(len(data), -1)
-    mean = np.full(len(data), np.nan)
-    sd = np.full(len(data), np.nan)
     splits = list(cv.split(data, groups=data["site_id"].to_numpy()))
-    it = track(splits, "cross-validating") if progress else splits
-    for k, (train_idx, test_idx) in enumerate(it):
+    sites = data["site_id"].to_numpy()
+    tasks = []
+    for k, (train_idx, test_idx) in enumerate(splits):
+        if train_sites is not None:
+            chosen = train_sites(k, pd.unique(sites[train_idx]))
+            train_idx = train_idx[np.isin(sites[train_idx], chosen)]
         est = (
             estimator()
             if callable(estimator) and not hasattr(estimator, "fit")
             else clone(estimator)
         )
-        if train_sites is not None:
-            sites = data["site_id"].to_numpy()
-            chosen = train_sites(k, pd.unique(sites[train_idx]))
-            train_idx = train_idx[np.isin(sites[train_idx], chosen)]
-        est.fit(data.iloc[train_idx].reset_index(drop=True))
-        m, s = est.predict_log(data.iloc[test_idx].reset_index(drop=True))
+        tasks.append((est, data.iloc[train_idx].reset_index(drop=True),
+                      data.iloc[test_idx].reset_index(drop=True)))  # fmt: skip
+    folds = np.full(len(data), -1)
+    mean = np.full(len(data), np.nan)
+    sd = np.full(len(data), np.nan)
+    for k, (m, s) in enumerate(_run_folds(tasks, n_jobs, progress)):
+        test_idx = splits[k][1]
         mean[test_idx], sd[test_idx] = m, s
         folds[test_idx] = k
     oof = pd.DataFrame(
@@ -191,6 +197,31 @@ def cross_validate(
         metrics=_metrics(oof, levels),
         n_rows_without_target=int((~has_target).sum()),
     )
+
+
+def _fit_predict(
+    est: SocEstimator, train: pd.DataFrame, test: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray]:
+    est.fit(train)
+    m, s = est.predict_log(test)
+    return np.asarray(m, dtype=float), np.asarray(s, dtype=float)
+
+
+def _run_folds(
+    tasks: list[tuple[SocEstimator, pd.DataFrame, pd.DataFrame]], n_jobs: int, progress: bool
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Fit and predict every fold, in order; ``n_jobs != 1`` spreads them over processes."""
+    if n_jobs == 1:
+        it = track(tasks, "cross-validating") if progress else tasks
+        return [_fit_predict(*task) for task in it]
+    from joblib import Parallel, delayed
+
+    # One thread per worker: tiny batches gain nothing from intra-op threads, and
+    # several multi-threaded torch processes on few cores slow each other down badly.
+    with Parallel(n_jobs=n_jobs, return_as="generator", inner_max_num_threads=1) as par:
+        results = par(delayed(_fit_predict)(*task) for task in tasks)
+        it = track(results, "cross-validating", total=len(tasks)) if progress else results
+        return list(it)
 
 
 def _add_intervals(oof: pd.DataFrame, levels: Sequence[float]) -> None:
