@@ -232,3 +232,33 @@ def test_fingerprint_is_canonical_and_sensitive():
     missing = t.copy()
     missing.loc[0, "t"] = np.nan
     assert fingerprint(missing) != f
+
+
+def test_round_trip_with_regional_categorical_bands_and_an_aoa(tmp_path, trained):
+    from safetensors.torch import load_file
+
+    from socmap.validate.aoa import AreaOfApplicability
+
+    model, spec, table = trained
+    table = table.assign(geology=np.resize([3.0, 7.0, 9.0], len(table)))
+    spec2 = spec.add_group("regional", [], table, categorical=["geology"])
+    assert spec2.categorical["geology"] == (3, 7, 9)
+    assert spec2.categorical_groups["geology"] == "regional"
+    model.add_group("regional", 0, vocab_sizes={"geology": spec2.vocab_sizes["geology"]})
+    aoa = AreaOfApplicability().fit(table[["t", "elev.m"]])
+    path = save_bundle(tmp_path / "m", model, spec2, aoa=aoa)
+    bundle = load_bundle(path)
+    enc = spec2.encode(table)
+    p1 = predict(model, enc, mc_passes=1, dropout=False)
+    p2 = predict(bundle.model, enc, mc_passes=1, dropout=False)
+    assert np.array_equal(p1.mean, p2.mean)
+    # the threshold is in model.json, the reference set a float64 tensor beside the weights
+    doc = json.loads((path / "model.json").read_text())
+    assert doc["metadata"]["aoa"]["threshold"] == aoa.threshold_
+    assert "train" not in doc["metadata"]["aoa"]
+    tensors = load_file(str(path / "weights.safetensors"))
+    assert tensors["aoa.train"].dtype == torch.float64
+    assert bundle.aoa is not None and bundle.aoa.threshold_ == aoa.threshold_
+    new = table[["t", "elev.m"]].iloc[:7] + 3.0
+    np.testing.assert_array_equal(bundle.aoa.predict_di(new), aoa.predict_di(new))
+    assert load_bundle(save_bundle(tmp_path / "plain", model, spec2)).aoa is None

@@ -153,3 +153,33 @@ def test_mc_dropout_flips_only_dropout_modules_and_restores():
     net.eval()
     h = net.trunk(*inputs())
     assert torch.equal(net.head(h)[0], net.head(h)[0])
+
+
+def test_added_categorical_bands_start_at_zero_and_can_learn():
+    net = SocNet(small_config()).eval()
+    cont, mask, cat, depth = inputs(n=64)
+    before = net(cont, mask, cat, depth)
+    net.add_group("regional", 1, seed=5, vocab_sizes={"geology": 6})
+    assert net.config.added_vocab_sizes == {"geology": 6}
+    assert net.config.all_vocab_sizes == {"lc": 4, "geology": 6}
+    extra = torch.randn(64, 1, generator=torch.Generator().manual_seed(9))
+    geology = torch.randint(0, 6, (64, 1), generator=torch.Generator().manual_seed(3))
+    args = (torch.cat([cont, extra], 1), torch.cat([mask, torch.zeros(64, 1)], 1))
+    after = net(*args, torch.cat([cat, geology], 1), depth)
+    assert torch.equal(before[0], after[0]) and torch.equal(before[1], after[1])
+    # row 0 (missing or unknown class) is fixed at zero; known classes learn
+    assert net.added_embeddings[0].padding_idx == 0
+    net.train()
+    net(*args, torch.cat([cat, geology], 1), depth)[0].sum().backward()
+    assert net.embedding_adapters[0].weight.grad.abs().sum() > 0
+    assert net.added_embeddings[0].weight.grad[0].abs().sum() == 0
+    rebuilt = SocNet(NetworkConfig.from_dict(net.config.to_dict()))
+    rebuilt.load_state_dict(net.state_dict())
+    # a group of categorical bands only, and the errors
+    net2 = SocNet(small_config())
+    net2.add_group("regional", 0, vocab_sizes={"geology": 3})
+    assert net2.config.added_groups == {} and net2.config.added_vocab_sizes == {"geology": 3}
+    with pytest.raises(ConfigError, match="n_bands must be >= 1"):
+        SocNet(small_config()).add_group("regional", 0)
+    with pytest.raises(ConfigError, match="repeat base names"):
+        NetworkConfig(groups={"g": 1}, vocab_sizes={"lc": 3}, added_vocab_sizes={"lc": 3})

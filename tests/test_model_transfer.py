@@ -162,3 +162,58 @@ def test_instance_transfer_borrows_the_nearest_global_profiles(pretrained, regio
     )
     with pytest.raises(ConfigError, match="k 0"):
         InstanceTransferRegressor(bundle, k=0, instances=world).fit(train)
+
+
+def test_regional_categorical_bands_join_as_new_embeddings(pretrained, region):
+    _, bundle = pretrained
+    train, test = region
+    geology = np.resize([1.0, 2.0, 5.0], len(train))
+    est = FineTunedRegressor(
+        bundle,
+        regional_bands=["clay"],
+        regional_categorical=["geology"],
+        train={"max_epochs": 3},
+        block_size=1.0,
+        mc_passes=2,
+    ).fit(train.assign(clay=np.linspace(10, 40, len(train)), geology=geology))
+    assert est.spec_.categorical["geology"] == (1, 2, 5)
+    assert est.config_.added_vocab_sizes == {"geology": 4}
+    test = test.assign(clay=25.0)
+    # a class never seen in training contributes exactly what a missing class does
+    unseen, _ = est.predict_log(test.assign(geology=99.0))
+    missing, _ = est.predict_log(test.assign(geology=np.nan))
+    np.testing.assert_array_equal(unseen, missing)
+    with pytest.raises(BandMismatch, match="geology"):
+        FineTunedRegressor(bundle, regional_categorical=["geology"]).fit(train)
+
+
+def test_auto_chooses_the_strategy_with_the_lowest_inner_cv_mae(pretrained, region):
+    from socmap.model.transfer import AutoTransferRegressor
+
+    _, bundle = pretrained
+    train, test = region
+    est = AutoTransferRegressor(
+        bundle,
+        candidates=("freeze-encoders", "head"),
+        inner_folds=2,
+        train={"max_epochs": 3},
+        block_size=1.0,
+        mc_passes=2,
+    ).fit(train)
+    assert set(est.inner_mae_) == {"freeze-encoders", "head"}
+    assert est.strategy_ == min(est.inner_mae_, key=est.inner_mae_.get)
+    # the final model is that strategy fitted on every training row
+    alone = FineTunedRegressor(
+        bundle, strategy=est.strategy_, train={"max_epochs": 3}, block_size=1.0, mc_passes=2
+    ).fit(train)
+    np.testing.assert_array_equal(est.predict_log(test)[0], alone.predict_log(test)[0])
+    with pytest.raises(ConfigError, match="auto candidates"):
+        AutoTransferRegressor(bundle, candidates=("magic",)).fit(train)
+
+
+def test_no_validation_split_trains_max_epochs(pretrained, region):
+    _, bundle = pretrained
+    train, _ = region
+    est = FineTunedRegressor(bundle, val_fraction=0.0, train={"max_epochs": 4}).fit(train)
+    assert est.history_.epochs_run == 4 and est.history_.n_val == 0
+    assert est.history_.n_train == int(train["soc_g_kg"].notna().sum())

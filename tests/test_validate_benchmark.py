@@ -61,7 +61,7 @@ def test_every_method_trains_on_the_same_draw(bench):
 def test_write_outputs(bench, tmp_path):
     tb, _ = bench
     paths = tb.write(tmp_path / "out")
-    assert set(paths) == {"results", "summary", "markdown", "figure"}
+    assert set(paths) == {"results", "summary", "markdown", "figure", "timings"}
     assert len(pd.read_csv(paths["results"])) == len(tb.results)
     assert paths["figure"].stat().st_size > 1000
     assert "ΔMAE" in paths["markdown"].read_text()
@@ -78,3 +78,22 @@ def test_bad_input():
     table = synthetic_soil_field(20, depths="0-30", seed=0).table
     with pytest.raises(ConfigError, match="reference method 'rf'"):
         transfer_benchmark({"x": RegionalForest(BANDS)}, table, BlockKFold(2, 10.0))
+
+
+def test_timings_and_aoa_per_fold(tmp_path):
+    table = synthetic_soil_field(60, depths="0-30", seed=3).table
+    tb = transfer_benchmark(
+        {"rf": RegionalForest(BANDS, n_estimators=10, random_state=0)},
+        table,
+        BlockKFold(3, 10.0, random_state=0),
+        sizes=[10],
+        repeats=2,
+        aoa_bands=BANDS[:4],
+        progress=False,
+    )
+    assert len(tb.timings) == 2 and (tb.timings["seconds"] > 0).all()
+    aoa = tb.results[tb.results["metric"] == "aoa_inside"]
+    assert len(aoa) == 2 * 3 and aoa["value"].between(0, 1).all()
+    table_md = tb.to_markdown()
+    assert "held-out sites inside the AOA" in table_md
+    assert set(tb.write(tmp_path)) >= {"timings"}

@@ -98,3 +98,29 @@ def test_bad_input(field):
         cross_validate(_forest(), field.drop(columns="soc_g_kg"), _cv(), progress=False)
     with pytest.raises(ProfileValidationError, match="no row"):
         cross_validate(_forest(), field.assign(soc_g_kg=np.nan), _cv(), progress=False)
+
+
+def test_parallel_folds_give_the_same_table(field):
+    serial = cross_validate(_forest(), field, _cv(), progress=False)
+    parallel = cross_validate(_forest(), field, _cv(), n_jobs=2, progress=False)
+    pd.testing.assert_frame_equal(serial.oof, parallel.oof)
+    pd.testing.assert_frame_equal(serial.metrics, parallel.metrics)
+
+
+def test_area_of_applicability_is_reported_per_fold(field):
+    bands = ["temperature", "precipitation", "elevation", "ndvi"]
+    res = cross_validate(_forest(), field, _cv(), aoa_bands=bands, progress=False)
+    folds = res.folds
+    assert list(folds["fold"]) == [0, 1, 2, 3, 4]
+    assert (folds["aoa_threshold"] > 0).all()
+    assert folds["aoa_inside"].between(0, 1).all()
+    assert folds["n_train_sites"].sum() == 4 * folds["n_test_sites"].sum()
+    oof = res.oof
+    for k, g in oof.groupby("fold"):
+        threshold = folds.loc[folds["fold"] == k, "aoa_threshold"].iloc[0]
+        np.testing.assert_array_equal(g["inside_aoa"], g["di"] <= threshold)
+        sites = g.drop_duplicates("site_id")
+        assert folds.loc[k, "aoa_inside"] == pytest.approx(sites["inside_aoa"].mean())
+    # without bands the folds table has no AOA columns
+    plain = cross_validate(_forest(), field, _cv(), progress=False)
+    assert "aoa_threshold" not in plain.folds.columns and "di" not in plain.oof.columns

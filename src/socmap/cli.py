@@ -313,6 +313,7 @@ def pretrain_cmd(
     commercial_only: Annotated[
         bool, typer.Option(help="Keep only sources whose licence allows commercial use.")
     ] = False,
+    jobs: JobsOpt = 1,
     seed: Annotated[int, typer.Option(help="Seed of every random step.")] = 0,
     max_epochs: Annotated[int | None, typer.Option(help="Cap on training epochs.")] = None,
     mc_passes: Annotated[int, typer.Option(help="MC dropout passes for CV predictions.")] = 32,
@@ -334,6 +335,7 @@ def pretrain_cmd(
         depths=depths,
         folds=folds,
         block_size_deg=block_size,
+        n_jobs=jobs,
         seed=seed,
         sources=sources,
         commercial_only=commercial_only,
@@ -383,6 +385,7 @@ def finetune_cmd(
     from socmap.model.bundle import fingerprint
     from socmap.model.transfer import BASELINES, transfer_methods
     from socmap.training import regional_training_table
+    from socmap.validate.aoa import training_aoa
 
     if strategy in (*BASELINES, "depthwise"):
         raise typer.BadParameter(
@@ -401,6 +404,8 @@ def finetune_cmd(
     ).values()
     est.fit(data.table)
     chosen = {"inner_cv_mae": est.inner_mae_} if hasattr(est, "inner_mae_") else {}
+    labelled = data.table.loc[data.table["soc_g_kg"].notna()]
+    aoa = training_aoa(labelled, data.continuous_regional_bands, block_size, seed=seed)
     path = est.save(
         out_path,
         {
@@ -412,11 +417,13 @@ def finetune_cmd(
             "training_fingerprint": fingerprint(data.table),
             "training_counts": data.counts,
         },
+        aoa=aoa,
     )
     out.print(
         f"fine-tuned ({est.strategy_}) on {data.counts['rows_with_target']} samples from "
         f"{data.table['site_id'].nunique()} sites, {len(data.regional_bands)} regional "
-        f"covariates, {est.history_.epochs_run} epochs; bundle: {path}"
+        f"covariates, {est.history_.epochs_run} epochs; AOA threshold "
+        f"{aoa.threshold_:.3f} ({aoa.cv_}); bundle: {path}"
     )
 
 
@@ -466,10 +473,16 @@ def cv_cmd(
         seed=seed,
     ).values()
     result = cross_validate(
-        estimator, data.table, BlockKFold(folds, block_size, random_state=seed), n_jobs=jobs
+        estimator,
+        data.table,
+        BlockKFold(folds, block_size, random_state=seed),
+        aoa_bands=data.continuous_regional_bands,
+        n_jobs=jobs,
     )
     oof_path = write_table(result.oof, out_dir / "oof.parquet")
     metrics_path = write_table(result.metrics, out_dir / "metrics.csv")
+    assert result.folds is not None  # cross_validate always reports its folds
+    folds_path = write_table(result.folds, out_dir / "folds.csv")
     label = method if method in BASELINES else f"finetune:{method}"
     _print_frame(result.summary().round(3).reset_index(), f"{label}: spatial CV (SOC g/kg)")
     m = result.metrics.set_index(["depth", "metric"])["value"]
@@ -477,7 +490,8 @@ def cv_cmd(
         f"90% intervals cover {m[('all', 'picp_90')]:.3f} raw, "
         f"{m[('all', 'calibrated_picp_90')]:.3f} calibrated"
     )
-    out.print(f"out-of-fold predictions: {oof_path}\nmetrics: {metrics_path}")
+    _print_frame(result.folds.round(3), "folds: training sites and area of applicability")
+    out.print(f"out-of-fold predictions: {oof_path}\nmetrics: {metrics_path}\nfolds: {folds_path}")
 
 
 @benchmark_app.command("transfer")
@@ -537,6 +551,7 @@ def benchmark_transfer_cmd(
         repeats=repeats,
         seed=seed,
         reference="rf" if "rf" in estimators else next(iter(estimators)),
+        aoa_bands=data.continuous_regional_bands,
         n_jobs=jobs,
     )
     paths = result.write(out_dir)

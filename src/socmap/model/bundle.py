@@ -5,8 +5,13 @@ code from the bundle: the architecture (:class:`~socmap.model.network.NetworkCon
 covariates per group, normalisation statistics and vocabularies
 (:class:`~socmap.model.features.FeatureSpec`), the target transform and units, the SHA-256
 and tensor shapes of the weights, the socmap version, and free metadata (depth set,
-training-data fingerprint, CV metrics, calibration, AOA threshold, ...). Weights are read
-with ``safetensors``; nothing is ever unpickled.
+training-data fingerprint, CV metrics, calibration, ...). Weights are read with
+``safetensors``; nothing is ever unpickled.
+
+The area of applicability (Meyer & Pebesma 2021), when saved, is split in two: its threshold,
+normalisation and settings go into ``model.json`` (``metadata["aoa"]``), and its reference
+set and training DI, which grow with the training data, go into ``weights.safetensors`` as
+float64 tensors named ``aoa.train`` and ``aoa.train_di``.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from safetensors.torch import load_file, save_file
 
 from socmap._io import atomic_path
@@ -28,11 +34,13 @@ from socmap.catalog import DepthSet
 from socmap.errors import BandMismatch, BundleError, InputNotFound, SocmapError
 from socmap.model.features import FeatureSpec
 from socmap.model.network import NetworkConfig, SocNet
+from socmap.validate.aoa import AreaOfApplicability
 
 __all__ = ["BUNDLE_FORMAT", "METADATA_KEYS", "Bundle", "fingerprint", "load_bundle", "save_bundle"]
 
 BUNDLE_FORMAT = "socmap-model-bundle/1"
 WEIGHTS = "weights.safetensors"
+AOA_PREFIX = "aoa."
 MODEL_JSON = "model.json"
 #: Metadata entries with an agreed meaning (others are stored as given).
 METADATA_KEYS = (
@@ -64,6 +72,8 @@ class Bundle:
         Where it was loaded from.
     socmap_version
         Version of socmap that wrote it.
+    aoa
+        Area of applicability of the training data, if saved with the bundle.
     """
 
     model: SocNet
@@ -72,6 +82,7 @@ class Bundle:
     metadata: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
     socmap_version: str = ""
+    aoa: AreaOfApplicability | None = None
 
     @property
     def band_names(self) -> list[str]:
@@ -140,6 +151,7 @@ def save_bundle(
     config: NetworkConfig | None = None,
     metadata: Mapping[str, Any] | None = None,
     *,
+    aoa: AreaOfApplicability | None = None,
     overwrite: bool = True,
 ) -> Path:
     """Write a model bundle directory atomically.
@@ -157,7 +169,9 @@ def save_bundle(
     metadata
         JSON-serialisable entries such as ``depth_set`` (a name or a
         :class:`~socmap.catalog.DepthSet`), ``training_fingerprint`` (:func:`fingerprint`),
-        ``cv_metrics``, ``calibration``, ``aoa``. NumPy values are converted.
+        ``cv_metrics``, ``calibration``. NumPy values are converted.
+    aoa
+        Fitted area of applicability of the training data (stored as described above).
     overwrite
         Replace an existing bundle (otherwise :class:`~socmap.errors.OutputExists`).
 
@@ -185,6 +199,8 @@ def save_bundle(
     except BandMismatch as exc:
         raise BundleError(str(exc)) from None
     meta = dict(metadata or {})
+    if aoa is not None:
+        meta["aoa"] = aoa.to_dict(arrays=False)
     if isinstance(meta.get("depth_set"), str):
         from socmap.catalog import get_depth_set
 
@@ -199,6 +215,9 @@ def save_bundle(
     from socmap import __version__
 
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    if aoa is not None:
+        for key, arr in aoa.arrays().items():
+            tensors[AOA_PREFIX + key] = torch.from_numpy(np.ascontiguousarray(arr, np.float64))
     with atomic_path(dest, overwrite=overwrite) as tmp:
         tmp.mkdir(parents=True)
         save_file(tensors, str(tmp / WEIGHTS))
@@ -275,6 +294,11 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
         tensors = load_file(str(weights_path))
     except Exception as exc:  # safetensors raises its own error types on a corrupt header
         raise BundleError(f"{where}: cannot read {WEIGHTS} ({exc}); {fix}") from None
+    aoa_arrays = {
+        k[len(AOA_PREFIX) :]: tensors.pop(k).numpy()
+        for k in list(tensors)
+        if k.startswith(AOA_PREFIX)
+    }
     model = SocNet(config)
     wanted = model.state_dict()
     absent = sorted(set(wanted) - set(tensors))
@@ -292,6 +316,12 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
     model.load_state_dict(tensors, strict=True)
     model.eval()
     metadata = doc.get("metadata") or {}
+    aoa = None
+    if isinstance(metadata.get("aoa"), Mapping) and aoa_arrays:
+        try:
+            aoa = AreaOfApplicability.from_dict({**metadata["aoa"], **aoa_arrays})
+        except SocmapError as exc:
+            raise BundleError(f"{where}: {exc}; {fix}") from None
     return Bundle(
         model=model,
         spec=spec,
@@ -299,6 +329,7 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
         metadata=dict(metadata),
         path=root,
         socmap_version=str(doc.get("socmap_version", "")),
+        aoa=aoa,
     )
 
 

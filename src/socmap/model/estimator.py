@@ -23,6 +23,7 @@ from socmap.model.bundle import save_bundle
 from socmap.model.features import FeatureSpec
 from socmap.model.network import NetworkConfig, SocNet
 from socmap.model.train import TrainConfig, fit, predict
+from socmap.validate.aoa import AreaOfApplicability
 from socmap.validate.splitters import spatial_train_val_split
 
 __all__ = ["SocNetRegressor"]
@@ -136,7 +137,12 @@ class SocNetRegressor(RegressorMixin, BaseEstimator):
         mean, _ = self.predict_log(X)
         return np.expm1(mean)
 
-    def save(self, path: str | Path, metadata: Mapping[str, Any] | None = None) -> Path:
+    def save(
+        self,
+        path: str | Path,
+        metadata: Mapping[str, Any] | None = None,
+        aoa: AreaOfApplicability | None = None,
+    ) -> Path:
         """Write the fitted network as a model bundle (see :func:`socmap.model.save_bundle`)."""
         check_is_fitted(self, "model_")
         meta = {
@@ -144,4 +150,4 @@ class SocNetRegressor(RegressorMixin, BaseEstimator):
             "history": self.history_.to_dict(),
             **dict(metadata or {}),
         }
-        return save_bundle(path, self.model_, self.spec_, self.config_, meta)
+        return save_bundle(path, self.model_, self.spec_, self.config_, meta, aoa=aoa)

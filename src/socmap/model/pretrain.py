@@ -8,8 +8,10 @@ The protocol (DESIGN.md, Spatial validation):
 2. 10-fold spatial block CV on 5° x 5° cells, profiles kept whole; inside each training fold
    the network stops early on a spatial split of that fold only;
 3. intervals are conformally calibrated on the out-of-fold residuals, per depth interval;
+   each fold's area of applicability (threshold, share of held-out sites inside) is recorded;
 4. the final network is trained on all the data, early-stopped on a spatial split of it, and
-   written as a bundle with the CV metrics, the calibration and the data's licences.
+   written as a bundle with the CV metrics, the calibration, the data's licences and the
+   area of applicability of all training sites (training DI measured across the CV folds).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from socmap.datasets import global_training_table
 from socmap.model.bundle import fingerprint
 from socmap.model.estimator import SocNetRegressor
 from socmap.validate import BlockKFold, ConformalCalibrator, CVResult, cross_validate
+from socmap.validate.aoa import site_aoa, training_aoa
 
 __all__ = ["DEFAULT_PRETRAIN", "PretrainResult", "pretrain", "region_bbox_lonlat"]
 
@@ -76,6 +79,7 @@ def pretrain(
     train: Mapping[str, Any] | None = None,
     mc_passes: int = 32,
     cv: bool = True,
+    n_jobs: int = 1,
     progress: bool = True,
 ) -> PretrainResult:
     """Pretrain the global network and write its bundle.
@@ -101,6 +105,9 @@ def pretrain(
         Monte Carlo dropout passes for CV predictions.
     cv
         Run the spatial CV (needed for the calibration and the CV table).
+    n_jobs
+        CV folds fitted at once (see :func:`~socmap.validate.cross_validate`); the final
+        fit always runs in this process.
     progress
         Progress bars.
     """
@@ -139,7 +146,10 @@ def pretrain(
     if cv:
         t0 = clock()
         splitter = BlockKFold(folds, block_size_deg, units="degrees", random_state=seed)
-        result = cross_validate(estimator, table, splitter, progress=progress)
+        aoa_bands = estimator._unfitted_spec().continuous_bands
+        result = cross_validate(
+            estimator, table, splitter, aoa_bands=aoa_bands, n_jobs=n_jobs, progress=progress
+        )
         seconds["cv"] = clock() - t0
         oof = result.oof
         calibrator = ConformalCalibrator().fit(
@@ -153,12 +163,22 @@ def pretrain(
             "note": "spatial CV estimates map accuracy; it is not a design-based estimate",
         }
         metadata["cv_metrics"] = result.metrics.to_dict(orient="records")
+        metadata["cv_folds"] = (
+            result.folds.to_dict(orient="records") if result.folds is not None else []
+        )
         metadata["calibration"] = calibrator.to_dict()
     t0 = clock()
     final = clone(estimator).fit(table)
     seconds["final_fit"] = clock() - t0
     seconds["final_epochs"] = float(final.history_.epochs_run)
-    path = final.save(out, metadata)
+    aoa_bands = final.spec_.continuous_bands
+    labelled = table.loc[table["soc_g_kg"].notna()]
+    if result is not None:
+        site_fold = dict(zip(result.oof["site_id"], result.oof["fold"], strict=True))
+        aoa = site_aoa(labelled, aoa_bands, site_fold, random_state=seed)
+    else:
+        aoa = training_aoa(labelled, aoa_bands, block_size_deg, units="degrees", seed=seed)
+    path = final.save(out, metadata, aoa=aoa)
     return PretrainResult(
         bundle=path, estimator=final, cv=result, counts=data.counts, seconds=seconds
     )

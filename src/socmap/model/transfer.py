@@ -68,7 +68,7 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
     "batch_size": 64,
     "lr": 5e-4,
     "max_epochs": 300,
-    "patience": 30,
+    "patience": 20,
 }
 
 _PRETRAINED_ENCODERS = ("encoders.", "embeddings.")
@@ -350,7 +350,8 @@ class AutoTransferRegressor(FineTunedRegressor):
         Strategies to choose among (:data:`STRATEGIES`); default :data:`AUTO_CANDIDATES`
         (``full`` is ``l2sp`` without the pull, and rarely differs from it).
     inner_folds
-        Spatial folds of the inner CV (blocks of ``block_size``).
+        Spatial folds of the inner CV (blocks of ``block_size``). The default 2 keeps the
+        cost at about ``len(candidates) + 1`` fine-tunings.
     bundle, regional_bands, regional_categorical, l2sp_alpha, train, val_fraction,
     block_size, units, mc_passes, random_state, progress
         As in :class:`FineTunedRegressor`.
@@ -367,7 +368,7 @@ class AutoTransferRegressor(FineTunedRegressor):
         self,
         bundle: str | Path = "",
         candidates: Sequence[str] = AUTO_CANDIDATES,
-        inner_folds: int = 3,
+        inner_folds: int = 2,
         regional_bands: Sequence[str] | None = None,
         regional_categorical: Sequence[str] | None = None,
         l2sp_alpha: float = 1e-3,

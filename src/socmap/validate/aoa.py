@@ -37,6 +37,7 @@ Meyer, H. et al. CAST: Caret Applications for Spatial-Temporal Models, R package
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
 import numpy as np
@@ -50,7 +51,7 @@ from sklearn.utils.validation import check_is_fitted
 from socmap._progress import track
 from socmap.errors import BandMismatch, BundleError, ProfileValidationError
 
-__all__ = ["KDTREE_MAX_DIMS", "AreaOfApplicability"]
+__all__ = ["KDTREE_MAX_DIMS", "AreaOfApplicability", "site_aoa", "training_aoa"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -328,11 +329,17 @@ class AreaOfApplicability(BaseEstimator):
         with np.errstate(invalid="ignore"):
             return np.asarray(di <= self.threshold_, dtype=bool)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Export the fitted AOA as JSON-ready data (the bundle's ``aoa`` record).
+    def to_dict(self, arrays: bool = True) -> dict[str, Any]:
+        """Export the fitted AOA as JSON-ready data.
 
         The reference set (``train``, weighted and standardised) is included because
         :meth:`predict_di` needs it; it has ``n_samples * n_covariates`` numbers.
+
+        Parameters
+        ----------
+        arrays
+            Include ``train`` and ``train_di``; a model bundle stores them as tensors
+            instead (see :meth:`arrays`) and passes them back to :meth:`from_dict`.
 
         Returns
         -------
@@ -341,7 +348,7 @@ class AreaOfApplicability(BaseEstimator):
             ``mean_dist``, ``threshold``, ``fence``, ``train_di``, ``n_excluded``, ``cv``.
         """
         check_is_fitted(self, "train_")
-        return {
+        out = {
             "method": _METHOD,
             "feature_names": self.feature_names_in_,
             "center": self.center_.tolist(),
@@ -360,9 +367,17 @@ class AreaOfApplicability(BaseEstimator):
                 "workers": int(self.workers),
             },
         }
+        if not arrays:
+            del out["train"], out["train_di"]
+        return out
+
+    def arrays(self) -> dict[str, FloatArray]:
+        """Return the large parts, ``train`` (reference set) and ``train_di``, as arrays."""
+        check_is_fitted(self, "train_")
+        return {"train": self.train_, "train_di": self.train_di_}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> AreaOfApplicability:
+    def from_dict(cls, data: Mapping[str, Any]) -> AreaOfApplicability:
         """Rebuild a fitted AOA from :meth:`to_dict` output.
 
         Parameters
@@ -409,3 +424,86 @@ class AreaOfApplicability(BaseEstimator):
         aoa.n_excluded_ = int(data.get("n_excluded", 0))
         aoa.cv_ = str(data.get("cv", "unknown"))
         return aoa
+
+
+def site_aoa(
+    table: pd.DataFrame,
+    bands: Sequence[str],
+    folds: Mapping[Any, Any] | None = None,
+    *,
+    random_state: int | None = 0,
+) -> AreaOfApplicability:
+    """AOA of the training sites of a site x depth table (one reference point per site).
+
+    Every depth interval of a site shares its covariates, so the reference set holds each
+    site once; otherwise a site's other intervals would be its own nearest neighbours.
+
+    Parameters
+    ----------
+    table
+        Training rows with ``site_id`` and the ``bands`` columns.
+    bands
+        Continuous covariates, equally weighted.
+    folds
+        ``site_id -> CV fold``: training DI is measured to the nearest site of another fold
+        (CAST's ``trainDI``); default leave-one-site-out.
+    random_state
+        Seed of the mean-distance subsample.
+
+    Raises
+    ------
+    BandMismatch
+        If a band column is missing.
+    """
+    absent = [b for b in bands if b not in table.columns]
+    if absent:
+        raise BandMismatch(f"table lacks AOA covariates {absent!r}; extract them at the sites")
+    sites = table.drop_duplicates("site_id")
+    labels = None
+    if folds is not None:
+        labels = sites["site_id"].map(folds).to_numpy()
+        if pd.isna(labels).any() or len(pd.unique(labels)) < 2:
+            labels = None  # fewer than two folds among these sites: leave-one-out instead
+    return AreaOfApplicability(random_state=random_state).fit(
+        sites[list(bands)].astype(float), folds=labels
+    )
+
+
+def training_aoa(
+    table: pd.DataFrame,
+    bands: Sequence[str],
+    block_size: float,
+    *,
+    n_splits: int = 10,
+    units: str = "auto",
+    seed: int = 0,
+) -> AreaOfApplicability:
+    """AOA of a model's training sites, training DI measured across spatial CV folds.
+
+    The sites are split into ``n_splits`` :class:`~socmap.validate.BlockKFold` folds of
+    ``block_size`` blocks (fewer when there are fewer blocks), as the model's own spatial
+    CV would, so the threshold reflects the extrapolation that CV tested.
+
+    Parameters
+    ----------
+    table
+        Training rows (``site_id``, ``x``, ``y``, ``crs`` and ``bands``).
+    bands
+        Continuous covariates, equally weighted.
+    block_size, units
+        CV blocks, in the units of the sites' CRS (e.g. metres) or degrees.
+    n_splits
+        Folds (at most the number of non-empty blocks).
+    seed
+        Seed of the fold assignment and the mean-distance subsample.
+    """
+    from socmap.validate.splitters import BlockKFold, block_ids
+
+    sites = table.drop_duplicates("site_id").reset_index(drop=True)
+    n_blocks = len(np.unique(block_ids(sites, block_size=block_size, units=units)))  # type: ignore[arg-type]
+    k = min(n_splits, n_blocks)
+    folds = None
+    if k >= 2:
+        cv = BlockKFold(k, block_size, units=units, random_state=seed)  # type: ignore[arg-type]
+        folds = dict(zip(sites["site_id"], cv.fold_ids(sites), strict=True))
+    return site_aoa(table, bands, folds, random_state=seed)

@@ -8,6 +8,7 @@ summarised against a reference method (the regional-only Random Forest) as ΔMAE
 
 from __future__ import annotations
 
+import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -67,11 +68,15 @@ class TransferBenchmark:
         ``delta_mae_pct`` / ``delta_ccc_pct`` against the reference method.
     reference
         Name of the reference method.
+    timings
+        Wall seconds per ``method, strategy, n, repeat`` (every fold's fit and prediction);
+        kept apart from ``results``, which a seed reproduces exactly.
     """
 
     results: pd.DataFrame
     summary: pd.DataFrame
     reference: str
+    timings: pd.DataFrame | None = None
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
         """Write ``results.csv``, ``summary.csv``, ``summary.md`` and ``skill_vs_n.png``."""
@@ -83,7 +88,9 @@ class TransferBenchmark:
             "markdown": out / "summary.md",
             "figure": out / "skill_vs_n.png",
         }
-        for key in ("results", "summary"):
+        if self.timings is not None:
+            paths["timings"] = out / "timings.csv"
+        for key in [k for k in ("results", "summary", "timings") if k in paths]:
             with atomic_path(paths[key]) as tmp:
                 getattr(self, key).to_csv(tmp, index=False)
         with atomic_path(paths["markdown"]) as tmp:
@@ -91,8 +98,25 @@ class TransferBenchmark:
         plot_skill(self.summary, paths["figure"])
         return paths
 
+    def aoa_table(self) -> pd.DataFrame:
+        """Per training size: mean AOA threshold and share of held-out sites inside the AOA.
+
+        The AOA depends on the training sites only, so the reference method's folds are used.
+        """
+        method, strategy = _split(self.reference)
+        r = self.results
+        sel = r[
+            (r["method"] == method)
+            & (r["strategy"] == strategy)
+            & r["metric"].isin(["aoa_threshold", "aoa_inside"])
+        ]
+        if sel.empty:
+            return pd.DataFrame(columns=["n", "aoa_threshold", "aoa_inside"])
+        out = sel.groupby(["n", "metric"], sort=False)["value"].mean().unstack("metric")
+        return out.reset_index()[["n", "aoa_threshold", "aoa_inside"]]
+
     def to_markdown(self, depth: str = ALL) -> str:
-        """Summary table at one depth (pooled depths by default)."""
+        """Summary table at one depth (pooled depths by default), then the AOA per size."""
         s = self.summary[self.summary["depth"] == depth]
         lines = [
             "| method | strategy | n | MAE | RMSE | R² | CCC | PICP90 cal. | ΔMAE % | ΔCCC % |",
@@ -104,6 +128,20 @@ class TransferBenchmark:
                 f"{r.ccc:.3f} | {r.calibrated_picp_90:.3f} | {r.delta_mae_pct:+.1f} | "
                 f"{r.delta_ccc_pct:+.1f} |"
             )
+        aoa = self.aoa_table()
+        if not aoa.empty:
+            lines += [
+                "",
+                "Area of applicability of each fold's training sites (Meyer & Pebesma 2021; "
+                "mean over folds and repeats):",
+                "",
+                "| n | AOA threshold (DI) | held-out sites inside the AOA |",
+                "|---:|---:|---:|",
+            ]
+            lines += [
+                f"| {a.n} | {a.aoa_threshold:.3f} | {a.aoa_inside:.1%} |"
+                for a in aoa.itertuples(index=False)
+            ]
         return "\n".join(lines) + "\n"
 
 
@@ -121,6 +159,7 @@ def transfer_benchmark(
     repeats: int = 5,
     seed: int = 0,
     reference: str = "rf",
+    aoa_bands: Sequence[str] | None = None,
     n_jobs: int = 1,
     progress: bool = True,
 ) -> TransferBenchmark:
@@ -142,6 +181,10 @@ def transfer_benchmark(
         Seed of the draws; every method sees the same profiles.
     reference
         Method whose skill the deltas are relative to.
+    aoa_bands
+        Covariates of each fold's area of applicability: its threshold and the share of
+        held-out sites inside it are reported per fold (metrics ``aoa_threshold``,
+        ``aoa_inside``, depth ``all``).
     n_jobs
         Folds fitted at once (see :func:`~socmap.validate.cross_validate`).
     progress
@@ -152,19 +195,23 @@ def transfer_benchmark(
     runs = [(n, r) for n in sizes for r in range(1 if n is None else repeats)]
     jobs = [(n, r, name) for n, r in runs for name in methods]
     rows: list[dict[str, Any]] = []
+    timings: list[dict[str, Any]] = []
     it = track(jobs, "transfer benchmark") if progress else jobs
     for n, r, name in it:
         draw_seed = zlib.crc32(f"{seed}:{r}".encode())
+        start = time.perf_counter()
         res = cross_validate(
             methods[name],
             table,
             cv,
             train_sites=_sampler(n, draw_seed),
+            aoa_bands=aoa_bands,
             n_jobs=n_jobs,
             progress=False,
         )
         method, strategy = _split(name)
         base = {"method": method, "strategy": strategy, "n": ALL if n is None else n, "repeat": r}
+        timings.append({**base, "seconds": time.perf_counter() - start})
         for rec in res.metrics.itertuples(index=False):
             rows.append({**base, "fold": ALL, "depth": rec.depth, "metric": rec.metric,
                          "value": rec.value, "n_obs": rec.n})  # fmt: skip
@@ -173,8 +220,16 @@ def transfer_benchmark(
             for metric in _POINT_METRICS:
                 rows.append({**base, "fold": str(fold), "depth": depth, "metric": metric,
                              "value": float(scores[metric]), "n_obs": len(g)})  # fmt: skip
+        if res.folds is not None and "aoa_threshold" in res.folds.columns:
+            f = res.folds
+            for metric in ("aoa_threshold", "aoa_inside"):
+                for fold, value, n_obs in zip(f["fold"], f[metric], f["n_test_sites"], strict=True):
+                    rows.append({**base, "fold": str(fold), "depth": ALL, "metric": metric,
+                                 "value": float(value), "n_obs": int(n_obs)})  # fmt: skip
     results = pd.DataFrame(rows)
-    return TransferBenchmark(results, _summarise(results, reference), reference)
+    return TransferBenchmark(
+        results, _summarise(results, reference), reference, pd.DataFrame(timings)
+    )
 
 
 def _summarise(results: pd.DataFrame, reference: str) -> pd.DataFrame:

@@ -59,11 +59,16 @@ class CVResult:
         (cross-fitted: each fold is calibrated on the other folds' residuals).
     n_rows_without_target
         Rows of the input that had no SOC value and were not used.
+    folds
+        One row per fold: ``fold, n_train_sites, n_test_sites`` and, with ``aoa_bands``,
+        ``aoa_threshold`` (of the fold's training sites, DI measured across the other
+        folds) and ``aoa_inside`` (share of the held-out sites inside that AOA).
     """
 
     oof: pd.DataFrame
     metrics: pd.DataFrame
     n_rows_without_target: int
+    folds: pd.DataFrame | None = None
 
     def summary(self, metrics: Sequence[str] = ("mae", "rmse", "me", "r2", "ccc")) -> pd.DataFrame:
         """Wide table: one row per depth interval, one column per metric."""
@@ -108,6 +113,7 @@ def cross_validate(
     target: str = "soc_g_kg",
     levels: Sequence[float] = DEFAULT_LEVELS,
     train_sites: Callable[[int, np.ndarray], np.ndarray] | None = None,
+    aoa_bands: Sequence[str] | None = None,
     n_jobs: int = 1,
     progress: bool = True,
 ) -> CVResult:
@@ -131,6 +137,10 @@ def cross_validate(
         ``(fold, site ids of the training folds) -> site ids to train on``: draws the
         training profiles of each fold (e.g. ``n`` of them for a skill-against-n curve).
         The held-out fold is always predicted whole.
+    aoa_bands
+        Continuous covariates for the area of applicability of each fold's training sites
+        (:func:`~socmap.validate.aoa.site_aoa`); adds ``di`` and ``inside_aoa`` to ``oof``
+        and the per-fold threshold and share inside to ``folds``.
     n_jobs
         Folds fitted at once, each in its own process (joblib/loky, one thread each);
         ``-1`` uses every core. Results do not depend on it.
@@ -169,12 +179,20 @@ def cross_validate(
         tasks.append((est, data.iloc[train_idx].reset_index(drop=True),
                       data.iloc[test_idx].reset_index(drop=True)))  # fmt: skip
     folds = np.full(len(data), -1)
+    for k, (_, test_idx) in enumerate(splits):
+        folds[test_idx] = k
     mean = np.full(len(data), np.nan)
     sd = np.full(len(data), np.nan)
     for k, (m, s) in enumerate(_run_folds(tasks, n_jobs, progress)):
         test_idx = splits[k][1]
         mean[test_idx], sd[test_idx] = m, s
-        folds[test_idx] = k
+    fold_table = pd.DataFrame(
+        {
+            "fold": range(len(tasks)),
+            "n_train_sites": [t[1]["site_id"].nunique() for t in tasks],
+            "n_test_sites": [t[2]["site_id"].nunique() for t in tasks],
+        }
+    )
     oof = pd.DataFrame(
         {
             "site_id": data["site_id"].to_numpy(),
@@ -192,11 +210,40 @@ def cross_validate(
     )
     oof["pred_g_kg"] = np.expm1(oof["mean_log"])
     _add_intervals(oof, levels)
+    if aoa_bands:
+        _add_aoa(oof, fold_table, tasks, splits, dict(zip(sites, folds, strict=True)), aoa_bands)
     return CVResult(
         oof=oof,
         metrics=_metrics(oof, levels),
         n_rows_without_target=int((~has_target).sum()),
+        folds=fold_table,
     )
+
+
+def _add_aoa(
+    oof: pd.DataFrame,
+    fold_table: pd.DataFrame,
+    tasks: list[tuple[Any, pd.DataFrame, pd.DataFrame]],
+    splits: list[tuple[np.ndarray, np.ndarray]],
+    site_fold: dict[Any, int],
+    bands: Sequence[str],
+) -> None:
+    """DI of every held-out row against its fold's training sites, and per-fold summaries."""
+    from socmap.validate.aoa import site_aoa
+
+    oof["di"], oof["inside_aoa"] = np.nan, False
+    thresholds, inside = [], []
+    for (_, train, test), (_, test_idx) in zip(tasks, splits, strict=True):
+        aoa = site_aoa(train, bands, folds=site_fold)
+        di = aoa.predict_di(test[list(bands)].astype(float))
+        oof.loc[test_idx, "di"] = di
+        with np.errstate(invalid="ignore"):
+            oof.loc[test_idx, "inside_aoa"] = di <= aoa.threshold_
+        test_sites = oof.loc[test_idx].drop_duplicates("site_id")
+        thresholds.append(aoa.threshold_)
+        inside.append(float(test_sites["inside_aoa"].mean()))
+    fold_table["aoa_threshold"] = thresholds
+    fold_table["aoa_inside"] = inside
 
 
 def _fit_predict(
