@@ -162,6 +162,27 @@ def test_instance_transfer_borrows_the_nearest_global_profiles(pretrained, regio
     )
     with pytest.raises(ConfigError, match="k 0"):
         InstanceTransferRegressor(bundle, k=0, instances=world).fit(train)
+    with pytest.raises(ConfigError, match="selection 'magic'"):
+        InstanceTransferRegressor(bundle, selection="magic", instances=world).fit(train)
+
+
+def test_instance_transfer_with_an_rs_local_search(pretrained, region):
+    from socmap.model.transfer import InstanceTransferRegressor
+
+    _, bundle = pretrained
+    train, test = region
+    world = synthetic_soil_field(300, depths="vm0033", seed=9).table
+    common = {"instances": world, "train": {"max_epochs": 2}, "block_size": 1.0, "mc_passes": 2}
+    est = InstanceTransferRegressor(
+        bundle, k=10, selection="rs-local", search={"b": 2, "pool_factor": 4}, **common
+    )
+    borrowed = est._similar(train)
+    nearest = InstanceTransferRegressor(bundle, k=40, **common)._similar(train)
+    # the search only picks among the pool_factor * k nearest profiles
+    assert 1 <= borrowed["site_id"].nunique() <= 10
+    assert set(borrowed["site_id"]) <= set(nearest["site_id"])
+    est.fit(train)
+    assert np.isfinite(est.predict_log(test)[0]).all()
 
 
 def test_regional_categorical_bands_join_as_new_embeddings(pretrained, region):

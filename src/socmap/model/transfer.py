@@ -243,6 +243,16 @@ class InstanceTransferRegressor(FineTunedRegressor):
     instances
         Table to borrow from (default: the embedded global training table on the same depth
         intervals); it needs the pretrained model's covariates and ``soc_g_kg``.
+    selection
+        ``"nearest"``: the ``k`` profiles nearest to any regional training site in the
+        pretrained model's standardised covariate space. ``"rs-local"``: among the
+        ``pool_factor * k`` nearest, the rows that RS-LOCAL (:func:`socmap.model.rslocal.
+        rs_local`, PLS on standardised covariates and depth features, scored on the regional
+        training rows) keeps: as many rows as ``k`` profiles hold on average, and the
+        profiles they belong to (at most ``k``).
+    search
+        RS-LOCAL settings: ``b``, ``retain``, ``n_components``, ``mode`` and ``pool_factor``
+        (default 10).
     bundle, strategy, regional_bands, regional_categorical, l2sp_alpha, train, val_fraction,
     block_size, units, mc_passes, random_state, progress
         As in :class:`FineTunedRegressor`.
@@ -253,6 +263,8 @@ class InstanceTransferRegressor(FineTunedRegressor):
         bundle: str | Path = "",
         k: int | None = None,
         instances: pd.DataFrame | None = None,
+        selection: str = "nearest",
+        search: Mapping[str, Any] | None = None,
         strategy: str = "full",
         regional_bands: Sequence[str] | None = None,
         regional_categorical: Sequence[str] | None = None,
@@ -281,6 +293,8 @@ class InstanceTransferRegressor(FineTunedRegressor):
         )
         self.k = k
         self.instances = instances
+        self.selection = selection
+        self.search = search
 
     def _similar(self, rows: pd.DataFrame) -> pd.DataFrame:
         """Rows of the ``k`` instance profiles nearest to any regional training site."""
@@ -289,6 +303,8 @@ class InstanceTransferRegressor(FineTunedRegressor):
         k = rows["site_id"].nunique() if self.k is None else self.k
         if k <= 0:
             raise ConfigError(f"k {self.k!r} must be a positive number of profiles")
+        if self.selection not in ("nearest", "rs-local"):
+            raise ConfigError(f"selection {self.selection!r} must be 'nearest' or 'rs-local'")
         spec = load_bundle(self.bundle).spec
         pool = self.instances if self.instances is not None else _global_instances()
         intervals = set(zip(rows["top_cm"], rows["bottom_cm"], strict=True))
@@ -305,11 +321,43 @@ class InstanceTransferRegressor(FineTunedRegressor):
 
         pool_sites = pool.drop_duplicates("site_id")["site_id"].to_numpy()
         dist, _ = cKDTree(standardised(rows)).query(standardised(pool))
-        chosen = pool_sites[np.argsort(dist, kind="stable")[:k]]
+        ranked = pool_sites[np.argsort(dist, kind="stable")]
+        if self.selection == "nearest":
+            chosen = ranked[:k]
+        else:
+            chosen = self._rs_local(rows, pool, ranked, k, spec)
         # Instance site ids must not collide with regional ones in the early-stopping split.
         borrowed = pool[pool["site_id"].isin(chosen)].copy()
         borrowed["site_id"] = _INSTANCE_PREFIX + borrowed["site_id"].astype(str)
         return borrowed
+
+    def _rs_local(
+        self, rows: pd.DataFrame, pool: pd.DataFrame, ranked: np.ndarray, k: int, spec: Any
+    ) -> np.ndarray:
+        """Profiles of the pool rows RS-LOCAL keeps (at most ``k``, best first)."""
+        from socmap.model.rslocal import rs_local
+
+        settings = dict(self.search or {})
+        pool_factor = int(settings.pop("pool_factor", 10))
+        candidates = pool[pool["site_id"].isin(ranked[: pool_factor * k])]
+
+        def features(t: pd.DataFrame) -> np.ndarray:
+            enc = spec.encode(t)  # standardised covariates, 0 where missing, + depth features
+            return np.hstack([enc.cont, enc.depth]).astype(np.float64)
+
+        n_rows = min(
+            len(candidates), max(2, round(k * len(candidates) / candidates["site_id"].nunique()))
+        )
+        picked = rs_local(
+            features(candidates),
+            np.log1p(candidates["soc_g_kg"].to_numpy(float)),
+            features(rows),
+            np.log1p(rows["soc_g_kg"].to_numpy(float)),
+            k=n_rows,
+            seed=self.random_state,
+            **settings,
+        )
+        return pd.unique(candidates["site_id"].to_numpy()[picked])[:k]
 
     def _early_stopping_split(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Validate on regional rows only; borrowed rows always train."""
