@@ -372,59 +372,97 @@ def finetune_cmd(
         float | None, typer.Option(help="Use intervals whose top is above this depth (cm).")
     ] = 100.0,
     block_size: Annotated[
-        float, typer.Option(help="Early-stopping split block size, in the cube CRS units.")
+        float, typer.Option(help="Spatial block size (early stopping, CV), cube CRS units.")
     ] = 2000.0,
+    cv_folds: Annotated[
+        int, typer.Option(help="Folds of the calibration CV (0: no calibration).")
+    ] = 5,
+    jobs: JobsOpt = 1,
     seed: Annotated[int, typer.Option(help="Seed of every random step.")] = 0,
 ) -> None:
     """Fine-tune a pretrained bundle on a region's profiles and covariate cube.
+
+    The bundle also gets the calibration of its intervals (from a spatial CV of the same
+    strategy), its CV metrics and the area of applicability of the training sites.
 
     Example: [bold]socmap finetune global.socmap --profiles x --format edgeroi
     --cube edgeroi.zarr --strategy freeze-encoders --out edgeroi.socmap[/bold]
     """
     from socmap.cube import open_cube
-    from socmap.model.bundle import fingerprint
-    from socmap.model.transfer import BASELINES, transfer_methods
+    from socmap.model.finetune import finetune_bundle
     from socmap.training import regional_training_table
-    from socmap.validate.aoa import training_aoa
 
-    if strategy in (*BASELINES, "depthwise"):
-        raise typer.BadParameter(
-            f"--strategy {strategy} does not give one network bundle; compare it with "
-            "`socmap cv --method` or `socmap benchmark transfer`"
-        )
     table = _load_profiles(fmt, profiles_path, samples, mapping, crs, soc_units)
     data = regional_training_table(table, open_cube(cube), depths=depths, max_depth_cm=max_depth)
-    (est,) = transfer_methods(
-        [strategy],
+    res = finetune_bundle(
         bundle,
-        data.regional_bands,
-        data.continuous_regional_bands,
-        block_size=block_size,
-        seed=seed,
-    ).values()
-    est.fit(data.table)
-    chosen = {"inner_cv_mae": est.inner_mae_} if hasattr(est, "inner_mae_") else {}
-    labelled = data.table.loc[data.table["soc_g_kg"].notna()]
-    aoa = training_aoa(labelled, data.continuous_regional_bands, block_size, seed=seed)
-    path = est.save(
+        data,
         out_path,
-        {
-            "parent_bundle": str(bundle),
-            "strategy": est.strategy_,
-            "requested_strategy": strategy,
-            **chosen,
-            "depth_set": depths,
-            "training_fingerprint": fingerprint(data.table),
-            "training_counts": data.counts,
-        },
-        aoa=aoa,
+        strategy=strategy,
+        depth_set=depths,
+        block_size=block_size,
+        cv_folds=cv_folds,
+        seed=seed,
+        n_jobs=jobs,
+        progress=True,
     )
+    est = res.estimator
     out.print(
         f"fine-tuned ({est.strategy_}) on {data.counts['rows_with_target']} samples from "
         f"{data.table['site_id'].nunique()} sites, {len(data.regional_bands)} regional "
         f"covariates, {est.history_.epochs_run} epochs; AOA threshold "
-        f"{aoa.threshold_:.3f} ({aoa.cv_}); bundle: {path}"
+        f"{res.aoa.threshold_:.3f} ({res.aoa.cv_})"
     )
+    if res.cv is not None:
+        _print_frame(res.cv.summary().round(3).reset_index(), "calibration CV (SOC g/kg)")
+    out.print(f"bundle: {res.bundle}")
+
+
+@app.command("predict")
+def predict_cmd(
+    bundle: Annotated[Path, typer.Argument(help="Model bundle (fine-tuned or global).")],
+    cube: Annotated[Path, typer.Argument(help="Covariate cube (Zarr).")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run directory.")],
+    passes: Annotated[int, typer.Option(help="Monte Carlo dropout passes (T).")] = 32,
+    batch_size: Annotated[int, typer.Option(help="Pixels per forward batch.")] = 16384,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Address of a running dask scheduler (tcp://host:8786).")
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="LocalCluster worker processes; 0 runs in this process."),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace a run with another config.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the dropout masks and noise.")] = 0,
+) -> None:
+    """Map SOC over a cube, tile by tile: Zarr, COGs, quicklooks and a STAC Item.
+
+    Rerunning the same command after an interruption resumes it and finishes the rest.
+
+    Example: [bold]socmap predict edgeroi.socmap edgeroi.zarr --out runs/edgeroi[/bold]
+    """
+    from socmap.predict import predict_cube
+
+    run = predict_cube(
+        bundle,
+        cube,
+        out_dir,
+        passes=passes,
+        batch_size=batch_size,
+        seed=seed,
+        scheduler=scheduler,
+        workers=workers,
+        overwrite=overwrite,
+    )
+    s = run.summary
+    out.print(
+        f"{s['tiles']} tiles ({s['tiles_resumed']} resumed), {s['pixels_predicted']} pixels "
+        f"predicted, {s['pixels_nodata']} nodata (NaN), {len(run.config.intervals)} depth "
+        f"intervals, {s['seconds']:.1f} s"
+    )
+    for kind, paths in run.exports.items():
+        out.print(f"{kind}: {len(paths)} files under {run.path}")
+    out.print(f"run: {run.path}")
 
 
 @app.command("cv")

@@ -451,14 +451,21 @@ class FeatureSpec:
             cat[:, k] = np.where(pos >= 0, pos + 1, 0)
             n_missing[band] = int(missing.sum())
             n_unknown[band] = int(unknown.sum())
-        depth = self._encode_depth(table)
+        depth = self.encode_depth(table)
         if self.target_column in table.columns:
             target = _target(table, self.target_column).astype(np.float32)
         else:
             target = np.full(n, np.nan, dtype=np.float32)
         return Encoded(cont, mask, cat, depth, target, n_missing, n_unknown)
 
-    def _encode_depth(self, table: pd.DataFrame) -> np.ndarray:
+    def encode_depth(self, table: pd.DataFrame) -> np.ndarray:
+        """``(N, 3)`` float32 depth features of ``top_cm``/``bottom_cm`` (:data:`DEPTH_FEATURES`).
+
+        Raises
+        ------
+        ProfileValidationError
+            On invalid depth limits.
+        """
         top = _numeric(table, "top_cm")
         bottom = _numeric(table, "bottom_cm")
         with np.errstate(invalid="ignore"):

@@ -37,7 +37,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -321,6 +321,13 @@ class SocNet(nn.Module):
         depth
             ``(B, 3)`` depth features.
         """
+        return self.condition(self.fuse(cont, mask, cat), depth)
+
+    def fuse(self, cont: Tensor, mask: Tensor, cat: Tensor) -> Tensor:
+        """Fused covariate features ``(B, fusion_dim)``; they do not depend on depth.
+
+        A map computes them once per pixel and :meth:`condition` once per depth interval.
+        """
         c = self.config
         if cont.shape[-1] != c.n_continuous or mask.shape != cont.shape:
             raise BandMismatch(
@@ -349,7 +356,10 @@ class SocNet(nn.Module):
             zip(self.added_embeddings, self.embedding_adapters, strict=True)
         ):
             pre = pre + adapter(emb(cat[:, n_cat + k]))
-        fused = torch.relu(pre)
+        return torch.relu(pre)
+
+    def condition(self, fused: Tensor, depth: Tensor) -> Tensor:
+        """Depth conditioning (FiLM) of fused features and the first head layer."""
         gamma, beta = self.film(self.depth_mlp(depth)).chunk(2, dim=1)
         h = fused * (1 + gamma) + beta
         return torch.relu(self.head_in(h))
@@ -360,7 +370,43 @@ class SocNet(nn.Module):
             h = drop(h)
             if i < len(self.head_layers):
                 h = torch.relu(self.head_layers[i](h))
-        raw = self.out(h)
+        return self._output(self.out(h))
+
+    def dropout_masks(self, passes: int, generator: torch.Generator) -> list[Tensor]:
+        """One inverted-dropout mask per pass and dropout layer, ``(passes, width)`` each.
+
+        Kept units are ``1 / (1 - p)``, dropped ones 0, as :class:`torch.nn.Dropout` does.
+        """
+        masks = []
+        for p, width in zip(self.config.dropout, self.config.head, strict=True):
+            keep = torch.rand((passes, width), generator=generator) >= p
+            masks.append(keep.to(torch.float32) / (1.0 - p))
+        return masks
+
+    def head_passes(self, h: Tensor, masks: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+        """Monte Carlo passes of the head with given dropout masks, as one batch.
+
+        Pass ``t`` applies mask ``t`` of each layer (:meth:`dropout_masks`) to every row: it
+        is one sampled network (Gal & Ghahramani 2016) evaluated on all inputs, so a map's
+        pass is a spatially coherent realisation and does not depend on how the map is
+        tiled or batched. Per row, the pass means have the same distribution as with
+        :meth:`head` in train mode, whose masks differ between rows.
+
+        Returns
+        -------
+        mean, logvar
+            ``(passes, B)`` each.
+        """
+        passes = int(masks[0].shape[0])
+        x = h.unsqueeze(0).expand(passes, *h.shape)
+        for i, mask in enumerate(masks):
+            x = x * mask.unsqueeze(1)
+            if i < len(self.head_layers):
+                x = torch.relu(self.head_layers[i](x))
+        mean, logvar = self._output(self.out(x).reshape(-1, 2))
+        return mean.reshape(passes, -1), logvar.reshape(passes, -1)
+
+    def _output(self, raw: Tensor) -> tuple[Tensor, Tensor]:
         c = self.config
         mean = c.target_shift + c.target_scale * raw[:, 0]
         lo, hi = c.logvar_range

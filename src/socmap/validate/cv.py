@@ -254,6 +254,17 @@ def _fit_predict(
     return np.asarray(m, dtype=float), np.asarray(s, dtype=float)
 
 
+def _fit_predict_one_thread(
+    est: SocEstimator, train: pd.DataFrame, test: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray]:
+    # loky's thread limit reaches BLAS but not torch's own pool, which a parent's
+    # OMP_NUM_THREADS may have sized; two 2-thread workers on 2 cores spin against each other.
+    import torch
+
+    torch.set_num_threads(1)
+    return _fit_predict(est, train, test)
+
+
 def _run_folds(
     tasks: list[tuple[SocEstimator, pd.DataFrame, pd.DataFrame]], n_jobs: int, progress: bool
 ) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -266,7 +277,7 @@ def _run_folds(
     # One thread per worker: tiny batches gain nothing from intra-op threads, and
     # several multi-threaded torch processes on few cores slow each other down badly.
     with Parallel(n_jobs=n_jobs, return_as="generator", inner_max_num_threads=1) as par:
-        results = par(delayed(_fit_predict)(*task) for task in tasks)
+        results = par(delayed(_fit_predict_one_thread)(*task) for task in tasks)
         it = track(results, "cross-validating", total=len(tasks)) if progress else results
         return list(it)
 

@@ -1,0 +1,142 @@
+"""Fine-tune a bundle on a region and write a bundle that is ready to map.
+
+Besides the weights, a map needs to know how far to trust them. :func:`finetune_bundle`
+therefore also runs a spatial block CV of the same strategy on the regional table (each fold
+fine-tuned on the other folds only), fits the conformal calibration of the intervals on its
+out-of-fold residuals, per depth interval, and stores the calibration, the CV metrics, the
+depth intervals trained on and the area of applicability of the training sites in the bundle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sklearn.base import clone
+
+from socmap.errors import ConfigError
+from socmap.model.bundle import fingerprint
+from socmap.model.transfer import BASELINES, transfer_methods
+from socmap.training import RegionalTable
+from socmap.validate.aoa import AreaOfApplicability, training_aoa
+from socmap.validate.calibrate import ConformalCalibrator
+from socmap.validate.cv import CVResult, cross_validate
+from socmap.validate.splitters import BlockKFold
+
+__all__ = ["FinetuneResult", "finetune_bundle"]
+
+
+@dataclass
+class FinetuneResult:
+    """What :func:`finetune_bundle` produced."""
+
+    bundle: Path
+    estimator: Any
+    aoa: AreaOfApplicability
+    cv: CVResult | None
+
+
+def finetune_bundle(
+    pretrained: str | Path,
+    data: RegionalTable,
+    out: str | Path,
+    *,
+    strategy: str = "freeze-encoders",
+    depth_set: str = "globalsoilmap",
+    block_size: float = 2000.0,
+    cv_folds: int = 5,
+    seed: int = 0,
+    n_jobs: int = 1,
+    progress: bool = False,
+) -> FinetuneResult:
+    """Fine-tune ``pretrained`` on a regional table; write a calibrated bundle with its AOA.
+
+    Parameters
+    ----------
+    pretrained
+        The pretrained bundle.
+    data
+        The region's training table (:func:`socmap.training.regional_training_table`).
+    out
+        Bundle directory to write.
+    strategy
+        ``full``, ``freeze-encoders``, ``head``, ``l2sp``, ``instances`` or ``auto``
+        (``depthwise`` gives one network per interval and the forests no network).
+    depth_set
+        Name of the depth set of ``data`` (recorded in the bundle).
+    block_size
+        Spatial blocks (cube CRS units) of the early-stopping split, the CV and the AOA folds.
+    cv_folds
+        Folds of the calibration CV; 0 skips it (the bundle then has uncalibrated
+        intervals and no CV metrics).
+    seed
+        Seed of every random step.
+    n_jobs
+        CV folds fitted at once.
+    progress
+        Progress bars.
+
+    Raises
+    ------
+    ConfigError
+        A strategy that does not give one network, or ``cv_folds`` of 1 or below 0.
+    """
+    if strategy in (*BASELINES, "depthwise"):
+        raise ConfigError(
+            f"strategy {strategy!r} does not give one network bundle; compare it with "
+            "`socmap cv --method` or `socmap benchmark transfer`"
+        )
+    if cv_folds < 0 or cv_folds == 1:
+        raise ConfigError(f"cv_folds {cv_folds!r} must be 0 (no CV) or at least 2")
+    (estimator,) = transfer_methods(
+        [strategy],
+        pretrained,
+        data.regional_bands,
+        data.continuous_regional_bands,
+        block_size=block_size,
+        seed=seed,
+    ).values()
+    table = data.table
+    labelled = table.loc[table["soc_g_kg"].notna()]
+    metadata: dict[str, Any] = {
+        "parent_bundle": str(pretrained),
+        "requested_strategy": strategy,
+        "depth_set": depth_set,
+        "intervals": sorted({(float(t), float(b)) for t, b in zip(
+            labelled["top_cm"], labelled["bottom_cm"], strict=True)}),
+        "training_fingerprint": fingerprint(table),
+        "training_counts": data.counts,
+    }  # fmt: skip
+    result: CVResult | None = None
+    if cv_folds:
+        splitter = BlockKFold(cv_folds, block_size, random_state=seed)
+        result = cross_validate(
+            clone(estimator),
+            table,
+            splitter,
+            aoa_bands=data.continuous_regional_bands,
+            n_jobs=n_jobs,
+            progress=progress,
+        )
+        oof = result.oof
+        calibrator = ConformalCalibrator().fit(
+            oof["obs_log"], oof["mean_log"], oof["sd_log"], groups=oof["depth"]
+        )
+        metadata["calibration"] = calibrator.to_dict()
+        metadata["cv_metrics"] = result.metrics.to_dict(orient="records")
+        metadata["cv_protocol"] = {
+            "method": "spatial block k-fold, same strategy fine-tuned on the other folds",
+            "folds": cv_folds,
+            "block_size": block_size,
+            "profiles_whole": True,
+        }
+        if result.folds is not None:
+            metadata["cv_folds"] = result.folds.to_dict(orient="records")
+    estimator.fit(table)
+    metadata["strategy"] = estimator.strategy_
+    if hasattr(estimator, "inner_mae_"):
+        metadata["inner_cv_mae"] = estimator.inner_mae_
+    aoa = training_aoa(labelled, data.continuous_regional_bands, block_size, seed=seed)
+    path = estimator.save(out, metadata, aoa=aoa)
+    return FinetuneResult(bundle=path, estimator=estimator, aoa=aoa, cv=result)

@@ -1,0 +1,352 @@
+"""Per-tile inference: a block of covariates in, SOC statistics (or draws) per depth out.
+
+This is the compute kernel of a prediction run; :mod:`socmap.predict._run` schedules it. A
+tile's pixels are encoded with the bundle's feature spec, the depth-independent fused
+features are computed once per pixel batch, each depth interval is conditioned once, and only
+the dropout head runs ``passes`` times (as one batch).
+
+**Monte Carlo passes are whole-map realisations.** Pass ``t`` uses one set of dropout masks,
+drawn from the run seed, for every pixel and every depth interval: one sampled network
+(Gal & Ghahramani 2016) applied to the whole map. Per pixel the statistics are those of
+ordinary MC dropout; across pixels and depths, a pass is coherent, which is what stratum
+totals and cumulative stocks need. And the result does not depend on tiling, batching,
+workers or order. The aleatoric noise of a draw (:func:`draws_from`) is a counter-based
+normal of (seed, pixel, pass, depth), tiling-independent as well.
+
+Statistics per depth interval, from the log1p(SOC) mean ``m`` and total sd ``s`` (epistemic
+variance of the pass means plus the mean aleatoric variance), calibrated with the bundle's
+conformal multiplier ``q`` for 90 % intervals (``q = 1.645`` when the bundle has none):
+
+* ``q05``, ``q95`` = ``expm1(m -/+ q s)``, clipped at 0 g/kg; ``q50`` = ``expm1(m)``;
+* ``mean``, ``sd``: of a log-normal with log-scale sd ``s q / 1.645`` (the Gaussian sd whose
+  90 % interval matches the calibrated one).
+
+A pixel with any missing covariate gives NaN everywhere (the network could fill it, but a map
+should not silently extrapolate over nodata).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from socmap.errors import BandMismatch, BundleError
+from socmap.model.bundle import Bundle, load_bundle
+from socmap.validate.aoa import AreaOfApplicability
+from socmap.validate.calibrate import ConformalCalibrator
+
+__all__ = [
+    "STATS",
+    "TileModel",
+    "counter_normal",
+    "draws_from",
+    "load_tile_model",
+    "mc_log",
+    "predict_block",
+]
+
+#: Statistics written per depth interval, in the order of the ``stat`` dimension.
+STATS = ("mean", "sd", "q05", "q50", "q95")
+_Z90 = NormalDist().inv_cdf(0.95)
+
+
+@dataclass(frozen=True, eq=False)
+class TileModel:
+    """A bundle prepared for mapping.
+
+    Attributes
+    ----------
+    bundle
+        The loaded bundle.
+    intervals
+        Depth intervals ``(top_cm, bottom_cm)`` mapped, in order.
+    q90
+        Conformal multiplier of the log-space sd for a 90 % interval, per interval.
+    weights_sha256
+        Identity of the weights (the worker-level cache key).
+    """
+
+    bundle: Bundle
+    intervals: tuple[tuple[float, float], ...]
+    q90: np.ndarray
+    weights_sha256: str
+
+    @property
+    def band_names(self) -> list[str]:
+        """Cube bands the network reads."""
+        return self.bundle.band_names
+
+    @property
+    def aoa(self) -> AreaOfApplicability | None:
+        """The bundle's area of applicability, if it has one."""
+        return self.bundle.aoa
+
+    @property
+    def depth_labels(self) -> list[str]:
+        """``"0-5cm"``-style labels of :attr:`intervals`."""
+        return [f"{t:g}-{b:g}cm" for t, b in self.intervals]
+
+    def masks(self, passes: int, seed: int) -> list[torch.Tensor]:
+        """Return the run's dropout masks (the same for every tile; a function of the seed)."""
+        return _masks(self, int(passes), int(seed))
+
+
+def _intervals(bundle: Bundle) -> tuple[tuple[float, float], ...]:
+    meta = bundle.metadata
+    if isinstance(meta.get("intervals"), list) and meta["intervals"]:
+        pairs = [(float(t), float(b)) for t, b in meta["intervals"]]
+    elif bundle.depth_set is not None:
+        pairs = [(float(t), float(b)) for t, b in bundle.depth_set.intervals]
+    else:
+        raise BundleError(
+            f"bundle {str(bundle.path)!r} records neither 'intervals' nor a 'depth_set'; "
+            "re-save it with the depth intervals it was trained on"
+        )
+    return tuple(pairs)
+
+
+def _q90(bundle: Bundle, intervals: Sequence[tuple[float, float]]) -> np.ndarray:
+    record = bundle.metadata.get("calibration")
+    if not isinstance(record, dict):
+        return np.full(len(intervals), _Z90)
+    cal = ConformalCalibrator.from_dict(record)
+    labels = [f"{t:g}-{b:g}cm" for t, b in intervals]
+    known = set(cal.group_tables_ or {})
+    q = [cal.scale(0.9, lab if lab in known else None) for lab in labels]
+    return np.asarray(q, dtype=np.float64)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached(path: str, sha: str) -> TileModel:
+    bundle = load_bundle(path)
+    intervals = _intervals(bundle)
+    return TileModel(bundle, intervals, _q90(bundle, intervals), sha)
+
+
+def load_tile_model(path: str | Path) -> TileModel:
+    """Load a bundle for mapping, once per process (a worker-level cache).
+
+    The cache key includes the SHA-256 of the weights, so a bundle replaced on disk is
+    reloaded. Tasks therefore carry only the bundle's path, never the weights.
+    """
+    weights = Path(path) / "weights.safetensors"
+    if not weights.is_file():
+        load_bundle(path)  # raises the precise InputNotFound / BundleError
+    sha = hashlib.sha256(weights.read_bytes()).hexdigest()
+    return _cached(str(Path(path).resolve()), sha)
+
+
+@functools.lru_cache(maxsize=8)
+def _masks(tm: TileModel, passes: int, seed: int) -> list[torch.Tensor]:
+    return tm.bundle.model.dropout_masks(passes, torch.Generator().manual_seed(seed))
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64 finaliser (Steele et al. 2014): a counter -> 64 well-mixed bits."""
+    z = x + _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def counter_normal(seed: int, counters: np.ndarray) -> np.ndarray:
+    """Draw standard normals that depend only on ``(seed, counter)`` (SplitMix64, Box-Muller).
+
+    Examples
+    --------
+    >>> a = counter_normal(1, np.arange(4, dtype=np.uint64))
+    >>> bool(np.array_equal(a[2:], counter_normal(1, np.arange(2, 4, dtype=np.uint64))))
+    True
+    """
+    with np.errstate(over="ignore"):
+        key = _splitmix64(np.full(1, seed, dtype=np.uint64))[0]
+        base = counters.astype(np.uint64) * np.uint64(2) + key
+        u1 = (_splitmix64(base) >> np.uint64(11)).astype(np.float64) + 0.5
+        u2 = (_splitmix64(base + np.uint64(1)) >> np.uint64(11)).astype(np.float64)
+    u1 *= 2.0**-53
+    u2 *= 2.0**-53
+    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+
+
+def _encode_pixels(
+    tm: TileModel, pixels: np.ndarray, band_index: dict[str, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
+    """Continuous z-scores, masks and class indices of the valid pixels.
+
+    Returns ``cont, mask, cat, valid, unknown`` where ``valid`` marks pixels with every band
+    present and ``unknown`` counts class codes outside a vocabulary (embedded as "unknown").
+    """
+    spec = tm.bundle.spec
+    cont_idx = [band_index[b] for b in spec.continuous_bands]
+    cat_idx = [band_index[b] for b in spec.categorical_bands]
+    used = pixels[:, cont_idx + cat_idx]
+    valid = np.isfinite(used).all(axis=1)
+    x = pixels[valid]
+    mean = np.array([spec.mean[b] for b in spec.continuous_bands], dtype=np.float64)
+    std = np.array([spec.std[b] for b in spec.continuous_bands], dtype=np.float64)
+    cont = ((x[:, cont_idx] - mean) / std).astype(np.float32)
+    cat = np.zeros((len(x), len(cat_idx)), dtype=np.int64)
+    unknown: dict[str, int] = {}
+    for k, band in enumerate(spec.categorical_bands):
+        vocab = np.asarray(spec.categorical[band], dtype=np.float64)
+        codes = x[:, cat_idx[k]]
+        pos = np.searchsorted(vocab, codes).clip(0, max(len(vocab) - 1, 0))
+        hit = vocab[pos] == codes if len(vocab) else np.zeros(len(codes), dtype=bool)
+        cat[:, k] = np.where(hit, pos + 1, 0)
+        unknown[band] = int((~hit).sum())
+    return cont, np.zeros_like(cont), cat, valid, unknown
+
+
+def _depth_features(tm: TileModel) -> torch.Tensor:
+    tops, bottoms = zip(*tm.intervals, strict=True)
+    table = pd.DataFrame({"top_cm": tops, "bottom_cm": bottoms})
+    return torch.from_numpy(tm.bundle.spec.encode_depth(table))
+
+
+def mc_log(
+    tm: TileModel,
+    cont: np.ndarray,
+    mask: np.ndarray,
+    cat: np.ndarray,
+    *,
+    masks: list[torch.Tensor],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pass means and log-variances of log1p(SOC), ``(passes, depths, n)`` each."""
+    model = tm.bundle.model
+    depth = _depth_features(tm)
+    n = len(cont)
+    passes = int(masks[0].shape[0])
+    means = np.empty((passes, len(tm.intervals), n), dtype=np.float32)
+    logvars = np.empty_like(means)
+    with torch.inference_mode():
+        fused = model.fuse(torch.from_numpy(cont), torch.from_numpy(mask), torch.from_numpy(cat))
+        for d in range(len(tm.intervals)):
+            h = model.condition(fused, depth[d].expand(n, -1))
+            m, lv = model.head_passes(h, masks)
+            means[:, d], logvars[:, d] = m.numpy(), lv.numpy()
+    return means, logvars
+
+
+def _stats(tm: TileModel, means: np.ndarray, logvars: np.ndarray) -> np.ndarray:
+    """``(5, depths, n)`` SOC statistics in g/kg from pass means and log-variances."""
+    m = means.mean(axis=0, dtype=np.float64)
+    var = means.var(axis=0, dtype=np.float64) + np.exp(logvars.astype(np.float64)).mean(axis=0)
+    s = np.sqrt(var)
+    q = tm.q90[:, None]
+    s_cal = s * q / _Z90
+    out = np.empty((len(STATS), *m.shape), dtype=np.float64)
+    out[0] = np.expm1(m + s_cal**2 / 2)
+    out[1] = np.sqrt(np.expm1(s_cal**2)) * np.exp(m + s_cal**2 / 2)
+    out[2] = np.maximum(np.expm1(m - q * s), 0.0)
+    out[3] = np.maximum(np.expm1(m), 0.0)
+    out[4] = np.maximum(np.expm1(m + q * s), 0.0)
+    return out
+
+
+def draws_from(
+    tm: TileModel, means: np.ndarray, logvars: np.ndarray, seed: int, pixel_ids: np.ndarray
+) -> np.ndarray:
+    """Calibrated SOC realisations (g/kg), ``(passes, depths, n)``.
+
+    Draw ``t`` is pass ``t``'s mean plus aleatoric noise, a counter-based normal of (seed,
+    pixel id, pass, depth); deviations from the pixel's mean are scaled by the calibration
+    factor ``q / 1.645`` of each interval. A draw holds every depth of one sampled network,
+    so between-layer correlation is kept.
+    """
+    passes, depths, _ = means.shape
+    t = np.arange(passes, dtype=np.uint64)[:, None, None]
+    d = np.arange(depths, dtype=np.uint64)[None, :, None]
+    ids = np.asarray(pixel_ids, dtype=np.uint64)[None, None, :]
+    noise = counter_normal(seed, (ids * np.uint64(passes) + t) * np.uint64(depths) + d)
+    raw = means + noise * np.exp(logvars / 2)
+    centre = means.mean(axis=0, keepdims=True)
+    factor = (tm.q90 / _Z90)[None, :, None]
+    return np.maximum(np.expm1(centre + (raw - centre) * factor), 0.0)
+
+
+def predict_block(
+    tm: TileModel,
+    block: np.ndarray,
+    band_names: Sequence[str],
+    *,
+    passes: int = 32,
+    batch_size: int = 16384,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Predict one tile.
+
+    Parameters
+    ----------
+    tm
+        The prepared bundle (:func:`load_tile_model`).
+    block
+        ``(bands, h, w)`` covariates, NaN for nodata.
+    band_names
+        Names of the block's bands (a superset of the model's, any order).
+    passes
+        Monte Carlo dropout passes (T).
+    batch_size
+        Pixels per forward batch (memory: about ``batch_size * passes * 1 KiB``).
+    seed
+        Run seed (the dropout masks; the same for every tile).
+
+    Returns
+    -------
+    dict
+        ``soc``: ``(5, depths, h, w)`` float32 (:data:`STATS`); ``di``: ``(h, w)`` float32
+        dissimilarity index (NaN without an AOA or where nodata); ``aoa``: ``(h, w)`` float32
+        1 inside, 0 outside, NaN where nodata or without an AOA; ``n_valid``, ``n_nodata``,
+        ``unknown_classes``.
+
+    Raises
+    ------
+    BandMismatch
+        The block lacks a band the model reads.
+    """
+    names = [str(b) for b in band_names]
+    index = {b: i for i, b in enumerate(names)}
+    missing = [b for b in tm.band_names if b not in index]
+    if missing:
+        raise BandMismatch(
+            f"covariates lack bands {missing!r} that the model reads; the cube has {names!r}"
+        )
+    n_bands, h, w = block.shape
+    pixels = block.reshape(n_bands, h * w).T.astype(np.float64)
+    cont, mask, cat, valid, unknown = _encode_pixels(tm, pixels, index)
+    n_depth = len(tm.intervals)
+    soc = np.full((len(STATS), n_depth, h * w), np.nan, dtype=np.float32)
+    masks = tm.masks(passes, seed)
+    where = np.flatnonzero(valid)
+    for start in range(0, len(where), int(batch_size)):
+        sl = slice(start, start + int(batch_size))
+        means, logvars = mc_log(tm, cont[sl], mask[sl], cat[sl], masks=masks)
+        soc[:, :, where[sl]] = _stats(tm, means, logvars)
+    di = np.full(h * w, np.nan, dtype=np.float32)
+    inside = np.full(h * w, np.nan, dtype=np.float32)
+    if tm.aoa is not None and where.size:
+        feats = tm.aoa.feature_names_in_ or []
+        cols = np.array([index[b] for b in feats], dtype=np.int64)
+        values = tm.aoa.predict_di(pixels[np.ix_(where, cols)])
+        di[where] = values
+        with np.errstate(invalid="ignore"):
+            inside[where] = np.where(np.isnan(values), np.nan, values <= tm.aoa.threshold_)
+    return {
+        "soc": soc.reshape(len(STATS), n_depth, h, w),
+        "di": di.reshape(h, w),
+        "aoa": inside.reshape(h, w),
+        "n_valid": int(valid.sum()),
+        "n_nodata": int((~valid).sum()),
+        "unknown_classes": unknown,
+    }

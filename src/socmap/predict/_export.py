@@ -1,0 +1,286 @@
+"""Exports of a prediction run: COGs, PNG quicklooks with a colour bar, and a STAC Item.
+
+COGs are written window by window into a tiled GeoTIFF and then copied with GDAL's COG
+driver (internal 512-pixel tiles, DEFLATE with the floating-point predictor, overviews by
+averaging), through a temporary file and a rename; memory stays at one window whatever the map
+size. Each band carries its unit, scale 1 and offset 0 and a NaN nodata value. Quicklooks are
+read from the COG overviews, so they cost little on large maps.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.enums import Resampling
+from rasterio.windows import Window as RioWindow
+
+from socmap._io import atomic_path
+from socmap._progress import track
+from socmap.predict._engine import STATS
+
+__all__ = ["export_run", "write_cog", "write_quicklook", "write_stac_item"]
+
+QUICKLOOK_PX = 800
+_STAT_TITLES = {
+    "mean": "mean",
+    "sd": "standard deviation",
+    "q05": "5th percentile",
+    "q50": "median",
+    "q95": "95th percentile",
+}
+
+
+def write_cog(
+    array: Any,
+    path: Path,
+    grid: Any,
+    *,
+    chunk: int,
+    units: str,
+    description: str,
+    tags: dict[str, str] | None = None,
+) -> Path:
+    """Write a 2-D array-like (numpy, zarr or dask) as a Cloud-Optimised GeoTIFF.
+
+    Parameters
+    ----------
+    array
+        ``(y, x)`` values on ``grid``; NaN is nodata. Read one ``chunk`` window at a time.
+    path
+        Destination ``.tif`` (replaced atomically).
+    grid
+        The :class:`~socmap.grid.Grid` of ``array``.
+    chunk
+        Window size for reading and the COG's internal tile size.
+    units, description, tags
+        Band unit, band description and dataset tags.
+    """
+    h, w = grid.shape
+    profile = {
+        "driver": "GTiff",
+        "height": h,
+        "width": w,
+        "count": 1,
+        "dtype": "float32",
+        "crs": grid.crs,
+        "transform": grid.transform,
+        "nodata": float("nan"),
+        "tiled": True,
+        "blockxsize": 512,
+        "blockysize": 512,
+        "BIGTIFF": "IF_SAFER",
+    }
+    with atomic_path(path, overwrite=True) as final:
+        staging = final.with_name(final.name + ".stage.tif")
+        try:
+            with rasterio.open(staging, "w", **profile) as dst:
+                for tile in grid.tiles(chunk):
+                    r, c = tile.core.slices
+                    block = np.asarray(array[r, c], dtype=np.float32)
+                    win = RioWindow(c.start, r.start, c.stop - c.start, r.stop - r.start)
+                    dst.write(block, 1, window=win)
+                dst.units = (units,)
+                dst.scales = (1.0,)
+                dst.offsets = (0.0,)
+                dst.set_band_description(1, description)
+                dst.update_tags(**(tags or {}))
+            rasterio.shutil.copy(
+                staging,
+                final,
+                driver="COG",
+                COMPRESS="DEFLATE",
+                PREDICTOR="YES",
+                BLOCKSIZE=512,
+                OVERVIEWS="AUTO",
+                OVERVIEW_RESAMPLING="AVERAGE",
+                BIGTIFF="IF_SAFER",
+            )
+        finally:
+            staging.unlink(missing_ok=True)
+    return path
+
+
+def write_quicklook(cog: Path, png: Path, *, title: str, units: str, cmap: str = "viridis") -> Path:
+    """Draw a COG as a PNG with a colour bar, read from its overviews, at most 800 px wide."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with rasterio.open(cog) as src:
+        scale = max(1.0, max(src.width, src.height) / QUICKLOOK_PX)
+        shape = (max(1, round(src.height / scale)), max(1, round(src.width / scale)))
+        data = src.read(1, out_shape=shape, resampling=Resampling.average, masked=True)
+        bounds = src.bounds
+    values = np.ma.filled(data.astype(np.float64), np.nan)
+    finite = values[np.isfinite(values)]
+    vmin, vmax = np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0)
+    fig, ax = plt.subplots(figsize=(6.4, 6.4 * shape[0] / shape[1] + 0.6))
+    im = ax.imshow(
+        values,
+        cmap=cmap,
+        vmin=vmin,
+        vmax=vmax if vmax > vmin else vmin + 1e-9,
+        extent=(bounds.left, bounds.right, bounds.bottom, bounds.top),
+        interpolation="nearest",
+    )
+    ax.set_title(title, fontsize=9)
+    ax.tick_params(labelsize=7)
+    fig.colorbar(im, ax=ax, shrink=0.8, label=units)
+    fig.tight_layout()
+    with atomic_path(png, overwrite=True) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    return png
+
+
+def write_stac_item(run: Any, assets: dict[str, dict[str, Any]]) -> Path:
+    """Write ``item.json``: a STAC Item of the run with its assets (hrefs relative to it)."""
+    import datetime as dt
+
+    import pystac
+    from pyproj import Transformer
+    from pystac.extensions.projection import ProjectionExtension
+
+    grid = run.grid
+    tr = Transformer.from_crs(grid.pyproj_crs, "EPSG:4326", always_xy=True)
+    minx, miny, maxx, maxy = tr.transform_bounds(*grid.bounds)
+    geometry = {
+        "type": "Polygon",
+        "coordinates": [[[minx, miny], [maxx, miny], [maxx, maxy], [minx, maxy], [minx, miny]]],
+    }
+    created = dt.datetime.fromisoformat(run.created) if run.created else None
+    item = pystac.Item(
+        id=f"socmap-{run.path.name}",
+        geometry=geometry,
+        bbox=[minx, miny, maxx, maxy],
+        datetime=created,
+        properties={
+            "title": "socmap soil organic carbon prediction",
+            "socmap:bundle_sha256": run.config.bundle_sha256,
+            "socmap:mc_passes": run.config.passes,
+            "socmap:seed": run.config.seed,
+            "socmap:depths": run.depth_labels,
+        },
+    )
+    proj = ProjectionExtension.ext(item, add_if_missing=True)
+    epsg = grid.pyproj_crs.to_epsg()
+    if epsg is not None:
+        proj.epsg = epsg
+    else:
+        proj.wkt2 = grid.pyproj_crs.to_wkt()
+    proj.shape = list(grid.shape)
+    proj.transform = list(grid.transform)[:6]
+    for key, spec in assets.items():
+        item.add_asset(key, pystac.Asset(**spec))
+    path = run.path / "item.json"
+    with atomic_path(path, overwrite=True) as tmp:
+        item.set_self_href(str(path))
+        item.make_asset_hrefs_relative()
+        item.save_object(include_self_link=False, dest_href=str(tmp))
+    return path
+
+
+def export_run(run: Any, *, progress: bool = True) -> dict[str, list[str]]:
+    """Write every export of a finished run and record them in ``run.json``."""
+    import pystac
+    import zarr
+
+    from socmap.predict._run import SOC_STORE
+
+    def array(name: str) -> zarr.Array:
+        return zarr.open_array(store=str(run.path / SOC_STORE / name), mode="r", zarr_format=3)
+
+    soc = array("soc")
+    grid, chunk = run.grid, run.config.chunk
+    cogs: list[str] = []
+    pngs: list[str] = []
+    assets: dict[str, dict[str, Any]] = {
+        "soc_zarr": {
+            "href": str(run.path / SOC_STORE),
+            "media_type": "application/vnd+zarr",
+            "roles": ["data"],
+            "title": "soc(stat, depth, y, x), di(y, x), aoa(y, x)",
+        }
+    }
+    layers = [
+        (d, s, label, stat)
+        for d, label in enumerate(run.depth_labels)
+        for s, stat in enumerate(STATS)
+    ]
+    it = track(layers, "writing COGs") if progress else layers
+    for d, s, label, stat in it:
+        name = f"soc_{label}_{stat}"
+        cog = run.path / "cogs" / f"{name}.tif"
+        cog.parent.mkdir(exist_ok=True)
+        write_cog(
+            _Plane(soc, s, d),
+            cog,
+            grid,
+            chunk=chunk,
+            units="g/kg",
+            description=f"SOC {label} {_STAT_TITLES[stat]}",
+            tags={"socmap_stat": stat, "socmap_depth": label, "socmap_variable": "soc"},
+        )
+        cogs.append(str(cog.relative_to(run.path)))
+        assets[name] = _cog_asset(cog, f"SOC {label} {_STAT_TITLES[stat]} (g/kg)", pystac)
+        if stat in ("mean", "sd"):
+            png = run.path / "quicklooks" / f"{name}.png"
+            png.parent.mkdir(exist_ok=True)
+            write_quicklook(
+                cog, png, title=f"SOC {label}, {_STAT_TITLES[stat]}", units="g/kg",
+                cmap="YlOrBr" if stat == "mean" else "magma",
+            )  # fmt: skip
+            pngs.append(str(png.relative_to(run.path)))
+            assets[f"{name}_png"] = _png_asset(png, f"SOC {label} {stat} quicklook", pystac)
+    for name, title, units in (
+        ("di", "dissimilarity index", "1"),
+        ("aoa", "area of applicability (1 inside)", "1"),
+    ):
+        cog = run.path / "cogs" / f"{name}.tif"
+        write_cog(array(name), cog, grid, chunk=chunk, units=units, description=title)
+        cogs.append(str(cog.relative_to(run.path)))
+        assets[name] = _cog_asset(cog, title, pystac)
+    png = run.path / "quicklooks" / "aoa.png"
+    write_quicklook(
+        run.path / "cogs" / "aoa.tif", png, title="area of applicability", units="inside (1)"
+    )
+    pngs.append(str(png.relative_to(run.path)))
+    assets["aoa_png"] = _png_asset(png, "area of applicability quicklook", pystac)
+    item = write_stac_item(run, assets)
+    run.exports = {"cogs": cogs, "quicklooks": pngs, "stac": [str(item.relative_to(run.path))]}
+    run.status = "complete"
+    run.save()
+    return run.exports
+
+
+class _Plane:
+    """``soc[stat, depth]`` as a lazily sliced 2-D array (reads one window at a time)."""
+
+    def __init__(self, array: Any, stat: int, depth: int) -> None:
+        self.array, self.stat, self.depth = array, stat, depth
+
+    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
+        return np.asarray(self.array[self.stat, self.depth, key[0], key[1]])
+
+
+def _cog_asset(path: Path, title: str, pystac: Any) -> dict[str, Any]:
+    return {
+        "href": str(path),
+        "media_type": pystac.MediaType.COG,
+        "roles": ["data"],
+        "title": title,
+    }
+
+
+def _png_asset(path: Path, title: str, pystac: Any) -> dict[str, Any]:
+    return {
+        "href": str(path),
+        "media_type": pystac.MediaType.PNG,
+        "roles": ["overview"],
+        "title": title,
+    }

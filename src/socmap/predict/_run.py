@@ -1,0 +1,514 @@
+"""Prediction runs: schedule tiles on dask, write Zarr regions with completion records, resume.
+
+A run directory holds::
+
+    run.json        configuration (bundle, cube, seed, passes, ...), status and summary
+    context.zarr    global context covariates cropped around the region (when needed)
+    soc.zarr        soc(stat, depth, y, x), di(y, x), aoa(y, x); one Zarr chunk per tile
+    tiles/          one completion record per finished tile: counts and a SHA-256 of its output
+    cogs/, quicklooks/, item.json   the exports (see :mod:`socmap.predict._export`)
+
+Each tile is one dask task holding every band of its chunk. A task receives only paths and
+numbers: the weights are loaded once per worker process (:func:`load_tile_model`), never
+pickled into tasks. A task writes its region of ``soc.zarr`` (regions are whole chunks, so
+tasks never share a chunk) and then its completion record, through a temporary file and a
+rename. Rerunning an interrupted run skips tiles whose record exists and whose stored output
+still hashes to the recorded value; everything else, including a chunk half-written when the
+process died, is computed again. Tile results depend only on the run seed, so a resumed run is
+bitwise identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import xarray as xr
+import zarr
+
+from socmap._io import atomic_path
+from socmap._progress import track
+from socmap.errors import BandMismatch, ConfigError, OutputExists
+from socmap.grid import Grid, Tile, Window
+from socmap.predict._engine import STATS, load_tile_model, predict_block
+
+__all__ = ["RUN_FORMAT", "PredictionRun", "RunConfig", "open_run", "predict_cube"]
+
+RUN_FORMAT = "socmap-prediction-run/1"
+RUN_JSON = "run.json"
+SOC_STORE = "soc.zarr"
+CONTEXT_STORE = "context.zarr"
+TILES_DIR = "tiles"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a run's numbers (a rerun must match it to resume)."""
+
+    bundle: str
+    bundle_sha256: str
+    cube: str
+    cube_id: str
+    grid: dict[str, Any]
+    chunk: int
+    bands: list[str]
+    context_bands: list[str]
+    intervals: list[list[float]]
+    stats: list[str]
+    passes: int
+    batch_size: int
+    seed: int
+
+
+@dataclass
+class PredictionRun:
+    """A prediction run directory and what it holds."""
+
+    path: Path
+    config: RunConfig
+    status: str = "running"
+    created: str = ""
+    summary: dict[str, Any] = field(default_factory=dict)
+    exports: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def grid(self) -> Grid:
+        """Grid of the maps."""
+        return Grid.from_dict(self.config.grid)
+
+    @property
+    def depth_labels(self) -> list[str]:
+        """``"0-5cm"``-style labels of the mapped intervals."""
+        return [f"{t:g}-{b:g}cm" for t, b in self.config.intervals]
+
+    def open(self) -> xr.Dataset:
+        """Open the ``soc.zarr`` store, lazily."""
+        return xr.open_zarr(self.path / SOC_STORE, zarr_format=3, consolidated=False)
+
+    def save(self) -> None:
+        """Write ``run.json`` (atomically)."""
+        doc = {
+            "format": RUN_FORMAT,
+            "status": self.status,
+            "created": self.created,
+            "config": asdict(self.config),
+            "summary": self.summary,
+            "exports": self.exports,
+        }
+        with atomic_path(self.path / RUN_JSON, overwrite=True) as tmp:
+            tmp.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def open_run(path: str | Path) -> PredictionRun:
+    """Read a run directory's ``run.json``.
+
+    Raises
+    ------
+    ConfigError
+        No run there, or a run of another format.
+    """
+    p = Path(path)
+    doc_path = p / RUN_JSON
+    if not doc_path.is_file():
+        raise ConfigError(
+            f"{str(p)!r} is not a prediction run (no {RUN_JSON}); create one with `socmap predict`"
+        )
+    doc = json.loads(doc_path.read_text())
+    if doc.get("format") != RUN_FORMAT:
+        raise ConfigError(
+            f"run {str(p)!r} has format {doc.get('format')!r}, not {RUN_FORMAT!r}; redo the run"
+        )
+    return PredictionRun(
+        path=p,
+        config=RunConfig(**doc["config"]),
+        status=str(doc.get("status", "")),
+        created=str(doc.get("created", "")),
+        summary=dict(doc.get("summary") or {}),
+        exports=dict(doc.get("exports") or {}),
+    )
+
+
+def _cube_id(cube: xr.DataArray) -> str:
+    a = cube.attrs
+    ident = json.dumps([a.get("catalog_sha256"), a.get("created"), a.get("grid")], default=str)
+    return "sha256:" + hashlib.sha256(ident.encode()).hexdigest()
+
+
+def _tile_key(tile: Tile) -> str:
+    return f"{tile.core.row0}_{tile.core.col0}"
+
+
+def _digest(*arrays: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def _write_template(path: Path, grid: Grid, labels: Sequence[str], chunk: int) -> None:
+    """Create ``soc.zarr`` with NaN-filled arrays (chunked one tile per chunk), no data."""
+    import dask.array as dsa
+
+    h, w = grid.shape
+    cy, cx = min(chunk, h), min(chunk, w)
+    d = len(labels)
+    coords = {
+        "stat": np.asarray(STATS, dtype=object),
+        "depth": np.asarray(labels, dtype=object),
+        "y": grid.ys,
+        "x": grid.xs,
+    }
+    soc = xr.DataArray(
+        dsa.full((len(STATS), d, h, w), np.nan, dtype=np.float32, chunks=(len(STATS), d, cy, cx)),
+        dims=("stat", "depth", "y", "x"),
+        coords=coords,
+        attrs={"units": "g/kg", "long_name": "soil organic carbon content (fine earth)"},
+    )
+    plane = {"y": grid.ys, "x": grid.xs}
+    di = xr.DataArray(
+        dsa.full((h, w), np.nan, dtype=np.float32, chunks=(cy, cx)),
+        dims=("y", "x"),
+        coords=plane,
+        attrs={"long_name": "dissimilarity index (Meyer & Pebesma 2021)", "units": "1"},
+    )
+    aoa = xr.DataArray(
+        dsa.full((h, w), np.nan, dtype=np.float32, chunks=(cy, cx)),
+        dims=("y", "x"),
+        coords=plane,
+        attrs={"long_name": "inside the area of applicability (1) or not (0)", "units": "1"},
+    )
+    ds = xr.Dataset({"soc": soc, "di": di, "aoa": aoa})
+    ds = ds.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
+    for name in ("soc", "di", "aoa"):
+        ds[name].encoding.update(
+            {"chunks": ds[name].data.chunksize, "fill_value": np.float32(np.nan)}
+        )
+    ds.to_zarr(path, mode="w", compute=False, zarr_format=3, consolidated=False)
+
+
+@dataclass(frozen=True)
+class _TileJob:
+    """What a task needs: paths and numbers only (cheap to send to a worker)."""
+
+    bundle: str
+    cube: str
+    context: str | None
+    out: str
+    grid: str
+    row0: int
+    row1: int
+    col0: int
+    col1: int
+    passes: int
+    batch_size: int
+    seed: int
+    threads: int
+
+
+def _run_tile(job: _TileJob) -> dict[str, Any]:
+    """Predict one tile, write its region, then its completion record."""
+    import torch
+
+    start = time.perf_counter()
+    if job.threads:
+        torch.set_num_threads(job.threads)
+    tm = load_tile_model(job.bundle)
+    block = np.asarray(_array(job.cube, "covariates")[:, job.row0 : job.row1, job.col0 : job.col1])
+    names = [str(b) for b in np.asarray(_array(job.cube, "band")[:]).ravel()]
+    if job.context is not None:
+        from socmap.predict._context import sample_context
+
+        window = Window(job.row0, job.row1, job.col0, job.col1)
+        tile_grid = Grid.from_dict(json.loads(job.grid)).window(window)
+        extra, extra_names = sample_context(Path(job.context), tile_grid)
+        block = np.concatenate([block, extra], axis=0)
+        names += extra_names
+    res = predict_block(
+        tm, block, names, passes=job.passes, batch_size=job.batch_size, seed=job.seed
+    )
+    rows, cols = slice(job.row0, job.row1), slice(job.col0, job.col1)
+    _array(job.out, "soc", "r+")[:, :, rows, cols] = res["soc"]
+    _array(job.out, "di", "r+")[rows, cols] = res["di"]
+    _array(job.out, "aoa", "r+")[rows, cols] = res["aoa"]
+    record = {
+        "row0": job.row0,
+        "col0": job.col0,
+        "shape": [job.row1 - job.row0, job.col1 - job.col0],
+        "sha256": _digest(res["soc"], res["di"], res["aoa"]),
+        "n_valid": res["n_valid"],
+        "n_nodata": res["n_nodata"],
+        "unknown_classes": res["unknown_classes"],
+        "seconds": time.perf_counter() - start,
+    }
+    done = Path(job.out).parent / TILES_DIR / f"{job.row0}_{job.col0}.json"
+    with atomic_path(done, overwrite=True) as tmp:
+        tmp.write_text(json.dumps(record))
+    return record
+
+
+def _array(store: str | Path, name: str, mode: Literal["r", "r+"] = "r") -> zarr.Array:
+    return zarr.open_array(store=str(Path(store) / name), mode=mode, zarr_format=3)
+
+
+def _is_done(run_dir: Path, tile: Tile) -> bool:
+    """Whether a tile's record exists and its stored output still hashes to the record."""
+    path = run_dir / TILES_DIR / f"{_tile_key(tile)}.json"
+    if not path.is_file():
+        return False
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    r, c = tile.core.slices
+    soc = run_dir / SOC_STORE
+    stored = [
+        np.asarray(_array(soc, name)[(slice(None), slice(None), r, c) if name == "soc" else (r, c)])
+        for name in ("soc", "di", "aoa")
+    ]
+    return bool(record.get("sha256") == _digest(*stored))
+
+
+@contextlib.contextmanager
+def _client(scheduler: str | None, workers: int) -> Iterator[Any]:
+    """Connect to an existing scheduler, or start a LocalCluster of worker processes."""
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        with Client(scheduler) as client:
+            yield client
+        return
+    with (
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=40,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+def _context_bands(needed: Sequence[str], have: Sequence[str]) -> list[str]:
+    from socmap.predict._context import context_bands
+
+    missing = [b for b in needed if b not in have]
+    if not missing:
+        return []
+    available = set(context_bands())
+    unavailable = [b for b in missing if b not in available]
+    if unavailable:
+        raise BandMismatch(
+            f"the cube lacks bands {unavailable!r} that the model reads, and the global context "
+            f"catalog does not have them either; the cube has {list(have)!r}. Rebuild the cube "
+            "with those bands or fine-tune a model on the bands you have"
+        )
+    return missing
+
+
+def predict_cube(
+    bundle: str | Path,
+    cube: str | Path,
+    out: str | Path,
+    *,
+    passes: int = 32,
+    batch_size: int = 16384,
+    seed: int = 0,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    overwrite: bool = False,
+    exports: bool = True,
+    progress: bool = True,
+) -> PredictionRun:
+    """Map SOC over a covariate cube with a model bundle, tile by tile.
+
+    Parameters
+    ----------
+    bundle
+        Model bundle (fine-tuned or global).
+    cube
+        Covariate cube (Zarr); global covariates the bundle reads and the cube lacks are
+        taken from the embedded 10' rasters, pixel by containing pixel.
+    out
+        Run directory. An existing run with the same configuration resumes; one with another
+        configuration is an error unless ``overwrite``.
+    passes
+        Monte Carlo dropout passes (T).
+    batch_size
+        Pixels per forward batch (memory, not results).
+    seed
+        Run seed of the dropout masks (one set per pass for the whole map).
+    scheduler
+        Address of a running dask.distributed scheduler (``tcp://host:8786``); default a
+        LocalCluster.
+    workers
+        LocalCluster worker processes (one thread each); default ``min(tiles, cores)``.
+        ``0`` computes every tile in this process, without dask.
+    overwrite
+        Replace an existing run with another configuration.
+    exports
+        Write COGs, PNG quicklooks and the STAC Item at the end.
+    progress
+        Progress bar over tiles.
+
+    Returns
+    -------
+    PredictionRun
+
+    Raises
+    ------
+    BandMismatch
+        The cube (plus the global context) lacks bands the bundle reads; raised before any
+        output exists.
+    OutputExists
+        ``out`` holds a run with another configuration and ``overwrite`` is false.
+    ConfigError
+        Bad ``passes``, ``batch_size`` or ``workers``.
+    """
+    from socmap.cube import cube_grid, open_cube
+
+    if int(passes) < 1 or int(batch_size) < 1 or (workers is not None and int(workers) < 0):
+        raise ConfigError(
+            f"passes and batch_size must be >= 1 and workers >= 0; got {passes!r}, "
+            f"{batch_size!r}, {workers!r}"
+        )
+    tm = load_tile_model(bundle)
+    cube_arr = open_cube(cube)
+    grid = cube_grid(cube_arr)
+    have = [str(b) for b in cube_arr.band.values]
+    context = _context_bands(tm.band_names, have)
+    chunk = int(cube_arr.attrs.get("chunk") or cube_arr.data.chunksize[1])
+    config = RunConfig(
+        bundle=str(Path(bundle).resolve()),
+        bundle_sha256=tm.weights_sha256,
+        cube=str(Path(cube).resolve()),
+        cube_id=_cube_id(cube_arr),
+        grid=grid.to_dict(),
+        chunk=chunk,
+        bands=list(tm.band_names),
+        context_bands=context,
+        intervals=[[t, b] for t, b in tm.intervals],
+        stats=list(STATS),
+        passes=int(passes),
+        batch_size=int(batch_size),
+        seed=int(seed),
+    )
+    run_dir = Path(out)
+    run = _prepare(run_dir, config, overwrite)
+    if context and not (run_dir / CONTEXT_STORE).exists():
+        from socmap.predict._context import build_context
+
+        build_context(grid, context, run_dir / CONTEXT_STORE)
+    soc_path = run_dir / SOC_STORE
+    if not soc_path.exists():
+        with atomic_path(soc_path) as tmp:
+            _write_template(tmp, grid, tm.depth_labels, chunk)
+    tiles = list(grid.tiles(chunk))
+    todo = [t for t in tiles if not _is_done(run_dir, t)]
+    (run_dir / TILES_DIR).mkdir(exist_ok=True)
+    n_workers = min(len(todo), os.cpu_count() or 1) if workers is None else int(workers)
+    jobs = [
+        _TileJob(
+            bundle=config.bundle,
+            cube=config.cube,
+            context=str(run_dir / CONTEXT_STORE) if context else None,
+            out=str(soc_path),
+            grid=json.dumps(config.grid),
+            row0=t.core.row0,
+            row1=t.core.row1,
+            col0=t.core.col0,
+            col1=t.core.col1,
+            passes=config.passes,
+            batch_size=config.batch_size,
+            seed=config.seed,
+            threads=1 if (n_workers or scheduler) else 0,
+        )
+        for t in todo
+    ]
+    start = time.perf_counter()
+    _execute(jobs, scheduler, n_workers, progress)
+    run.summary = _summarise(run_dir, tiles, len(tiles) - len(todo), time.perf_counter() - start)
+    run.status = "predicted"
+    run.save()
+    if exports:
+        from socmap.predict._export import export_run
+
+        export_run(run, progress=progress)
+    return run
+
+
+def _prepare(run_dir: Path, config: RunConfig, overwrite: bool) -> PredictionRun:
+    """Resume a run with the same configuration, or start a new one."""
+    if (run_dir / RUN_JSON).is_file():
+        previous = open_run(run_dir)
+        if previous.config == config:
+            previous.status = "running"
+            return previous
+        if not overwrite:
+            changed = [k for k, v in asdict(config).items() if asdict(previous.config).get(k) != v]
+            raise OutputExists(
+                f"run {str(run_dir)!r} exists with another configuration (differs in "
+                f"{changed!r}); pass overwrite=True (CLI: --overwrite) or choose a new run "
+                "directory"
+            )
+        shutil.rmtree(run_dir)
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise OutputExists(
+                f"{str(run_dir)!r} exists and is not a prediction run; choose a new run "
+                "directory or pass overwrite=True"
+            )
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    run = PredictionRun(path=run_dir, config=config, status="running", created=created)
+    run.save()
+    return run
+
+
+def _execute(jobs: list[_TileJob], scheduler: str | None, workers: int, progress: bool) -> None:
+    if not jobs:
+        return
+    if not scheduler and workers == 0:
+        it = track(jobs, "predicting tiles") if progress else jobs
+        for job in it:
+            _run_tile(job)
+        return
+    from distributed import as_completed
+
+    with _client(scheduler, max(workers, 1)) as client:
+        futures = client.map(_run_tile, jobs, pure=False)
+        done = as_completed(futures)
+        it = track(done, "predicting tiles", total=len(futures)) if progress else done
+        for fut in it:
+            fut.result()  # type: ignore[union-attr]  # re-raises a task's error here
+
+
+def _summarise(run_dir: Path, tiles: list[Tile], skipped: int, seconds: float) -> dict[str, Any]:
+    records = [
+        json.loads((run_dir / TILES_DIR / f"{_tile_key(t)}.json").read_text()) for t in tiles
+    ]
+    unknown: dict[str, int] = {}
+    for r in records:
+        for band, n in r["unknown_classes"].items():
+            unknown[band] = unknown.get(band, 0) + int(n)
+    return {
+        "tiles": len(tiles),
+        "tiles_resumed": skipped,
+        "pixels_predicted": int(sum(r["n_valid"] for r in records)),
+        "pixels_nodata": int(sum(r["n_nodata"] for r in records)),
+        "unknown_class_pixels": unknown,
+        "seconds": round(seconds, 3),
+        "tile_seconds": round(float(sum(r["seconds"] for r in records)), 3),
+    }

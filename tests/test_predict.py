@@ -1,0 +1,303 @@
+"""Tiled inference: statistics, tiling invariance, resume after a kill, exports, scale-out."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+import zarr
+
+from socmap.cube import band_table, build_cube, open_cube
+from socmap.errors import BandMismatch, OutputExists
+from socmap.model.estimator import SocNetRegressor
+from socmap.predict import STATS, load_tile_model, open_run, predict_block, predict_cube
+from socmap.validate.aoa import site_aoa
+from socmap.validate.calibrate import ConformalCalibrator
+
+INTERVALS = [(0.0, 15.0), (15.0, 30.0), (30.0, 50.0)]
+
+
+def _training_table(cube, n=120, seed=0, extra=None):
+    """Sites on valid cube pixels with a synthetic SOC that depends on the covariates."""
+    rng = np.random.default_rng(seed)
+    values = cube.values
+    valid = np.argwhere(np.isfinite(values).all(axis=0))
+    pick = valid[rng.choice(len(valid), n, replace=False)]
+    rows = []
+    for i, (r, c) in enumerate(pick):
+        dist, ffreq, soil = values[:, r, c]
+        for top, bottom in INTERVALS:
+            soc = np.exp(3.0 - 2.0 * dist - 0.3 * ffreq - top / 40 + rng.normal(0, 0.2))
+            rows.append(
+                {"site_id": f"s{i}", "x": float(cube.x[c]), "y": float(cube.y[r]),
+                 "crs": "EPSG:28992", "top_cm": top, "bottom_cm": bottom, "dist": dist,
+                 "ffreq": ffreq, "soil": soil, "soc_g_kg": soc, **(extra or {})}
+            )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def meuse(tmp_path_factory):
+    """A meuse cube in 32-pixel chunks (12 tiles, nodata outside the floodplain) and a bundle."""
+    root = tmp_path_factory.mktemp("predict")
+    cube_path = build_cube("meuse", None, root / "meuse32.zarr", chunk=32, progress=False)
+    cube = open_cube(cube_path)
+    table = _training_table(cube)
+    est = SocNetRegressor(
+        band_table(cube),
+        network={"fusion_dim": 32, "head": (64, 32)},
+        train={"max_epochs": 15, "patience": 15, "batch_size": 128},
+        block_size=500.0,
+        units="metres",
+        mc_passes=8,
+    ).fit(table)
+    mean, sd = est.predict_log(table)
+    calibration = ConformalCalibrator(min_group_size=10).fit(
+        np.log1p(table["soc_g_kg"]), mean, sd, groups=table["top_cm"].map("{:g}".format)
+    )
+    aoa = site_aoa(table, ["dist"])
+    bundle = est.save(
+        root / "bundle",
+        {"intervals": INTERVALS, "calibration": calibration.to_dict()},
+        aoa=aoa,
+    )
+    return {"root": root, "cube": cube_path, "bundle": bundle, "table": table}
+
+
+def test_block_statistics_and_nodata(meuse):
+    tm = load_tile_model(meuse["bundle"])
+    cube = open_cube(meuse["cube"])
+    block = cube.values
+    res = predict_block(tm, block, list(cube.band.values), passes=16, seed=3)
+    soc = res["soc"]
+    assert soc.shape == (len(STATS), len(INTERVALS), *block.shape[1:])
+    nodata = ~np.isfinite(block).all(axis=0)
+    assert nodata.any() and (~nodata).any()
+    assert np.isnan(soc[:, :, nodata]).all()
+    assert res["n_nodata"] == int(nodata.sum()) and res["n_valid"] == int((~nodata).sum())
+    s = {name: soc[i][:, ~nodata] for i, name in enumerate(STATS)}
+    assert (s["q05"] <= s["q50"]).all() and (s["q50"] <= s["q95"]).all()
+    assert (s["sd"] > 0).all() and (s["mean"] >= s["q50"]).all()  # log-normal: mean > median
+    # SOC falls with depth, as in the training data
+    assert np.nanmedian(s["q50"][0]) > np.nanmedian(s["q50"][-1])
+    # the AOA: DI of every valid pixel, 0/1 mask consistent with the threshold
+    inside = res["aoa"][~nodata]
+    np.testing.assert_array_equal(inside, res["di"][~nodata] <= tm.aoa.threshold_)
+    assert np.isnan(res["aoa"][nodata]).all()
+    # same seed, same numbers; another seed, other dropout masks
+    again = predict_block(tm, block, list(cube.band.values), passes=16, seed=3)["soc"]
+    np.testing.assert_array_equal(again, soc)
+    other = predict_block(tm, block, list(cube.band.values), passes=16, seed=4)["soc"]
+    assert not np.allclose(other[:, :, ~nodata], soc[:, :, ~nodata])
+
+
+def test_tiled_run_equals_one_untiled_block(meuse, tmp_path):
+    tm = load_tile_model(meuse["bundle"])
+    cube = open_cube(meuse["cube"])
+    whole = predict_block(tm, cube.values, list(cube.band.values), passes=8, batch_size=50, seed=1)
+    run = predict_cube(
+        meuse["bundle"], meuse["cube"], tmp_path / "run", passes=8, seed=1, workers=0,
+        exports=False, progress=False,
+    )  # fmt: skip
+    assert run.summary["tiles"] == 12
+    ds = run.open()
+    np.testing.assert_allclose(ds["soc"].values, whole["soc"], rtol=2e-6, atol=1e-6)
+    np.testing.assert_allclose(ds["di"].values, whole["di"], rtol=1e-6)
+    assert list(ds["stat"].values) == list(STATS)
+    assert list(ds["depth"].values) == ["0-15cm", "15-30cm", "30-50cm"]
+
+
+def test_exports_cogs_quicklooks_and_stac(meuse, tmp_path):
+    import pystac
+
+    run = predict_cube(
+        meuse["bundle"], meuse["cube"], tmp_path / "run", passes=4, workers=0, progress=False
+    )
+    assert run.status == "complete"
+    cogs = [run.path / p for p in run.exports["cogs"]]
+    assert len(cogs) == len(INTERVALS) * len(STATS) + 2
+    ds = run.open()
+    with rasterio.open(run.path / "cogs" / "soc_15-30cm_q95.tif") as src:
+        assert src.profile["tiled"] and src.units == ("g/kg",) and np.isnan(src.nodata)
+        assert src.scales == (1.0,) and src.offsets == (0.0,)
+        assert src.tags()["socmap_stat"] == "q95"
+        np.testing.assert_array_equal(src.read(1), ds["soc"].sel(stat="q95", depth="15-30cm"))
+        assert src.crs.to_epsg() == 28992
+    pngs = [run.path / p for p in run.exports["quicklooks"]]
+    assert all(p.stat().st_size > 2000 for p in pngs)
+    item = pystac.Item.from_file(str(run.path / "item.json"))
+    item.validate_all = None
+    assert "soc_0-15cm_mean" in item.assets
+    href = item.assets["soc_0-15cm_mean"].get_absolute_href()
+    assert href is not None and Path(href).is_file()
+    assert item.properties["proj:code"] == "EPSG:28992" or item.properties.get("proj:epsg")
+
+
+def test_rerun_resumes_and_another_config_is_refused(meuse, tmp_path):
+    out = tmp_path / "run"
+    kw = {"passes": 4, "workers": 0, "exports": False, "progress": False}
+    predict_cube(meuse["bundle"], meuse["cube"], out, **kw)
+    again = predict_cube(meuse["bundle"], meuse["cube"], out, **kw)
+    assert again.summary["tiles_resumed"] == again.summary["tiles"]
+    with pytest.raises(OutputExists, match="passes"):
+        predict_cube(meuse["bundle"], meuse["cube"], out, **{**kw, "passes": 5})
+    redone = predict_cube(
+        meuse["bundle"], meuse["cube"], out, overwrite=True, **{**kw, "passes": 5}
+    )
+    assert redone.config.passes == 5 and redone.summary["tiles_resumed"] == 0
+
+
+_KILLER = """
+import os, signal, sys
+import socmap.predict._run as r
+original, calls = r._run_tile, []
+def dying(job):
+    calls.append(job)
+    if len(calls) == 5:
+        # half-write this tile's region, then die as SIGKILL would leave it
+        r._array(job.out, "soc", "r+")[0, 0, job.row0:job.row1, job.col0:job.col1] = 123.0
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(job)
+r._run_tile = dying
+r.predict_cube(sys.argv[1], sys.argv[2], sys.argv[3], passes=4, seed=2, workers=0,
+               progress=False)
+"""
+
+
+def test_resume_after_sigkill_is_bitwise_identical(meuse, tmp_path):
+    killed = tmp_path / "killed"
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLER, str(meuse["bundle"]), str(meuse["cube"]), str(killed)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert len(list((killed / "tiles").glob("*.json"))) == 4
+    assert open_run(killed).status == "running"
+    resumed = predict_cube(
+        meuse["bundle"], meuse["cube"], killed, passes=4, seed=2, workers=0, progress=False
+    )
+    assert resumed.summary["tiles_resumed"] == 4
+    clean = predict_cube(
+        meuse["bundle"], meuse["cube"], tmp_path / "clean", passes=4, seed=2, workers=0,
+        progress=False,
+    )  # fmt: skip
+    for name in ("soc", "di", "aoa"):
+        a = zarr.open_array(str(killed / "soc.zarr" / name), mode="r")[...]
+        b = zarr.open_array(str(clean.path / "soc.zarr" / name), mode="r")[...]
+        np.testing.assert_array_equal(a, b)
+    assert not (np.asarray(a) == 123.0).any()
+    for rel in clean.exports["cogs"]:
+        with rasterio.open(killed / rel) as x, rasterio.open(clean.path / rel) as y:
+            np.testing.assert_array_equal(x.read(), y.read())
+
+
+def test_band_mismatch_fails_before_any_output(meuse, tmp_path):
+    cube = open_cube(meuse["cube"])
+    table = meuse["table"].assign(elev_x=1.0)
+    bands = pd.concat(
+        [band_table(cube),
+         pd.DataFrame([{"name": "elev_x", "kind": "continuous", "group": "terrain"}])],
+        ignore_index=True,
+    )  # fmt: skip
+    est = SocNetRegressor(
+        bands, network={"fusion_dim": 8, "head": (16, 8)}, train={"max_epochs": 2},
+        block_size=500.0, units="metres",
+    ).fit(table)  # fmt: skip
+    bundle = est.save(tmp_path / "b", {"intervals": INTERVALS})
+    with pytest.raises(BandMismatch, match="elev_x"):
+        predict_cube(bundle, meuse["cube"], tmp_path / "run", workers=0, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_global_context_bands_match_what_training_saw(meuse, tmp_path):
+    from socmap.predict._context import sample_context
+    from socmap.training import global_context_covariates
+
+    cube = open_cube(meuse["cube"])
+    table = meuse["table"]
+    context = global_context_covariates(table)
+    band = "wc_bio1_mat_degC"
+    train = table.merge(context[["site_id", band]], on="site_id")
+    bands = pd.concat(
+        [band_table(cube),
+         pd.DataFrame([{"name": band, "kind": "continuous", "group": "climate"}])],
+        ignore_index=True,
+    )  # fmt: skip
+    est = SocNetRegressor(
+        bands, network={"fusion_dim": 8, "head": (16, 8)}, train={"max_epochs": 2},
+        block_size=500.0, units="metres",
+    ).fit(train)  # fmt: skip
+    bundle = est.save(tmp_path / "b", {"intervals": INTERVALS})
+    run = predict_cube(bundle, meuse["cube"], tmp_path / "run", passes=2, workers=0,
+                       exports=False, progress=False)  # fmt: skip
+    assert run.config.context_bands == [band]
+    # each pixel takes the global pixel containing its centre, as each site did
+    grid = run.grid
+    values, names = sample_context(run.path / "context.zarr", grid)
+    rows = np.searchsorted(-grid.ys, -table["y"].to_numpy())
+    cols = np.searchsorted(grid.xs, table["x"].to_numpy())
+    at_sites = values[names.index(band), rows, cols]
+    np.testing.assert_array_equal(at_sites, train[band].to_numpy())
+
+
+@pytest.mark.slow
+def test_distributed_run_equals_the_local_run(meuse, tmp_path):
+    dask = shutil.which("dask", path=str(Path(sys.executable).parent))
+    assert dask is not None
+    sched_file = tmp_path / "scheduler.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [
+        subprocess.Popen(
+            [dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+             "--scheduler-file", str(sched_file)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+        )
+    ]  # fmt: skip
+    try:
+        for _ in range(300):
+            if sched_file.exists():
+                break
+            time.sleep(0.1)
+        for _ in range(2):
+            procs.append(
+                subprocess.Popen(
+                    [dask, "worker", "--scheduler-file", str(sched_file), "--nthreads", "1",
+                     "--no-dashboard", "--host", "127.0.0.1"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                )
+            )  # fmt: skip
+        address = json.loads(sched_file.read_text())["address"]
+        from distributed import Client
+
+        with Client(address) as client:
+            client.wait_for_workers(2, timeout=60)
+        remote = predict_cube(
+            meuse["bundle"], meuse["cube"], tmp_path / "remote", passes=4, scheduler=address,
+            exports=False, progress=False,
+        )  # fmt: skip
+    finally:
+        for p in procs[::-1]:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
+    local = predict_cube(
+        meuse["bundle"], meuse["cube"], tmp_path / "local", passes=4, workers=2,
+        exports=False, progress=False,
+    )  # fmt: skip
+    for name in ("soc", "di", "aoa"):
+        a = zarr.open_array(str(remote.path / "soc.zarr" / name), mode="r")[...]
+        b = zarr.open_array(str(local.path / "soc.zarr" / name), mode="r")[...]
+        np.testing.assert_array_equal(a, b)
+    records = [json.loads(p.read_text()) for p in (remote.path / "tiles").glob("*.json")]
+    assert len(records) == 12
