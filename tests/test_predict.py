@@ -301,3 +301,81 @@ def test_distributed_run_equals_the_local_run(meuse, tmp_path):
         np.testing.assert_array_equal(a, b)
     records = [json.loads(p.read_text()) for p in (remote.path / "tiles").glob("*.json")]
     assert len(records) == 12
+
+
+# ---------------------------------------------------------------------- stocks
+@pytest.fixture(scope="module")
+def finished_run(meuse, tmp_path_factory):
+    out = tmp_path_factory.mktemp("stockrun") / "run"
+    return predict_cube(
+        meuse["bundle"], meuse["cube"], out, passes=8, workers=0, exports=False, progress=False
+    )
+
+
+def _stock(run, **kw):
+    from socmap.predict import stocks_for_run
+
+    res = stocks_for_run(run.path, workers=0, exports=False, progress=False, overwrite=True, **kw)
+    return res, run.open("stock.zarr")["stock"].load()
+
+
+def test_stocks_are_linear_in_bd_and_totals_add_up(finished_run):
+    res, a = _stock(finished_run, bd=1.3)
+    _, b = _stock(finished_run, bd=0.65)
+    assert res.labels == ["0-15cm", "15-30cm", "30-50cm", "0-30cm"]
+    assert a.attrs["units"] == "t/ha"
+    valid = np.isfinite(a.sel(stat="mean", depth="0-15cm")).values
+    assert valid.any()
+    # the same SOC draws (counter-based), so halving BD halves every statistic exactly
+    np.testing.assert_allclose(a.values[:, :, valid], 2 * b.values[:, :, valid], rtol=1e-5)
+    # the cumulative total is the sum of its intervals, draw by draw, so its mean is too
+    total = a.sel(stat="mean", depth="0-30cm").values[valid]
+    parts = a.sel(stat="mean", depth=["0-15cm", "15-30cm"]).sum("depth").values[valid]
+    np.testing.assert_allclose(total, parts, rtol=1e-4)
+    # 0-30 spreads more than either layer: the layers of one draw are correlated
+    sd = a.sel(stat="sd")
+    assert (sd.sel(depth="0-30cm") >= sd.sel(depth="0-15cm") - 1e-6).values[valid].all()
+    # nodata stays NaN, and the SOC-to-stock units: 15 cm x 1.3 g/cm3 x 0.1 per g/kg
+    assert np.isnan(a.values[:, :, ~valid]).all()
+    soc = finished_run.open()["soc"].sel(stat="q50", depth="0-15cm").values[valid]
+    stock = a.sel(stat="q50", depth="0-15cm").values[valid]
+    assert np.median(stock / soc) == pytest.approx(15 * 1.3 * 0.1, rel=0.15)
+
+
+def test_stocks_with_the_pedotransfer_function_resume_and_refuse_other_options(finished_run):
+    from socmap.predict import stocks_for_run
+
+    res, ptf = _stock(finished_run, bd="ptf")
+    assert res.options["bd"] == "ptf"
+    mean = ptf.sel(stat="mean").values
+    assert np.nanmin(mean) > 0 and np.isfinite(mean).any()
+    again = stocks_for_run(finished_run.path, bd="ptf", workers=0, exports=False, progress=False)
+    assert again.summary["tiles_resumed"] == again.summary["tiles"]
+    with pytest.raises(OutputExists, match="other options"):
+        stocks_for_run(finished_run.path, bd=1.2, workers=0, exports=False, progress=False)
+    with pytest.raises(BandMismatch, match="bdod_x"):
+        stocks_for_run(finished_run.path, bd="bdod_x", workers=0, progress=False)
+
+
+def test_stocks_do_not_depend_on_tiling(meuse, tmp_path):
+    whole_cube = build_cube("meuse", None, tmp_path / "m512.zarr", progress=False)
+    runs = []
+    for cube, name in ((meuse["cube"], "tiled"), (whole_cube, "whole")):
+        run = predict_cube(meuse["bundle"], cube, tmp_path / name, passes=4, workers=0,
+                           exports=False, progress=False)  # fmt: skip
+        runs.append(_stock(run, bd="ptf")[1].values)
+    np.testing.assert_allclose(runs[0], runs[1], rtol=1e-4, atol=1e-4)
+
+
+def test_stock_exports_join_the_stac_item(meuse, tmp_path):
+    import pystac
+
+    from socmap.predict import stocks_for_run
+
+    run = predict_cube(meuse["bundle"], meuse["cube"], tmp_path / "run", passes=4, workers=0,
+                       progress=False)  # fmt: skip
+    stocks_for_run(run.path, bd=1.4, workers=0, progress=False)
+    item = pystac.Item.from_file(str(run.path / "item.json"))
+    assert "stock_0-30cm_mean" in item.assets and "soc_0-15cm_q05" in item.assets
+    with rasterio.open(run.path / "cogs" / "stock_0-30cm_sd.tif") as src:
+        assert src.units == ("t/ha",)

@@ -408,6 +408,9 @@ def test_summarise_matches_numpy_and_keeps_nan() -> None:
     assert np.isfinite(stacked).sum() == stacked.size - 5
     small = summarise(np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]).T, axis=1)
     np.testing.assert_allclose(small.mean, [3.0, 4.0])
+    one = summarise(np.array([4.0, 1.0, 3.0, 2.0]))  # a single pixel, 1-D draws
+    assert float(one.q50) == 2.5 and float(one.q05) == pytest.approx(1.15)
+    assert np.isnan(summarise(np.array([1.0, np.nan])).q95)
     with pytest.raises(ConfigError, match="at least 2"):
         summarise(np.ones((1, 3)))
 

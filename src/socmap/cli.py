@@ -465,6 +465,55 @@ def predict_cmd(
     out.print(f"run: {run.path}")
 
 
+@app.command("stocks")
+def stocks_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A finished `socmap predict` run.")],
+    bd: Annotated[
+        str, typer.Option(help="auto, ptf, a cube band, or a constant in g/cm3.")
+    ] = "auto",
+    bd_sd: Annotated[float, typer.Option(help="SD of a BD band or constant (g/cm3).")] = 0.0,
+    bd_units: Annotated[
+        str, typer.Option(help="Units of a BD band: g/cm3, or cg/cm3 (SoilGrids bdod).")
+    ] = "g/cm3",
+    cf: Annotated[
+        str, typer.Option(help="Coarse fragments: a volume fraction in [0, 1) or a band.")
+    ] = "0",
+    cf_sd: Annotated[float, typer.Option(help="SD of the coarse-fragment fraction.")] = 0.0,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Address of a running dask scheduler.")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="LocalCluster worker processes; 0 runs in this process.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace stocks with other options.")] = False,
+) -> None:
+    """Carbon stocks per depth interval and cumulative (t C/ha), with joint MC uncertainty.
+
+    Example: [bold]socmap stocks runs/edgeroi --bd ptf[/bold]
+    """
+    from socmap.predict import stocks_for_run
+
+    def number_or_name(text: str) -> str | float:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+    res = stocks_for_run(
+        run_dir,
+        bd=number_or_name(bd),
+        bd_sd=bd_sd,
+        bd_units=bd_units,
+        cf=number_or_name(cf),
+        cf_sd=cf_sd,
+        scheduler=scheduler,
+        workers=workers,
+        overwrite=overwrite,
+    )
+    out.print(res.describe())
+    out.print(f"stock maps: {run_dir / 'cogs'} (stock_*.tif); store: {run_dir / 'stock.zarr'}")
+
+
 @app.command("cv")
 def cv_cmd(
     cube: Annotated[Path, typer.Option(help="The region's covariate cube (Zarr).")],

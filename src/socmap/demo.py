@@ -1,4 +1,9 @@
-"""The main job on embedded data: Edgeroi cube, profile QC, harmonisation, training table."""
+"""The main job on embedded data: from the Edgeroi cores to SOC and stock maps.
+
+Cube, profile QC, harmonisation, training table; fine-tuning of the shipped global bundle
+(pretrained without Edgeroi) with a calibration CV; tiled prediction with MC dropout into
+Zarr, COGs, quicklooks and a STAC Item; carbon stocks with joint Monte Carlo uncertainty.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from socmap.catalog import load_catalog
 
@@ -34,14 +40,18 @@ def run_demo(
     out_dir: str | Path = "demo_output",
     *,
     depths: str = "globalsoilmap",
+    strategy: str = "freeze-encoders",
+    passes: int = 32,
+    maps: bool = True,
     log: Callable[[str], object] = print,
 ) -> DemoResult:
-    """Run the data layer end to end on the embedded Edgeroi data.
+    """Run the main job end to end on the embedded Edgeroi data.
 
     Steps: build the Edgeroi covariate cube from ``catalogs/covariates/edgeroi.yaml`` on its
     100 m grid; read and QC the 359 Edgeroi profiles; harmonise SOC to ``depths`` with the
     equal-area spline; sample the cube at the sites (nearest pixel) into a training table;
-    draw quicklook figures.
+    draw quicklook figures; then (``maps``) fine-tune the shipped global bundle on the
+    profiles down to 100 cm, map SOC with ``passes`` MC dropout passes, and compute stocks.
 
     Parameters
     ----------
@@ -49,6 +59,12 @@ def run_demo(
         Output folder (created; files inside are replaced).
     depths
         Depth set from ``catalogs/depths.yaml``.
+    strategy
+        Fine-tuning strategy.
+    passes
+        Monte Carlo dropout passes of the maps.
+    maps
+        Fine-tune, map and compute stocks (otherwise stop after the training table).
     log
         Called with one line per step.
     """
@@ -64,13 +80,14 @@ def run_demo(
     res = DemoResult(out_dir=out)
 
     catalog = load_catalog("edgeroi")
-    log(f"[1/5] building the Edgeroi cube ({len(catalog.covariates)} covariates)")
+    n = 8 if maps else 5
+    log(f"[1/{n}] building the Edgeroi cube ({len(catalog.covariates)} covariates)")
     cube_path = build_cube(catalog, None, out / "edgeroi_cube.zarr", overwrite=True)
     cube = open_cube(cube_path)
     res.outputs["cube"] = cube_path
     res.facts["cube"] = f"{cube.sizes['band']} bands x {cube.sizes['y']} x {cube.sizes['x']} px"
 
-    log("[2/5] reading and QC-ing the Edgeroi profiles")
+    log(f"[2/{n}] reading and QC-ing the Edgeroi profiles")
     profiles = read_edgeroi()
     report = qc_profiles(profiles)
     flags_path, summary_path = write_qc(report, out / "qc")
@@ -81,7 +98,7 @@ def run_demo(
         f"{int(profiles['soc_g_kg'].notna().sum())} with SOC; {len(report.flags)} QC flags"
     )
 
-    log(f"[3/5] harmonising SOC onto {depths} depths (equal-area spline, lambda 0.1)")
+    log(f"[3/{n}] harmonising SOC onto {depths} depths (equal-area spline, lambda 0.1)")
     harmonised = harmonise(profiles, depths, value_cols=("soc_g_kg",))
     h_path = write_table(harmonised.table, out / f"edgeroi_soc_{depths}.parquet")
     s_path = write_table(harmonised.sites, out / f"edgeroi_soc_{depths}_sites.csv")
@@ -89,7 +106,7 @@ def run_demo(
     res.outputs["spline fits"] = s_path
     res.facts["harmonised"] = ", ".join(f"{k} {v}" for k, v in harmonised.summary().items())
 
-    log("[4/5] sampling the cube at the sites")
+    log(f"[4/{n}] sampling the cube at the sites")
     extraction = extract(cube, harmonised.table, method="nearest")
     t_path = write_table(extraction.table, out / "training_table.parquet")
     res.outputs["training table"] = t_path
@@ -98,7 +115,7 @@ def run_demo(
         + ", ".join(f"{k} {v}" for k, v in extraction.summary.items() if v)
     )
 
-    log("[5/5] drawing quicklooks")
+    log(f"[5/{n}] drawing quicklooks")
     site_xy = extraction.table.drop_duplicates("site_id")
     res.outputs["cube figure"] = plot_cube_bands(
         cube, out / "figures" / "cube_bands.png", sites=site_xy
@@ -106,5 +123,61 @@ def run_demo(
     res.outputs["spline figure"] = plot_spline_fits(
         profiles, harmonised.table, out / "figures" / "spline_fits.png"
     )
+    if maps:
+        _maps(res, profiles, cube_path, depths=depths, strategy=strategy, passes=passes, log=log)
     res.seconds = time.perf_counter() - start
     return res
+
+
+def _maps(
+    res: DemoResult,
+    profiles: Any,
+    cube_path: Path,
+    *,
+    depths: str,
+    strategy: str,
+    passes: int,
+    log: Callable[[str], object],
+) -> None:
+    """Fine-tune the shipped bundle, map SOC, compute stocks (steps 6 to 8)."""
+    from socmap.catalog import embedded_data_dir
+    from socmap.cube import open_cube
+    from socmap.model.finetune import finetune_bundle
+    from socmap.predict import predict_cube, stocks_for_run
+    from socmap.training import regional_training_table
+
+    out = res.out_dir
+    log(f"[6/8] fine-tuning the global bundle ({strategy}, 5-fold calibration CV)")
+    data = regional_training_table(profiles, open_cube(cube_path), depths=depths, max_depth_cm=100)
+    tuned = finetune_bundle(
+        embedded_data_dir() / "bundles" / "global_gsm",
+        data,
+        out / "edgeroi_bundle",
+        strategy=strategy,
+        depth_set=depths,
+        cv_folds=5,
+        n_jobs=2,
+    )
+    res.outputs["bundle"] = tuned.bundle
+    assert tuned.cv is not None
+    cv = tuned.cv.summary().loc["all"]
+    m = tuned.cv.metrics.set_index(["depth", "metric"])["value"]
+    res.facts["fine-tuned"] = (
+        f"{tuned.estimator.strategy_}; 5-fold 2 km block CV MAE {cv['mae']:.2f} g/kg, "
+        f"CCC {cv['ccc']:.3f}, 90% intervals cover {m[('all', 'calibrated_picp_90')]:.3f} "
+        f"after calibration; AOA threshold {tuned.aoa.threshold_:.3f}"
+    )
+    log(f"[7/8] mapping SOC ({passes} MC dropout passes)")
+    run = predict_cube(tuned.bundle, cube_path, out / "run", passes=passes, overwrite=True)
+    res.outputs["SOC maps"] = run.path / "cogs"
+    res.outputs["quicklooks"] = run.path / "quicklooks"
+    res.outputs["STAC item"] = run.path / "item.json"
+    s = run.summary
+    res.facts["maps"] = (
+        f"{s['pixels_predicted']} pixels x {len(run.config.intervals)} intervals, "
+        f"{s['pixels_nodata']} nodata pixels left NaN"
+    )
+    log("[8/8] carbon stocks (bulk density from the WoSIS pedotransfer function)")
+    stocks = stocks_for_run(run.path, overwrite=True)
+    res.outputs["stock maps"] = run.path / "cogs"
+    res.facts["stocks"] = stocks.describe()

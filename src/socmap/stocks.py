@@ -43,13 +43,16 @@ from socmap.errors import CatalogError, ConfigError, GridMismatch, InputNotFound
 __all__ = [
     "BD_RANGE",
     "CF_MAX",
+    "PTF_TERMS",
     "SOC_MAX",
     "SOILGRIDS_UNITS",
     "STANDARD_TOTALS",
     "STATS",
     "BandBD",
     "BulkDensitySource",
+    "PTFForm",
     "PTFParams",
+    "PTFResidual",
     "PedotransferBD",
     "StratumBD",
     "StratumLookup",
@@ -108,8 +111,6 @@ def _floats(x: npt.ArrayLike) -> FloatArray:
     a = np.asarray(x)
     if a.dtype.kind == "f":
         return a
-    if a.dtype.kind in "biu":
-        return a.astype(np.float64)
     try:
         return a.astype(np.float64)
     except (TypeError, ValueError):
@@ -821,6 +822,8 @@ class PTFResidual(_Strict):
         edges = np.asarray(self.soc_edges_g_kg, dtype=float)
         if not np.all(np.isfinite(edges)) or np.any(np.diff(edges) <= 0):
             raise ValueError(f"soc_edges_g_kg must increase strictly; got {self.soc_edges_g_kg!r}")
+        if len(edges) > 255:
+            raise ValueError(f"at most 255 SOC class edges; got {len(edges)}")
         if len(self.sd) != len(edges) + 1:
             raise ValueError(
                 f"sd needs one value per SOC class ({len(edges) + 1}); got {len(self.sd)}"
@@ -1333,7 +1336,5 @@ def summarise(draws: npt.ArrayLike, axis: int = 0) -> Summary:
         frac = a.dtype.type(pos - lo)
         below = np.take(ordered, lo, axis=axis)
         above = np.take(ordered, min(lo + 1, n - 1), axis=axis)
-        value = below + (above - below) * frac
-        value[has_nan] = np.nan
-        qs.append(value)
+        qs.append(np.where(has_nan, np.nan, below + (above - below) * frac))
     return Summary(np.mean(a, axis=axis), np.std(a, axis=axis, ddof=1), *qs)

@@ -138,8 +138,8 @@ def write_quicklook(cog: Path, png: Path, *, title: str, units: str, cmap: str =
     return png
 
 
-def write_stac_item(run: Any, assets: dict[str, dict[str, Any]]) -> Path:
-    """Write ``item.json``: a STAC Item of the run with its assets (hrefs relative to it)."""
+def write_stac_item(run: Any) -> Path:
+    """Write ``item.json``: a STAC Item of the run and every export (hrefs relative to it)."""
     import datetime as dt
 
     import pystac
@@ -175,7 +175,10 @@ def write_stac_item(run: Any, assets: dict[str, dict[str, Any]]) -> Path:
         proj.wkt2 = grid.pyproj_crs.to_wkt()
     proj.shape = list(grid.shape)
     proj.transform = list(grid.transform)[:6]
-    for key, spec in assets.items():
+    files = [*run.exports.get("stores", []), *run.exports.get("cogs", []),
+             *run.exports.get("quicklooks", [])]  # fmt: skip
+    for rel in files:
+        key, spec = _asset(run, rel)
         item.add_asset(key, pystac.Asset(**spec))
     path = run.path / "item.json"
     with atomic_path(path, overwrite=True) as tmp:
@@ -185,77 +188,98 @@ def write_stac_item(run: Any, assets: dict[str, dict[str, Any]]) -> Path:
     return path
 
 
-def export_run(run: Any, *, progress: bool = True) -> dict[str, list[str]]:
-    """Write every export of a finished run and record them in ``run.json``."""
-    import pystac
+def _open(run: Any, store: str, name: str) -> Any:
     import zarr
 
-    from socmap.predict._run import SOC_STORE
+    return zarr.open_array(store=str(run.path / store / name), mode="r", zarr_format=3)
 
-    def array(name: str) -> zarr.Array:
-        return zarr.open_array(store=str(run.path / SOC_STORE / name), mode="r", zarr_format=3)
 
-    soc = array("soc")
-    grid, chunk = run.grid, run.config.chunk
+def _export_layers(
+    run: Any, kind: Any, labels: list[str], *, progress: bool
+) -> tuple[list[str], list[str]]:
+    """COGs of every (depth, stat) of one kind of layer, and mean/sd quicklooks."""
+    array = _open(run, kind.store, kind.name)
     cogs: list[str] = []
     pngs: list[str] = []
-    assets: dict[str, dict[str, Any]] = {
-        "soc_zarr": {
-            "href": str(run.path / SOC_STORE),
-            "media_type": "application/vnd+zarr",
-            "roles": ["data"],
-            "title": "soc(stat, depth, y, x), di(y, x), aoa(y, x)",
-        }
-    }
-    layers = [
-        (d, s, label, stat)
-        for d, label in enumerate(run.depth_labels)
-        for s, stat in enumerate(STATS)
-    ]
-    it = track(layers, "writing COGs") if progress else layers
+    layers = [(d, s, label, stat) for d, label in enumerate(labels) for s, stat in enumerate(STATS)]
+    it = track(layers, f"writing {kind.name} COGs") if progress else layers
+    what = kind.name.upper() if kind.name == "soc" else kind.name
     for d, s, label, stat in it:
-        name = f"soc_{label}_{stat}"
+        name = f"{kind.name}_{label}_{stat}"
         cog = run.path / "cogs" / f"{name}.tif"
         cog.parent.mkdir(exist_ok=True)
+        title = f"{what} {label} {_STAT_TITLES[stat]}"
         write_cog(
-            _Plane(soc, s, d),
-            cog,
-            grid,
-            chunk=chunk,
-            units="g/kg",
-            description=f"SOC {label} {_STAT_TITLES[stat]}",
-            tags={"socmap_stat": stat, "socmap_depth": label, "socmap_variable": "soc"},
-        )
+            _Plane(array, s, d), cog, run.grid, chunk=run.config.chunk, units=kind.units,
+            description=title, tags={"socmap_stat": stat, "socmap_depth": label,
+                                     "socmap_variable": kind.name},
+        )  # fmt: skip
         cogs.append(str(cog.relative_to(run.path)))
-        assets[name] = _cog_asset(cog, f"SOC {label} {_STAT_TITLES[stat]} (g/kg)", pystac)
         if stat in ("mean", "sd"):
             png = run.path / "quicklooks" / f"{name}.png"
             png.parent.mkdir(exist_ok=True)
-            write_quicklook(
-                cog, png, title=f"SOC {label}, {_STAT_TITLES[stat]}", units="g/kg",
-                cmap="YlOrBr" if stat == "mean" else "magma",
-            )  # fmt: skip
+            cmap = ("YlOrBr" if kind.name == "soc" else "YlGn") if stat == "mean" else "magma"
+            write_quicklook(cog, png, title=title, units=kind.units, cmap=cmap)
             pngs.append(str(png.relative_to(run.path)))
-            assets[f"{name}_png"] = _png_asset(png, f"SOC {label} {stat} quicklook", pystac)
-    for name, title, units in (
-        ("di", "dissimilarity index", "1"),
-        ("aoa", "area of applicability (1 inside)", "1"),
-    ):
+    return cogs, pngs
+
+
+def export_run(run: Any, *, progress: bool = True) -> dict[str, list[str]]:
+    """Write the SOC, DI and AOA COGs, quicklooks and the STAC Item; record them."""
+    from socmap.predict._run import SOC
+
+    cogs, pngs = _export_layers(run, SOC, run.depth_labels, progress=progress)
+    for name, title in (("di", "dissimilarity index"), ("aoa", "area of applicability (1 inside)")):
         cog = run.path / "cogs" / f"{name}.tif"
-        write_cog(array(name), cog, grid, chunk=chunk, units=units, description=title)
+        write_cog(_open(run, SOC.store, name), cog, run.grid, chunk=run.config.chunk,
+                  units="1", description=title)  # fmt: skip
         cogs.append(str(cog.relative_to(run.path)))
-        assets[name] = _cog_asset(cog, title, pystac)
     png = run.path / "quicklooks" / "aoa.png"
     write_quicklook(
         run.path / "cogs" / "aoa.tif", png, title="area of applicability", units="inside (1)"
     )
     pngs.append(str(png.relative_to(run.path)))
-    assets["aoa_png"] = _png_asset(png, "area of applicability quicklook", pystac)
-    item = write_stac_item(run, assets)
-    run.exports = {"cogs": cogs, "quicklooks": pngs, "stac": [str(item.relative_to(run.path))]}
+    run.exports = {"cogs": cogs, "quicklooks": pngs, "stores": [SOC.store]}
+    run.exports["stac"] = [str(write_stac_item(run).relative_to(run.path))]
     run.status = "complete"
     run.save()
     return run.exports
+
+
+def export_stocks(run: Any, labels: list[str], *, progress: bool = True) -> dict[str, list[str]]:
+    """Add the stock COGs and quicklooks to a run's exports and STAC Item."""
+    from socmap.predict._run import STOCK
+
+    cogs, pngs = _export_layers(run, STOCK, labels, progress=progress)
+    keep = [c for c in run.exports.get("cogs", []) if not Path(c).name.startswith("stock_")]
+    keep_png = [
+        p for p in run.exports.get("quicklooks", []) if not Path(p).name.startswith("stock_")
+    ]
+    run.exports["cogs"] = keep + cogs
+    run.exports["quicklooks"] = keep_png + pngs
+    run.exports["stores"] = sorted({*run.exports.get("stores", []), STOCK.store})
+    run.exports["stac"] = [str(write_stac_item(run).relative_to(run.path))]
+    run.stocks["status"] = "complete"
+    run.save()
+    return run.exports
+
+
+def _asset(run: Any, rel: str) -> tuple[str, dict[str, Any]]:
+    import pystac
+
+    path = run.path / rel
+    stem = path.stem if path.suffix != ".zarr" else path.name.replace(".", "_")
+    parts = stem.split("_")
+    variable = {"soc": "SOC (g/kg)", "stock": "SOC stock (t/ha)"}.get(parts[0], parts[0])
+    title = " ".join([variable, *parts[1:]])
+    if path.suffix == ".tif":
+        return stem, {"href": str(path), "media_type": pystac.MediaType.COG, "roles": ["data"],
+                      "title": title}  # fmt: skip
+    if path.suffix == ".png":
+        return f"{stem}_png", {"href": str(path), "media_type": pystac.MediaType.PNG,
+                               "roles": ["overview"], "title": f"{title} quicklook"}  # fmt: skip
+    return stem, {"href": str(path), "media_type": "application/vnd+zarr", "roles": ["data"],
+                  "title": f"Zarr store {path.name}"}  # fmt: skip
 
 
 class _Plane:
@@ -266,21 +290,3 @@ class _Plane:
 
     def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
         return np.asarray(self.array[self.stat, self.depth, key[0], key[1]])
-
-
-def _cog_asset(path: Path, title: str, pystac: Any) -> dict[str, Any]:
-    return {
-        "href": str(path),
-        "media_type": pystac.MediaType.COG,
-        "roles": ["data"],
-        "title": title,
-    }
-
-
-def _png_asset(path: Path, title: str, pystac: Any) -> dict[str, Any]:
-    return {
-        "href": str(path),
-        "media_type": pystac.MediaType.PNG,
-        "roles": ["overview"],
-        "title": title,
-    }

@@ -80,6 +80,7 @@ class PredictionRun:
     created: str = ""
     summary: dict[str, Any] = field(default_factory=dict)
     exports: dict[str, list[str]] = field(default_factory=dict)
+    stocks: dict[str, Any] = field(default_factory=dict)
 
     @property
     def grid(self) -> Grid:
@@ -91,9 +92,9 @@ class PredictionRun:
         """``"0-5cm"``-style labels of the mapped intervals."""
         return [f"{t:g}-{b:g}cm" for t, b in self.config.intervals]
 
-    def open(self) -> xr.Dataset:
-        """Open the ``soc.zarr`` store, lazily."""
-        return xr.open_zarr(self.path / SOC_STORE, zarr_format=3, consolidated=False)
+    def open(self, store: str = SOC_STORE) -> xr.Dataset:
+        """Open ``soc.zarr`` (or ``stock.zarr``) lazily."""
+        return xr.open_zarr(self.path / store, zarr_format=3, consolidated=False)
 
     def save(self) -> None:
         """Write ``run.json`` (atomically)."""
@@ -104,6 +105,7 @@ class PredictionRun:
             "config": asdict(self.config),
             "summary": self.summary,
             "exports": self.exports,
+            "stocks": self.stocks,
         }
         with atomic_path(self.path / RUN_JSON, overwrite=True) as tmp:
             tmp.write_text(json.dumps(doc, indent=2) + "\n")
@@ -135,6 +137,7 @@ def open_run(path: str | Path) -> PredictionRun:
         created=str(doc.get("created", "")),
         summary=dict(doc.get("summary") or {}),
         exports=dict(doc.get("exports") or {}),
+        stocks=dict(doc.get("stocks") or {}),
     )
 
 
@@ -155,8 +158,42 @@ def _digest(*arrays: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def _write_template(path: Path, grid: Grid, labels: Sequence[str], chunk: int) -> None:
-    """Create ``soc.zarr`` with NaN-filled arrays (chunked one tile per chunk), no data."""
+@dataclass(frozen=True)
+class LayerKind:
+    """One kind of map a run writes: its store, arrays, units and completion records."""
+
+    name: str
+    store: str
+    records: str
+    units: str
+    long_name: str
+    planes: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def arrays(self) -> tuple[str, ...]:
+        """Arrays written per tile, the main one first."""
+        return (self.name, *(p for p, _ in self.planes))
+
+
+SOC = LayerKind(
+    "soc",
+    SOC_STORE,
+    TILES_DIR,
+    "g/kg",
+    "soil organic carbon content (fine earth)",
+    (
+        ("di", "dissimilarity index (Meyer & Pebesma 2021)"),
+        ("aoa", "inside the area of applicability (1) or not (0)"),
+    ),
+)
+STOCK = LayerKind("stock", "stock.zarr", "tiles_stock", "t/ha", "soil organic carbon stock")
+KINDS = {k.name: k for k in (SOC, STOCK)}
+
+
+def _write_template(
+    path: Path, grid: Grid, labels: Sequence[str], chunk: int, kind: LayerKind = SOC
+) -> None:
+    """Create a store of NaN-filled arrays (one tile per chunk) without writing data."""
     import dask.array as dsa
 
     h, w = grid.shape
@@ -168,28 +205,24 @@ def _write_template(path: Path, grid: Grid, labels: Sequence[str], chunk: int) -
         "y": grid.ys,
         "x": grid.xs,
     }
-    soc = xr.DataArray(
-        dsa.full((len(STATS), d, h, w), np.nan, dtype=np.float32, chunks=(len(STATS), d, cy, cx)),
-        dims=("stat", "depth", "y", "x"),
-        coords=coords,
-        attrs={"units": "g/kg", "long_name": "soil organic carbon content (fine earth)"},
-    )
-    plane = {"y": grid.ys, "x": grid.xs}
-    di = xr.DataArray(
-        dsa.full((h, w), np.nan, dtype=np.float32, chunks=(cy, cx)),
-        dims=("y", "x"),
-        coords=plane,
-        attrs={"long_name": "dissimilarity index (Meyer & Pebesma 2021)", "units": "1"},
-    )
-    aoa = xr.DataArray(
-        dsa.full((h, w), np.nan, dtype=np.float32, chunks=(cy, cx)),
-        dims=("y", "x"),
-        coords=plane,
-        attrs={"long_name": "inside the area of applicability (1) or not (0)", "units": "1"},
-    )
-    ds = xr.Dataset({"soc": soc, "di": di, "aoa": aoa})
-    ds = ds.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
-    for name in ("soc", "di", "aoa"):
+    arrays = {
+        kind.name: xr.DataArray(
+            dsa.full((len(STATS), d, h, w), np.nan, dtype=np.float32,
+                     chunks=(len(STATS), d, cy, cx)),
+            dims=("stat", "depth", "y", "x"),
+            coords=coords,
+            attrs={"units": kind.units, "long_name": kind.long_name},
+        )
+    }  # fmt: skip
+    for name, long_name in kind.planes:
+        arrays[name] = xr.DataArray(
+            dsa.full((h, w), np.nan, dtype=np.float32, chunks=(cy, cx)),
+            dims=("y", "x"),
+            coords={"y": grid.ys, "x": grid.xs},
+            attrs={"long_name": long_name, "units": "1"},
+        )
+    ds = xr.Dataset(arrays).rio.write_crs(grid.crs).rio.write_transform(grid.transform)
+    for name in arrays:
         ds[name].encoding.update(
             {"chunks": ds[name].data.chunksize, "fill_value": np.float32(np.nan)}
         )
@@ -213,10 +246,12 @@ class _TileJob:
     batch_size: int
     seed: int
     threads: int
+    kind: str = "soc"
+    options: str = "{}"
 
 
 def _run_tile(job: _TileJob) -> dict[str, Any]:
-    """Predict one tile, write its region, then its completion record."""
+    """Compute one tile, write its region, then its completion record."""
     import torch
 
     start = time.perf_counter()
@@ -233,24 +268,31 @@ def _run_tile(job: _TileJob) -> dict[str, Any]:
         extra, extra_names = sample_context(Path(job.context), tile_grid)
         block = np.concatenate([block, extra], axis=0)
         names += extra_names
-    res = predict_block(
-        tm, block, names, passes=job.passes, batch_size=job.batch_size, seed=job.seed
-    )
+    kind = KINDS[job.kind]
+    if kind is SOC:
+        res = predict_block(
+            tm, block, names, passes=job.passes, batch_size=job.batch_size, seed=job.seed
+        )
+    else:
+        from socmap.predict._stocks import stock_block
+
+        res = stock_block(tm, block, names, job, json.loads(job.options))
     rows, cols = slice(job.row0, job.row1), slice(job.col0, job.col1)
-    _array(job.out, "soc", "r+")[:, :, rows, cols] = res["soc"]
-    _array(job.out, "di", "r+")[rows, cols] = res["di"]
-    _array(job.out, "aoa", "r+")[rows, cols] = res["aoa"]
+    store = Path(job.out)
+    _array(store, kind.name, "r+")[:, :, rows, cols] = res[kind.name]
+    for name, _ in kind.planes:
+        _array(store, name, "r+")[rows, cols] = res[name]
     record = {
         "row0": job.row0,
         "col0": job.col0,
         "shape": [job.row1 - job.row0, job.col1 - job.col0],
-        "sha256": _digest(res["soc"], res["di"], res["aoa"]),
+        "sha256": _digest(*(res[name] for name in kind.arrays)),
         "n_valid": res["n_valid"],
         "n_nodata": res["n_nodata"],
         "unknown_classes": res["unknown_classes"],
         "seconds": time.perf_counter() - start,
     }
-    done = Path(job.out).parent / TILES_DIR / f"{job.row0}_{job.col0}.json"
+    done = store.parent / kind.records / f"{job.row0}_{job.col0}.json"
     with atomic_path(done, overwrite=True) as tmp:
         tmp.write_text(json.dumps(record))
     return record
@@ -260,9 +302,9 @@ def _array(store: str | Path, name: str, mode: Literal["r", "r+"] = "r") -> zarr
     return zarr.open_array(store=str(Path(store) / name), mode=mode, zarr_format=3)
 
 
-def _is_done(run_dir: Path, tile: Tile) -> bool:
+def _is_done(run_dir: Path, tile: Tile, kind: LayerKind = SOC) -> bool:
     """Whether a tile's record exists and its stored output still hashes to the record."""
-    path = run_dir / TILES_DIR / f"{_tile_key(tile)}.json"
+    path = run_dir / kind.records / f"{_tile_key(tile)}.json"
     if not path.is_file():
         return False
     try:
@@ -270,10 +312,11 @@ def _is_done(run_dir: Path, tile: Tile) -> bool:
     except (OSError, json.JSONDecodeError):
         return False
     r, c = tile.core.slices
-    soc = run_dir / SOC_STORE
+    store = run_dir / kind.store
+    full = (slice(None), slice(None), r, c)
     stored = [
-        np.asarray(_array(soc, name)[(slice(None), slice(None), r, c) if name == "soc" else (r, c)])
-        for name in ("soc", "di", "aoa")
+        np.asarray(_array(store, name)[full if name == kind.name else (r, c)])
+        for name in kind.arrays
     ]
     return bool(record.get("sha256") == _digest(*stored))
 
@@ -410,20 +453,46 @@ def predict_cube(
         from socmap.predict._context import build_context
 
         build_context(grid, context, run_dir / CONTEXT_STORE)
-    soc_path = run_dir / SOC_STORE
-    if not soc_path.exists():
-        with atomic_path(soc_path) as tmp:
-            _write_template(tmp, grid, tm.depth_labels, chunk)
-    tiles = list(grid.tiles(chunk))
-    todo = [t for t in tiles if not _is_done(run_dir, t)]
-    (run_dir / TILES_DIR).mkdir(exist_ok=True)
+    run.summary = compute_layers(
+        run, SOC, tm.depth_labels, scheduler=scheduler, workers=workers, progress=progress
+    )
+    run.status = "predicted"
+    run.save()
+    if exports:
+        from socmap.predict._export import export_run
+
+        export_run(run, progress=progress)
+    return run
+
+
+def compute_layers(
+    run: PredictionRun,
+    kind: LayerKind,
+    labels: Sequence[str],
+    *,
+    options: dict[str, Any] | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Compute every unfinished tile of one kind of layer; return the summary of all tiles."""
+    config, run_dir = run.config, run.path
+    grid = run.grid
+    store = run_dir / kind.store
+    if not store.exists():
+        with atomic_path(store) as tmp:
+            _write_template(tmp, grid, labels, config.chunk, kind)
+    tiles = list(grid.tiles(config.chunk))
+    todo = [t for t in tiles if not _is_done(run_dir, t, kind)]
+    (run_dir / kind.records).mkdir(exist_ok=True)
     n_workers = min(len(todo), os.cpu_count() or 1) if workers is None else int(workers)
+    context = run_dir / CONTEXT_STORE
     jobs = [
         _TileJob(
             bundle=config.bundle,
             cube=config.cube,
-            context=str(run_dir / CONTEXT_STORE) if context else None,
-            out=str(soc_path),
+            context=str(context) if config.context_bands else None,
+            out=str(store),
             grid=json.dumps(config.grid),
             row0=t.core.row0,
             row1=t.core.row1,
@@ -433,19 +502,14 @@ def predict_cube(
             batch_size=config.batch_size,
             seed=config.seed,
             threads=1 if (n_workers or scheduler) else 0,
+            kind=kind.name,
+            options=json.dumps(options or {}, sort_keys=True),
         )
         for t in todo
     ]
     start = time.perf_counter()
-    _execute(jobs, scheduler, n_workers, progress)
-    run.summary = _summarise(run_dir, tiles, len(tiles) - len(todo), time.perf_counter() - start)
-    run.status = "predicted"
-    run.save()
-    if exports:
-        from socmap.predict._export import export_run
-
-        export_run(run, progress=progress)
-    return run
+    _execute(jobs, scheduler, n_workers, progress, f"computing {kind.name} tiles")
+    return _summarise(run_dir, tiles, len(tiles) - len(todo), time.perf_counter() - start, kind)
 
 
 def _prepare(run_dir: Path, config: RunConfig, overwrite: bool) -> PredictionRun:
@@ -477,11 +541,13 @@ def _prepare(run_dir: Path, config: RunConfig, overwrite: bool) -> PredictionRun
     return run
 
 
-def _execute(jobs: list[_TileJob], scheduler: str | None, workers: int, progress: bool) -> None:
+def _execute(
+    jobs: list[_TileJob], scheduler: str | None, workers: int, progress: bool, what: str
+) -> None:
     if not jobs:
         return
     if not scheduler and workers == 0:
-        it = track(jobs, "predicting tiles") if progress else jobs
+        it = track(jobs, what) if progress else jobs
         for job in it:
             _run_tile(job)
         return
@@ -490,14 +556,16 @@ def _execute(jobs: list[_TileJob], scheduler: str | None, workers: int, progress
     with _client(scheduler, max(workers, 1)) as client:
         futures = client.map(_run_tile, jobs, pure=False)
         done = as_completed(futures)
-        it = track(done, "predicting tiles", total=len(futures)) if progress else done
+        it = track(done, what, total=len(futures)) if progress else done
         for fut in it:
             fut.result()  # type: ignore[union-attr]  # re-raises a task's error here
 
 
-def _summarise(run_dir: Path, tiles: list[Tile], skipped: int, seconds: float) -> dict[str, Any]:
+def _summarise(
+    run_dir: Path, tiles: list[Tile], skipped: int, seconds: float, kind: LayerKind = SOC
+) -> dict[str, Any]:
     records = [
-        json.loads((run_dir / TILES_DIR / f"{_tile_key(t)}.json").read_text()) for t in tiles
+        json.loads((run_dir / kind.records / f"{_tile_key(t)}.json").read_text()) for t in tiles
     ]
     unknown: dict[str, int] = {}
     for r in records:

@@ -1,0 +1,266 @@
+"""Carbon-stock maps of a prediction run, with joint Monte Carlo uncertainty.
+
+``socmap stocks RUN`` streams the run's cube through the same network again, tile by tile,
+and regenerates the run's Monte Carlo SOC realisations exactly (same dropout masks, same
+counter-based aleatoric noise; see :mod:`socmap.predict._engine`). Each realisation holds all
+depth intervals of one sampled network; it is combined with one draw of bulk density and of
+coarse fragments (:func:`socmap.stocks.stock_draws`), so the correlations between SOC and BD
+and between layers are kept, then summed into cumulative totals draw by draw
+(:func:`socmap.stocks.cumulative_draws`) and summarised per pixel. BD and CF residuals are
+counter-based normals of (seed, pixel, draw), so stock maps do not depend on tiling either.
+
+Bulk density, in order of preference: a BD band of the cube (g/cm³, or SoilGrids ``bdod``
+in cg/cm³), the WoSIS 2017 pedotransfer function (SOC and depth), or a constant with an sd.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from socmap.errors import BandMismatch, ConfigError, OutputExists
+from socmap.predict._engine import (
+    STATS,
+    TileModel,
+    _encode_pixels,
+    counter_normal,
+    draws_from,
+    mc_log,
+)
+from socmap.predict._run import STOCK, PredictionRun, compute_layers, open_run
+
+__all__ = ["StockRun", "stock_block", "stocks_for_run"]
+
+_BD_SEED_OFFSET = 7_919  # separates the BD and CF residual streams from the SOC noise
+_CF_SEED_OFFSET = 104_729
+
+
+@dataclass
+class StockRun:
+    """What :func:`stocks_for_run` wrote."""
+
+    run: PredictionRun
+    labels: list[str]
+    options: dict[str, Any]
+    summary: dict[str, Any]
+
+    def describe(self) -> str:
+        """One line: the layers, the BD source and the mean cumulative stocks."""
+        ds = self.run.open(STOCK.store)
+        parts = []
+        for label in self.labels:
+            if label.startswith("0-") and label in self.options.get("total_labels", []):
+                mean = float(ds["stock"].sel(stat="mean", depth=label).mean(skipna=True))
+                parts.append(f"{label} mean {mean:.1f} t C/ha")
+        return (
+            f"{len(self.labels)} layers (intervals and totals), BD from {self.options['bd']}; "
+            + ", ".join(parts)
+        )
+
+
+def _band(option: Any, block: np.ndarray, names: list[str]) -> np.ndarray | None:
+    """Pixel values of a ``band:NAME`` option, or None for a constant or the PTF."""
+    if isinstance(option, str) and option.startswith("band:"):
+        return block[names.index(option.split(":", 1)[1])].astype(np.float64).ravel()
+    return None
+
+
+def _bd_source(options: dict[str, Any], values: np.ndarray | None) -> Any:
+    from socmap.stocks import BandBD, PedotransferBD, from_soilgrids
+
+    if options["bd"] == "ptf":
+        return PedotransferBD()
+    if values is not None:
+        if options.get("bd_units") == "cg/cm3":
+            values = from_soilgrids(values, "bdod")
+        return BandBD(values, options.get("bd_sd", 0.0))
+    return BandBD(float(options["bd"]), options.get("bd_sd", 0.0))
+
+
+def stock_block(
+    tm: TileModel, block: np.ndarray, names: list[str], job: Any, options: dict[str, Any]
+) -> dict[str, Any]:
+    """Stock statistics of one tile: ``stock`` ``(5, intervals + totals, h, w)`` in t/ha."""
+    from socmap.stocks import cumulative_draws, stock_draws, summarise
+
+    index = {b: i for i, b in enumerate(names)}
+    n_bands, h, w = block.shape
+    pixels = block.reshape(n_bands, h * w).T.astype(np.float64)
+    cont, mask, cat, valid, unknown = _encode_pixels(tm, pixels, index)
+    totals = [tuple(t) for t in options["totals"]]
+    n_layers = len(tm.intervals) + len(totals)
+    out = np.full((len(STATS), n_layers, h * w), np.nan, dtype=np.float32)
+    width = int(json.loads(job.grid)["shape"][1])
+    rr, cc = np.divmod(np.arange(h * w), w)
+    ids = ((job.row0 + rr) * width + (job.col0 + cc)).astype(np.uint64)
+    bd_band = _band(options["bd"], block, names)
+    cf_band = _band(options.get("cf"), block, names)
+    if cf_band is not None:
+        cf_band = np.nan_to_num(cf_band)  # a pixel without CF data has no coarse fragments
+    masks = tm.masks(job.passes, job.seed)
+    where = np.flatnonzero(valid)
+    for start in range(0, len(where), int(job.batch_size)):
+        sel = where[start : start + int(job.batch_size)]
+        sl = slice(start, start + len(sel))
+        means, logvars = mc_log(tm, cont[sl], mask[sl], cat[sl], masks=masks)
+        soc = draws_from(tm, means, logvars, job.seed, ids[sel])
+        passes = soc.shape[0]
+        counters = (
+            ids[sel][None, None, :] * np.uint64(passes)
+            + np.arange(passes, dtype=np.uint64)[:, None, None]
+        )
+        bd = _bd_source(options, None if bd_band is None else bd_band[sel])
+        cf = float(options.get("cf", 0.0)) if cf_band is None else cf_band[sel]
+        draws = stock_draws(
+            soc,
+            tm.intervals,
+            bd,
+            cf,
+            cf_sd=options.get("cf_sd", 0.0),
+            z_bd=counter_normal(job.seed + _BD_SEED_OFFSET, counters),
+            z_cf=counter_normal(job.seed + _CF_SEED_OFFSET, counters),
+        )
+        layers = np.concatenate([draws, cumulative_draws(draws, tm.intervals, totals)], axis=1)
+        summary = summarise(layers, axis=0)
+        for i, stat in enumerate(STATS):
+            out[i][:, sel] = getattr(summary, stat)
+    return {
+        "stock": out.reshape(len(STATS), n_layers, h, w),
+        "n_valid": int(valid.sum()),
+        "n_nodata": int((~valid).sum()),
+        "unknown_classes": unknown,
+    }
+
+
+def stocks_for_run(
+    run_dir: str | Path,
+    *,
+    bd: str | float = "auto",
+    bd_sd: float = 0.0,
+    bd_units: str = "g/cm3",
+    cf: str | float = 0.0,
+    cf_sd: float = 0.0,
+    totals: Sequence[tuple[float, float]] | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    overwrite: bool = False,
+    exports: bool = True,
+    progress: bool = True,
+) -> StockRun:
+    """Compute stock maps per depth interval and cumulative, in t C/ha, for a run.
+
+    Parameters
+    ----------
+    run_dir
+        A finished :func:`~socmap.predict.predict_cube` run.
+    bd
+        ``"auto"`` (a cube band named ``bd_g_cm3`` or ``bdod``, else the pedotransfer
+        function), ``"ptf"``, a band name of the cube, or a constant in g/cm³.
+    bd_sd
+        Standard deviation of a band or constant BD (the PTF carries its own).
+    bd_units
+        ``"g/cm3"``, or ``"cg/cm3"`` for a SoilGrids ``bdod`` band.
+    cf, cf_sd
+        Coarse-fragment volume fraction: a constant in [0, 1) or a band name, and its sd.
+    totals
+        Cumulative depths; default those of the bundle's intervals (0-30 and 0-100 cm).
+    scheduler, workers, overwrite, exports, progress
+        As in :func:`~socmap.predict.predict_cube`; ``overwrite`` replaces stocks computed
+        with other options.
+
+    Raises
+    ------
+    ConfigError
+        Not a finished run, or intervals that do not cover a total.
+    BandMismatch
+        A BD or CF band the cube lacks.
+    OutputExists
+        Stocks with other options exist and ``overwrite`` is false.
+    """
+    from socmap.catalog import DepthSet
+    from socmap.cube import open_cube
+    from socmap.predict._engine import load_tile_model
+    from socmap.stocks import default_totals
+
+    run = open_run(run_dir)
+    if run.status not in ("predicted", "complete"):
+        raise ConfigError(
+            f"run {str(run.path)!r} is {run.status!r}; finish it (rerun `socmap predict`) first"
+        )
+    names = [str(b) for b in open_cube(run.config.cube).band.values]
+    bd_option = _resolve_bd(bd, names)
+    cf_option: str | float = cf
+    if isinstance(cf, str):
+        if cf not in names:
+            raise BandMismatch(f"CF band {cf!r} is not in the cube; it has {names!r}")
+        cf_option = f"band:{cf}"
+    intervals = [(float(t), float(b)) for t, b in run.config.intervals]
+    if totals:
+        chosen = [(float(t), float(b)) for t, b in totals]
+    else:
+        chosen = list(default_totals(DepthSet(name="run", intervals=tuple(intervals))))
+    labels_iv = [f"{t:g}-{b:g}cm" for t, b in intervals]
+    total_labels = [f"{t:g}-{b:g}cm" for t, b in chosen]
+    if set(total_labels) & set(labels_iv):
+        dup = sorted(set(total_labels) & set(labels_iv))
+        raise ConfigError(f"totals {dup!r} equal a mapped interval; drop them from totals")
+    options = {
+        "bd": bd_option,
+        "bd_sd": float(bd_sd),
+        "bd_units": bd_units,
+        "cf": cf_option,
+        "cf_sd": float(cf_sd),
+        "totals": [list(t) for t in chosen],
+        "total_labels": total_labels,
+    }
+    store = run.path / STOCK.store
+    if store.exists() and run.stocks.get("options") != options:
+        if not overwrite:
+            raise OutputExists(
+                f"stocks of run {str(run.path)!r} exist with other options; pass "
+                "overwrite=True (CLI: --overwrite)"
+            )
+        import shutil
+
+        shutil.rmtree(store)
+        shutil.rmtree(run.path / STOCK.records, ignore_errors=True)
+    run.stocks = {"options": options, "labels": labels_iv + total_labels, "status": "running"}
+    run.save()
+    load_tile_model(run.config.bundle)  # fail early on a missing or changed bundle
+    labels = labels_iv + total_labels
+    summary = compute_layers(
+        run, STOCK, labels, options=options, scheduler=scheduler, workers=workers,
+        progress=progress,
+    )  # fmt: skip
+    run.stocks.update(status="computed", summary=summary)
+    run.save()
+    if exports:
+        from socmap.predict._export import export_stocks
+
+        export_stocks(run, labels, progress=progress)
+    return StockRun(run=run, labels=labels, options=options, summary=summary)
+
+
+def _resolve_bd(bd: str | float, names: list[str]) -> str:
+    if isinstance(bd, int | float):
+        if not 0 < float(bd) < 2.65:
+            raise ConfigError(f"bulk density {bd!r} g/cm3 is implausible; give 0 < BD < 2.65")
+        return str(float(bd))
+    if bd == "auto":
+        for band in ("bd_g_cm3", "bdod"):
+            if band in names:
+                return f"band:{band}"
+        return "ptf"
+    if bd == "ptf":
+        return "ptf"
+    if bd not in names:
+        raise BandMismatch(
+            f"BD band {bd!r} is not in the cube (bands {names!r}); give a band, 'ptf' or a "
+            "constant in g/cm3"
+        )
+    return f"band:{bd}"
