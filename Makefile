@@ -32,7 +32,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_depth.py
 	$(BIN)/python benchmarks/bench_profiles.py
 	$(BIN)/python benchmarks/bench_pretrain.py          # rewrites the shipped bundle (same seed, same weights)
-	$(BIN)/python benchmarks/bench_edgeroi_transfer.py --repeats 3
+	$(BIN)/python benchmarks/bench_edgeroi_transfer.py
+	$(BIN)/python benchmarks/bench_predict.py --max-pixel-passes 1.7e7
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache

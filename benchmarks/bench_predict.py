@@ -14,7 +14,8 @@ worker for the scaling figure. In the same run it measures:
 * a scikit-learn Random Forest (500 trees, as the regional baseline) predicted through
   rasterio windows of a GeoTIFF stack, the path most mapping scripts use today.
 
-Peak RSS is the peak of the sum over the main process and its workers, sampled every 0.2 s.
+Peak memory is the peak of the summed PSS of the main process and its workers (nannies and
+workers of the LocalCluster included), sampled every 0.2 s.
 Writes ``docs/benchmarks/predict.md``.
 
 Run: ``.venv/bin/python benchmarks/bench_predict.py [--sizes 2048,4096,8192] [--passes 1,8,32]``
@@ -74,8 +75,9 @@ def _field(rows: np.ndarray, cols: np.ndarray, band: int) -> np.ndarray:
 
 def make_cube(path: Path, size: int, chunk: int = 512) -> Path:
     """A ``size`` x ``size`` x 16-band cube written chunk by chunk (bounded memory)."""
-    grid = Grid.from_bbox("EPSG:32755", (500000.0, 6600000.0, 500000.0 + 30 * size,
-                                          6600000.0 + 30 * size), 30.0)  # fmt: skip
+    extent = 30.0 * size
+    grid = Grid.from_bbox((500000.0, 6600000.0, 500000.0 + extent, 6600000.0 + extent), 30.0,
+                          "EPSG:32755")  # fmt: skip
     names = [f"b{i:02d}" for i in range(N_BANDS)]
     attrs = {
         "socmap_cube": "socmap-cube/1",
@@ -128,7 +130,12 @@ def make_bundle(cube_path: Path, out: Path, n_sites: int = 400) -> Path:
 
 # ---------------------------------------------------------------------- measures
 class PeakRSS:
-    """Peak of the summed RSS of this process and its children, sampled in a thread."""
+    """Peak of the summed PSS of this process and its children, sampled in a thread.
+
+    PSS (proportional set size) splits shared pages (torch's libraries, mapped by every
+    worker) between the processes that map them, so the sum is the memory actually used;
+    a sum of RSS would count those libraries once per process.
+    """
 
     def __init__(self) -> None:
         self.peak = 0
@@ -141,7 +148,7 @@ class PeakRSS:
             total = 0
             for p in [me, *me.children(recursive=True)]:
                 with contextlib.suppress(psutil.Error):
-                    total += p.memory_info().rss
+                    total += p.memory_full_info().pss
             self.peak = max(self.peak, total)
             time.sleep(0.2)
 
@@ -180,7 +187,7 @@ def matmul_gflops(threads: int = 1, rows: int = 16384 * 8) -> float:
 
 
 def timed(fn: Callable[..., Any], *args: Any) -> tuple[float, int]:
-    """Wall seconds and peak RSS (bytes, with children) of ``fn(*args)``."""
+    """Wall seconds and peak PSS (bytes, with children) of ``fn(*args)``."""
     with PeakRSS() as rss:
         start = time.perf_counter()
         fn(*args)
@@ -200,8 +207,12 @@ def eager(bundle: Path, cube_path: Path, passes: int) -> None:
     predict_block(load_tile_model(bundle), cube.values, list(cube.band.values), passes=passes)
 
 
-def forest_windows(cube_path: Path, tmp: Path) -> float:
-    """RF (500 trees) through rasterio windows of a GeoTIFF stack; returns seconds to map."""
+def forest_windows(cube_path: Path, tmp: Path, max_blocks: int) -> tuple[float, int]:
+    """RF (500 trees) through rasterio windows of a GeoTIFF stack: seconds and pixels mapped.
+
+    Only the first ``max_blocks`` 512-pixel blocks are predicted (a forest of 500 trees is
+    slow enough that a whole large map would dominate the run); throughput is per pixel.
+    """
     import rasterio
     from rasterio.windows import Window
     from sklearn.ensemble import RandomForestRegressor
@@ -222,15 +233,18 @@ def forest_windows(cube_path: Path, tmp: Path) -> float:
     forest = RandomForestRegressor(500, min_samples_leaf=2, n_jobs=2, random_state=0).fit(
         x, x[:, 0] + rng.normal(size=len(x))
     )
-    start = time.perf_counter()
+    start, pixels = time.perf_counter(), 0
     with rasterio.open(stack) as src:
-        for _, win in src.block_windows(1):
+        for i, (_, win) in enumerate(src.block_windows(1)):
+            if i == max_blocks:
+                break
             block = src.read(window=win).reshape(N_BANDS, -1).T
             ok = np.isfinite(block).all(axis=1)
+            pixels += block.shape[0]
             for top, _bottom in INTERVALS:
                 feats = np.column_stack([block[ok], np.full(ok.sum(), top)])
                 forest.predict(feats)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, pixels
 
 
 # ---------------------------------------------------------------------- main
@@ -242,10 +256,19 @@ def main() -> None:
                         help="skip size x T runs above this (pixels x passes); they are "
                              "projected from the measured linear cost instead")  # fmt: skip
     parser.add_argument("--eager-max", type=int, default=4096)
-    parser.add_argument("--forest-max", type=int, default=2048)
+    parser.add_argument("--forest-blocks", type=int, default=2, help="512² blocks the RF maps")
+    parser.add_argument("--eager-passes", default="1", help="T values of the eager runs")
     parser.add_argument("--report", type=Path, default=ROOT / "docs/benchmarks/predict.md")
+    parser.add_argument(
+        "--render", nargs=2, type=float, metavar=("RATE1", "RATE2"),
+        help="re-render the report from its CSV, with these matmul rates",
+    )  # fmt: skip
     args = parser.parse_args()
     pinning = pin_two_cores()
+    if args.render:
+        df = pd.read_csv(args.report.with_suffix(".csv"))
+        report(df, args.render[0], args.render[1], pinning, args.report)
+        return
     sizes = [int(s) for s in args.sizes.split(",")]
     passes_list = [int(t) for t in args.passes.split(",")]
     rows: list[dict[str, Any]] = []
@@ -275,17 +298,19 @@ def main() -> None:
                                  f"{'s' if workers > 1 else ''})", "status": "measured",
                                  "seconds": wall, "peak_rss_mib": peak / 2**20})  # fmt: skip
                     print(rows[-1], flush=True)
-                if size <= args.eager_max:
+                if size <= args.eager_max and str(passes) in args.eager_passes.split(","):
                     wall, peak = timed(eager, bundle, cubes[size], passes)
                     rows.append({**base, "method": "eager full array (1 process)",
                                  "status": "measured", "seconds": wall,
                                  "peak_rss_mib": peak / 2**20})  # fmt: skip
                     print(rows[-1], flush=True)
-            if size <= args.forest_max:
-                wall, peak = timed(forest_windows, cubes[size], tmp)
-                rows.append({"size": size, "pixels": pixels, "passes": 0, "gflop": float("nan"),
-                             "method": "RandomForest via rasterio windows", "status": "measured",
-                             "seconds": wall, "peak_rss_mib": peak / 2**20})  # fmt: skip
+            if size == sizes[0]:
+                with PeakRSS() as rss:
+                    wall, done = forest_windows(cubes[size], tmp, args.forest_blocks)
+                rows.append({"size": size, "pixels": done, "passes": 0, "gflop": float("nan"),
+                             "method": f"RandomForest (500 trees) via rasterio windows, first "
+                             f"{done} pixels", "status": "measured", "seconds": wall,
+                             "peak_rss_mib": rss.peak / 2**20})  # fmt: skip
                 print(rows[-1], flush=True)
     report(pd.DataFrame(rows), rate1, rate2, pinning, args.report)
 
@@ -309,26 +334,28 @@ def report(df: pd.DataFrame, rate1: float, rate2: float, pinning: str, path: Pat
         f"**{rate1:.1f} GFLOP/s** on 1 thread, {rate2:.1f} GFLOP/s on 2 threads. Two workers "
         f"of one thread each are bounded by about {2 * rate1:.1f} GFLOP/s.",
         "",
-        "| cube | T | method | seconds | Mpixel/s | GFLOP/s | of matmul bound | peak RSS (MiB) |",
+        "| cube | T | method | seconds | Mpixel/s | GFLOP/s | of matmul bound | peak PSS (MiB) |",
         "|---|---:|---|---:|---:|---:|---:|---:|",
     ]
     for r in df.itertuples(index=False):
         if r.status == "projected":
             sec = per_pixel.get(r.passes, float("nan")) * r.pixels
-            lines.append(f"| {r.size}² | {r.passes} | {r.method} | ~{sec:.0f} (projected) | "
-                         "| | | |")  # fmt: skip
+            shown = f"~{sec:.0f} (projected)" if np.isfinite(sec) else "not run"
+            lines.append(f"| {r.size}² | {r.passes} | {r.method} | {shown} | | | | |")
             continue
         m = measured[(measured["size"] == r.size) & (measured["passes"] == r.passes)
                      & (measured["method"] == r.method)].iloc[0]  # fmt: skip
-        bound = 2 * rate1 if "2 workers" in r.method else rate1
+        # 2 one-thread workers: 2 x the 1-thread rate; the eager run uses 2 threads
+        bound = 2 * rate1 if "2 workers" in r.method else rate2 if "eager" in r.method else rate1
         frac = m.gflop_per_s / bound if np.isfinite(m.gflop_per_s) else float("nan")
         gf = f"{m.gflop_per_s:.1f}" if np.isfinite(m.gflop_per_s) else "-"
         fr = f"{frac:.0%}" if np.isfinite(frac) else "-"
         lines.append(f"| {r.size}² | {r.passes or '-'} | {r.method} | {m.seconds:.1f} | "
                      f"{m.mpix_per_s:.3f} | {gf} | {fr} | {m.peak_rss_mib:.0f} |")  # fmt: skip
-    lines += ["", "Projected rows: pixels x T above the run's budget; seconds are the measured "
-              "2-worker cost per pixel at that T times the pixel count (cost is linear in pixels, "
-              "see the measured sizes).", ""]  # fmt: skip
+    lines += ["", "Rows above the run's pixels x T budget (`--max-pixel-passes`) are not run; "
+              "where the same T was measured on a smaller cube, their seconds are projected as "
+              "that cost per pixel times the pixel count (cost is linear in pixels, see the "
+              "measured sizes).", ""]  # fmt: skip
     one = measured[measured["method"] == "socmap (1 worker)"]
     if not one.empty:
         lines += ["## Scaling from 1 to 2 workers", "", "| T | 1 worker (s) | 2 workers (s) | "

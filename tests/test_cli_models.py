@@ -37,6 +37,12 @@ def test_finetune_writes_a_bundle_with_the_regional_group(cube, tmp_path, capsys
     assert doc["metadata"]["strategy"] == "head"
     assert doc["metadata"]["parent_bundle"] == str(BUNDLE)
     assert "regional" in doc["features"]["groups"]
+    # map-ready: intervals, a calibration from the spatial CV, and the area of applicability
+    meta = doc["metadata"]
+    assert len(meta["intervals"]) == 5 and meta["cv_protocol"]["folds"] == 5
+    assert {g["label"] for g in meta["calibration"]["groups"]} >= {"0-5cm", "60-100cm"}
+    assert meta["aoa"]["threshold"] > 0 and "aoa.train" in doc["weights"]["tensors"]
+    assert "geology" in doc["features"]["categorical"]
 
 
 @pytest.mark.slow

@@ -231,7 +231,11 @@ def stocks_for_run(
         shutil.rmtree(run.path / STOCK.records, ignore_errors=True)
     run.stocks = {"options": options, "labels": labels_iv + total_labels, "status": "running"}
     run.save()
-    load_tile_model(run.config.bundle)  # fail early on a missing or changed bundle
+    if load_tile_model(run.config.bundle).weights_sha256 != run.config.bundle_sha256:
+        raise ConfigError(
+            f"bundle {run.config.bundle!r} changed since run {str(run.path)!r} was predicted; "
+            "its Monte Carlo draws cannot be regenerated: predict again into a new run"
+        )
     labels = labels_iv + total_labels
     summary = compute_layers(
         run, STOCK, labels, options=options, scheduler=scheduler, workers=workers,
