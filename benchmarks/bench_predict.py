@@ -260,6 +260,20 @@ def main() -> None:
     parser.add_argument("--eager-passes", default="1", help="T values of the eager runs")
     parser.add_argument("--report", type=Path, default=ROOT / "docs/benchmarks/predict.md")
     parser.add_argument(
+        "--scaling",
+        action="store_true",
+        default=True,
+        help="also time 1 worker on the first size (the scaling figure)",
+    )
+    parser.add_argument("--no-scaling", dest="scaling", action="store_false")
+    parser.add_argument("--forest", action="store_true", default=True)
+    parser.add_argument("--no-forest", dest="forest", action="store_false")
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="add these rows to the report's CSV instead of replacing it",
+    )
+    parser.add_argument(
         "--render", nargs=2, type=float, metavar=("RATE1", "RATE2"),
         help="re-render the report from its CSV, with these matmul rates",
     )  # fmt: skip
@@ -291,7 +305,7 @@ def main() -> None:
                 if pixels * passes > args.max_pixel_passes:
                     rows.append({**base, "method": "socmap (2 workers)", "status": "projected"})
                     continue
-                for workers in (2, 1) if size == sizes[0] else (2,):
+                for workers in (2, 1) if size == sizes[0] and args.scaling else (2,):
                     out = tmp / f"run{size}_{passes}_{workers}"
                     wall, peak = timed(tiled, bundle, cubes[size], out, passes, workers)
                     rows.append({**base, "method": f"socmap ({workers} worker"
@@ -304,7 +318,7 @@ def main() -> None:
                                  "status": "measured", "seconds": wall,
                                  "peak_rss_mib": peak / 2**20})  # fmt: skip
                     print(rows[-1], flush=True)
-            if size == sizes[0]:
+            if size == sizes[0] and args.forest:
                 with PeakRSS() as rss:
                     wall, done = forest_windows(cubes[size], tmp, args.forest_blocks)
                 rows.append({"size": size, "pixels": done, "passes": 0, "gflop": float("nan"),
@@ -312,7 +326,20 @@ def main() -> None:
                              f"{done} pixels", "status": "measured", "seconds": wall,
                              "peak_rss_mib": rss.peak / 2**20})  # fmt: skip
                 print(rows[-1], flush=True)
-    report(pd.DataFrame(rows), rate1, rate2, pinning, args.report)
+    df = pd.DataFrame(rows)
+    if args.append and args.report.with_suffix(".csv").is_file():
+        old = pd.read_csv(args.report.with_suffix(".csv"))
+        df = pd.concat([old, df], ignore_index=True)
+        key = ["size", "passes", "method", "status"]
+        df = df.drop_duplicates(subset=key, keep="last")
+        # a measured row replaces the placeholder of a run that was not made before
+        measured = df[df["status"] == "measured"][["size", "passes"]].apply(tuple, axis=1)
+        placeholder = (df["status"] != "measured") & df[["size", "passes"]].apply(
+            tuple, axis=1
+        ).isin(set(measured))
+        df = df[~(placeholder & (df["method"] == "socmap (2 workers)"))]
+        df = df.sort_values(["size", "passes"], kind="stable").reset_index(drop=True)
+    report(df, rate1, rate2, pinning, args.report)
 
 
 def report(df: pd.DataFrame, rate1: float, rate2: float, pinning: str, path: Path) -> None:
