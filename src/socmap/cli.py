@@ -138,6 +138,12 @@ ProfilesOpt = Annotated[
 UnitsOpt = Annotated[
     str, typer.Option(help="SOC units of generic tables: g/kg, %, permille, mg/g.")
 ]
+SchedulerOpt = Annotated[
+    str | None, typer.Option(help="Address of a running dask scheduler (tcp://host:8786).")
+]
+WorkersOpt = Annotated[
+    int | None, typer.Option(help="LocalCluster worker processes; 0 runs in this process.")
+]
 JobsOpt = Annotated[
     int, typer.Option("--jobs", "-j", help="Folds fitted at once (processes); -1 = every core.")
 ]
@@ -425,13 +431,8 @@ def predict_cmd(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run directory.")],
     passes: Annotated[int, typer.Option(help="Monte Carlo dropout passes (T).")] = 32,
     batch_size: Annotated[int, typer.Option(help="Pixels per forward batch.")] = 16384,
-    scheduler: Annotated[
-        str | None, typer.Option(help="Address of a running dask scheduler (tcp://host:8786).")
-    ] = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(help="LocalCluster worker processes; 0 runs in this process."),
-    ] = None,
+    scheduler: SchedulerOpt = None,
+    workers: WorkersOpt = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a run with another config.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the dropout masks and noise.")] = 0,
 ) -> None:
@@ -479,12 +480,8 @@ def stocks_cmd(
         str, typer.Option(help="Coarse fragments: a volume fraction in [0, 1) or a band.")
     ] = "0",
     cf_sd: Annotated[float, typer.Option(help="SD of the coarse-fragment fraction.")] = 0.0,
-    scheduler: Annotated[
-        str | None, typer.Option(help="Address of a running dask scheduler.")
-    ] = None,
-    workers: Annotated[
-        int | None, typer.Option(help="LocalCluster worker processes; 0 runs in this process.")
-    ] = None,
+    scheduler: SchedulerOpt = None,
+    workers: WorkersOpt = None,
     overwrite: Annotated[bool, typer.Option(help="Replace stocks with other options.")] = False,
 ) -> None:
     """Carbon stocks per depth interval and cumulative (t C/ha), with joint MC uncertainty.
