@@ -135,8 +135,7 @@ def main() -> None:
             "many of the most similar global profiles as there are regional training profiles) "
             "and `auto` (freeze-encoders, head or l2sp, chosen by 2-fold inner spatial CV on "
             "the training profiles only). `full`, `head` and `depthwise` are left out of this "
-            "timed run to keep it under 20 minutes on 2 cores (`--methods` adds them; a "
-            "1-repeat run had them within noise of `l2sp`/`freeze-encoders`).",
+            "timed run to keep it under 20 minutes on 2 cores (`--methods` adds them).",
             "",
             summary,
             "## Paired differences against the Random Forest",

@@ -54,7 +54,7 @@ class StockRun:
         ds = self.run.open(STOCK.store)
         parts = []
         for label in self.labels:
-            if label.startswith("0-") and label in self.options.get("total_labels", []):
+            if label in self.options.get("total_labels", []):
                 mean = float(ds["stock"].sel(stat="mean", depth=label).mean(skipna=True))
                 parts.append(f"{label} mean {mean:.1f} t C/ha")
         return (
