@@ -26,9 +26,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import itertools
 import os
 import platform
 import resource
+import shutil
 import tempfile
 import threading
 import time
@@ -161,29 +163,53 @@ class PeakRSS:
         self._thread.join()
 
 
-def flops_per_pixel(bundle: Path, passes: int) -> float:
-    """Multiply-adds x 2 of one pixel: fusion once, conditioning per depth, head per pass."""
+def layer_shapes(bundle: Path, passes: int, batch: int = 1024) -> list[tuple[int, int, int, int]]:
+    """The engine's matmuls for one batch of ``batch`` pixels: ``(calls, rows, inner, cols)``.
+
+    Fusion runs once per pixel; the FiLM-folded first head layer is one matmul over all depth
+    intervals; each later layer runs once per pass over ``batch x depths`` rows
+    (:meth:`socmap.model.network.SocNet.map_passes`). The depth MLP and the folding work on a
+    handful of rows per batch and are left out.
+    """
     c = load_tile_model(bundle).bundle.model.config
-    fuse = (
-        sum(2 * n * c.enc_dim for n in c.groups.values()) + c.enc_dim * len(c.groups) * c.fusion_dim
-    )
-    condition = c.depth_dim * 2 * c.fusion_dim + c.fusion_dim * c.head[0]
-    head = sum(a * b for a, b in zip(c.head[:-1], c.head[1:], strict=True)) + c.head[-1] * 2
-    return 2.0 * (fuse + len(INTERVALS) * (condition + passes * head))
+    depths = len(INTERVALS)
+    fuse = [(1, batch, 2 * n, c.enc_dim) for n in c.groups.values()]
+    fuse.append((1, batch, c.enc_dim * len(c.groups), c.fusion_dim))
+    trunk = [(1, batch, c.fusion_dim, depths * c.head[0])]
+    widths = [*c.head, 2]
+    head = [(passes, batch * depths, a, b) for a, b in itertools.pairwise(widths)]
+    return fuse + trunk + head
 
 
-def matmul_gflops(threads: int = 1, rows: int = 16384 * 8) -> float:
-    """Torch float32 matmul rate at the head's main shape (rows x 256 @ 256 x 128)."""
-    torch.set_num_threads(threads)
-    a = torch.randn(rows, 256)
-    b = torch.randn(256, 128)
+def flops_per_pixel(bundle: Path, passes: int, batch: int = 1024) -> float:
+    """Multiply-adds x 2 of one pixel, over the engine's matmuls (:func:`layer_shapes`)."""
+    shapes = layer_shapes(bundle, passes, batch)
+    return sum(2.0 * k * m * n * o for k, m, n, o in shapes) / batch
+
+
+def matmul_seconds(rows: int, inner: int, cols: int, seconds: float = 1.0) -> float:
+    """Seconds per torch float32 ``addmm`` at one shape (current thread setting)."""
+    a, b, bias = torch.randn(rows, inner), torch.randn(inner, cols), torch.randn(cols)
     for _ in range(3):
-        a @ b
+        torch.addmm(bias, a, b)
     n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < 2.0:
-        a @ b
+    while time.perf_counter() - start < seconds:
+        torch.addmm(bias, a, b)
         n += 1
-    return 2.0 * rows * 256 * 128 * n / (time.perf_counter() - start) / 1e9
+    return (time.perf_counter() - start) / n
+
+
+def matmul_bound(bundle: Path, passes: int, threads: int = 1) -> float:
+    """GFLOP/s of the network's matmuls alone, each timed at its own shape on this machine.
+
+    This is the rate a perfect engine would reach if it did nothing but the network's
+    matrix products (no encoding, ReLU, statistics, I/O or scheduling).
+    """
+    torch.set_num_threads(threads)
+    shapes = layer_shapes(bundle, passes)
+    flop = sum(2.0 * k * m * n * o for k, m, n, o in shapes)
+    seconds = sum(k * matmul_seconds(m, n, o) for k, m, n, o in shapes)
+    return flop / seconds / 1e9
 
 
 def timed(fn: Callable[..., Any], *args: Any) -> tuple[float, int]:
@@ -252,7 +278,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="2048,4096,8192")
     parser.add_argument("--passes", default="1,8,32")
-    parser.add_argument("--max-pixel-passes", type=float, default=1.4e9,
+    parser.add_argument("--max-pixel-passes", type=float, default=1.4e8,
                         help="skip size x T runs above this (pixels x passes); they are "
                              "projected from the measured linear cost instead")  # fmt: skip
     parser.add_argument("--eager-max", type=int, default=4096)
@@ -274,21 +300,21 @@ def main() -> None:
         help="add these rows to the report's CSV instead of replacing it",
     )
     parser.add_argument(
-        "--render", nargs=2, type=float, metavar=("RATE1", "RATE2"),
-        help="re-render the report from its CSV, with these matmul rates",
+        "--render", action="store_true",
+        help="re-render the report from its CSVs (results and matmul rates)",
     )  # fmt: skip
     args = parser.parse_args()
     pinning = pin_two_cores()
     if args.render:
         df = pd.read_csv(args.report.with_suffix(".csv"))
-        report(df, args.render[0], args.render[1], pinning, args.report)
+        table = pd.read_csv(args.report.with_name("predict_matmul.csv"))
+        rates = {int(r.passes): (r.threads1, r.threads2) for r in table.itertuples()}
+        report(df, rates, pinning, args.report)
         return
     sizes = [int(s) for s in args.sizes.split(",")]
     passes_list = [int(t) for t in args.passes.split(",")]
     rows: list[dict[str, Any]] = []
-    rate1 = matmul_gflops(1)
-    rate2 = matmul_gflops(2)
-    torch.set_num_threads(1)
+    bound_passes = sorted(set(passes_list) | {1})
     with tempfile.TemporaryDirectory(prefix="socmap-bench-") as tmp_name:
         tmp = Path(tmp_name)
         cubes = {}
@@ -297,6 +323,8 @@ def main() -> None:
             cubes[size] = make_cube(tmp / f"cube{size}.zarr", size)
             print(f"cube {size}: {time.perf_counter() - start:.0f} s", flush=True)
         bundle = make_bundle(cubes[sizes[0]], tmp / "bundle")
+        rates = {t: (matmul_bound(bundle, t, 1), matmul_bound(bundle, t, 2)) for t in bound_passes}
+        torch.set_num_threads(1)
         for size in sizes:
             pixels = size * size
             for passes in passes_list:
@@ -308,6 +336,7 @@ def main() -> None:
                 for workers in (2, 1) if size == sizes[0] and args.scaling else (2,):
                     out = tmp / f"run{size}_{passes}_{workers}"
                     wall, peak = timed(tiled, bundle, cubes[size], out, passes, workers)
+                    shutil.rmtree(out)
                     rows.append({**base, "method": f"socmap ({workers} worker"
                                  f"{'s' if workers > 1 else ''})", "status": "measured",
                                  "seconds": wall, "peak_rss_mib": peak / 2**20})  # fmt: skip
@@ -339,16 +368,28 @@ def main() -> None:
         ).isin(set(measured))
         df = df[~(placeholder & (df["method"] == "socmap (2 workers)"))]
         df = df.sort_values(["size", "passes"], kind="stable").reset_index(drop=True)
-    report(df, rate1, rate2, pinning, args.report)
+    rates_csv = args.report.with_name("predict_matmul.csv")
+    if args.append and rates_csv.is_file():
+        old_rates = pd.read_csv(rates_csv)
+        rates = {**{int(r.passes): (r.threads1, r.threads2) for r in old_rates.itertuples()},
+                 **rates}  # fmt: skip
+    pd.DataFrame(
+        [{"passes": t, "threads1": r1, "threads2": r2} for t, (r1, r2) in sorted(rates.items())]
+    ).to_csv(rates_csv, index=False)
+    report(df, rates, pinning, args.report)
 
 
-def report(df: pd.DataFrame, rate1: float, rate2: float, pinning: str, path: Path) -> None:
+def report(
+    df: pd.DataFrame, rates: dict[int, tuple[float, float]], pinning: str, path: Path
+) -> None:
     measured = df[df["status"] == "measured"].copy()
     measured["mpix_per_s"] = measured["pixels"] / measured["seconds"] / 1e6
     measured["gflop_per_s"] = measured["gflop"] / measured["seconds"]
     two = measured[measured["method"] == "socmap (2 workers)"]
     # linear cost model per pass count: seconds = a * pixels (fitted on measured sizes)
     per_pixel = (two["seconds"] / two["pixels"]).groupby(two["passes"]).median()
+    net = df[df["gflop"].notna()]
+    mflop = (net["gflop"] / net["pixels"] * 1e3).groupby(net["passes"]).first().to_dict()
     lines = [
         "# Tiled prediction benchmark",
         "",
@@ -357,9 +398,21 @@ def report(df: pd.DataFrame, rate1: float, rate2: float, pinning: str, path: Pat
         f"{socmap.__version__}. Synthetic 16-band cubes (512-pixel chunks), default-size "
         "network (5 depth intervals), COG export off.",
         "",
-        f"Torch float32 matmul rate at the head's shape (131072 x 256 @ 256 x 128): "
-        f"**{rate1:.1f} GFLOP/s** on 1 thread, {rate2:.1f} GFLOP/s on 2 threads. Two workers "
-        f"of one thread each are bounded by about {2 * rate1:.1f} GFLOP/s.",
+        "**Matmul bound.** Each of the network's matrix products is timed alone with torch "
+        "(float32 `addmm`) at the shape the engine runs it (1024-pixel batches x 5 depth "
+        "intervals; fusion once per pixel, the FiLM-folded first head layer once, the later "
+        "layers once per pass), in this run, on this machine. The bound is the network's "
+        "FLOPs divided by the summed time of those products: the rate of an engine that did "
+        "nothing else. Two one-thread workers are bounded by twice the one-thread rate; the "
+        "eager run (one process) by the two-thread rate.",
+        "",
+        "| T | MFLOP per pixel | matmul bound, 1 thread (GFLOP/s) | 2 threads (GFLOP/s) |",
+        "|---:|---:|---:|---:|",
+        *[
+            f"| {t} | {mflop[t]:.2f} | {r1:.1f} | {r2:.1f} |"
+            for t, (r1, r2) in sorted(rates.items())
+            if t in mflop
+        ],
         "",
         "| cube | T | method | seconds | Mpixel/s | GFLOP/s | of matmul bound | peak PSS (MiB) |",
         "|---|---:|---|---:|---:|---:|---:|---:|",
@@ -373,6 +426,7 @@ def report(df: pd.DataFrame, rate1: float, rate2: float, pinning: str, path: Pat
         m = measured[(measured["size"] == r.size) & (measured["passes"] == r.passes)
                      & (measured["method"] == r.method)].iloc[0]  # fmt: skip
         # 2 one-thread workers: 2 x the 1-thread rate; the eager run uses 2 threads
+        rate1, rate2 = rates.get(int(r.passes), (float("nan"), float("nan")))
         bound = 2 * rate1 if "2 workers" in r.method else rate2 if "eager" in r.method else rate1
         frac = m.gflop_per_s / bound if np.isfinite(m.gflop_per_s) else float("nan")
         gf = f"{m.gflop_per_s:.1f}" if np.isfinite(m.gflop_per_s) else "-"

@@ -183,3 +183,36 @@ def test_added_categorical_bands_start_at_zero_and_can_learn():
         SocNet(small_config()).add_group("regional", 0)
     with pytest.raises(ConfigError, match="repeat base names"):
         NetworkConfig(groups={"g": 1}, vocab_sizes={"lc": 3}, added_vocab_sizes={"lc": 3})
+
+
+@pytest.mark.parametrize("head", [(16,), (16, 8), (16, 8, 8)])
+def test_map_passes_equals_masked_head_per_pass_and_depth(head):
+    """Folding FiLM and the fixed masks into the weights changes nothing but rounding."""
+    cfg = NetworkConfig(
+        groups={"climate": 2, "terrain": 1},
+        vocab_sizes={"lc": 4},
+        **{**SMALL, "head": head, "dropout": (0.3,) * len(head)},
+    )
+    net = SocNet(cfg, seed=3).eval()
+    cont, mask, cat, _ = inputs(n=20)
+    depth = torch.tensor([[0.0, 0.05, 0.1], [0.05, 0.15, 0.5], [0.3, 1.0, 1.9]])
+    masks = net.dropout_masks(5, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        fused = net.fuse(cont, mask, cat)
+        mean, logvar = net.map_passes(fused, depth, masks)
+        assert mean.shape == logvar.shape == (5, 3, 20)
+        for d in range(3):
+            h = net.condition(fused, depth[d].expand(20, -1))
+            for t in range(5):
+                x = h
+                for i, layer in enumerate([*net.head_layers, net.out]):
+                    x = layer(x * masks[i][t])
+                    x = torch.relu(x) if i < len(head) - 1 else x
+                m, lv = net._output(x)
+                torch.testing.assert_close(mean[t, d], m, rtol=1e-5, atol=1e-5)
+                torch.testing.assert_close(logvar[t, d], lv, rtol=1e-5, atol=1e-5)
+    # A pass's result for a pixel does not depend on the other pixels in the batch
+    # (up to the rounding of differently blocked matmuls).
+    with torch.no_grad():
+        part, _ = net.map_passes(fused[7:9], depth, masks)
+    torch.testing.assert_close(part, mean[:, :, 7:9], rtol=1e-6, atol=1e-6)

@@ -430,7 +430,7 @@ def predict_cmd(
     cube: Annotated[Path, typer.Argument(help="Covariate cube (Zarr).")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run directory.")],
     passes: Annotated[int, typer.Option(help="Monte Carlo dropout passes (T).")] = 32,
-    batch_size: Annotated[int, typer.Option(help="Pixels per forward batch.")] = 16384,
+    batch_size: Annotated[int, typer.Option(help="Pixels per forward batch.")] = 1024,
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a run with another config.")] = False,

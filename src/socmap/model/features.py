@@ -34,7 +34,7 @@ import pandas as pd
 from socmap.catalog import Catalog
 from socmap.errors import BandMismatch, BundleError, ProfileValidationError
 
-__all__ = ["DEPTH_FEATURES", "Encoded", "FeatureSpec"]
+__all__ = ["DEPTH_FEATURES", "Encoded", "EncodedCovariates", "FeatureSpec"]
 
 #: Names of the depth features, in column order of :attr:`Encoded.depth`.
 DEPTH_FEATURES = ("top_m", "bottom_m", "log_thickness")
@@ -85,6 +85,17 @@ class Encoded:
             depth=self.depth[i],
             target=self.target[i],
         )
+
+
+@dataclass(frozen=True, eq=False)
+class EncodedCovariates:
+    """Covariate part of :class:`Encoded` (no depth, no target): see its attributes."""
+
+    cont: np.ndarray
+    mask: np.ndarray
+    cat: np.ndarray
+    n_missing: dict[str, int] = field(default_factory=dict)
+    n_unknown: dict[str, int] = field(default_factory=dict)
 
 
 def _as_groups(groups: Mapping[str, Iterable[str]]) -> dict[str, tuple[str, ...]]:
@@ -427,12 +438,42 @@ class FeatureSpec:
                 "call spec.fit(training_table) first"
             )
         self._require_columns(table, [*self.band_names, "top_cm", "bottom_cm"])
+        columns = {b: _numeric(table, b) for b in self.continuous_bands}
+        columns.update({b: _numeric(table, b) for b in self.categorical_bands})
+        cov = self.encode_covariates(columns)
         n = len(table)
+        depth = self.encode_depth(table)
+        if self.target_column in table.columns:
+            target = _target(table, self.target_column).astype(np.float32)
+        else:
+            target = np.full(n, np.nan, dtype=np.float32)
+        return Encoded(cov.cont, cov.mask, cov.cat, depth, target, cov.n_missing, cov.n_unknown)
+
+    def encode_covariates(self, columns: Mapping[str, np.ndarray]) -> EncodedCovariates:
+        """Encode covariate arrays, ``{band: (N,) values}``, into network inputs.
+
+        The array-level core of :meth:`encode`, used directly for raster pixels. Missing
+        values (NaN or infinite) are put at the band mean (0) and flagged; class codes not in
+        a vocabulary map to index 0 and are counted.
+
+        Raises
+        ------
+        BandMismatch
+            A band the spec reads is absent from ``columns``.
+        ProfileValidationError
+            Non-integer class codes.
+        """
+        absent = [b for b in self.band_names if b not in columns]
+        if absent:
+            raise BandMismatch(
+                f"covariates lack bands {absent!r} that the model reads; got {sorted(columns)!r}"
+            )
+        n = len(next(iter(columns.values()))) if columns else 0
         cont = np.zeros((n, len(self.continuous_bands)), dtype=np.float32)
         mask = np.zeros_like(cont)
         n_missing: dict[str, int] = {}
         for j, band in enumerate(self.continuous_bands):
-            values = _numeric(table, band)
+            values = np.asarray(columns[band], dtype=np.float64)
             bad = ~np.isfinite(values)
             # Standardise first; only then put missing values at the mean (0) and flag them.
             z = (values - self.mean[band]) / self.std[band]
@@ -443,7 +484,7 @@ class FeatureSpec:
         cat = np.zeros((n, len(self.categorical)), dtype=np.int64)
         n_unknown: dict[str, int] = {}
         for k, (band, vocab) in enumerate(self.categorical.items()):
-            codes = _codes(table, band)
+            codes = _checked_codes(band, np.asarray(columns[band], dtype=np.float64))
             missing = np.isnan(codes)
             lookup = pd.Index(np.asarray(vocab, dtype=np.float64))
             pos = lookup.get_indexer(pd.Index(codes))
@@ -451,12 +492,7 @@ class FeatureSpec:
             cat[:, k] = np.where(pos >= 0, pos + 1, 0)
             n_missing[band] = int(missing.sum())
             n_unknown[band] = int(unknown.sum())
-        depth = self.encode_depth(table)
-        if self.target_column in table.columns:
-            target = _target(table, self.target_column).astype(np.float32)
-        else:
-            target = np.full(n, np.nan, dtype=np.float32)
-        return Encoded(cont, mask, cat, depth, target, n_missing, n_unknown)
+        return EncodedCovariates(cont, mask, cat, n_missing, n_unknown)
 
     def encode_depth(self, table: pd.DataFrame) -> np.ndarray:
         """``(N, 3)`` float32 depth features of ``top_cm``/``bottom_cm`` (:data:`DEPTH_FEATURES`).
@@ -552,8 +588,11 @@ def _numeric(table: pd.DataFrame, column: str) -> np.ndarray:
 
 
 def _codes(table: pd.DataFrame, band: str) -> np.ndarray:
-    codes = _numeric(table, band)
-    codes[~np.isfinite(codes)] = np.nan
+    return _checked_codes(band, _numeric(table, band))
+
+
+def _checked_codes(band: str, codes: np.ndarray) -> np.ndarray:
+    codes = np.where(np.isfinite(codes), codes, np.nan)
     frac = np.isfinite(codes) & (codes != np.round(codes))
     if frac.any():
         i = int(np.flatnonzero(frac)[0])

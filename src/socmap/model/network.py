@@ -18,7 +18,8 @@ site (land cover, climate), so a multiplicative interaction suits it better than
 concatenating depth features, at about the same parameter count.
 
 **The trunk ends before the first dropout**, so Monte Carlo dropout computes it once per
-batch and repeats only :meth:`SocNet.head`.
+batch and repeats only :meth:`SocNet.head`; for maps, :meth:`SocNet.map_passes` also folds
+the depth conditioning and the fixed per-pass dropout masks into the weights.
 
 **Regional groups** added with :meth:`SocNet.add_group` get their own encoder plus an
 adapter ``Linear(16, 128, bias=False)`` whose weights start at zero; its output is added to
@@ -383,28 +384,59 @@ class SocNet(nn.Module):
             masks.append(keep.to(torch.float32) / (1.0 - p))
         return masks
 
-    def head_passes(self, h: Tensor, masks: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
-        """Monte Carlo passes of the head with given dropout masks, as one batch.
+    def map_passes(
+        self, fused: Tensor, depth: Tensor, masks: Sequence[Tensor]
+    ) -> tuple[Tensor, Tensor]:
+        """Monte Carlo passes of every depth interval with given dropout masks.
 
-        Pass ``t`` applies mask ``t`` of each layer (:meth:`dropout_masks`) to every row: it
-        is one sampled network (Gal & Ghahramani 2016) evaluated on all inputs, so a map's
-        pass is a spatially coherent realisation and does not depend on how the map is
+        Pass ``t`` applies mask ``t`` of each dropout layer (:meth:`dropout_masks`) to every
+        row: it is one sampled network (Gal & Ghahramani 2016) evaluated on all inputs, so a
+        map's pass is a spatially coherent realisation and does not depend on how the map is
         tiled or batched. Per row, the pass means have the same distribution as with
         :meth:`head` in train mode, whose masks differ between rows.
+
+        Because a pass's masks and a depth interval's FiLM factors are the same for every
+        row, both fold into the weights: depth ``d`` conditions through
+        ``W diag(1 + gamma_d)`` and bias ``W beta_d + b``, and mask ``t`` scales the rows of
+        the next layer's weight matrix. What remains is one matmul per layer and pass, with
+        no elementwise mask or FiLM work on the activations.
+
+        Parameters
+        ----------
+        fused
+            ``(B, fusion_dim)`` output of :meth:`fuse`.
+        depth
+            ``(D, 3)`` depth features of the intervals.
+        masks
+            Per dropout layer, ``(passes, width)`` (:meth:`dropout_masks`).
 
         Returns
         -------
         mean, logvar
-            ``(passes, B)`` each.
+            ``(passes, D, B)`` each.
         """
+        n, n_depth = fused.shape[0], depth.shape[0]
+        gamma, beta = self.film(self.depth_mlp(depth)).chunk(2, dim=1)
+        w_in = self.head_in.weight.T  # (fusion, head0)
+        scaled = (1 + gamma)[:, :, None] * w_in[None]  # (D, fusion, head0)
+        weight = scaled.permute(1, 0, 2).reshape(w_in.shape[0], -1)
+        bias = (beta @ w_in + self.head_in.bias).reshape(-1)
+        # Rows are pixel-major: row p * D + d is pixel p at depth d.
+        h = torch.addmm(bias, fused, weight).relu_().reshape(n * n_depth, -1)
+        layers = [*self.head_layers, self.out]
         passes = int(masks[0].shape[0])
-        x = h.unsqueeze(0).expand(passes, *h.shape)
-        for i, mask in enumerate(masks):
-            x = x * mask.unsqueeze(1)
-            if i < len(self.head_layers):
-                x = torch.relu(self.head_layers[i](x))
-        mean, logvar = self._output(self.out(x).reshape(-1, 2))
-        return mean.reshape(passes, -1), logvar.reshape(passes, -1)
+        raw = torch.empty((passes, n * n_depth, 2), dtype=h.dtype)
+        for t in range(passes):
+            x = h
+            for i, layer in enumerate(layers):
+                folded = masks[i][t][:, None] * layer.weight.T
+                x = torch.addmm(layer.bias, x, folded)
+                if i < len(layers) - 1:
+                    x = x.relu_()
+            raw[t] = x
+        mean, logvar = self._output(raw.reshape(-1, 2))
+        shape = (passes, n, n_depth)
+        return mean.reshape(shape).transpose(1, 2), logvar.reshape(shape).transpose(1, 2)
 
     def _output(self, raw: Tensor) -> tuple[Tensor, Tensor]:
         c = self.config

@@ -2,8 +2,9 @@
 
 This is the compute kernel of a prediction run; :mod:`socmap.predict._run` schedules it. A
 tile's pixels are encoded with the bundle's feature spec, the depth-independent fused
-features are computed once per pixel batch, each depth interval is conditioned once, and only
-the dropout head runs ``passes`` times (as one batch).
+features are computed once per pixel batch, all depth intervals are conditioned in one
+matmul, and only the layers after the first dropout run ``passes`` times
+(:meth:`~socmap.model.network.SocNet.map_passes`).
 
 **Monte Carlo passes are whole-map realisations.** Pass ``t`` uses one set of dropout masks,
 drawn from the run seed, for every pixel and every depth interval: one sampled network
@@ -46,9 +47,11 @@ from socmap.validate.calibrate import ConformalCalibrator
 
 __all__ = [
     "STATS",
+    "EncodedBlock",
     "TileModel",
     "counter_normal",
     "draws_from",
+    "encode_block",
     "load_tile_model",
     "mc_log",
     "predict_block",
@@ -180,35 +183,57 @@ def counter_normal(seed: int, counters: np.ndarray) -> np.ndarray:
     return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
 
 
-def _encode_pixels(
-    tm: TileModel, pixels: np.ndarray, band_index: dict[str, int]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
-    """Continuous z-scores, masks and class indices of the valid pixels.
+@dataclass(frozen=True)
+class EncodedBlock:
+    """Network inputs of a tile's valid pixels.
 
-    Returns ``cont, mask, cat, valid, unknown`` where ``valid`` marks pixels with every band
-    present and ``unknown`` counts class codes outside a vocabulary (embedded as "unknown").
+    Attributes
+    ----------
+    cont, mask, cat
+        Encoded covariates of the valid pixels (:meth:`FeatureSpec.encode_covariates`).
+    valid
+        ``(h * w,)`` True where every band the model reads is present.
+    pixels
+        ``(bands, h * w)`` the block's values, band-major (a view, not a copy).
+    index
+        Band name -> row of ``pixels``.
+    unknown
+        Valid pixels per categorical band whose class is not in the vocabulary.
     """
-    spec = tm.bundle.spec
-    cont_idx = [band_index[b] for b in spec.continuous_bands]
-    cat_idx = [band_index[b] for b in spec.categorical_bands]
-    used = pixels[:, cont_idx + cat_idx]
-    valid = np.isfinite(used).all(axis=1)
-    x = pixels[valid]
-    mean = np.array([spec.mean[b] for b in spec.continuous_bands], dtype=np.float64)
-    std = np.array([spec.std[b] for b in spec.continuous_bands], dtype=np.float64)
-    cont = ((x[:, cont_idx] - mean) / std).astype(np.float32)
-    cat = np.zeros((len(x), len(cat_idx)), dtype=np.int64)
-    unknown: dict[str, int] = {}
-    for k, band in enumerate(spec.categorical_bands):
-        vocab = np.asarray(spec.categorical[band], dtype=np.float64)
-        codes = x[:, cat_idx[k]]
-        pos = np.searchsorted(vocab, codes).clip(0, max(len(vocab) - 1, 0))
-        hit = vocab[pos] == codes if len(vocab) else np.zeros(len(codes), dtype=bool)
-        cat[:, k] = np.where(hit, pos + 1, 0)
-        unknown[band] = int((~hit).sum())
-    return cont, np.zeros_like(cont), cat, valid, unknown
+
+    cont: np.ndarray
+    mask: np.ndarray
+    cat: np.ndarray
+    valid: np.ndarray
+    pixels: np.ndarray
+    index: dict[str, int]
+    unknown: dict[str, int]
 
 
+def encode_block(tm: TileModel, block: np.ndarray, band_names: Sequence[str]) -> EncodedBlock:
+    """Encode a ``(bands, h, w)`` block's pixels with the bundle's feature spec.
+
+    Raises
+    ------
+    BandMismatch
+        The block lacks a band the model reads.
+    """
+    names = [str(b) for b in band_names]
+    index = {b: i for i, b in enumerate(names)}
+    missing = [b for b in tm.band_names if b not in index]
+    if missing:
+        raise BandMismatch(
+            f"covariates lack bands {missing!r} that the model reads; the cube has {names!r}"
+        )
+    n_bands, h, w = block.shape
+    pixels = block.reshape(n_bands, h * w)
+    used = [index[b] for b in tm.band_names]
+    valid = np.isfinite(pixels[used]).all(axis=0)
+    cov = tm.bundle.spec.encode_covariates({b: pixels[index[b], valid] for b in tm.band_names})
+    return EncodedBlock(cov.cont, cov.mask, cov.cat, valid, pixels, index, cov.n_unknown)
+
+
+@functools.lru_cache(maxsize=8)
 def _depth_features(tm: TileModel) -> torch.Tensor:
     tops, bottoms = zip(*tm.intervals, strict=True)
     table = pd.DataFrame({"top_cm": tops, "bottom_cm": bottoms})
@@ -225,17 +250,10 @@ def mc_log(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pass means and log-variances of log1p(SOC), ``(passes, depths, n)`` each."""
     model = tm.bundle.model
-    depth = _depth_features(tm)
-    n = len(cont)
-    passes = int(masks[0].shape[0])
-    means = np.empty((passes, len(tm.intervals), n), dtype=np.float32)
-    logvars = np.empty_like(means)
     with torch.inference_mode():
         fused = model.fuse(torch.from_numpy(cont), torch.from_numpy(mask), torch.from_numpy(cat))
-        for d in range(len(tm.intervals)):
-            h = model.condition(fused, depth[d].expand(n, -1))
-            m, lv = model.head_passes(h, masks)
-            means[:, d], logvars[:, d] = m.numpy(), lv.numpy()
+        mean, logvar = model.map_passes(fused, _depth_features(tm), masks)
+    means, logvars = mean.numpy(), logvar.numpy()
     return means, logvars
 
 
@@ -282,7 +300,7 @@ def predict_block(
     band_names: Sequence[str],
     *,
     passes: int = 32,
-    batch_size: int = 16384,
+    batch_size: int = 1024,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Predict one tile.
@@ -298,7 +316,9 @@ def predict_block(
     passes
         Monte Carlo dropout passes (T).
     batch_size
-        Pixels per forward batch (memory: about ``batch_size * passes * 1 KiB``).
+        Pixels per forward batch. Activations take about ``batch_size * depths * 2 KiB``
+        whatever ``passes`` is (passes run one after another), so the default keeps them in
+        the CPU cache.
     seed
         Run seed (the dropout masks; the same for every tile).
 
@@ -315,30 +335,22 @@ def predict_block(
     BandMismatch
         The block lacks a band the model reads.
     """
-    names = [str(b) for b in band_names]
-    index = {b: i for i, b in enumerate(names)}
-    missing = [b for b in tm.band_names if b not in index]
-    if missing:
-        raise BandMismatch(
-            f"covariates lack bands {missing!r} that the model reads; the cube has {names!r}"
-        )
-    n_bands, h, w = block.shape
-    pixels = block.reshape(n_bands, h * w).T.astype(np.float64)
-    cont, mask, cat, valid, unknown = _encode_pixels(tm, pixels, index)
+    _, h, w = block.shape
+    enc = encode_block(tm, block, band_names)
     n_depth = len(tm.intervals)
     soc = np.full((len(STATS), n_depth, h * w), np.nan, dtype=np.float32)
     masks = tm.masks(passes, seed)
-    where = np.flatnonzero(valid)
+    where = np.flatnonzero(enc.valid)
     for start in range(0, len(where), int(batch_size)):
         sl = slice(start, start + int(batch_size))
-        means, logvars = mc_log(tm, cont[sl], mask[sl], cat[sl], masks=masks)
+        means, logvars = mc_log(tm, enc.cont[sl], enc.mask[sl], enc.cat[sl], masks=masks)
         soc[:, :, where[sl]] = _stats(tm, means, logvars)
     di = np.full(h * w, np.nan, dtype=np.float32)
     inside = np.full(h * w, np.nan, dtype=np.float32)
     if tm.aoa is not None and where.size:
         feats = tm.aoa.feature_names_in_ or []
-        cols = np.array([index[b] for b in feats], dtype=np.int64)
-        values = tm.aoa.predict_di(pixels[np.ix_(where, cols)])
+        cols = [enc.index[b] for b in feats]
+        values = tm.aoa.predict_di(enc.pixels[cols][:, where].T.astype(np.float64))
         di[where] = values
         with np.errstate(invalid="ignore"):
             inside[where] = np.where(np.isnan(values), np.nan, values <= tm.aoa.threshold_)
@@ -346,7 +358,7 @@ def predict_block(
         "soc": soc.reshape(len(STATS), n_depth, h, w),
         "di": di.reshape(h, w),
         "aoa": inside.reshape(h, w),
-        "n_valid": int(valid.sum()),
-        "n_nodata": int((~valid).sum()),
-        "unknown_classes": unknown,
+        "n_valid": int(enc.valid.sum()),
+        "n_nodata": int((~enc.valid).sum()),
+        "unknown_classes": enc.unknown,
     }

@@ -27,9 +27,9 @@ from socmap.errors import BandMismatch, ConfigError, OutputExists
 from socmap.predict._engine import (
     STATS,
     TileModel,
-    _encode_pixels,
     counter_normal,
     draws_from,
+    encode_block,
     mc_log,
 )
 from socmap.predict._run import STOCK, PredictionRun, compute_layers, open_run
@@ -88,10 +88,8 @@ def stock_block(
     """Stock statistics of one tile: ``stock`` ``(5, intervals + totals, h, w)`` in t/ha."""
     from socmap.stocks import cumulative_draws, stock_draws, summarise
 
-    index = {b: i for i, b in enumerate(names)}
-    n_bands, h, w = block.shape
-    pixels = block.reshape(n_bands, h * w).T.astype(np.float64)
-    cont, mask, cat, valid, unknown = _encode_pixels(tm, pixels, index)
+    _, h, w = block.shape
+    enc = encode_block(tm, block, names)
     totals = [tuple(t) for t in options["totals"]]
     n_layers = len(tm.intervals) + len(totals)
     out = np.full((len(STATS), n_layers, h * w), np.nan, dtype=np.float32)
@@ -103,11 +101,11 @@ def stock_block(
     if cf_band is not None:
         cf_band = np.nan_to_num(cf_band)  # a pixel without CF data has no coarse fragments
     masks = tm.masks(job.passes, job.seed)
-    where = np.flatnonzero(valid)
+    where = np.flatnonzero(enc.valid)
     for start in range(0, len(where), int(job.batch_size)):
         sel = where[start : start + int(job.batch_size)]
         sl = slice(start, start + len(sel))
-        means, logvars = mc_log(tm, cont[sl], mask[sl], cat[sl], masks=masks)
+        means, logvars = mc_log(tm, enc.cont[sl], enc.mask[sl], enc.cat[sl], masks=masks)
         soc = draws_from(tm, means, logvars, job.seed, ids[sel])
         passes = soc.shape[0]
         counters = (
@@ -131,9 +129,9 @@ def stock_block(
             out[i][:, sel] = getattr(summary, stat)
     return {
         "stock": out.reshape(len(STATS), n_layers, h, w),
-        "n_valid": int(valid.sum()),
-        "n_nodata": int((~valid).sum()),
-        "unknown_classes": unknown,
+        "n_valid": int(enc.valid.sum()),
+        "n_nodata": int((~enc.valid).sum()),
+        "unknown_classes": enc.unknown,
     }
 
 
