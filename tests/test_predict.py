@@ -19,8 +19,17 @@ import zarr
 
 from socmap.cube import band_table, build_cube, open_cube
 from socmap.errors import BandMismatch, OutputExists
+from socmap.extract import extract_focal
+from socmap.focal import FocalSpec, focal_band_table
 from socmap.model.estimator import SocNetRegressor
-from socmap.predict import STATS, load_tile_model, open_run, predict_block, predict_cube
+from socmap.predict import (
+    STATS,
+    load_tile_model,
+    open_run,
+    predict_block,
+    predict_cube,
+    with_focal,
+)
 from socmap.validate.aoa import site_aoa
 from socmap.validate.calibrate import ConformalCalibrator
 
@@ -303,6 +312,60 @@ def test_distributed_run_equals_the_local_run(meuse, tmp_path):
     assert len(records) == 12
 
 
+# ---------------------------------------------------------------------- patch models
+
+
+@pytest.fixture(scope="module")
+def patch_bundle(meuse):
+    """A patch model: it also reads the 5 x 5 focal mean of distance to the river (halo 2)."""
+    cube = open_cube(meuse["cube"])
+    spec = FocalSpec(["dist"], 2)
+    table = extract_focal(cube, meuse["table"], spec)
+    est = SocNetRegressor(
+        focal_band_table(band_table(cube), spec),
+        network={"fusion_dim": 32, "head": (64, 32)},
+        train={"max_epochs": 5, "patience": 5, "batch_size": 128},
+        block_size=500.0,
+        units="metres",
+    ).fit(table)
+    meta = {"intervals": INTERVALS, "focal": spec.to_dict()}
+    return est.save(meuse["root"] / "patch_bundle", meta), table, spec
+
+
+def test_patch_model_tiled_output_equals_untiled(meuse, patch_bundle, tmp_path):
+    bundle, table, spec = patch_bundle
+    tm = load_tile_model(bundle)
+    assert tm.halo == 2 and tm.input_bands == ["dist", "ffreq", "soil"]
+    cube = open_cube(meuse["cube"])
+    padded = np.pad(cube.values, ((0, 0), (2, 2), (2, 2)), constant_values=np.nan)
+    block, names = with_focal(tm, padded, list(cube.band.values))
+    assert names[-1:] == spec.names and block.shape[1:] == cube.shape[1:]
+    # what the model saw at the training sites is what the map has at their pixels
+    rows, cols = (
+        cube.get_index("y").get_indexer(table["y"]),
+        cube.get_index("x").get_indexer(table["x"]),
+    )
+    for k, name in enumerate(spec.names):
+        np.testing.assert_array_equal(block[len(cube.band) + k, rows, cols], table[name])
+    whole = predict_block(tm, block, names, passes=4, seed=1)
+    runs = {}
+    for workers in (0, 2):
+        run = predict_cube(
+            bundle, meuse["cube"], tmp_path / f"run{workers}", passes=4, seed=1,
+            workers=workers, exports=False, progress=False,
+        )  # fmt: skip
+        assert run.summary["tiles"] == 12
+        runs[workers] = run.open()
+    np.testing.assert_allclose(runs[0]["soc"].values, whole["soc"], rtol=2e-6, atol=1e-6)
+    np.testing.assert_array_equal(runs[0]["soc"].values, runs[2]["soc"].values)
+    # the halo matters: a tile's focal bands computed without its neighbours differ
+    tile = np.pad(cube.values[:, 32:64, 32:64], ((0, 0), (2, 2), (2, 2)), constant_values=np.nan)
+    alone, _ = with_focal(tm, tile, list(cube.band.values))
+    focal_whole = block[len(cube.band) :, 32:64, 32:64]
+    assert not np.array_equal(alone[len(cube.band) :], focal_whole, equal_nan=True)
+    np.testing.assert_array_equal(alone[len(cube.band) :, 2:-2, 2:-2], focal_whole[:, 2:-2, 2:-2])
+
+
 # ---------------------------------------------------------------------- stocks
 @pytest.fixture(scope="module")
 def finished_run(meuse, tmp_path_factory):
@@ -337,6 +400,38 @@ def test_stocks_are_linear_in_bd_and_totals_add_up(finished_run):
     soc = finished_run.open()["soc"].sel(stat="q50", depth="0-15cm").values[valid]
     stock = a.sel(stat="q50", depth="0-15cm").values[valid]
     assert np.median(stock / soc) == pytest.approx(15 * 1.3 * 0.1, rel=0.15)
+
+
+def test_per_stratum_bd_constants_scale_each_stratum(finished_run, tmp_path):
+    """BD by the codes of a stratum band: each stratum's stocks scale with its own constant."""
+    from socmap.errors import ConfigError
+    from socmap.stocks import read_stratum_bd
+
+    table = tmp_path / "bd.csv"
+    table.write_text("stratum,bd_g_cm3,bd_sd_g_cm3\n1,1.3,0\n2,0.65,0\n3,1.0,0\n")
+    strata, default = read_stratum_bd(table)
+    assert strata == {1.0: (1.3, 0.0), 2.0: (0.65, 0.0), 3.0: (1.0, 0.0)} and default is None
+    res, by_stratum = _stock(finished_run, bd="strata:soil", bd_strata=strata)
+    assert res.options["bd_strata"] == {"1": [1.3, 0.0], "2": [0.65, 0.0], "3": [1.0, 0.0]}
+    _, unit = _stock(finished_run, bd=1.0)
+    soil = open_cube(finished_run.config.cube).sel(band="soil").values
+    for code, bd in ((1, 1.3), (2, 0.65), (3, 1.0)):
+        where = (soil == code) & np.isfinite(unit.values[0, 0])
+        assert where.any()
+        np.testing.assert_allclose(
+            by_stratum.values[:, :, where], bd * unit.values[:, :, where], rtol=1e-5
+        )
+    # an unlisted class without a default fails before any work; a default covers it
+    with pytest.raises(ConfigError, match=r"classes \['3'\] without a bulk density"):
+        _stock(finished_run, bd="strata:soil", bd_strata={1: (1.3, 0.0), 2: (0.65, 0.0)})
+    res, _ = _stock(
+        finished_run, bd="strata:soil", bd_strata={1: (1.3, 0.0)}, bd_default=(1.0, 0.1)
+    )
+    assert res.options["bd_default"] == [1.0, 0.1]
+    with pytest.raises(ConfigError, match="needs a table"):
+        _stock(finished_run, bd="strata:soil")
+    with pytest.raises(BandMismatch, match="stratum band 'landuse'"):
+        _stock(finished_run, bd="strata:landuse", bd_strata=strata)
 
 
 def test_stocks_with_the_pedotransfer_function_resume_and_refuse_other_options(finished_run):
@@ -395,6 +490,13 @@ def test_cli_predict_and_stocks(meuse, tmp_path, capsys):
     assert "12 tiles (0 resumed)" in capsys.readouterr().out
     assert cli(["stocks", out, "--bd", "1.3", "--bd-sd", "0.1", "--workers", "0"]) == 0
     assert "BD from 1.3" in capsys.readouterr().out
+    table = tmp_path / "bd.csv"
+    table.write_text("stratum,bd_g_cm3\n1,1.2\ndefault,1.0\n")
+    assert cli(["stocks", out, "--bd", "strata:soil", "--bd-table", table, "--workers", "0",
+                "--overwrite"]) == 0  # fmt: skip
+    assert "BD from strata:soil" in capsys.readouterr().out
+    assert cli(["stocks", out, "--bd", "strata:soil", "--bd-table", tmp_path / "no.csv"]) == 2
+    assert "no.csv" in capsys.readouterr().err
     # bad input: one line, exit 2, nothing written
     assert cli(["stocks", out, "--bd", "nope", "--workers", "0", "--overwrite"]) == 2
     err = capsys.readouterr().err.strip()

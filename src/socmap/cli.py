@@ -470,8 +470,19 @@ def predict_cmd(
 def stocks_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A finished `socmap predict` run.")],
     bd: Annotated[
-        str, typer.Option(help="auto, ptf, a cube band, or a constant in g/cm3.")
+        str,
+        typer.Option(
+            help="auto, ptf, a cube band, a constant in g/cm3, or strata:BAND (per-stratum "
+            "constants from --bd-table, by the codes of a stratum band)."
+        ),
     ] = "auto",
+    bd_table: Annotated[
+        Path | None,
+        typer.Option(
+            help="CSV of per-stratum BD for --bd strata:BAND: stratum, bd_g_cm3, bd_sd_g_cm3; "
+            "a 'default' row covers unlisted strata."
+        ),
+    ] = None,
     bd_sd: Annotated[float, typer.Option(help="SD of a BD band or constant (g/cm3).")] = 0.0,
     bd_units: Annotated[
         str, typer.Option(help="Units of a BD band: g/cm3, or cg/cm3 (SoilGrids bdod).")
@@ -489,6 +500,9 @@ def stocks_cmd(
     Example: [bold]socmap stocks runs/edgeroi --bd ptf[/bold]
     """
     from socmap.predict import stocks_for_run
+    from socmap.stocks import read_stratum_bd
+
+    strata, default = read_stratum_bd(bd_table) if bd_table is not None else (None, None)
 
     def number_or_name(text: str) -> str | float:
         try:
@@ -503,6 +517,8 @@ def stocks_cmd(
         bd_units=bd_units,
         cf=number_or_name(cf),
         cf_sd=cf_sd,
+        bd_strata=strata,
+        bd_default=default,
         scheduler=scheduler,
         workers=workers,
         overwrite=overwrite,

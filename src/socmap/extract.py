@@ -18,9 +18,10 @@ from pyproj import Transformer
 
 from socmap._io import atomic_path
 from socmap.errors import BandMismatch, ProfileValidationError
+from socmap.focal import FocalSpec, check_focal_bands, focal_mean, window_at
 from socmap.grid import Grid, normalise_crs
 
-__all__ = ["EXTRACT_STATUSES", "Extraction", "extract", "write_table"]
+__all__ = ["EXTRACT_STATUSES", "Extraction", "extract", "extract_focal", "write_table"]
 
 Method = Literal["nearest", "bilinear"]
 
@@ -224,6 +225,40 @@ def extract(
     per_site["n_missing_covariates"] = n_missing.astype(int)
     table = sites.merge(per_site, on="site_id", how="left", validate="many_to_one")
     return Extraction(table=table, method=method, bands=all_bands)
+
+
+def extract_focal(cube: xr.DataArray, sites: pd.DataFrame, spec: FocalSpec) -> pd.DataFrame:
+    """Add focal-mean columns (:mod:`socmap.focal`) at the pixels containing the sites.
+
+    The window of a site near the grid edge sees nodata beyond it, as a map tile does, so a
+    site's focal values equal the map's at its pixel. Rows whose site has no coordinates or
+    lies outside the grid get NaN (kept, never dropped; :func:`extract` flags them).
+
+    Raises
+    ------
+    BandMismatch
+        A focal band is not a continuous cube band, or a focal column already exists.
+    """
+    from socmap.cube import band_table, cube_grid
+
+    check_focal_bands(band_table(cube), spec)
+    clash = [n for n in spec.names if n in sites.columns]
+    if clash:
+        raise BandMismatch(f"table already has columns {clash!r}; drop them before extracting")
+    grid = cube_grid(cube)
+    uniq = _site_frame(sites)
+    xs, ys = _to_cube_crs(uniq, grid)
+    row_f, col_f = grid.rowcol(xs, ys)
+    with np.errstate(invalid="ignore"):
+        inside = (row_f >= 0) & (row_f < grid.height) & (col_f >= 0) & (col_f < grid.width)
+    sub = cube.sel(band=list(spec.bands))
+    values = np.full((len(uniq), len(spec.bands)), np.nan, dtype=np.float32)
+    for i in np.flatnonzero(inside):
+        window = window_at(sub, int(np.floor(row_f[i])), int(np.floor(col_f[i])), spec.radius)
+        values[i] = focal_mean(window, spec.radius)[:, 0, 0]
+    per_site = pd.DataFrame(values, columns=spec.names)
+    per_site.insert(0, "site_id", uniq["site_id"].to_numpy())
+    return sites.merge(per_site, on="site_id", how="left", validate="many_to_one")
 
 
 def write_table(table: pd.DataFrame, path: str | Path) -> Path:

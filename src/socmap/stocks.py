@@ -62,6 +62,7 @@ __all__ = [
     "default_totals",
     "from_soilgrids",
     "load_bd_ptf",
+    "read_stratum_bd",
     "stock_draws",
     "stock_t_ha",
     "summarise",
@@ -785,6 +786,63 @@ class StratumBD(BulkDensitySource):
             mean = _field(f"stratum layer {self.key!r}", look.mean, soc.shape).astype(soc.dtype)
             sd = look.sd.astype(soc.dtype)
         return _normal_draws(mean, sd, z, soc.shape)
+
+
+def read_stratum_bd(
+    path: str | Path,
+) -> tuple[dict[Hashable, tuple[float, float]], tuple[float, float] | None]:
+    """Read per-stratum bulk densities from a CSV: ``stratum, bd_g_cm3[, bd_sd_g_cm3]``.
+
+    A row whose stratum is ``default`` gives the pair for strata not listed. Strata that
+    look like numbers are read as numbers (the codes of a stratum raster band).
+
+    Returns
+    -------
+    table, default
+        Stratum -> ``(mean, sd)`` in g/cm³, and the default pair or None.
+
+    Raises
+    ------
+    InputNotFound
+        No such file.
+    ConfigError
+        Missing columns, repeated strata, or a value that is not a number.
+    """
+    import pandas as pd
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputNotFound(f"stratum BD table {str(p)!r} does not exist; give a CSV file")
+    frame = pd.read_csv(p, dtype={"stratum": str})
+    absent = [c for c in ("stratum", "bd_g_cm3") if c not in frame.columns]
+    if absent:
+        raise ConfigError(
+            f"stratum BD table {str(p)!r} lacks columns {absent!r}; it needs stratum, "
+            f"bd_g_cm3 and optionally bd_sd_g_cm3 (has {list(frame.columns)!r})"
+        )
+    dup = frame["stratum"][frame["stratum"].duplicated()].tolist()
+    if dup:
+        raise ConfigError(f"stratum BD table {str(p)!r} repeats strata {dup!r}; list each once")
+    sds = frame["bd_sd_g_cm3"] if "bd_sd_g_cm3" in frame.columns else pd.Series(0.0, frame.index)
+    table: dict[Hashable, tuple[float, float]] = {}
+    default = None
+    for label, mean, sd in zip(frame["stratum"], frame["bd_g_cm3"], sds, strict=True):
+        try:
+            pair = (float(mean), float(sd))
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"stratum {label!r} in {str(p)!r} has a non-numeric bulk density "
+                f"{mean!r} / sd {sd!r}; give g/cm3 numbers"
+            ) from None
+        if str(label).strip().lower() == "default":
+            default = pair
+            continue
+        try:
+            key: Hashable = float(label)
+        except ValueError:
+            key = str(label)
+        table[key] = pair
+    return table, default
 
 
 # ------------------------------------------------------------- pedotransfer function (PTF)

@@ -7,7 +7,7 @@ computes, :mod:`socmap.predict._stocks` for the stock draws and :mod:`socmap.pre
 for the COGs, quicklooks and STAC Item.
 """
 
-from socmap.predict._engine import STATS, TileModel, load_tile_model, predict_block
+from socmap.predict._engine import STATS, TileModel, load_tile_model, predict_block, with_focal
 from socmap.predict._run import PredictionRun, RunConfig, open_run, predict_cube
 from socmap.predict._stocks import StockRun, stocks_for_run
 
@@ -22,4 +22,5 @@ __all__ = [
     "predict_block",
     "predict_cube",
     "stocks_for_run",
+    "with_focal",
 ]

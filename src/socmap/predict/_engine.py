@@ -41,6 +41,7 @@ import pandas as pd
 import torch
 
 from socmap.errors import BandMismatch, BundleError
+from socmap.focal import FocalSpec, focal_mean
 from socmap.model.bundle import Bundle, load_bundle
 from socmap.validate.aoa import AreaOfApplicability
 from socmap.validate.calibrate import ConformalCalibrator
@@ -55,6 +56,7 @@ __all__ = [
     "load_tile_model",
     "mc_log",
     "predict_block",
+    "with_focal",
 ]
 
 #: Statistics written per depth interval, in the order of the ``stat`` dimension.
@@ -76,17 +78,34 @@ class TileModel:
         Conformal multiplier of the log-space sd for a 90 % interval, per interval.
     weights_sha256
         Identity of the weights (the worker-level cache key).
+    focal
+        Neighbourhood bands of a patch model (:mod:`socmap.focal`), or None.
     """
 
     bundle: Bundle
     intervals: tuple[tuple[float, float], ...]
     q90: np.ndarray
     weights_sha256: str
+    focal: FocalSpec | None = None
 
     @property
     def band_names(self) -> list[str]:
-        """Cube bands the network reads."""
+        """Bands the network reads (focal bands included)."""
         return self.bundle.band_names
+
+    @property
+    def input_bands(self) -> list[str]:
+        """Bands read from the cube (or the global context): focal bands are derived."""
+        if self.focal is None:
+            return self.band_names
+        derived = set(self.focal.names)
+        plain = [b for b in self.band_names if b not in derived]
+        return plain + [b for b in self.focal.bands if b not in plain]
+
+    @property
+    def halo(self) -> int:
+        """Pixels a tile needs from its neighbours: the focal radius, 0 for pixel models."""
+        return 0 if self.focal is None else self.focal.radius
 
     @property
     def aoa(self) -> AreaOfApplicability | None:
@@ -132,7 +151,9 @@ def _q90(bundle: Bundle, intervals: Sequence[tuple[float, float]]) -> np.ndarray
 def _cached(path: str, sha: str) -> TileModel:
     bundle = load_bundle(path)
     intervals = _intervals(bundle)
-    return TileModel(bundle, intervals, _q90(bundle, intervals), sha)
+    record = bundle.metadata.get("focal")
+    focal = FocalSpec.from_dict(record) if isinstance(record, dict) else None
+    return TileModel(bundle, intervals, _q90(bundle, intervals), sha, focal)
 
 
 def load_tile_model(path: str | Path) -> TileModel:
@@ -181,6 +202,40 @@ def counter_normal(seed: int, counters: np.ndarray) -> np.ndarray:
     u1 *= 2.0**-53
     u2 *= 2.0**-53
     return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+
+
+def with_focal(
+    tm: TileModel, block: np.ndarray, band_names: Sequence[str]
+) -> tuple[np.ndarray, list[str]]:
+    """Turn a halo-padded block into the core block plus the model's focal bands.
+
+    Parameters
+    ----------
+    tm
+        A patch model (``tm.halo > 0``); for a pixel model the block is returned unchanged.
+    block
+        ``(bands, h + 2 halo, w + 2 halo)`` covariates, NaN where the halo leaves the grid.
+    band_names
+        Names of the block's bands.
+
+    Returns
+    -------
+    block, names
+        ``(bands + focal bands, h, w)`` and the extended band names.
+    """
+    names = [str(b) for b in band_names]
+    if tm.focal is None:
+        return block, names
+    missing = [b for b in tm.focal.bands if b not in names]
+    if missing:
+        raise BandMismatch(
+            f"covariates lack bands {missing!r} whose focal means the model reads; the cube "
+            f"has {names!r}"
+        )
+    r = tm.halo
+    focal = focal_mean(block[[names.index(b) for b in tm.focal.bands]], r)
+    core = block[:, r:-r, r:-r]
+    return np.concatenate([core, focal.astype(core.dtype)]), names + tm.focal.names
 
 
 @dataclass(frozen=True)

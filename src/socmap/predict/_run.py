@@ -40,7 +40,7 @@ from socmap._io import atomic_path
 from socmap._progress import track
 from socmap.errors import BandMismatch, ConfigError, OutputExists
 from socmap.grid import Grid, Tile, Window
-from socmap.predict._engine import STATS, load_tile_model, predict_block
+from socmap.predict._engine import STATS, load_tile_model, predict_block, with_focal
 
 __all__ = ["RUN_FORMAT", "PredictionRun", "RunConfig", "open_run", "predict_cube"]
 
@@ -250,16 +250,24 @@ class _TileJob:
     options: str = "{}"
 
 
-def _run_tile(job: _TileJob) -> dict[str, Any]:
-    """Compute one tile, write its region, then its completion record."""
+def _run_tile(job: _TileJob, padded: np.ndarray | None = None) -> dict[str, Any]:
+    """Compute one tile, write its region, then its completion record.
+
+    A pixel model reads its tile from the cube; a patch model gets the tile with its halo
+    (``padded``, from dask's overlap of the cube's chunks).
+    """
     import torch
 
     start = time.perf_counter()
     if job.threads:
         torch.set_num_threads(job.threads)
     tm = load_tile_model(job.bundle)
-    block = np.asarray(_array(job.cube, "covariates")[:, job.row0 : job.row1, job.col0 : job.col1])
     names = [str(b) for b in np.asarray(_array(job.cube, "band")[:]).ravel()]
+    if padded is None:
+        rows, cols = slice(job.row0, job.row1), slice(job.col0, job.col1)
+        block = np.asarray(_array(job.cube, "covariates")[:, rows, cols])
+    else:
+        block, names = with_focal(tm, np.asarray(padded), names)
     if job.context is not None:
         from socmap.predict._context import sample_context
 
@@ -438,7 +446,7 @@ def predict_cube(
     cube_arr = open_cube(cube)
     grid = cube_grid(cube_arr)
     have = [str(b) for b in cube_arr.band.values]
-    context = _context_bands(tm.band_names, have)
+    context = _context_bands(tm.input_bands, have)
     chunk = int(cube_arr.attrs.get("chunk") or cube_arr.data.chunksize[1])
     config = RunConfig(
         bundle=str(Path(bundle).resolve()),
@@ -516,7 +524,8 @@ def compute_layers(
         for t in todo
     ]
     start = time.perf_counter()
-    _execute(jobs, scheduler, n_workers, progress, f"computing {kind.name} tiles")
+    halo = load_tile_model(config.bundle).halo
+    _execute(jobs, scheduler, n_workers, progress, f"computing {kind.name} tiles", halo)
     return _summarise(run_dir, tiles, len(tiles) - len(todo), time.perf_counter() - start, kind)
 
 
@@ -549,24 +558,62 @@ def _prepare(run_dir: Path, config: RunConfig, overwrite: bool) -> PredictionRun
     return run
 
 
+def _halo_tasks(jobs: list[_TileJob], halo: int) -> list[Any]:
+    """One delayed tile task per job, fed its chunk grown by ``halo`` through dask's overlap.
+
+    ``dask.array.overlap.overlap`` is the halo exchange ``map_overlap`` is built on: each
+    chunk gets ``halo`` pixels from its neighbours, NaN beyond the grid edge. Using it
+    directly, rather than ``map_overlap``, lets a resumed run schedule only unfinished tiles.
+    """
+    import dask
+    import dask.array as da
+
+    cube = jobs[0].cube
+    chunk = max(j.row1 - j.row0 for j in jobs), max(j.col1 - j.col0 for j in jobs)
+    arr = _array(cube, "covariates")
+    size = max(int(arr.chunks[1]), chunk[0]), max(int(arr.chunks[2]), chunk[1])
+    cov = da.from_zarr(arr).rechunk({0: -1, 1: size[0], 2: size[1]})
+    padded = da.overlap.overlap(
+        cov, depth={0: 0, 1: halo, 2: halo}, boundary={0: "none", 1: np.nan, 2: np.nan}
+    )
+    blocks = padded.to_delayed()
+    tasks = []
+    for job in jobs:
+        block = blocks[0, job.row0 // size[0], job.col0 // size[1]]
+        tasks.append(dask.delayed(_run_tile, pure=False)(job, block))
+    return tasks
+
+
 def _execute(
-    jobs: list[_TileJob], scheduler: str | None, workers: int, progress: bool, what: str
+    jobs: list[_TileJob],
+    scheduler: str | None,
+    workers: int,
+    progress: bool,
+    what: str,
+    halo: int = 0,
 ) -> None:
     if not jobs:
         return
+    tasks = _halo_tasks(jobs, halo) if halo else None
     if not scheduler and workers == 0:
-        it = track(jobs, what) if progress else jobs
-        for job in it:
-            _run_tile(job)
+        items: list[Any] = tasks if tasks is not None else jobs
+        for item in track(items, what) if progress else items:
+            if tasks is None:
+                _run_tile(item)
+            else:
+                item.compute(scheduler="synchronous")
         return
     from distributed import as_completed
 
     with _client(scheduler, max(workers, 1)) as client:
-        futures = client.map(_run_tile, jobs, pure=False)
+        if tasks is None:
+            futures = client.map(_run_tile, jobs, pure=False)
+        else:
+            futures = client.compute(tasks)
         done = as_completed(futures)
         it = track(done, what, total=len(futures)) if progress else done
         for fut in it:
-            fut.result()  # type: ignore[union-attr]  # re-raises a task's error here
+            fut.result()  # re-raises a task's error here
 
 
 def _summarise(

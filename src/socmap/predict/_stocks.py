@@ -16,7 +16,7 @@ in cg/cm³), the WoSIS 2017 pedotransfer function (SOC and depth), or a constant
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,17 +64,23 @@ class StockRun:
 
 
 def _band(option: Any, block: np.ndarray, names: list[str]) -> np.ndarray | None:
-    """Pixel values of a ``band:NAME`` option, or None for a constant or the PTF."""
-    if isinstance(option, str) and option.startswith("band:"):
+    """Pixel values of a ``band:NAME`` or ``strata:NAME`` option; None for a constant or PTF."""
+    if isinstance(option, str) and option.startswith(("band:", "strata:")):
         return block[names.index(option.split(":", 1)[1])].astype(np.float64).ravel()
     return None
 
 
 def _bd_source(options: dict[str, Any], values: np.ndarray | None) -> Any:
-    from socmap.stocks import BandBD, PedotransferBD, from_soilgrids
+    from socmap.stocks import BandBD, PedotransferBD, StratumBD, from_soilgrids
 
     if options["bd"] == "ptf":
         return PedotransferBD()
+    if options["bd"].startswith("strata:"):
+        table: dict[Hashable, tuple[float, float]] = {
+            float(k): (float(m), float(sd)) for k, (m, sd) in options["bd_strata"].items()
+        }
+        default = options.get("bd_default")
+        return StratumBD(table, None if default is None else (default[0], default[1]))
     if values is not None:
         if options.get("bd_units") == "cg/cm3":
             values = from_soilgrids(values, "bdod")
@@ -114,12 +120,16 @@ def stock_block(
         )
         bd = _bd_source(options, None if bd_band is None else bd_band[sel])
         cf = float(options.get("cf", 0.0)) if cf_band is None else cf_band[sel]
+        strata = (
+            bd_band[sel] if options["bd"].startswith("strata:") and bd_band is not None else None
+        )
         draws = stock_draws(
             soc,
             tm.intervals,
             bd,
             cf,
             cf_sd=options.get("cf_sd", 0.0),
+            covariates=None if strata is None else {"stratum": strata},
             z_bd=counter_normal(job.seed + _BD_SEED_OFFSET, counters),
             z_cf=counter_normal(job.seed + _CF_SEED_OFFSET, counters),
         )
@@ -143,6 +153,8 @@ def stocks_for_run(
     bd_units: str = "g/cm3",
     cf: str | float = 0.0,
     cf_sd: float = 0.0,
+    bd_strata: Mapping[Any, tuple[float, float]] | None = None,
+    bd_default: tuple[float, float] | None = None,
     totals: Sequence[tuple[float, float]] | None = None,
     scheduler: str | None = None,
     workers: int | None = None,
@@ -158,9 +170,14 @@ def stocks_for_run(
         A finished :func:`~socmap.predict.predict_cube` run.
     bd
         ``"auto"`` (a cube band named ``bd_g_cm3`` or ``bdod``, else the pedotransfer
-        function), ``"ptf"``, a band name of the cube, or a constant in g/cm³.
+        function), ``"ptf"``, a band name of the cube, a constant in g/cm³, or
+        ``"strata:BAND"``: per-stratum constants (``bd_strata``) looked up by the stratum
+        codes of a cube band, as the blue-carbon workflow's defaults.
     bd_sd
         Standard deviation of a band or constant BD (the PTF carries its own).
+    bd_strata, bd_default
+        For ``bd="strata:BAND"``: stratum code -> ``(mean, sd)`` in g/cm³, and the pair for
+        codes not in the table (None: every code of the band must be listed).
     bd_units
         ``"g/cm3"``, or ``"cg/cm3"`` for a SoilGrids ``bdod`` band.
     cf, cf_sd
@@ -190,8 +207,12 @@ def stocks_for_run(
         raise ConfigError(
             f"run {str(run.path)!r} is {run.status!r}; finish it (rerun `socmap predict`) first"
         )
-    names = [str(b) for b in open_cube(run.config.cube).band.values]
+    cube = open_cube(run.config.cube)
+    names = [str(b) for b in cube.band.values]
     bd_option = _resolve_bd(bd, names)
+    strata_table: dict[str, list[float]] | None = None
+    if bd_option.startswith("strata:"):
+        strata_table = _stratum_table(cube, bd_option.split(":", 1)[1], bd_strata, bd_default)
     cf_option: str | float = cf
     if isinstance(cf, str):
         if cf not in names:
@@ -216,6 +237,9 @@ def stocks_for_run(
         "totals": [list(t) for t in chosen],
         "total_labels": total_labels,
     }
+    if strata_table is not None:
+        options["bd_strata"] = strata_table
+        options["bd_default"] = None if bd_default is None else [float(v) for v in bd_default]
     store = run.path / STOCK.store
     if store.exists() and run.stocks.get("options") != options:
         if not overwrite:
@@ -248,6 +272,42 @@ def stocks_for_run(
     return StockRun(run=run, labels=labels, options=options, summary=summary)
 
 
+def _stratum_table(
+    cube: Any,
+    band: str,
+    table: Mapping[Any, tuple[float, float]] | None,
+    default: tuple[float, float] | None,
+) -> dict[str, list[float]]:
+    """Validate a per-stratum BD table against the stratum band's classes, before any work."""
+    from socmap.cube import band_table
+    from socmap.stocks import StratumBD
+
+    if not table:
+        raise ConfigError(
+            f"bd='strata:{band}' needs a table of stratum code -> (mean, sd) g/cm3 "
+            "(CLI: --bd-table FILE.csv with columns stratum, bd_g_cm3, bd_sd_g_cm3)"
+        )
+    try:
+        codes: dict[Hashable, tuple[float, float]] = {float(k): v for k, v in table.items()}
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"stratum codes {list(table)!r} must be the numbers the band {band!r} holds"
+        ) from None
+    checked = StratumBD(codes, default)  # validates every pair (0 < mean < 2.65, sd >= 0)
+    row = band_table(cube.sel(band=[band])).iloc[0]
+    classes = (cube.attrs.get("band_classes") or [None] * len(cube.band))[
+        [str(b) for b in cube.band.values].index(band)
+    ]
+    if row["kind"] == "categorical" and classes and default is None:
+        missing = [c for c in classes if float(c) not in checked.table]
+        if missing:
+            raise ConfigError(
+                f"stratum band {band!r} has classes {missing!r} without a bulk density; add "
+                "them to the table or give a default"
+            )
+    return {f"{k:g}": [float(m), float(sd)] for k, (m, sd) in checked.table.items()}
+
+
 def _resolve_bd(bd: str | float, names: list[str]) -> str:
     if isinstance(bd, int | float):
         if not 0 < float(bd) < 2.65:
@@ -260,6 +320,14 @@ def _resolve_bd(bd: str | float, names: list[str]) -> str:
         return "ptf"
     if bd == "ptf":
         return "ptf"
+    if bd.startswith("strata:"):
+        band = bd.split(":", 1)[1]
+        if band not in names:
+            raise BandMismatch(
+                f"stratum band {band!r} is not in the cube (bands {names!r}); name the band "
+                "that holds the stratum codes"
+            )
+        return bd
     if bd not in names:
         raise BandMismatch(
             f"BD band {bd!r} is not in the cube (bands {names!r}); give a band, 'ptf' or a "
