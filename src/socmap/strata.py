@@ -1,0 +1,236 @@
+"""Stratum totals: areas, mean and total stocks, intervals, conservative estimates, compliance.
+
+Carbon standards report stocks per stratum, not per pixel. For each stratum and depth layer
+this module turns Monte Carlo draws of the stratum's area-weighted mean stock (t C/ha) into
+the table a verifier reads:
+
+* **mean** stock (t C/ha) = the mean of the draws; **total** (Mg C) = mean x area (ha), and
+  **t CO₂e** = Mg C x 44/12;
+* **SE** = the standard deviation of the draws (each draw is one whole-map realisation, so
+  its spread is the uncertainty of the stratum mean, not of a pixel);
+* **90 % and 95 % intervals** = the 5-95 and 2.5-97.5 percentiles of the draws;
+* **relative error** = the 95 % half-width / mean (VM0033 and the blue-carbon workflow ask
+  for <= 20 %);
+* **conservative estimate** = the lower bound of the two-sided interval at the configured
+  confidence (default 90 %, i.e. the 5th percentile), as standards ask when uncertainty
+  cannot be shown to be small;
+* **cores**: the number of cores in the stratum, their observed coefficient of variation
+  CV (sd / mean of the cores' stocks), and the cores needed for the target precision E at
+  the target confidence, ``n = (t CV / E)^2`` with ``t`` Student's quantile for the cores
+  at hand (``n - 1`` degrees of freedom; the normal quantile below 2 cores), rounded up;
+  **additional cores** = ``max(0, n - n_cores)``;
+* **flags**: at least ``min_cores`` cores (3 in VM0033), relative error within the target.
+
+Where the draws come from (``socmap strata RUN``) the approximation is stated in the report:
+the network's (epistemic) uncertainty is a whole-map realisation per draw, but the residual
+(aleatoric) noise is drawn independently per pixel, so it averages out over a stratum;
+spatial autocorrelation of the residuals is ignored and the SE is a lower bound on that
+account.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from scipy import stats
+
+from socmap.errors import ConfigError
+
+__all__ = [
+    "CO2_PER_C",
+    "StrataConfig",
+    "cores_needed",
+    "stratum_table",
+]
+
+#: Mass of CO₂ per mass of carbon (44/12).
+CO2_PER_C = 44.0 / 12.0
+
+
+@dataclass(frozen=True)
+class StrataConfig:
+    """Reporting rules; defaults follow VM0033 and the blue-carbon MMRV workflow.
+
+    Parameters
+    ----------
+    target_relative_error
+        Target half-width of the interval as a fraction of the mean (0.20).
+    target_confidence
+        Confidence of that interval (0.95).
+    conservative_confidence
+        Two-sided confidence whose lower bound is the conservative estimate (0.90).
+    min_cores
+        Minimum cores per stratum (3).
+    """
+
+    target_relative_error: float = 0.20
+    target_confidence: float = 0.95
+    conservative_confidence: float = 0.90
+    min_cores: int = 3
+
+    def __post_init__(self) -> None:
+        if not 0 < self.target_relative_error < 1:
+            raise ConfigError(
+                f"target relative error {self.target_relative_error!r} must be in (0, 1), "
+                "e.g. 0.2 for 20 %"
+            )
+        for name in ("target_confidence", "conservative_confidence"):
+            value = getattr(self, name)
+            if not 0.5 <= value < 1:
+                raise ConfigError(f"{name} {value!r} must be in [0.5, 1), e.g. 0.9 or 0.95")
+        if self.min_cores < 1:
+            raise ConfigError(f"min_cores {self.min_cores!r} must be >= 1")
+
+    def to_dict(self) -> dict[str, float | int]:
+        """JSON form, recorded in the output metadata."""
+        return asdict(self)
+
+
+def cores_needed(cv: float, n_cores: int, relative_error: float, confidence: float) -> int:
+    """Cores for a relative error ``E`` at a confidence: ``ceil((t CV / E)^2)``.
+
+    ``t`` is Student's two-sided quantile with ``n_cores - 1`` degrees of freedom (the
+    normal quantile when fewer than 2 cores give no degrees of freedom).
+
+    Examples
+    --------
+    >>> cores_needed(0.5, 10, 0.2, 0.95)  # t(0.975, 9) = 2.2622: (2.2622 * 0.5 / 0.2)^2 = 31.98
+    32
+    >>> cores_needed(0.0, 5, 0.2, 0.95)
+    0
+    """
+    if not math.isfinite(cv) or cv < 0:
+        raise ConfigError(f"coefficient of variation {cv!r} must be a finite number >= 0")
+    q = 0.5 + confidence / 2
+    t = float(stats.t.ppf(q, n_cores - 1)) if n_cores >= 2 else float(stats.norm.ppf(q))
+    return math.ceil((t * cv / relative_error) ** 2 - 1e-9)
+
+
+def _cv(values: npt.ArrayLike) -> float:
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if len(v) < 2 or v.mean() <= 0:
+        return float("nan")
+    return float(v.std(ddof=1) / v.mean())
+
+
+def stratum_table(
+    draws: Mapping[str, npt.ArrayLike],
+    areas_ha: Mapping[str, float],
+    layers: Sequence[str],
+    core_stocks: pd.DataFrame | None = None,
+    config: StrataConfig | None = None,
+) -> pd.DataFrame:
+    """One row per stratum and layer with the reported quantities (see the module docstring).
+
+    Parameters
+    ----------
+    draws
+        Stratum -> ``(T, L)`` draws of the stratum's area-weighted mean stock (t C/ha), one
+        column per layer.
+    areas_ha
+        Stratum -> mapped area (ha) the mean applies to.
+    layers
+        Labels of the ``L`` layers (``"0-15cm"``, ``"0-30cm"``, ...).
+    core_stocks
+        Optional ``stratum, layer, stock_t_ha`` rows, one per core and layer, for the core
+        counts, CV and additional cores. Strata without cores get ``n_cores`` 0.
+    config
+        Reporting rules (:class:`StrataConfig`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``stratum, layer, area_ha, mean_t_c_ha, se_t_c_ha, ci90_low, ci90_high,
+        ci95_low, ci95_high, relative_error, conservative_t_c_ha, total_mg_c,
+        total_t_co2e, conservative_mg_c, conservative_t_co2e, n_cores, cv_cores,
+        cores_needed, additional_cores, min_cores_ok, precision_ok``.
+
+    Raises
+    ------
+    ConfigError
+        Draws of the wrong shape, a stratum without an area, fewer than 2 draws.
+
+    Examples
+    --------
+    >>> d = {"marsh": np.array([[10.0], [12.0], [14.0]])}
+    >>> t = stratum_table(d, {"marsh": 2.0}, ["0-30cm"])
+    >>> t.loc[0, ["mean_t_c_ha", "total_mg_c"]].tolist()
+    [12.0, 24.0]
+    """
+    cfg = config or StrataConfig()
+    missing = [s for s in draws if s not in areas_ha]
+    if missing:
+        raise ConfigError(f"strata {missing!r} have draws but no area; give areas_ha for them")
+    lo90, hi90 = 5.0, 95.0
+    c95 = cfg.target_confidence
+    tail = 100 * (1 - c95) / 2
+    cons = 100 * (1 - cfg.conservative_confidence) / 2
+    rows = []
+    for stratum, raw in draws.items():
+        d = np.asarray(raw, dtype=np.float64)
+        if d.ndim != 2 or d.shape[1] != len(layers) or d.shape[0] < 2:
+            raise ConfigError(
+                f"draws of stratum {stratum!r} have shape {d.shape!r}; need (draws >= 2, "
+                f"{len(layers)} layers)"
+            )
+        area = float(areas_ha[stratum])
+        for k, layer in enumerate(layers):
+            col = d[:, k]
+            mean = float(col.mean())
+            lo95, hi95 = (float(v) for v in np.percentile(col, [tail, 100 - tail]))
+            conservative = float(np.percentile(col, cons))
+            cores = _cores(core_stocks, stratum, layer)
+            cv = _cv(cores)
+            need = None
+            if math.isfinite(cv):
+                need = cores_needed(cv, len(cores), cfg.target_relative_error, c95)
+            rel = (hi95 - lo95) / 2 / mean if mean > 0 else float("nan")
+            rows.append(
+                {
+                    "stratum": stratum,
+                    "layer": layer,
+                    "area_ha": area,
+                    "mean_t_c_ha": mean,
+                    "se_t_c_ha": float(col.std(ddof=1)),
+                    "ci90_low": float(np.percentile(col, lo90)),
+                    "ci90_high": float(np.percentile(col, hi90)),
+                    "ci95_low": lo95,
+                    "ci95_high": hi95,
+                    "relative_error": rel,
+                    "conservative_t_c_ha": conservative,
+                    "total_mg_c": mean * area,
+                    "total_t_co2e": mean * area * CO2_PER_C,
+                    "conservative_mg_c": conservative * area,
+                    "conservative_t_co2e": conservative * area * CO2_PER_C,
+                    "n_cores": len(cores),
+                    "cv_cores": cv,
+                    "cores_needed": need,
+                    "additional_cores": None if need is None else max(0, need - len(cores)),
+                    "min_cores_ok": len(cores) >= cfg.min_cores,
+                    "precision_ok": bool(rel <= cfg.target_relative_error),
+                }
+            )
+    table = pd.DataFrame(rows)
+    for col in ("cores_needed", "additional_cores"):
+        table[col] = table[col].astype("Int64")
+    return table
+
+
+def _cores(core_stocks: pd.DataFrame | None, stratum: str, layer: str) -> np.ndarray:
+    if core_stocks is None or core_stocks.empty:
+        return np.empty(0)
+    absent = [c for c in ("stratum", "layer", "stock_t_ha") if c not in core_stocks.columns]
+    if absent:
+        raise ConfigError(
+            f"core stocks lack columns {absent!r}; give one row per core and layer with "
+            "stratum, layer, stock_t_ha"
+        )
+    pick = (core_stocks["stratum"].astype(str) == str(stratum)) & (core_stocks["layer"] == layer)
+    values = core_stocks.loc[pick, "stock_t_ha"].to_numpy(dtype=np.float64)
+    return values[np.isfinite(values)]

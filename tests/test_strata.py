@@ -1,0 +1,98 @@
+"""Stratum totals: a hand-computed case, the cores formula, conservative estimates, units."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from socmap.errors import ConfigError
+from socmap.strata import CO2_PER_C, StrataConfig, cores_needed, stratum_table
+
+
+def test_hand_computed_two_strata():
+    # 5 draws per stratum, one layer; percentiles by linear interpolation (numpy default)
+    draws = {
+        "marsh": np.array([[40.0], [50.0], [60.0], [45.0], [55.0]]),
+        "flat": np.array([[10.0], [10.0], [10.0], [10.0], [10.0]]),
+    }
+    cores = pd.DataFrame(
+        {
+            "stratum": ["marsh"] * 4 + ["flat"] * 2,
+            "layer": "0-30cm",
+            "stock_t_ha": [30.0, 50.0, 70.0, 50.0, 9.0, 11.0],
+        }
+    )
+    t = stratum_table(draws, {"marsh": 100.0, "flat": 20.0}, ["0-30cm"], cores).set_index("stratum")
+    m = t.loc["marsh"]
+    assert m["mean_t_c_ha"] == 50.0
+    assert m["se_t_c_ha"] == pytest.approx(np.sqrt(250 / 4))  # deviations 10,0,10,5,5
+    assert m["total_mg_c"] == 5000.0
+    assert m["total_t_co2e"] == pytest.approx(5000.0 * 44 / 12)
+    # sorted draws 40 45 50 55 60: 2.5th pct = 40 + 0.1 * 5 = 40.5; 97.5th = 59.5
+    assert (m["ci95_low"], m["ci95_high"]) == pytest.approx((40.5, 59.5))
+    assert (m["ci90_low"], m["ci90_high"]) == pytest.approx((41.0, 59.0))
+    assert m["relative_error"] == pytest.approx(9.5 / 50)
+    assert m["conservative_t_c_ha"] == pytest.approx(41.0)  # 5th percentile (90 % two-sided)
+    assert m["conservative_mg_c"] == pytest.approx(4100.0)
+    # cores: 30 50 70 50 -> mean 50, sd 16.33, CV 0.3266; t(0.975, 3) = 3.182
+    cv = np.std([30, 50, 70, 50], ddof=1) / 50
+    assert m["cv_cores"] == pytest.approx(cv)
+    expected = int(np.ceil((stats.t.ppf(0.975, 3) * cv / 0.2) ** 2))
+    assert m["cores_needed"] == expected == 28
+    assert m["additional_cores"] == 24
+    assert bool(m["min_cores_ok"]) and bool(m["precision_ok"])
+    f = t.loc["flat"]
+    assert f["se_t_c_ha"] == 0.0 and f["relative_error"] == 0.0
+    assert f["n_cores"] == 2 and not bool(f["min_cores_ok"])
+    assert f["cores_needed"] == int(
+        np.ceil((stats.t.ppf(0.975, 1) * np.std([9, 11], ddof=1) / 10 / 0.2) ** 2)
+    )
+
+
+def test_cores_formula_and_its_edges():
+    # the normal quantile when no degrees of freedom: (1.96 * 0.4 / 0.2)^2 = 15.37 -> 16
+    assert cores_needed(0.4, 1, 0.2, 0.95) == 16
+    assert cores_needed(0.4, 0, 0.2, 0.95) == 16
+    # more cores at hand, smaller t, fewer needed; looser target, fewer needed
+    assert cores_needed(0.4, 30, 0.2, 0.95) < cores_needed(0.4, 3, 0.2, 0.95)
+    assert cores_needed(0.4, 30, 0.3, 0.95) < cores_needed(0.4, 30, 0.2, 0.95)
+    assert cores_needed(0.4, 30, 0.2, 0.90) < cores_needed(0.4, 30, 0.2, 0.95)
+    with pytest.raises(ConfigError, match="coefficient of variation"):
+        cores_needed(float("nan"), 3, 0.2, 0.95)
+
+
+def test_conservative_estimate_follows_its_confidence():
+    rng = np.random.default_rng(0)
+    d = {"s": rng.normal(30, 3, size=(4000, 1))}
+    loose = stratum_table(
+        d, {"s": 1.0}, ["0-30cm"], config=StrataConfig(conservative_confidence=0.5)
+    )
+    strict = stratum_table(
+        d, {"s": 1.0}, ["0-30cm"], config=StrataConfig(conservative_confidence=0.95)
+    )
+    assert loose.loc[0, "conservative_t_c_ha"] > strict.loc[0, "conservative_t_c_ha"]
+    # a normal's 2.5th percentile is mean - 1.96 sd
+    assert strict.loc[0, "conservative_t_c_ha"] == pytest.approx(30 - 1.96 * 3, abs=0.3)
+    assert strict.loc[0, "conservative_t_c_ha"] <= strict.loc[0, "mean_t_c_ha"]
+
+
+def test_units_and_co2e():
+    assert abs(CO2_PER_C * 12 - 44) < 1e-12
+    t = stratum_table({"a": np.array([[12.0, 1.0], [12.0, 3.0]])}, {"a": 3.0}, ["x", "y"])
+    row = t.set_index("layer").loc["x"]
+    assert row["total_mg_c"] == 36.0  # t C/ha x ha = t C = Mg C
+    assert row["total_t_co2e"] == pytest.approx(132.0)
+    assert t.set_index("layer").loc["y", "mean_t_c_ha"] == 2.0
+
+
+def test_bad_inputs_raise_config_errors():
+    with pytest.raises(ConfigError, match="no area"):
+        stratum_table({"a": np.ones((3, 1))}, {}, ["x"])
+    with pytest.raises(ConfigError, match="need \\(draws >= 2, 1 layers\\)"):
+        stratum_table({"a": np.ones((3, 2))}, {"a": 1.0}, ["x"])
+    with pytest.raises(ConfigError, match="target relative error"):
+        StrataConfig(target_relative_error=20)
+    with pytest.raises(ConfigError, match="lack columns"):
+        stratum_table({"a": np.ones((3, 1))}, {"a": 1.0}, ["x"], pd.DataFrame({"stratum": ["a"]}))
