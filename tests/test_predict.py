@@ -18,7 +18,7 @@ import rasterio
 import zarr
 
 from socmap.cube import band_table, build_cube, open_cube
-from socmap.errors import BandMismatch, OutputExists
+from socmap.errors import BandMismatch, ConfigError, OutputExists
 from socmap.extract import extract_focal
 from socmap.focal import FocalSpec, focal_band_table
 from socmap.model.estimator import SocNetRegressor
@@ -404,7 +404,6 @@ def test_stocks_are_linear_in_bd_and_totals_add_up(finished_run):
 
 def test_per_stratum_bd_constants_scale_each_stratum(finished_run, tmp_path):
     """BD by the codes of a stratum band: each stratum's stocks scale with its own constant."""
-    from socmap.errors import ConfigError
     from socmap.stocks import read_stratum_bd
 
     table = tmp_path / "bd.csv"
@@ -473,6 +472,84 @@ def test_stock_exports_join_the_stac_item(meuse, tmp_path):
         assert src.units == ("t/ha",)
 
 
+# ---------------------------------------------------------------------- strata
+
+
+def test_stratum_totals_agree_with_the_stock_maps(meuse, finished_run, tmp_path):
+    from socmap.predict import strata_for_run
+
+    _stock(finished_run, bd=1.3, bd_sd=0.1)
+    res = strata_for_run(finished_run.path, "soil", workers=0, progress=False)
+    table = res.table.set_index(["stratum", "layer"])
+    assert sorted(res.table["stratum"].unique()) == ["1", "2", "3"]
+    assert res.path.is_file() and (res.path.parent / "strata.json").is_file()
+    stock = finished_run.open("stock.zarr")["stock"]
+    soil = open_cube(meuse["cube"]).sel(band="soil").values
+    area = finished_run.grid.pixel_areas_m2() / 1e4
+    for code in ("1", "2", "3"):
+        inside = soil == float(code)
+        mean_map = stock.sel(stat="mean", depth="0-30cm").values
+        mapped = inside & np.isfinite(mean_map)
+        row = table.loc[(code, "0-30cm")]
+        # the mean of the draws of the areal mean = the area-weighted mean of pixel means
+        expected = float((mean_map[mapped] * area[mapped]).sum() / area[mapped].sum())
+        assert row["mean_t_c_ha"] == pytest.approx(expected, rel=1e-6)
+        assert row["area_ha"] == pytest.approx(float(area[mapped].sum()), rel=1e-9)
+        assert row["unmapped_area_ha"] == pytest.approx(float(area[inside & ~mapped].sum()))
+        assert row["total_mg_c"] == pytest.approx(expected * row["area_ha"], rel=1e-6)
+        assert row["ci95_low"] < row["mean_t_c_ha"] < row["ci95_high"]
+        # a whole-map realisation per draw: the areal mean is far surer than one pixel
+        assert row["se_t_c_ha"] < np.nanmedian(stock.sel(stat="sd", depth="0-30cm").values[mapped])
+    # rerunning resumes every tile; the metadata says how the numbers were made
+    again = strata_for_run(finished_run.path, "soil", workers=0, progress=False)
+    assert again.run.strata["summary"]["tiles_resumed"] == 12
+    pd.testing.assert_frame_equal(again.table, res.table)
+    meta = json.loads((res.path.parent / "strata.json").read_text())
+    assert "44/12" in meta["units"]["total_t_co2e"] and "lower bound" in meta["approximation"]
+    assert meta["config"]["min_cores"] == 3
+
+
+def test_strata_from_polygons_with_cores_located_on_the_map(meuse, finished_run, tmp_path):
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    from socmap.predict import strata_for_run
+
+    _stock(finished_run, bd=1.3)
+    minx, miny, maxx, maxy = finished_run.grid.bounds
+    mid = (minx + maxx) / 2
+    polygons = gpd.GeoDataFrame(
+        {"zone": ["west", "east"]},
+        geometry=[box(minx, miny, mid, maxy), box(mid, miny, maxx, maxy)],
+        crs="EPSG:28992",
+    )
+    polygons.to_file(tmp_path / "zones.gpkg")
+    cores = meuse["table"][["site_id", "x", "y", "crs", "top_cm", "bottom_cm", "soc_g_kg"]]
+    res = strata_for_run(
+        finished_run.path, tmp_path / "zones.gpkg", field="zone", cores=cores, workers=0,
+        progress=False,
+    )  # fmt: skip
+    t = res.table.set_index(["stratum", "layer"])
+    n_west = int((cores.drop_duplicates("site_id")["x"] < mid).sum())
+    assert t.loc[("west", "0-15cm"), "n_cores"] == n_west
+    assert t.loc[("east", "0-15cm"), "n_cores"] == cores["site_id"].nunique() - n_west
+    # the halves' areas add up to the grid's
+    total = t.xs("0-15cm", level="layer")[["area_ha", "unmapped_area_ha"]].to_numpy().sum()
+    assert total == pytest.approx(finished_run.grid.pixel_areas_m2().sum() / 1e4, rel=1e-9)
+    assert t["cores_needed"].notna().all() and (t["additional_cores"] >= 0).all()
+    with pytest.raises(ConfigError, match="lack the column 'stratum'"):
+        strata_for_run(finished_run.path, tmp_path / "zones.gpkg", workers=0, progress=False)
+
+
+def test_strata_need_stocks_first(meuse, tmp_path):
+    from socmap.predict import strata_for_run
+
+    run = predict_cube(meuse["bundle"], meuse["cube"], tmp_path / "r", passes=2, workers=0,
+                       exports=False, progress=False)  # fmt: skip
+    with pytest.raises(ConfigError, match="has no stocks yet"):
+        strata_for_run(run.path, "soil", workers=0, progress=False)
+
+
 def test_cli_predict_and_stocks(meuse, tmp_path, capsys):
     from socmap.cli import main
 
@@ -497,6 +574,12 @@ def test_cli_predict_and_stocks(meuse, tmp_path, capsys):
     assert "BD from strata:soil" in capsys.readouterr().out
     assert cli(["stocks", out, "--bd", "strata:soil", "--bd-table", tmp_path / "no.csv"]) == 2
     assert "no.csv" in capsys.readouterr().err
+    assert cli(["strata", out, "--strata", "soil", "--workers", "0"]) == 0
+    printed = capsys.readouterr().out
+    assert "t CO2e" in printed and "strata.csv" in printed
+    assert cli(["strata", out, "--strata", "nope", "--workers", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "'nope'" in err and len(err.splitlines()) == 1
     # bad input: one line, exit 2, nothing written
     assert cli(["stocks", out, "--bd", "nope", "--workers", "0", "--overwrite"]) == 2
     err = capsys.readouterr().err.strip()

@@ -527,6 +527,71 @@ def stocks_cmd(
     out.print(f"stock maps: {run_dir / 'cogs'} (stock_*.tif); store: {run_dir / 'stock.zarr'}")
 
 
+@app.command("strata")
+def strata_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run with stocks (`socmap stocks`).")],
+    strata: Annotated[
+        str,
+        typer.Option(
+            help="Stratum polygons (.gpkg, .geojson, .shp), a stratum raster, or a cube band."
+        ),
+    ],
+    field: Annotated[str, typer.Option(help="Stratum column of a polygon file.")] = "stratum",
+    cores: Annotated[
+        Path | None,
+        typer.Option(
+            help="Harmonised core samples (.parquet or .csv) on the run's depths, with a stratum "
+            "column or x, y, crs: core counts, CV and the cores still needed."
+        ),
+    ] = None,
+    target_error: Annotated[
+        float, typer.Option(help="Target relative error (95 % half-width / mean).")
+    ] = 0.20,
+    confidence: Annotated[float, typer.Option(help="Confidence of the target.")] = 0.95,
+    conservative: Annotated[
+        float, typer.Option(help="Two-sided confidence whose lower bound is reported.")
+    ] = 0.90,
+    min_cores: Annotated[int, typer.Option(help="Minimum cores per stratum (VM0033: 3).")] = 3,
+    scheduler: SchedulerOpt = None,
+    workers: WorkersOpt = None,
+) -> None:
+    """Stratum stocks: area, mean and total (Mg C, t CO2e), SE, 90/95 % intervals, flags.
+
+    Example: [bold]socmap strata runs/edgeroi --strata landuse --cores vm0033.parquet[/bold]
+    """
+    from socmap.predict import strata_for_run
+    from socmap.profiles import read_table
+    from socmap.strata import StrataConfig
+
+    config = StrataConfig(
+        target_relative_error=target_error,
+        target_confidence=confidence,
+        conservative_confidence=conservative,
+        min_cores=min_cores,
+    )
+    res = strata_for_run(
+        run_dir,
+        strata,
+        field=field,
+        cores=read_table(cores) if cores is not None else None,
+        config=config,
+        scheduler=scheduler,
+        workers=workers,
+    )
+    deepest = res.table["layer"].iloc[-1]
+    for row in res.table[res.table["layer"] == deepest].itertuples(index=False):
+        flags = [] if row.min_cores_ok else [f"{row.n_cores} cores < {min_cores}"]
+        if not row.precision_ok:
+            flags.append(f"relative error {row.relative_error:.0%} > {target_error:.0%}")
+        out.print(
+            f"{row.stratum}: {row.area_ha:.1f} ha, {deepest} {row.mean_t_c_ha:.1f} t C/ha "
+            f"(95 % {row.ci95_low:.1f}-{row.ci95_high:.1f}), total {row.total_t_co2e:.0f} t CO2e, "
+            f"conservative {row.conservative_t_co2e:.0f} t CO2e"
+            + (f"; {'; '.join(flags)}" if flags else "")
+        )
+    out.print(f"stratum table: {res.path}")
+
+
 @app.command("cv")
 def cv_cmd(
     cube: Annotated[Path, typer.Option(help="The region's covariate cube (Zarr).")],

@@ -309,6 +309,49 @@ class Grid:
         """Y coordinates of pixel centres (length ``height``), north to south."""
         return self.transform.f + self.transform.e * (np.arange(self.height) + 0.5)
 
+    @property
+    def centre_lonlat(self) -> tuple[float, float]:
+        """Longitude and latitude (WGS84) of the grid's centre."""
+        from pyproj import Transformer
+
+        minx, miny, maxx, maxy = self.bounds
+        to_geo = Transformer.from_crs(self.pyproj_crs, "EPSG:4326", always_xy=True)
+        lon, lat = to_geo.transform((minx + maxx) / 2, (miny + maxy) / 2)
+        return float(lon), float(lat)
+
+    def pixel_areas_m2(self, centre: tuple[float, float] | None = None) -> np.ndarray:
+        """Area of every pixel in m², measured in an equal-area projection.
+
+        Pixel corners are projected to a Lambert azimuthal equal-area CRS centred on
+        ``centre`` (lon, lat; default :attr:`centre_lonlat`) and each quadrilateral's area
+        is taken there, so degree grids and conformal projections (UTM) get true areas.
+        Pass the parent grid's centre when measuring windows, so a tile's pixels have the
+        areas they have in the whole grid.
+
+        Examples
+        --------
+        >>> g = Grid("EPSG:4326", Affine(1.0, 0, 0, 0, -1.0, 1.0), (2, 1))
+        >>> a = g.pixel_areas_m2()
+        >>> (a[:, 0] / 1e9).round(2).tolist()  # 1 degree at the equator: about 12,309 km²
+        [12.31, 12.31]
+        """
+        from pyproj import Transformer
+
+        lon, lat = centre if centre is not None else self.centre_lonlat
+        laea = CRS.from_proj4(f"+proj=laea +lat_0={lat} +lon_0={lon} +datum=WGS84 +units=m")
+        to_laea = Transformer.from_crs(self.pyproj_crs, laea, always_xy=True)
+        t = self.transform
+        cols, rows = np.meshgrid(np.arange(self.width + 1.0), np.arange(self.height + 1.0))
+        x, y = to_laea.transform(t.c + t.a * cols + t.b * rows, t.f + t.d * cols + t.e * rows)
+        x, y = np.asarray(x), np.asarray(y)
+        # shoelace over the corners (r, c) -> (r, c+1) -> (r+1, c+1) -> (r+1, c)
+        x0, x1, x2, x3 = x[:-1, :-1], x[:-1, 1:], x[1:, 1:], x[1:, :-1]
+        y0, y1, y2, y3 = y[:-1, :-1], y[:-1, 1:], y[1:, 1:], y[1:, :-1]
+        twice = (
+            (x0 * y1 - x1 * y0) + (x1 * y2 - x2 * y1) + (x2 * y3 - x3 * y2) + (x3 * y0 - x0 * y3)
+        )
+        return np.abs(twice) / 2.0
+
     # ------------------------------------------------------------------ geometry
     def rowcol(self, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
         """Fractional ``(row, col)`` of map coordinates; pixel centres are at ``i + 0.5``."""

@@ -44,6 +44,7 @@ from socmap.errors import ConfigError
 __all__ = [
     "CO2_PER_C",
     "StrataConfig",
+    "core_stocks",
     "cores_needed",
     "stratum_table",
 ]
@@ -217,8 +218,8 @@ def stratum_table(
                 }
             )
     table = pd.DataFrame(rows)
-    for col in ("cores_needed", "additional_cores"):
-        table[col] = table[col].astype("Int64")
+    for name in ("cores_needed", "additional_cores"):
+        table[name] = table[name].astype("Int64")
     return table
 
 
@@ -234,3 +235,89 @@ def _cores(core_stocks: pd.DataFrame | None, stratum: str, layer: str) -> np.nda
     pick = (core_stocks["stratum"].astype(str) == str(stratum)) & (core_stocks["layer"] == layer)
     values = core_stocks.loc[pick, "stock_t_ha"].to_numpy(dtype=np.float64)
     return values[np.isfinite(values)]
+
+
+def core_stocks(
+    cores: pd.DataFrame,
+    intervals: Sequence[tuple[float, float]],
+    totals: Sequence[tuple[float, float]] = (),
+    *,
+    cf: float = 0.0,
+) -> pd.DataFrame:
+    """Stocks (t C/ha) of each core for the mapped intervals and cumulative totals.
+
+    Parameters
+    ----------
+    cores
+        Harmonised core samples: ``site_id, stratum, top_cm, bottom_cm, soc_g_kg`` and,
+        where measured, ``bd_g_cm3``. Samples without BD take the median of the shipped
+        pedotransfer function (:class:`socmap.stocks.PedotransferBD`).
+    intervals
+        Depth intervals of the map (cm); a core's sample must match an interval exactly.
+    totals
+        Cumulative depths (cm), each the sum of the intervals it covers.
+    cf
+        Coarse-fragment volume fraction of the cores.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``site_id, stratum, layer, stock_t_ha, bd_source`` (``measured`` or ``ptf``); NaN
+        where the core lacks an interval (never dropped).
+
+    Examples
+    --------
+    >>> c = pd.DataFrame({"site_id": ["a", "a"], "stratum": "m", "top_cm": [0.0, 15.0],
+    ...                   "bottom_cm": [15.0, 30.0], "soc_g_kg": [20.0, 10.0],
+    ...                   "bd_g_cm3": [1.0, 1.2]})
+    >>> core_stocks(c, [(0, 15), (15, 30)], [(0, 30), (0, 20)])["stock_t_ha"].tolist()
+    [30.0, 18.0, 48.0, 36.0]
+    """
+    from socmap.stocks import PedotransferBD, stock_t_ha
+
+    need = ["site_id", "stratum", "top_cm", "bottom_cm", "soc_g_kg"]
+    absent = [c for c in need if c not in cores.columns]
+    if absent:
+        raise ConfigError(
+            f"cores lack columns {absent!r}; give harmonised samples with {need!r} "
+            "(and bd_g_cm3 where measured)"
+        )
+    table = cores.copy()
+    soc = table["soc_g_kg"].to_numpy(dtype=np.float64)
+    mid = (table["top_cm"].to_numpy(float) + table["bottom_cm"].to_numpy(float)) / 2
+    measured = (
+        table["bd_g_cm3"].to_numpy(dtype=np.float64)
+        if "bd_g_cm3" in table.columns
+        else np.full(len(table), np.nan)
+    )
+    ok_soc = np.isfinite(soc)
+    ptf = np.full(len(table), np.nan)
+    if ok_soc.any():
+        ptf[ok_soc] = PedotransferBD().predict(soc[ok_soc], mid[ok_soc])
+    bd = np.where(np.isfinite(measured), measured, ptf)
+    table["_stock"] = stock_t_ha(
+        np.where(ok_soc, soc, np.nan),
+        bd,
+        (table["bottom_cm"] - table["top_cm"]).to_numpy(float),
+        cf,
+    )
+    table["_bd_source"] = np.where(np.isfinite(measured), "measured", "ptf")
+    rows = []
+    for (site, stratum), core in table.groupby(["site_id", "stratum"], sort=False):
+        by_interval = {}
+        for top, bottom in intervals:
+            hit = core[(core["top_cm"] == top) & (core["bottom_cm"] == bottom)]
+            value = float(hit["_stock"].iloc[0]) if len(hit) else float("nan")
+            source = str(hit["_bd_source"].iloc[0]) if len(hit) else ""
+            by_interval[(top, bottom)] = value
+            rows.append((site, stratum, f"{top:g}-{bottom:g}cm", value, source))
+        for top, bottom in totals:
+            # as in socmap.stocks.cumulative_draws: each interval weighted by its overlap
+            parts = [
+                v * (min(b, bottom) - max(a, top)) / (b - a)
+                for (a, b), v in by_interval.items()
+                if min(b, bottom) > max(a, top)
+            ]
+            value = float(np.sum(parts)) if parts else float("nan")
+            rows.append((site, stratum, f"{top:g}-{bottom:g}cm", value, "sum"))
+    return pd.DataFrame(rows, columns=["site_id", "stratum", "layer", "stock_t_ha", "bd_source"])

@@ -10,17 +10,20 @@ for the COGs, quicklooks and STAC Item.
 from socmap.predict._engine import STATS, TileModel, load_tile_model, predict_block, with_focal
 from socmap.predict._run import PredictionRun, RunConfig, open_run, predict_cube
 from socmap.predict._stocks import StockRun, stocks_for_run
+from socmap.predict._strata import StrataResult, strata_for_run
 
 __all__ = [
     "STATS",
     "PredictionRun",
     "RunConfig",
     "StockRun",
+    "StrataResult",
     "TileModel",
     "load_tile_model",
     "open_run",
     "predict_block",
     "predict_cube",
     "stocks_for_run",
+    "strata_for_run",
     "with_focal",
 ]

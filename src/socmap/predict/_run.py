@@ -81,6 +81,7 @@ class PredictionRun:
     summary: dict[str, Any] = field(default_factory=dict)
     exports: dict[str, list[str]] = field(default_factory=dict)
     stocks: dict[str, Any] = field(default_factory=dict)
+    strata: dict[str, Any] = field(default_factory=dict)
 
     @property
     def grid(self) -> Grid:
@@ -106,6 +107,7 @@ class PredictionRun:
             "summary": self.summary,
             "exports": self.exports,
             "stocks": self.stocks,
+            "strata": self.strata,
         }
         with atomic_path(self.path / RUN_JSON, overwrite=True) as tmp:
             tmp.write_text(json.dumps(doc, indent=2) + "\n")
@@ -138,6 +140,7 @@ def open_run(path: str | Path) -> PredictionRun:
         summary=dict(doc.get("summary") or {}),
         exports=dict(doc.get("exports") or {}),
         stocks=dict(doc.get("stocks") or {}),
+        strata=dict(doc.get("strata") or {}),
     )
 
 
@@ -149,6 +152,10 @@ def _cube_id(cube: xr.DataArray) -> str:
 
 def _tile_key(tile: Tile) -> str:
     return f"{tile.core.row0}_{tile.core.col0}"
+
+
+def _payload_digest(payload: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
 def _digest(*arrays: np.ndarray) -> str:
@@ -168,6 +175,7 @@ class LayerKind:
     units: str
     long_name: str
     planes: tuple[tuple[str, str], ...] = ()
+    tabular: bool = False  # results live in the tile records, not in Zarr arrays
 
     @property
     def arrays(self) -> tuple[str, ...]:
@@ -187,7 +195,11 @@ SOC = LayerKind(
     ),
 )
 STOCK = LayerKind("stock", "stock.zarr", "tiles_stock", "t/ha", "soil organic carbon stock")
-KINDS = {k.name: k for k in (SOC, STOCK)}
+#: Per-stratum sums of stock draws x area; ``store`` is the stratum-code raster it reads.
+STRATA = LayerKind(
+    "strata", "strata_codes.zarr", "tiles_strata", "Mg C", "stratum stock sums", tabular=True
+)
+KINDS = {k.name: k for k in (SOC, STOCK, STRATA)}
 
 
 def _write_template(
@@ -281,20 +293,31 @@ def _run_tile(job: _TileJob, padded: np.ndarray | None = None) -> dict[str, Any]
         res = predict_block(
             tm, block, names, passes=job.passes, batch_size=job.batch_size, seed=job.seed
         )
-    else:
+    elif kind is STOCK:
         from socmap.predict._stocks import stock_block
 
         res = stock_block(tm, block, names, job, json.loads(job.options))
+    else:
+        from socmap.predict._strata import stratum_block
+
+        res = stratum_block(tm, block, names, job, json.loads(job.options))
     rows, cols = slice(job.row0, job.row1), slice(job.col0, job.col1)
     store = Path(job.out)
-    _array(store, kind.name, "r+")[:, :, rows, cols] = res[kind.name]
-    for name, _ in kind.planes:
-        _array(store, name, "r+")[rows, cols] = res[name]
+    if kind.tabular:
+        payload = {kind.name: res[kind.name]}
+        digest = _payload_digest(payload)
+    else:
+        payload = {}
+        _array(store, kind.name, "r+")[:, :, rows, cols] = res[kind.name]
+        for name, _ in kind.planes:
+            _array(store, name, "r+")[rows, cols] = res[name]
+        digest = _digest(*(res[name] for name in kind.arrays))
     record = {
         "row0": job.row0,
         "col0": job.col0,
         "shape": [job.row1 - job.row0, job.col1 - job.col0],
-        "sha256": _digest(*(res[name] for name in kind.arrays)),
+        "sha256": digest,
+        **payload,
         "n_valid": res["n_valid"],
         "n_nodata": res["n_nodata"],
         "unknown_classes": res["unknown_classes"],
@@ -319,6 +342,8 @@ def _is_done(run_dir: Path, tile: Tile, kind: LayerKind = SOC) -> bool:
         record = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return False
+    if kind.tabular:
+        return bool(record.get("sha256") == _payload_digest({kind.name: record.get(kind.name)}))
     r, c = tile.core.slices
     store = run_dir / kind.store
     full = (slice(None), slice(None), r, c)
@@ -495,7 +520,7 @@ def compute_layers(
     config, run_dir = run.config, run.path
     grid = run.grid
     store = run_dir / kind.store
-    if not store.exists():
+    if not store.exists() and not kind.tabular:
         with atomic_path(store) as tmp:
             _write_template(tmp, grid, labels, config.chunk, kind)
     tiles = list(grid.tiles(config.chunk))

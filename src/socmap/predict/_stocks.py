@@ -16,7 +16,7 @@ in cg/cm³), the WoSIS 2017 pedotransfer function (SOC and depth), or a constant
 from __future__ import annotations
 
 import json
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ import numpy as np
 from socmap.errors import BandMismatch, ConfigError, OutputExists
 from socmap.predict._engine import (
     STATS,
+    EncodedBlock,
     TileModel,
     counter_normal,
     draws_from,
@@ -34,7 +35,7 @@ from socmap.predict._engine import (
 )
 from socmap.predict._run import STOCK, PredictionRun, compute_layers, open_run
 
-__all__ = ["StockRun", "stock_block", "stocks_for_run"]
+__all__ = ["StockRun", "layer_draws", "stock_block", "stocks_for_run"]
 
 _BD_SEED_OFFSET = 7_919  # separates the BD and CF residual streams from the SOC noise
 _CF_SEED_OFFSET = 104_729
@@ -88,17 +89,25 @@ def _bd_source(options: dict[str, Any], values: np.ndarray | None) -> Any:
     return BandBD(float(options["bd"]), options.get("bd_sd", 0.0))
 
 
-def stock_block(
-    tm: TileModel, block: np.ndarray, names: list[str], job: Any, options: dict[str, Any]
-) -> dict[str, Any]:
-    """Stock statistics of one tile: ``stock`` ``(5, intervals + totals, h, w)`` in t/ha."""
-    from socmap.stocks import cumulative_draws, stock_draws, summarise
+def layer_draws(
+    tm: TileModel,
+    enc: EncodedBlock,
+    block: np.ndarray,
+    names: list[str],
+    job: Any,
+    options: dict[str, Any],
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Joint stock draws of a tile's valid pixels (``enc``, from ``block``), batch by batch.
+
+    Yields ``(pixels, draws)``: flat indices of the batch's pixels in the tile, and their
+    stocks ``(T, intervals + totals, n)`` in t/ha. Draw ``t`` of every pixel belongs to the
+    same whole-map realisation (pass ``t``'s dropout masks; counter-based residuals), so
+    sums over pixels are draws of areal totals.
+    """
+    from socmap.stocks import cumulative_draws, stock_draws
 
     _, h, w = block.shape
-    enc = encode_block(tm, block, names)
     totals = [tuple(t) for t in options["totals"]]
-    n_layers = len(tm.intervals) + len(totals)
-    out = np.full((len(STATS), n_layers, h * w), np.nan, dtype=np.float32)
     width = int(json.loads(job.grid)["shape"][1])
     rr, cc = np.divmod(np.arange(h * w), w)
     ids = ((job.row0 + rr) * width + (job.col0 + cc)).astype(np.uint64)
@@ -133,7 +142,20 @@ def stock_block(
             z_bd=counter_normal(job.seed + _BD_SEED_OFFSET, counters),
             z_cf=counter_normal(job.seed + _CF_SEED_OFFSET, counters),
         )
-        layers = np.concatenate([draws, cumulative_draws(draws, tm.intervals, totals)], axis=1)
+        yield sel, np.concatenate([draws, cumulative_draws(draws, tm.intervals, totals)], axis=1)
+
+
+def stock_block(
+    tm: TileModel, block: np.ndarray, names: list[str], job: Any, options: dict[str, Any]
+) -> dict[str, Any]:
+    """Stock statistics of one tile: ``stock`` ``(5, intervals + totals, h, w)`` in t/ha."""
+    from socmap.stocks import summarise
+
+    _, h, w = block.shape
+    enc = encode_block(tm, block, names)
+    n_layers = len(tm.intervals) + len(options["totals"])
+    out = np.full((len(STATS), n_layers, h * w), np.nan, dtype=np.float32)
+    for sel, layers in layer_draws(tm, enc, block, names, job, options):
         summary = summarise(layers, axis=0)
         for i, stat in enumerate(STATS):
             out[i][:, sel] = getattr(summary, stat)
