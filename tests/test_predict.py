@@ -580,6 +580,12 @@ def test_cli_predict_and_stocks(meuse, tmp_path, capsys):
     assert cli(["strata", out, "--strata", "nope", "--workers", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert "'nope'" in err and len(err.splitlines()) == 1
+    assert cli(["design", out, "--strata", "soil", "--budget", "10", "--min-spacing", "80",
+                "--out", tmp_path / "design"]) == 0  # fmt: skip
+    assert "10 sites" in capsys.readouterr().out
+    sites = pd.read_csv(tmp_path / "design" / "design.csv")
+    assert len(sites) == 10 and set(sites["stratum"].astype(str)) <= {"1", "2", "3"}
+    assert (tmp_path / "design" / "design.gpkg").is_file()
     # bad input: one line, exit 2, nothing written
     assert cli(["stocks", out, "--bd", "nope", "--workers", "0", "--overwrite"]) == 2
     err = capsys.readouterr().err.strip()

@@ -592,6 +592,44 @@ def strata_cmd(
     out.print(f"stratum table: {res.path}")
 
 
+@app.command("design")
+def design_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A prediction run (its sd and AOA maps).")],
+    strata: Annotated[
+        str,
+        typer.Option(
+            help="Stratum polygons (.gpkg, .geojson, .shp), a stratum raster, or a cube band."
+        ),
+    ],
+    budget: Annotated[int, typer.Option(help="Number of new cores.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the design files.")],
+    field: Annotated[str, typer.Option(help="Stratum column of a polygon file.")] = "stratum",
+    layer: Annotated[
+        str | None,
+        typer.Option(help="Layer whose sd guides the design (default: the deepest stock total)."),
+    ] = None,
+    min_spacing: Annotated[float, typer.Option(help="Minimum distance between cores (m).")] = 0.0,
+    min_cores: Annotated[int, typer.Option(help="Cores per stratum before Neyman allocation.")] = 3,
+    seed: Annotated[int, typer.Option(help="Seed of the site draws.")] = 0,
+) -> None:
+    """Neyman-allocated, uncertainty-weighted, spaced core sites (GeoPackage + field CSV).
+
+    Example: [bold]socmap design runs/edgeroi --strata landuse --budget 30 -o design/[/bold]
+    """
+    from socmap.design import design_for_run
+
+    sites, allocation, paths = design_for_run(
+        run_dir, strata, budget, out_dir, field=field, layer=layer, min_spacing=min_spacing,
+        minimum=min_cores, seed=seed,
+    )  # fmt: skip
+    for row in allocation.itertuples(index=False):
+        short = (
+            f" (placed {row.placed}: no room at this spacing)" if row.placed < row.allocated else ""
+        )
+        out.print(f"{row.stratum}: {row.allocated} cores{short}")
+    out.print(f"{len(sites)} sites: {paths['csv']} and {paths['gpkg']}")
+
+
 @app.command("cv")
 def cv_cmd(
     cube: Annotated[Path, typer.Option(help="The region's covariate cube (Zarr).")],

@@ -1,0 +1,96 @@
+"""Sampling design: Neyman allocation, spaced uncertainty-weighted sites, field outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from affine import Affine
+from hypothesis import given
+from hypothesis import strategies as st
+
+from socmap.design import design_sites, neyman_allocation, sample_sites, write_design
+from socmap.errors import ConfigError
+from socmap.grid import Grid
+
+
+def test_neyman_allocation_is_proportional_to_size_times_sd():
+    got = neyman_allocation(
+        {"a": 200.0, "b": 100.0, "c": 100.0}, {"a": 1.0, "b": 2.0, "c": 0.0}, 20
+    )
+    assert got == {"a": 10, "b": 10, "c": 0}
+    # the minimum first, when the budget allows it for every stratum
+    assert neyman_allocation({"a": 1.0, "b": 1.0}, {"a": 1.0, "b": 0.0}, 7, minimum=3) == {
+        "a": 4,
+        "b": 3,
+    }
+    assert neyman_allocation({"a": 1.0, "b": 1.0}, {"a": 1.0, "b": 0.0}, 5, minimum=3) == {
+        "a": 5,
+        "b": 0,
+    }
+    with pytest.raises(ConfigError, match="budget"):
+        neyman_allocation({"a": 1.0}, {"a": 1.0}, -1)
+    with pytest.raises(ConfigError, match="lack a size"):
+        neyman_allocation({"a": 1.0}, {}, 3)
+
+
+@given(
+    st.lists(st.tuples(st.floats(0, 1e4), st.floats(0, 10)), min_size=1, max_size=6),
+    st.integers(0, 60),
+    st.integers(0, 4),
+)
+def test_allocation_spends_exactly_the_budget(strata, budget, minimum):
+    sizes = {f"s{i}": a for i, (a, _) in enumerate(strata)}
+    sds = {f"s{i}": s for i, (_, s) in enumerate(strata)}
+    got = neyman_allocation(sizes, sds, budget, minimum)
+    assert sum(got.values()) == budget and min(got.values()) >= 0
+    if minimum * len(strata) <= budget:
+        assert min(got.values()) >= minimum
+
+
+def test_sites_keep_their_spacing_follow_uncertainty_and_prefer_the_aoa():
+    rng = np.random.default_rng(1)
+    xy = rng.uniform(0, 1000, size=(3000, 2))
+    weights = np.where(xy[:, 0] > 500, 10.0, 1.0)  # the east is less certain
+    idx = sample_sites(xy, weights, 40, 50.0, rng=3)
+    assert len(idx) == 40 and len(set(idx.tolist())) == 40
+    pts = xy[idx]
+    d = np.hypot(*(pts[:, None] - pts[None]).transpose(2, 0, 1))
+    assert d[np.triu_indices(len(pts), 1)].min() >= 50.0
+    assert (pts[:, 0] > 500).mean() > 0.6
+    np.testing.assert_array_equal(idx, sample_sites(xy, weights, 40, 50.0, rng=3))
+    preferred = xy[:, 1] < 100
+    idx = sample_sites(xy, weights, 5, 10.0, preferred=preferred, rng=0)
+    assert preferred[idx].all()
+    # no room left: fewer sites, not overlapping ones
+    assert len(sample_sites(xy[:3], np.ones(3), 5, 1e6, rng=0)) == 1
+
+
+def test_design_on_a_grid_writes_field_files(tmp_path):
+    grid = Grid("EPSG:32756", Affine(30.0, 0, 500000.0, 0, -30.0, 7000000.0), (60, 80))
+    codes = np.full(grid.shape, -1, dtype=np.int32)
+    codes[:, :40], codes[:, 40:] = 0, 1
+    codes[:5, :5] = -1
+    sd = np.where(codes == 1, 4.0, 1.0)
+    sd[10:12, 10:12] = np.nan
+    aoa = np.ones(grid.shape)
+    aoa[:, 60:] = 0
+    sites, alloc = design_sites(
+        grid, codes, ["marsh", "flat"], sd, 12, min_spacing=90.0, aoa=aoa, seed=2
+    )
+    assert alloc.set_index("stratum")["allocated"].to_dict() == {"marsh": 4, "flat": 8}
+    assert len(sites) == 12 and sites["core_id"].is_unique
+    assert sites["inside_aoa"].all()
+    assert (sites.loc[sites["stratum"] == "flat", "x"] > 500000 + 40 * 30).all()
+    assert sites["latitude"].between(-28, -26).all()
+    again, _ = design_sites(
+        grid, codes, ["marsh", "flat"], sd, 12, min_spacing=90.0, aoa=aoa, seed=2
+    )
+    pd.testing.assert_frame_equal(sites, again)
+    paths = write_design(sites, grid, tmp_path / "design")
+    table = pd.read_csv(paths["csv"])
+    assert list(table.columns[:4]) == ["core_id", "longitude", "latitude", "stratum"]
+    import geopandas as gpd
+
+    frame = gpd.read_file(paths["gpkg"])
+    assert len(frame) == 12 and frame.crs.to_epsg() == 32756
