@@ -622,11 +622,11 @@ def design_cmd(
         run_dir, strata, budget, out_dir, field=field, layer=layer, min_spacing=min_spacing,
         minimum=min_cores, seed=seed,
     )  # fmt: skip
-    for row in allocation.itertuples(index=False):
-        short = (
-            f" (placed {row.placed}: no room at this spacing)" if row.placed < row.allocated else ""
-        )
-        out.print(f"{row.stratum}: {row.allocated} cores{short}")
+    for stratum, allocated, placed in zip(
+        allocation["stratum"], allocation["allocated"], allocation["placed"], strict=True
+    ):
+        short = f" (placed {placed}: no room at this spacing)" if placed < allocated else ""
+        out.print(f"{stratum}: {allocated} cores{short}")
     out.print(f"{len(sites)} sites: {paths['csv']} and {paths['gpkg']}")
 
 
