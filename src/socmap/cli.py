@@ -630,6 +630,43 @@ def design_cmd(
     out.print(f"{len(sites)} sites: {paths['csv']} and {paths['gpkg']}")
 
 
+@app.command("posterior")
+def posterior_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A prediction run.")],
+    prior: Annotated[
+        list[str],
+        typer.Option(help="DEPTH=MEAN.tif,SE.tif, e.g. 0-5cm=soc_mean.tif,soc_se.tif (repeat)."),
+    ],
+    layer: Annotated[str, typer.Option(help="soc (g/kg) or stock (t/ha).")] = "soc",
+    soilgrids: Annotated[
+        str | None, typer.Option(help="SoilGrids property of stored integers: soc, ocs, ...")
+    ] = None,
+    scale: Annotated[float, typer.Option(help="Factor applied to both prior rasters.")] = 1.0,
+) -> None:
+    """Bayesian update of a prior map (e.g. SoilGrids) with the run's prediction, per pixel.
+
+    Example: [bold]socmap posterior runs/x --prior 0-5cm=mean.tif,se.tif --soilgrids soc[/bold]
+    """
+    from socmap.posterior import posterior_for_run
+
+    priors: dict[str, tuple[str, str]] = {}
+    for item in prior:
+        depth, _, files = item.partition("=")
+        paths = files.split(",")
+        if not depth or len(paths) != 2 or not all(paths):
+            raise typer.BadParameter(
+                f"--prior {item!r} must be DEPTH=MEAN.tif,SE.tif, e.g. 0-5cm=mean.tif,se.tif"
+            )
+        priors[depth] = (paths[0], paths[1])
+    res = posterior_for_run(run_dir, priors, layer=layer, soilgrids=soilgrids, scale=scale)
+    for depth in res.depths:
+        out.print(
+            f"{depth}: mean prior weight {res.mean_prior_weight[depth]:.2f}, "
+            f"{res.pixels_without_prior[depth]} mapped pixels without a prior"
+        )
+    out.print(f"posterior: {res.path}")
+
+
 @app.command("cv")
 def cv_cmd(
     cube: Annotated[Path, typer.Option(help="The region's covariate cube (Zarr).")],
