@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.socmap-installed
 DEMO_OUT ?= demo_output
 
-.PHONY: install demo test lint typecheck bench clean
+.PHONY: install browser demo test lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,10 +16,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Headless Chromium for the report render test (Debian package; needs apt and root).
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
 demo: $(STAMP)
 	$(BIN)/socmap demo --out $(DEMO_OUT)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

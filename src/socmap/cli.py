@@ -667,6 +667,28 @@ def posterior_cmd(
     out.print(f"posterior: {res.path}")
 
 
+@app.command("report")
+def report_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A prediction run.")],
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Report folder (default RUN/report).")
+    ] = None,
+    benchmark: Annotated[
+        Path | None, typer.Option(help="A transfer benchmark folder (summary.csv).")
+    ] = None,
+    qc: Annotated[Path | None, typer.Option(help="A QC summary CSV.")] = None,
+    title: Annotated[str | None, typer.Option(help="Page title.")] = None,
+) -> None:
+    """Self-contained HTML report (and Markdown): provenance, CV, calibration, maps, strata.
+
+    Example: [bold]socmap report runs/edgeroi --benchmark bench/[/bold]
+    """
+    from socmap.report.build import build_report
+
+    paths = build_report(run_dir, out_dir, benchmark=benchmark, qc=qc, title=title)
+    out.print(f"report: {paths['html']} (and {paths['markdown'].name})")
+
+
 @app.command("cv")
 def cv_cmd(
     cube: Annotated[Path, typer.Option(help="The region's covariate cube (Zarr).")],

@@ -1,0 +1,397 @@
+"""The run report: one self-contained HTML page (images inlined) and the same in Markdown.
+
+``socmap report RUN`` gathers what a verifier or a reviewer asks for, from the run directory
+and the bundle it used:
+
+* inputs and provenance (fingerprints of the bundle, cube and strata; run settings;
+  library versions);
+* QC: the training counts recorded in the bundle, and a QC summary when one is given;
+* spatial CV: the bundle's CV metrics with their protocol, and a transfer benchmark's
+  methods x metrics table (ΔMAE/ΔCCC against the regional-only forest) and skill against n
+  when its folder is given;
+* calibration: PICP at each nominal level, raw and calibrated;
+* maps: SOC, its sd, the stock and the area of applicability;
+* the stratum table (``socmap strata``) with intervals and compliance flags, and the
+  sampling recommendations (``socmap design``, else the additional cores per stratum).
+
+Sections whose inputs are absent say so rather than vanish.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import io
+import json
+import platform
+from dataclasses import dataclass, field
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from socmap._io import atomic_path
+
+__all__ = ["Report", "build_report"]
+
+LIBRARIES = ("socmap", "torch", "numpy", "pandas", "xarray", "dask", "zarr", "rasterio")
+PICP_LEVELS = (50, 80, 90, 95)
+STRATA_COLUMNS = [
+    "stratum", "layer", "area_ha", "unmapped_area_ha", "mean_t_c_ha", "se_t_c_ha", "ci90_low",
+    "ci90_high", "ci95_low", "ci95_high", "relative_error", "conservative_t_c_ha",
+    "total_t_co2e", "conservative_t_co2e", "n_cores", "cores_needed", "additional_cores",
+    "min_cores_ok", "precision_ok",
+]  # fmt: skip
+
+
+@dataclass
+class Report:
+    """The pieces of a report, rendered to HTML and Markdown."""
+
+    title: str
+    sections: list[tuple[str, list[Any]]] = field(default_factory=list)
+
+    def add(self, heading: str, *blocks: Any) -> None:
+        """Add a section: text (str), tables (DataFrame) and figures (bytes of a PNG)."""
+        self.sections.append((heading, list(blocks)))
+
+    # ------------------------------------------------------------------ HTML
+    def to_html(self) -> str:
+        """Render a self-contained page: CSS inline, images as data URIs, no network."""
+        parts = [
+            "<!DOCTYPE html>",
+            '<html lang="en"><head><meta charset="utf-8">',
+            f"<title>{html.escape(self.title)}</title>",
+            f"<style>{_CSS}</style></head><body>",
+            f"<h1>{html.escape(self.title)}</h1>",
+        ]
+        for heading, blocks in self.sections:
+            parts.append(f"<section><h2>{html.escape(heading)}</h2>")
+            for block in blocks:
+                parts.append(_html_block(block))
+            parts.append("</section>")
+        parts.append(f"<script>{_CHECK_IMAGES}</script></body></html>")
+        return "\n".join(parts)
+
+    # ------------------------------------------------------------------ Markdown
+    def to_markdown(self, figures_dir: Path) -> str:
+        """Markdown with figures written as PNG files into ``figures_dir``."""
+        lines = [f"# {self.title}", ""]
+        n = 0
+        for heading, blocks in self.sections:
+            lines += [f"## {heading}", ""]
+            for block in blocks:
+                if isinstance(block, bytes):
+                    n += 1
+                    path = figures_dir / f"figure_{n}.png"
+                    with atomic_path(path, overwrite=True) as tmp:
+                        tmp.write_bytes(block)
+                    lines += [f"![figure {n}]({figures_dir.name}/{path.name})", ""]
+                elif isinstance(block, pd.DataFrame):
+                    lines += [_markdown_table(block), ""]
+                else:
+                    lines += [str(block), ""]
+        return "\n".join(lines)
+
+
+_CSS = (
+    "body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:72rem;color:#222}"
+    "table{border-collapse:collapse;margin:.5rem 0 1rem;font-size:.85rem}"
+    "th,td{border:1px solid #ccc;padding:.2rem .45rem;text-align:right}"
+    "th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}"
+    "img{max-width:100%;border:1px solid #ddd}.bad{color:#b00020;font-weight:600}"
+    "section{margin-bottom:2rem}p.note{color:#555;font-size:.9rem}"
+)
+# Marks the body once every image has decoded, so a headless browser can check it.
+_CHECK_IMAGES = (
+    "window.addEventListener('load',function(){var imgs=Array.from(document.images);"
+    "var ok=imgs.every(function(i){return i.complete&&i.naturalWidth>0;});"
+    "document.body.setAttribute('data-images',ok?'loaded':'broken');"
+    "document.body.setAttribute('data-image-count',String(imgs.length));});"
+)
+
+
+def _html_block(block: Any) -> str:
+    if isinstance(block, bytes):
+        data = base64.b64encode(block).decode("ascii")
+        return f'<p><img alt="figure" src="data:image/png;base64,{data}"></p>'
+    if isinstance(block, pd.DataFrame):
+        return _html_table(block)
+    text = html.escape(str(block))
+    return f'<p class="note">{text}</p>'
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else "NO"
+    if isinstance(value, float | np.floating):
+        if not np.isfinite(value):
+            return "–"
+        number = float(value)
+        return f"{number:.3g}" if abs(number) < 1000 else f"{number:,.0f}"
+    if value is None or value is pd.NA:
+        return "–"
+    return str(value)
+
+
+def _html_table(df: pd.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    rows = []
+    for values in df.itertuples(index=False):
+        cells = []
+        for v in values:
+            cls = ' class="bad"' if isinstance(v, bool | np.bool_) and not v else ""
+            cells.append(f"<td{cls}>{html.escape(_fmt(v))}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _markdown_table(df: pd.DataFrame) -> str:
+    head = "| " + " | ".join(str(c) for c in df.columns) + " |"
+    rule = "|" + "---|" * len(df.columns)
+    body = ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, rule, *body])
+
+
+# ---------------------------------------------------------------------- figures
+def _png(fig: plt.Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _map_figure(panels: list[tuple[str, np.ndarray, str, str]], max_pixels: int = 500) -> bytes:
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), squeeze=False)
+    for ax, (title, values, units, cmap) in zip(axes[0], panels, strict=True):
+        step = max(1, int(np.ceil(max(values.shape) / max_pixels)))
+        shown = values[::step, ::step]
+        finite = shown[np.isfinite(shown)]
+        vmin, vmax = np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0)
+        im = ax.imshow(shown, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+        ax.set_title(title, fontsize=10)
+        ax.set_axis_off()
+        fig.colorbar(im, ax=ax, shrink=0.75, label=units)
+    return _png(fig)
+
+
+# ---------------------------------------------------------------------- sections
+def _versions() -> pd.DataFrame:
+    rows = [{"component": "python", "version": platform.python_version()}]
+    for lib in LIBRARIES:
+        try:
+            rows.append({"component": lib, "version": importlib_metadata.version(lib)})
+        except importlib_metadata.PackageNotFoundError:
+            rows.append({"component": lib, "version": "not installed"})
+    return pd.DataFrame(rows)
+
+
+def _provenance(run: Any, meta: dict[str, Any]) -> pd.DataFrame:
+    c = run.config
+    rows = [
+        ("run", str(run.path)),
+        ("bundle", c.bundle),
+        ("bundle weights sha256", c.bundle_sha256),
+        ("bundle strategy", meta.get("strategy", "–")),
+        ("training table fingerprint", meta.get("training_fingerprint", "–")),
+        ("cube", c.cube),
+        ("cube id", c.cube_id),
+        ("bands", ", ".join(c.bands)),
+        ("global context bands", ", ".join(c.context_bands) or "none"),
+        ("depth intervals", ", ".join(run.depth_labels)),
+        ("Monte Carlo passes, seed", f"{c.passes}, {c.seed}"),
+        ("stocks: bulk density", str(run.stocks.get("options", {}).get("bd", "not computed"))),
+        ("strata source sha256", str(run.strata.get("options", {}).get("strata_sha256", "–"))),
+    ]
+    return pd.DataFrame(rows, columns=["item", "value"])
+
+
+def _cv_tables(meta: dict[str, Any]) -> list[Any]:
+    records = meta.get("cv_metrics")
+    if not records:
+        return ["The bundle records no cross-validation (fine-tune with --cv-folds to add one)."]
+    cv = pd.DataFrame(records)
+    wide = cv[cv["metric"].isin(["mae", "rmse", "me", "r2", "ccc"])].pivot_table(
+        index="depth", columns="metric", values="value"
+    )
+    wide = wide.reset_index()[
+        ["depth", *[m for m in ("mae", "rmse", "me", "r2", "ccc") if m in wide]]
+    ]
+    protocol = meta.get("cv_protocol", {})
+    note = (
+        f"Protocol: {protocol.get('method', 'spatial CV')}, {protocol.get('folds', '?')} folds, "
+        f"blocks {protocol.get('block_size', protocol.get('block_size_deg', '?'))}. "
+        "Spatial CV estimates map accuracy; it is not a design-based estimate. "
+        "SOC in g/kg."
+    )
+    return [note, wide]
+
+
+def _calibration_table(meta: dict[str, Any]) -> pd.DataFrame | str:
+    records = meta.get("cv_metrics")
+    if not records:
+        return "No calibration record (no cross-validation in the bundle)."
+    table = pd.DataFrame(records)
+    cv = table[table["depth"] == "all"].set_index("metric")["value"]
+    rows = []
+    for level in PICP_LEVELS:
+        rows.append(
+            {
+                "nominal": f"{level} %",
+                "PICP raw": cv.get(f"picp_{level}", np.nan),
+                "PICP calibrated": cv.get(f"calibrated_picp_{level}", np.nan),
+                "MPIW calibrated (g/kg)": cv.get(f"calibrated_mpiw_{level}", np.nan),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _benchmark_blocks(folder: Path | None) -> list[Any]:
+    if folder is None:
+        return ["No transfer benchmark given (socmap report --benchmark DIR)."]
+    summary = pd.read_csv(folder / "summary.csv")
+    table = summary[summary["depth"] == "all"][
+        ["method", "n", "mae", "ccc", "delta_mae_pct", "delta_ccc_pct"]
+    ].rename(columns={"delta_mae_pct": "ΔMAE % vs rf", "delta_ccc_pct": "ΔCCC % vs rf"})
+    blocks: list[Any] = [
+        "Methods x metrics on held-out spatial blocks, against the regional-only random forest.",
+        table,
+    ]
+    figure = folder / "skill_vs_n.png"
+    if figure.is_file():
+        blocks.append(figure.read_bytes())
+    return blocks
+
+
+def _maps(run: Any) -> list[Any]:
+    soc = run.open()
+    top = run.depth_labels[0]
+    panels = [
+        (f"SOC mean {top}", soc["soc"].sel(stat="mean", depth=top).values, "g/kg", "YlOrBr"),
+        (f"SOC sd {top}", soc["soc"].sel(stat="sd", depth=top).values, "g/kg", "magma"),
+    ]
+    if run.stocks.get("status") in ("computed", "complete"):
+        stock = run.open("stock.zarr")["stock"]
+        label = str(run.stocks["labels"][-1])
+        panels.append(
+            (f"stock mean {label}", stock.sel(stat="mean", depth=label).values, "t C/ha", "viridis")
+        )
+    aoa = soc["aoa"].values
+    if np.isfinite(aoa).any():
+        panels.append(("area of applicability", aoa, "1 inside, 0 outside", "RdYlGn"))
+    return [_map_figure(panels)]
+
+
+def _strata_blocks(run: Any) -> tuple[list[Any], list[Any]]:
+    path = run.path / "strata" / "strata.csv"
+    if not path.is_file():
+        msg = "No stratum table yet (socmap strata RUN --strata ...)."
+        return [msg], [msg]
+    table = pd.read_csv(path, dtype={"stratum": str})
+    meta = json.loads((path.parent / "strata.json").read_text())
+    cfg = meta["config"]
+    strata = [
+        f"Targets: at least {cfg['min_cores']} cores per stratum; relative error (95 % "
+        f"half-width / mean) at most {cfg['target_relative_error']:.0%}. Conservative = lower "
+        f"bound of the {cfg['conservative_confidence']:.0%} interval. {meta['approximation']}",
+        table[[c for c in STRATA_COLUMNS if c in table.columns]],
+    ]
+    design = run.path / "design" / "allocation.csv"
+    recs: list[Any]
+    if design.is_file():
+        recs = ["Sampling design (socmap design):", pd.read_csv(design)]
+    else:
+        deepest = table["layer"].iloc[-1]
+        need = table[table["layer"] == deepest][
+            ["stratum", "n_cores", "cores_needed", "additional_cores", "min_cores_ok"]
+        ]
+        recs = [
+            f"Additional cores per stratum for the {deepest} stock to reach the target precision "
+            "(n = (t CV / E)^2 from the cores' CV; socmap design places them).",
+            need,
+        ]
+    return strata, recs
+
+
+def build_report(
+    run_dir: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    benchmark: str | Path | None = None,
+    qc: str | Path | None = None,
+    title: str | None = None,
+) -> dict[str, Path]:
+    """Write ``report.html`` (self-contained) and ``report.md`` for a prediction run.
+
+    Parameters
+    ----------
+    run_dir
+        The prediction run (with stocks and strata for those sections).
+    out_dir
+        Folder for the report; default ``RUN/report``.
+    benchmark
+        A transfer benchmark folder (``summary.csv``, ``skill_vs_n.png``).
+    qc
+        A QC summary table (CSV: one row per flag or check, with counts).
+    title
+        Page title.
+
+    Returns
+    -------
+    dict
+        ``html`` and ``markdown`` paths.
+    """
+    from socmap.model.bundle import load_bundle
+    from socmap.predict import open_run
+
+    run = open_run(run_dir)
+    meta = dict(load_bundle(run.config.bundle).metadata)
+    out = Path(out_dir) if out_dir is not None else run.path / "report"
+    report = Report(title or f"socmap report: {run.path.name}")
+    created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    report.add(
+        "Inputs and provenance", f"Generated {created}.", _provenance(run, meta), _versions()
+    )
+    qc_blocks: list[Any] = []
+    counts = meta.get("training_counts")
+    if counts:
+        qc_blocks += [
+            "Training data counts recorded in the bundle:",
+            pd.DataFrame(list(counts.items()), columns=["count", "value"]),
+        ]
+    if qc is not None:
+        qc_blocks += ["QC summary:", pd.read_csv(qc)]
+    if run.summary:
+        s = run.summary
+        qc_blocks.append(
+            f"Map: {s.get('pixels_predicted', 0):,} pixels predicted, "
+            f"{s.get('pixels_nodata', 0):,} nodata (NaN, a covariate missing), "
+            f"unknown classes {s.get('unknown_class_pixels') or 'none'}."
+        )
+    report.add("Quality control", *(qc_blocks or ["No QC information recorded."]))
+    report.add("Spatial cross-validation", *_cv_tables(meta))
+    report.add("Transfer benchmark and skill against n", *_benchmark_blocks(
+        Path(benchmark) if benchmark is not None else None
+    ))  # fmt: skip
+    report.add("Calibration (PICP at each nominal level)", _calibration_table(meta))
+    report.add("Maps", *_maps(run))
+    strata, recs = _strata_blocks(run)
+    report.add("Stratum stocks", *strata)
+    report.add("Sampling recommendations", *recs)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"html": out / "report.html", "markdown": out / "report.md"}
+    with atomic_path(paths["html"], overwrite=True) as tmp:
+        tmp.write_text(report.to_html(), encoding="utf-8")
+    figures = out / "report_files"
+    figures.mkdir(exist_ok=True)
+    with atomic_path(paths["markdown"], overwrite=True) as tmp:
+        tmp.write_text(report.to_markdown(figures), encoding="utf-8")
+    return paths

@@ -1,0 +1,153 @@
+"""The run report: content from a real run, and a headless Chromium render check."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from socmap.cube import band_table, build_cube, open_cube
+from socmap.model.estimator import SocNetRegressor
+from socmap.predict import predict_cube, stocks_for_run, strata_for_run
+from socmap.report.build import build_report
+
+ARTIFACTS = Path(
+    os.environ.get("SOCMAP_TEST_ARTIFACTS", Path(__file__).parents[1] / ".test-artifacts")
+)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A small calibrated meuse run with stocks, strata and a design."""
+    from socmap.design import design_for_run
+    from socmap.validate.calibrate import ConformalCalibrator
+
+    root = tmp_path_factory.mktemp("report")
+    cube_path = build_cube("meuse", None, root / "m.zarr", chunk=64, progress=False)
+    cube = open_cube(cube_path)
+    rng = np.random.default_rng(0)
+    valid = np.argwhere(np.isfinite(cube.values).all(axis=0))
+    rows = []
+    for i, (r, c) in enumerate(valid[rng.choice(len(valid), 80, replace=False)]):
+        dist, ffreq, soil = (float(v) for v in cube.values[:, r, c])
+        for top, bottom in ((0.0, 15.0), (15.0, 30.0)):
+            soc = float(np.exp(3.2 - 2 * dist - top / 40 + rng.normal(0, 0.2)))
+            rows.append(
+                {
+                    "site_id": f"s{i}",
+                    "x": float(cube.x[c]),
+                    "y": float(cube.y[r]),
+                    "crs": "EPSG:28992",
+                    "top_cm": top,
+                    "bottom_cm": bottom,
+                    "dist": dist,
+                    "ffreq": ffreq,
+                    "soil": soil,
+                    "soc_g_kg": soc,
+                }
+            )
+    table = pd.DataFrame(rows)
+    est = SocNetRegressor(
+        band_table(cube),
+        network={"fusion_dim": 16, "head": (32, 16)},
+        train={"max_epochs": 5},
+        block_size=500.0,
+        units="metres",
+    ).fit(table)
+    mean, sd = est.predict_log(table)
+    cal = ConformalCalibrator().fit(np.log1p(table["soc_g_kg"]), mean, sd)
+    metrics = [
+        {"depth": "all", "metric": m, "value": v, "n": len(table)}
+        for m, v in (("mae", 2.0), ("ccc", 0.6), ("picp_90", 0.85), ("calibrated_picp_90", 0.9))
+    ]
+    bundle = est.save(
+        root / "bundle",
+        {
+            "intervals": [(0.0, 15.0), (15.0, 30.0)],
+            "calibration": cal.to_dict(),
+            "cv_metrics": metrics,
+            "cv_protocol": {"method": "spatial block k-fold", "folds": 5, "block_size": 500.0},
+        },
+    )
+    out = root / "run"
+    predict_cube(bundle, cube_path, out, passes=4, workers=0, progress=False)
+    stocks_for_run(out, bd=1.3, workers=0, progress=False)
+    strata_for_run(out, "soil", cores=table, workers=0, progress=False)
+    design_for_run(out, "soil", 9, out / "design", min_spacing=100.0)
+    return out
+
+
+def test_report_has_every_section_and_the_numbers_of_the_run(run):
+    paths = build_report(run, title="meuse test report")
+    page = paths["html"].read_text()
+    for heading in (
+        "Inputs and provenance",
+        "Quality control",
+        "Spatial cross-validation",
+        "Calibration",
+        "Maps",
+        "Stratum stocks",
+        "Sampling recommendations",
+    ):
+        assert f"<h2>{heading}" in page
+    assert page.count("data:image/png;base64,") >= 1 and "http" not in page.split("<body>")[1]
+    strata = pd.read_csv(run / "strata" / "strata.csv", dtype={"stratum": str})
+    first = strata.iloc[0]
+    assert f"{first['mean_t_c_ha']:.3g}" in page
+    md = paths["markdown"].read_text()
+    assert "## Stratum stocks" in md and "| stratum |" in md
+    figures = re.findall(r"\]\((report_files/figure_\d+\.png)\)", md)
+    assert figures and all((paths["markdown"].parent / f).is_file() for f in figures)
+    # sections whose inputs are absent say so
+    assert "No transfer benchmark given" in page
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        if os.environ.get("SOCMAP_SKIP_BROWSER") == "1":
+            pytest.skip("SOCMAP_SKIP_BROWSER=1 and no chromium")
+        pytest.fail("chromium is not installed; `make test` installs it (apt-get install chromium)")
+    return found
+
+
+def test_report_renders_in_headless_chromium(run, tmp_path):
+    browser = _chromium()
+    html_path = build_report(run, tmp_path / "report")["html"]
+    common = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=10000",
+    ]
+    dom = subprocess.run(
+        [*common, "--dump-dom", html_path.as_uri()], capture_output=True, text=True, timeout=120
+    )
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    body = re.search(r"<body[^>]*>", dom.stdout)
+    assert body is not None
+    assert 'data-images="loaded"' in body.group(0), body.group(0)
+    count = int(re.search(r'data-image-count="(\d+)"', body.group(0)).group(1))
+    assert count == dom.stdout.count("<img")
+    console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line]
+    assert not [line for line in console if "rror" in line or "Uncaught" in line], console
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "report.png"
+    done = subprocess.run(
+        [*common, "--window-size=1280,2400", f"--screenshot={shot}", html_path.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and shot.stat().st_size > 10_000, done.stderr[-2000:]
