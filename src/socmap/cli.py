@@ -831,7 +831,9 @@ def demo_cmd(
     """Run the main job on the embedded Edgeroi data.
 
     Builds the Edgeroi covariate cube, QCs and harmonises the Edgeroi profiles to
-    GlobalSoilMap depths, and writes the training table, with quicklook figures.
+    GlobalSoilMap depths, writes the training table, fine-tunes the global bundle, maps SOC
+    and stocks with uncertainty, tabulates stocks by land use, designs new cores, and ends
+    with the HTML report.
 
     Example: [bold]socmap demo --out demo_output[/bold]
     """

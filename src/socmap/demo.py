@@ -33,7 +33,15 @@ class DemoResult:
         lines += [f"  {k}: {v}" for k, v in self.facts.items()]
         lines.append("outputs:")
         lines += [f"  {k:<18} {v}" for k, v in self.outputs.items()]
+        if "report" in self.outputs:
+            lines.append(f"report: {self.outputs['report']}")
         return "\n".join(lines)
+
+
+#: Stratum layer of the demo's stock table (a categorical band of the Edgeroi cube).
+DEMO_STRATA = "landuse"
+#: New cores the demo's sampling design places.
+DEMO_BUDGET = 20
 
 
 def run_demo(
@@ -51,7 +59,8 @@ def run_demo(
     100 m grid; read and QC the 359 Edgeroi profiles; harmonise SOC to ``depths`` with the
     equal-area spline; sample the cube at the sites (nearest pixel) into a training table;
     draw quicklook figures; then (``maps``) fine-tune the shipped global bundle on the
-    profiles down to 100 cm, map SOC with ``passes`` MC dropout passes, and compute stocks.
+    profiles down to 100 cm, map SOC with ``passes`` MC dropout passes, compute stocks,
+    stratum stocks by land use and a design of new cores, and write the HTML report.
 
     Parameters
     ----------
@@ -80,7 +89,7 @@ def run_demo(
     res = DemoResult(out_dir=out)
 
     catalog = load_catalog("edgeroi")
-    n = 8 if maps else 5
+    n = 10 if maps else 5
     log(f"[1/{n}] building the Edgeroi cube ({len(catalog.covariates)} covariates)")
     cube_path = build_cube(catalog, None, out / "edgeroi_cube.zarr", overwrite=True)
     cube = open_cube(cube_path)
@@ -125,6 +134,7 @@ def run_demo(
     )
     if maps:
         _maps(res, profiles, cube_path, depths=depths, strategy=strategy, passes=passes, log=log)
+        _report(res, harmonised.table, log=log)
     res.seconds = time.perf_counter() - start
     return res
 
@@ -140,6 +150,7 @@ def _maps(
     log: Callable[[str], object],
 ) -> None:
     """Fine-tune the shipped bundle, map SOC, compute stocks (steps 6 to 8)."""
+    res.outputs["run"] = res.out_dir / "run"
     from socmap.catalog import embedded_data_dir
     from socmap.cube import open_cube
     from socmap.model.finetune import finetune_bundle
@@ -147,7 +158,7 @@ def _maps(
     from socmap.training import regional_training_table
 
     out = res.out_dir
-    log(f"[6/8] fine-tuning the global bundle ({strategy}, 5-fold calibration CV)")
+    log(f"[6/10] fine-tuning the global bundle ({strategy}, 5-fold calibration CV)")
     data = regional_training_table(profiles, open_cube(cube_path), depths=depths, max_depth_cm=100)
     tuned = finetune_bundle(
         embedded_data_dir() / "bundles" / "global_gsm",
@@ -167,7 +178,7 @@ def _maps(
         f"CCC {cv['ccc']:.3f}, 90% intervals cover {m[('all', 'calibrated_picp_90')]:.3f} "
         f"after calibration; AOA threshold {tuned.aoa.threshold_:.3f}"
     )
-    log(f"[7/8] mapping SOC ({passes} MC dropout passes)")
+    log(f"[7/10] mapping SOC ({passes} MC dropout passes)")
     run = predict_cube(tuned.bundle, cube_path, out / "run", passes=passes, overwrite=True)
     res.outputs["SOC maps"] = run.path / "cogs"
     res.outputs["quicklooks"] = run.path / "quicklooks"
@@ -177,7 +188,37 @@ def _maps(
         f"{s['pixels_predicted']} pixels x {len(run.config.intervals)} intervals, "
         f"{s['pixels_nodata']} nodata pixels left NaN"
     )
-    log("[8/8] carbon stocks (bulk density from the WoSIS pedotransfer function)")
+    log("[8/10] carbon stocks (bulk density from the WoSIS pedotransfer function)")
     stocks = stocks_for_run(run.path, overwrite=True)
     res.outputs["stock maps"] = run.path / "cogs"
     res.facts["stocks"] = stocks.describe()
+
+
+def _report(res: DemoResult, cores: Any, *, log: Callable[[str], object]) -> None:
+    """Stratum stocks by land use, a core design, and the HTML report (steps 9 and 10)."""
+    from socmap.design import design_for_run
+    from socmap.predict import strata_for_run
+    from socmap.report.build import build_report
+
+    run_dir = res.out_dir / "run"
+    log(f"[9/10] stratum stocks by {DEMO_STRATA} and a design of {DEMO_BUDGET} new cores")
+    strata = strata_for_run(run_dir, DEMO_STRATA, cores=cores)
+    res.outputs["stratum table"] = strata.path
+    deepest = strata.table[strata.table["layer"] == strata.table["layer"].iloc[-1]]
+    total = float(deepest["total_t_co2e"].sum())
+    conservative = float(deepest["conservative_t_co2e"].sum())
+    res.facts["strata"] = (
+        f"{len(deepest)} {DEMO_STRATA} strata, {deepest['area_ha'].sum():,.0f} ha mapped; "
+        f"{deepest['layer'].iloc[0]} {total:,.0f} t CO2e (conservative {conservative:,.0f}); "
+        f"{int((~deepest['min_cores_ok']).sum())} strata below 3 cores, "
+        f"{int((~deepest['precision_ok']).sum())} above 20 % relative error"
+    )
+    sites, _, paths = design_for_run(
+        run_dir, DEMO_STRATA, DEMO_BUDGET, run_dir / "design", min_spacing=1000.0
+    )
+    res.outputs["core design"] = paths["csv"]
+    res.facts["design"] = f"{len(sites)} new core sites (Neyman allocation, 1 km spacing)"
+    log("[10/10] writing the report")
+    report = build_report(run_dir, title="socmap demo: Edgeroi SOC and carbon stocks")
+    res.outputs["report"] = report["html"]
+    res.facts["report"] = f"{report['html']} (open it in a browser)"
