@@ -95,6 +95,35 @@ def global_context_covariates(
     return values[["site_id", *cat.band_names]].reset_index(drop=True)
 
 
+def _in_cube_crs(table: pd.DataFrame, cube: xr.DataArray) -> pd.DataFrame:
+    """Site coordinates in the cube's CRS, so block sizes are in the cube's units.
+
+    Profiles often come in lon/lat (e.g. the blue-carbon templates) while the cube is
+    projected; spatial CV blocks, early-stopping splits and AOA folds are then sized in
+    metres as documented. The original coordinates are kept as ``x_source``, ``y_source``
+    and ``crs_source``.
+    """
+    from socmap.cube import cube_grid
+    from socmap.grid import normalise_crs
+
+    target = cube_grid(cube).crs
+    if "crs" not in table.columns or table.empty:
+        return table
+    crs_norm = table["crs"].map(lambda c: normalise_crs(c) if isinstance(c, str) else c)
+    if (crs_norm == target).all():
+        return table
+    out = table.copy()
+    out["x_source"], out["y_source"], out["crs_source"] = table["x"], table["y"], table["crs"]
+    for crs, rows in out.groupby(crs_norm, sort=False):
+        if crs == target:
+            continue
+        to_cube = Transformer.from_crs(str(crs), target, always_xy=True)
+        x, y = to_cube.transform(rows["x"].to_numpy(float), rows["y"].to_numpy(float))
+        out.loc[rows.index, "x"], out.loc[rows.index, "y"] = x, y
+    out["crs"] = target
+    return out
+
+
 def regional_training_table(
     profiles: pd.DataFrame,
     cube: xr.DataArray,
@@ -139,6 +168,7 @@ def regional_training_table(
         g = global_context_covariates(table, catalog=global_catalog)
         global_bands = [b for b in g.columns if b != "site_id" and b not in regional]
         table = table.merge(g[["site_id", *global_bands]], on="site_id", how="left")
+    table = _in_cube_crs(table, cube)
     counts["rows"] = len(table)
     counts["rows_with_target"] = int(table["soc_g_kg"].notna().sum())
     return RegionalTable(
