@@ -195,7 +195,9 @@ def test_bluecarbon_template_to_report(marsh, tmp_path):
         int(r.stratum_code): (float(r.bd_g_cm3), float(r.bd_sd_g_cm3))
         for r in definitions.itertuples()
     }
-    stocks_for_run(run.path, bd="strata:stratum_code", bd_strata=bd_table, workers=0, progress=False)
+    stocks_for_run(
+        run.path, bd="strata:stratum_code", bd_strata=bd_table, workers=0, progress=False
+    )
     res = strata_for_run(run.path, marsh / "strata.gpkg", cores=vm0033, workers=0, progress=False)
     table = res.table.set_index(["stratum", "layer"])
     assert sorted(table.index.get_level_values(0).unique()) == sorted(v[0] for v in STRATA.values())
