@@ -219,6 +219,14 @@ def _report(res: DemoResult, cores: Any, *, log: Callable[[str], object]) -> Non
     res.outputs["core design"] = paths["csv"]
     res.facts["design"] = f"{len(sites)} new core sites (Neyman allocation, 1 km spacing)"
     log("[10/10] writing the report")
-    report = build_report(run_dir, title="socmap demo: Edgeroi SOC and carbon stocks")
+    # the committed Edgeroi transfer benchmark, when running from a source checkout
+    bench = Path(__file__).resolve().parents[2] / "docs" / "benchmarks" / "edgeroi_transfer"
+    qc_csv = res.out_dir / "qc" / "summary.csv"
+    report = build_report(
+        run_dir,
+        title="socmap demo: Edgeroi SOC and carbon stocks",
+        benchmark=bench if (bench / "summary.csv").is_file() else None,
+        qc=qc_csv if qc_csv.is_file() else None,
+    )
     res.outputs["report"] = report["html"]
     res.facts["report"] = f"{report['html']} (open it in a browser)"

@@ -262,7 +262,8 @@ def _benchmark_blocks(folder: Path | None) -> list[Any]:
         ["method", "n", "mae", "ccc", "delta_mae_pct", "delta_ccc_pct"]
     ].rename(columns={"delta_mae_pct": "ΔMAE % vs rf", "delta_ccc_pct": "ΔCCC % vs rf"})
     blocks: list[Any] = [
-        "Methods x metrics on held-out spatial blocks, against the regional-only random forest.",
+        f"Methods x metrics on held-out spatial blocks, against the regional-only random forest "
+        f"(all depths; from {folder}).",
         table,
     ]
     figure = folder / "skill_vs_n.png"
