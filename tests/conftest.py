@@ -268,3 +268,19 @@ def shared_local_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def no_progress(monkeypatch: pytest.MonkeyPatch) -> None:
     """Silence progress bars."""
     monkeypatch.setenv("SOCMAP_PROGRESS", "0")
+
+
+# ---------------------------------------------------------------------- CLI
+@pytest.fixture
+def cli() -> Callable[[Sequence[Any]], int]:
+    """Run ``socmap ARGS...`` in-process; return its exit status (output goes to capsys)."""
+    from socmap.cli import main
+
+    def run(args: Sequence[Any]) -> int:
+        try:
+            main([str(a) for a in args])
+        except SystemExit as exc:
+            return int(exc.code or 0)
+        return 0
+
+    return run

@@ -27,7 +27,8 @@ def test_python_dash_m_and_version():
     [["--help"], ["cube", "build", "--help"], ["cube", "info", "--help"],
      ["profiles", "qc", "--help"], ["profiles", "harmonise", "--help"], ["extract", "--help"],
      ["demo", "--help"], ["pretrain", "--help"], ["finetune", "--help"], ["cv", "--help"],
-     ["benchmark", "transfer", "--help"], ["predict", "--help"], ["stocks", "--help"]],
+     ["benchmark", "transfer", "--help"], ["predict", "--help"], ["stocks", "--help"],
+     ["strata", "--help"], ["design", "--help"], ["posterior", "--help"], ["report", "--help"]],
 )  # fmt: skip
 def test_every_command_has_help_with_an_example(args, capsys):
     code, out, _ = run(args, capsys)

@@ -30,7 +30,7 @@ def test_missing_prior_passes_the_prediction_and_missing_prediction_stays_nan():
     assert mean[2] == 10.0 and w0[2] == 0.0  # a prior with se 0 is not usable
 
 
-def test_posterior_for_a_run(tmp_path):
+def test_posterior_for_a_run(tmp_path, cli):
     from socmap.cube import band_table, build_cube, open_cube
     from socmap.model.estimator import SocNetRegressor
     from socmap.posterior import posterior_for_run
@@ -79,18 +79,10 @@ def test_posterior_for_a_run(tmp_path):
     assert (post.sel(stat="prior_weight", depth="0-15cm").values[:10][mapped[:10]] == 0).all()
     assert res.pixels_without_prior["0-15cm"] == int(mapped[:10].sum())
     assert 0 < res.mean_prior_weight["0-15cm"] < 1
-    from socmap.cli import main
     from socmap.errors import ConfigError
 
     with pytest.raises(ConfigError, match="not layers of the run"):
         posterior_for_run(run.path, {"0-30cm": tuple(paths)})
-
-    def cli(args):
-        try:
-            main([str(a) for a in args])
-        except SystemExit as exc:
-            return exc.code or 0
-        return 0
 
     assert cli(["posterior", run.path, "--prior", f"0-15cm={paths[0]},{paths[1]}",
                 "--soilgrids", "soc"]) == 0  # fmt: skip

@@ -550,17 +550,8 @@ def test_strata_need_stocks_first(meuse, tmp_path):
         strata_for_run(run.path, "soil", workers=0, progress=False)
 
 
-def test_cli_predict_and_stocks(meuse, tmp_path, capsys):
-    from socmap.cli import main
-
+def test_cli_predict_and_stocks(meuse, tmp_path, capsys, cli):
     out = tmp_path / "run"
-
-    def cli(args):
-        try:
-            main([str(a) for a in args])
-        except SystemExit as exc:
-            return exc.code or 0
-        return 0
 
     assert cli(["predict", meuse["bundle"], meuse["cube"], "--out", out, "--passes", "4",
                 "--workers", "0"]) == 0  # fmt: skip

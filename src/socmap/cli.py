@@ -147,6 +147,13 @@ WorkersOpt = Annotated[
 JobsOpt = Annotated[
     int, typer.Option("--jobs", "-j", help="Folds fitted at once (processes); -1 = every core.")
 ]
+StrataOpt = Annotated[
+    str,
+    typer.Option(
+        help="Stratum polygons (.gpkg, .geojson, .shp), a stratum raster, or a cube band."
+    ),
+]
+FieldOpt = Annotated[str, typer.Option(help="Stratum column of a polygon file.")]
 
 
 # --------------------------------------------------------------------------- cube
@@ -530,13 +537,8 @@ def stocks_cmd(
 @app.command("strata")
 def strata_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A run with stocks (`socmap stocks`).")],
-    strata: Annotated[
-        str,
-        typer.Option(
-            help="Stratum polygons (.gpkg, .geojson, .shp), a stratum raster, or a cube band."
-        ),
-    ],
-    field: Annotated[str, typer.Option(help="Stratum column of a polygon file.")] = "stratum",
+    strata: StrataOpt,
+    field: FieldOpt = "stratum",
     cores: Annotated[
         Path | None,
         typer.Option(
@@ -595,15 +597,10 @@ def strata_cmd(
 @app.command("design")
 def design_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A prediction run (its sd and AOA maps).")],
-    strata: Annotated[
-        str,
-        typer.Option(
-            help="Stratum polygons (.gpkg, .geojson, .shp), a stratum raster, or a cube band."
-        ),
-    ],
+    strata: StrataOpt,
     budget: Annotated[int, typer.Option(help="Number of new cores.")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the design files.")],
-    field: Annotated[str, typer.Option(help="Stratum column of a polygon file.")] = "stratum",
+    field: FieldOpt = "stratum",
     layer: Annotated[
         str | None,
         typer.Option(help="Layer whose sd guides the design (default: the deepest stock total)."),

@@ -25,8 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from socmap._io import atomic_path
-from socmap.errors import ConfigError, InputNotFound
-from socmap.grid import Grid
+from socmap.errors import ConfigError
 
 __all__ = ["PosteriorResult", "combine", "posterior_for_run"]
 
@@ -85,27 +84,6 @@ class PosteriorResult:
     mean_prior_weight: dict[str, float]
 
 
-def _read_onto(path: Path, grid: Grid) -> np.ndarray:
-    import rasterio
-    from rasterio.enums import Resampling
-    from rasterio.warp import reproject
-
-    if not path.is_file():
-        raise InputNotFound(f"prior raster {str(path)!r} does not exist")
-    out = np.full(grid.shape, np.nan, dtype=np.float64)
-    with rasterio.open(path) as src:
-        reproject(
-            rasterio.band(src, 1),
-            out,
-            dst_transform=grid.transform,
-            dst_crs=grid.crs,
-            src_nodata=src.nodata,
-            dst_nodata=np.nan,
-            resampling=Resampling.bilinear,
-        )
-    return out
-
-
 def posterior_for_run(
     run_dir: str | Path,
     priors: Mapping[str, tuple[str | Path, str | Path]],
@@ -141,6 +119,7 @@ def posterior_for_run(
     import xarray as xr
 
     from socmap.predict import open_run
+    from socmap.sources.local import read_raster
     from socmap.stocks import from_soilgrids
 
     run = open_run(run_dir)
@@ -167,7 +146,7 @@ def posterior_for_run(
     weights: dict[str, float] = {}
     for k, depth in enumerate(depths):
         mean_path, se_path = (Path(str(p)) for p in priors[depth])
-        prior = [_read_onto(mean_path, grid), _read_onto(se_path, grid)]
+        prior = [read_raster(p, grid, "bilinear") for p in (mean_path, se_path)]
         if soilgrids is not None:
             prior = [from_soilgrids(np.where(np.isfinite(p), p, np.nan), soilgrids) for p in prior]
         prior = [p * float(scale) for p in prior]

@@ -86,23 +86,9 @@ def rasterise_strata(
     if path.suffix.lower() in VECTOR_SUFFIXES:
         return _from_polygons(grid, path, field)
     if path.suffix.lower() in RASTER_SUFFIXES:
-        if not path.exists():
-            raise InputNotFound(f"stratum raster {str(path)!r} does not exist")
-        import rasterio
-        from rasterio.enums import Resampling
-        from rasterio.warp import reproject
+        from socmap.sources.local import read_raster
 
-        values = np.full(grid.shape, np.nan, dtype=np.float64)
-        with rasterio.open(path) as src:
-            reproject(
-                rasterio.band(src, 1),
-                values,
-                dst_transform=grid.transform,
-                dst_crs=grid.crs,
-                dst_nodata=np.nan,
-                resampling=Resampling.nearest,
-            )
-        return _codes_from_values(values)
+        return _codes_from_values(read_raster(path, grid, "nearest"))
     names = [] if cube is None else [str(b) for b in cube.band.values]
     if str(source) not in names:
         raise BandMismatch(

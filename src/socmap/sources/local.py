@@ -38,7 +38,7 @@ from socmap.catalog import CovariateSpec
 from socmap.errors import CatalogError, CRSError, InputNotFound, RasterError
 from socmap.grid import Grid, Window
 
-__all__ = ["RESAMPLING", "LayerSource", "read_layer", "source_checksum"]
+__all__ = ["RESAMPLING", "LayerSource", "read_layer", "read_raster", "source_checksum"]
 
 #: Catalog resampling names and the GDAL methods behind them.
 RESAMPLING: dict[str, Resampling] = {
@@ -449,3 +449,38 @@ def read_layer(spec: CovariateSpec, path: str | Path, grid: Grid) -> np.ndarray:
     """
     with LayerSource(spec, path) as src:
         return src.read(grid)
+
+
+def read_raster(path: str | Path, grid: Grid, resampling: str = "nearest") -> np.ndarray:
+    """Read band 1 of any single-band raster onto ``grid`` (float64, NaN for nodata).
+
+    For rasters outside a catalog: stratum maps (``"nearest"``), prior maps
+    (``"bilinear"``). The raster's own nodata value becomes NaN.
+
+    Raises
+    ------
+    InputNotFound
+        Missing file.
+    CRSError
+        Raster without a CRS.
+    """
+    import rasterio
+    from rasterio.warp import reproject
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputNotFound(f"raster {str(p)!r} does not exist; check the path")
+    out = np.full(grid.shape, np.nan, dtype=np.float64)
+    with rasterio.open(p) as src:
+        if src.crs is None:
+            raise CRSError(f"raster {str(p)!r} has no CRS; set one (gdal_edit.py -a_srs) and retry")
+        reproject(
+            rasterio.band(src, 1),
+            out,
+            dst_transform=grid.transform,
+            dst_crs=grid.crs,
+            src_nodata=src.nodata,
+            dst_nodata=np.nan,
+            resampling=RESAMPLING[resampling],
+        )
+    return out
