@@ -559,7 +559,7 @@ def strata_cmd(
 ) -> None:
     """Stratum stocks: area, mean and total (Mg C, t CO2e), SE, 90/95 % intervals, flags.
 
-    Example: [bold]socmap strata runs/edgeroi --strata landuse --cores vm0033.parquet[/bold]
+    Example: [bold]socmap strata runs/edgeroi --strata geology --cores vm0033.parquet[/bold]
     """
     from socmap.predict import strata_for_run
     from socmap.profiles import read_table
@@ -611,7 +611,7 @@ def design_cmd(
 ) -> None:
     """Neyman-allocated, uncertainty-weighted, spaced core sites (GeoPackage + field CSV).
 
-    Example: [bold]socmap design runs/edgeroi --strata landuse --budget 30 -o design/[/bold]
+    Example: [bold]socmap design runs/edgeroi --strata geology --budget 30 -o design/[/bold]
     """
     from socmap.design import design_for_run
 
@@ -829,7 +829,7 @@ def demo_cmd(
 
     Builds the Edgeroi covariate cube, QCs and harmonises the Edgeroi profiles to
     GlobalSoilMap depths, writes the training table, fine-tunes the global bundle, maps SOC
-    and stocks with uncertainty, tabulates stocks by land use, designs new cores, and ends
+    and stocks with uncertainty, tabulates stocks by geology unit, designs new cores, and ends
     with the HTML report.
 
     Example: [bold]socmap demo --out demo_output[/bold]

@@ -39,7 +39,7 @@ class DemoResult:
 
 
 #: Stratum layer of the demo's stock table (a categorical band of the Edgeroi cube).
-DEMO_STRATA = "landuse"
+DEMO_STRATA = "geology"
 #: New cores the demo's sampling design places.
 DEMO_BUDGET = 20
 
@@ -60,7 +60,7 @@ def run_demo(
     equal-area spline; sample the cube at the sites (nearest pixel) into a training table;
     draw quicklook figures; then (``maps``) fine-tune the shipped global bundle on the
     profiles down to 100 cm, map SOC with ``passes`` MC dropout passes, compute stocks,
-    stratum stocks by land use and a design of new cores, and write the HTML report.
+    stratum stocks by geology unit and a design of new cores, and write the HTML report.
 
     Parameters
     ----------
@@ -195,7 +195,7 @@ def _maps(
 
 
 def _report(res: DemoResult, cores: Any, *, log: Callable[[str], object]) -> None:
-    """Stratum stocks by land use, a core design, and the HTML report (steps 9 and 10)."""
+    """Stratum stocks by geology unit, a core design, and the HTML report (steps 9 and 10)."""
     from socmap.design import design_for_run
     from socmap.predict import strata_for_run
     from socmap.report.build import build_report

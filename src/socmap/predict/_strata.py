@@ -95,7 +95,23 @@ def rasterise_strata(
             f"strata {str(source)!r} is neither a polygon file ({', '.join(VECTOR_SUFFIXES)}), "
             f"a raster ({', '.join(RASTER_SUFFIXES)}) nor a cube band ({names!r})"
         )
-    return _codes_from_values(np.asarray(cube.sel(band=str(source)).values, dtype=np.float64))
+    codes, labels = _codes_from_values(
+        np.asarray(cube.sel(band=str(source)).values, dtype=np.float64)
+    )
+    return codes, _class_names(cube, str(source), labels)
+
+
+def _class_names(cube: Any, band: str, labels: list[str]) -> list[str]:
+    """Label strata of a categorical cube band by their class names (codes otherwise)."""
+    classes = cube.attrs.get("band_classes")
+    names = [str(b) for b in cube.band.values]
+    table = classes[names.index(band)] if isinstance(classes, list) else None
+    if not isinstance(table, dict):
+        return labels
+    named = [str(table.get(code, code)) for code in labels]
+    if len(set(named)) < len(named):  # keep them unique
+        named = [f"{code} {name}" for code, name in zip(labels, named, strict=True)]
+    return named
 
 
 def _codes_from_values(values: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -304,22 +320,26 @@ def strata_for_run(
 def _cores_with_strata(
     cores: pd.DataFrame, grid: Grid, codes: np.ndarray, labels: list[str]
 ) -> pd.DataFrame:
-    """Give the cores a ``stratum`` column: their own, or the map's at their location."""
-    if "stratum" in cores.columns:
-        out = cores.copy()
-        out["stratum"] = out["stratum"].astype(str)
+    """Give the cores a ``stratum`` column: their own, or the map's at their location.
+
+    A core's own stratum wins; cores without one (no column, or an empty value) get the
+    stratum of the map at their location ("outside strata" off every stratum).
+    """
+    out = cores.copy()
+    own = out["stratum"] if "stratum" in out.columns else pd.Series(pd.NA, index=out.index)
+    known = own.notna() & (own.astype(str).str.strip() != "")
+    out["stratum"] = own.where(known, "outside strata").astype(str)
+    if known.all():
         return out
     absent = [c for c in ("x", "y", "crs") if c not in cores.columns]
     if absent:
         raise ConfigError(
-            f"cores have no stratum column and lack {absent!r} to find it on the map; add "
-            "either a stratum column or coordinates"
+            f"{int((~known).sum())} cores have no stratum and lack {absent!r} to find it on "
+            "the map; add a stratum column or coordinates"
         )
     from pyproj import Transformer
 
-    out = cores.copy()
-    out["stratum"] = "outside strata"
-    for crs, group in out.groupby("crs"):
+    for crs, group in out.loc[~known].groupby("crs"):
         to_grid = Transformer.from_crs(str(crs), grid.crs, always_xy=True)
         x, y = to_grid.transform(group["x"].to_numpy(float), group["y"].to_numpy(float))
         row, col = (np.floor(v).astype(int) for v in grid.rowcol(x, y))
