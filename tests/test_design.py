@@ -24,10 +24,14 @@ def test_neyman_allocation_is_proportional_to_size_times_sd():
         "a": 4,
         "b": 3,
     }
+    # a budget short of every minimum tops up the largest shortfalls first
     assert neyman_allocation({"a": 1.0, "b": 1.0}, {"a": 1.0, "b": 0.0}, 5, minimum=3) == {
-        "a": 5,
-        "b": 0,
+        "a": 3,
+        "b": 2,
     }
+    # cores already taken count towards the minimum
+    got = neyman_allocation({"a": 1.0, "b": 1.0}, {"a": 1.0, "b": 1.0}, 4, 3, {"a": 5, "b": 1})
+    assert got["b"] >= 2 and sum(got.values()) == 4
     with pytest.raises(ConfigError, match="budget"):
         neyman_allocation({"a": 1.0}, {"a": 1.0}, -1)
     with pytest.raises(ConfigError, match="lack a size"):
@@ -38,14 +42,17 @@ def test_neyman_allocation_is_proportional_to_size_times_sd():
     st.lists(st.tuples(st.floats(0, 1e4), st.floats(0, 10)), min_size=1, max_size=6),
     st.integers(0, 60),
     st.integers(0, 4),
+    st.lists(st.integers(0, 5), min_size=6, max_size=6),
 )
-def test_allocation_spends_exactly_the_budget(strata, budget, minimum):
+def test_allocation_spends_exactly_the_budget(strata, budget, minimum, have):
     sizes = {f"s{i}": a for i, (a, _) in enumerate(strata)}
     sds = {f"s{i}": s for i, (_, s) in enumerate(strata)}
-    got = neyman_allocation(sizes, sds, budget, minimum)
+    existing = {f"s{i}": have[i] for i in range(len(strata))}
+    got = neyman_allocation(sizes, sds, budget, minimum, existing)
     assert sum(got.values()) == budget and min(got.values()) >= 0
-    if minimum * len(strata) <= budget:
-        assert min(got.values()) >= minimum
+    shortfall = sum(max(0, minimum - existing[s]) for s in sizes)
+    if shortfall <= budget:
+        assert all(existing[s] + got[s] >= minimum for s in sizes)
 
 
 def test_sites_keep_their_spacing_follow_uncertainty_and_prefer_the_aoa():

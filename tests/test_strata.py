@@ -36,27 +36,31 @@ def test_hand_computed_two_strata():
     assert m["relative_error"] == pytest.approx(9.5 / 50)
     assert m["conservative_t_c_ha"] == pytest.approx(41.0)  # 5th percentile (90 % two-sided)
     assert m["conservative_mg_c"] == pytest.approx(4100.0)
-    # cores: 30 50 70 50 -> mean 50, sd 16.33, CV 0.3266; t(0.975, 3) = 3.182
+    # cores: 30 50 70 50 -> mean 50, sd 16.33, CV 0.3266. By hand: the smallest n with
+    # n >= (t(0.975, n - 1) CV / 0.2)^2 is 13: (2.179 * 0.3266 / 0.2)^2 = 12.66 <= 13,
+    # while n = 12 needs (2.201 * 0.3266 / 0.2)^2 = 12.92 > 12.
     cv = np.std([30, 50, 70, 50], ddof=1) / 50
     assert m["cv_cores"] == pytest.approx(cv)
-    expected = int(np.ceil((stats.t.ppf(0.975, 3) * cv / 0.2) ** 2))
-    assert m["cores_needed"] == expected == 28
-    assert m["additional_cores"] == 24
+    assert (stats.t.ppf(0.975, 12) * cv / 0.2) ** 2 <= 13
+    assert (stats.t.ppf(0.975, 11) * cv / 0.2) ** 2 > 12
+    assert m["cores_needed"] == 13
+    assert m["additional_cores"] == 9
     assert bool(m["min_cores_ok"]) and bool(m["precision_ok"])
     f = t.loc["flat"]
     assert f["se_t_c_ha"] == 0.0 and f["relative_error"] == 0.0
     assert f["n_cores"] == 2 and not bool(f["min_cores_ok"])
-    assert f["cores_needed"] == int(
-        np.ceil((stats.t.ppf(0.975, 1) * np.std([9, 11], ddof=1) / 10 / 0.2) ** 2)
-    )
+    # CV 0.1414: n = 4 needs (3.182 * 0.1414 / 0.2)^2 = 5.06 > 4; n = 5 needs 3.85 <= 5
+    assert f["cores_needed"] == 5 and f["additional_cores"] == 3
 
 
 def test_cores_formula_and_its_edges():
-    # the normal quantile when no degrees of freedom: (1.96 * 0.4 / 0.2)^2 = 15.37 -> 16
-    assert cores_needed(0.4, 1, 0.2, 0.95) == 16
-    assert cores_needed(0.4, 0, 0.2, 0.95) == 16
-    # more cores at hand, smaller t, fewer needed; looser target, fewer needed
-    assert cores_needed(0.4, 30, 0.2, 0.95) < cores_needed(0.4, 3, 0.2, 0.95)
+    # the fixed point: the answer n satisfies n >= (t(n - 1) CV / E)^2 and n - 1 does not
+    for cv in (0.1, 0.4, 0.9):
+        n = cores_needed(cv, 3, 0.2, 0.95)
+        assert (stats.t.ppf(0.975, n - 1) * cv / 0.2) ** 2 <= n
+        assert n == 2 or (stats.t.ppf(0.975, n - 2) * cv / 0.2) ** 2 > n - 1
+    # at hand cores do not change the answer; looser targets need fewer
+    assert cores_needed(0.4, 30, 0.2, 0.95) == cores_needed(0.4, 2, 0.2, 0.95)
     assert cores_needed(0.4, 30, 0.3, 0.95) < cores_needed(0.4, 30, 0.2, 0.95)
     assert cores_needed(0.4, 30, 0.2, 0.90) < cores_needed(0.4, 30, 0.2, 0.95)
     with pytest.raises(ConfigError, match="coefficient of variation"):

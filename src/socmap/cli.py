@@ -606,7 +606,13 @@ def design_cmd(
         typer.Option(help="Layer whose sd guides the design (default: the deepest stock total)."),
     ] = None,
     min_spacing: Annotated[float, typer.Option(help="Minimum distance between cores (m).")] = 0.0,
-    min_cores: Annotated[int, typer.Option(help="Cores per stratum before Neyman allocation.")] = 3,
+    min_cores: Annotated[
+        int, typer.Option(help="Cores every stratum should have (existing ones count).")
+    ] = 3,
+    cores: Annotated[
+        Path | None,
+        typer.Option(help="Cores already taken (.parquet/.csv: site_id, stratum or x, y, crs)."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the site draws.")] = 0,
 ) -> None:
     """Neyman-allocated, uncertainty-weighted, spaced core sites (GeoPackage + field CSV).
@@ -614,10 +620,11 @@ def design_cmd(
     Example: [bold]socmap design runs/edgeroi --strata geology --budget 30 -o design/[/bold]
     """
     from socmap.design import design_for_run
+    from socmap.profiles import read_table
 
     sites, allocation, paths = design_for_run(
         run_dir, strata, budget, out_dir, field=field, layer=layer, min_spacing=min_spacing,
-        minimum=min_cores, seed=seed,
+        minimum=min_cores, cores=read_table(cores) if cores is not None else None, seed=seed,
     )  # fmt: skip
     for stratum, allocated, placed in zip(
         allocation["stratum"], allocation["allocated"], allocation["placed"], strict=True

@@ -214,7 +214,7 @@ def _report(res: DemoResult, cores: Any, *, log: Callable[[str], object]) -> Non
         f"{int((~deepest['precision_ok']).sum())} above 20 % relative error"
     )
     sites, _, paths = design_for_run(
-        run_dir, DEMO_STRATA, DEMO_BUDGET, run_dir / "design", min_spacing=1000.0
+        run_dir, DEMO_STRATA, DEMO_BUDGET, run_dir / "design", min_spacing=1000.0, cores=cores
     )
     res.outputs["core design"] = paths["csv"]
     res.facts["design"] = f"{len(sites)} new core sites (Neyman allocation, 1 km spacing)"

@@ -37,8 +37,9 @@ def neyman_allocation(
     sds: Mapping[str, float],
     budget: int,
     minimum: int = 0,
+    existing: Mapping[str, int] | None = None,
 ) -> dict[str, int]:
-    """Cores per stratum: ``minimum`` each (budget allowing), the rest by Neyman's rule.
+    """Allocate new cores: strata below ``minimum`` first, the rest by Neyman's rule.
 
     Parameters
     ----------
@@ -49,8 +50,11 @@ def neyman_allocation(
     budget
         Total number of cores.
     minimum
-        Cores every stratum gets first; when the budget cannot give every stratum its
-        minimum, the budget is split by Neyman's rule alone.
+        Cores every stratum should have (VM0033: 3). Strata below it, counting their
+        ``existing`` cores, are topped up first, the largest shortfall first when the budget
+        cannot cover them all.
+    existing
+        Cores a stratum already has.
 
     Examples
     --------
@@ -58,6 +62,8 @@ def neyman_allocation(
     {'a': 6, 'b': 2}
     >>> neyman_allocation({"a": 100, "b": 100}, {"a": 3.0, "b": 1.0}, 8, minimum=3)
     {'a': 5, 'b': 3}
+    >>> neyman_allocation({"a": 100, "b": 100}, {"a": 3.0, "b": 1.0}, 4, 3, {"a": 0, "b": 3})
+    {'a': 4, 'b': 0}
     """
     if budget < 0:
         raise ConfigError(f"core budget {budget!r} must be >= 0")
@@ -68,12 +74,19 @@ def neyman_allocation(
             f"strata {bad!r} lack a size >= 0 or an uncertainty >= 0; check the stratum map "
             "and the uncertainty raster overlap"
         )
-    base = {s: 0 for s in strata}
-    if minimum > 0 and minimum * len(strata) <= budget:
-        base = {s: minimum for s in strata}
-    left = budget - sum(base.values())
+    have = dict(existing or {})
     score = np.array([sizes[s] * sds[s] for s in strata], dtype=np.float64)
-    if left == 0 or not strata:
+    shortfall = {s: max(0, minimum - int(have.get(s, 0))) for s in strata}
+    base = {s: 0 for s in strata}
+    order = sorted(range(len(strata)), key=lambda i: (-shortfall[strata[i]], -score[i], i))
+    left = budget
+    while left > 0 and any(base[s] < shortfall[s] for s in strata):
+        for i in order:  # one core at a time, largest shortfall first
+            s = strata[i]
+            if left > 0 and base[s] < shortfall[s]:
+                base[s] += 1
+                left -= 1
+    if left <= 0 or not strata:
         return base
     if score.sum() <= 0:
         score = np.array([float(sizes[s]) for s in strata])
@@ -153,6 +166,7 @@ def design_sites(
     min_spacing: float = 0.0,
     minimum: int = 3,
     aoa: np.ndarray | None = None,
+    existing: Mapping[str, int] | None = None,
     seed: int = 0,
     max_candidates: int = 20000,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -177,6 +191,8 @@ def design_sites(
         Cores per stratum before Neyman allocation (VM0033: 3).
     aoa
         ``(y, x)`` 1 inside the area of applicability, 0 outside, NaN unknown.
+    existing
+        Cores each stratum already has (they count towards ``minimum``).
     seed
         Same seed, same sites.
     max_candidates
@@ -186,8 +202,8 @@ def design_sites(
     -------
     sites, allocation
         Sites (``core_id, stratum, x, y, longitude, latitude, uncertainty, inside_aoa``) and
-        per stratum ``area_ha, mean_uncertainty, allocated, placed`` (placed < allocated
-        when the spacing left no room).
+        per stratum ``area_ha, mean_uncertainty, existing_cores, allocated, placed``
+        (placed < allocated when the spacing left no room).
     """
     from pyproj import Transformer
 
@@ -204,7 +220,7 @@ def design_sites(
         if inside.any():
             sizes[label] = float(area_ha[inside].sum())
             sds[label] = float(uncertainty[inside].mean())
-    allocation = neyman_allocation(sizes, sds, budget, minimum)
+    allocation = neyman_allocation(sizes, sds, budget, minimum, existing)
     xs, ys = np.meshgrid(grid.xs, grid.ys)
     if grid.is_geographic:
         lon, lat = grid.centre_lonlat
@@ -247,6 +263,7 @@ def design_sites(
                 "stratum": label,
                 "area_ha": sizes[label],
                 "mean_uncertainty": sds[label],
+                "existing_cores": int((existing or {}).get(label, 0)),
                 "allocated": allocation[label],
                 "placed": len(picked),
             }
@@ -289,6 +306,7 @@ def design_for_run(
     layer: str | None = None,
     min_spacing: float = 0.0,
     minimum: int = 3,
+    cores: pd.DataFrame | None = None,
     seed: int = 0,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Path]]:
     """Design new cores for a prediction run: its uncertainty, its AOA, a stratum map.
@@ -296,7 +314,8 @@ def design_for_run(
     The uncertainty is the sd of the run's stock layer ``layer`` (default: its last
     cumulative total) when stocks exist, else of SOC in the top interval; the AOA mask is
     the run's. Strata are a polygon file, a stratum raster or a cube band
-    (:func:`socmap.predict._strata.rasterise_strata`).
+    (:func:`socmap.predict._strata.rasterise_strata`). ``cores`` (site_id and a stratum or
+    x, y, crs) are the cores already taken: they count towards ``minimum``.
 
     Returns
     -------
@@ -305,7 +324,7 @@ def design_for_run(
     """
     from socmap.cube import open_cube
     from socmap.predict import open_run
-    from socmap.predict._strata import rasterise_strata
+    from socmap.predict._strata import cores_with_strata, rasterise_strata
 
     run = open_run(run_dir)
     grid = run.grid
@@ -325,9 +344,15 @@ def design_for_run(
     sd = np.asarray(ds[variable].sel(stat="sd", depth=chosen).values, dtype=np.float64)
     aoa = np.asarray(run.open()["aoa"].values, dtype=np.float64)
     codes, labels = rasterise_strata(grid, strata, field=field, cube=open_cube(run.config.cube))
+    existing: dict[str, int] | None = None
+    if cores is not None:
+        located = cores_with_strata(cores, grid, codes, labels)
+        key = "site_id" if "site_id" in located.columns else None
+        per = located.drop_duplicates(key) if key else located
+        existing = {str(k): int(v) for k, v in per["stratum"].value_counts().items()}
     sites, allocation = design_sites(
         grid, codes, labels, sd, int(budget), min_spacing=min_spacing, minimum=minimum,
-        aoa=None if np.isnan(aoa).all() else aoa, seed=seed,
+        aoa=None if np.isnan(aoa).all() else aoa, existing=existing, seed=seed,
     )  # fmt: skip
     allocation.insert(1, "uncertainty", f"{variable} sd {chosen}")
     paths = write_design(sites, grid, out_dir)

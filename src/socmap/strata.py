@@ -16,8 +16,8 @@ the table a verifier reads:
   cannot be shown to be small;
 * **cores**: the number of cores in the stratum, their observed coefficient of variation
   CV (sd / mean of the cores' stocks), and the cores needed for the target precision E at
-  the target confidence, ``n = (t CV / E)^2`` with ``t`` Student's quantile for the cores
-  at hand (``n - 1`` degrees of freedom; the normal quantile below 2 cores), rounded up;
+  the target confidence: the smallest ``n`` with ``n >= (t CV / E)^2``, ``t`` Student's
+  quantile with ``n - 1`` degrees of freedom (:func:`cores_needed`);
   **additional cores** = ``max(0, n - n_cores)``;
 * **flags**: at least ``min_cores`` cores (3 in VM0033), relative error within the target.
 
@@ -93,23 +93,29 @@ class StrataConfig:
 
 
 def cores_needed(cv: float, n_cores: int, relative_error: float, confidence: float) -> int:
-    """Cores for a relative error ``E`` at a confidence: ``ceil((t CV / E)^2)``.
+    """Smallest number of cores ``n`` with ``(t CV / E)^2 <= n`` (Cochran 1977, §4.4).
 
-    ``t`` is Student's two-sided quantile with ``n_cores - 1`` degrees of freedom (the
-    normal quantile when fewer than 2 cores give no degrees of freedom).
+    ``t`` is Student's two-sided quantile at ``confidence`` with ``n - 1`` degrees of
+    freedom, so the answer is the fixed point of ``n = (t CV / E)^2``, not that formula with
+    the degrees of freedom of the cores at hand (with 2 cores, t = 12.7 would ask for
+    hundreds). ``n_cores`` is accepted for the record and does not change the answer.
 
     Examples
     --------
-    >>> cores_needed(0.5, 10, 0.2, 0.95)  # t(0.975, 9) = 2.2622: (2.2622 * 0.5 / 0.2)^2 = 31.98
-    32
+    >>> cores_needed(0.5, 10, 0.2, 0.95)  # t(0.975, 26) = 2.056: (2.056 * 0.5 / 0.2)^2 = 26.4
+    27
     >>> cores_needed(0.0, 5, 0.2, 0.95)
-    0
+    1
     """
     if not math.isfinite(cv) or cv < 0:
         raise ConfigError(f"coefficient of variation {cv!r} must be a finite number >= 0")
+    if cv == 0:
+        return 1
     q = 0.5 + confidence / 2
-    t = float(stats.t.ppf(q, n_cores - 1)) if n_cores >= 2 else float(stats.norm.ppf(q))
-    return math.ceil((t * cv / relative_error) ** 2 - 1e-9)
+    n = max(2, math.ceil((float(stats.norm.ppf(q)) * cv / relative_error) ** 2))
+    while (float(stats.t.ppf(q, n - 1)) * cv / relative_error) ** 2 > n:
+        n += 1
+    return n
 
 
 def _cv(values: npt.ArrayLike) -> float:

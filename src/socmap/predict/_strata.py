@@ -296,7 +296,7 @@ def strata_for_run(
     draws, areas, unmapped = _aggregate(run, labels, len(layers))
     stocks_of_cores = None
     if cores is not None:
-        with_strata = _cores_with_strata(cores, grid, codes, labels)
+        with_strata = cores_with_strata(cores, grid, codes, labels)
         stocks_of_cores = core_stocks(
             with_strata,
             [(float(t), float(b)) for t, b in run.config.intervals],
@@ -317,7 +317,7 @@ def strata_for_run(
     return StrataResult(run=run, table=table, path=out / "strata.csv", metadata=metadata)
 
 
-def _cores_with_strata(
+def cores_with_strata(
     cores: pd.DataFrame, grid: Grid, codes: np.ndarray, labels: list[str]
 ) -> pd.DataFrame:
     """Give the cores a ``stratum`` column: their own, or the map's at their location.
@@ -403,9 +403,9 @@ def _metadata(
                 f"({cfg.conservative_confidence:g})"
             ),
             "cores_needed": (
-                "ceil((t CV / E)^2), t Student's two-sided quantile at target_confidence with "
-                "n_cores - 1 degrees of freedom, CV the cores' coefficient of variation, E the "
-                "target relative error"
+                "smallest n with n >= (t CV / E)^2, t Student's two-sided quantile at "
+                "target_confidence with n - 1 degrees of freedom, CV the cores' coefficient of "
+                "variation, E the target relative error"
             ),
             "standard": (
                 "VM0033 (Verra) stratified estimation: at least min_cores cores per stratum, "
