@@ -165,8 +165,8 @@ def posterior_for_run(
                     out,
                     dims=("stat", "depth", "y", "x"),
                     coords={
-                        "stat": list(POSTERIOR_STATS),
-                        "depth": depths,
+                        "stat": np.asarray(POSTERIOR_STATS, dtype=object),
+                        "depth": np.asarray(depths, dtype=object),
                         "y": grid.ys,
                         "x": grid.xs,
                     },
