@@ -211,19 +211,23 @@ def test_resume_after_sigkill_is_bitwise_identical(meuse, tmp_path):
             np.testing.assert_array_equal(x.read(), y.read())
 
 
-def test_band_mismatch_fails_before_any_output(meuse, tmp_path):
-    cube = open_cube(meuse["cube"])
-    table = meuse["table"].assign(elev_x=1.0)
+def _bundle_with_extra_band(cube, table, band, group, out):
+    """A small bundle that reads the cube's bands plus one continuous ``band``."""
     bands = pd.concat(
-        [band_table(cube),
-         pd.DataFrame([{"name": "elev_x", "kind": "continuous", "group": "terrain"}])],
+        [band_table(cube), pd.DataFrame([{"name": band, "kind": "continuous", "group": group}])],
         ignore_index=True,
-    )  # fmt: skip
+    )
     est = SocNetRegressor(
         bands, network={"fusion_dim": 8, "head": (16, 8)}, train={"max_epochs": 2},
         block_size=500.0, units="metres",
     ).fit(table)  # fmt: skip
-    bundle = est.save(tmp_path / "b", {"intervals": INTERVALS})
+    return est.save(out, {"intervals": INTERVALS})
+
+
+def test_band_mismatch_fails_before_any_output(meuse, tmp_path):
+    cube = open_cube(meuse["cube"])
+    table = meuse["table"].assign(elev_x=1.0)
+    bundle = _bundle_with_extra_band(cube, table, "elev_x", "terrain", tmp_path / "b")
     with pytest.raises(BandMismatch, match="elev_x"):
         predict_cube(bundle, meuse["cube"], tmp_path / "run", workers=0, progress=False)
     assert not (tmp_path / "run").exists()
@@ -238,16 +242,7 @@ def test_global_context_bands_match_what_training_saw(meuse, tmp_path):
     context = global_context_covariates(table)
     band = "wc_bio1_mat_degC"
     train = table.merge(context[["site_id", band]], on="site_id")
-    bands = pd.concat(
-        [band_table(cube),
-         pd.DataFrame([{"name": band, "kind": "continuous", "group": "climate"}])],
-        ignore_index=True,
-    )  # fmt: skip
-    est = SocNetRegressor(
-        bands, network={"fusion_dim": 8, "head": (16, 8)}, train={"max_epochs": 2},
-        block_size=500.0, units="metres",
-    ).fit(train)  # fmt: skip
-    bundle = est.save(tmp_path / "b", {"intervals": INTERVALS})
+    bundle = _bundle_with_extra_band(cube, train, band, "climate", tmp_path / "b")
     run = predict_cube(bundle, meuse["cube"], tmp_path / "run", passes=2, workers=0,
                        exports=False, progress=False)  # fmt: skip
     assert run.config.context_bands == [band]

@@ -470,11 +470,7 @@ def _normals(
 ) -> FloatArray:
     if z is not None:
         zz = _floats(z)
-        try:
-            ok = np.broadcast_shapes(zz.shape, shape) == shape
-        except ValueError:
-            ok = False
-        if not ok:
+        if not _broadcasts(zz.shape, shape):
             raise ConfigError(
                 f"{name} has shape {zz.shape!r}; it must broadcast to {shape!r} "
                 "(one standard normal per draw and pixel, shared by the depths)"
@@ -488,14 +484,18 @@ def _normals(
     return rng.standard_normal(shape, dtype=dtype)
 
 
+def _broadcasts(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    """Whether an array of ``shape`` broadcasts to exactly ``target``."""
+    try:
+        return np.broadcast_shapes(shape, target) == target
+    except ValueError:
+        return False
+
+
 def _field(name: str, a: FloatArray, shape: tuple[int, ...]) -> FloatArray:
     """Check that a per-pixel (or per-depth-and-pixel) field broadcasts to ``(D, ...)``."""
     target = shape[1:]
-    try:
-        ok = np.broadcast_shapes(a.shape, target) == target
-    except ValueError:
-        ok = False
-    if not ok:
+    if not _broadcasts(a.shape, target):
         raise GridMismatch(
             f"{name} has shape {a.shape!r}, which does not broadcast to the draws' "
             f"(depth, ...) shape {target!r}; give a scalar, a (y, x) raster or a "
