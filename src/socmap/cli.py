@@ -825,6 +825,45 @@ def benchmark_transfer_cmd(
     out.print("\n".join(f"{k}: {v}" for k, v in paths.items()))
 
 
+# --------------------------------------------------------------------------- scheduled runs
+@app.command("run")
+def run_cmd(
+    config: Annotated[
+        str, typer.Argument(help="Run configuration (YAML) or a built-in one: edgeroi.")
+    ],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Run root (default: config 'output').")
+    ] = None,
+    force: Annotated[
+        list[str] | None,
+        typer.Option(help="Recompute this stage and those after it (repeatable), e.g. cube."),
+    ] = None,
+    scheduler: SchedulerOpt = None,
+    workers: WorkersOpt = None,
+) -> None:
+    """Run the whole chain from one YAML, recomputing only what changed, and publish it.
+
+    cube (build or Earth Engine pull) -> QC + harmonise -> fine-tune + CV -> predict ->
+    stocks -> strata (+ design) -> report. Each version goes to ROOT/runs/VERSION with a
+    manifest; ROOT/latest switches only when a version is complete. A rerun with nothing
+    changed does nothing.
+
+    Example: [bold]socmap run edgeroi --output runs/edgeroi[/bold]
+    """
+    from socmap.pipeline import run_pipeline
+
+    outcome = run_pipeline(
+        config,
+        output=output,
+        force=tuple(force or ()),
+        scheduler=scheduler,
+        workers=workers,
+        log=out.print,
+    )
+    if outcome.published:
+        out.print(f"manifest: {outcome.root / 'runs' / str(outcome.version) / 'manifest.json'}")
+
+
 # --------------------------------------------------------------------------- demo
 @app.command("demo")
 def demo_cmd(

@@ -1,0 +1,255 @@
+"""Execute a run configuration: plan the stages, reuse what is unchanged, publish a version.
+
+1. Every enabled stage's cache key is computed before any work (configuration sections,
+   input-file fingerprints, upstream keys, socmap's version).
+2. If ``latest`` already has exactly these keys, nothing is done.
+3. Otherwise each stage either reuses its cached output (same key) or runs into a fresh
+   directory that is renamed into the cache when it finishes.
+4. The version directory is assembled next to the others (hard links to the stage outputs
+   plus ``manifest.json``), renamed into ``runs/``, and only then does ``latest`` switch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from socmap._io import atomic_path
+from socmap.errors import ConfigError
+from socmap.pipeline.config import RunSpec, load_run_config
+from socmap.pipeline.stages import STAGES, Log, Stage, StageContext, link_tree
+from socmap.pipeline.versions import MANIFEST, STAGE_JSON, RunRoot
+
+__all__ = ["MANIFEST_FORMAT", "RunOutcome", "StagePlan", "plan_run", "run_pipeline"]
+
+MANIFEST_FORMAT = "socmap-run-manifest/1"
+#: What a published version holds: name in the version -> (stage, path inside its output).
+PUBLISHED = {
+    "cube.zarr": ("cube", "cube.zarr"),
+    "profiles": ("profiles", "."),
+    "bundle": ("finetune", "bundle"),
+    "run": ("report", "run"),
+}
+VERSIONED_PACKAGES = (
+    "numpy",
+    "pandas",
+    "xarray",
+    "dask",
+    "zarr",
+    "torch",
+    "rasterio",
+    "scikit-learn",
+)
+
+
+@dataclass
+class StagePlan:
+    """One stage of a planned run."""
+
+    name: str
+    key: str
+    upstream: list[str]
+    inputs: dict[str, str]
+    status: str = "pending"  # reused | computed | forced
+    seconds: float = 0.0
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunOutcome:
+    """What :func:`run_pipeline` did."""
+
+    root: Path
+    stages: list[StagePlan]
+    version: str | None
+    published: bool
+    message: str
+
+    @property
+    def computed(self) -> list[str]:
+        """Stages that ran (not reused)."""
+        return [s.name for s in self.stages if s.status in ("computed", "forced")]
+
+
+def _key(stage: Stage, spec: RunSpec, inputs: dict[str, str], upstream: dict[str, str]) -> str:
+    from socmap import __version__
+
+    doc = {
+        "stage": stage.name,
+        "params": stage.params(spec),
+        "inputs": inputs,
+        "upstream": upstream,
+        "socmap": __version__,
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def plan_run(spec: RunSpec) -> list[StagePlan]:
+    """Cache keys of every enabled stage, upstream first (reads input files, runs nothing)."""
+    enabled = [s for s in STAGES if s.enabled(spec)]
+    names = {s.name for s in enabled}
+    keys: dict[str, str] = {}
+    plans = []
+    for stage in enabled:
+        upstream = [u for u in stage.upstream if u in names]
+        inputs = stage.inputs(spec)
+        keys[stage.name] = _key(stage, spec, inputs, {u: keys[u] for u in upstream})
+        plans.append(StagePlan(stage.name, keys[stage.name], upstream, inputs))
+    return plans
+
+
+def _downstream(plans: list[StagePlan], roots: set[str]) -> set[str]:
+    out = set(roots)
+    for p in plans:  # plans are in dependency order
+        if out.intersection(p.upstream):
+            out.add(p.name)
+    return out
+
+
+def _versions() -> dict[str, str]:
+    from socmap import __version__
+
+    found = {"socmap": __version__, "python": platform.python_version()}
+    for name in VERSIONED_PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def run_pipeline(
+    config: str | Path | RunSpec,
+    *,
+    output: str | Path | None = None,
+    force: tuple[str, ...] = (),
+    scheduler: str | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    log: Log = print,
+) -> RunOutcome:
+    """Run a configuration: recompute only the stages whose inputs changed, then publish.
+
+    Parameters
+    ----------
+    config
+        A run configuration file, a built-in name (``edgeroi``) or a :class:`RunSpec`.
+    output
+        The run root (default: the configuration's ``output``, else ``runs/NAME``).
+    force
+        Stages to recompute even if unchanged (their downstream stages follow).
+    scheduler, workers
+        Dask scheduler address or local worker count for the tiled stages (they do not
+        change the numbers, so they are not part of the cache keys).
+    progress
+        Progress bars.
+    log
+        Called with one line per stage.
+
+    Returns
+    -------
+    RunOutcome
+        ``published`` is false when nothing had changed.
+
+    Raises
+    ------
+    ConfigError
+        An unknown stage in ``force``, another run holding the root, or a failed stage (the
+        previous version and ``latest`` are left as they were).
+    """
+    spec = config if isinstance(config, RunSpec) else load_run_config(config)
+    root = RunRoot(spec.output_dir(output))
+    known = [s.name for s in STAGES]
+    bad = [f for f in force if f not in known]
+    if bad:
+        raise ConfigError(f"unknown stage(s) {bad!r} in --force; stages: {known!r}")
+    start = time.perf_counter()
+    with root.lock():
+        leftovers = root.clean_incomplete()
+        if leftovers:
+            log(f"removed {leftovers} unfinished output(s) of an interrupted run")
+        plans = plan_run(spec)
+        forced = _downstream(plans, set(force))
+        latest = root.latest_version()
+        if latest is not None and not forced:
+            previous = {s["name"]: s["key"] for s in root.manifest(latest).get("stages", [])}
+            if previous == {p.name: p.key for p in plans}:
+                for p in plans:
+                    p.status = "unchanged"
+                msg = f"nothing changed since {latest}; nothing to do (latest unchanged)"
+                log(msg)
+                return RunOutcome(root.path, plans, latest, False, msg)
+        outputs: dict[str, Path] = {}
+        for i, plan in enumerate(plans, 1):
+            stage = next(s for s in STAGES if s.name == plan.name)
+            where = root.stage_dir(plan.name, plan.key)
+            record = None if plan.name in forced else root.cached(plan.name, plan.key)
+            if record is not None:
+                plan.status, plan.seconds = "reused", float(record.get("seconds", 0.0))
+                plan.metrics = record.get("metrics", {})
+                log(f"[{i}/{len(plans)}] {plan.name}: unchanged, reusing {plan.key[:12]}")
+            else:
+                plan.status = "forced" if plan.name in forced else "computed"
+                log(f"[{i}/{len(plans)}] {plan.name}: computing {plan.key[:12]}")
+                ctx = StageContext(
+                    spec, {u: outputs[u] for u in plan.upstream}, scheduler, workers, progress,
+                    log,
+                )  # fmt: skip
+                t0 = time.perf_counter()
+                with atomic_path(where, overwrite=True) as tmp:
+                    tmp.mkdir(parents=True)
+                    plan.metrics = stage.run(ctx, tmp)
+                    plan.seconds = time.perf_counter() - t0
+                    doc = {"stage": plan.name, "key": plan.key, "seconds": plan.seconds,
+                           "metrics": plan.metrics}  # fmt: skip
+                    (tmp / STAGE_JSON).write_text(json.dumps(doc, indent=2, default=str))
+            outputs[plan.name] = where
+        version = root.new_version_id()
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "version": version,
+            "previous": latest,
+            "config": spec.model_dump(mode="json"),
+            "config_sha256": spec.sha256(),
+            "config_dir": str(spec.base_dir),
+            "stages": [
+                {
+                    "name": p.name,
+                    "key": p.key,
+                    "status": p.status,
+                    "upstream": p.upstream,
+                    "inputs": p.inputs,
+                    "seconds": round(p.seconds, 3),
+                }
+                for p in plans
+            ],
+            "metrics": {p.name: p.metrics for p in plans},
+            "timings": {
+                **{p.name: round(p.seconds, 3) for p in plans if p.status != "reused"},
+                "total_s": round(time.perf_counter() - start, 3),
+            },
+            "versions": _versions(),
+        }
+        with atomic_path(root.runs / version, overwrite=False) as tmp:
+            tmp.mkdir(parents=True)
+            for name, (stage_name, inner) in PUBLISHED.items():
+                if stage_name in outputs:
+                    link_tree(outputs[stage_name] / inner, tmp / name)
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        root.point_latest(version)
+        pruned = root.prune(spec.keep)
+        done = [p.name for p in plans if p.status != "reused"]
+        msg = (
+            f"published {version} (computed: {', '.join(done)}; reused: "
+            f"{', '.join(p.name for p in plans if p.status == 'reused') or 'nothing'}); "
+            f"latest -> runs/{version}"
+            + (f"; pruned {len(pruned)} old version(s)" if pruned else "")
+        )
+        log(msg)
+        return RunOutcome(root.path, plans, version, True, msg)

@@ -1,0 +1,364 @@
+"""The stages of a scheduled run and what each one's cache key depends on.
+
+cube -> profiles -> finetune (with its CV) -> predict -> stocks -> strata (+ design) -> report
+
+Each stage declares its upstream stages, the configuration it reads and the
+fingerprints of the external files it reads. Its cache key is a hash of those and of its
+upstream keys, so new cores change the keys of ``profiles`` and everything after it, a new
+covariate catalog (or date range) those of ``cube`` and everything after it, and nothing else.
+
+A stage writes into a fresh directory. Stages after ``predict`` extend the prediction run
+directory; they start from a hard-linked copy of the previous stage's run (every socmap
+writer replaces files by renaming, so a linked file is never modified in place).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from socmap.pipeline.config import EMBEDDED_PROFILES, RunSpec
+
+__all__ = ["STAGES", "Stage", "StageContext", "link_tree", "tree_sha256"]
+
+Log = Callable[[str], object]
+
+
+@dataclass
+class StageContext:
+    """What a stage function gets: the configuration, upstream outputs and run options."""
+
+    spec: RunSpec
+    upstream: dict[str, Path]
+    scheduler: str | None = None
+    workers: int | None = None
+    progress: bool = True
+    log: Log = print
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the chain."""
+
+    name: str
+    upstream: tuple[str, ...]
+    params: Callable[[RunSpec], dict[str, Any]]
+    run: Callable[[StageContext, Path], dict[str, Any]]
+    inputs: Callable[[RunSpec], dict[str, str]] = field(default=lambda spec: {})
+    enabled: Callable[[RunSpec], bool] = field(default=lambda spec: True)
+
+
+# ---------------------------------------------------------------------- fingerprints
+def tree_sha256(path: Path) -> str:
+    """SHA-256 of a file, or of a directory's files (relative names and contents, sorted)."""
+    import hashlib
+
+    from socmap.sources.local import source_checksum
+
+    if path.is_file():
+        return source_checksum(path)
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f.relative_to(path).as_posix().encode() + b"\0")
+        h.update(source_checksum(f).encode())
+    return h.hexdigest()
+
+
+def _file_input(spec: RunSpec, value: str | None) -> str:
+    if value is None:
+        return ""
+    p = spec.resolve(value)
+    if not p.exists():
+        from socmap.errors import InputNotFound
+
+        raise InputNotFound(f"{str(p)!r} named in the run configuration does not exist")
+    return tree_sha256(p)
+
+
+def _cube_inputs(spec: RunSpec) -> dict[str, str]:
+    from socmap.catalog import load_catalog
+    from socmap.cube import _catalog_digest
+
+    cat = load_catalog(_catalog_path(spec))
+    out = {"catalog": _catalog_digest(cat), "grid": str(_grid(spec).to_dict())}
+    for cov in cat.covariates:
+        if not cov.is_earth_engine:  # an EE layer is pinned by its catalog entry
+            out[f"source:{cov.name}"] = tree_sha256(cov.resolve_source(cat.base_dir))
+    return out
+
+
+def _profiles_inputs(spec: RunSpec) -> dict[str, str]:
+    if spec.profiles.path in EMBEDDED_PROFILES:
+        from socmap.catalog import embedded_data_dir
+
+        return {"profiles": tree_sha256(embedded_data_dir() / spec.profiles.path)}
+    return {"profiles": _file_input(spec, spec.profiles.path)}
+
+
+def _bundle_path(spec: RunSpec) -> Path:
+    p = spec.resolve(spec.model.bundle)
+    if p.exists():
+        return p
+    from socmap.catalog import embedded_data_dir
+
+    return embedded_data_dir() / "bundles" / spec.model.bundle
+
+
+def _catalog_path(spec: RunSpec) -> str | Path:
+    p = spec.resolve(spec.cube.catalog)
+    return p if p.exists() else spec.cube.catalog
+
+
+def _grid(spec: RunSpec) -> Any:
+    from socmap.catalog import GridSpec, load_catalog, load_grid
+
+    if isinstance(spec.region, GridSpec):
+        return spec.region.to_grid()
+    if spec.region is not None:
+        p = spec.resolve(spec.region)
+        return load_grid(p if p.exists() else spec.region)
+    cat = load_catalog(_catalog_path(spec))
+    if cat.grid is None:
+        from socmap.errors import ConfigError
+
+        raise ConfigError(
+            f"run {spec.name!r} has no region and catalog {cat.name!r} has no grid; add "
+            "region: NAME or region: {crs, bbox, resolution} to the run configuration"
+        )
+    return cat.grid.to_grid()
+
+
+def link_tree(src: Path, dst: Path) -> None:
+    """Copy ``src`` to ``dst`` as hard links (a real copy across file systems)."""
+
+    def link(s: str, d: str) -> None:
+        try:
+            os.link(s, d)
+        except OSError:
+            shutil.copy2(s, d)
+
+    shutil.copytree(src, dst, copy_function=link, symlinks=True)
+
+
+# ---------------------------------------------------------------------- stage bodies
+def _cube(ctx: StageContext, out: Path) -> dict[str, Any]:
+    from socmap.catalog import load_catalog
+    from socmap.cube import build_cube, open_cube
+
+    spec = ctx.spec
+    cat = load_catalog(_catalog_path(spec))
+    grid = _grid(spec)
+    path = out / "cube.zarr"
+    if any(c.is_earth_engine for c in cat.covariates):
+        from socmap.sources import earthengine as ee_source
+
+        auth = spec.cube.earthengine
+        key = spec.resolve(auth.key_file) if auth.key_file else None
+        ee_source.initialize(service_account_key=key, project=auth.project)
+        ee_source.pull_cube(
+            cat, grid, path, chunk=spec.cube.chunk, workers=auth.workers,
+            max_retries=auth.max_retries, progress=ctx.progress,
+        )  # fmt: skip
+    else:
+        build_cube(cat, grid, path, chunk=spec.cube.chunk, progress=ctx.progress)
+    cube = open_cube(path)
+    return {
+        "bands": int(cube.sizes["band"]),
+        "shape": [int(cube.sizes["y"]), int(cube.sizes["x"])],
+        "nodata_fraction": dict(
+            zip(cube.attrs["band_names"], cube.attrs["band_nodata_fraction"], strict=True)
+        ),
+    }
+
+
+def _read_profiles(spec: RunSpec) -> Any:
+    from socmap.profiles import read_edgeroi, read_profiles
+
+    if spec.profiles.path in EMBEDDED_PROFILES:
+        return read_edgeroi()
+    p = spec.profiles
+    return read_profiles(spec.resolve(p.path), mapping=p.mapping, crs=p.crs, soc_units=p.soc_units)
+
+
+def _profiles(ctx: StageContext, out: Path) -> dict[str, Any]:
+    from socmap.depth import harmonise
+    from socmap.profiles import qc_profiles, write_qc
+
+    spec = ctx.spec
+    profiles = _read_profiles(spec)
+    report = qc_profiles(profiles)
+    write_qc(report, out / "qc")
+    harmonised = harmonise(profiles, spec.model.depths, value_cols=("soc_g_kg",))
+    profiles.to_parquet(out / "profiles.parquet")
+    harmonised.table.to_parquet(out / "harmonised.parquet")
+    return {
+        "sites": int(profiles["site_id"].nunique()),
+        "horizons": len(profiles),
+        "qc_flags": len(report.flags),
+        "harmonised": {k: int(v) for k, v in harmonised.summary().items()},
+    }
+
+
+def _finetune(ctx: StageContext, out: Path) -> dict[str, Any]:
+    import pandas as pd
+
+    from socmap.cube import open_cube
+    from socmap.model.finetune import finetune_bundle
+    from socmap.training import regional_training_table
+
+    m = ctx.spec.model
+    profiles = pd.read_parquet(ctx.upstream["profiles"] / "profiles.parquet")
+    cube = open_cube(ctx.upstream["cube"] / "cube.zarr")
+    data = regional_training_table(profiles, cube, depths=m.depths, max_depth_cm=m.max_depth_cm)
+    tuned = finetune_bundle(
+        _bundle_path(ctx.spec), data, out / "bundle", strategy=m.strategy, depth_set=m.depths,
+        block_size=m.block_size_m, cv_folds=m.cv_folds, seed=m.seed, n_jobs=m.jobs,
+        progress=ctx.progress,
+    )  # fmt: skip
+    metrics: dict[str, Any] = {"strategy": str(tuned.estimator.strategy_)}
+    if tuned.cv is not None:
+        pooled = tuned.cv.metrics[tuned.cv.metrics["depth"] == "all"]
+        metrics["cv"] = {
+            f"all:{m}": float(v) for m, v in zip(pooled["metric"], pooled["value"], strict=True)
+        }
+    return metrics
+
+
+def _predict(ctx: StageContext, out: Path) -> dict[str, Any]:
+    from socmap.predict import predict_cube
+
+    p = ctx.spec.predict
+    run = predict_cube(
+        ctx.upstream["finetune"] / "bundle", ctx.upstream["cube"] / "cube.zarr", out / "run",
+        passes=p.passes, seed=p.seed, batch_size=p.batch_size, scheduler=ctx.scheduler,
+        workers=ctx.workers, progress=ctx.progress,
+    )  # fmt: skip
+    return {k: v for k, v in run.summary.items() if isinstance(v, int | float | str)}
+
+
+def _number_or_name(value: str | float) -> str | float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _stocks(ctx: StageContext, out: Path) -> dict[str, Any]:
+    from socmap.predict import stocks_for_run
+    from socmap.stocks import read_stratum_bd
+
+    s = ctx.spec.stocks
+    link_tree(ctx.upstream["predict"] / "run", out / "run")
+    strata, default = read_stratum_bd(ctx.spec.resolve(s.bd_table)) if s.bd_table else (None, None)
+    res = stocks_for_run(
+        out / "run", bd=_number_or_name(s.bd), bd_sd=s.bd_sd, cf=_number_or_name(s.cf),
+        cf_sd=s.cf_sd, bd_strata=strata, bd_default=default, scheduler=ctx.scheduler,
+        workers=ctx.workers, overwrite=True, progress=ctx.progress,
+    )  # fmt: skip
+    return {"stocks": res.describe()}
+
+
+def _strata(ctx: StageContext, out: Path) -> dict[str, Any]:
+    import pandas as pd
+
+    from socmap.design import design_for_run
+    from socmap.predict import strata_for_run
+    from socmap.strata import StrataConfig
+
+    spec = ctx.spec
+    assert spec.strata is not None
+    st = spec.strata
+    link_tree(ctx.upstream["stocks"] / "run", out / "run")
+    cores = pd.read_parquet(ctx.upstream["profiles"] / "harmonised.parquet")
+    source = spec.resolve(st.source)
+    strata_source: str | Path = source if source.exists() else st.source
+    res = strata_for_run(
+        out / "run", strata_source, field=st.field, cores=cores,
+        config=StrataConfig(
+            target_relative_error=st.target_relative_error,
+            conservative_confidence=st.conservative, min_cores=st.min_cores,
+        ),
+        scheduler=ctx.scheduler, workers=ctx.workers, progress=ctx.progress,
+    )  # fmt: skip
+    deepest = res.table[res.table["layer"] == res.table["layer"].iloc[-1]]
+    metrics: dict[str, Any] = {
+        "layer": str(deepest["layer"].iloc[0]),
+        "strata": len(deepest),
+        "area_ha": float(deepest["area_ha"].sum()),
+        "total_t_co2e": float(deepest["total_t_co2e"].sum()),
+        "conservative_t_co2e": float(deepest["conservative_t_co2e"].sum()),
+    }
+    if spec.design is not None:
+        sites, _, _ = design_for_run(
+            out / "run", strata_source, spec.design.budget, out / "run" / "design",
+            field=st.field, min_spacing=spec.design.min_spacing_m, cores=cores,
+            seed=spec.model.seed,
+        )  # fmt: skip
+        metrics["design_sites"] = len(sites)
+    return metrics
+
+
+def _report(ctx: StageContext, out: Path) -> dict[str, Any]:
+    from socmap.report.build import build_report
+
+    spec = ctx.spec
+    previous = "strata" if "strata" in ctx.upstream else "stocks"
+    link_tree(ctx.upstream[previous] / "run", out / "run")
+    bench = spec.resolve(spec.report.benchmark) if spec.report.benchmark else None
+    paths = build_report(
+        out / "run",
+        title=spec.report.title or f"socmap run {spec.name}",
+        benchmark=bench,
+        qc=ctx.upstream["profiles"] / "qc" / "summary.csv",
+    )
+    return {"report": str(Path(paths["html"]).relative_to(out))}
+
+
+def _sections(*names: str) -> Callable[[RunSpec], dict[str, Any]]:
+    return lambda spec: {n: spec.step_dict(n) for n in names}
+
+
+def _strata_inputs(spec: RunSpec) -> dict[str, str]:
+    assert spec.strata is not None
+    p = spec.resolve(spec.strata.source)
+    return {"strata": tree_sha256(p) if p.exists() else f"band:{spec.strata.source}"}
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("cube", (), _sections("region", "cube"), _cube, _cube_inputs),
+    Stage(
+        "profiles",
+        (),
+        lambda spec: {**_sections("profiles")(spec), "depths": spec.model.depths},
+        _profiles,
+        _profiles_inputs,
+    ),
+    Stage(
+        "finetune",
+        ("cube", "profiles"),
+        _sections("model"),
+        _finetune,
+        lambda spec: {"bundle": tree_sha256(_bundle_path(spec))},
+    ),
+    Stage("predict", ("finetune", "cube"), _sections("predict"), _predict),
+    Stage(
+        "stocks",
+        ("predict",),
+        _sections("stocks"),
+        _stocks,
+        lambda spec: {"bd_table": _file_input(spec, spec.stocks.bd_table)},
+    ),
+    Stage(
+        "strata",
+        ("stocks", "profiles"),
+        _sections("strata", "design"),
+        _strata,
+        _strata_inputs,
+        enabled=lambda spec: spec.strata is not None,
+    ),
+    Stage("report", ("strata", "stocks", "profiles"), _sections("report", "name"), _report),
+)

@@ -1,0 +1,230 @@
+"""Scheduled runs (``socmap run``): first run, no-op rerun, new cores, a killed run, the lock.
+
+One small configuration (a 20 x 16 km window of Edgeroi at 200 m, the sites inside it, a
+head-only fine-tune with a 2-fold CV, 4 dropout passes) is run several times on one root,
+in order; the module-scoped fixture keeps the root between tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+
+from socmap.errors import ConfigError, InputNotFound
+from socmap.pipeline import RunRoot, load_run_config, plan_run, run_pipeline
+from socmap.profiles import read_edgeroi
+
+pytestmark = pytest.mark.slow
+
+BBOX = (750000.0, 6655000.0, 770000.0, 6671000.0)
+HELD_BACK = 15  # sites appended later as "new cores"
+ALL_STAGES = ["cube", "profiles", "finetune", "predict", "stocks", "strata", "report"]
+
+
+def _config(tmp: Path, cores: Path, **changes: Any) -> Path:
+    doc: dict[str, Any] = {
+        "name": "edgeroi-small",
+        "output": str(tmp / "root"),
+        "region": {"crs": "EPSG:28355", "bbox": list(BBOX), "resolution": 200},
+        "cube": {"catalog": "edgeroi", "chunk": 64},
+        "profiles": {"path": cores.name},
+        "model": {"strategy": "head", "cv_folds": 2, "jobs": 1, "max_depth_cm": 30},
+        "predict": {"passes": 4},
+        "strata": {"source": "geology"},
+        "design": {"budget": 4},
+        "keep": 3,
+        **changes,
+    }
+    path = tmp / "run.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    tmp = tmp_path_factory.mktemp("pipeline")
+    profiles = read_edgeroi()
+    x0, y0, x1, y1 = BBOX
+    inside = profiles[profiles.x.between(x0, x1) & profiles.y.between(y0, y1)]
+    sites = sorted(inside.site_id.unique())
+    later = set(sites[-HELD_BACK:])
+    cores = tmp / "cores.csv"
+    inside[~inside.site_id.isin(later)].to_csv(cores, index=False)
+    return {
+        "tmp": tmp,
+        "cores": cores,
+        "later": inside[inside.site_id.isin(later)],
+        "config": _config(tmp, cores),
+        "root": RunRoot(tmp / "root"),
+    }
+
+
+def _run(config: Path) -> Any:
+    return run_pipeline(config, workers=0, progress=False, log=lambda _: None)
+
+
+def test_first_run_publishes_a_complete_version(setup: dict[str, Any]) -> None:
+    outcome = _run(setup["config"])
+    root: RunRoot = setup["root"]
+    assert outcome.published and outcome.computed == ALL_STAGES
+    assert root.latest_version() == outcome.version == root.versions()[-1]
+    latest = root.latest.resolve()
+    for name in ("cube.zarr", "profiles", "bundle", "run/report/report.html", "run/strata"):
+        assert (latest / name).exists(), name
+    manifest = json.loads((latest / "manifest.json").read_text())
+    assert manifest["config_sha256"] == load_run_config(setup["config"]).sha256()
+    assert [s["name"] for s in manifest["stages"]] == ALL_STAGES
+    inputs = {k: v for s in manifest["stages"] for k, v in s["inputs"].items()}
+    assert len(inputs["profiles"]) == 64 and len(inputs["bundle"]) == 64
+    assert set(manifest["timings"]) == {*ALL_STAGES, "total_s"}
+    assert {"socmap", "torch", "numpy", "python"} <= set(manifest["versions"])
+    assert 0 < manifest["metrics"]["finetune"]["cv"]["all:mae"] < 50
+    assert manifest["metrics"]["strata"]["area_ha"] > 0
+    setup["first"] = outcome.version
+
+
+def test_rerun_with_nothing_changed_does_nothing(setup: dict[str, Any]) -> None:
+    root: RunRoot = setup["root"]
+    before = root.versions()
+    lines: list[str] = []
+    outcome = run_pipeline(setup["config"], workers=0, progress=False, log=lines.append)
+    assert not outcome.published and outcome.computed == []
+    assert "nothing changed" in lines[-1] and setup["first"] in lines[-1]
+    assert root.versions() == before and root.latest_version() == setup["first"]
+
+
+def test_catalog_change_recomputes_the_cube_and_after_but_not_the_profiles(
+    setup: dict[str, Any],
+) -> None:
+    from socmap.catalog import catalog_dir
+
+    tmp: Path = setup["tmp"]
+    catalog = yaml.safe_load((catalog_dir() / "covariates" / "edgeroi.yaml").read_text())
+    catalog["description"] = "a new covariate date"  # same layers, new catalog fingerprint
+    (tmp / "edgeroi_new.yaml").write_text(yaml.safe_dump(catalog))
+    old = {p.name: p.key for p in plan_run(load_run_config(setup["config"]))}
+    (tmp / "alt").mkdir()
+    changed = _config(
+        tmp / "alt", setup["cores"], cube={"catalog": str(tmp / "edgeroi_new.yaml"), "chunk": 64}
+    )
+    (tmp / "alt" / setup["cores"].name).write_bytes(setup["cores"].read_bytes())
+    new = {p.name: p.key for p in plan_run(load_run_config(changed))}
+    assert [s for s in ALL_STAGES if new[s] != old[s]] == [
+        "cube", "finetune", "predict", "stocks", "strata", "report"
+    ]  # fmt: skip
+
+
+def test_new_cores_recompute_from_their_stages_on(setup: dict[str, Any]) -> None:
+    root: RunRoot = setup["root"]
+    first = root.runs / setup["first"]
+    report_before = (first / "run" / "report" / "report.html").read_bytes()
+    setup["later"].to_csv(setup["cores"], mode="a", header=False, index=False)
+    outcome = _run(setup["config"])
+    status = {s.name: s.status for s in outcome.stages}
+    assert status["cube"] == "reused"
+    assert outcome.computed == ["profiles", "finetune", "predict", "stocks", "strata", "report"]
+    assert root.latest_version() == outcome.version != setup["first"]
+    manifest = root.manifest(outcome.version)
+    assert manifest["previous"] == setup["first"]
+    assert (
+        manifest["metrics"]["profiles"]["sites"]
+        > root.manifest(setup["first"])["metrics"]["profiles"]["sites"]
+    )
+    # the previous version is untouched and still complete
+    assert (first / "run" / "report" / "report.html").read_bytes() == report_before
+    setup["second"] = outcome.version
+
+
+def test_killed_run_leaves_latest_and_the_next_run_completes(setup: dict[str, Any]) -> None:
+    root: RunRoot = setup["root"]
+    config = _config(setup["tmp"], setup["cores"], predict={"passes": 4, "seed": 7})
+    proc = subprocess.Popen(
+        [Path(sys.executable).parent / "socmap", "run", str(config), "--workers", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "SOCMAP_PROGRESS": "0"},
+    )
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "stocks: computing" in line:
+            time.sleep(1.0)  # let it write into the stage's temporary directory
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "".join(seen)
+    assert root.latest_version() == setup["second"]
+    assert root.versions()[-1] == setup["second"]
+    assert (root.latest / "run" / "report" / "report.html").is_file()
+    leftovers = [p for p in root.cache.rglob(".tmp-*")]
+    assert leftovers, "the killed stage should have left a temporary directory"
+
+    outcome = _run(config)
+    status = {s.name: s.status for s in outcome.stages}
+    # predict finished before the kill; its cached output is reused
+    assert status == {
+        "cube": "reused", "profiles": "reused", "finetune": "reused", "predict": "reused",
+        "stocks": "computed", "strata": "computed", "report": "computed",
+    }  # fmt: skip
+    assert root.latest_version() == outcome.version != setup["second"]
+    assert not list(root.cache.rglob(".tmp-*"))
+
+
+def test_versions_are_pruned_to_keep(setup: dict[str, Any]) -> None:
+    root: RunRoot = setup["root"]
+    outcome = run_pipeline(
+        _config(setup["tmp"], setup["cores"], keep=1), workers=0, progress=False,
+        log=lambda _: None, force=("report",),
+    )  # fmt: skip
+    assert outcome.computed == ["report"]
+    assert root.versions() == [outcome.version] == [root.latest_version()]
+    used = {root.stage_dir(s.name, s.key) for s in outcome.stages}
+    assert {e for st in root.cache.iterdir() for e in st.iterdir()} == used
+
+
+def test_a_second_run_on_the_same_root_is_refused(setup: dict[str, Any]) -> None:
+    root: RunRoot = setup["root"]
+    with root.lock(), pytest.raises(ConfigError, match="another socmap run"):
+        _run(setup["config"])
+
+
+def test_bad_configurations_fail_clearly(
+    tmp_path: Path, cli: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ncube: {catalog: edgeroi}\nprofiles: {path: p.csv}\nmodle: {}\n")
+    assert cli(["run", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "modle" in err and len(err.strip().splitlines()) == 1
+    bad.write_text(
+        "name: x\ncube: {catalog: edgeroi}\nprofiles: {path: p.csv}\ndesign: {budget: 3}\n"
+    )
+    with pytest.raises(ConfigError, match="design needs strata"):
+        load_run_config(bad)
+    bad.write_text("name: x\ncube: {catalog: edgeroi}\nprofiles: {path: missing.csv}\n")
+    with pytest.raises(InputNotFound, match=r"missing\.csv"):
+        plan_run(load_run_config(bad))
+    with pytest.raises(InputNotFound, match="neither a file nor a built-in"):
+        load_run_config("no_such_config")
+    with pytest.raises(ConfigError, match="unknown stage"):
+        run_pipeline(bad, force=("fintune",), output=tmp_path / "root")
+
+
+def test_builtin_demo_config_plans() -> None:
+    spec = load_run_config("edgeroi")
+    plans = plan_run(spec)
+    assert [p.name for p in plans] == ALL_STAGES
+    assert plans[-1].upstream == ["strata", "stocks", "profiles"]
+    assert pd.Series([p.key for p in plans]).is_unique
