@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from socmap.errors import ConfigError, InputNotFound
-from socmap.pipeline import RunRoot, load_run_config, plan_run, run_pipeline
+from socmap.pipeline import RunRoot, load_run_config, plan_run, preview_run, run_pipeline
 from socmap.profiles import read_edgeroi
 
 pytestmark = pytest.mark.slow
@@ -101,6 +101,7 @@ def test_rerun_with_nothing_changed_does_nothing(setup: dict[str, Any]) -> None:
     assert not outcome.published and outcome.computed == []
     assert "nothing changed" in lines[-1] and setup["first"] in lines[-1]
     assert root.versions() == before and root.latest_version() == setup["first"]
+    assert {p.status for p in preview_run(setup["config"])} == {"unchanged"}
 
 
 def test_catalog_change_recomputes_the_cube_and_after_but_not_the_profiles(
@@ -129,6 +130,8 @@ def test_new_cores_recompute_from_their_stages_on(setup: dict[str, Any]) -> None
     first = root.runs / setup["first"]
     report_before = (first / "run" / "report" / "report.html").read_bytes()
     setup["later"].to_csv(setup["cores"], mode="a", header=False, index=False)
+    planned = {p.name: p.status for p in preview_run(setup["config"])}
+    assert planned == {"cube": "reuse", **dict.fromkeys(ALL_STAGES[1:], "compute")}
     outcome = _run(setup["config"])
     status = {s.name: s.status for s in outcome.stages}
     assert status["cube"] == "reused"

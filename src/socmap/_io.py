@@ -15,7 +15,7 @@ from pathlib import Path
 
 from socmap.errors import OutputExists
 
-__all__ = ["atomic_path", "remove_path"]
+__all__ = ["atomic_path", "publish_path", "remove_path"]
 
 
 def remove_path(path: Path) -> None:
@@ -24,6 +24,21 @@ def remove_path(path: Path) -> None:
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():
         path.unlink()
+
+
+def publish_path(src: Path, dest: Path) -> None:
+    """Rename a finished ``src`` to ``dest``, replacing an existing ``dest``.
+
+    The old ``dest`` is moved aside first, so the swap is two renames, not a long delete;
+    ``src`` and ``dest`` must be on the same filesystem (siblings are).
+    """
+    if dest.exists():
+        old = dest.with_name(f".old-{uuid.uuid4().hex[:8]}-{dest.name}")
+        dest.rename(old)
+        src.rename(dest)
+        remove_path(old)
+    else:
+        src.rename(dest)
 
 
 @contextlib.contextmanager
@@ -54,14 +69,7 @@ def atomic_path(dest: str | os.PathLike[str], *, overwrite: bool = True) -> Iter
     tmp = dest.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{dest.name}")
     try:
         yield tmp
-        if dest.exists():
-            # Move the old output aside first so the swap is two renames, not a long delete.
-            old = dest.with_name(f".old-{uuid.uuid4().hex[:8]}-{dest.name}")
-            dest.rename(old)
-            tmp.rename(dest)
-            remove_path(old)
-        else:
-            tmp.rename(dest)
+        publish_path(tmp, dest)
     finally:
         if tmp.exists():
             remove_path(tmp)

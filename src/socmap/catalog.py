@@ -18,10 +18,35 @@ A covariate catalog is a YAML file listing the layers a cube is built from::
 for data shipped inside socmap, or ``ee://...`` for an Earth Engine asset. Categorical
 layers carry their class list (``classes: {code: label}``) and must resample with
 ``nearest`` or ``mode``; continuous layers use ``bilinear``, ``average`` or ``cubic``.
+
+An ``ee://`` entry names an Earth Engine image (``ee://NASA/NASADEM_HGT/001``) or image
+collection, and ``band`` is the Earth Engine band name (or a 1-based index). An optional
+``ee:`` mapping says how the layer is computed on Earth Engine before it is pulled
+(:mod:`socmap.sources.earthengine`)::
+
+      - name: ndvi
+        source: ee://COPERNICUS/S2_SR_HARMONIZED
+        units: "1"
+        kind: continuous
+        group: vegetation
+        resampling: bilinear
+        ee:
+          collection:                 # an ImageCollection, filtered and reduced
+            start: 2023-01-01         # inclusive
+            end: 2024-01-01           # exclusive
+            filters: [{property: CLOUDY_PIXEL_PERCENTAGE, lt: 20}]
+            reducer: median           # median, mean, min, max, mode or mosaic
+          derive: normalized_difference   # or slope (degrees, from an elevation band)
+          bands: [B8, B4]             # (first - second) / (first + second)
+          native_scale: 10            # metres: the source's pixel size
+
+``nodata`` is a raw source value masked on Earth Engine before resampling; ``scale`` and
+``offset`` are applied after the pull, exactly as for local rasters.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 from collections.abc import Mapping
@@ -38,10 +63,15 @@ from socmap.grid import Grid
 __all__ = [
     "CATEGORICAL_RESAMPLING",
     "CONTINUOUS_RESAMPLING",
+    "EE_DERIVED",
+    "EE_REDUCERS",
     "KNOWN_GROUPS",
     "Catalog",
     "CovariateSpec",
     "DepthSet",
+    "EECollectionSpec",
+    "EEPropertyFilter",
+    "EESpec",
     "catalog_dir",
     "embedded_data_dir",
     "get_depth_set",
@@ -102,6 +132,92 @@ class GridSpec(_Strict):
         return Grid.from_bbox(self.bbox, self.resolution, self.crs)
 
 
+#: Reducers an ``ee.collection`` may use (``reduce.*`` and ``ImageCollection.mosaic``).
+EE_REDUCERS = ("median", "mean", "min", "max", "mode", "mosaic")
+#: Derived layers an ``ee:`` entry may compute from its source bands.
+EE_DERIVED = ("normalized_difference", "slope")
+_EE_OPERATORS = ("lt", "lte", "gt", "gte", "eq", "neq")
+
+
+class EEPropertyFilter(_Strict):
+    """A property filter of an image collection: ``{property: NAME, lt: 20}``.
+
+    Exactly one operator (``lt``, ``lte``, ``gt``, ``gte``, ``eq``, ``neq``) is given.
+    """
+
+    property: str = Field(min_length=1)
+    lt: float | None = None
+    lte: float | None = None
+    gt: float | None = None
+    gte: float | None = None
+    eq: float | str | None = None
+    neq: float | str | None = None
+
+    @model_validator(mode="after")
+    def _one_operator(self) -> EEPropertyFilter:
+        given = [op for op in _EE_OPERATORS if getattr(self, op) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"filter on {self.property!r} needs exactly one of {_EE_OPERATORS!r}, "
+                f"got {given!r}; write e.g. {{property: {self.property}, lt: 20}}"
+            )
+        return self
+
+    def condition(self) -> tuple[str, float | str]:
+        """``(operator, value)`` of the filter."""
+        for op in _EE_OPERATORS:
+            value = getattr(self, op)
+            if value is not None:
+                return op, value
+        raise AssertionError("validated to have one operator")  # pragma: no cover
+
+
+class EECollectionSpec(_Strict):
+    """How an image collection becomes one image: date range, filters, reducer."""
+
+    start: dt.date | None = None
+    end: dt.date | None = None
+    filters: tuple[EEPropertyFilter, ...] = ()
+    reducer: Literal["median", "mean", "min", "max", "mode", "mosaic"] = "median"
+
+    @model_validator(mode="after")
+    def _dates(self) -> EECollectionSpec:
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise ValueError(
+                f"collection end {self.end.isoformat()!r} must be after start "
+                f"{self.start.isoformat()!r} (end is exclusive)"
+            )
+        return self
+
+
+class EESpec(_Strict):
+    """Earth Engine settings of an ``ee://`` covariate (the ``ee:`` mapping)."""
+
+    collection: EECollectionSpec | None = None
+    derive: Literal["normalized_difference", "slope"] | None = None
+    bands: tuple[str, str] | None = None
+    native_scale: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _derivation(self) -> EESpec:
+        if self.derive == "normalized_difference" and self.bands is None:
+            raise ValueError(
+                "derive: normalized_difference needs its two input bands: bands: [B8, B4] "
+                "computes (B8 - B4) / (B8 + B4)"
+            )
+        if self.derive != "normalized_difference" and self.bands is not None:
+            raise ValueError(
+                f"bands {list(self.bands)!r} are the inputs of derive: normalized_difference "
+                f"(derive is {self.derive!r}); use 'band' to select one band"
+            )
+        if self.derive == "slope" and self.collection is not None:
+            raise ValueError(
+                "derive: slope needs a single elevation image with its own projection, not a "
+                "reduced collection; use an image asset such as ee://NASA/NASADEM_HGT/001"
+            )
+        return self
+
+
 class CovariateSpec(_Strict):
     """One covariate layer of a catalog."""
 
@@ -117,6 +233,7 @@ class CovariateSpec(_Strict):
     offset: float = 0.0
     nodata: float | None = None
     description: str = ""
+    ee: EESpec | None = None
 
     @field_validator("classes", mode="before")
     @classmethod
@@ -144,6 +261,34 @@ class CovariateSpec(_Strict):
                 )
         elif self.classes is not None:
             raise ValueError("classes are only allowed on kind: categorical")
+        return self
+
+    @model_validator(mode="after")
+    def _check_earth_engine(self) -> CovariateSpec:
+        if not self.is_earth_engine:
+            if self.ee is not None:
+                raise ValueError(
+                    f"'ee' settings apply to ee:// sources only, and source is "
+                    f"{self.source!r}; remove 'ee' or point 'source' at ee://ASSET_ID"
+                )
+            return self
+        if not self.source[len(EE_SCHEME) :].strip("/"):
+            raise ValueError(
+                f"source {self.source!r} names no asset; write ee://ASSET_ID, e.g. "
+                "ee://NASA/NASADEM_HGT/001"
+            )
+        if isinstance(self.band, int) and self.band < 1:
+            raise ValueError(
+                f"band {self.band!r} must be an Earth Engine band name or a 1-based index"
+            )
+        derive = self.ee.derive if self.ee is not None else None
+        if derive is not None and self.kind != "continuous":
+            raise ValueError(f"derive: {derive} gives a continuous layer; set kind: continuous")
+        if derive == "normalized_difference" and "band" in self.model_fields_set:
+            raise ValueError(
+                "a normalized difference reads ee.bands, not 'band'; remove 'band' "
+                f"(got {self.band!r})"
+            )
         return self
 
     @property

@@ -32,7 +32,11 @@ app = typer.Typer(
 cube_app = typer.Typer(help="Build and inspect covariate cubes (Zarr).", no_args_is_help=True)
 profiles_app = typer.Typer(help="Read, QC and harmonise soil-profile tables.", no_args_is_help=True)
 benchmark_app = typer.Typer(help="Benchmarks that write result tables.", no_args_is_help=True)
+ee_app = typer.Typer(
+    help="Pull covariates from Google Earth Engine (the [ee] extra).", no_args_is_help=True
+)
 app.add_typer(cube_app, name="cube")
+app.add_typer(ee_app, name="ee")
 app.add_typer(profiles_app, name="profiles")
 app.add_typer(benchmark_app, name="benchmark")
 
@@ -825,6 +829,107 @@ def benchmark_transfer_cmd(
     out.print("\n".join(f"{k}: {v}" for k, v in paths.items()))
 
 
+# --------------------------------------------------------------------------- Earth Engine
+KeyOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--key",
+        help="Service-account JSON key; default: your credentials (earthengine authenticate).",
+    ),
+]
+ProjectOpt = Annotated[str | None, typer.Option(help="Cloud project registered for Earth Engine.")]
+UrlOpt = Annotated[
+    str | None,
+    typer.Option(help="Earth Engine REST base URL (default Google's; a proxy or test server)."),
+]
+EEWorkersOpt = Annotated[int, typer.Option("--workers", help="Requests in flight at once.")]
+RetriesOpt = Annotated[
+    int, typer.Option(help="Retries per request on 429/5xx (exponential backoff).")
+]
+
+
+@ee_app.command("pull")
+def ee_pull(
+    catalog: Annotated[str, typer.Argument(help="Catalog name or YAML with ee:// layers.")],
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="Output cube (Zarr).")],
+    grid: Annotated[
+        str | None, typer.Option(help="Region name, grid YAML or raster; default: the catalog's.")
+    ] = None,
+    chunk: Annotated[int, typer.Option(help="Spatial chunk size in pixels.")] = 512,
+    workers: EEWorkersOpt = 4,
+    max_retries: RetriesOpt = 8,
+    key: KeyOpt = None,
+    project: ProjectOpt = None,
+    url: UrlOpt = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace an existing cube or partial pull.")
+    ] = False,
+) -> None:
+    """Pull an Earth Engine catalog onto a grid as a covariate cube (computePixels).
+
+    Requests are sized under computePixels' limits, retried with backoff on 429/5xx and
+    recorded as they land: rerunning an interrupted pull resumes it.
+
+    Example: [bold]socmap ee pull soilgrids_priors --grid edgeroi --out sg.zarr --project P[/bold]
+    """
+    from socmap.catalog import load_grid
+    from socmap.cube import describe_cube
+    from socmap.sources.earthengine import initialize, pull_cube
+
+    initialize(service_account_key=key, project=project, url=url)
+    path = pull_cube(
+        catalog,
+        load_grid(grid) if grid else None,
+        out_path,
+        chunk=chunk,
+        workers=workers,
+        max_retries=max_retries,
+        overwrite=overwrite,
+    )
+    out.print(describe_cube(path, progress=False).to_text())
+
+
+@ee_app.command("sample")
+def ee_sample(
+    catalog: Annotated[str, typer.Argument(help="Catalog name or YAML with ee:// layers.")],
+    sites: Annotated[
+        Path, typer.Argument(help="Table with site_id and x/y(+crs) or longitude/latitude.")
+    ],
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="Training table (.parquet/.csv).")],
+    grid: Annotated[
+        str | None, typer.Option(help="Region name, grid YAML or raster; default: the catalog's.")
+    ] = None,
+    workers: EEWorkersOpt = 4,
+    max_retries: RetriesOpt = 8,
+    key: KeyOpt = None,
+    project: ProjectOpt = None,
+    url: UrlOpt = None,
+) -> None:
+    """Sample an Earth Engine catalog at profile sites, pixel-exactly on the grid.
+
+    Every input row is kept; sites off the grid or without coordinates are flagged and counted.
+
+    Example: [bold]socmap ee sample soilgrids_priors cores.csv --grid edgeroi --out t.parquet[/bold]
+    """
+    from socmap.catalog import load_grid
+    from socmap.extract import write_table
+    from socmap.profiles import read_table
+    from socmap.sources.earthengine import initialize, sample_sites
+
+    initialize(service_account_key=key, project=project, url=url)
+    table = sample_sites(
+        catalog,
+        read_table(sites),
+        load_grid(grid) if grid else None,
+        workers=workers,
+        max_retries=max_retries,
+    )
+    path = write_table(table, out_path)
+    counts = ", ".join(f"{k} {v}" for k, v in table.attrs["extract_summary"].items() if v)
+    out.print(f"{len(table)} rows, sites: {counts}")
+    out.print(f"table: {path}")
+
+
 # --------------------------------------------------------------------------- scheduled runs
 @app.command("run")
 def run_cmd(
@@ -840,6 +945,9 @@ def run_cmd(
     ] = None,
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = None,
+    plan: Annotated[
+        bool, typer.Option("--plan", help="Only show which stages would be reused or computed.")
+    ] = False,
 ) -> None:
     """Run the whole chain from one YAML, recomputing only what changed, and publish it.
 
@@ -850,8 +958,12 @@ def run_cmd(
 
     Example: [bold]socmap run edgeroi --output runs/edgeroi[/bold]
     """
-    from socmap.pipeline import run_pipeline
+    from socmap.pipeline import preview_run, run_pipeline
 
+    if plan:
+        for p in preview_run(config, output=output, force=tuple(force or ())):
+            out.print(f"{p.name:<9} {p.status:<9} {p.key[:12]}")
+        return
     outcome = run_pipeline(
         config,
         output=output,
@@ -862,6 +974,47 @@ def run_cmd(
     )
     if outcome.published:
         out.print(f"manifest: {outcome.root / 'runs' / str(outcome.version) / 'manifest.json'}")
+
+
+@app.command("compare")
+def compare_cmd(
+    run_a: Annotated[Path, typer.Argument(help="The earlier prediction run (with stocks).")],
+    run_b: Annotated[Path, typer.Argument(help="The later prediction run, same grid.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    strata: Annotated[
+        str | None,
+        typer.Option(help="Strata for runs without a stratum table (file or cube band)."),
+    ] = None,
+    field: Annotated[str | None, typer.Option(help="Stratum column of a polygon file.")] = None,
+    layer: Annotated[
+        list[str] | None, typer.Option(help="Stock layer(s) to compare (default: all shared).")
+    ] = None,
+    scheduler: SchedulerOpt = None,
+    workers: WorkersOpt = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
+) -> None:
+    """Map and tabulate the stock change B - A between two runs, with uncertainty per stratum.
+
+    Writes change.zarr (mean, sd, 90 % interval, P(increase), significance class per layer),
+    COGs and quicklooks, and change_by_stratum.csv with conservative changes.
+
+    Example: [bold]socmap compare runs/x/runs/V1/run runs/x/runs/V2/run --out change/[/bold]
+    """
+    from socmap.compare import compare_runs
+
+    res = compare_runs(
+        run_a,
+        run_b,
+        out_dir,
+        layers=layer or None,
+        strata=strata,
+        field=field,
+        overwrite=overwrite,
+        scheduler=scheduler,
+        workers=workers,
+    )
+    out.print(res.describe())
+    out.print(f"change: {res.path}")
 
 
 # --------------------------------------------------------------------------- demo

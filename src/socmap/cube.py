@@ -9,8 +9,9 @@ A cube is a Zarr v3 store holding one float32 array ``covariates(band, y, x)``:
   ``band_kind``, ``band_group``, ``band_classes``, ``band_resampling``, ``band_scale``,
   ``band_offset``, ``band_nodata``, ``band_description``, ``band_source``,
   ``band_source_path``, ``band_source_sha256``, ``band_nodata_fraction``,
-  ``band_unknown_class_pixels``) and provenance (``catalog_name``, ``catalog_sha256``,
-  ``socmap_version``, ``created``, ``grid``, ``chunk``).
+  ``band_unknown_class_pixels``; cubes pulled from Earth Engine add ``band_ee_expression``)
+  and provenance (``catalog_name``, ``catalog_sha256``, ``socmap_version``, ``created``,
+  ``grid``, ``chunk``).
 
 :func:`build_cube` writes it tile by tile (one tile = one chunk, so memory stays at a few
 chunks whatever the grid size); :func:`open_cube` opens it lazily with dask.
@@ -42,7 +43,7 @@ from rasterio.errors import NotGeoreferencedWarning
 
 from socmap._io import atomic_path
 from socmap._progress import track
-from socmap.catalog import Catalog, load_catalog
+from socmap.catalog import Catalog, CovariateSpec, load_catalog
 from socmap.errors import (
     BandMismatch,
     CatalogError,
@@ -92,6 +93,7 @@ BAND_ATTRS = (
     "band_source_sha256",
     "band_nodata_fraction",
     "band_unknown_class_pixels",
+    "band_ee_expression",
 )
 
 T = TypeVar("T")
@@ -169,14 +171,13 @@ def _check_local(cat: Catalog) -> None:
     if ee:
         raise CatalogError(
             f"catalog {cat.name!r} has Earth Engine sources for {ee!r}; a local build reads files "
-            "only: run `socmap ee pull` for them first and point the catalog at the pulled files"
+            "only: put the ee:// layers in a catalog of their own and run `socmap ee pull` on it "
+            "(it writes a cube of its own), and build the local layers with `socmap cube build`"
         )
 
 
-def _band_attrs(
-    cat: Catalog, sources: Sequence[LayerSource], checksums: dict[Path, str]
-) -> dict[str, Any]:
-    specs = cat.covariates
+def _spec_band_attrs(specs: Sequence[CovariateSpec]) -> dict[str, Any]:
+    """Per-band attrs that come from the catalog entries alone (any source kind)."""
     return {
         "band_names": [s.name for s in specs],
         "band_units": [s.units for s in specs],
@@ -188,12 +189,19 @@ def _band_attrs(
         "band_resampling": [s.resampling for s in specs],
         "band_scale": [float(s.scale) for s in specs],
         "band_offset": [float(s.offset) for s in specs],
-        "band_nodata": [_jsonable_number(src.nodata) for src in sources],
         "band_description": [s.description for s in specs],
         "band_source": [s.source for s in specs],
-        "band_source_path": [str(src.path) for src in sources],
-        "band_source_sha256": [checksums[src.path] for src in sources],
     }
+
+
+def _band_attrs(
+    cat: Catalog, sources: Sequence[LayerSource], checksums: dict[Path, str]
+) -> dict[str, Any]:
+    attrs = _spec_band_attrs(cat.covariates)
+    attrs["band_nodata"] = [_jsonable_number(src.nodata) for src in sources]
+    attrs["band_source_path"] = [str(src.path) for src in sources]
+    attrs["band_source_sha256"] = [checksums[src.path] for src in sources]
+    return {key: attrs[key] for key in BAND_ATTRS if key in attrs}
 
 
 def _write_template(

@@ -6,7 +6,7 @@ chain and its cache keys, :mod:`socmap.pipeline.versions` the versioned run root
 """
 
 from socmap.pipeline.config import RunSpec, load_run_config
-from socmap.pipeline.runner import RunOutcome, StagePlan, plan_run, run_pipeline
+from socmap.pipeline.runner import RunOutcome, StagePlan, plan_run, preview_run, run_pipeline
 from socmap.pipeline.versions import RunRoot
 
 __all__ = [
@@ -16,5 +16,6 @@ __all__ = [
     "StagePlan",
     "load_run_config",
     "plan_run",
+    "preview_run",
     "run_pipeline",
 ]

@@ -57,6 +57,7 @@ class EarthEngineAuth(_Step):
 
     project: str | None = None
     key_file: str | None = None
+    url: str | None = None  # a proxy or test server; default Google's
     workers: int = Field(default=4, ge=1, le=64)
     max_retries: int = Field(default=8, ge=0, le=20)
 

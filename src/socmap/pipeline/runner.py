@@ -26,7 +26,14 @@ from socmap.pipeline.config import RunSpec, load_run_config
 from socmap.pipeline.stages import STAGES, Log, Stage, StageContext, link_tree
 from socmap.pipeline.versions import MANIFEST, STAGE_JSON, RunRoot
 
-__all__ = ["MANIFEST_FORMAT", "RunOutcome", "StagePlan", "plan_run", "run_pipeline"]
+__all__ = [
+    "MANIFEST_FORMAT",
+    "RunOutcome",
+    "StagePlan",
+    "plan_run",
+    "preview_run",
+    "run_pipeline",
+]
 
 MANIFEST_FORMAT = "socmap-run-manifest/1"
 #: What a published version holds: name in the version -> (stage, path inside its output).
@@ -124,6 +131,51 @@ def _versions() -> dict[str, str]:
     return found
 
 
+def _prepare(
+    config: str | Path | RunSpec, output: str | Path | None, force: tuple[str, ...]
+) -> tuple[RunSpec, RunRoot]:
+    spec = config if isinstance(config, RunSpec) else load_run_config(config)
+    known = [s.name for s in STAGES]
+    bad = [f for f in force if f not in known]
+    if bad:
+        raise ConfigError(f"unknown stage(s) {bad!r} in --force; stages: {known!r}")
+    return spec, RunRoot(spec.output_dir(output))
+
+
+def _unchanged(root: RunRoot, plans: list[StagePlan]) -> bool:
+    """Whether ``latest`` has exactly these stage keys (then marks every plan unchanged)."""
+    latest = root.latest_version()
+    if latest is None:
+        return False
+    previous = {s["name"]: s["key"] for s in root.manifest(latest).get("stages", [])}
+    if previous != {p.name: p.key for p in plans}:
+        return False
+    for p in plans:
+        p.status = "unchanged"
+    return True
+
+
+def preview_run(
+    config: str | Path | RunSpec,
+    *,
+    output: str | Path | None = None,
+    force: tuple[str, ...] = (),
+) -> list[StagePlan]:
+    """Report what :func:`run_pipeline` would do, without doing it.
+
+    Each plan's ``status`` is ``unchanged`` (nothing to do at all), ``reuse`` (cached
+    output with the same key), ``compute`` or ``forced``.
+    """
+    spec, root = _prepare(config, output, force)
+    plans = plan_run(spec)
+    forced = _downstream(plans, set(force))
+    if forced or not _unchanged(root, plans):
+        for p in plans:
+            cached = root.cached(p.name, p.key) is not None
+            p.status = "forced" if p.name in forced else "reuse" if cached else "compute"
+    return plans
+
+
 def run_pipeline(
     config: str | Path | RunSpec,
     *,
@@ -160,15 +212,10 @@ def run_pipeline(
     Raises
     ------
     ConfigError
-        An unknown stage in ``force``, another run holding the root, or a failed stage (the
-        previous version and ``latest`` are left as they were).
+        An unknown stage in ``force`` or another run holding the root. A stage that fails
+        raises its own error; the previous version and ``latest`` stay as they were.
     """
-    spec = config if isinstance(config, RunSpec) else load_run_config(config)
-    root = RunRoot(spec.output_dir(output))
-    known = [s.name for s in STAGES]
-    bad = [f for f in force if f not in known]
-    if bad:
-        raise ConfigError(f"unknown stage(s) {bad!r} in --force; stages: {known!r}")
+    spec, root = _prepare(config, output, force)
     start = time.perf_counter()
     with root.lock():
         leftovers = root.clean_incomplete()
@@ -177,14 +224,10 @@ def run_pipeline(
         plans = plan_run(spec)
         forced = _downstream(plans, set(force))
         latest = root.latest_version()
-        if latest is not None and not forced:
-            previous = {s["name"]: s["key"] for s in root.manifest(latest).get("stages", [])}
-            if previous == {p.name: p.key for p in plans}:
-                for p in plans:
-                    p.status = "unchanged"
-                msg = f"nothing changed since {latest}; nothing to do (latest unchanged)"
-                log(msg)
-                return RunOutcome(root.path, plans, latest, False, msg)
+        if not forced and _unchanged(root, plans):
+            msg = f"nothing changed since {latest}; nothing to do (latest unchanged)"
+            log(msg)
+            return RunOutcome(root.path, plans, latest, False, msg)
         outputs: dict[str, Path] = {}
         for i, plan in enumerate(plans, 1):
             stage = next(s for s in STAGES if s.name == plan.name)

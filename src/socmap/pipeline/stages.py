@@ -158,7 +158,7 @@ def _cube(ctx: StageContext, out: Path) -> dict[str, Any]:
 
         auth = spec.cube.earthengine
         key = spec.resolve(auth.key_file) if auth.key_file else None
-        ee_source.initialize(service_account_key=key, project=auth.project)
+        ee_source.initialize(service_account_key=key, project=auth.project, url=auth.url)
         ee_source.pull_cube(
             cat, grid, path, chunk=spec.cube.chunk, workers=auth.workers,
             max_retries=auth.max_retries, progress=ctx.progress,

@@ -38,6 +38,8 @@ import zarr
 
 from socmap._io import atomic_path
 from socmap._progress import track
+from socmap._records import array_digest as _digest
+from socmap._records import read_record, write_record
 from socmap.errors import BandMismatch, ConfigError, OutputExists
 from socmap.grid import Grid, Tile, Window
 from socmap.predict._engine import STATS, load_tile_model, predict_block, with_focal
@@ -156,13 +158,6 @@ def _tile_key(tile: Tile) -> str:
 
 def _payload_digest(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
-def _digest(*arrays: np.ndarray) -> str:
-    h = hashlib.sha256()
-    for a in arrays:
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -323,9 +318,7 @@ def _run_tile(job: _TileJob, padded: np.ndarray | None = None) -> dict[str, Any]
         "unknown_classes": res["unknown_classes"],
         "seconds": time.perf_counter() - start,
     }
-    done = store.parent / kind.records / f"{job.row0}_{job.col0}.json"
-    with atomic_path(done, overwrite=True) as tmp:
-        tmp.write_text(json.dumps(record))
+    write_record(store.parent / kind.records / f"{job.row0}_{job.col0}.json", record)
     return record
 
 
@@ -335,12 +328,8 @@ def _array(store: str | Path, name: str, mode: Literal["r", "r+"] = "r") -> zarr
 
 def _is_done(run_dir: Path, tile: Tile, kind: LayerKind = SOC) -> bool:
     """Whether a tile's record exists and its stored output still hashes to the record."""
-    path = run_dir / kind.records / f"{_tile_key(tile)}.json"
-    if not path.is_file():
-        return False
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    record = read_record(run_dir / kind.records / f"{_tile_key(tile)}.json")
+    if record is None:
         return False
     if kind.tabular:
         return bool(record.get("sha256") == _payload_digest({kind.name: record.get(kind.name)}))

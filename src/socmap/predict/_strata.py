@@ -325,7 +325,7 @@ def cores_with_strata(
     A core's own stratum wins; cores without one (no column, or an empty value) get the
     stratum of the map at their location ("outside strata" off every stratum).
     """
-    out = cores.copy()
+    out = cores.reset_index(drop=True)  # a repeated index would misalign the assignments below
     own = out["stratum"] if "stratum" in out.columns else pd.Series(pd.NA, index=out.index)
     known = own.notna() & (own.astype(str).str.strip() != "")
     out["stratum"] = own.where(known, "outside strata").astype(str)

@@ -1,7 +1,4 @@
-"""Google Earth Engine covariate source: request tiling for ``ee.data.computePixels``.
-
-This is the only module that imports ``ee`` (the ``[ee]`` extra), and only inside the
-functions that talk to Earth Engine; the tiling arithmetic below needs nothing but numbers.
+"""Request tiling for ``ee.data.computePixels``: pure arithmetic, no ``ee`` import.
 
 computePixels limits (Earth Engine REST reference, ``projects.image.computePixels``): at
 most 48 MB of uncompressed data per request (pixels x bands x bytes per band), at most 32K
@@ -9,14 +6,14 @@ pixels in either dimension and at most 1024 bands; larger requests fail with 400
 NumPy response carries one more byte per pixel (the mask), which counts against the limit.
 
 Tiles are whole multiples of the cube's chunk, so every request fills whole Zarr chunks and
-its completion can be recorded chunk-exactly, and an interrupted pull resumes.
-
-Status: tiling arithmetic only; the pull itself (auth, retries, the fake-server tests) is
-issue 6's remaining work.
+its completion can be recorded chunk-exactly, and an interrupted pull resumes. When one
+chunk of every band does not fit, the bands are split into groups (:func:`band_groups`),
+each fetched by its own request over the same window.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -29,6 +26,7 @@ __all__ = [
     "MAX_BANDS",
     "MAX_DIMENSION",
     "REQUEST_LIMIT_BYTES",
+    "band_groups",
     "bytes_per_pixel",
     "plan_requests",
     "request_tile",
@@ -108,3 +106,45 @@ def plan_requests(grid: Grid, side: int) -> list[Window]:
     [(512, 512), (512, 188), (488, 512), (488, 188)]
     """
     return [tile.core for tile in grid.tiles(side)]
+
+
+def band_groups(
+    dtypes: Sequence[str],
+    chunk: int,
+    *,
+    mask: bool = True,
+    limit: int = REQUEST_LIMIT_BYTES,
+) -> list[list[int]]:
+    """Split band indices into consecutive groups that each fit one chunk per request.
+
+    Groups are as large as :data:`MAX_BANDS` and the byte limit allow for one
+    ``chunk`` x ``chunk`` request, and as even as possible, so a window is fetched with the
+    fewest requests.
+
+    Raises
+    ------
+    ConfigError
+        A single band does not fit one chunk (use a smaller chunk).
+
+    Examples
+    --------
+    >>> [len(g) for g in band_groups(["float32"] * 16, 512)]
+    [16]
+    >>> [len(g) for g in band_groups(["float32"] * 100, 512)]  # 47 fit: 512² x 189 B
+    [33, 34, 33]
+    """
+    n = len(dtypes)
+    if n == 0:
+        raise ConfigError("a request needs at least one band")
+    sizes = [int(np.dtype(d).itemsize) for d in dtypes]
+    budget = limit // (chunk * chunk) - (1 if mask else 0)
+    if chunk < 1 or budget < max(sizes):
+        raise ConfigError(
+            f"one {chunk}x{chunk} chunk of a single {max(sizes)}-byte band (plus the mask byte) "
+            f"exceeds computePixels' {limit} bytes; use a smaller chunk"
+        )
+    # Fewest groups: greedy count with the widest band, then spread the bands evenly.
+    per_group = min(MAX_BANDS, budget // max(sizes))
+    k = -(-n // per_group)
+    bounds = [round(i * n / k) for i in range(k + 1)]
+    return [list(range(a, b)) for a, b in itertools.pairwise(bounds)]
