@@ -34,7 +34,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -48,7 +47,7 @@ import zarr
 from affine import Affine
 
 import socmap
-from _common import pin_two_cores
+from _common import PeakMemory, pin_two_cores
 from socmap.catalog import Catalog, load_catalog
 from socmap.grid import Grid
 from socmap.sources.earthengine import initialize, pull_cube
@@ -64,30 +63,6 @@ MIB = 2**20
 #: Copies of one window a worker holds at its peak: the response body while it is joined
 #: (twice), the decoded structured array, the float32 block, the encoded Zarr chunk.
 BOUND_WINDOWS = 5
-
-
-class PeakRSS:
-    """Peak RSS of this process, sampled in a thread every ``interval`` seconds."""
-
-    def __init__(self, interval: float = 0.02) -> None:
-        self.interval = interval
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        me = psutil.Process()
-        while not self._stop.is_set():
-            self.peak = max(self.peak, me.memory_info().rss)
-            time.sleep(self.interval)
-
-    def __enter__(self) -> PeakRSS:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 class Server:
@@ -175,7 +150,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         control(spec["url"], "reset")
         control(spec["url"], "configure", seed=spec["seed"], fail_rate=spec["fail_rate"])
         before = psutil.Process().memory_info().rss
-        with PeakRSS() as rss:
+        with PeakMemory() as rss:
             start = time.perf_counter()
             pull_cube(catalog, grid, out, chunk=CHUNK, workers=spec["workers"], progress=False,
                       backoff_s=spec["backoff"], max_backoff_s=2.0, seed=spec["seed"])  # fmt: skip

@@ -24,7 +24,6 @@ Run: ``.venv/bin/python benchmarks/bench_predict.py [--sizes 2048,4096,8192] [--
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import itertools
 import os
@@ -32,7 +31,6 @@ import platform
 import resource
 import shutil
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,12 +41,11 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import psutil  # noqa: E402
 import torch  # noqa: E402
 import zarr  # noqa: E402
 
 import socmap  # noqa: E402
-from _common import pin_two_cores  # noqa: E402
+from _common import PeakMemory, pin_two_cores  # noqa: E402
 from socmap._io import atomic_path  # noqa: E402
 from socmap.cube import _write_template, band_table, open_cube  # noqa: E402
 from socmap.grid import Grid  # noqa: E402
@@ -131,36 +128,6 @@ def make_bundle(cube_path: Path, out: Path, n_sites: int = 400) -> Path:
 
 
 # ---------------------------------------------------------------------- measures
-class PeakRSS:
-    """Peak of the summed PSS of this process and its children, sampled in a thread.
-
-    PSS (proportional set size) splits shared pages (torch's libraries, mapped by every
-    worker) between the processes that map them, so the sum is the memory actually used;
-    a sum of RSS would count those libraries once per process.
-    """
-
-    def __init__(self) -> None:
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        me = psutil.Process()
-        while not self._stop.is_set():
-            total = 0
-            for p in [me, *me.children(recursive=True)]:
-                with contextlib.suppress(psutil.Error):
-                    total += p.memory_full_info().pss
-            self.peak = max(self.peak, total)
-            time.sleep(0.2)
-
-    def __enter__(self) -> PeakRSS:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def layer_shapes(bundle: Path, passes: int, batch: int = 1024) -> list[tuple[int, int, int, int]]:
@@ -232,7 +199,7 @@ def matmul_bound(bundle: Path, passes: int, threads: int = 1, seconds: float = 2
 
 def timed(fn: Callable[..., Any], *args: Any) -> tuple[float, int]:
     """Wall seconds and peak PSS (bytes, with children) of ``fn(*args)``."""
-    with PeakRSS() as rss:
+    with PeakMemory(tree=True, interval=0.2) as rss:
         start = time.perf_counter()
         fn(*args)
         wall = time.perf_counter() - start
@@ -366,7 +333,7 @@ def main() -> None:
                                  "peak_rss_mib": peak / 2**20})  # fmt: skip
                     print(rows[-1], flush=True)
             if size == sizes[0] and args.forest:
-                with PeakRSS() as rss:
+                with PeakMemory(tree=True, interval=0.2) as rss:
                     wall, done = forest_windows(cubes[size], tmp, args.forest_blocks)
                 rows.append({"size": size, "pixels": done, "passes": 0, "gflop": float("nan"),
                              "method": f"RandomForest (500 trees) via rasterio windows, first "

@@ -148,6 +148,32 @@ def test_new_cores_recompute_from_their_stages_on(setup: dict[str, Any]) -> None
     setup["second"] = outcome.version
 
 
+def test_compare_two_published_versions(
+    setup: dict[str, Any], cli: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import numpy as np
+    import xarray as xr
+
+    root: RunRoot = setup["root"]
+    a, b = (root.runs / setup[v] / "run" for v in ("first", "second"))
+    out = setup["tmp"] / "change"
+    assert cli(["compare", a, b, "--out", out, "--workers", "0"]) == 0
+    said = capsys.readouterr().out
+    assert f"{setup['second']}/run − {setup['first']}/run" in said
+    assert list((out / "quicklooks").glob("change_*.png")) and (out / "cogs").is_dir()
+    change = xr.open_zarr(out / "change.zarr", consolidated=False)["change"]
+    stock_a, stock_b = (
+        xr.open_zarr(r / "stock.zarr", consolidated=False)["stock"].sel(stat="mean") for r in (a, b)
+    )
+    mean = change.sel(stat="mean").values
+    assert np.allclose(mean, (stock_b - stock_a).values, equal_nan=True, rtol=0, atol=1e-5)
+    assert np.nanmax(np.abs(mean)) > 0  # new cores changed the map
+    table = pd.read_csv(out / "change_by_stratum.csv")
+    strata = pd.read_csv(b / "strata" / "strata.csv")
+    assert set(table["stratum"]) == set(strata["stratum"])
+    assert set(table["layer"]) == set(strata["layer"])
+
+
 def test_killed_run_leaves_latest_and_the_next_run_completes(setup: dict[str, Any]) -> None:
     root: RunRoot = setup["root"]
     config = _config(setup["tmp"], setup["cores"], predict={"passes": 4, "seed": 7})
