@@ -23,6 +23,7 @@ __all__ = [
     "ProfileValidationError",
     "RasterError",
     "SocmapError",
+    "SpectraError",
     "UnitsError",
 ]
 
@@ -65,6 +66,10 @@ class CatalogError(SocmapError, ValueError):
 
 class BundleError(SocmapError, ValueError):
     """A model bundle is missing, corrupt or incompatible."""
+
+
+class SpectraError(SocmapError, ValueError):
+    """A spectra table is unusable: wavelengths, NaN or values out of their physical range."""
 
 
 class EarthEngineError(SocmapError, RuntimeError):
