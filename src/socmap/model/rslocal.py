@@ -12,9 +12,17 @@ whose models predict the local samples best, by repeated random resampling:
 3. each library sample gets the mean score of the subsets it was in;
 4. the worst ``1 - retain`` share is dropped (at least one sample, never below ``k``);
 
-until ``k`` samples remain. The result is deterministic for a seed. The cost is about
-``b * N / (k * (1 - retain))`` PLS fits for a library of ``N``, so pre-filter very large
-libraries (e.g. to the nearest ``10 k`` samples) before calling :func:`rs_local`.
+until ``k`` samples remain. The result is deterministic for a seed.
+
+The cost is about ``b * N / (k * (1 - retain))`` PLS fits for a library of ``N`` (100,000
+fits for ``N = 50,000``, ``k = 100``, ``b = 10``, ``retain = 0.95``). The fits are not run one
+by one: every iteration's subsets are written as one index array ``(n_subsets, k)`` and
+gathered, fitted and scored in batches with the batched PLS1 of :mod:`socmap.model.pls`
+(same results as scikit-learn's ``PLSRegression``), which takes a fraction of a millisecond per
+fit of ``k = 100`` samples and 140 predictors; ``docs/benchmarks/rslocal.md`` has timings up
+to a 50,000-spectrum library. Each batch is sized to about :data:`BATCH_BYTES` so that it
+stays in the CPU cache (see :func:`batch_size`); memory beyond the inputs stays at a few
+batches.
 
 References
 ----------
@@ -27,45 +35,101 @@ monitoring. ISPRS J. Photogramm. Remote Sens. 188:190-200.
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.cross_decomposition import PLSRegression
 
 from socmap._progress import track
 from socmap.errors import ConfigError
+from socmap.model.pls import fit_pls1_batch
 
-__all__ = ["rs_local"]
+__all__ = ["BATCH_BYTES", "batch_size", "rs_local"]
 
 Mode = Literal["response", "reconstruction"]
 
+#: Target size in bytes of the float64 arrays of one batch of subsets. Batches that fit in the
+#: CPU cache score several times faster per fit than batches of 64+ MB, which stream each of
+#: the three reads of a subset per PLS component from main memory (measured in
+#: ``benchmarks/bench_rslocal.py``).
+BATCH_BYTES = 8 * 2**20
 
-def _score(
+
+def batch_size(k: int, p: int, m: int, budget: int | None = None) -> int:
+    """Count the subsets to score together so that one batch holds about ``budget`` bytes.
+
+    A batch of ``B`` subsets holds the gathered subsets ``(B, k, p)`` and, while scoring, up
+    to three ``(B, m, p)`` arrays for the local set, all float64.
+
+    Parameters
+    ----------
+    k
+        Subset size.
+    p
+        Predictors.
+    m
+        Local samples.
+    budget
+        Bytes per batch; :data:`BATCH_BYTES` if None.
+
+    Returns
+    -------
+    int
+        Subsets per batch, at least 1.
+
+    Examples
+    --------
+    >>> batch_size(100, 140, 30)
+    39
+    """
+    budget = BATCH_BYTES if budget is None else budget
+    return max(1, budget // (8 * p * (k + 3 * m)))
+
+
+def _subsets(m: int, k: int, b: int, rng: np.random.Generator) -> np.ndarray:
+    """Positions ``(b * ceil(m / k), k)`` of the subsets of one iteration, draw by draw.
+
+    Each draw is a permutation of the ``m`` active samples cut into subsets of ``k``; an
+    incomplete last subset is topped up with samples drawn from the rest of that permutation.
+    """
+    per_draw = math.ceil(m / k)
+    n_full = m // k
+    out = np.empty((b * per_draw, k), dtype=np.intp)
+    for d in range(b):
+        perm = rng.permutation(m)
+        rows = out[d * per_draw : (d + 1) * per_draw]
+        rows[:n_full] = perm[: n_full * k].reshape(n_full, k)
+        if n_full < per_draw:
+            rest = perm[n_full * k :]
+            rows[n_full, : len(rest)] = rest
+            rows[n_full, len(rest) :] = rng.choice(perm[: n_full * k], k - len(rest), replace=False)
+    return out
+
+
+def _score_subsets(
     X: np.ndarray,
     y: np.ndarray,
     X_local: np.ndarray,
     y_local: np.ndarray | None,
+    subsets: np.ndarray,
     n_components: int,
     mode: Mode,
-) -> float:
-    nc = max(1, min(n_components, X.shape[0] - 1, X.shape[1]))
-    pls = PLSRegression(n_components=nc, scale=True)
-    with warnings.catch_warnings():
-        # constant columns or targets within a small subset are expected; PLS copes and the
-        # subset simply scores badly
-        warnings.simplefilter("ignore", RuntimeWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        pls.fit(X, y)
+    batch: int,
+) -> np.ndarray:
+    """Score of the PLS fitted on each subset (rows of ``subsets`` index ``X``): an RMSE."""
+    scores = np.empty(len(subsets))
+    for start in range(0, len(subsets), batch):
+        idx = subsets[start : start + batch]
+        # the gathered batch is a fresh copy, so the fit may centre it in place
+        fits = fit_pls1_batch(X[idx], y[idx], n_components, scale=True, copy=False)
         if mode == "response":
             assert y_local is not None
-            pred = np.asarray(pls.predict(X_local)).ravel()
-            return float(np.sqrt(np.mean((pred - y_local) ** 2)))
-        std = X.std(axis=0, ddof=1)
-        scaled = (X_local - X.mean(axis=0)) / np.where(std > 0, std, 1.0)  # as PLS scales
-        rebuilt = scaled @ pls.x_rotations_ @ pls.x_loadings_.T
-    return float(np.sqrt(np.mean((scaled - rebuilt) ** 2)))
+            err = fits.predict(X_local) - y_local
+            err *= err
+            scores[start : start + len(idx)] = np.sqrt(err.mean(axis=1))
+        else:
+            scores[start : start + len(idx)] = fits.reconstruction_rmse(X_local)
+    return scores
 
 
 def rs_local(
@@ -150,22 +214,18 @@ def rs_local(
             f"need b >= 1, 0 < retain < 1 and n_components >= 1; got {b!r}, {retain!r}, "
             f"{n_components!r}"
         )
+    k = int(k)
     rng = np.random.default_rng(seed)
+    batch = batch_size(k, Xl.shape[1], len(Xq))
     active = np.arange(len(Xl))
     sizes = _active_sizes(len(Xl), k, retain)
     for m in track(sizes, "RS-LOCAL") if progress else sizes:
-        total = np.zeros(m)
-        counts = np.zeros(m)
-        for _draw in range(int(b)):
-            perm = rng.permutation(m)
-            for start in range(0, m, k):
-                pick = perm[start : start + k]
-                if len(pick) < k:  # top the last subset up with other samples
-                    others = np.setdiff1d(perm, pick, assume_unique=True)
-                    pick = np.concatenate([pick, rng.choice(others, k - len(pick), replace=False)])
-                idx = active[pick]
-                total[pick] += _score(Xl[idx], yl[idx], Xq, yq, int(n_components), mode)
-                counts[pick] += 1  # b per sample, plus the top-up draws
+        pos = _subsets(m, k, int(b), rng)
+        scores = _score_subsets(Xl, yl, Xq, yq, active[pos], int(n_components), mode, batch)
+        # each sample's subsets: b, plus any top-up draws
+        flat = pos.ravel()
+        total = np.bincount(flat, weights=np.repeat(scores, k), minlength=m)
+        counts = np.bincount(flat, minlength=m)
         keep = _next_size(m, k, retain)
         order = np.argsort(total / counts, kind="stable")[:keep]
         active = active[order]

@@ -1,0 +1,550 @@
+"""Spectral transfer benchmark: local, global and transfer models at field sites.
+
+The protocol of Shen et al. (2022), on the embedded data:
+
+1. a site's spectra and the library's are put on their common grid (resampled, absorbance
+   ``log10(1/R)``, SNV);
+2. ``n_local`` samples (default 30) are chosen at the site by Kennard-Stone on the spectra
+   and "sent to the lab" (their SOC is known); every other sample of the site is the test set;
+3. every method predicts the test set; RMSE, ME, CCC and R² are computed in g/kg, and
+   ΔRMSE% against the local PLSR (the usual local chemometric model).
+
+Methods (targets are ``log1p`` SOC throughout):
+
+- ``local-pls``, ``local-rf``, ``local-cnn``: the local samples only;
+- ``global-pls``, ``global-cnn``: the library only;
+- ``dtl-i-pls``, ``dtl-i``: instance transfer (DTL-I): RS-LOCAL (response mode) picks ``k``
+  library samples, added to the local ones (PLSR, or a CNN from scratch);
+- ``dtl-r``: representation transfer (DTL-R): the library CNN with its first
+  ``freeze_front`` conv blocks frozen, the rest retrained on the local samples;
+- ``dtl-ir``: both: the library CNN, front frozen, retrained on instances + local.
+
+The CNNs give MC-dropout intervals; the local and transfer CNNs are conformally calibrated
+on out-of-fold predictions of their own training rows, the global CNN on the local samples
+(which it never trained on). PICP and MPIW of the 90 % intervals are reported for them.
+
+Libraries: NIRsoil for the vis-NIR and NIR sites (over the shared range only); vis-NIR spectra
+cannot serve a MIR site, so each MIR site gets the pool of the other MIR sites (leave one site
+out).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from socmap._io import atomic_path
+from socmap._progress import track
+from socmap.errors import ConfigError
+from socmap.model.rslocal import rs_local
+from socmap.spectra._spectra import Spectra, concat
+from socmap.spectra.baselines import PLSRRegressor, SpectralForest
+from socmap.spectra.datasets import SITES, load_limesoda, load_nirsoil, spectral_sites
+from socmap.spectra.preprocess import Preprocess, common_axis
+from socmap.spectra.select import kennard_stone
+from socmap.validate.metrics import ccc, me, r2, rmse
+
+__all__ = [
+    "METHODS",
+    "SiteData",
+    "SpectralBenchmark",
+    "SpectralBenchmarkConfig",
+    "prepare_site",
+    "spectral_benchmark",
+    "write_spectral_benchmark",
+]
+
+METHODS: tuple[str, ...] = (
+    "local-pls",
+    "local-rf",
+    "local-cnn",
+    "global-pls",
+    "global-cnn",
+    "dtl-i-pls",
+    "dtl-i",
+    "dtl-r",
+    "dtl-ir",
+)
+REFERENCE = "local-pls"
+_CNN_METHODS = {"local-cnn", "global-cnn", "dtl-i", "dtl-r", "dtl-ir"}
+_NEEDS_LIBRARY_CNN = {"global-cnn", "dtl-r", "dtl-ir"}
+_NEEDS_INSTANCES = {"dtl-i-pls", "dtl-i", "dtl-ir"}
+
+
+@dataclass(frozen=True)
+class SpectralBenchmarkConfig:
+    """Settings of :func:`spectral_benchmark`.
+
+    Parameters
+    ----------
+    n_local
+        Samples chosen by Kennard-Stone at each site (the rest is the test set).
+    k, b, retain, rs_components
+        RS-LOCAL: instances kept, draws per sample per iteration, share kept per iteration,
+        PLS components.
+    nm_step, cm_step
+        Grid spacing for wavelength (nm) and wavenumber (cm-1) spectra.
+    freeze_front
+        Conv blocks frozen in DTL-R / DTL-IR.
+    calibration_folds
+        Folds of the out-of-fold conformal calibration of the local and transfer CNNs.
+    repeats
+        Repeats with different seeds (CNN weights, dropout, RS-LOCAL draws, forests).
+    seed
+        Base seed; repeat ``r`` uses ``seed + r``.
+    cnn
+        :class:`~socmap.spectra.cnn.CNNConfig` as a dict for the library and local CNNs
+        (``None``: its defaults).
+    finetune
+        Overrides of ``cnn`` for fine-tuning (DTL-R / DTL-IR), e.g. a lower learning rate.
+    """
+
+    n_local: int = 30
+    k: int = 100
+    b: int = 10
+    retain: float = 0.95
+    rs_components: int = 5
+    nm_step: float = 10.0
+    cm_step: float = 8.0
+    freeze_front: int = 2
+    calibration_folds: int = 5
+    repeats: int = 3
+    seed: int = 0
+    cnn: dict[str, Any] | None = None
+    finetune: dict[str, Any] = field(default_factory=lambda: {"lr": 1e-4, "max_epochs": 100})
+
+    def __post_init__(self) -> None:
+        if self.n_local < 5 or self.k < 2 or self.repeats < 1 or self.freeze_front < 0:
+            raise ConfigError(
+                f"need n_local >= 5, k >= 2, repeats >= 1 and freeze_front >= 0; got "
+                f"{self.n_local!r}, {self.k!r}, {self.repeats!r}, {self.freeze_front!r}"
+            )
+
+
+@dataclass(frozen=True)
+class SiteData:
+    """One site and its library on their common grid.
+
+    Attributes
+    ----------
+    name
+        Site name.
+    site, library
+        Preprocessed spectra (SNV absorbance on ``preprocess.axis``).
+    library_name
+        ``"NIRsoil"`` or the pooled sites.
+    preprocess
+        The chain both went through.
+    local, test
+        Row positions in ``site``: Kennard-Stone choice, and the rest.
+    """
+
+    name: str
+    site: Spectra
+    library: Spectra
+    library_name: str
+    preprocess: Preprocess
+    local: np.ndarray
+    test: np.ndarray
+
+
+def _library_for(name: str) -> tuple[list[Spectra], str]:
+    technique = SITES[name].technique
+    if technique == "MIR":
+        others = [s for s in spectral_sites("MIR") if s != name]
+        return [load_limesoda(s) for s in others], "MIR pool (" + " + ".join(others) + ")"
+    return [load_nirsoil()], "NIRsoil"
+
+
+def prepare_site(name: str, config: SpectralBenchmarkConfig | None = None) -> SiteData:
+    """Load a site and its library, put both on their common grid, choose the local samples.
+
+    Raises
+    ------
+    SpectraError
+        Unknown site.
+    ConfigError
+        The site has no SOC in g/kg (SSP.58), or fewer than ``n_local + 5`` samples.
+    """
+    cfg = config or SpectralBenchmarkConfig()
+    raw = load_limesoda(name)
+    if not SITES[name].has_soc:
+        raise ConfigError(
+            f"site {name!r} reports SOC as {SITES[name].target_unit!r}, which does not convert "
+            "to g/kg without bulk density; leave it out"
+        )
+    if raw.n_samples < cfg.n_local + 5:
+        raise ConfigError(
+            f"site {name!r} has {raw.n_samples!r} samples; n_local={cfg.n_local!r} leaves too "
+            "few to test on: lower n_local"
+        )
+    parts, library_name = _library_for(name)
+    step = cfg.nm_step if raw.unit == "nm" else cfg.cm_step
+    axis = common_axis(raw, *parts, step=step)
+    chain = Preprocess(float(axis[0]), float(axis[-1]), step, unit=raw.unit)
+    site = chain.apply(raw)
+    library = concat([chain.apply(p) for p in parts])
+    local = kennard_stone(site.values, cfg.n_local)
+    test = np.setdiff1d(np.arange(site.n_samples), local)
+    return SiteData(name, site, library, library_name, chain, local, test)
+
+
+@dataclass(frozen=True)
+class SpectralBenchmark:
+    """Results of :func:`spectral_benchmark`.
+
+    Attributes
+    ----------
+    results
+        One row per site x method x repeat: ``rmse, me, ccc, r2`` (g/kg), ``picp90, mpiw90``
+        (CNN methods), ``seconds``, sizes.
+    summary
+        Mean over repeats per site x method, with ``delta_rmse_pct`` against ``local-pls``
+        and the sd of RMSE over repeats; plus ``site == "mean"`` rows averaging the sites.
+    sites
+        One row per site: technique, library, ranges, common grid, sizes, conversions.
+    config
+        The settings.
+    """
+
+    results: pd.DataFrame
+    summary: pd.DataFrame
+    sites: pd.DataFrame
+    config: SpectralBenchmarkConfig
+
+
+def _cnn_config(cfg: SpectralBenchmarkConfig, seed: int, finetune: bool) -> Any:
+    from socmap.spectra.cnn import CNNConfig
+
+    base = CNNConfig(**(cfg.cnn or {}))
+    extra = dict(cfg.finetune) if finetune else {}
+    return replace(base, seed=seed, **extra)
+
+
+def _interval_metrics(model: Any, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    lower, upper = model.predict_interval(X, 0.9)
+    return {
+        "picp90": float(np.mean((y >= lower) & (y <= upper))),
+        "mpiw90": float(np.mean(upper - lower)),
+    }
+
+
+def _calibrate_on(model: Any, X: np.ndarray, y: np.ndarray) -> None:
+    """Split-conformal calibration of a fitted CNN on rows it never trained on."""
+    from socmap.validate.calibrate import ConformalCalibrator
+
+    mean, sd = model.predict_distribution(X)
+    model.calibrator_ = ConformalCalibrator().fit(np.log1p(y), mean, sd)
+
+
+def _run_site(
+    data: SiteData,
+    methods: Sequence[str],
+    cfg: SpectralBenchmarkConfig,
+    repeat: int,
+    progress: bool,
+) -> list[dict[str, Any]]:
+    from socmap.spectra.cnn import SpectralCNNRegressor
+
+    seed = cfg.seed + repeat
+    X, y = data.site.values, data.site.target()
+    Xq, yq = X[data.local], y[data.local]
+    Xt, yt = X[data.test], y[data.test]
+    XL, yL = data.library.values, data.library.target()
+    rows: list[dict[str, Any]] = []
+    cache: dict[str, Any] = {}
+
+    def instances() -> np.ndarray:
+        if "instances" not in cache:
+            t0 = time.perf_counter()
+            cache["instances"] = rs_local(
+                XL,
+                np.log1p(yL),
+                Xq,
+                np.log1p(yq),
+                k=min(cfg.k, len(XL)),
+                b=cfg.b,
+                retain=cfg.retain,
+                n_components=cfg.rs_components,
+                seed=seed,
+            )
+            cache["rs_seconds"] = time.perf_counter() - t0
+        return np.asarray(cache["instances"])
+
+    def library_cnn() -> Any:
+        if "library_cnn" not in cache:
+            t0 = time.perf_counter()
+            model = SpectralCNNRegressor(_cnn_config(cfg, seed, False), progress=progress)
+            cache["library_cnn"] = model.fit(XL, yL)
+            cache["library_seconds"] = time.perf_counter() - t0
+        return cache["library_cnn"]
+
+    def cnn(finetune: bool = False) -> Any:
+        return SpectralCNNRegressor(_cnn_config(cfg, seed, finetune), progress=progress)
+
+    folds = cfg.calibration_folds
+    fits: dict[str, Callable[[], Any]] = {
+        "local-pls": lambda: PLSRRegressor(random_state=seed).fit(Xq, yq),
+        "local-rf": lambda: SpectralForest(random_state=seed).fit(Xq, yq),
+        "local-cnn": lambda: cnn().fit(Xq, yq, calibration_folds=folds),
+        "global-pls": lambda: PLSRRegressor(random_state=seed).fit(XL, yL),
+        "global-cnn": library_cnn,
+        "dtl-i-pls": lambda: PLSRRegressor(random_state=seed).fit(
+            np.vstack([XL[instances()], Xq]), np.r_[yL[instances()], yq]
+        ),
+        "dtl-i": lambda: cnn().fit(
+            np.vstack([XL[instances()], Xq]), np.r_[yL[instances()], yq], calibration_folds=folds
+        ),
+        "dtl-r": lambda: cnn(True).fit(
+            Xq, yq, init=library_cnn(), freeze_front=cfg.freeze_front, calibration_folds=folds
+        ),
+        "dtl-ir": lambda: cnn(True).fit(
+            np.vstack([XL[instances()], Xq]),
+            np.r_[yL[instances()], yq],
+            init=library_cnn(),
+            freeze_front=cfg.freeze_front,
+            calibration_folds=folds,
+        ),
+    }
+    for method in methods:
+        t0 = time.perf_counter()
+        before = {k: cache.get(k) for k in ("library_seconds", "rs_seconds")}
+        model = fits[method]()
+        if method == "global-cnn":
+            import copy
+
+            model = copy.deepcopy(model)  # calibrated on the local samples; dtl-r/ir start clean
+            _calibrate_on(model, Xq, yq)
+        seconds = time.perf_counter() - t0
+        # shared steps (library CNN, RS-LOCAL) are charged to the first method that ran them
+        shared = sum(
+            float(cache.get(k) or 0.0) - float(before[k] or 0.0)
+            for k in ("library_seconds", "rs_seconds")
+        )
+        pred = model.predict(Xt)
+        row: dict[str, Any] = {
+            "site": data.name,
+            "method": method,
+            "repeat": repeat,
+            "n_local": len(Xq),
+            "n_test": len(Xt),
+            "n_library": len(XL),
+            "n_train": _n_train(method, len(Xq), len(XL), min(cfg.k, len(XL))),
+            "rmse": rmse(yt, pred),
+            "me": me(yt, pred),
+            "ccc": ccc(yt, pred),
+            "r2": r2(yt, pred),
+            "picp90": np.nan,
+            "mpiw90": np.nan,
+            "seconds": seconds,
+            "shared_seconds": shared,
+        }
+        if method in _CNN_METHODS:
+            row |= _interval_metrics(model, Xt, yt)
+        rows.append(row)
+    return rows
+
+
+def _n_train(method: str, n_local: int, n_library: int, k: int) -> int:
+    if method.startswith("global"):
+        return n_library
+    if method in _NEEDS_INSTANCES:
+        return n_local + k
+    return n_local
+
+
+def _site_row(data: SiteData) -> dict[str, Any]:
+    info = SITES[data.name]
+    y = data.site.target()
+    return {
+        "site": data.name,
+        "technique": info.technique,
+        "location": info.location,
+        "target": info.target_unit,
+        "n": data.site.n_samples,
+        "n_local": len(data.local),
+        "n_test": len(data.test),
+        "soc_mean_g_kg": float(np.mean(y)),
+        "soc_sd_g_kg": float(np.std(y, ddof=1)),
+        "library": data.library_name,
+        "n_library": data.library.n_samples,
+        "grid": (
+            f"{data.preprocess.start:g}-{data.preprocess.stop:g} {data.preprocess.unit} "
+            f"by {data.preprocess.step:g} ({data.preprocess.axis.size} bands)"
+        ),
+        "notes": "; ".join(n for n in data.site.notes if n.startswith(data.name)),
+    }
+
+
+def _summarise(results: pd.DataFrame) -> pd.DataFrame:
+    cols = ["rmse", "me", "ccc", "r2", "picp90", "mpiw90", "seconds"]
+    summary = results.groupby(["site", "method"], sort=False)[cols].mean().reset_index()
+    sd = results.groupby(["site", "method"], sort=False)["rmse"].std(ddof=1)
+    summary["rmse_sd"] = sd.to_numpy()
+    ref = summary[summary["method"] == REFERENCE].set_index("site")["rmse"]
+    summary["delta_rmse_pct"] = 100.0 * (summary["rmse"] / summary["site"].map(ref) - 1.0)
+    mean = summary.groupby("method", sort=False)[[*cols, "delta_rmse_pct"]].mean().reset_index()
+    mean.insert(0, "site", "mean")
+    return pd.concat([summary, mean], ignore_index=True)
+
+
+def spectral_benchmark(
+    sites: Sequence[str] | None = None,
+    methods: Sequence[str] = METHODS,
+    config: SpectralBenchmarkConfig | None = None,
+    *,
+    progress: bool = True,
+) -> SpectralBenchmark:
+    """Run the spectral transfer benchmark (see the module docstring).
+
+    Parameters
+    ----------
+    sites
+        Embedded site names (default: every site with SOC in g/kg).
+    methods
+        A subset of :data:`METHODS`; ``local-pls`` (the reference) is always run.
+    config
+        Settings.
+    progress
+        Progress bar over sites x repeats.
+
+    Returns
+    -------
+    SpectralBenchmark
+    """
+    cfg = config or SpectralBenchmarkConfig()
+    names = list(sites) if sites else spectral_sites()
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ConfigError(f"unknown methods {unknown!r}; choose from {list(METHODS)!r}")
+    chosen = [REFERENCE] + [m for m in METHODS if m in methods and m != REFERENCE]
+    skipped: list[dict[str, Any]] = []
+    if not sites:  # by default, leave out (and list) the sites too small for n_local
+        sizes = {n: load_limesoda(n).n_samples for n in names}
+        small = [n for n in names if sizes[n] < cfg.n_local + 5]
+        skipped = [
+            {"site": n, "n": sizes[n], "notes": f"left out: {sizes[n]} samples < n_local + 5"}
+            for n in small
+        ]
+        names = [n for n in names if n not in small]
+    prepared = [prepare_site(n, cfg) for n in names]
+    jobs = [(d, r) for d in prepared for r in range(cfg.repeats)]
+    rows: list[dict[str, Any]] = []
+    for data, repeat in track(jobs, "spectral benchmark") if progress else jobs:
+        rows += _run_site(data, chosen, cfg, repeat, progress=False)
+    results = pd.DataFrame(rows)
+    return SpectralBenchmark(
+        results,
+        _summarise(results),
+        pd.DataFrame([_site_row(d) for d in prepared] + skipped),
+        cfg,
+    )
+
+
+def _markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
+    def fmt(v: Any) -> str:
+        if isinstance(v, float | np.floating):
+            x = float(v)
+            return "" if np.isnan(x) else f"{x:.{digits}g}" if abs(x) < 1 else f"{x:.{digits}f}"
+        return str(v)
+
+    head = "| " + " | ".join(frame.columns) + " |"
+    rule = "|" + "---|" * len(frame.columns)
+    body = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in frame.itertuples(False)]
+    return "\n".join([head, rule, *body])
+
+
+def plot_delta_rmse(summary: pd.DataFrame, path: Path) -> None:
+    """Bar chart of ΔRMSE% against the local PLSR, per site and method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = summary.pivot(index="site", columns="method", values="delta_rmse_pct")
+    table = table[[m for m in METHODS if m in table.columns and m != REFERENCE]]
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    table.plot.bar(ax=ax, width=0.85)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_ylabel("ΔRMSE % vs local PLSR (negative = better)")
+    ax.set_xlabel("")
+    ax.legend(ncol=4, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_spectral_benchmark(
+    result: SpectralBenchmark, out_dir: str | Path, *, header: str = ""
+) -> dict[str, Path]:
+    """Write results, summary, sites (CSV), a Markdown report and the ΔRMSE plot.
+
+    Parameters
+    ----------
+    result
+        From :func:`spectral_benchmark`.
+    out_dir
+        Folder to write (replaced atomically).
+    header
+        Markdown put after the title (e.g. the machine and the command).
+
+    Returns
+    -------
+    dict
+        Paths by kind.
+    """
+    out = Path(out_dir)
+    with atomic_path(out) as tmp:
+        tmp.mkdir(parents=True, exist_ok=True)
+        result.results.to_csv(tmp / "results.csv", index=False)
+        result.summary.to_csv(tmp / "summary.csv", index=False)
+        result.sites.to_csv(tmp / "sites.csv", index=False)
+        plot_delta_rmse(result.summary[result.summary["site"] != "mean"], tmp / "delta_rmse.png")
+        (tmp / "report.md").write_text(
+            markdown_report(result, header=header, figure="delta_rmse.png")
+        )
+    return {
+        k: out / f
+        for k, f in [
+            ("results", "results.csv"),
+            ("summary", "summary.csv"),
+            ("sites", "sites.csv"),
+            ("plot", "delta_rmse.png"),
+            ("report", "report.md"),
+        ]
+    }
+
+
+def markdown_report(result: SpectralBenchmark, *, header: str = "", figure: str = "") -> str:
+    """Render the benchmark as Markdown: settings, sites, mean over sites, per-site tables."""
+    s = result.summary
+    lines = ["# Spectral transfer benchmark", "", header, "", "## Settings", ""]
+    lines += [f"- `{k}`: {v!r}" for k, v in asdict(result.config).items()]
+    lines += ["", "## Sites and libraries", "", _markdown_table(result.sites), ""]
+    cols = [
+        "method",
+        "rmse",
+        "rmse_sd",
+        "me",
+        "ccc",
+        "r2",
+        "delta_rmse_pct",
+        "picp90",
+        "mpiw90",
+        "seconds",
+    ]
+    lines += ["## Mean over sites", "", _markdown_table(s[s["site"] == "mean"][cols]), ""]
+    if figure:
+        lines += [f"![ΔRMSE% per site]({figure})", ""]
+    lines += ["## Per site", ""]
+    for site in result.summary["site"].drop_duplicates():
+        if site == "mean":
+            continue
+        lines += [f"### {site}", "", _markdown_table(s[s["site"] == site][cols]), ""]
+    return "\n".join(lines)

@@ -1,0 +1,126 @@
+"""Spectral transfer benchmark and the spectra CLI, on the embedded sites."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from socmap.cli import EXIT_BAD_INPUT, main
+from socmap.errors import ConfigError
+from socmap.spectra import kennard_stone
+from socmap.spectra.benchmark import (
+    METHODS,
+    SpectralBenchmarkConfig,
+    prepare_site,
+    spectral_benchmark,
+    write_spectral_benchmark,
+)
+from socmap.spectra.datasets import load_limesoda
+
+# a small, fast network: the protocol is under test here, not the architecture
+TINY = {"conv_channels": (4, 8), "dense": (16,), "max_epochs": 15, "patience": 5}
+FAST = SpectralBenchmarkConfig(
+    n_local=20, k=20, b=2, repeats=1, calibration_folds=2, cnn=TINY, freeze_front=1
+)
+
+
+def run(args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    captured = capsys.readouterr()
+    return exc.value.code, captured.out, captured.err
+
+
+def test_sites_share_the_library_range_and_keep_local_and_test_apart():
+    nir = prepare_site("RP.62", FAST)
+    assert nir.library_name == "NIRsoil" and nir.site.unit == "nm"
+    assert nir.preprocess.start == 1100 and nir.preprocess.stop == 2400  # the shared range
+    np.testing.assert_array_equal(nir.site.axis, nir.library.axis)
+    assert len(nir.local) == 20 and len(nir.test) == nir.site.n_samples - 20
+    assert not set(nir.local) & set(nir.test)
+    np.testing.assert_array_equal(nir.local, kennard_stone(nir.site.values, 20))
+    mir = prepare_site("O.32", FAST)
+    assert mir.site.unit == "cm-1" and "O.32" not in mir.library_name
+    assert set(mir.library.meta["site"]) == {"H.138", "NRW.115", "NRW.42"}
+    # SNV absorbance on both sides
+    np.testing.assert_allclose(mir.library.values.mean(axis=1), 0, atol=1e-9)
+
+
+def test_sites_without_soc_in_g_kg_or_too_small_are_refused():
+    with pytest.raises(ConfigError, match="g/dm3"):
+        prepare_site("SSP.58", FAST)
+    with pytest.raises(ConfigError, match="lower n_local"):
+        prepare_site("O.32", SpectralBenchmarkConfig(n_local=30))
+
+
+@pytest.mark.slow
+def test_benchmark_runs_every_method_and_reports_against_local_pls(tmp_path):
+    result = spectral_benchmark(["O.32"], METHODS, FAST, progress=False)
+    r = result.results
+    assert list(r["method"]) == list(METHODS)
+    assert (r["n_test"] == 12).all() and (r["n_local"] == 20).all()
+    assert np.isfinite(r[["rmse", "me", "ccc", "r2"]].to_numpy()).all()
+    cnn = r["method"].isin(["local-cnn", "global-cnn", "dtl-i", "dtl-r", "dtl-ir"])
+    assert r.loc[cnn, "picp90"].between(0, 1).all() and r.loc[~cnn, "picp90"].isna().all()
+    assert (r.loc[r["method"] == "dtl-i", "n_train"] == 40).all()
+    s = result.summary
+    ref = s[(s["site"] == "O.32") & (s["method"] == "local-pls")]
+    assert float(ref["delta_rmse_pct"].iloc[0]) == 0.0
+    row = s[(s["site"] == "O.32") & (s["method"] == "global-pls")].iloc[0]
+    assert row["delta_rmse_pct"] == pytest.approx(100 * (row["rmse"] / ref["rmse"].iloc[0] - 1))
+    assert (s[s["site"] == "mean"]["method"].tolist()) == list(METHODS)
+    paths = write_spectral_benchmark(result, tmp_path / "bench")
+    report = paths["report"].read_text()
+    assert "| dtl-ir |" in report and "MIR pool" in report
+    assert pd.read_csv(paths["results"]).shape[0] == len(METHODS)
+    assert paths["plot"].stat().st_size > 0
+
+
+def test_same_seed_same_results_for_the_deterministic_methods():
+    methods = ["local-pls", "local-rf", "dtl-i-pls"]
+    a = spectral_benchmark(["NRW.42"], methods, FAST, progress=False).results
+    b = spectral_benchmark(["NRW.42"], methods, FAST, progress=False).results
+    pd.testing.assert_frame_equal(
+        a.drop(columns=["seconds", "shared_seconds"]), b.drop(columns=["seconds", "shared_seconds"])
+    )
+
+
+def test_unknown_methods_are_refused():
+    with pytest.raises(ConfigError, match="unknown methods"):
+        spectral_benchmark(["O.32"], ["magic"], FAST, progress=False)
+
+
+def test_cli_select_writes_the_kennard_stone_rows(tmp_path, capsys):
+    table = tmp_path / "scans.csv"
+    load_limesoda("CV.98").to_frame().to_csv(table, index=False)
+    out = tmp_path / "to_lab.csv"
+    code, printed, err = run(
+        ["spectra", "select", str(table), "--n", "10", "--out", str(out),
+         "--quantity", "reflectance"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    chosen = pd.read_csv(out)
+    assert list(chosen["selection_order"]) == list(range(1, 11))
+    assert chosen["sample_id"].is_unique and "SNV" in printed
+    # percent reflectance was not re-scaled: to_frame wrote fractions
+    assert "percent" not in printed
+
+
+def test_cli_spectra_bad_input_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({f"wl_{w}": [np.nan, 0.5] for w in range(400, 420)}).to_csv(bad, index=False)
+    target = str(tmp_path / "o.csv")
+    code, _, err = run(["spectra", "select", str(bad), "--n", "2", "--out", target], capsys)
+    assert code == EXIT_BAD_INPUT and err.count("\n") == 1 and "nan='interpolate'" in err
+    assert not (tmp_path / "o.csv").exists()
+    code, _, err = run(["spectra", "benchmark", "--sites", "SSP.58", "--out", str(tmp_path / "b")],
+                       capsys)  # fmt: skip
+    assert code == EXIT_BAD_INPUT and "g/dm3" in err and not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize(
+    "args", [["spectra", "select", "--help"], ["spectra", "benchmark", "--help"]]
+)
+def test_spectra_commands_have_help_with_an_example(args, capsys):
+    code, out, _ = run(args, capsys)
+    assert code == 0 and "Example" in out
