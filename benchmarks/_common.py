@@ -6,6 +6,7 @@ import contextlib
 import os
 import threading
 import time
+from typing import Any
 
 import psutil
 
@@ -57,3 +58,39 @@ class PeakMemory:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def paired_differences(results: Any, reference: str) -> Any:
+    """Mean and standard error of per-fold metric differences to ``reference``.
+
+    ``results`` is a transfer benchmark's tidy table (several regions may be stacked, with a
+    ``region`` column). For every method, n, repeat, fold and depth the method's MAE and CCC
+    minus the reference's on the same held-out rows; returned per (region,) label, n and
+    metric as ``mean``, ``se`` and ``pairs``.
+    """
+    import numpy as np
+    import pandas as pd
+
+    r = results[(results["fold"].astype(str) != "all") & results["metric"].isin(["mae", "ccc"])]
+    r = r.copy()
+    r["label"] = r["method"].where(r["strategy"] == "-", r["method"] + ":" + r["strategy"])
+    r["n"] = r["n"].astype(str)
+    keys = [k for k in ("region", "n", "repeat", "fold", "depth") if k in r.columns]
+    wide = r.pivot_table(index=keys, columns=["metric", "label"], values="value")
+    rows = []
+    for metric in ("mae", "ccc"):
+        if (metric, reference) not in wide.columns:
+            continue
+        ref = wide[(metric, reference)]
+        for label in wide[metric].columns:
+            if label == reference:
+                continue
+            d = (wide[(metric, label)] - ref).dropna()
+            groups = [k for k in ("region", "n") if k in keys]
+            for key, g in d.groupby(level=groups):
+                key = key if isinstance(key, tuple) else (key,)
+                se = g.std(ddof=1) / np.sqrt(len(g)) if len(g) > 1 else float("nan")
+                where = dict(zip(groups, key, strict=True))
+                stats = {"mean": g.mean(), "se": se, "pairs": len(g)}
+                rows.append({**where, "label": label, "metric": metric, **stats})
+    return pd.DataFrame(rows)

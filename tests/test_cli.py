@@ -107,3 +107,55 @@ def test_profiles_commands_on_bluecarbon_fixtures(tmp_path, capsys):
     h = pd.read_csv(tmp_path / "h.csv")
     assert sorted(h["top_cm"].unique()) == [0, 15, 30, 50]
     assert (tmp_path / "h_sites.csv").exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["cv", "--cube", "c.zarr", "--out", "o"],
+     ["benchmark", "transfer", "--cube", "c.zarr", "--bundle", "b", "--out", "o"],
+     ["finetune", "b", "--cube", "c.zarr", "--out", "o"],
+     ["pretrain", "--out", "o"]],
+)  # fmt: skip
+def test_bad_block_size_is_one_line(command, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run([*command, "--block-size", "2 miles"], capsys)
+    assert code == EXIT_BAD_INPUT and err.count("\n") == 1
+    assert err.startswith("socmap: error: block size '2 miles' has an unknown unit 'miles'")
+    assert "'2km'" in err and "'0.1deg'" in err
+    code, _, err = run([*command, "--block-size", "-3km"], capsys)
+    assert code == EXIT_BAD_INPUT and "'-3km' must be positive" in err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("command", [["cv"], ["benchmark", "transfer"]])
+def test_block_size_help_names_the_cv_and_early_stopping(command, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, _ = run([*command, "--help"], capsys)
+    assert code == 0
+    text = " ".join(out.split())
+    block = text[text.index("--block-size") : text.index("--folds ")]
+    assert "CV folds" in block and "early-stopping split" in block and "2km" in block
+    for option in ("--folds-column", "--train-sets", "--target"):
+        assert option in text
+
+
+def test_user_folds_and_target_are_checked_on_the_profiles(tmp_path, capsys):
+    profiles = tmp_path / "p.csv"
+    pd.DataFrame(
+        {"site_id": ["a", "a", "b"], "x": [150.0, 150.0, 150.1], "y": [-30.0, -30.0, -30.1],
+         "top_cm": [0, 10, 0], "bottom_cm": [10, 30, 10], "soc_g_kg": [12.0, 8.0, 10.0],
+         "fold": [1, 2, 2], "clay": ["20", "25", "x"]}
+    ).to_csv(profiles, index=False)  # fmt: skip
+    common = ["cv", "--cube", str(tmp_path / "c.zarr"), "--out", str(tmp_path / "o"),
+              "--profiles", str(profiles), "--crs", "EPSG:4326"]  # fmt: skip
+    code, _, err = run([*common, "--folds-column", "fold"], capsys)
+    assert code == EXIT_BAD_INPUT and err.count("\n") == 1
+    assert "profile 'a' has rows in folds [1, 2] of column 'fold'" in err
+    code, _, err = run([*common, "--folds-column", "region"], capsys)
+    assert code == EXIT_BAD_INPUT and "fold column 'region' is not in the table" in err
+    code, _, err = run([*common, "--target", "ph"], capsys)
+    assert code == EXIT_BAD_INPUT and "--target 'ph' is not a column" in err
+    code, _, err = run([*common, "--target", "clay"], capsys)
+    assert code == EXIT_BAD_INPUT and "holds non-numbers, e.g. 'x'" in err
+    code, _, err = run([*common, "--train-sets", str(tmp_path / "none.csv")], capsys)
+    assert code == EXIT_BAD_INPUT and "none.csv" in err and "fold,repeat,site_id" in err

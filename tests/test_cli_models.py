@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -74,3 +75,41 @@ def test_benchmark_transfer_command(cube, tmp_path, capsys):
     s = pd.read_csv(tmp_path / "summary.csv")
     assert set(s["method"]) == {"rf", "global", "finetune"}
     assert (tmp_path / "skill_vs_n.png").exists()
+    fits = pd.read_csv(tmp_path / "fits.csv")
+    head = fits[fits["strategy"] == "head"]
+    assert {"history_.best_epoch", "history_.epochs_run"} <= set(head["attribute"])
+    assert set(head["fold"].astype(str)) == {"0", "1"}
+
+
+@pytest.mark.slow
+def test_cv_command_with_own_folds_training_sets_and_target(cube, tmp_path, capsys):
+    from socmap import profiles as read
+
+    table = read.read_edgeroi()
+    sites = list(table["site_id"].unique())
+    fold = {s: ("east", "west")[i % 2] for i, s in enumerate(sites)}
+    table["fold"] = table["site_id"].map(fold)
+    table["carbon"] = 2.0 * table["soc_g_kg"]
+    path = tmp_path / "profiles.csv"
+    table.drop(columns=["NOTEOBS"]).to_csv(path, index=False)
+    with_soc = table.loc[table["soc_g_kg"].notna(), "site_id"].unique()
+    train = {label: [s for s in with_soc if fold[s] != label][:40] for label in ("east", "west")}
+    sets = tmp_path / "sets.csv"
+    pd.DataFrame(
+        [{"fold": label, "site_id": s} for label, ids in train.items() for s in ids]
+    ).to_csv(sets, index=False)
+    code, text, err = run(
+        ["cv", "--profiles", path, "--crs", "EPSG:28355", "--cube", cube, "--method", "rf",
+         "--folds-column", "fold", "--train-sets", sets, "--target", "carbon",
+         "--block-size", "2km", "--out", tmp_path / "cv"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "block size 2km = 2000 in the units of EPSG:28355" in text
+    assert "target: carbon" in text
+    oof = pd.read_parquet(tmp_path / "cv" / "oof.parquet")
+    np.testing.assert_array_equal(oof["fold_id"], oof["site_id"].map(fold))
+    folds = pd.read_csv(tmp_path / "cv" / "folds.csv")
+    assert list(folds["fold_id"]) == ["east", "west"]
+    assert list(folds["n_train_sites"]) == [40, 40]
+    assert "n_rows_without_target_" in folds.columns

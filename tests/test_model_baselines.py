@@ -70,3 +70,34 @@ def test_bad_input(fields):
         RegionalForest(BANDS).predict(train)
     with pytest.raises(ProfileValidationError, match="global_predict"):
         StackedForest(bands=BANDS).fit(train)
+
+
+def test_raw_target_forest_reports_log_scale_mean_and_spread(fields):
+    from socmap.model.baselines import RANGER_DEFAULTS
+
+    train, test = fields
+    rf = RegionalForest(BANDS, target_transform="identity", random_state=0, **RANGER_DEFAULTS)
+    rf.set_params(n_estimators=40).fit(train)
+    assert rf.forest_.max_features == "sqrt" and rf.forest_.min_samples_split == 6
+    per_tree = np.stack([t.predict(rf._features(test)) for t in rf.forest_.estimators_])
+    mean, sd = rf.predict_log(test)
+    # log1p of the mean tree prediction (SOC in g/kg), sd of the trees' log1p predictions
+    np.testing.assert_allclose(mean, np.log1p(per_tree.mean(axis=0)), rtol=1e-12)
+    np.testing.assert_allclose(sd, np.log1p(per_tree).std(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(rf.predict(test), np.expm1(mean), rtol=1e-10)
+    assert _r2(test["soc_true_g_kg"], rf.predict(test)) > 0.75
+    assert (sd > 0).all()
+    # the forest mean on SOC is above the back-transformed log forest (a median-type estimate)
+    log_rf = RegionalForest(BANDS, n_estimators=40, random_state=0).fit(train)
+    assert rf.predict(test).mean() > log_rf.predict(test).mean()
+    stacked = StackedForest(lambda t: np.zeros(len(t)), BANDS, 10, target_transform="identity")
+    assert clone(stacked).get_params()["target_transform"] == "identity"
+    assert np.isfinite(stacked.fit(train).predict_log(test)[1]).all()
+
+
+def test_target_transform_is_checked(fields):
+    from socmap.errors import ConfigError
+
+    train, _ = fields
+    with pytest.raises(ConfigError, match="target_transform 'log10'"):
+        RegionalForest(BANDS, target_transform="log10").fit(train)

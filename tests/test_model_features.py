@@ -119,10 +119,16 @@ def test_depth_features_and_target():
     probe[["top_cm", "bottom_cm"]] = [[0, 5], [30, 60], [100, 200]]
     probe["soc_g_kg"] = [0.0, 9.0, np.nan]
     enc = spec.encode(probe)
-    assert len(DEPTH_FEATURES) == enc.depth.shape[1] == 3
-    np.testing.assert_allclose(enc.depth[:, 0], [0.0, 0.3, 1.0], rtol=1e-6)
-    np.testing.assert_allclose(enc.depth[:, 1], [0.05, 0.6, 2.0], rtol=1e-6)
-    np.testing.assert_allclose(enc.depth[:, 2], np.log([0.5, 3.0, 10.0]), rtol=1e-6)
+    depth = spec.encode_depth(probe)
+    assert len(DEPTH_FEATURES) == enc.depth.shape[1] == depth.shape[1] == 3
+    np.testing.assert_allclose(depth[:, 0], [0.0, 0.3, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(depth[:, 1], [0.05, 0.6, 2.0], rtol=1e-6)
+    np.testing.assert_allclose(depth[:, 2], np.log([0.5, 3.0, 10.0]), rtol=1e-6)
+    # encode() puts a row inside one depth atom at that atom's depth.
+    w = enc.atom_weight
+    assert w is not None and enc.atom_depth is not None
+    single = (w > 1 - 1e-6).any(axis=1)
+    np.testing.assert_array_equal(enc.depth[single], enc.atom_depth[w[single].argmax(axis=1)])
     np.testing.assert_allclose(enc.target[:2], np.log1p([0.0, 9.0]), rtol=1e-6)
     assert np.isnan(enc.target[2])
     assert np.isnan(spec.encode(probe.drop(columns="soc_g_kg")).target).all()

@@ -8,7 +8,7 @@ import torch
 from socmap.errors import ConfigError, ProfileValidationError
 from socmap.model.features import FeatureSpec
 from socmap.model.network import NetworkConfig, SocNet
-from socmap.model.train import TrainConfig, fit, predict
+from socmap.model.train import TrainConfig, _forward, _tensors, fit, predict
 
 SMALL = {
     "enc_dim": 8,
@@ -111,11 +111,11 @@ def test_early_stopping_restores_the_best_epoch():
     assert hist.val_loss[-1] > hist.best_val_loss
     # The model now holds the best epoch's weights: its validation loss is the best one.
     val = enc.subset(np.arange(80, 120))
-    pred = predict(model, val, mc_passes=1, dropout=False, aleatoric=False)
-    with torch.no_grad():
-        _, logvar = model(*(torch.from_numpy(x) for x in (val.cont, val.mask, val.cat, val.depth)))
+    # (Intervals spanning several depth atoms are composed of them, in predict as in fit.)
+    pred = predict(model, val, mc_passes=1, dropout=False)
+    logvar = 2 * np.log(pred.sd_aleatoric)
     y = val.target
-    nll = 0.5 * (logvar.numpy() + (y - pred.mean) ** 2 * np.exp(-logvar.numpy()))
+    nll = 0.5 * (logvar + (y - pred.mean) ** 2 * np.exp(-logvar))
     assert nll.mean() == pytest.approx(hist.best_val_loss, rel=1e-5)
 
 
@@ -184,11 +184,9 @@ def test_predict_single_pass_without_dropout_equals_eval_forward(data):
     pred = predict(model, enc, mc_passes=1, dropout=False, batch_size=257)
     assert model.training  # flags restored
     model.eval()
-    with torch.no_grad():
-        mean, logvar = model(
-            *(torch.from_numpy(x) for x in (enc.cont, enc.mask, enc.cat, enc.depth))
-        )
-    assert np.array_equal(pred.mean, mean.numpy().astype(np.float64))
+    with torch.no_grad():  # the forward fit() trains (atoms composed where intervals span them)
+        mean, logvar = _forward(model, _tensors(enc), np.arange(len(enc)))
+    np.testing.assert_allclose(pred.mean, mean.numpy().astype(np.float64), rtol=1e-6)
     assert np.all(pred.sd_epistemic == 0)
     np.testing.assert_allclose(pred.sd, np.exp(0.5 * logvar.numpy()), rtol=1e-6)
 

@@ -238,3 +238,53 @@ def test_no_validation_split_trains_max_epochs(pretrained, region):
     est = FineTunedRegressor(bundle, val_fraction=0.0, train={"max_epochs": 4}).fit(train)
     assert est.history_.epochs_run == 4 and est.history_.n_val == 0
     assert est.history_.n_train == int(train["soc_g_kg"].notna().sum())
+
+
+def test_prior_methods_repair_the_pretrained_network_in_the_region(pretrained, region):
+    from socmap.model.baselines import GlobalModel
+    from socmap.model.prior import PriorResidualRegressor, RecalibratedRegressor
+
+    _, bundle = pretrained
+    train, test = region
+    common = {"mc_passes": 2, "random_state": 0}
+    glob = GlobalModel(str(bundle), **common).fit()
+    residual = PriorResidualRegressor(
+        bundle, bands=BANDS, n_estimators=30, block_size=1.0, **common
+    ).fit(train)
+    recalibrated = RecalibratedRegressor(bundle, **common).fit(train)
+    # the region's shift raises log SOC by about 0.5: both learn it from 20 profiles
+    assert residual.level_ > 0.2 and recalibrated.predict_log(test)[0].mean() > (
+        glob.predict_log(test)[0].mean() + 0.2
+    )
+    assert _rmse(residual, test) < 0.8 * _rmse(glob, test)
+    assert _rmse(recalibrated, test) < 0.8 * _rmse(glob, test)
+
+
+def test_auto_mixes_table_and_network_candidates(pretrained, region, tmp_path):
+    from socmap.model.transfer import AutoTransferRegressor
+
+    _, bundle = pretrained
+    train, test = region
+    common = {
+        "inner_folds": 2,
+        "train": {"max_epochs": 3},
+        "block_size": 1.0,
+        "mc_passes": 2,
+        "n_estimators": 20,
+        "regional_bands": BANDS[:4],
+        "regional_categorical": BANDS[4:],
+    }
+    est = AutoTransferRegressor(bundle, candidates=("rf", "recalibrate", "head"), **common)
+    est.fit(train)
+    assert set(est.inner_mae_) == {"rf", "recalibrate", "head"}
+    assert est.reason_.startswith(est.choice_) and est.strategy_ == est.choice_
+    assert np.isfinite(est.predict_log(test)[0]).all()
+    # with an unreachable margin the forest is kept, and a forest is no bundle
+    forced = AutoTransferRegressor(bundle, candidates=("rf", "head"), tie_se=1e6, **common)
+    assert forced.fit(train).choice_ == "rf"
+    with pytest.raises(ConfigError, match=r"'rf', a table-level model.*candidates="):
+        forced.save(tmp_path / "forest")
+    net = AutoTransferRegressor(bundle, candidates=("head",), **common).fit(train)
+    meta = load_bundle(net.save(tmp_path / "net")).metadata
+    assert meta["auto"]["choice"] == "head" and meta["auto"]["network"] is True
+    assert meta["auto"]["inner_mae"]["head"] == pytest.approx(net.inner_mae_["head"])

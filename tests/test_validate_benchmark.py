@@ -61,8 +61,10 @@ def test_every_method_trains_on_the_same_draw(bench):
 def test_write_outputs(bench, tmp_path):
     tb, _ = bench
     paths = tb.write(tmp_path / "out")
-    assert set(paths) == {"results", "summary", "markdown", "figure", "timings"}
+    assert set(paths) == {"results", "summary", "markdown", "figure", "timings", "fits"}
     assert len(pd.read_csv(paths["results"])) == len(tb.results)
+    fits = pd.read_csv(paths["fits"])
+    assert len(fits) == len(tb.fits) > 0
     assert paths["figure"].stat().st_size > 1000
     assert "ΔMAE" in paths["markdown"].read_text()
 
@@ -97,3 +99,65 @@ def test_timings_and_aoa_per_fold(tmp_path):
     table_md = tb.to_markdown()
     assert "held-out sites inside the AOA" in table_md
     assert set(tb.write(tmp_path)) >= {"timings"}
+
+
+def test_fits_record_every_fold(bench):
+    tb, _ = bench
+    fits = tb.fits
+    assert list(fits.columns) == ["method", "strategy", "n", "repeat", "fold", "attribute", "value"]
+    # two methods x (2 repeats at n=10 + 1 run with all) x 4 folds, one attribute each
+    assert len(fits) == 2 * 3 * 4
+    assert set(fits["attribute"]) == {"n_rows_without_target_"}
+    assert set(fits["fold"]) == {"0", "1", "2", "3"}
+
+
+class Picky(RegionalForest):
+    def fit(self, X, y=None):
+        super().fit(X, y)
+        self.choice_ = f"{X['site_id'].nunique()}sites"
+        return self
+
+
+def test_listed_training_sets_user_folds_and_target():
+    from socmap.validate import ColumnFolds
+
+    SEEN.clear()
+    table = synthetic_soil_field(60, depths="0-30", seed=5).table
+    sites = table["site_id"].unique()
+    fold_of = {s: ("a", "b", "c")[i % 3] for i, s in enumerate(sites)}
+    table = table.assign(fold=table["site_id"].map(fold_of), carbon=table["soc_g_kg"] * 3)
+    rows = []
+    for n, repeat in ((5, 0), (5, 1), (12, 0)):
+        for label in ("a", "b", "c"):
+            train = [s for s in sites if fold_of[s] != label][repeat : repeat + n]
+            rows += [{"n": n, "repeat": repeat, "fold": label, "site_id": s} for s in train]
+    sets = pd.DataFrame(rows)
+    methods = {"rf": Recorder("listed", BANDS), "rf:picky": Picky(BANDS, n_estimators=10)}
+    tb = transfer_benchmark(
+        methods,
+        table,
+        ColumnFolds("fold"),
+        target="carbon",
+        train_sets=sets,
+        sizes=[1000],  # not used with train_sets
+        progress=False,
+    )
+    # each (n, repeat, fold) trained on exactly the listed profiles, in the order of the runs
+    expected = [
+        frozenset(g["site_id"]) for _, g in sets.groupby(["n", "repeat", "fold"], sort=True)
+    ]
+    assert SEEN["listed"] == expected
+    r = tb.results
+    assert set(r["n"]) == {5, 12} and set(r.loc[r["n"] == 5, "repeat"]) == {0, 1}
+    assert set(r.loc[r["fold"] != "all", "fold"]) == {"a", "b", "c"}
+    choices = tb.fits[tb.fits["attribute"] == "choice_"]
+    assert set(choices["value"]) == {"5sites", "12sites"}
+    assert set(choices["fold"]) == {"a", "b", "c"}
+    # the target flows through: MAE on carbon (3 x SOC) is larger than on SOC
+    plain = transfer_benchmark(
+        {"rf": RegionalForest(BANDS, n_estimators=10, random_state=0)},
+        table, ColumnFolds("fold"), train_sets=sets, progress=False,
+    )  # fmt: skip
+    mae = tb.summary.set_index(["strategy", "n", "depth"]).loc[("-", 12, "all"), "mae"]
+    mae_soc = plain.summary.set_index(["strategy", "n", "depth"]).loc[("-", 12, "all"), "mae"]
+    assert mae > 2 * mae_soc

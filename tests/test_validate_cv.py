@@ -124,3 +124,184 @@ def test_area_of_applicability_is_reported_per_fold(field):
     # without bands the folds table has no AOA columns
     plain = cross_validate(_forest(), field, _cv(), progress=False)
     assert "aoa_threshold" not in plain.folds.columns and "di" not in plain.oof.columns
+
+
+# ------------------------------------------------------------------ what each fold's fit chose
+class Chooser(RegionalForest):
+    """A forest that records choices the way the transfer estimators do."""
+
+    def fit(self, X, y=None):
+        from socmap.model.train import History
+
+        super().fit(X, y)
+        n = X["site_id"].nunique()
+        self.strategy_ = f"sites{n}"
+        self.weight_ = np.float64(n / 1000)
+        self.inner_mae_ = {"full": 1.5, "head": float(n)}
+        self.history_ = History(train_loss=[1.0] * (n % 7 + 2), best_epoch=n % 5)
+        self.coef_ = np.zeros(3)  # an array: not recorded
+        self.reason_ = "x" * 200  # too long: not recorded
+        return self
+
+
+def test_fold_records_for_a_forest(field):
+    res = cross_validate(RegionalForest(BANDS, n_estimators=20, random_state=0), field, _cv(),
+                         progress=False)  # fmt: skip
+    assert len(res.fitted) == 5
+    assert all(rec == {"n_rows_without_target_": 0} for rec in res.fitted)
+    assert (res.folds["n_rows_without_target_"] == 0).all()
+
+
+def test_fold_records_follow_each_fold_also_in_parallel(field):
+    est = Chooser(BANDS, n_estimators=20, random_state=0)
+    res = cross_validate(est, field, _cv(), progress=False)
+    f = res.folds
+    n = f["n_train_sites"]
+    assert list(f["strategy_"]) == [f"sites{k}" for k in n]
+    np.testing.assert_allclose(f["weight_"], n / 1000)
+    assert list(f["history_.best_epoch"]) == list(n % 5)
+    assert list(f["history_.epochs_run"]) == list(n % 7 + 2)
+    assert list(f["inner_mae_.head"]) == list(n.astype(float))
+    assert "coef_" not in f.columns and "reason_" not in f.columns
+    assert res.fitted[0]["strategy_"] == f.loc[0, "strategy_"]
+    parallel = cross_validate(est, field, _cv(), n_jobs=2, progress=False)
+    pd.testing.assert_frame_equal(res.folds, parallel.folds)
+    assert parallel.fitted == res.fitted
+
+
+def test_fitted_attributes_keeps_only_small_values():
+    from socmap.validate import fitted_attributes
+
+    class Fitted:
+        def __init__(self):
+            self.alpha = 3  # a parameter
+            self._private_ = 1
+            self.n_ = np.int64(4)
+            self.ok_ = np.bool_(True)
+            self.loss_ = float("nan")
+            self.table_ = pd.DataFrame({"best_epoch": [1]})  # never read as a history
+            self.models_ = {(0, 5): RegionalForest()}  # not scalars: left out
+
+    assert fitted_attributes(Fitted()) == {"loss_": None, "n_": 4, "ok_": True}
+    rec = fitted_attributes(Fitted())
+    assert type(rec["n_"]) is int and type(rec["ok_"]) is bool
+
+
+# ------------------------------------------------------------------ user folds and training sets
+def _with_user_folds(field):
+    sites = field["site_id"].unique()
+    labels = {s: ("east", "north", "west")[i % 3] for i, s in enumerate(sites)}
+    return field.assign(fold=field["site_id"].map(labels)), labels
+
+
+def test_user_folds_column_is_honoured_exactly(field):
+    from socmap.validate import ColumnFolds
+
+    table, labels = _with_user_folds(field)
+    res = cross_validate(_forest(), table, ColumnFolds("fold"), progress=False)
+    oof = res.oof
+    assert list(res.folds["fold_id"]) == ["east", "north", "west"]
+    np.testing.assert_array_equal(oof["fold_id"], oof["site_id"].map(labels))
+    np.testing.assert_array_equal(oof["fold_id"], np.array(["east", "north", "west"])[oof["fold"]])
+    for k, label in enumerate(["east", "north", "west"]):
+        held = {s for s, f in labels.items() if f == label}
+        held &= set(field.loc[field["soc_g_kg"].notna(), "site_id"])
+        assert res.folds.loc[k, "n_test_sites"] == len(held)
+
+
+def test_profile_split_across_user_folds_raises(field):
+    from socmap.validate import ColumnFolds
+
+    table, _ = _with_user_folds(field)
+    site = table["site_id"].iloc[0]
+    row = table.index[(table["site_id"] == site) & table["soc_g_kg"].notna()][-1]
+    table.loc[row, "fold"] = "west" if table.loc[row, "fold"] != "west" else "east"
+    with pytest.raises(ProfileValidationError, match=rf"profile '{site}' has rows in folds"):
+        cross_validate(_forest(), table, ColumnFolds("fold"), progress=False)
+
+
+def test_listed_training_sites_per_fold(field):
+    from socmap.errors import ConfigError
+
+    base = cross_validate(_forest(), field, _cv(), progress=False).oof
+    fold_of = base.drop_duplicates("site_id").set_index("site_id")["fold"]
+    rows = []
+    for k in range(5):
+        train = sorted(fold_of.index[fold_of != k])[: 6 + k]
+        rows += [{"fold": k, "site_id": s} for s in train]
+    listing = pd.DataFrame(rows)
+    seen: list[set] = []
+
+    class Spy(RegionalForest):
+        def fit(self, X, y=None):
+            seen.append(set(X["site_id"]))
+            return super().fit(X, y)
+
+    res = cross_validate(Spy(BANDS, n_estimators=5, random_state=0), field, _cv(),
+                         train_sites=listing, progress=False)  # fmt: skip
+    for k in range(5):
+        assert seen[k] == set(listing.loc[listing["fold"] == k, "site_id"])
+    assert list(res.folds["n_train_sites"]) == [6, 7, 8, 9, 10]
+    # the same as a mapping
+    mapping = {k: g["site_id"].tolist() for k, g in listing.groupby("fold")}
+    again = cross_validate(_forest(), field, _cv(), train_sites=mapping, progress=False)
+    assert list(again.folds["n_train_sites"]) == [6, 7, 8, 9, 10]
+    leak = pd.concat(
+        [listing, pd.DataFrame({"fold": [0], "site_id": [fold_of.index[fold_of == 0][0]]})]
+    )
+    with pytest.raises(
+        ConfigError, match="profiles of fold 0 as training profiles of that same fold"
+    ):
+        cross_validate(_forest(), field, _cv(), train_sites=leak, progress=False)
+    with pytest.raises(ConfigError, match="lists no training profiles for fold 4"):
+        cross_validate(
+            _forest(), field, _cv(), train_sites=listing[listing["fold"] < 4], progress=False
+        )
+    typo = pd.concat([listing, pd.DataFrame({"fold": [1], "site_id": ["nope"]})])
+    with pytest.raises(
+        ConfigError, match=r"not profiles with a target in the table, e.g. \['nope'\]"
+    ):
+        cross_validate(_forest(), field, _cv(), train_sites=typo, progress=False)
+    repeats = pd.concat([listing.assign(repeat=0), listing.assign(repeat=1)])
+    with pytest.raises(ConfigError, match="several values of 'repeat'"):
+        cross_validate(_forest(), field, _cv(), train_sites=repeats, progress=False)
+
+
+def test_read_train_sets(tmp_path):
+    from socmap.errors import ConfigError, InputNotFound
+    from socmap.validate import read_train_sets
+
+    path = tmp_path / "sets.csv"
+    path.write_text("fold,repeat,site_id\n0,0,007\n1,2,a\n")
+    sets = read_train_sets(path)
+    assert list(sets["site_id"]) == ["007", "a"] and list(sets["fold"]) == ["0", "1"]
+    assert list(sets["repeat"]) == [0, 2]
+    path.write_text("fold,site\n0,a\n")
+    with pytest.raises(ConfigError, match=r"lacks the columns \['site_id'\]"):
+        read_train_sets(path)
+    path.write_text("fold,repeat,site_id\n0,first,a\n")
+    with pytest.raises(ConfigError, match="repeat 'first'"):
+        read_train_sets(path)
+    with pytest.raises(InputNotFound, match=r"missing\.csv"):
+        read_train_sets(tmp_path / "missing.csv")
+
+
+def test_another_target_column(field):
+    seen: list[pd.Series] = []
+
+    class Spy(RegionalForest):
+        def fit(self, X, y=None):
+            seen.append(X.set_index(["site_id", "top_cm"])["soc_g_kg"])
+            return super().fit(X, y)
+
+    table = field.assign(clay=2.0 * field["soc_true_g_kg"], soc_g_kg=np.nan)
+    res = cross_validate(Spy(BANDS, n_estimators=5, random_state=0), table, _cv(), target="clay",
+                         progress=False)  # fmt: skip
+    assert res.n_rows_without_target == 0 and len(res.oof) == len(table)
+    np.testing.assert_array_equal(res.oof["obs_g_kg"], table["clay"])
+    clay = table.set_index(["site_id", "top_cm"])["clay"]
+    for fitted in seen:
+        np.testing.assert_array_equal(fitted.to_numpy(), clay.loc[fitted.index].to_numpy())
+    assert table["soc_g_kg"].isna().all()  # the caller's table is untouched
+    with pytest.raises(ProfileValidationError, match="target column 'site_id' is not numeric"):
+        cross_validate(_forest(), table, _cv(), target="site_id", progress=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,7 +13,15 @@ from sklearn.linear_model import Ridge
 from sklearn.model_selection import GridSearchCV, cross_val_score
 
 from socmap.errors import CRSError, ProfileValidationError
-from socmap.validate.splitters import BlockKFold, block_ids, spatial_train_val_split
+from socmap.validate.splitters import (
+    METRES_PER_DEGREE,
+    BlockKFold,
+    ColumnFolds,
+    block_ids,
+    parse_block_size,
+    resolve_block_size,
+    spatial_train_val_split,
+)
 
 
 def profile_table(
@@ -42,13 +52,15 @@ def profile_table(
     return df
 
 
-def check_folds(df: pd.DataFrame, cv: BlockKFold, groups: object = None) -> np.ndarray:
+def check_folds(
+    df: pd.DataFrame, cv: BlockKFold | ColumnFolds, groups: object = None
+) -> np.ndarray:
     """Assert the structural invariants and return the fold id per row."""
     n = len(df)
     seen = np.zeros(n, dtype=int)
     fold = np.full(n, -1)
     splits = list(cv.split(df, groups=groups))
-    assert len(splits) == cv.get_n_splits()
+    assert len(splits) == cv.get_n_splits(df)
     for k, (train, test) in enumerate(splits):
         assert len(test) > 0
         assert np.intersect1d(train, test).size == 0
@@ -287,3 +299,193 @@ def test_spatial_train_val_split_errors() -> None:
         spatial_train_val_split(df, val_fraction=1.0)
     with pytest.raises(ProfileValidationError, match=r"^1 non-empty spatial blocks"):
         spatial_train_val_split(df, block_size=100.0)
+
+
+# ------------------------------------------------------------------ block sizes with units
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2km", (2000.0, "metres")),
+        ("2000m", (2000.0, "metres")),
+        (" 2.5 KM ", (2500.0, "metres")),
+        ("1e3 metres", (1000.0, "metres")),
+        ("0.1deg", (0.1, "degrees")),
+        ("5°", (5.0, "degrees")),
+        ("5 degrees", (5.0, "degrees")),
+        (".5Deg", (0.5, "degrees")),
+        ("2000", (2000.0, None)),
+        (2000, (2000.0, None)),
+        (np.float64(0.25), (0.25, None)),
+    ],
+)
+def test_parse_block_size(text: object, expected: tuple[float, str | None]) -> None:
+    value, units = parse_block_size(text)  # type: ignore[arg-type]
+    assert units == expected[1]
+    assert value == pytest.approx(expected[0], rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("2 miles", r"block size '2 miles' has an unknown unit 'miles'.*'2km'"),
+        ("2kmm", r"unknown unit 'kmm'"),
+        ("km", r"block size 'km' is not a number"),
+        ("", r"block size '' is not a number"),
+        ("two km", r"is not a number"),
+        ("nan", r"is not a number"),
+        ("-2km", r"block size '-2km' must be positive and finite"),
+        ("0deg", r"block size '0deg' must be positive"),
+        ("1e999m", r"must be positive and finite"),
+        (0.0, r"block_size must be a positive finite number, got 0.0"),
+        (float("inf"), r"got inf"),
+        (True, r"got True"),
+        (None, r"got None"),
+    ],
+)
+def test_parse_block_size_rejects(text: object, match: str) -> None:
+    with pytest.raises(ProfileValidationError, match=match):
+        parse_block_size(text)  # type: ignore[arg-type]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    value=st.floats(1e-6, 1e9, allow_nan=False, allow_infinity=False),
+    unit=st.sampled_from(
+        [
+            ("m", 1.0, "metres"),
+            ("km", 1e3, "metres"),
+            ("deg", 1.0, "degrees"),
+            ("°", 1.0, "degrees"),
+            ("", 1.0, None),
+        ]
+    ),
+    space=st.sampled_from(["", " "]),
+)
+def test_property_parse_round_trip(
+    value: float, unit: tuple[str, float, str | None], space: str
+) -> None:
+    suffix, factor, units = unit
+    parsed, got_units = parse_block_size(f"{value!r}{space}{suffix}")
+    assert got_units == units
+    assert parsed == pytest.approx(value * factor, rel=1e-12)
+
+
+def test_resolve_block_size_conversion_numbers() -> None:
+    assert METRES_PER_DEGREE == 111_320.0
+    # metres on a geographic CRS: degrees of latitude
+    assert resolve_block_size("2km", crs="EPSG:4326") == pytest.approx(2000 / 111_320)
+    assert resolve_block_size("111.32km", units="degrees") == pytest.approx(1.0)
+    # degrees on a projected CRS: 111,320 m per degree
+    assert resolve_block_size("0.1deg", crs="EPSG:32755") == pytest.approx(11_132.0)
+    assert resolve_block_size("1°", units="metres") == pytest.approx(111_320.0)
+    # a projected CRS in US survey feet gets feet
+    assert resolve_block_size("1km", crs="EPSG:2229") == pytest.approx(1000 / 0.3048006096)
+    # same units, or a plain number: unchanged
+    assert resolve_block_size("2km", crs="EPSG:32755") == 2000.0
+    assert resolve_block_size("5deg", crs="EPSG:4326") == 5.0
+    assert resolve_block_size(2000.0, crs="EPSG:4326") == 2000.0
+    df = profile_table(5, seed=20, crs="EPSG:32755")
+    assert resolve_block_size("3km", df) == 3000.0
+    with pytest.raises(CRSError, match="units='metres'"):
+        resolve_block_size("2km", df, units="degrees")
+    with pytest.raises(CRSError, match="needs a CRS"):
+        resolve_block_size("2km")
+
+
+def lonlat_table(n_sites: int = 120, seed: int = 21) -> pd.DataFrame:
+    """A region of about 40 x 45 km in lon/lat (Edgeroi-like: 149.6-150.0 E, 30.6-30.2 S)."""
+    df = profile_table(n_sites, seed=seed, extent=0.4, crs="EPSG:4326")
+    return df.assign(x=149.6 + df["x"], y=-30.6 + df["y"])
+
+
+def test_kilometres_on_a_lonlat_table() -> None:
+    df = lonlat_table()
+    km = block_ids(df, block_size="2km")
+    assert len(np.unique(km)) > 50
+    # "2km" is exactly the same grid as the size in degrees of latitude
+    np.testing.assert_array_equal(km, block_ids(df, block_size=2000 / METRES_PER_DEGREE))
+    assert set(BlockKFold(5, "2km", random_state=0).fold_ids(df)) == set(range(5))
+    # a plain 2000 is 2000 degrees here: one block, and a message that says how to fix it
+    assert len(np.unique(block_ids(df, block_size=2000))) == 1
+    with pytest.raises(ProfileValidationError) as err:
+        BlockKFold(5, 2000).fold_ids(df)
+    msg = str(err.value)
+    assert msg.startswith("1 non-empty spatial blocks of size 2000 (2000 degrees) cannot fill 5")
+    span = re.search(r"span ([\d.]+) x ([\d.]+) degrees .*about ([\d.]+) x ([\d.]+) km", msg)
+    assert span is not None
+    dx, dy = np.ptp(df["x"]), np.ptp(df["y"])
+    assert float(span[1]) == pytest.approx(dx, rel=1e-3)
+    assert float(span[2]) == pytest.approx(dy, rel=1e-3)
+    assert float(span[4]) == pytest.approx(dy * 111.32, rel=1e-3)
+    suggestion = re.search(r"such as '([^']+)' \(= '([^']+)'\)", msg)
+    assert suggestion is not None and suggestion[1].endswith("deg") and suggestion[2].endswith("km")
+    # the suggested sizes, in either unit, do make enough blocks
+    for size in suggestion.groups():
+        assert len(set(BlockKFold(5, size, random_state=0).fold_ids(df))) == 5
+    with pytest.raises(ProfileValidationError, match=r"^1 non-empty.*'2000'.*such as '\d"):
+        spatial_train_val_split(df, block_size="2000")
+    train, val = spatial_train_val_split(df, block_size="2km", random_state=0)
+    assert len(train) and len(val)
+
+
+def test_too_few_blocks_message_keeps_the_users_units() -> None:
+    df = lonlat_table()
+    with pytest.raises(
+        ProfileValidationError, match=r"size '500km' \(4\.49\d* degrees\).*'\d.*km' \(= '"
+    ):
+        BlockKFold(5, "500km").fold_ids(df)
+    projected = profile_table(100, seed=22, extent=30_000.0, crs="EPSG:32755")
+    with pytest.raises(
+        ProfileValidationError, match=r"\(100 km\).*span 2\d\.\d+ x 2\d\.\d+ km.*'\d+km'"
+    ):
+        BlockKFold(5, "100km").fold_ids(projected)
+    same = pd.DataFrame({"x": [1.0, 1.0], "y": [2.0, 2.0], "crs": "EPSG:4326"})
+    with pytest.raises(ProfileValidationError, match="every profile is at one location"):
+        spatial_train_val_split(same, block_size="1km")
+
+
+def test_string_sizes_on_a_projected_table_match_numbers() -> None:
+    df = profile_table(200, seed=23, extent=50_000.0, crs="EPSG:32755")
+    plain = BlockKFold(n_splits=4, block_size=5_000.0, random_state=0).fold_ids(df)
+    np.testing.assert_array_equal(plain, BlockKFold(4, "5km", random_state=0).fold_ids(df))
+    np.testing.assert_array_equal(plain, BlockKFold(4, "5000 m", random_state=0).fold_ids(df))
+    deg = block_ids(df, block_size="0.1deg")
+    np.testing.assert_array_equal(deg, block_ids(df, block_size=11_132.0))
+    assert "block_size='5km'" in repr(BlockKFold(4, "5km"))
+    with pytest.raises(ProfileValidationError, match="unknown unit 'miles'"):
+        BlockKFold(4, "3 miles").fold_ids(df)
+
+
+# ------------------------------------------------------------------ folds of one's own
+def test_column_folds_are_honoured_exactly() -> None:
+    df = profile_table(60, seed=24)
+    site_fold = {s: ("north", "south", "west")[i % 3] for i, s in enumerate(df["site_id"].unique())}
+    df["fold"] = df["site_id"].map(site_fold)
+    cv = ColumnFolds("fold")
+    assert cv.fold_labels(df) == ["north", "south", "west"]
+    assert cv.get_n_splits(df) == 3
+    fold = check_folds(df, cv)
+    np.testing.assert_array_equal(np.asarray(cv.fold_labels(df))[fold], df["fold"].to_numpy())
+    df["fold"] = df["site_id"].map({s: i % 3 + 1 for i, s in enumerate(site_fold)})
+    assert ColumnFolds("fold").fold_labels(df) == [1, 2, 3]
+
+
+def test_column_folds_errors() -> None:
+    df = profile_table(30, seed=25, max_layers=3)
+    df["fold"] = df["site_id"].str[-1].astype(int) % 2
+    site = df["site_id"].value_counts().index[0]  # a profile with several rows
+    split = df.copy()
+    split.loc[split.index[np.flatnonzero(split["site_id"] == site)[-1]], "fold"] += 1
+    with pytest.raises(
+        ProfileValidationError,
+        match=rf"profile '{site}' has rows in folds \[\d, \d\] of column 'fold'",
+    ):
+        ColumnFolds("fold").fold_ids(split)
+    with pytest.raises(ProfileValidationError, match="fold column 'block' is not in the table"):
+        ColumnFolds("block").fold_ids(df)
+    holes = df.astype({"fold": float})
+    holes.loc[holes.index[3], "fold"] = np.nan
+    with pytest.raises(ProfileValidationError, match="missing at 1 rows, first at row 3"):
+        ColumnFolds("fold").fold_ids(holes)
+    with pytest.raises(ProfileValidationError, match="at least two folds"):
+        ColumnFolds("fold").fold_ids(df.assign(fold=7))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import pandas as pd
 import typer
@@ -20,6 +20,9 @@ from typer.exceptions import TyperException
 
 from socmap import __version__
 from socmap.errors import SocmapError
+
+if TYPE_CHECKING:
+    from socmap.validate import ColumnFolds
 
 app = typer.Typer(
     name="socmap",
@@ -297,6 +300,90 @@ def extract_cmd(
     out.print(f"sampled {len(result.bands)} bands at sites ({counts}); wrote {out_path}")
 
 
+# --------------------------------------------------------------------------- blocks, folds
+_BLOCK_UNITS = "e.g. 2km, 2000m, 0.1deg or 5°; a plain number is in the cube CRS's units"
+BlockSizeOpt = Annotated[
+    str,
+    typer.Option(
+        help="Spatial block size of the CV folds and of the fine-tuning early-stopping split "
+        f"(and inner model choice), {_BLOCK_UNITS}."
+    ),
+]
+FoldsColumnOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Use your own folds: a column of the profile table with each profile's fold id "
+        "(replaces --folds; --block-size still sizes the early-stopping split)."
+    ),
+]
+TrainSetsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="CSV of training profiles per fold: columns fold,repeat,site_id (optional n, a size "
+        "label); fold is 0..k-1, or the --folds-column id. Replaces the random draws "
+        "(--sizes, --repeats)."
+    ),
+]
+TargetOpt = Annotated[
+    str,
+    typer.Option(
+        help="Column to model and validate instead of soc_g_kg (harmonised over depth like SOC; "
+        "non-negative)."
+    ),
+]
+
+
+def _check_block_size(text: str) -> None:
+    """Fail fast, before loading anything, on a block size that cannot be parsed."""
+    from socmap.validate import parse_block_size
+
+    parse_block_size(text)
+
+
+def _block_size_for(text: str, table: pd.DataFrame) -> float:
+    """Return the block size in the units of the table's CRS (the cube's); say so if converted."""
+    from socmap.validate import parse_block_size, resolve_block_size
+
+    size = resolve_block_size(text, table)
+    if parse_block_size(text)[1] is not None:
+        crs = str(table["crs"].iloc[0]) if "crs" in table.columns and len(table) else "?"
+        out.print(f"block size {text} = {size:.6g} in the units of {crs}")
+    return size
+
+
+def _with_target(table: pd.DataFrame, target: str) -> pd.DataFrame:
+    """Model ``target`` in place of ``soc_g_kg`` (before depth harmonisation)."""
+    from socmap.errors import ProfileValidationError
+
+    if target == "soc_g_kg":
+        return table
+    if target not in table.columns:
+        raise ProfileValidationError(
+            f"--target {target!r} is not a column of the profile table, whose columns are "
+            f"{list(table.columns)!r}; name one of them"
+        )
+    values = pd.to_numeric(table[target], errors="coerce")
+    bad = values.isna() & table[target].notna()
+    if bad.any():
+        raise ProfileValidationError(
+            f"--target {target!r} holds non-numbers, e.g. {table[target][bad].iloc[0]!r}; "
+            "give a numeric column"
+        )
+    out.print(f"target: {target} (modelled in place of soc_g_kg)")
+    return table.assign(soc_g_kg=values)
+
+
+def _user_folds(column: str | None, profiles: pd.DataFrame) -> ColumnFolds | None:
+    """``ColumnFolds(column)``, checked on the profile table (profiles whole), or None."""
+    if column is None:
+        return None
+    from socmap.validate import ColumnFolds
+
+    folds = ColumnFolds(column)
+    folds.fold_ids(profiles)  # raises on a missing column or a profile in two folds
+    return folds
+
+
 # --------------------------------------------------------------------------- pretrain
 def _parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
     if text is None:
@@ -320,7 +407,13 @@ def pretrain_cmd(
         "globalsoilmap"
     ),
     folds: Annotated[int, typer.Option(help="Spatial CV folds.")] = 10,
-    block_size: Annotated[float, typer.Option(help="CV block size in degrees.")] = 5.0,
+    block_size: Annotated[
+        str,
+        typer.Option(
+            help="Spatial block size of the CV folds and of the early-stopping split, e.g. "
+            "5deg, 5° or 500km; a plain number is in degrees."
+        ),
+    ] = "5deg",
     exclude_bbox: Annotated[
         str | None, typer.Option(help="Leave out minlon,minlat,maxlon,maxlat (a target region).")
     ] = None,
@@ -345,7 +438,9 @@ def pretrain_cmd(
     Example: [bold]socmap pretrain --out global.socmap --exclude-region edgeroi --seed 0[/bold]
     """
     from socmap.model.pretrain import pretrain, region_bbox_lonlat
+    from socmap.validate import resolve_block_size
 
+    block_size_deg = resolve_block_size(block_size, units="degrees")
     bbox = _parse_bbox(exclude_bbox)
     if exclude_region is not None:
         if bbox is not None:
@@ -355,7 +450,7 @@ def pretrain_cmd(
         out_path,
         depths=depths,
         folds=folds,
-        block_size_deg=block_size,
+        block_size_deg=block_size_deg,
         n_jobs=jobs,
         seed=seed,
         sources=sources,
@@ -393,8 +488,12 @@ def finetune_cmd(
         float | None, typer.Option(help="Use intervals whose top is above this depth (cm).")
     ] = 100.0,
     block_size: Annotated[
-        float, typer.Option(help="Spatial block size (early stopping, CV), cube CRS units.")
-    ] = 2000.0,
+        str,
+        typer.Option(
+            help="Spatial block size of the fine-tuning early-stopping split and of the "
+            f"calibration CV and AOA folds, {_BLOCK_UNITS}."
+        ),
+    ] = "2km",
     cv_folds: Annotated[
         int, typer.Option(help="Folds of the calibration CV (0: no calibration).")
     ] = 5,
@@ -413,6 +512,7 @@ def finetune_cmd(
     from socmap.model.finetune import finetune_bundle
     from socmap.training import regional_training_table
 
+    _check_block_size(block_size)
     table = _load_profiles(fmt, profiles_path, samples, mapping, crs, soc_units)
     data = regional_training_table(table, open_cube(cube), depths=depths, max_depth_cm=max_depth)
     res = finetune_bundle(
@@ -421,7 +521,7 @@ def finetune_cmd(
         out_path,
         strategy=strategy,
         depth_set=depths,
-        block_size=block_size,
+        block_size=_block_size_for(block_size, data.table),
         cv_folds=cv_folds,
         seed=seed,
         n_jobs=jobs,
@@ -717,8 +817,17 @@ def cv_cmd(
     mapping: MapOpt = None,
     crs: CrsOpt = None,
     soc_units: UnitsOpt = "g/kg",
-    block_size: Annotated[float, typer.Option(help="CV block size in cube CRS units.")] = 2000.0,
+    block_size: BlockSizeOpt = "2km",
     folds: Annotated[int, typer.Option(help="Spatial CV folds.")] = 10,
+    folds_column: FoldsColumnOpt = None,
+    train_sets: Annotated[
+        Path | None,
+        typer.Option(
+            help="CSV of the training profiles of each fold: columns fold,site_id (fold is "
+            "0..k-1, or the --folds-column id); by default every training-fold profile."
+        ),
+    ] = None,
+    target: TargetOpt = "soc_g_kg",
     depths: Annotated[str, typer.Option(help="Depth set of the targets.")] = "globalsoilmap",
     max_depth: Annotated[float, typer.Option(help="Deepest interval top (cm).")] = 100.0,
     jobs: JobsOpt = 1,
@@ -726,30 +835,39 @@ def cv_cmd(
 ) -> None:
     """Spatial block cross-validation of one method on a region.
 
+    folds.csv also records what each fold's fit chose (strategy_, history_.best_epoch, ...).
+
     Example: [bold]socmap cv --format edgeroi --cube edgeroi.zarr --method rf --out cv/[/bold]
     """
     from socmap.cube import open_cube
     from socmap.extract import write_table
     from socmap.model.transfer import BASELINES, transfer_methods
     from socmap.training import regional_training_table
-    from socmap.validate import BlockKFold, cross_validate
+    from socmap.validate import BlockKFold, cross_validate, read_train_sets
 
     if method != "rf" and bundle is None:
         raise typer.BadParameter(f"--method {method} needs --bundle (a pretrained bundle)")
-    table = _load_profiles(fmt, profiles_path, samples, mapping, crs, soc_units)
+    _check_block_size(block_size)
+    chosen = read_train_sets(train_sets) if train_sets is not None else None
+    table = _with_target(
+        _load_profiles(fmt, profiles_path, samples, mapping, crs, soc_units), target
+    )
+    own_folds = _user_folds(folds_column, table)
     data = regional_training_table(table, open_cube(cube), depths=depths, max_depth_cm=max_depth)
+    size = _block_size_for(block_size, data.table)
     (estimator,) = transfer_methods(
         [method],
         bundle if bundle is not None else "",
         data.regional_bands,
         data.continuous_regional_bands,
-        block_size=block_size,
+        block_size=size,
         seed=seed,
     ).values()
     result = cross_validate(
         estimator,
         data.table,
-        BlockKFold(folds, block_size, random_state=seed),
+        own_folds if own_folds is not None else BlockKFold(folds, size, random_state=seed),
+        train_sites=chosen,
         aoa_bands=data.continuous_regional_bands,
         n_jobs=jobs,
     )
@@ -779,8 +897,11 @@ def benchmark_transfer_cmd(
     mapping: MapOpt = None,
     crs: CrsOpt = None,
     soc_units: UnitsOpt = "g/kg",
-    block_size: Annotated[float, typer.Option(help="CV block size in cube CRS units.")] = 2000.0,
+    block_size: BlockSizeOpt = "2km",
     folds: Annotated[int, typer.Option(help="Spatial CV folds.")] = 10,
+    folds_column: FoldsColumnOpt = None,
+    train_sets: TrainSetsOpt = None,
+    target: TargetOpt = "soc_g_kg",
     sizes: Annotated[str, typer.Option(help="Training profiles per fold.")] = "20,50,100,all",
     repeats: Annotated[int, typer.Option(help="Draws per size.")] = 5,
     methods: Annotated[
@@ -796,23 +917,32 @@ def benchmark_transfer_cmd(
 ) -> None:
     """Skill against the number of regional profiles, for every method, under spatial CV.
 
+    fits.csv records what each fold's fit chose (strategy_, history_.best_epoch, ...).
+
     Example: [bold]socmap benchmark transfer --format edgeroi --cube edgeroi.zarr
     --bundle global.socmap --sizes 20,50,100,all --repeats 5 --out bench/[/bold]
     """
     from socmap.cube import open_cube
     from socmap.model.transfer import transfer_methods
     from socmap.training import regional_training_table
-    from socmap.validate import BlockKFold
+    from socmap.validate import BlockKFold, read_train_sets
     from socmap.validate.benchmark import parse_sizes, transfer_benchmark
 
-    table = _load_profiles(fmt, profiles_path, samples, mapping, crs, soc_units)
+    _check_block_size(block_size)
+    size_list = parse_sizes(sizes)
+    chosen = read_train_sets(train_sets) if train_sets is not None else None
+    table = _with_target(
+        _load_profiles(fmt, profiles_path, samples, mapping, crs, soc_units), target
+    )
+    own_folds = _user_folds(folds_column, table)
     data = regional_training_table(table, open_cube(cube), depths=depths, max_depth_cm=max_depth)
+    size = _block_size_for(block_size, data.table)
     estimators = transfer_methods(
         [m.strip() for m in methods.split(",") if m.strip()],
         bundle,
         data.regional_bands,
         data.continuous_regional_bands,
-        block_size=block_size,
+        block_size=size,
         n_estimators=n_estimators,
         mc_passes=mc_passes,
         seed=seed,
@@ -820,12 +950,13 @@ def benchmark_transfer_cmd(
     result = transfer_benchmark(
         estimators,
         data.table,
-        BlockKFold(folds, block_size, random_state=seed),
-        sizes=parse_sizes(sizes),
+        own_folds if own_folds is not None else BlockKFold(folds, size, random_state=seed),
+        sizes=size_list,
         repeats=repeats,
         seed=seed,
         reference="rf" if "rf" in estimators else next(iter(estimators)),
         aoa_bands=data.continuous_regional_bands,
+        train_sets=chosen,
         n_jobs=jobs,
     )
     paths = result.write(out_dir)

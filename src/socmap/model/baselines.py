@@ -1,8 +1,10 @@
 """Baselines behind the scikit-learn interface: regional Random Forest and stacking.
 
-Both learn log1p(SOC g/kg) from covariates plus the depth interval (``top_cm``,
-``bottom_cm``), and predict SOC in g/kg. They take the training table itself as ``X`` (the
-target column is read from it), so they fit the same CV harness as the network.
+Both learn SOC from covariates plus the depth interval (``top_cm``, ``bottom_cm``): on
+log1p(SOC g/kg) by default, or on SOC itself (``target_transform="identity"``, what most
+mappers run: :data:`RANGER_DEFAULTS`). They predict SOC in g/kg and take the training table
+itself as ``X`` (the target column is read from it), so they fit the same CV harness as the
+network.
 """
 
 from __future__ import annotations
@@ -16,12 +18,49 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.utils.validation import check_is_fitted
 
-from socmap.errors import BandMismatch, ProfileValidationError
+from socmap.errors import BandMismatch, ConfigError, ProfileValidationError
 
-__all__ = ["DEPTH_FEATURES", "GlobalModel", "RegionalForest", "StackedForest"]
+__all__ = [
+    "DEPTH_FEATURES",
+    "RANGER_DEFAULTS",
+    "TARGET_TRANSFORMS",
+    "GlobalModel",
+    "RegionalForest",
+    "StackedForest",
+    "table_features",
+]
 
 #: Depth features every baseline uses besides the covariates.
 DEPTH_FEATURES = ("top_cm", "bottom_cm")
+#: Targets a :class:`RegionalForest` can learn: log1p(SOC) or SOC itself.
+TARGET_TRANSFORMS = ("log1p", "identity")
+#: R ``ranger`` regression defaults in scikit-learn terms: 500 trees, ``mtry =
+#: floor(sqrt(p))``, bootstrap with replacement, and ``min.node.size = 5`` (a node of 5 rows
+#: or fewer is not split, i.e. ``min_samples_split = 6``; leaves may hold a single row).
+RANGER_DEFAULTS: dict[str, Any] = {
+    "n_estimators": 500,
+    "max_features": "sqrt",
+    "min_samples_leaf": 1,
+    "min_samples_split": 6,
+}
+
+
+def table_features(X: pd.DataFrame, bands: Sequence[str]) -> np.ndarray:
+    """Covariates ``bands`` then :data:`DEPTH_FEATURES` of a table, as a float matrix.
+
+    Categorical bands come as their codes; missing values stay NaN (the forests handle them).
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"ndvi": [0.5], "top_cm": [0.0], "bottom_cm": [30.0]})
+    >>> table_features(t, ["ndvi"]).tolist()
+    [[0.5, 0.0, 30.0]]
+    """
+    cols = [*bands, *DEPTH_FEATURES]
+    missing = [c for c in cols if c not in X.columns]
+    if missing:
+        raise BandMismatch(f"training table lacks columns {missing!r} the forest uses")
+    return X[cols].to_numpy(dtype=float)
 
 
 class RegionalForest(RegressorMixin, BaseEstimator):
@@ -34,14 +73,20 @@ class RegionalForest(RegressorMixin, BaseEstimator):
         as ordered values, the usual practice for regional forests).
     n_estimators
         Number of trees (500, as in most digital soil mapping studies).
-    min_samples_leaf, max_features
-        Passed to :class:`~sklearn.ensemble.RandomForestRegressor`.
+    min_samples_leaf, max_features, min_samples_split
+        Passed to :class:`~sklearn.ensemble.RandomForestRegressor` (:data:`RANGER_DEFAULTS`
+        gives R ranger's).
     target
         SOC column of the training table, in g/kg.
     random_state
         Seed.
     n_jobs
         Parallel trees.
+    target_transform
+        ``"log1p"`` (default): the trees learn log1p(SOC). ``"identity"``: they learn SOC in
+        g/kg, as most mappers' forests do; :meth:`predict_log` then returns log1p of the
+        mean tree prediction (clipped at 0) and the sd across trees of log1p of each tree's
+        prediction.
 
     Examples
     --------
@@ -61,6 +106,8 @@ class RegionalForest(RegressorMixin, BaseEstimator):
         target: str = "soc_g_kg",
         random_state: int | None = None,
         n_jobs: int | None = None,
+        target_transform: str = "log1p",
+        min_samples_split: int = 2,
     ) -> None:
         self.bands = bands
         self.n_estimators = n_estimators
@@ -69,6 +116,8 @@ class RegionalForest(RegressorMixin, BaseEstimator):
         self.target = target
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.target_transform = target_transform
+        self.min_samples_split = min_samples_split
 
     # Hooks for subclasses: which covariate columns, and how X is prepared first.
     def _covariates(self) -> list[str]:
@@ -82,16 +131,17 @@ class RegionalForest(RegressorMixin, BaseEstimator):
         return X
 
     def _features(self, X: pd.DataFrame) -> np.ndarray:
-        cols = [*self._covariates(), *DEPTH_FEATURES]
-        missing = [c for c in cols if c not in X.columns]
-        if missing:
-            raise BandMismatch(f"training table lacks columns {missing!r} the forest uses")
-        return X[cols].to_numpy(dtype=float)
+        return table_features(X, self._covariates())
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> RegionalForest:
         """Fit on the rows of ``X`` that have a target; ``y`` is ignored (read from ``X``)."""
         if not self.bands:
             raise BandMismatch("the forest needs bands=[...] naming its covariates")
+        if self.target_transform not in TARGET_TRANSFORMS:
+            raise ConfigError(
+                f"target_transform {self.target_transform!r} must be one of "
+                f"{TARGET_TRANSFORMS!r}; use 'log1p' (log forest) or 'identity' (SOC in g/kg)"
+            )
         X = self._prepare(X)
         if self.target not in X.columns:
             raise ProfileValidationError(f"training table lacks the target column {self.target!r}")
@@ -101,26 +151,44 @@ class RegionalForest(RegressorMixin, BaseEstimator):
             raise ProfileValidationError(f"no row has a {self.target!r} value to train on")
         features = self._features(X)
         self.n_rows_without_target_ = int((~keep).sum())
+        soc = np.clip(soc[keep], 0, None)
         self.forest_ = RandomForestRegressor(
             n_estimators=self.n_estimators,
             min_samples_leaf=self.min_samples_leaf,
+            min_samples_split=self.min_samples_split,
             max_features=self.max_features,
             random_state=self.random_state,
             n_jobs=self.n_jobs,
-        ).fit(features[keep], np.log1p(np.clip(soc[keep], 0, None)))
+        ).fit(features[keep], soc if self.target_transform == "identity" else np.log1p(soc))
         return self
 
     def predict_log(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and spread (sd across trees) of log1p(SOC) per row."""
+        """Mean and spread (sd across trees) of log1p(SOC) per row.
+
+        A forest on SOC itself gives log1p of its mean prediction (clipped at 0) and the sd
+        across trees of log1p of each tree's prediction.
+        """
         check_is_fitted(self, "forest_")
         features = self._features(self._prepare(X))
         per_tree = np.stack([t.predict(features) for t in self.forest_.estimators_])
+        if self.target_transform == "identity":
+            return (
+                np.log1p(np.clip(per_tree.mean(axis=0), 0, None)),
+                np.log1p(np.clip(per_tree, 0, None)).std(axis=0),
+            )
         return per_tree.mean(axis=0), per_tree.std(axis=0)
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
-        """SOC in g/kg (back-transformed mean of log1p SOC, i.e. a median-type estimate)."""
+        """SOC in g/kg.
+
+        The mean tree prediction for a forest on SOC (clipped at 0); for a log1p forest the
+        back-transformed mean of log1p SOC, a median-type estimate.
+        """
         check_is_fitted(self, "forest_")
-        return np.expm1(self.forest_.predict(self._features(self._prepare(X))))
+        pred = self.forest_.predict(self._features(self._prepare(X)))
+        if self.target_transform == "identity":
+            return np.asarray(np.clip(pred, 0, None), dtype=float)
+        return np.asarray(np.expm1(pred), dtype=float)
 
 
 class StackedForest(RegionalForest):
@@ -130,7 +198,8 @@ class StackedForest(RegionalForest):
     ----------
     global_predict
         Callable mapping the training table to the global model's log1p(SOC) per row.
-    bands, n_estimators, min_samples_leaf, max_features, target, random_state, n_jobs
+    bands, n_estimators, min_samples_leaf, max_features, target, random_state, n_jobs,
+    target_transform, min_samples_split
         As in :class:`RegionalForest`.
     """
 
@@ -146,6 +215,8 @@ class StackedForest(RegionalForest):
         target: str = "soc_g_kg",
         random_state: int | None = None,
         n_jobs: int | None = None,
+        target_transform: str = "log1p",
+        min_samples_split: int = 2,
     ) -> None:
         super().__init__(
             bands=bands,
@@ -155,6 +226,8 @@ class StackedForest(RegionalForest):
             target=target,
             random_state=random_state,
             n_jobs=n_jobs,
+            target_transform=target_transform,
+            min_samples_split=min_samples_split,
         )
         self.global_predict = global_predict
 

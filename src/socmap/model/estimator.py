@@ -26,7 +26,69 @@ from socmap.model.train import TrainConfig, fit, predict
 from socmap.validate.aoa import AreaOfApplicability
 from socmap.validate.splitters import spatial_train_val_split
 
-__all__ = ["SocNetRegressor"]
+__all__ = ["SocNetRegressor", "balance_weights", "climate_zone"]
+
+#: Bin edges of :func:`climate_zone`: mean annual temperature (degC), precipitation (mm).
+CLIMATE_EDGES = {"wc_bio1_mat_degC": (0.0, 10.0, 20.0), "wc_bio12_map_mm": (250.0, 750.0, 1500.0)}
+
+
+def climate_zone(table: pd.DataFrame) -> pd.Series:
+    """Coarse climate class per row from mean annual temperature and precipitation.
+
+    Four temperature bins (< 0, 0-10, 10-20, >= 20 degC) times four precipitation bins
+    (< 250, 250-750, 750-1500, >= 1500 mm): arid to humid, polar to tropical. Rows without
+    climate values form their own class ``"unknown"``.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"wc_bio1_mat_degC": [25.0, 5.0], "wc_bio12_map_mm": [100.0, 900.0]})
+    >>> climate_zone(t).tolist()
+    ['T3P0', 'T1P2']
+    """
+    missing = [c for c in CLIMATE_EDGES if c not in table.columns]
+    if missing:
+        raise ProfileValidationError(
+            f"climate balancing needs columns {missing!r}; pass balance=<column> instead"
+        )
+    parts = []
+    for (col, edges), tag in zip(CLIMATE_EDGES.items(), ("T", "P"), strict=True):
+        values = table[col].to_numpy(dtype=float)
+        parts.append(
+            pd.Series(np.digitize(values, edges), index=table.index)
+            .map(lambda i, t=tag: f"{t}{i}")
+            .where(np.isfinite(values), None)
+        )
+    zone = parts[0] + parts[1]
+    return zone.fillna("unknown")
+
+
+def balance_weights(
+    table: pd.DataFrame, balance: str | None, power: float = 0.5
+) -> np.ndarray | None:
+    """Row weights ``share(group) ** -power``, normalised to mean 1 (``None`` if no balance).
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"source": ["a", "a", "a", "b"]})
+    >>> balance_weights(t, "source", 1.0).round(3).tolist()
+    [0.667, 0.667, 0.667, 2.0]
+    """
+    if balance is None:
+        return None
+    if not (np.isfinite(power) and power >= 0):
+        raise ProfileValidationError(f"balance_power must be >= 0; got {power!r}")
+    if balance == "climate" and "climate" not in table.columns:
+        groups = climate_zone(table)
+    elif balance in table.columns:
+        groups = table[balance].astype(str).str.split(":").str[0]
+    else:
+        raise ProfileValidationError(
+            f"balance {balance!r} is neither 'climate' nor a column of the training table; "
+            "pass e.g. balance='source'"
+        )
+    share = groups.map(groups.value_counts(normalize=True)).to_numpy(dtype=float)
+    w = share**-power
+    return np.asarray(w / w.mean(), dtype=float)
 
 
 class SocNetRegressor(RegressorMixin, BaseEstimator):
@@ -50,6 +112,15 @@ class SocNetRegressor(RegressorMixin, BaseEstimator):
         Block size of that split (5 degrees by default, as for the global model).
     mc_passes
         Monte Carlo dropout passes in :meth:`predict_log`.
+    balance
+        Rebalance the training rows by group: a column of the table (e.g. ``"source"``),
+        ``"climate"`` (bins of mean annual temperature and precipitation, see
+        :func:`climate_zone`) or ``None`` (every row counts the same). A row of a group
+        holding a share ``p`` of the rows gets weight ``p ** -balance_power`` (normalised to
+        mean 1), so ``balance_power=1`` equalises groups and ``0.5`` halves the imbalance in
+        log terms.
+    balance_power
+        Exponent of the rebalancing.
     random_state
         Seed of the split, the initialisation, the batches and the dropout masks.
     progress
@@ -65,6 +136,8 @@ class SocNetRegressor(RegressorMixin, BaseEstimator):
         block_size: float = 5.0,
         units: str = "auto",
         mc_passes: int = 32,
+        balance: str | None = None,
+        balance_power: float = 0.5,
         random_state: int = 0,
         progress: bool = False,
     ) -> None:
@@ -75,6 +148,8 @@ class SocNetRegressor(RegressorMixin, BaseEstimator):
         self.block_size = block_size
         self.units = units
         self.mc_passes = mc_passes
+        self.balance = balance
+        self.balance_power = balance_power
         self.random_state = random_state
         self.progress = progress
 
@@ -119,7 +194,16 @@ class SocNetRegressor(RegressorMixin, BaseEstimator):
         config = NetworkConfig.from_spec(spec, **dict(self.network or {}))
         model = SocNet(config, seed=self.random_state)
         train_cfg = TrainConfig(**{**dict(self.train or {}), "seed": self.random_state})
-        self.history_ = fit(model, data, train_idx, val_idx, train_cfg, progress=self.progress)
+        weights = balance_weights(rows, self.balance, self.balance_power)
+        self.history_ = fit(
+            model,
+            data,
+            train_idx,
+            val_idx,
+            train_cfg,
+            sample_weight=weights,
+            progress=self.progress,
+        )
         self.spec_, self.config_, self.model_ = spec, config, model
         self.train_config_ = train_cfg
         return self

@@ -33,6 +33,7 @@ import pandas as pd
 
 from socmap.catalog import Catalog
 from socmap.errors import BandMismatch, BundleError, ProfileValidationError
+from socmap.model.depth_atoms import atom_weights, atoms_from_intervals
 
 __all__ = ["DEPTH_FEATURES", "Encoded", "EncodedCovariates", "FeatureSpec"]
 
@@ -61,6 +62,11 @@ class Encoded:
         Missing values per band (continuous and categorical).
     n_unknown
         Categorical values per band whose class is not in the vocabulary.
+    atom_weight, atom_depth
+        With depth atoms (:mod:`socmap.model.depth_atoms`): ``(N, A)`` thickness weights of
+        each atom in each row's interval and ``(A, 3)`` depth features of the atoms. A row
+        inside one atom is encoded at that atom's depth; the others are composed from
+        their atoms. ``None`` for specs without atoms.
     """
 
     cont: np.ndarray
@@ -70,6 +76,8 @@ class Encoded:
     target: np.ndarray
     n_missing: dict[str, int] = field(default_factory=dict)
     n_unknown: dict[str, int] = field(default_factory=dict)
+    atom_weight: np.ndarray | None = None
+    atom_depth: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.cont.shape[0])
@@ -84,6 +92,7 @@ class Encoded:
             cat=self.cat[i],
             depth=self.depth[i],
             target=self.target[i],
+            atom_weight=None if self.atom_weight is None else self.atom_weight[i],
         )
 
 
@@ -128,6 +137,10 @@ class FeatureSpec:
         ``ln((bottom - top) / thickness_ref_cm)``.
     target, target_column, units
         The target transform (only ``"log1p"``), the SOC column and its units.
+    depth_atoms
+        Elementary depth intervals the model was trained on (set by :meth:`fit`); any other
+        interval is predicted as the thickness-weighted mean of these
+        (:mod:`socmap.model.depth_atoms`). Empty: every interval is predicted on its own.
 
     Examples
     --------
@@ -156,9 +169,13 @@ class FeatureSpec:
     target: str = "log1p"
     target_column: str = "soc_g_kg"
     units: str = "g/kg"
+    depth_atoms: tuple[tuple[float, float], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "groups", _as_groups(self.groups))
+        object.__setattr__(
+            self, "depth_atoms", tuple((float(t), float(b)) for t, b in self.depth_atoms)
+        )
         object.__setattr__(
             self,
             "categorical",
@@ -268,7 +285,8 @@ class FeatureSpec:
 
         Means and SDs ignore NaN and infinite values; SDs below ``std_floor`` are raised to
         it. Empty vocabularies are learned as the sorted observed class codes. The target
-        mean and SD are those of ``log1p(SOC)`` where SOC is present.
+        mean and SD are those of ``log1p(SOC)`` where SOC is present. The depth atoms are
+        the elementary intervals between the depth limits of the rows with SOC.
 
         Raises
         ------
@@ -296,13 +314,25 @@ class FeatureSpec:
                 codes = _codes(table, band)
                 categorical[band] = tuple(int(c) for c in np.unique(codes[~np.isnan(codes)]))
         t_mean, t_std = 0.0, 1.0
+        atoms = self.depth_atoms
         if self.target_column in table.columns:
             y = _target(table, self.target_column)
-            y = y[np.isfinite(y)]
+            labelled = np.isfinite(y)
+            y = y[labelled]
             if y.size:
                 t_mean, t_std = float(y.mean()), max(float(y.std()), self.std_floor)
+            if labelled.any() and {"top_cm", "bottom_cm"} <= set(table.columns):
+                atoms = atoms_from_intervals(
+                    _numeric(table, "top_cm")[labelled], _numeric(table, "bottom_cm")[labelled]
+                )
         return dataclasses.replace(
-            self, mean=mean, std=std, categorical=categorical, target_mean=t_mean, target_std=t_std
+            self,
+            mean=mean,
+            std=std,
+            categorical=categorical,
+            target_mean=t_mean,
+            target_std=t_std,
+            depth_atoms=atoms,
         )
 
     def add_group(
@@ -447,7 +477,31 @@ class FeatureSpec:
             target = _target(table, self.target_column).astype(np.float32)
         else:
             target = np.full(n, np.nan, dtype=np.float32)
-        return Encoded(cov.cont, cov.mask, cov.cat, depth, target, cov.n_missing, cov.n_unknown)
+        weight = atom_depth = None
+        if self.depth_atoms:
+            atom_depth = self.atom_depth_features()
+            w = atom_weights(
+                _numeric(table, "top_cm"), _numeric(table, "bottom_cm"), self.depth_atoms
+            )
+            single = (w > 1 - 1e-9).any(axis=1)
+            depth[single] = atom_depth[w[single].argmax(axis=1)]
+            weight = w.astype(np.float32)
+        return Encoded(
+            cov.cont,
+            cov.mask,
+            cov.cat,
+            depth,
+            target,
+            cov.n_missing,
+            cov.n_unknown,
+            atom_weight=weight,
+            atom_depth=atom_depth,
+        )
+
+    def atom_depth_features(self) -> np.ndarray:
+        """Return the ``(A, 3)`` depth features of :attr:`depth_atoms` (:meth:`encode_depth`)."""
+        tops, bottoms = zip(*self.depth_atoms, strict=True)
+        return self.encode_depth(pd.DataFrame({"top_cm": tops, "bottom_cm": bottoms}))
 
     def encode_covariates(self, columns: Mapping[str, np.ndarray]) -> EncodedCovariates:
         """Encode covariate arrays, ``{band: (N,) values}``, into network inputs.
@@ -547,6 +601,7 @@ class FeatureSpec:
             "target": self.target,
             "target_column": self.target_column,
             "units": self.units,
+            "depth_atoms": [list(a) for a in self.depth_atoms],
         }
 
     @classmethod

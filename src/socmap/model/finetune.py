@@ -17,7 +17,7 @@ from sklearn.base import clone
 
 from socmap.errors import ConfigError
 from socmap.model.bundle import fingerprint
-from socmap.model.transfer import BASELINES, transfer_methods
+from socmap.model.transfer import AUTO_NETWORK_CANDIDATES, BASELINES, transfer_methods
 from socmap.training import RegionalTable
 from socmap.validate.aoa import AreaOfApplicability, training_aoa
 from socmap.validate.calibrate import ConformalCalibrator
@@ -97,6 +97,8 @@ def finetune_bundle(
         block_size=block_size,
         seed=seed,
     ).values()
+    if strategy == "auto":  # a bundle holds one network: choose among network strategies
+        estimator.set_params(candidates=AUTO_NETWORK_CANDIDATES)
     table = data.table
     labelled = table.loc[table["soc_g_kg"].notna()]
     metadata: dict[str, Any] = {

@@ -28,12 +28,14 @@ from torch import Tensor
 
 from socmap._progress import track
 from socmap.errors import ConfigError, ProfileValidationError
+from socmap.model.depth_atoms import MAX_LOG, compose_log
 from socmap.model.features import Encoded
 from socmap.model.network import SocNet, mc_dropout
 
 __all__ = ["History", "Prediction", "TrainConfig", "fit", "predict"]
 
 ARRAY_KEYS = ("cont", "mask", "cat", "depth", "target")
+
 Arrays = Encoded | Mapping[str, np.ndarray]
 
 
@@ -55,8 +57,23 @@ class TrainConfig:
     min_delta
         Smallest decrease of the validation loss that counts as an improvement.
     loss
-        ``"gaussian_nll"`` (mean and log-variance, constant dropped) or ``"mse"`` (mean
-        only: the log-variance output is then not trained; predict with ``aleatoric=False``).
+        ``"gaussian_nll"`` (mean and log-variance, constant dropped), ``"beta_nll"`` (the
+        same, each row weighted by its predicted variance to the power ``beta``, without
+        gradient through the weight: Seitzer et al. 2022, so rows the network finds hard
+        still pull the mean as under squared error) or ``"mse"`` (mean only: the
+        log-variance output is then not trained; predict with ``aleatoric=False``).
+    beta
+        Exponent of ``"beta_nll"`` (0 is the plain NLL, 1 gives the mean MSE gradients).
+    schedule
+        Learning-rate schedule: ``"constant"``, or ``"cosine"`` (linear warm-up over
+        ``warmup_epochs``, then cosine decay to ``lr * min_lr_ratio`` at ``max_epochs``).
+    warmup_epochs, min_lr_ratio
+        Shape of the cosine schedule.
+    monitor
+        What early stopping watches on the validation rows: ``"loss"`` (the training loss)
+        or ``"mae"`` (mean absolute error of the predicted mean, log1p scale). The Gaussian
+        NLL rewards shrinking variances as much as better means, so on data unlike the
+        training rows it can be best at the first epoch while the mean still improves.
     seed
         Seeds batch order and dropout masks.
 
@@ -72,7 +89,12 @@ class TrainConfig:
     weight_decay: float = 0.0
     patience: int = 20
     min_delta: float = 0.0
-    loss: Literal["gaussian_nll", "mse"] = "gaussian_nll"
+    loss: Literal["gaussian_nll", "beta_nll", "mse"] = "gaussian_nll"
+    beta: float = 0.5
+    schedule: Literal["constant", "cosine"] = "constant"
+    warmup_epochs: int = 0
+    min_lr_ratio: float = 0.01
+    monitor: Literal["loss", "mae"] = "loss"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -91,8 +113,41 @@ class TrainConfig:
                 f"invalid training settings {bad!r}; epochs, batch size and lr must be positive, "
                 "patience, weight decay and min_delta non-negative"
             )
-        if self.loss not in ("gaussian_nll", "mse"):
-            raise ConfigError(f"loss {self.loss!r} is not supported; use 'gaussian_nll' or 'mse'")
+        if self.loss not in ("gaussian_nll", "beta_nll", "mse"):
+            raise ConfigError(
+                f"loss {self.loss!r} is not supported; use 'gaussian_nll', 'beta_nll' or 'mse'"
+            )
+        if not 0 <= self.beta <= 1:
+            raise ConfigError(f"beta {self.beta!r} must be in [0, 1]")
+        if self.schedule not in ("constant", "cosine"):
+            raise ConfigError(
+                f"schedule {self.schedule!r} is not supported; use 'constant' or 'cosine'"
+            )
+        if self.monitor not in ("loss", "mae"):
+            raise ConfigError(f"monitor {self.monitor!r} is not supported; use 'loss' or 'mae'")
+        if self.warmup_epochs < 0 or not 0 < self.min_lr_ratio <= 1:
+            raise ConfigError(
+                f"warmup_epochs {self.warmup_epochs!r} must be >= 0 and min_lr_ratio "
+                f"{self.min_lr_ratio!r} in (0, 1]"
+            )
+
+    def lr_factor(self, epoch: int) -> float:
+        """Multiplier of ``lr`` during zero-based ``epoch``.
+
+        Examples
+        --------
+        >>> cfg = TrainConfig(max_epochs=10, schedule="cosine", warmup_epochs=2)
+        >>> [round(cfg.lr_factor(e), 2) for e in (0, 1, 2, 9)]
+        [0.5, 1.0, 1.0, 0.04]
+        """
+        if self.schedule == "constant":
+            return 1.0
+        if epoch < self.warmup_epochs:
+            return (epoch + 1) / self.warmup_epochs
+        span = max(self.max_epochs - self.warmup_epochs, 1)
+        progress = (epoch - self.warmup_epochs) / span
+        floor = self.min_lr_ratio
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
@@ -169,6 +224,7 @@ class History:
 def _tensors(data: Arrays) -> dict[str, Tensor]:
     if isinstance(data, Encoded):
         arrays = {k: getattr(data, k) for k in ARRAY_KEYS}
+        atoms = {"atom_weight": data.atom_weight, "atom_depth": data.atom_depth}
     else:
         absent = [k for k in ARRAY_KEYS if k not in data and k != "target"]
         if absent:
@@ -178,6 +234,7 @@ def _tensors(data: Arrays) -> dict[str, Tensor]:
         arrays = dict(data)
         if "target" not in arrays:
             arrays["target"] = np.full(len(arrays["cont"]), np.nan, dtype=np.float32)
+        atoms = {k: data.get(k) for k in ("atom_weight", "atom_depth")}
     out = {
         k: torch.from_numpy(np.ascontiguousarray(arrays[k], dtype=np.float32))
         for k in ("cont", "mask", "depth", "target")
@@ -186,6 +243,14 @@ def _tensors(data: Arrays) -> dict[str, Tensor]:
     n = {k: int(v.shape[0]) for k, v in out.items()}
     if len(set(n.values())) != 1:
         raise ConfigError(f"input arrays have different row counts {n!r}; encode one table")
+    weight, depth = atoms["atom_weight"], atoms["atom_depth"]
+    if weight is not None and depth is not None:
+        w = np.asarray(weight, dtype=np.float32)
+        composed = (w > 0).sum(axis=1) > 1
+        if composed.any():  # rows inside one atom are already encoded at its depth
+            out["atom_weight"] = torch.from_numpy(np.ascontiguousarray(w))
+            out["atom_depth"] = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))
+            out["composed"] = torch.from_numpy(composed)
     return out
 
 
@@ -211,11 +276,25 @@ def _check_index(idx: Any, n: int, what: str, tensors: Mapping[str, Tensor]) -> 
     return arr
 
 
-def _loss(mean: Tensor, logvar: Tensor, y: Tensor, kind: str) -> Tensor:
-    if kind == "mse":
-        return ((y - mean) ** 2).mean()
-    # Gaussian negative log-likelihood without the constant 0.5 * log(2 pi).
-    return 0.5 * (logvar + (y - mean) ** 2 * torch.exp(-logvar)).mean()
+def _loss(
+    mean: Tensor,
+    logvar: Tensor,
+    y: Tensor,
+    kind: str,
+    w: Tensor | None = None,
+    beta: float = 0.5,
+) -> Tensor:
+    if kind == "mae":
+        per_row = (y - mean).abs()
+    elif kind == "mse":
+        per_row = (y - mean) ** 2
+    else:  # Gaussian negative log-likelihood without the constant 0.5 * log(2 pi).
+        per_row = 0.5 * (logvar + (y - mean) ** 2 * torch.exp(-logvar))
+        if kind == "beta_nll":
+            per_row = per_row * torch.exp(beta * logvar.detach())
+    if w is None:
+        return per_row.mean()
+    return (per_row * w).sum() / w.sum()
 
 
 def _batches(idx: np.ndarray, size: int) -> Iterator[np.ndarray]:
@@ -228,15 +307,52 @@ def _inputs(t: Mapping[str, Tensor], b: np.ndarray) -> tuple[Tensor, Tensor, Ten
     return t["cont"][i], t["mask"][i], t["cat"][i], t["depth"][i]
 
 
-def _evaluate(model: SocNet, t: Mapping[str, Tensor], idx: np.ndarray, kind: str) -> float:
+def _forward(model: SocNet, t: Mapping[str, Tensor], b: np.ndarray) -> tuple[Tensor, Tensor]:
+    """Mean and log-variance of rows ``b``; intervals spanning atoms are composed of them."""
+    mean, logvar = model(*_inputs(t, b))
+    if "composed" not in t:
+        return mean, logvar
+    i = torch.from_numpy(b)
+    multi = t["composed"][i]
+    if not bool(multi.any()):
+        return mean, logvar
+    j = i[multi]
+    depth = t["atom_depth"]
+    n_atoms = int(depth.shape[0])
+    fused = model.fuse(t["cont"][j], t["mask"][j], t["cat"][j])
+    h = model.condition(fused.repeat_interleave(n_atoms, 0), depth.repeat(len(j), 1))
+    m, lv = model.head(h)
+    w = t["atom_weight"][j]
+    soc = torch.expm1(m.view(len(j), n_atoms).clamp(max=MAX_LOG))
+    composed_mean = torch.log1p((w * soc).sum(dim=1))
+    composed_logvar = torch.log((w * lv.view(len(j), n_atoms).exp()).sum(dim=1))
+    mean = mean.masked_scatter(multi, composed_mean)
+    logvar = logvar.masked_scatter(multi, composed_logvar)
+    return mean, logvar
+
+
+def _evaluate(
+    model: SocNet,
+    t: Mapping[str, Tensor],
+    idx: np.ndarray,
+    kind: str,
+    w: Tensor | None,
+    beta: float = 0.5,
+) -> float:
+    """Weighted mean loss over ``idx`` (weights ``w`` per row, or equal)."""
     if idx.size == 0:
         return math.nan
     total = 0.0
+    weight = 0.0
     with torch.no_grad():
         for b in _batches(idx, 8192):
-            mean, logvar = model(*_inputs(t, b))
-            total += float(_loss(mean, logvar, t["target"][torch.from_numpy(b)], kind)) * len(b)
-    return total / idx.size
+            i = torch.from_numpy(b)
+            mean, logvar = _forward(model, t, b)
+            wb = None if w is None else w[i]
+            share = float(len(b)) if wb is None else float(wb.sum())
+            total += float(_loss(mean, logvar, t["target"][i], kind, wb, beta)) * share
+            weight += share
+    return total / weight
 
 
 def fit(
@@ -248,6 +364,7 @@ def fit(
     *,
     trainable: Callable[[str], bool] | None = None,
     l2sp_alpha: float = 0.0,
+    sample_weight: np.ndarray | None = None,
     progress: bool = True,
 ) -> History:
     """Train ``model`` in place with Adam and early stopping on the validation loss.
@@ -271,6 +388,9 @@ def fit(
     l2sp_alpha
         Weight of the L2-SP penalty ``alpha * sum ||w - w0||^2`` over the trainable
         parameters, ``w0`` being their values when ``fit`` starts.
+    sample_weight
+        Non-negative weight per row of ``data`` (e.g. to rebalance sources or climates);
+        the training and validation losses are weighted means. Default: equal weights.
     progress
         Show a progress bar over epochs.
 
@@ -300,6 +420,7 @@ def fit(
             f"{overlap.size} rows are in both train_idx and val_idx (first {int(overlap[0])}); "
             "early stopping must use held-out rows"
         )
+    weights = _check_weights(sample_weight, n)
     named = list(model.named_parameters())
     saved_flags = {name: p.requires_grad for name, p in named}
     chosen = [(name, p) for name, p in named if trainable is None or trainable(name)]
@@ -329,11 +450,15 @@ def fit(
             torch.manual_seed(cfg.seed)
             epochs = range(cfg.max_epochs)
             for epoch in track(epochs, "training") if progress else epochs:
+                for group in optimiser.param_groups:
+                    group["lr"] = cfg.lr * cfg.lr_factor(epoch)
                 model.train()
                 total = 0.0
                 for b in _batches(tr[rng.permutation(tr.size)], cfg.batch_size):
-                    mean, logvar = model(*_inputs(t, b))
-                    loss = _loss(mean, logvar, t["target"][torch.from_numpy(b)], cfg.loss)
+                    i = torch.from_numpy(b)
+                    mean, logvar = _forward(model, t, b)
+                    wb = None if weights is None else weights[i]
+                    loss = _loss(mean, logvar, t["target"][i], cfg.loss, wb, cfg.beta)
                     optimiser.zero_grad(set_to_none=True)
                     loss.backward()
                     # L2-SP: the gradient of alpha * ||w - w0||^2, added without autograd.
@@ -344,7 +469,7 @@ def fit(
                     total += float(loss.detach()) * len(b)
                 history.train_loss.append(total / tr.size)
                 model.eval()
-                val = _evaluate(model, t, va, cfg.loss)
+                val = _evaluate(model, t, va, cfg.loss if cfg.monitor == "loss" else "mae", weights)
                 history.val_loss.append(val)
                 if va.size == 0:
                     history.best_epoch = epoch
@@ -366,6 +491,18 @@ def fit(
             p.requires_grad_(saved_flags[name])
         model.eval()
     return history
+
+
+def _check_weights(sample_weight: np.ndarray | None, n: int) -> Tensor | None:
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight, dtype=np.float64)
+    if w.shape != (n,) or not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
+        raise ConfigError(
+            f"sample_weight must be {n} finite non-negative numbers with a positive sum; got "
+            f"shape {w.shape!r}, min {float(np.nanmin(w)) if w.size else None!r}"
+        )
+    return torch.from_numpy(w.astype(np.float32))
 
 
 @dataclass(frozen=True, eq=False)
@@ -409,6 +546,45 @@ class Prediction:
             raise ConfigError(f"quantile q must be in (0, 1); got {q!r}")
         z = NormalDist().inv_cdf(q)
         return np.asarray(np.expm1(self.mean + z * self.sd))
+
+
+def _pass_means(
+    model: SocNet, t: Mapping[str, Tensor], b: np.ndarray, passes: int, aleatoric: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(passes, B)`` pass means and ``(B,)`` mean aleatoric variances of rows ``b``.
+
+    The trunk runs once and the head ``passes`` times. Rows whose interval spans several
+    depth atoms are composed of their atoms pass by pass (in g/kg, then back to log1p).
+    """
+    h = model.trunk(*_inputs(t, b))
+    means = np.empty((passes, len(b)))
+    alea = np.zeros(len(b))
+    for p in range(passes):
+        m, lv = model.head(h)
+        means[p] = m.numpy()
+        if aleatoric:
+            alea += np.exp(lv.numpy().astype(np.float64))
+    alea /= passes
+    if "composed" not in t:
+        return means, alea
+    multi = t["composed"].numpy()[b]
+    if not multi.any():
+        return means, alea
+    j = torch.from_numpy(b[multi])
+    depth = t["atom_depth"]
+    n_atoms = int(depth.shape[0])
+    fused = model.fuse(t["cont"][j], t["mask"][j], t["cat"][j])
+    h_atoms = model.condition(fused.repeat_interleave(n_atoms, 0), depth.repeat(len(j), 1))
+    w = t["atom_weight"][j].numpy().astype(np.float64)
+    atom_var = np.zeros((len(j), n_atoms))
+    for p in range(passes):
+        m, lv = model.head(h_atoms)
+        atom_mean = m.numpy().astype(np.float64).reshape(len(j), n_atoms)
+        means[p, multi], _ = compose_log(atom_mean, atom_var, w)
+        if aleatoric:
+            atom_var += np.exp(lv.numpy().astype(np.float64)).reshape(len(j), n_atoms)
+    alea[multi] = compose_log(np.zeros_like(atom_var), atom_var / passes, w)[1]
+    return means, alea
 
 
 def predict(
@@ -460,17 +636,10 @@ def predict(
             model.eval()
             with mc_dropout(model) if dropout else contextlib.nullcontext():
                 for b in _batches(np.arange(n), int(batch_size)):
-                    h = model.trunk(*_inputs(t, b))
-                    means = np.empty((int(mc_passes), len(b)))
-                    alea = np.zeros(len(b))
-                    for p in range(int(mc_passes)):
-                        m, lv = model.head(h)
-                        means[p] = m.numpy()
-                        if aleatoric:
-                            alea += np.exp(lv.numpy().astype(np.float64))
+                    means, alea = _pass_means(model, t, b, int(mc_passes), aleatoric)
                     mean[b] = means.mean(axis=0)
                     var_e[b] = means.var(axis=0)
-                    var_a[b] = alea / int(mc_passes)
+                    var_a[b] = alea
     finally:
         for mod, flag in saved.items():
             mod.train(flag)

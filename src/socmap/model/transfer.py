@@ -27,7 +27,10 @@ Strategies (parameter names refer to :class:`~socmap.model.SocNet`):
     covariates are missing, which the network's missing-value mask handles).
 
 ``auto`` (:class:`AutoTransferRegressor`)
-    the strategy with the lowest inner spatial-CV MAE on the training rows.
+    the candidate with the lowest inner spatial-CV MAE on the training rows, fine-tuning
+    strategies or table-level models (:data:`TABLE_METHODS`: the forests and the prior-based
+    estimators of :mod:`socmap.model.prior`), the forest kept unless beaten by more than one
+    standard error.
 """
 
 from __future__ import annotations
@@ -43,17 +46,29 @@ import pandas as pd
 from sklearn.utils.validation import check_is_fitted
 
 from socmap.errors import BandMismatch, ConfigError
+from socmap.model.baselines import RANGER_DEFAULTS, GlobalModel, RegionalForest, StackedForest
 from socmap.model.bundle import load_bundle
 from socmap.model.estimator import SocNetRegressor
+from socmap.model.prior import (
+    BlendRegressor,
+    PriorResidualRegressor,
+    RecalibratedRegressor,
+    inner_splits,
+    oof_log,
+)
 from socmap.model.train import TrainConfig, fit
+from socmap.validate.aoa import AreaOfApplicability
 
 __all__ = [
     "AUTO_CANDIDATES",
+    "AUTO_NETWORK_CANDIDATES",
     "BASELINES",
     "FINETUNE_DEFAULTS",
+    "FORESTS",
     "NETWORK_METHODS",
     "REGIONAL_GROUP",
     "STRATEGIES",
+    "TABLE_METHODS",
     "AutoTransferRegressor",
     "DepthwiseRegressor",
     "FineTunedRegressor",
@@ -379,37 +394,72 @@ class InstanceTransferRegressor(FineTunedRegressor):
 
 _INSTANCE_PREFIX = "instance:"
 
-#: Strategies :class:`AutoTransferRegressor` chooses among by default.
-AUTO_CANDIDATES = ("freeze-encoders", "head", "l2sp")
+#: The forests :class:`AutoTransferRegressor` falls back to (:func:`transfer_methods` names).
+FORESTS = ("rf", "rf-log")
+#: Candidates of :class:`AutoTransferRegressor` that are table-level models, not one network.
+TABLE_METHODS = (*FORESTS, "prior-residual", "recalibrate", "blend")
+#: Candidates :class:`AutoTransferRegressor` chooses among by default: both forests, the two
+#: prior-based estimators (no network training) and one fine-tuning strategy, five fits per
+#: inner fold.
+AUTO_CANDIDATES = ("rf", "rf-log", "prior-residual", "recalibrate", "freeze-encoders")
+#: Candidates that always give a network, for when the result must be saved as a bundle.
+AUTO_NETWORK_CANDIDATES = ("freeze-encoders", "head", "l2sp")
 
 
 class AutoTransferRegressor(FineTunedRegressor):
-    """Choose the fine-tuning strategy by inner spatial CV on the training rows only.
+    """Choose a transfer method by inner spatial CV on the training rows only.
 
-    The training rows are split into ``inner_folds`` spatial block folds (whole profiles);
-    each candidate strategy is fine-tuned on the other inner folds and scored by the MAE of
-    SOC (g/kg) on the held-out inner fold. The strategy with the lowest pooled inner MAE is
-    then fine-tuned on every training row. Nothing outside ``X`` is read, so wrapped in an
-    outer CV the choice never sees the outer test fold.
+    The training rows are split into ``inner_folds`` spatial block folds (whole profiles;
+    whole profiles without blocks when the rows fill too few blocks, see
+    :func:`~socmap.model.prior.inner_splits`); each candidate is fitted on the other inner
+    folds and scored by the pooled MAE of SOC (g/kg) on the held-out inner folds. Nothing
+    outside ``X`` is read, so wrapped in an outer CV the choice never sees the outer test
+    fold.
+
+    Choice rule: the candidate with the lowest inner MAE, except that when a forest
+    (:data:`FORESTS`) is among the candidates the best forest is kept unless the winner
+    beats it by more than ``tie_se`` standard errors of the paired MAE difference (the
+    standard error clusters rows by profile). A transfer method must thus beat the forest
+    by more than the inner CV can resolve to be chosen. The chosen candidate is then fitted
+    on every training row.
 
     Parameters
     ----------
     candidates
-        Strategies to choose among (:data:`STRATEGIES`); default :data:`AUTO_CANDIDATES`
-        (``full`` is ``l2sp`` without the pull, and rarely differs from it).
+        Fine-tuning strategies (:data:`STRATEGIES`) and table-level methods
+        (:data:`TABLE_METHODS`, named as in :func:`transfer_methods`); default
+        :data:`AUTO_CANDIDATES`. :data:`AUTO_NETWORK_CANDIDATES` always gives a network that
+        :meth:`save` can write.
     inner_folds
         Spatial folds of the inner CV (blocks of ``block_size``). The default 2 keeps the
-        cost at about ``len(candidates) + 1`` fine-tunings.
+        cost at about ``len(candidates) + 1`` fits per inner fold.
+    n_estimators
+        Trees of the forests (``rf``, ``rf-log``, ``prior-residual``, ``blend``).
+    prior
+        Prior of ``prior-residual`` and ``recalibrate`` instead of the bundle's network (any
+        object with ``predict_log(table) -> (mean, sd)`` of log1p SOC).
+    tie_se
+        Standard errors by which a candidate must beat the best forest; 0 takes the lowest
+        inner MAE (an exact tie still keeps the forest).
     bundle, regional_bands, regional_categorical, l2sp_alpha, train, val_fraction,
     block_size, units, mc_passes, random_state, progress
-        As in :class:`FineTunedRegressor`.
+        As in :class:`FineTunedRegressor`. The forests and residual models use
+        ``regional_bands`` and ``regional_categorical`` (or, when both are empty, the
+        bundle's covariates).
 
     Attributes
     ----------
-    strategy_
-        The chosen strategy.
-    inner_mae_
-        Pooled inner-CV MAE (g/kg) of every candidate.
+    choice_
+        The chosen candidate (also in ``strategy_``).
+    inner_mae_, inner_ccc_
+        Pooled inner-CV MAE (g/kg) and CCC of every candidate.
+    reason_
+        One line (under 80 characters) on why ``choice_`` was chosen.
+    inner_split_
+        ``"blocks"`` or ``"profiles"``.
+    estimator_
+        The fitted table-level model, or ``None`` when a network strategy was chosen (the
+        network is then this estimator's own ``model_``).
     """
 
     def __init__(
@@ -427,6 +477,9 @@ class AutoTransferRegressor(FineTunedRegressor):
         mc_passes: int = 32,
         random_state: int = 0,
         progress: bool = False,
+        n_estimators: int = 500,
+        prior: Any = None,
+        tie_se: float = 1.0,
     ) -> None:
         super().__init__(
             bundle=bundle,
@@ -444,39 +497,184 @@ class AutoTransferRegressor(FineTunedRegressor):
         )
         self.candidates = candidates
         self.inner_folds = inner_folds
+        self.n_estimators = n_estimators
+        self.prior = prior
+        self.tie_se = tie_se
+
+    def _forest_bands(self) -> list[str]:
+        bands = list(
+            dict.fromkeys([*(self.regional_bands or []), *(self.regional_categorical or [])])
+        )
+        if bands:
+            return bands
+        if not str(self.bundle):
+            raise ConfigError(
+                f"auto candidates {list(self.candidates)!r} include table-level models that "
+                "need covariates: pass regional_bands=[...] (or a bundle whose covariates "
+                "they can use)"
+            )
+        return list(load_bundle(self.bundle).spec.band_names)
+
+    def _candidate(self, name: str) -> Any:
+        network: dict[str, Any] = {
+            "regional_bands": self.regional_bands,
+            "regional_categorical": self.regional_categorical,
+            "l2sp_alpha": self.l2sp_alpha,
+            "train": self.train,
+            "val_fraction": self.val_fraction,
+            "block_size": self.block_size,
+            "units": self.units,
+            "mc_passes": self.mc_passes,
+            "random_state": self.random_state,
+            "progress": self.progress,
+        }
+        if name in STRATEGIES:
+            return FineTunedRegressor(self.bundle, strategy=name, **network)
+        return _table_method(
+            name,
+            bundle=self.bundle,
+            prior=self.prior,
+            bands=self._forest_bands(),
+            network=network,
+            n_estimators=self.n_estimators,
+            block_size=self.block_size,
+            units=self.units,
+            mc_passes=self.mc_passes,
+            seed=self.random_state,
+        )
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> AutoTransferRegressor:
-        """Choose a strategy by inner spatial CV on ``X``, then fine-tune it on all of ``X``."""
-        from socmap.validate.cv import cross_validate
-        from socmap.validate.splitters import BlockKFold
+        """Choose a candidate by inner spatial CV on ``X``, then fit it on all of ``X``."""
+        from socmap.validate.metrics import regression_metrics
 
-        unknown = [c for c in self.candidates if c not in STRATEGIES]
+        known = [*TABLE_METHODS, *STRATEGIES]
+        unknown = [c for c in self.candidates if c not in known]
         if unknown or not self.candidates:
             raise ConfigError(
-                f"auto candidates {list(self.candidates)!r} must be a non-empty subset of "
-                f"{sorted(STRATEGIES)!r}"
+                f"auto candidates {list(self.candidates)!r} must be a non-empty subset of {known!r}"
             )
+        if not (np.isfinite(self.tie_se) and self.tie_se >= 0):
+            raise ConfigError(f"tie_se {self.tie_se!r} must be >= 0; pass e.g. 1.0")
         rows = self._rows_with_target(X)
         n_without = self.n_rows_without_target_
-        inner = BlockKFold(
-            self.inner_folds,
-            self.block_size,
-            units=self.units,  # type: ignore[arg-type]
-            random_state=self.random_state,
+        splits, self.inner_split_ = inner_splits(
+            rows, self.inner_folds, self.block_size, self.units, self.random_state
         )
-        skip = ("candidates", "inner_folds")
-        params = {k: v for k, v in self.get_params().items() if k not in skip}
+        obs = rows["soc_g_kg"].to_numpy(dtype=float)
         self.inner_mae_: dict[str, float] = {}
-        for strategy in self.candidates:
-            res = cross_validate(
-                FineTunedRegressor(**params, strategy=strategy), rows, inner, progress=False
-            )
-            pooled = res.metrics[(res.metrics["depth"] == "all") & (res.metrics["metric"] == "mae")]
-            self.inner_mae_[strategy] = float(pooled["value"].iloc[0])
-        best = min(self.candidates, key=lambda c: (self.inner_mae_[c], c))
-        self._fit_strategy(rows, best)
+        self.inner_ccc_: dict[str, float] = {}
+        errors: dict[str, np.ndarray] = {}
+        for name in self.candidates:
+            mean, _ = oof_log(self._candidate(name), rows, splits)
+            pred = np.expm1(mean)
+            scores = regression_metrics(obs, pred)
+            self.inner_mae_[name] = float(scores["mae"])
+            self.inner_ccc_[name] = float(scores["ccc"])
+            errors[name] = np.abs(obs - pred)
+        self.choice_, self.reason_ = _choose(
+            list(self.candidates),
+            self.inner_mae_,
+            errors,
+            rows["site_id"].to_numpy(),
+            float(self.tie_se),
+        )
+        self.estimator_: Any = None
+        if self.choice_ in STRATEGIES:
+            self._fit_strategy(rows, self.choice_)
+        else:
+            self.estimator_ = self._candidate(self.choice_).fit(rows)
+            self.strategy_ = self.choice_
         self.n_rows_without_target_ = n_without
         return self
+
+    def predict_log(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and sd of log1p(SOC) of the chosen candidate."""
+        check_is_fitted(self, "choice_")
+        if self.estimator_ is not None:
+            mean, sd = self.estimator_.predict_log(X)
+            return np.asarray(mean, dtype=float), np.asarray(sd, dtype=float)
+        return super().predict_log(X)
+
+    def summary(self) -> dict[str, Any]:
+        """Return what was chosen and why, as a JSON-ready dict (a bundle's ``"auto"``)."""
+        check_is_fitted(self, "choice_")
+        return {
+            "choice": self.choice_,
+            "network": self.choice_ in STRATEGIES,
+            "reason": self.reason_,
+            "candidates": list(self.candidates),
+            "inner_mae": {k: _finite_or_none(v) for k, v in self.inner_mae_.items()},
+            "inner_ccc": {k: _finite_or_none(v) for k, v in self.inner_ccc_.items()},
+            "inner_folds": int(self.inner_folds),
+            "inner_split": self.inner_split_,
+            "tie_se": float(self.tie_se),
+        }
+
+    def save(
+        self,
+        path: str | Path,
+        metadata: Mapping[str, Any] | None = None,
+        aoa: AreaOfApplicability | None = None,
+    ) -> Path:
+        """Write the chosen network as a bundle, with :meth:`summary` under ``"auto"``.
+
+        Raises
+        ------
+        ConfigError
+            The choice is a table-level model, which a bundle (one network) cannot hold.
+        """
+        check_is_fitted(self, "choice_")
+        if self.choice_ not in STRATEGIES:
+            raise ConfigError(
+                f"auto chose {self.choice_!r}, a table-level model that a bundle (one network) "
+                "cannot hold; to get a bundle, restrict the candidates to fine-tuning "
+                f"strategies, e.g. candidates={list(AUTO_NETWORK_CANDIDATES)!r}"
+            )
+        return super().save(path, {"auto": self.summary(), **dict(metadata or {})}, aoa=aoa)
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def _paired_se(diff: np.ndarray, sites: np.ndarray) -> float:
+    """Return the standard error of the mean of ``diff`` over rows, clustered by profile."""
+    ok = np.isfinite(diff)
+    d, groups = diff[ok], sites[ok]
+    n_groups = len(np.unique(groups))
+    if n_groups < 2:
+        return float("inf")
+    sums = pd.Series(d - d.mean()).groupby(groups).sum().to_numpy()
+    return float(np.sqrt(n_groups / (n_groups - 1) * np.sum(sums**2)) / len(d))
+
+
+def _choose(
+    candidates: list[str],
+    mae: Mapping[str, float],
+    errors: Mapping[str, np.ndarray],
+    sites: np.ndarray,
+    tie_se: float,
+) -> tuple[str, str]:
+    """Lowest inner MAE, but the best forest unless beaten by more than ``tie_se`` SE."""
+
+    def key(c: str) -> tuple[float, str]:
+        return (mae[c] if np.isfinite(mae[c]) else np.inf, c)
+
+    best = min(candidates, key=key)
+    forests = [c for c in candidates if c in FORESTS]
+    if not forests or best in forests:
+        return best, f"{best}: lowest inner MAE ({mae[best]:.4g} g/kg)"
+    forest = min(forests, key=key)
+    se = _paired_se(errors[forest] - errors[best], sites)
+    if mae[forest] - mae[best] <= tie_se * se:
+        return forest, (
+            f"{forest}: within {tie_se:g} SE ({se:.3g}) of {best} "
+            f"({mae[forest]:.4g} vs {mae[best]:.4g} g/kg)"
+        )
+    return best, (
+        f"{best}: MAE {mae[best]:.4g} beats {forest} {mae[forest]:.4g} g/kg "
+        f"by > {tie_se:g} SE ({se:.3g})"
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -487,14 +685,81 @@ def _global_instances() -> pd.DataFrame:
     return global_training_table().table
 
 
-#: Method names understood by :func:`transfer_methods`, besides the strategies.
-BASELINES = ("rf", "stacked", "global")
+#: Method names understood by :func:`transfer_methods` that give no single fine-tuned
+#: network (benchmark output names are the method names themselves).
+BASELINES = (
+    "rf",
+    "rf-log",
+    "stacked",
+    "global",
+    "global-gbm",
+    "prior-residual",
+    "recalibrate",
+    "blend",
+)
 #: Transfer methods with their own estimator class (the others are :data:`STRATEGIES`).
 NETWORK_METHODS: dict[str, type[FineTunedRegressor]] = {
     "auto": AutoTransferRegressor,
     "depthwise": DepthwiseRegressor,
     "instances": InstanceTransferRegressor,
 }
+
+
+def _table_method(
+    name: str,
+    *,
+    bundle: str | Path,
+    prior: Any,
+    bands: Sequence[str],
+    network: Mapping[str, Any],
+    n_estimators: int,
+    block_size: float,
+    units: str,
+    mc_passes: int,
+    seed: int,
+) -> Any:
+    """Estimator of one of :data:`TABLE_METHODS` (shared by auto and the benchmark)."""
+    if name == "rf":
+        ranger = {**RANGER_DEFAULTS, "n_estimators": n_estimators}
+        return RegionalForest(bands, target_transform="identity", random_state=seed, **ranger)
+    if name == "rf-log":
+        return RegionalForest(bands, n_estimators, random_state=seed)
+    prior_args: dict[str, Any] = {
+        "bundle": str(bundle),
+        "prior": prior,
+        "mc_passes": mc_passes,
+        "random_state": seed,
+    }
+    if name == "prior-residual":
+        return PriorResidualRegressor(
+            **prior_args,
+            bands=bands,
+            n_estimators=n_estimators,
+            block_size=block_size,
+            units=units,
+        )
+    if name == "recalibrate":
+        return RecalibratedRegressor(**prior_args)
+    if name == "blend":
+        return BlendRegressor(
+            network=FineTunedRegressor(bundle, strategy="freeze-encoders", **network),
+            forest=_table_method(
+                "rf",
+                bundle=bundle,
+                prior=prior,
+                bands=bands,
+                network=network,
+                n_estimators=n_estimators,
+                block_size=block_size,
+                units=units,
+                mc_passes=mc_passes,
+                seed=seed,
+            ),
+            block_size=block_size,
+            units=units,
+            random_state=seed,
+        )
+    raise ConfigError(f"unknown table-level method {name!r}; choose from {TABLE_METHODS!r}")
 
 
 def transfer_methods(
@@ -513,10 +778,17 @@ def transfer_methods(
     Parameters
     ----------
     names
-        ``rf`` (regional-only forest), ``stacked`` (forest + global prediction), ``global``
-        (pretrained network as is), ``depthwise`` (one fine-tuned network per interval),
-        ``instances`` (fine-tuning with the most similar global profiles), ``auto`` (strategy
-        chosen by inner spatial CV), or a fine-tuning strategy (:data:`STRATEGIES`).
+        ``rf`` (regional-only forest on SOC with R ranger's defaults,
+        :data:`~socmap.model.baselines.RANGER_DEFAULTS`), ``rf-log`` (regional forest on
+        log1p SOC), ``stacked`` (log forest + global prediction), ``global`` (pretrained
+        network as is), ``global-gbm`` (gradient boosting on the global table with the
+        bundle's excluded region left out, :class:`~socmap.model.global_gbm.GlobalGBM`),
+        ``prior-residual`` (global prediction + shrunk regional residual
+        forest), ``recalibrate`` (ridge-shrunk ``a + b * global``), ``blend`` (network
+        fine-tuned with ``freeze-encoders`` and ``rf``, weighted by inner CV),
+        ``depthwise`` (one fine-tuned network per interval), ``instances`` (fine-tuning with
+        the most similar global profiles), ``auto`` (candidate chosen by inner spatial CV,
+        :data:`AUTO_CANDIDATES`), or a fine-tuning strategy (:data:`STRATEGIES`).
     bundle
         Pretrained bundle.
     regional_bands
@@ -525,17 +797,17 @@ def transfer_methods(
         Regional covariates that join the network as a new group; the other (categorical)
         regional bands join it as new embeddings.
     block_size
-        Early-stopping split of the fine-tuning rows, in the CRS units of the sites.
+        Early-stopping split of the fine-tuning rows and the inner CV folds, in the CRS
+        units of the sites.
     n_estimators, mc_passes, seed
         Forest size, MC dropout passes, seed.
 
     Returns
     -------
     dict
-        ``"rf"``, ``"stacked"``, ``"global"`` or ``"finetune:<strategy>"`` -> estimator.
+        :data:`BASELINES` names as given, ``"finetune:<name>"`` for strategies and
+        :data:`NETWORK_METHODS` (``auto`` included) -> estimator.
     """
-    from socmap.model.baselines import GlobalModel, RegionalForest, StackedForest
-
     known = [*BASELINES, *NETWORK_METHODS, *sorted(STRATEGIES)]
     unknown = [n for n in names if n not in known]
     if unknown:
@@ -550,19 +822,49 @@ def transfer_methods(
     }
     out: dict[str, Any] = {}
     for name in names:
-        if name == "rf":
-            out[name] = RegionalForest(regional_bands, n_estimators, random_state=seed)
+        if name in TABLE_METHODS:
+            out[name] = _table_method(
+                name,
+                bundle=bundle,
+                prior=None,
+                bands=regional_bands,
+                network=network,
+                n_estimators=n_estimators,
+                block_size=block_size,
+                units="auto",
+                mc_passes=mc_passes,
+                seed=seed,
+            )
         elif name == "stacked":
             out[name] = StackedForest(
                 _GlobalLogPrediction(global_model), regional_bands, n_estimators, random_state=seed
             )
         elif name == "global":
             out[name] = global_model
+        elif name == "global-gbm":
+            out[name] = _global_gbm(bundle, seed)
+        elif name == "auto":
+            out[f"finetune:{name}"] = AutoTransferRegressor(
+                bundle, **network, n_estimators=n_estimators
+            )
         elif name in NETWORK_METHODS:
             out[f"finetune:{name}"] = NETWORK_METHODS[name](bundle, **network)
         else:
             out[f"finetune:{name}"] = FineTunedRegressor(bundle, strategy=name, **network)
     return out
+
+
+def _global_gbm(bundle: str | Path, seed: int) -> Any:
+    """Build the gradient-boosting counterpart of ``bundle`` (same table and left-out region)."""
+    from socmap.model.global_gbm import GlobalGBM
+
+    meta = load_bundle(bundle).metadata
+    return GlobalGBM(
+        depths=str(meta.get("depth_set") or "globalsoilmap"),
+        exclude_bbox=meta.get("exclude_bbox"),
+        balance=meta.get("balance"),
+        random_state=seed,
+    )
 
 
 class _GlobalLogPrediction:

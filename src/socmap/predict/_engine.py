@@ -43,6 +43,7 @@ import torch
 from socmap.errors import BandMismatch, BundleError
 from socmap.focal import FocalSpec, focal_mean
 from socmap.model.bundle import Bundle, load_bundle
+from socmap.model.depth_atoms import MAX_LOG, atom_weights
 from socmap.validate.aoa import AreaOfApplicability
 from socmap.validate.calibrate import ConformalCalibrator
 
@@ -289,10 +290,24 @@ def encode_block(tm: TileModel, block: np.ndarray, band_names: Sequence[str]) ->
 
 
 @functools.lru_cache(maxsize=8)
-def _depth_features(tm: TileModel) -> torch.Tensor:
+def _depth_plan(tm: TileModel) -> tuple[torch.Tensor, np.ndarray | None]:
+    """Depth features to evaluate, and how the mapped intervals are composed of them.
+
+    A bundle with depth atoms (:mod:`socmap.model.depth_atoms`) is evaluated at its atoms;
+    an interval inside one atom takes that atom's value and the others are its
+    thickness-weighted mean (``(D, A)`` weights), as for tables. Without atoms, or when
+    every interval lies in one atom, no composition is needed (weights ``None``).
+    """
     tops, bottoms = zip(*tm.intervals, strict=True)
+    spec = tm.bundle.spec
     table = pd.DataFrame({"top_cm": tops, "bottom_cm": bottoms})
-    return torch.from_numpy(tm.bundle.spec.encode_depth(table))
+    if not spec.depth_atoms:
+        return torch.from_numpy(spec.encode_depth(table)), None
+    atom_depth = spec.atom_depth_features()
+    w = atom_weights(np.asarray(tops, float), np.asarray(bottoms, float), spec.depth_atoms)
+    if ((w > 0).sum(axis=1) == 1).all():
+        return torch.from_numpy(np.ascontiguousarray(atom_depth[w.argmax(axis=1)])), None
+    return torch.from_numpy(atom_depth), w
 
 
 def mc_log(
@@ -305,11 +320,18 @@ def mc_log(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pass means and log-variances of log1p(SOC), ``(passes, depths, n)`` each."""
     model = tm.bundle.model
+    depth, weights = _depth_plan(tm)
     with torch.inference_mode():
         fused = model.fuse(torch.from_numpy(cont), torch.from_numpy(mask), torch.from_numpy(cat))
-        mean, logvar = model.map_passes(fused, _depth_features(tm), masks)
+        mean, logvar = model.map_passes(fused, depth, masks)
     means, logvars = mean.numpy(), logvar.numpy()
-    return means, logvars
+    if weights is None:
+        return means, logvars
+    # Compose each mapped interval of its atoms, pass by pass: (P, A, n) -> (P, D, n).
+    w = weights.astype(np.float32)
+    soc = np.einsum("da,pan->pdn", w, np.expm1(np.minimum(means, MAX_LOG)))
+    var = np.einsum("da,pan->pdn", w, np.exp(logvars))
+    return np.log1p(soc), np.log(var)
 
 
 def _stats(tm: TileModel, means: np.ndarray, logvars: np.ndarray) -> np.ndarray:

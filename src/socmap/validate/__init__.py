@@ -11,24 +11,35 @@ from __future__ import annotations
 
 from socmap.validate.aoa import AreaOfApplicability
 from socmap.validate.calibrate import ConformalCalibrator
-from socmap.validate.cv import CVResult, cross_validate
+from socmap.validate.cv import CVResult, cross_validate, fitted_attributes, read_train_sets
 from socmap.validate.metrics import (
     DEFAULT_LEVELS,
     interval_metrics,
     metrics_table,
     regression_metrics,
 )
-from socmap.validate.splitters import BlockKFold, spatial_train_val_split
+from socmap.validate.splitters import (
+    BlockKFold,
+    ColumnFolds,
+    parse_block_size,
+    resolve_block_size,
+    spatial_train_val_split,
+)
 
 __all__ = [
     "DEFAULT_LEVELS",
     "AreaOfApplicability",
     "BlockKFold",
     "CVResult",
+    "ColumnFolds",
     "ConformalCalibrator",
     "cross_validate",
+    "fitted_attributes",
     "interval_metrics",
     "metrics_table",
+    "parse_block_size",
+    "read_train_sets",
     "regression_metrics",
+    "resolve_block_size",
     "spatial_train_val_split",
 ]

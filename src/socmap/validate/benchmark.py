@@ -4,6 +4,9 @@ For each spatial fold, each training-set size ``n`` and each repeat, every metho
 on ``n`` profiles drawn (seeded) from the other folds and predicts the whole held-out fold.
 Results are tidy (one row per method x strategy x n x repeat x fold x depth x metric) and are
 summarised against a reference method (the regional-only Random Forest) as ΔMAE% and ΔCCC%.
+The folds may be your own (:class:`~socmap.validate.splitters.ColumnFolds`), the training
+profiles of every fold and repeat may be listed instead of drawn (``train_sets``), and what each
+fold's fit chose is kept in ``fits``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import pandas as pd
 from socmap._io import atomic_path
 from socmap._progress import track
 from socmap.errors import ConfigError
-from socmap.validate.cv import cross_validate
+from socmap.validate.cv import _check_train_sets, cross_validate
 from socmap.validate.metrics import regression_metrics
 
 __all__ = ["TransferBenchmark", "parse_sizes", "plot_skill", "transfer_benchmark"]
@@ -71,15 +74,23 @@ class TransferBenchmark:
     timings
         Wall seconds per ``method, strategy, n, repeat`` (every fold's fit and prediction);
         kept apart from ``results``, which a seed reproduces exactly.
+    fits
+        What each fold's fit chose (:func:`~socmap.validate.cv.fitted_attributes`), tidy:
+        ``method, strategy, n, repeat, fold, attribute, value`` (e.g. ``strategy_``,
+        ``history_.best_epoch``, ``weight_``).
     """
 
     results: pd.DataFrame
     summary: pd.DataFrame
     reference: str
     timings: pd.DataFrame | None = None
+    fits: pd.DataFrame | None = None
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
-        """Write ``results.csv``, ``summary.csv``, ``summary.md`` and ``skill_vs_n.png``."""
+        """Write ``results.csv``, ``summary.csv``, ``summary.md``, ``skill_vs_n.png``.
+
+        Also ``timings.csv`` and ``fits.csv`` (what each fold's fit chose) when present.
+        """
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {
@@ -90,7 +101,9 @@ class TransferBenchmark:
         }
         if self.timings is not None:
             paths["timings"] = out / "timings.csv"
-        for key in [k for k in ("results", "summary", "timings") if k in paths]:
+        if self.fits is not None:
+            paths["fits"] = out / "fits.csv"
+        for key in [k for k in ("results", "summary", "timings", "fits") if k in paths]:
             with atomic_path(paths[key]) as tmp:
                 getattr(self, key).to_csv(tmp, index=False)
         with atomic_path(paths["markdown"]) as tmp:
@@ -150,6 +163,32 @@ def _split(name: str) -> tuple[str, str]:
     return method, strategy or "-"
 
 
+_FIT_TABLE = ["method", "strategy", "n", "repeat", "fold", "attribute", "value"]
+
+
+def _runs(
+    sizes: Sequence[int | None],
+    repeats: int,
+    seed: int,
+    train_sets: pd.DataFrame | None,
+) -> list[tuple[Any, int, Any]]:
+    """``(n, repeat, train_sites)`` per run: seeded draws, or the rows of ``train_sets``."""
+    if train_sets is None:
+        return [
+            (n, r, _sampler(n, zlib.crc32(f"{seed}:{r}".encode())))
+            for n in sizes
+            for r in range(1 if n is None else repeats)
+        ]
+    frame = _check_train_sets(train_sets, "train_sets")
+    if "n" not in frame.columns:
+        frame = frame.assign(n="listed")
+    runs: list[tuple[Any, int, Any]] = []
+    for key, g in frame.groupby(["n", "repeat"], sort=True):
+        n, r = key
+        runs.append((n, int(str(r)), g[["fold", "site_id"]]))
+    return runs
+
+
 def transfer_benchmark(
     methods: Mapping[str, Any],
     table: pd.DataFrame,
@@ -160,6 +199,8 @@ def transfer_benchmark(
     seed: int = 0,
     reference: str = "rf",
     aoa_bands: Sequence[str] | None = None,
+    target: str = "soc_g_kg",
+    train_sets: pd.DataFrame | None = None,
     n_jobs: int = 1,
     progress: bool = True,
 ) -> TransferBenchmark:
@@ -172,7 +213,9 @@ def transfer_benchmark(
     table
         Regional training table (see :func:`socmap.training.regional_training_table`).
     cv
-        Spatial splitter, e.g. ``BlockKFold(10, 2000)``.
+        Spatial splitter, e.g. ``BlockKFold(10, "2km")``, or
+        :class:`~socmap.validate.splitters.ColumnFolds` for folds of your own; results then
+        name folds by their own ids.
     sizes
         Numbers of training profiles; ``None`` uses all of the training folds.
     repeats
@@ -185,6 +228,15 @@ def transfer_benchmark(
         Covariates of each fold's area of applicability: its threshold and the share of
         held-out sites inside it are reported per fold (metrics ``aoa_threshold``,
         ``aoa_inside``, depth ``all``).
+    target
+        Target column (see :func:`~socmap.validate.cross_validate`: another column than
+        ``soc_g_kg`` is copied into ``soc_g_kg`` for the estimators).
+    train_sets
+        Training profiles of your own instead of draws (``sizes``, ``repeats`` and ``seed``
+        are then not used): one row per profile with ``fold``, ``site_id`` and optionally
+        ``repeat`` and ``n`` (a size label for the results; ``"listed"`` without it), as
+        :func:`~socmap.validate.cv.read_train_sets` reads. Each ``(n, repeat)`` is a run,
+        and must list every fold.
     n_jobs
         Folds fitted at once (see :func:`~socmap.validate.cross_validate`).
     progress
@@ -192,19 +244,20 @@ def transfer_benchmark(
     """
     if reference not in methods:
         raise ConfigError(f"reference method {reference!r} is not among {list(methods)!r}")
-    runs = [(n, r) for n in sizes for r in range(1 if n is None else repeats)]
-    jobs = [(n, r, name) for n, r in runs for name in methods]
+    runs = _runs(sizes, repeats, seed, train_sets)
+    jobs = [(run, name) for run in runs for name in methods]
     rows: list[dict[str, Any]] = []
     timings: list[dict[str, Any]] = []
+    fits: list[dict[str, Any]] = []
     it = track(jobs, "transfer benchmark") if progress else jobs
-    for n, r, name in it:
-        draw_seed = zlib.crc32(f"{seed}:{r}".encode())
+    for (n, r, chosen), name in it:
         start = time.perf_counter()
         res = cross_validate(
             methods[name],
             table,
             cv,
-            train_sites=_sampler(n, draw_seed),
+            target=target,
+            train_sites=chosen,
             aoa_bands=aoa_bands,
             n_jobs=n_jobs,
             progress=False,
@@ -212,23 +265,32 @@ def transfer_benchmark(
         method, strategy = _split(name)
         base = {"method": method, "strategy": strategy, "n": ALL if n is None else n, "repeat": r}
         timings.append({**base, "seconds": time.perf_counter() - start})
+        assert res.folds is not None  # cross_validate always reports its folds
+        f = res.folds
+        label = dict(zip(f["fold"], f["fold_id"] if "fold_id" in f else f["fold"], strict=True))
         for rec in res.metrics.itertuples(index=False):
             rows.append({**base, "fold": ALL, "depth": rec.depth, "metric": rec.metric,
                          "value": rec.value, "n_obs": rec.n})  # fmt: skip
         for (fold, depth), g in res.oof.groupby(["fold", "depth"]):
             scores = regression_metrics(g["obs_g_kg"], g["pred_g_kg"])
             for metric in _POINT_METRICS:
-                rows.append({**base, "fold": str(fold), "depth": depth, "metric": metric,
+                rows.append({**base, "fold": str(label[fold]), "depth": depth, "metric": metric,
                              "value": float(scores[metric]), "n_obs": len(g)})  # fmt: skip
-        if res.folds is not None and "aoa_threshold" in res.folds.columns:
-            f = res.folds
+        if "aoa_threshold" in f.columns:
             for metric in ("aoa_threshold", "aoa_inside"):
                 for fold, value, n_obs in zip(f["fold"], f[metric], f["n_test_sites"], strict=True):
-                    rows.append({**base, "fold": str(fold), "depth": ALL, "metric": metric,
+                    rows.append({**base, "fold": str(label[fold]), "depth": ALL, "metric": metric,
                                  "value": float(value), "n_obs": int(n_obs)})  # fmt: skip
+        for fold, record in enumerate(res.fitted):
+            fits += [{**base, "fold": str(label[fold]), "attribute": key, "value": value}
+                     for key, value in record.items()]  # fmt: skip
     results = pd.DataFrame(rows)
     return TransferBenchmark(
-        results, _summarise(results, reference), reference, pd.DataFrame(timings)
+        results,
+        _summarise(results, reference),
+        reference,
+        pd.DataFrame(timings),
+        pd.DataFrame(fits, columns=_FIT_TABLE),
     )
 
 

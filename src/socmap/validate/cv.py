@@ -6,12 +6,20 @@ baselines both qualify. :func:`cross_validate` hands each estimator only the row
 training folds (which it may split again for early stopping or strategy choice), predicts the
 held-out fold, and collects the out-of-fold predictions. Metrics are computed per depth
 interval on SOC in g/kg, and interval coverage on log1p(SOC).
+
+What each fold's fit chose (a strategy, a weight, the epochs trained, ...) is kept per fold
+(:func:`fitted_attributes`, in ``CVResult.folds``). The folds may be your own
+(:class:`~socmap.validate.splitters.ColumnFolds`), as may the training profiles of each fold
+(``train_sites`` as a table, :func:`read_train_sets`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+import numbers
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -19,11 +27,29 @@ import pandas as pd
 from sklearn.base import clone
 
 from socmap._progress import track
-from socmap.errors import ProfileValidationError
+from socmap.errors import ConfigError, InputNotFound, ProfileValidationError
 from socmap.validate.calibrate import ConformalCalibrator
 from socmap.validate.metrics import DEFAULT_LEVELS, interval_metrics, regression_metrics
 
-__all__ = ["CVResult", "SocEstimator", "cross_validate", "depth_label"]
+__all__ = [
+    "CVResult",
+    "SocEstimator",
+    "TrainSites",
+    "cross_validate",
+    "depth_label",
+    "fitted_attributes",
+    "read_train_sets",
+]
+
+#: Training profiles per fold: a ``(fold, site ids) -> site ids`` function, a table with
+#: ``fold`` and ``site_id`` columns, or a mapping ``fold -> site ids``.
+TrainSites = (
+    Callable[[int, np.ndarray], np.ndarray] | pd.DataFrame | Mapping[Any, Sequence[Any]] | None
+)
+_FOLD_COLUMNS = ("fold", "n_train_sites", "n_test_sites")
+_HISTORY_FIELDS = ("best_epoch", "epochs_run", "stopped_early", "best_val_loss", "n_train", "n_val")
+_MAX_TEXT = 80
+_MAX_ITEMS = 32
 
 
 class SocEstimator(Protocol):
@@ -60,15 +86,22 @@ class CVResult:
     n_rows_without_target
         Rows of the input that had no SOC value and were not used.
     folds
-        One row per fold: ``fold, n_train_sites, n_test_sites`` and, with ``aoa_bands``,
+        One row per fold: ``fold, n_train_sites, n_test_sites``; ``fold_id`` (the fold's own
+        id) with :class:`~socmap.validate.splitters.ColumnFolds`; with ``aoa_bands``,
         ``aoa_threshold`` (of the fold's training sites, DI measured across the other
-        folds) and ``aoa_inside`` (share of the held-out sites inside that AOA).
+        folds) and ``aoa_inside`` (share of the held-out sites inside that AOA); then one
+        column per entry of the fold's :func:`fitted_attributes` (``strategy_``,
+        ``history_.best_epoch``, ``inner_mae_.full``, ...; missing where a fold's fit
+        lacks it).
+    fitted
+        The :func:`fitted_attributes` of each fold's fit, in fold order.
     """
 
     oof: pd.DataFrame
     metrics: pd.DataFrame
     n_rows_without_target: int
     folds: pd.DataFrame | None = None
+    fitted: tuple[dict[str, Any], ...] = ()
 
     def summary(self, metrics: Sequence[str] = ("mae", "rmse", "me", "r2", "ccc")) -> pd.DataFrame:
         """Wide table: one row per depth interval, one column per metric."""
@@ -105,6 +138,198 @@ def _metrics(oof: pd.DataFrame, levels: Sequence[float]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["depth", "metric", "value", "n"])
 
 
+def _scalar(value: Any) -> tuple[bool, Any]:
+    """Return ``(True, JSON-able value)`` for a scalar or short string, else ``(False, None)``."""
+    if value is None:
+        return True, None
+    if isinstance(value, bool | np.bool_):
+        return True, bool(value)
+    if isinstance(value, numbers.Integral):
+        return True, int(value)
+    if isinstance(value, numbers.Real):
+        v = float(value)
+        return True, v if math.isfinite(v) else None
+    if isinstance(value, str):
+        return len(value) <= _MAX_TEXT, value
+    return False, None
+
+
+def _has_field(obj: Any, name: str) -> bool:
+    """Tell an instance attribute or a property (never a DataFrame column, a module's child)."""
+    return name in getattr(obj, "__dict__", {}) or isinstance(
+        getattr(type(obj), name, None), property
+    )
+
+
+def fitted_attributes(estimator: Any) -> dict[str, Any]:
+    """Return a small, JSON-able record of what a fitted estimator chose.
+
+    Every public attribute ending in ``_`` (the scikit-learn mark of a fitted attribute)
+    that is a number, a bool, ``None`` or a string of at most 80 characters is kept under its
+    name; a dict of at most 32 such values becomes ``name.key`` entries; an object with a
+    training history (``best_epoch``, ``epochs_run``, ``stopped_early``, ``best_val_loss``,
+    ``n_train``, ``n_val``, as :class:`socmap.model.train.History` has) gives
+    ``name.best_epoch`` and so on. Anything else (arrays, models, tables) is left out.
+    Non-finite numbers become ``None``.
+
+    Parameters
+    ----------
+    estimator
+        A fitted estimator.
+
+    Returns
+    -------
+    dict
+        Flat ``{name: value}``, sorted by name.
+
+    Examples
+    --------
+    >>> class Fitted:
+    ...     def __init__(self):
+    ...         self.alpha = 1.0  # a parameter, not fitted: left out
+    ...         self.strategy_ = "head"
+    ...         self.inner_mae_ = {"full": 3.5, "head": 3.1}
+    ...         self.coef_ = np.zeros(3)  # an array: left out
+    >>> fitted_attributes(Fitted())
+    {'inner_mae_.full': 3.5, 'inner_mae_.head': 3.1, 'strategy_': 'head'}
+    """
+    out: dict[str, Any] = {}
+    for name, value in getattr(estimator, "__dict__", {}).items():
+        if not name.endswith("_") or name.startswith("_"):
+            continue
+        ok, clean = _scalar(value)
+        if ok:
+            out[name] = clean
+        elif isinstance(value, Mapping):
+            items = {str(k): _scalar(v) for k, v in value.items()}
+            if len(items) <= _MAX_ITEMS and all(good for good, _ in items.values()):
+                out.update({f"{name}.{k}": v for k, (_, v) in items.items()})
+        elif not isinstance(value, pd.DataFrame | pd.Series | np.ndarray):
+            for field in _HISTORY_FIELDS:
+                if _has_field(value, field):
+                    ok, clean = _scalar(getattr(value, field))
+                    if ok:
+                        out[f"{name}.{field}"] = clean
+    return dict(sorted(out.items()))
+
+
+def read_train_sets(path: str | Path) -> pd.DataFrame:
+    """Read a table of training profiles per fold (CSV, or Parquet by its suffix).
+
+    Columns: ``fold`` (the fold's id: ``0 .. k-1`` for :class:`~socmap.validate.BlockKFold`,
+    the id itself for :class:`~socmap.validate.splitters.ColumnFolds`), ``site_id`` (one
+    training profile per row), and optionally ``repeat`` (an integer, default 0) and ``n``
+    (a label of the training-set size for :func:`~socmap.validate.benchmark.
+    transfer_benchmark`, e.g. ``20``). For example::
+
+        fold,repeat,site_id
+        0,0,ER001
+        0,0,ER017
+        1,0,ER002
+
+    ``fold`` and ``site_id`` are read as text (leading zeros kept) and matched to the
+    table's as text.
+
+    Parameters
+    ----------
+    path
+        The table.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``fold, site_id`` (text), ``repeat`` and, when given, ``n``.
+
+    Raises
+    ------
+    InputNotFound
+        No such file.
+    ConfigError
+        A missing column or value, or a ``repeat`` that is not a non-negative integer.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputNotFound(
+            f"training-set table {str(p)!r} does not exist; write a CSV with columns "
+            "fold,repeat,site_id"
+        )
+    if p.suffix.lower() in (".parquet", ".pq"):
+        frame = pd.read_parquet(p)
+    else:
+        frame = pd.read_csv(p, dtype={"fold": str, "site_id": str})
+    return _check_train_sets(frame, str(p))
+
+
+def _check_train_sets(frame: pd.DataFrame, name: str = "train_sites") -> pd.DataFrame:
+    missing = [c for c in ("fold", "site_id") if c not in frame.columns]
+    if missing:
+        raise ConfigError(
+            f"{name} lacks the columns {missing!r} (it has {list(frame.columns)!r}); give one "
+            "row per training profile with columns fold,repeat,site_id"
+        )
+    cols = [c for c in ("fold", "repeat", "site_id", "n") if c in frame.columns]
+    out = frame[cols].copy()
+    if out.isna().any().any():
+        col = str(out.columns[out.isna().any().to_numpy()][0])
+        pos = int(np.flatnonzero(out[col].isna().to_numpy())[0])
+        raise ConfigError(f"{name} has no {col!r} at row {pos!r}; fill it or drop the row")
+    out["fold"] = out["fold"].astype(str)
+    out["site_id"] = out["site_id"].astype(str)
+    if "repeat" not in out.columns:
+        out.insert(1, "repeat", 0)
+    repeat = pd.to_numeric(out["repeat"], errors="coerce")
+    if repeat.isna().any() or (repeat < 0).any() or (repeat % 1 != 0).any():
+        bad = out["repeat"][repeat.isna() | (repeat < 0) | (repeat % 1 != 0)].iloc[0]
+        raise ConfigError(f"{name} has repeat {bad!r}; repeats are integers 0, 1, 2, ...")
+    out["repeat"] = repeat.astype(int)
+    return out
+
+
+def _listing(train_sites: pd.DataFrame | Mapping[Any, Sequence[Any]]) -> dict[str, list[str]]:
+    """``fold id (text) -> site ids (text)`` from a train-set table or mapping."""
+    if isinstance(train_sites, pd.DataFrame):
+        frame = _check_train_sets(train_sites)
+        for col in ("repeat", "n"):
+            if col in frame.columns and frame[col].nunique() > 1:
+                found = sorted(frame[col].unique().tolist(), key=str)
+                raise ConfigError(
+                    f"train_sites holds several values of {col!r}, {found!r}, but one CV is one "
+                    f"run; pass the rows of one {col} (transfer_benchmark runs them all)"
+                )
+        grouped = frame.groupby("fold", sort=False)["site_id"]
+        return {str(k): [str(v) for v in g] for k, g in grouped}
+    return {str(k): [str(v) for v in sites] for k, sites in train_sites.items()}
+
+
+def _listed_sites(
+    listing: dict[str, list[str]], label: Any, train: np.ndarray, test: np.ndarray
+) -> np.ndarray:
+    """Return the training profiles ``listing`` names for fold ``label``, checked."""
+    key = str(label)
+    if key not in listing:
+        raise ConfigError(
+            f"train_sites lists no training profiles for fold {label!r} (it has folds "
+            f"{sorted(listing)!r}); list site ids for every fold"
+        )
+    by_text = {str(s): s for s in train}
+    chosen = list(dict.fromkeys(listing[key]))
+    held_out = sorted({c for c in chosen if c in {str(s) for s in test}})
+    if held_out:
+        raise ConfigError(
+            f"train_sites lists {len(held_out)!r} profiles of fold {label!r} as training "
+            f"profiles of that same fold, e.g. {held_out[:3]!r}; a fold's held-out profiles "
+            "must not train it"
+        )
+    unknown = [c for c in chosen if c not in by_text]
+    if unknown:
+        raise ConfigError(
+            f"train_sites lists {len(unknown)!r} site ids for fold {label!r} that are not "
+            f"profiles with a target in the table, e.g. {unknown[:3]!r}; check the ids (they "
+            "are matched as text)"
+        )
+    return np.asarray([by_text[c] for c in chosen], dtype=object)
+
+
 def cross_validate(
     estimator: SocEstimator | Callable[[], SocEstimator],
     table: pd.DataFrame,
@@ -112,7 +337,7 @@ def cross_validate(
     *,
     target: str = "soc_g_kg",
     levels: Sequence[float] = DEFAULT_LEVELS,
-    train_sites: Callable[[int, np.ndarray], np.ndarray] | None = None,
+    train_sites: TrainSites = None,
     aoa_bands: Sequence[str] | None = None,
     n_jobs: int = 1,
     progress: bool = True,
@@ -128,15 +353,26 @@ def cross_validate(
         Training table: ``site_id, x, y, crs, top_cm, bottom_cm``, the target, covariates.
     cv
         A splitter with ``split(X, groups=...)`` such as
-        :class:`~socmap.validate.BlockKFold`; profiles are passed as groups.
+        :class:`~socmap.validate.BlockKFold`, or
+        :class:`~socmap.validate.splitters.ColumnFolds` for folds of your own (a column of
+        ``table``); profiles are passed as groups.
     target
-        Target column, SOC in g/kg.
+        Target column. The estimators read ``soc_g_kg``, so another column is copied into
+        ``soc_g_kg`` of a copy of ``table`` (its own ``soc_g_kg`` is not used); it should be
+        non-negative, like SOC, as the estimators model ``log1p`` of it. ``obs_g_kg`` and
+        ``pred_g_kg`` and the metrics are then in the target's units.
     levels
         Nominal levels for interval coverage.
     train_sites
-        ``(fold, site ids of the training folds) -> site ids to train on``: draws the
-        training profiles of each fold (e.g. ``n`` of them for a skill-against-n curve).
-        The held-out fold is always predicted whole.
+        The training profiles of each fold (the held-out fold is always predicted whole):
+
+        - ``(fold, site ids of the training folds) -> site ids to train on``, e.g. ``n``
+          of them for a skill-against-n curve;
+        - a table with columns ``fold`` and ``site_id`` (one row per training profile; see
+          :func:`read_train_sets`), or a mapping ``fold -> site ids``. ``fold`` is
+          ``0 .. k-1``, or the fold's id with ``ColumnFolds``; ids are matched as text. Every
+          fold must be listed, and a listed profile must be a training profile (with a
+          target) of that fold, else :class:`~socmap.errors.ConfigError`.
     aoa_bands
         Continuous covariates for the area of applicability of each fold's training sites
         (:func:`~socmap.validate.aoa.site_aoa`); adds ``di`` and ``inside_aoa`` to ``oof``
@@ -150,7 +386,8 @@ def cross_validate(
     Returns
     -------
     CVResult
-        Out-of-fold predictions and per-depth metrics.
+        Out-of-fold predictions, per-depth metrics and, per fold, what its fit chose
+        (:func:`fitted_attributes`).
 
     Notes
     -----
@@ -159,16 +396,31 @@ def cross_validate(
     the other folds only, so the calibrated coverage is itself an honest estimate.
     """
     if target not in table.columns:
-        raise ProfileValidationError(f"table lacks the target column {target!r}")
+        raise ProfileValidationError(
+            f"table lacks the target column {target!r}; name one of its numeric columns"
+        )
+    if not pd.api.types.is_numeric_dtype(table[target]):
+        raise ProfileValidationError(
+            f"target column {target!r} is not numeric (dtype {str(table[target].dtype)!r}); "
+            "convert it to numbers first"
+        )
     has_target = table[target].notna().to_numpy()
     data = table.loc[has_target].reset_index(drop=True)
     if data.empty:
         raise ProfileValidationError(f"no row has a {target!r} value; nothing to validate")
+    if target != "soc_g_kg":
+        data["soc_g_kg"] = data[target]
     splits = list(cv.split(data, groups=data["site_id"].to_numpy()))
+    own_labels = hasattr(cv, "fold_labels")
+    labels = list(cv.fold_labels(data)) if own_labels else list(range(len(splits)))
+    listing = None if train_sites is None or callable(train_sites) else _listing(train_sites)
     sites = data["site_id"].to_numpy()
     tasks = []
     for k, (train_idx, test_idx) in enumerate(splits):
-        if train_sites is not None:
+        if listing is not None:
+            chosen = _listed_sites(listing, labels[k], sites[train_idx], sites[test_idx])
+            train_idx = train_idx[np.isin(sites[train_idx], chosen)]
+        elif callable(train_sites):
             chosen = train_sites(k, pd.unique(sites[train_idx]))
             train_idx = train_idx[np.isin(sites[train_idx], chosen)]
         est = (
@@ -183,9 +435,11 @@ def cross_validate(
         folds[test_idx] = k
     mean = np.full(len(data), np.nan)
     sd = np.full(len(data), np.nan)
-    for k, (m, s) in enumerate(_run_folds(tasks, n_jobs, progress)):
+    fitted: list[dict[str, Any]] = []
+    for k, (m, s, record) in enumerate(_run_folds(tasks, n_jobs, progress)):
         test_idx = splits[k][1]
         mean[test_idx], sd[test_idx] = m, s
+        fitted.append(record)
     fold_table = pd.DataFrame(
         {
             "fold": range(len(tasks)),
@@ -193,6 +447,8 @@ def cross_validate(
             "n_test_sites": [t[2]["site_id"].nunique() for t in tasks],
         }
     )
+    if own_labels:
+        fold_table.insert(1, "fold_id", labels)
     oof = pd.DataFrame(
         {
             "site_id": data["site_id"].to_numpy(),
@@ -208,15 +464,20 @@ def cross_validate(
             "sd_log": sd,
         }
     )
+    if own_labels:
+        oof.insert(7, "fold_id", pd.Series(labels).to_numpy()[folds])  # after "fold"
     oof["pred_g_kg"] = np.expm1(oof["mean_log"])
     _add_intervals(oof, levels)
     if aoa_bands:
         _add_aoa(oof, fold_table, tasks, splits, dict(zip(sites, folds, strict=True)), aoa_bands)
+    fit_columns = pd.DataFrame(fitted, index=fold_table.index)
+    fit_columns = fit_columns[[c for c in fit_columns.columns if c not in fold_table.columns]]
     return CVResult(
         oof=oof,
         metrics=_metrics(oof, levels),
         n_rows_without_target=int((~has_target).sum()),
-        folds=fold_table,
+        folds=pd.concat([fold_table, fit_columns], axis=1),
+        fitted=tuple(fitted),
     )
 
 
@@ -246,17 +507,19 @@ def _add_aoa(
     fold_table["aoa_inside"] = inside
 
 
-def _fit_predict(
-    est: SocEstimator, train: pd.DataFrame, test: pd.DataFrame
-) -> tuple[np.ndarray, np.ndarray]:
+FoldResult = tuple[np.ndarray, np.ndarray, dict[str, Any]]
+
+
+def _fit_predict(est: SocEstimator, train: pd.DataFrame, test: pd.DataFrame) -> FoldResult:
+    # the record is taken in the worker: the fitted estimator itself never travels back
     est.fit(train)
     m, s = est.predict_log(test)
-    return np.asarray(m, dtype=float), np.asarray(s, dtype=float)
+    return np.asarray(m, dtype=float), np.asarray(s, dtype=float), fitted_attributes(est)
 
 
 def _fit_predict_one_thread(
     est: SocEstimator, train: pd.DataFrame, test: pd.DataFrame
-) -> tuple[np.ndarray, np.ndarray]:
+) -> FoldResult:
     # loky's thread limit reaches BLAS but not torch's own pool, which a parent's
     # OMP_NUM_THREADS may have sized; two 2-thread workers on 2 cores spin against each other.
     import torch
@@ -267,7 +530,7 @@ def _fit_predict_one_thread(
 
 def _run_folds(
     tasks: list[tuple[SocEstimator, pd.DataFrame, pd.DataFrame]], n_jobs: int, progress: bool
-) -> list[tuple[np.ndarray, np.ndarray]]:
+) -> list[FoldResult]:
     """Fit and predict every fold, in order; ``n_jobs != 1`` spreads them over processes."""
     if n_jobs == 1:
         it = track(tasks, "cross-validating") if progress else tasks

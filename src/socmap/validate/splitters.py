@@ -7,6 +7,11 @@ profiles on both sides, which makes the error estimate optimistic (Roberts et al
 ``floor(x / size), floor(y / size)``, and hands whole blocks to folds, so a profile (all its
 rows) and its block neighbours are always tested together.
 
+Block sizes carry units: ``"2km"``, ``"2000m"``, ``"0.1deg"``, ``"5°"`` (see
+:func:`parse_block_size`), or a plain number in the units of the coordinates' CRS. A size in
+other units than the CRS's is converted at one degree = 111,320 m (a degree of latitude) on both
+axes (:func:`resolve_block_size`); :class:`ColumnFolds` uses a fold assignment of your own.
+
 Fold assignment (``balance=True``, the default) is greedy: blocks sorted by row count,
 largest first, each go to the fold with the fewest rows so far; blocks of equal size are
 visited in a seeded random order and ties between equally full folds are broken at random,
@@ -27,7 +32,10 @@ Uieda, L. (2018) Verde: Processing and gridding spatial data using Green's funct
 from __future__ import annotations
 
 import heapq
+import math
+import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -39,26 +47,102 @@ from sklearn.model_selection import BaseCrossValidator
 
 from socmap.errors import CRSError, ProfileValidationError
 
-__all__ = ["BlockKFold", "block_ids", "spatial_train_val_split"]
+__all__ = [
+    "METRES_PER_DEGREE",
+    "BlockKFold",
+    "BlockSize",
+    "ColumnFolds",
+    "block_ids",
+    "parse_block_size",
+    "resolve_block_size",
+    "spatial_train_val_split",
+]
 
 Units = Literal["degrees", "metres", "auto"]
+#: A block side: a number in the coordinates' own units, or a string with units (``"2km"``).
+BlockSize = float | str
 IntArray = npt.NDArray[np.int64]
 RandomState = int | np.random.Generator | None
 
+#: Metres in one degree of latitude (mean, WGS 84), used to convert block sizes.
+METRES_PER_DEGREE = 111_320.0
+
 _UNITS = ("degrees", "metres", "auto")
 _SAME_LOCATION_RTOL = 1e-9
+_NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
+_BLOCK_RE = re.compile(rf"^\s*({_NUMBER})\s*([^\s\d.+-][^\s]*)?\s*$")
+_SUFFIXES: dict[str, tuple[float, str]] = {
+    **dict.fromkeys(("m", "metre", "metres", "meter", "meters"), (1.0, "metres")),
+    **dict.fromkeys(("km", "kilometre", "kilometres", "kilometer", "kilometers"), (1e3, "metres")),
+    **dict.fromkeys(("deg", "degree", "degrees", "°"), (1.0, "degrees")),
+}
+_EXAMPLES = "e.g. '2km', '2000m', '0.1deg' or '5°' (a plain number is in the CRS's own units)"
 
 
-def _check_params(block_size: float, units: str) -> None:
+def parse_block_size(text: BlockSize) -> tuple[float, str | None]:
+    """Split a block size such as ``"2km"`` into a value and its units.
+
+    Parameters
+    ----------
+    text
+        A positive number with an optional unit: ``m``/``metre(s)``/``meter(s)``,
+        ``km``/``kilometre(s)``, ``deg``/``degree(s)``/``°`` (case-insensitive, spaces
+        allowed), or a plain number (a Python number, or text without a unit).
+
+    Returns
+    -------
+    value, units : float, str or None
+        The size in ``"metres"`` (kilometres are converted) or ``"degrees"``; ``units`` is
+        ``None`` for a plain number, which is in the units of the coordinates' CRS.
+
+    Raises
+    ------
+    ProfileValidationError
+        Not a number, an unknown unit, or a size that is not positive and finite.
+
+    Examples
+    --------
+    >>> parse_block_size("2km"), parse_block_size("0.1 deg"), parse_block_size("5°")
+    ((2000.0, 'metres'), (0.1, 'degrees'), (5.0, 'degrees'))
+    >>> parse_block_size("2000"), parse_block_size(2000)
+    ((2000.0, None), (2000.0, None))
+    """
+    if isinstance(text, str):
+        match = _BLOCK_RE.match(text)
+        if match is None:
+            raise ProfileValidationError(
+                f"block size {text!r} is not a number with an optional unit; write {_EXAMPLES}"
+            )
+        number, suffix = match.groups()
+        factor, units = (1.0, None) if suffix is None else _SUFFIXES.get(suffix.lower(), (0, ""))
+        if not units and suffix is not None:
+            raise ProfileValidationError(
+                f"block size {text!r} has an unknown unit {suffix!r}; write {_EXAMPLES}"
+            )
+        value = float(number) * factor
+        if not (math.isfinite(value) and value > 0):
+            raise ProfileValidationError(
+                f"block size {text!r} must be positive and finite; write {_EXAMPLES}"
+            )
+        return value, units
+    if isinstance(text, bool) or not isinstance(text, int | float | np.integer | np.floating):
+        raise ProfileValidationError(
+            f"block_size must be a number or a string with units, got {text!r}; write {_EXAMPLES}"
+        )
+    if not (np.isfinite(text) and text > 0):
+        raise ProfileValidationError(
+            f"block_size must be a positive finite number, got {text!r}; "
+            f"pass e.g. 5.0 (degrees) or 50_000 (metres), or a size with units, {_EXAMPLES}"
+        )
+    return float(text), None
+
+
+def _check_params(block_size: BlockSize, units: str) -> tuple[float, str | None]:
     if units not in _UNITS:
         raise ProfileValidationError(
             f"units must be one of {_UNITS!r}, got {units!r}; pass 'degrees', 'metres' or 'auto'"
         )
-    if not (np.isfinite(block_size) and block_size > 0):
-        raise ProfileValidationError(
-            f"block_size must be a positive finite number, got {block_size!r}; "
-            "pass e.g. 5.0 (degrees) or 50_000 (metres)"
-        )
+    return parse_block_size(block_size)
 
 
 def _resolve_crs(X: pd.DataFrame, crs: Any) -> CRS | None:
@@ -107,7 +191,8 @@ def _resolve_units(units: str, pc: CRS | None) -> str:
     if units != "auto" and units != found:
         raise CRSError(
             f"block units {units!r} do not match the CRS {pc.to_string()!r}, whose coordinates "
-            f"are in {found}; set units={found!r} (or 'auto') and give block_size in {found}"
+            f"are in {found}; set units={found!r} (or 'auto') and give block_size in {found} "
+            "or with units (e.g. '2km', '0.1deg')"
         )
     return found
 
@@ -153,55 +238,108 @@ def _group_codes(X: pd.DataFrame, groups: Any) -> tuple[IntArray, np.ndarray]:
     return codes.astype(np.int64), np.asarray(uniques)
 
 
-def block_ids(
-    X: pd.DataFrame,
-    groups: Any = None,
+@dataclass(frozen=True)
+class _Frame:
+    """Coordinate units of a table: what a plain block size means, and metres per unit."""
+
+    units: str  # "degrees" or "metres" (a projected CRS, whatever its linear unit)
+    label: str  # unit name for messages: "degrees", "metres", "US survey foot", ...
+    metres_per_unit: float
+
+
+def _frame(units: str, pc: CRS | None) -> _Frame:
+    found = _resolve_units(units, pc)
+    if found == "degrees":
+        return _Frame("degrees", "degrees", METRES_PER_DEGREE)
+    factor, label = 1.0, "metres"
+    if pc is not None and pc.axis_info:
+        axis = pc.axis_info[0]
+        if axis.unit_conversion_factor and axis.unit_name not in ("metre", "meter"):
+            factor, label = float(axis.unit_conversion_factor), str(axis.unit_name)
+    return _Frame("metres", label, factor)
+
+
+def _convert(value: float, given: str | None, frame: _Frame) -> float:
+    if given is None or (given == "degrees" and frame.units == "degrees"):
+        return value
+    metres = value if given == "metres" else value * METRES_PER_DEGREE
+    return metres / frame.metres_per_unit
+
+
+def resolve_block_size(
+    block_size: BlockSize,
+    X: pd.DataFrame | None = None,
     *,
-    block_size: float = 5.0,
     units: Units = "auto",
     crs: Any = None,
-) -> IntArray:
-    """Return the spatial block number of every row, keeping each profile in one block.
+) -> float:
+    """Return a block size in the units of the coordinates.
 
     Parameters
     ----------
-    X
-        Table with ``x`` and ``y`` columns, and optionally ``crs`` and ``site_id``.
-    groups
-        Profile id per row; defaults to ``X["site_id"]`` when present, else one row per profile.
     block_size
-        Side of the square blocks, in the units of ``units``.
+        A number in the coordinates' own units, or a string with units (``"2km"``,
+        ``"2000m"``, ``"0.1deg"``, ``"5°"``; see :func:`parse_block_size`).
+    X
+        Table whose ``crs`` column gives the CRS (optional).
     units
-        ``"degrees"``, ``"metres"`` or ``"auto"`` (taken from the CRS).
+        Units of the coordinates: ``"auto"`` (from the CRS), ``"degrees"`` or ``"metres"``.
+        An explicit unit that contradicts the CRS raises :class:`~socmap.errors.CRSError`.
     crs
-        CRS of ``x``/``y`` when ``X`` has no ``crs`` column.
+        CRS of the coordinates when ``X`` has no ``crs`` column.
 
     Returns
     -------
-    numpy.ndarray
-        Block number per row, ``0 .. n_blocks - 1`` (blocks numbered by (bx, by) order).
+    float
+        Side of the square blocks in the coordinates' units.
 
-    Raises
-    ------
-    ProfileValidationError
-        Missing coordinates, bad groups, or a profile with two locations.
-    CRSError
-        Several CRSs, an unparsable CRS, or units that contradict the CRS.
+    Notes
+    -----
+    The conversion rule: one degree is 111,320 m (:data:`METRES_PER_DEGREE`, a degree of
+    latitude) on both axes. Metres on a geographic CRS become degrees of latitude, so a
+    ``"2km"`` block is 2 km north-south and ``2 km x cos(latitude)`` east-west (1.73 km at
+    30°, 1 km at 60°); degrees on a projected CRS become ``degrees x 111,320`` metres. A
+    projected CRS in feet gets metres converted to feet. The rule depends on the CRS only, not
+    on the rows, so every subset of a table (a CV fold, an early-stopping split) is cut on the
+    same grid.
 
     Examples
     --------
-    >>> X = pd.DataFrame({"x": [0.5, 0.7, 3.2], "y": [0.1, 1.9, 0.4]})
-    >>> block_ids(X, block_size=2.0, units="degrees").tolist()
-    [0, 0, 1]
+    >>> round(resolve_block_size("2km", crs="EPSG:4326"), 6)
+    0.017966
+    >>> resolve_block_size("0.1deg", crs="EPSG:32755")
+    11132.0
+    >>> resolve_block_size(2000.0, crs="EPSG:32755"), resolve_block_size("2km", units="metres")
+    (2000.0, 2000.0)
     """
-    _check_params(block_size, units)
+    value, given = _check_params(block_size, units)
+    if X is not None and not isinstance(X, pd.DataFrame):
+        raise ProfileValidationError(
+            f"X must be a pandas DataFrame (with a 'crs' column), got {type(X).__name__!r}; "
+            "pass the profile table or crs='EPSG:…'"
+        )
+    pc = _resolve_crs(X if X is not None else pd.DataFrame(), crs)
+    return _convert(value, given, _frame(units, pc))
+
+
+@dataclass(frozen=True)
+class _Blocks:
+    ids: IntArray
+    size: float  # in the coordinates' units
+    frame: _Frame
+    span: tuple[float, float]  # x and y extent of the profile locations
+
+
+def _blocks(X: pd.DataFrame, groups: Any, block_size: BlockSize, units: str, crs: Any) -> _Blocks:
+    value, given = _check_params(block_size, units)
     x, y = _coords(X)
-    _resolve_units(units, _resolve_crs(X, crs))
+    frame = _frame(units, _resolve_crs(X, crs))
+    size = _convert(value, given, frame)
     codes, labels = _group_codes(X, groups)
     if len(codes) == 0:
-        return codes
-    frame = pd.DataFrame({"g": codes, "x": x, "y": y}).groupby("g", sort=True)
-    lo, hi = frame.min(), frame.max()
+        return _Blocks(codes, size, frame, (0.0, 0.0))
+    grouped = pd.DataFrame({"g": codes, "x": x, "y": y}).groupby("g", sort=True)
+    lo, hi = grouped.min(), grouped.max()
     scale = np.maximum(1.0, np.maximum(np.abs(lo.to_numpy()), np.abs(hi.to_numpy())))
     spread = (hi.to_numpy() - lo.to_numpy()) > _SAME_LOCATION_RTOL * scale
     if spread.any():
@@ -216,10 +354,118 @@ def block_ids(
             "profiles distinct ids"
         )
     _, first = np.unique(codes, return_index=True)
-    bx = np.floor(x[first] / block_size).astype(np.int64)
-    by = np.floor(y[first] / block_size).astype(np.int64)
+    bx = np.floor(x[first] / size).astype(np.int64)
+    by = np.floor(y[first] / size).astype(np.int64)
     _, block_of_group = np.unique(np.stack([bx, by], axis=1), axis=0, return_inverse=True)
-    return np.asarray(block_of_group, dtype=np.int64).ravel()[codes]
+    ids = np.asarray(block_of_group, dtype=np.int64).ravel()[codes]
+    span = (float(np.ptp(x[first])), float(np.ptp(y[first])))
+    return _Blocks(ids, size, frame, span)
+
+
+def _fmt_size(metres: float, units: str) -> str:
+    """Write a ground size as text: ``1500.0, "metres" -> '1.5km'``, degrees as ``'0.05deg'``."""
+    if units == "degrees":
+        return f"{_num(metres / METRES_PER_DEGREE, 3)}deg"
+    return f"{_num(metres / 1e3, 3)}km" if metres >= 1e3 else f"{_num(metres, 3)}m"
+
+
+def _num(value: float, digits: int = 4) -> str:
+    """``value`` to ``digits`` significant digits, without an exponent (``1113.2 -> '1113'``)."""
+    return str(
+        np.format_float_positional(
+            value, precision=digits, unique=False, fractional=False, trim="-"
+        )
+    )
+
+
+def _round_down(value: float) -> float:
+    """Round down to one significant figure (``0.0437 -> 0.04``)."""
+    step = 10.0 ** math.floor(math.log10(value))
+    return math.floor(value / step) * step
+
+
+def _too_few_blocks(
+    n_blocks: int, need: str, n_needed: int, block_size: BlockSize, blk: _Blocks
+) -> str:
+    """Error message: the count, the size in data units, the data's extent, a smaller size."""
+    f = blk.frame
+    dx, dy = blk.span
+    if f.label == "metres":
+        size = f"{_num(blk.size / 1e3)} km"
+        span = f"{_num(dx / 1e3)} x {_num(dy / 1e3)} km (x by y)"
+    else:
+        per_km = f.metres_per_unit / 1e3
+        size = f"{_num(blk.size)} {f.label}"
+        span = (
+            f"{_num(dx)} x {_num(dy)} {f.label} (x by y; about {_num(dx * per_km)} x "
+            f"{_num(dy * per_km)} km)"
+        )
+    head = f"{n_blocks!r} non-empty spatial blocks of size {block_size!r} ({size}) cannot {need}"
+    if max(dx, dy) <= 0:
+        return (
+            f"{head}: every profile is at one location, so no block size helps; spatial CV "
+            "needs profiles at several places (or folds of your own, ColumnFolds)"
+        )
+    # about 2 * n_needed blocks along the longer side usually leaves n_needed of them non-empty
+    smaller = _round_down(max(dx, dy) / (2 * n_needed)) * f.metres_per_unit  # in metres
+    given = parse_block_size(block_size)[1] or f.units
+    suggestion = repr(_fmt_size(smaller, given))
+    if f.units == "degrees":
+        other = "metres" if given == "degrees" else "degrees"
+        suggestion += f" (= {_fmt_size(smaller, other)!r})"
+    return (
+        f"{head}: the profiles span {span}; use a smaller block size with units "
+        f"such as {suggestion}, or fewer folds"
+    )
+
+
+def block_ids(
+    X: pd.DataFrame,
+    groups: Any = None,
+    *,
+    block_size: BlockSize = 5.0,
+    units: Units = "auto",
+    crs: Any = None,
+) -> IntArray:
+    """Return the spatial block number of every row, keeping each profile in one block.
+
+    Parameters
+    ----------
+    X
+        Table with ``x`` and ``y`` columns, and optionally ``crs`` and ``site_id``.
+    groups
+        Profile id per row; defaults to ``X["site_id"]`` when present, else one row per profile.
+    block_size
+        Side of the square blocks: a number in the coordinates' units (``units``), or a
+        string with units such as ``"2km"`` or ``"0.1deg"``, converted as
+        :func:`resolve_block_size` says.
+    units
+        Units of the coordinates: ``"degrees"``, ``"metres"`` or ``"auto"`` (from the CRS).
+    crs
+        CRS of ``x``/``y`` when ``X`` has no ``crs`` column.
+
+    Returns
+    -------
+    numpy.ndarray
+        Block number per row, ``0 .. n_blocks - 1`` (blocks numbered by (bx, by) order).
+        A single block is not an error here; the splitters raise when blocks are too few.
+
+    Raises
+    ------
+    ProfileValidationError
+        A bad block size, missing coordinates, bad groups, or a profile with two locations.
+    CRSError
+        Several CRSs, an unparsable CRS, or units that contradict the CRS.
+
+    Examples
+    --------
+    >>> X = pd.DataFrame({"x": [0.5, 0.7, 3.2], "y": [0.1, 1.9, 0.4]})
+    >>> block_ids(X, block_size=2.0, units="degrees").tolist()
+    [0, 0, 1]
+    >>> block_ids(X, block_size="250km", units="degrees").tolist()
+    [0, 0, 1]
+    """
+    return _blocks(X, groups, block_size, units, crs).ids
 
 
 def _balanced(sizes: IntArray, n_splits: int, rng: np.random.Generator | None) -> IntArray:
@@ -255,11 +501,14 @@ class BlockKFold(BaseCrossValidator):
     n_splits
         Number of folds (at least 2).
     block_size
-        Side of the square blocks in ``units`` (e.g. 5.0 degrees for the global table,
-        10_000 metres for a region).
+        Side of the square blocks: a string with units, ``"2km"``, ``"2000m"``, ``"0.1deg"``,
+        ``"5°"`` (converted to the coordinates' units as :func:`resolve_block_size` says: one
+        degree = 111,320 m on both axes), or a plain number in the coordinates' own units
+        (e.g. 5.0 degrees for the global table, 10_000 metres for a projected region).
     units
-        ``"degrees"``, ``"metres"`` or ``"auto"``: degrees for a geographic CRS, metres for a
-        projected one. An explicit unit that contradicts the CRS raises :class:`CRSError`.
+        Units of the coordinates: ``"degrees"``, ``"metres"`` or ``"auto"``: degrees for a
+        geographic CRS, metres for a projected one. An explicit unit that contradicts the CRS
+        raises :class:`CRSError`. A plain-number ``block_size`` is in these units.
     shuffle
         Visit blocks in a seeded random order (ties in the balanced assignment, or the order of
         blocks cut into folds when ``balance=False``). With ``False`` the result depends only on
@@ -278,8 +527,10 @@ class BlockKFold(BaseCrossValidator):
     ``site_id``) columns; ``groups`` (default ``X["site_id"]``) are profile ids, so every depth
     interval of a profile lands in the same fold. It raises
     :class:`~socmap.errors.ProfileValidationError` when there are fewer non-empty blocks than
-    folds. ``groups`` is requested by default, so :func:`sklearn.model_selection.cross_val_score`
-    and :class:`~sklearn.model_selection.GridSearchCV` pass it through.
+    folds; the message gives the block size in the data's units, the extent of the profiles
+    and a smaller size to try. ``groups`` is requested by default, so
+    :func:`sklearn.model_selection.cross_val_score` and
+    :class:`~sklearn.model_selection.GridSearchCV` pass it through.
 
     Examples
     --------
@@ -311,7 +562,7 @@ class BlockKFold(BaseCrossValidator):
     def __init__(
         self,
         n_splits: int = 10,
-        block_size: float = 5.0,
+        block_size: BlockSize = 5.0,
         units: Units = "auto",
         shuffle: bool = True,
         random_state: RandomState = None,
@@ -373,13 +624,13 @@ class BlockKFold(BaseCrossValidator):
                 f"n_splits must be an integer >= 2, got {self.n_splits!r}; pass e.g. n_splits=5"
             )
         k = int(self.n_splits)
-        blocks = block_ids(X, groups, block_size=self.block_size, units=self.units, crs=self.crs)
+        blk = _blocks(X, groups, self.block_size, self.units, self.crs)
+        blocks = blk.ids
         sizes = np.bincount(blocks).astype(np.int64) if len(blocks) else np.zeros(0, np.int64)
         nb = len(sizes)
         if nb < k:
             raise ProfileValidationError(
-                f"{nb!r} non-empty spatial blocks of size {self.block_size!r} cannot fill "
-                f"{k!r} folds; use a smaller block_size or fewer n_splits"
+                _too_few_blocks(nb, f"fill {k!r} folds", k, self.block_size, blk)
             )
         rng = np.random.default_rng(self.random_state) if self.shuffle else None
         fold = _balanced(sizes, k, rng) if self.balance else _unbalanced(nb, k, rng)
@@ -416,7 +667,7 @@ def spatial_train_val_split(
     groups: Any = None,
     *,
     val_fraction: float = 0.2,
-    block_size: float = 5.0,
+    block_size: BlockSize = 5.0,
     units: Units = "auto",
     crs: Any = None,
     random_state: RandomState = None,
@@ -436,7 +687,7 @@ def spatial_train_val_split(
     val_fraction
         Target share of rows in the validation set, in (0, 1).
     block_size, units, crs
-        As for :class:`BlockKFold`.
+        As for :class:`BlockKFold`: ``block_size`` may carry units (``"2km"``, ``"0.1deg"``).
     random_state
         Seed or :class:`numpy.random.Generator`.
 
@@ -448,7 +699,8 @@ def spatial_train_val_split(
     Raises
     ------
     ProfileValidationError
-        ``val_fraction`` outside (0, 1), or fewer than two non-empty blocks.
+        ``val_fraction`` outside (0, 1), a bad block size, or fewer than two non-empty blocks
+        (the message names the data's extent and a smaller size).
 
     Examples
     --------
@@ -463,12 +715,12 @@ def spatial_train_val_split(
         raise ProfileValidationError(
             f"val_fraction must lie in (0, 1), got {val_fraction!r}; pass e.g. 0.2"
         )
-    blocks = block_ids(X, groups, block_size=block_size, units=units, crs=crs)
+    blk = _blocks(X, groups, block_size, units, crs)
+    blocks = blk.ids
     sizes = np.bincount(blocks) if len(blocks) else np.zeros(0, np.int64)
     if len(sizes) < 2:
         raise ProfileValidationError(
-            f"{len(sizes)!r} non-empty spatial blocks of size {block_size!r} cannot make a "
-            "train/validation split; use a smaller block_size"
+            _too_few_blocks(len(sizes), "make a train/validation split", 2, block_size, blk)
         )
     rng = np.random.default_rng(random_state)
     target = val_fraction * len(blocks)
@@ -485,3 +737,166 @@ def spatial_train_val_split(
     val = in_val[blocks]
     idx = np.arange(total, dtype=np.int64)
     return idx[~val], idx[val]
+
+
+def _sorted_labels(values: pd.Series) -> list[Any]:
+    uniques = [v.item() if hasattr(v, "item") else v for v in pd.unique(values)]
+    try:
+        return sorted(uniques)
+    except TypeError:  # mixed types: order by their text
+        return sorted(uniques, key=str)
+
+
+class ColumnFolds(BaseCrossValidator):
+    """Folds of your own: a column of the table holds each row's fold id.
+
+    Parameters
+    ----------
+    column
+        Column with the fold id of every row (any values: ``1..5``, ``"north"``, ...).
+        Fold ``k`` of :meth:`split` is the ``k``-th id in sorted order
+        (:meth:`fold_labels`); :func:`~socmap.validate.cross_validate` reports the ids
+        as ``fold_id``.
+
+    Notes
+    -----
+    Every row needs a fold id, and all rows of a profile (``groups``, default
+    ``X["site_id"]``) must share one, else :class:`~socmap.errors.ProfileValidationError`
+    names the profile and its folds. At least two folds are needed.
+
+    Examples
+    --------
+    >>> X = pd.DataFrame({"site_id": ["a", "a", "b", "c"], "fold": [2, 2, 1, 2]})
+    >>> cv = ColumnFolds("fold")
+    >>> cv.fold_labels(X), cv.fold_ids(X).tolist()
+    ([1, 2], [1, 1, 0, 1])
+    >>> [test.tolist() for _, test in cv.split(X)]
+    [[2], [0, 1, 3]]
+    """
+
+    __metadata_request__split = {"groups": True}  # noqa: RUF012  (sklearn's own convention)
+
+    def __init__(self, column: str = "fold") -> None:
+        self.column = column
+
+    def _values(self, X: Any) -> pd.Series:
+        if not isinstance(X, pd.DataFrame) or self.column not in X.columns:
+            cols = list(X.columns) if isinstance(X, pd.DataFrame) else type(X).__name__
+            raise ProfileValidationError(
+                f"the fold column {self.column!r} is not in the table, whose columns are "
+                f"{cols!r}; add a fold id per row or name another column"
+            )
+        values = X[self.column].reset_index(drop=True)
+        if values.isna().any():
+            pos = int(np.flatnonzero(values.isna().to_numpy())[0])
+            raise ProfileValidationError(
+                f"fold column {self.column!r} is missing at {int(values.isna().sum())!r} rows, "
+                f"first at row {pos!r}; give every row its profile's fold id"
+            )
+        return values
+
+    def fold_labels(self, X: pd.DataFrame) -> list[Any]:
+        """Return the fold ids in sorted order: fold ``k`` is ``fold_labels(X)[k]``.
+
+        Parameters
+        ----------
+        X
+            Table with the fold column.
+
+        Returns
+        -------
+        list
+            Distinct fold ids, sorted.
+        """
+        return _sorted_labels(self._values(X))
+
+    def get_n_splits(self, X: Any = None, y: Any = None, groups: Any = None) -> int:
+        """Return the number of distinct fold ids in ``X`` (required).
+
+        Parameters
+        ----------
+        X
+            Table with the fold column.
+        y, groups
+            Ignored.
+
+        Returns
+        -------
+        int
+            Number of folds.
+        """
+        if X is None:
+            raise ProfileValidationError(
+                f"ColumnFolds({self.column!r}) counts its folds in the table; pass X"
+            )
+        return len(self.fold_labels(X))
+
+    def fold_ids(self, X: pd.DataFrame, groups: Any = None) -> IntArray:
+        """Return the fold number (``0 .. n_folds - 1``) of every row.
+
+        Parameters
+        ----------
+        X
+            Table with the fold column (and ``site_id``).
+        groups
+            Profile id per row; defaults to ``X["site_id"]``, else one profile per row.
+
+        Returns
+        -------
+        numpy.ndarray
+            Fold number per row (position of the row's id in :meth:`fold_labels`).
+
+        Raises
+        ------
+        ProfileValidationError
+            No such column, missing ids, fewer than two folds, or a profile in two folds.
+        """
+        values = self._values(X)
+        labels = _sorted_labels(values)
+        if len(labels) < 2:
+            raise ProfileValidationError(
+                f"fold column {self.column!r} holds {len(labels)!r} fold id(s) {labels!r}; "
+                "cross-validation needs at least two folds"
+            )
+        position = {label: k for k, label in enumerate(labels)}
+        fold = np.array(
+            [position[v.item() if hasattr(v, "item") else v] for v in values], dtype=np.int64
+        )
+        codes, names = _group_codes(X, groups)
+        per_profile = pd.Series(fold).groupby(codes).nunique()
+        split = per_profile.index[per_profile.to_numpy() > 1]
+        if len(split):
+            code = int(split[0])
+            name = names[code].item() if hasattr(names[code], "item") else names[code]
+            found = [labels[f] for f in np.unique(fold[codes == code])]
+            raise ProfileValidationError(
+                f"profile {name!r} has rows in folds {found!r} of column {self.column!r} "
+                f"({len(split)!r} profiles are split); all depth intervals of a profile must "
+                "share one fold id, so give its rows the same fold"
+            )
+        return fold
+
+    def split(
+        self, X: pd.DataFrame, y: Any = None, groups: Any = None
+    ) -> Iterator[tuple[IntArray, IntArray]]:
+        """Yield ``(train_idx, test_idx)`` positional index arrays, one pair per fold id.
+
+        Parameters
+        ----------
+        X
+            Table with the fold column (and ``site_id``).
+        y
+            Ignored.
+        groups
+            Profile id per row; defaults to ``X["site_id"]``.
+
+        Yields
+        ------
+        train_idx, test_idx : numpy.ndarray
+            Positions of the training and test rows.
+        """
+        fold = self.fold_ids(X, groups)
+        idx = np.arange(len(fold), dtype=np.int64)
+        for k in range(int(fold.max()) + 1):
+            test = fold == k
+            yield idx[~test], idx[test]

@@ -1,0 +1,676 @@
+"""The pretrained prediction as a prior for regional models fitted on few cores.
+
+Fine-tuning a network on 20-100 cores has to repair the global model's level and learn the
+regional covariates at once, and under spatial CV a plain regional Random Forest often wins.
+The estimators here keep the pretrained prediction ``p`` (log1p SOC g/kg, from
+:class:`~socmap.model.baselines.GlobalModel` or any ``prior`` with ``predict_log``) and let
+the cores correct only what they can:
+
+:class:`PriorResidualRegressor`
+    ``p + level + s * f(covariates, depth)``: a regional model ``f`` of the residual
+    ``log1p(y) - p``, shrunk by ``s`` chosen by inner spatial CV, plus a shrunk mean residual.
+:class:`RecalibratedRegressor`
+    ``a + b * p`` (+ an offset per depth interval), ridge-shrunk towards ``a = 0, b = 1``;
+    optionally followed by the residual model of :class:`PriorResidualRegressor`.
+:class:`BlendRegressor`
+    ``w * network + (1 - w) * forest`` on log1p SOC, ``w`` chosen by inner spatial CV.
+
+Shrinkage rules
+---------------
+An estimate from ``n`` profiles is pulled towards the prior like a mean with ``k`` pseudo
+profiles at the prior's value: it is weighted ``n / (n + k)`` (``prior_strength = k``, 2 by
+default, so 20 profiles keep 91 % of the estimated level). This rule sets the level of
+:class:`PriorResidualRegressor` and the ridge penalties of :class:`RecalibratedRegressor`.
+The residual model's factor ``s`` is chosen instead by inner spatial CV on the training rows
+(the grid :data:`SHRINK_GRID`, lowest pooled MAE of SOC in g/kg, ties to the smaller ``s``),
+because how much a residual forest can be trusted depends on the region's covariates, not on
+``n`` alone.
+
+Every estimator takes the training table as ``X`` (the target ``soc_g_kg`` is read from it)
+and provides ``predict_log(X) -> (mean, sd)`` of log1p(SOC g/kg), so they fit
+:func:`socmap.validate.cross_validate` like the forests and the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.ensemble import RandomForestRegressor
+from sklearn.utils.validation import check_is_fitted
+
+from socmap.errors import BandMismatch, ConfigError, ProfileValidationError
+from socmap.model.baselines import GlobalModel, table_features
+
+__all__ = [
+    "RESIDUAL_MODELS",
+    "SHRINK_GRID",
+    "WEIGHT_GRID",
+    "BlendRegressor",
+    "PriorResidualRegressor",
+    "RecalibratedRegressor",
+    "inner_splits",
+    "oof_log",
+]
+
+#: Residual shrink factors :class:`PriorResidualRegressor` chooses among by inner CV.
+SHRINK_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+#: Network weights :class:`BlendRegressor` chooses among by inner CV.
+WEIGHT_GRID = tuple(round(0.1 * i, 1) for i in range(11))
+#: Regional models of the residual log1p(y) - prior.
+RESIDUAL_MODELS = ("forest", "linear")
+
+_TARGET = "soc_g_kg"
+
+
+# --------------------------------------------------------------------------- helpers
+def _rows_with_target(X: Any, min_rows: int = 2) -> tuple[pd.DataFrame, int]:
+    """Rows of the training table with a SOC value, and the number without one."""
+    if not isinstance(X, pd.DataFrame):
+        raise ProfileValidationError(
+            f"X must be the training table (a DataFrame), got {type(X).__name__!r}"
+        )
+    if _TARGET not in X.columns:
+        raise ProfileValidationError(f"training table lacks the target column {_TARGET!r}")
+    rows = X.loc[X[_TARGET].notna()].reset_index(drop=True)
+    if len(rows) < min_rows:
+        raise ProfileValidationError(
+            f"only {len(rows)!r} rows have a {_TARGET!r} value; at least {min_rows!r} are needed"
+        )
+    return rows, len(X) - len(rows)
+
+
+def _log_target(rows: pd.DataFrame) -> np.ndarray:
+    return np.log1p(np.clip(rows[_TARGET].to_numpy(dtype=float), 0, None))
+
+
+def _mae_g_kg(obs_g_kg: np.ndarray, mean_log: np.ndarray) -> float:
+    err = np.abs(obs_g_kg - np.expm1(mean_log))
+    return float(np.nanmean(err)) if np.isfinite(err).any() else float("inf")
+
+
+def inner_splits(
+    rows: pd.DataFrame,
+    n_folds: int,
+    block_size: float,
+    units: str = "auto",
+    random_state: int | None = 0,
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], str]:
+    """Inner spatial folds of the training rows (whole profiles), for a choice made on them.
+
+    Parameters
+    ----------
+    rows
+        Training rows with ``site_id, x, y`` (and ``crs``).
+    n_folds
+        Number of folds, at least 2.
+    block_size, units
+        Spatial blocks of :class:`~socmap.validate.BlockKFold`.
+    random_state
+        Seed of the fold assignment.
+
+    Returns
+    -------
+    splits, kind
+        ``(train_idx, test_idx)`` pairs, and ``"blocks"``; or ``"profiles"`` when the rows
+        fill fewer than ``n_folds`` blocks and whole profiles are dealt to folds instead.
+    """
+    from sklearn.model_selection import GroupKFold
+
+    from socmap.validate.splitters import BlockKFold, block_ids
+
+    if isinstance(n_folds, bool) or int(n_folds) != n_folds or n_folds < 2:
+        raise ConfigError(f"inner_folds {n_folds!r} must be an integer >= 2; pass e.g. 3")
+    groups = rows["site_id"].to_numpy()
+    n_blocks = len(np.unique(block_ids(rows, groups, block_size=block_size, units=units)))  # type: ignore[arg-type]
+    if n_blocks >= n_folds:
+        cv = BlockKFold(int(n_folds), block_size, units=units, random_state=random_state)  # type: ignore[arg-type]
+        return list(cv.split(rows, groups=groups)), "blocks"
+    n_sites = len(np.unique(groups))
+    if n_sites < n_folds:
+        raise ProfileValidationError(
+            f"only {n_sites!r} profiles for {n_folds!r} inner folds; train on more profiles "
+            "or lower inner_folds"
+        )
+    folds = GroupKFold(int(n_folds), shuffle=True, random_state=random_state)
+    return list(folds.split(rows, groups=groups)), "profiles"
+
+
+def oof_log(
+    estimator: Any, rows: pd.DataFrame, splits: Sequence[tuple[np.ndarray, np.ndarray]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold mean and sd of log1p(SOC): a clone of ``estimator`` fitted per split."""
+    mean = np.full(len(rows), np.nan)
+    sd = np.full(len(rows), np.nan)
+    for train, test in splits:
+        est = clone(estimator).fit(rows.iloc[train].reset_index(drop=True))
+        m, s = est.predict_log(rows.iloc[test].reset_index(drop=True))
+        mean[test], sd[test] = m, s
+    return mean, sd
+
+
+def _fitted_prior(prior: Any, bundle: str | Path, mc_passes: int, random_state: int) -> Any:
+    """Return the prior to use: ``prior`` as given, or the bundle's global network."""
+    if prior is None:
+        if not str(bundle):
+            raise ConfigError(
+                "no prior: pass bundle=<pretrained bundle> or prior=<object with "
+                "predict_log(table) -> (mean, sd) of log1p SOC>"
+            )
+        return GlobalModel(str(bundle), mc_passes=mc_passes, random_state=random_state).fit()
+    if not callable(getattr(prior, "predict_log", None)):
+        raise ConfigError(
+            f"prior {type(prior).__name__!r} has no predict_log(table) -> (mean, sd); pass "
+            "a fitted estimator such as GlobalModel(bundle).fit()"
+        )
+    if isinstance(prior, GlobalModel) and not hasattr(prior, "bundle_"):
+        return clone(prior).fit()
+    return prior
+
+
+def _prior_log(prior: Any, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    mean, sd = prior.predict_log(X)
+    mean, sd = np.asarray(mean, dtype=float), np.asarray(sd, dtype=float)
+    if mean.shape != (len(X),) or sd.shape != (len(X),):
+        raise ConfigError(
+            f"prior returned shapes {mean.shape!r} and {sd.shape!r} for {len(X)!r} rows; "
+            "predict_log must give one mean and one sd per row"
+        )
+    return mean, sd
+
+
+def _check_strength(value: float) -> None:
+    if not (np.isfinite(value) and value >= 0):
+        raise ConfigError(
+            f"prior_strength {value!r} must be a finite number >= 0 (profiles' worth of "
+            "weight on the prior); pass e.g. 2.0"
+        )
+
+
+def _check_table(X: Any) -> pd.DataFrame:
+    if not isinstance(X, pd.DataFrame):
+        raise ProfileValidationError(
+            f"X must be the training table (a DataFrame), got {type(X).__name__!r}"
+        )
+    return X
+
+
+# --------------------------------------------------------------------------- prior + residual
+class PriorResidualRegressor(RegressorMixin, BaseEstimator):
+    """Pretrained prediction as an offset, plus a shrunk regional model of its residual.
+
+    With ``p`` the prior's log1p(SOC) and ``r = log1p(y) - p``, the prediction is
+    ``p + level + s * f(x)``: ``level`` is the mean residual of the training profiles
+    weighted ``n / (n + prior_strength)`` (``n`` profiles), ``f`` a Random Forest (or ridge
+    regression) of ``r - level`` on the regional covariates and depth, and ``s`` the shrink
+    factor of :data:`SHRINK_GRID` with the lowest pooled inner spatial-CV MAE of SOC (g/kg)
+    on the training rows (ties to the smaller ``s``, i.e. towards the prior).
+
+    Parameters
+    ----------
+    bundle
+        Pretrained bundle; its global network gives the prior (``GlobalModel``).
+    prior
+        Instead of ``bundle``: any object with ``predict_log(table) -> (mean, sd)`` of
+        log1p(SOC g/kg), used as is (an unfitted ``GlobalModel`` is fitted).
+    bands
+        Regional covariates of the residual model (categorical ones as codes).
+    residual
+        ``"forest"`` (Random Forest) or ``"linear"`` (ridge on standardised covariates and
+        depth, missing values imputed by the training mean).
+    shrink
+        ``"cv"`` (choose from ``shrink_grid``) or a fixed factor in ``[0, 1]``; 0 with
+        ``level=False`` reproduces the prior exactly.
+    shrink_grid
+        Factors the inner CV chooses among.
+    level
+        Add the shrunk mean residual.
+    prior_strength
+        ``k`` of the level's weight ``n / (n + k)``.
+    n_estimators, min_samples_leaf, max_features
+        Residual forest (large leaves: a residual is mostly noise).
+    ridge_alpha
+        Penalty of the linear residual model.
+    inner_folds, block_size, units
+        Inner spatial CV of the shrink choice (see :func:`inner_splits`).
+    mc_passes
+        MC dropout passes of the bundle's network.
+    random_state
+        Seed of the forest, the inner folds and the dropout masks.
+    n_jobs
+        Parallel trees.
+
+    Attributes
+    ----------
+    prior_
+        The prior used.
+    level_
+        The shrunk mean residual added to the prior (log1p scale).
+    shrinkage_
+        ``{"residual": s, "level": n / (n + k)}``.
+    inner_mae_
+        Inner-CV MAE (g/kg) per shrink factor (empty for a fixed ``shrink``).
+    inner_split_
+        ``"blocks"`` or ``"profiles"`` (see :func:`inner_splits`), or ``None``.
+    residual_model_
+        The fitted residual model.
+    n_rows_without_target_
+        Rows of ``X`` without SOC, not used.
+    """
+
+    def __init__(
+        self,
+        bundle: str | Path = "",
+        prior: Any = None,
+        bands: Sequence[str] | None = None,
+        residual: str = "forest",
+        shrink: float | str = "cv",
+        shrink_grid: Sequence[float] = SHRINK_GRID,
+        level: bool = True,
+        prior_strength: float = 2.0,
+        n_estimators: int = 500,
+        min_samples_leaf: int = 5,
+        max_features: float | str = 1 / 3,
+        ridge_alpha: float = 1.0,
+        inner_folds: int = 3,
+        block_size: float = 2000.0,
+        units: str = "auto",
+        mc_passes: int = 32,
+        random_state: int = 0,
+        n_jobs: int | None = None,
+    ) -> None:
+        self.bundle = bundle
+        self.prior = prior
+        self.bands = bands
+        self.residual = residual
+        self.shrink = shrink
+        self.shrink_grid = shrink_grid
+        self.level = level
+        self.prior_strength = prior_strength
+        self.n_estimators = n_estimators
+        self.min_samples_leaf = min_samples_leaf
+        self.max_features = max_features
+        self.ridge_alpha = ridge_alpha
+        self.inner_folds = inner_folds
+        self.block_size = block_size
+        self.units = units
+        self.mc_passes = mc_passes
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    def _check_params(self) -> None:
+        if not self.bands:
+            raise BandMismatch(
+                "the residual model needs bands=[...] naming the regional covariates"
+            )
+        if self.residual not in RESIDUAL_MODELS:
+            raise ConfigError(f"residual {self.residual!r} must be one of {RESIDUAL_MODELS!r}")
+        grid = list(self.shrink_grid)
+        if not grid or not all(0 <= float(s) <= 1 for s in grid):
+            raise ConfigError(f"shrink_grid {grid!r} must be a non-empty list of factors in [0, 1]")
+        if self.shrink != "cv" and not (
+            isinstance(self.shrink, int | float) and 0 <= float(self.shrink) <= 1
+        ):
+            raise ConfigError(
+                f"shrink {self.shrink!r} must be 'cv' or a factor in [0, 1]; pass e.g. 0.5"
+            )
+        _check_strength(self.prior_strength)
+
+    def _residual_model(self) -> Any:
+        if self.residual == "forest":
+            return RandomForestRegressor(
+                n_estimators=self.n_estimators,
+                min_samples_leaf=self.min_samples_leaf,
+                max_features=self.max_features,
+                random_state=self.random_state,
+                n_jobs=self.n_jobs,
+            )
+        from sklearn.impute import SimpleImputer
+        from sklearn.linear_model import Ridge
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        return make_pipeline(
+            SimpleImputer(strategy="mean", keep_empty_features=True),
+            StandardScaler(),
+            Ridge(alpha=self.ridge_alpha),
+        )
+
+    def _level(self, resid: np.ndarray, sites: np.ndarray) -> tuple[float, float]:
+        """Shrunk mean residual (each profile weighs the same) and its weight."""
+        if not self.level:
+            return 0.0, 0.0
+        per_site = pd.Series(resid).groupby(sites).mean()
+        weight = len(per_site) / (len(per_site) + float(self.prior_strength))
+        return weight * float(per_site.mean()), weight
+
+    def fit(self, X: pd.DataFrame, y: Any = None) -> PriorResidualRegressor:
+        """Fit the level and the residual model on the rows of ``X`` with SOC."""
+        self._check_params()
+        rows, self.n_rows_without_target_ = _rows_with_target(X)
+        prior = _fitted_prior(self.prior, self.bundle, self.mc_passes, self.random_state)
+        p, _ = _prior_log(prior, rows)
+        resid = _log_target(rows) - p
+        features = table_features(rows, list(self.bands or ()))
+        sites = rows["site_id"].to_numpy()
+        self.inner_mae_: dict[float, float] = {}
+        self.inner_split_: str | None = None
+        if self.shrink == "cv":
+            splits, self.inner_split_ = inner_splits(
+                rows, self.inner_folds, self.block_size, self.units, self.random_state
+            )
+            base = np.full(len(rows), np.nan)
+            f = np.full(len(rows), np.nan)
+            for train, test in splits:
+                lvl, _ = self._level(resid[train], sites[train])
+                model = self._residual_model().fit(features[train], resid[train] - lvl)
+                base[test] = p[test] + lvl
+                f[test] = model.predict(features[test])
+            obs = rows[_TARGET].to_numpy(dtype=float)
+            grid = [float(s) for s in self.shrink_grid]
+            self.inner_mae_ = {s: _mae_g_kg(obs, base + s * f) for s in grid}
+            shrink = min(grid, key=lambda s: (self.inner_mae_[s], s))
+        else:
+            shrink = float(self.shrink)
+        self.level_, level_weight = self._level(resid, sites)
+        self.residual_model_ = self._residual_model().fit(features, resid - self.level_)
+        self.shrinkage_ = {"residual": shrink, "level": level_weight}
+        self.prior_ = prior
+        return self
+
+    def predict_log(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and sd of log1p(SOC): ``sd = sqrt(prior sd^2 + (s * tree spread)^2)``.
+
+        The linear residual model has no spread: its sd is the prior's.
+        """
+        check_is_fitted(self, "residual_model_")
+        X = _check_table(X)
+        p, prior_sd = _prior_log(self.prior_, X)
+        s = float(self.shrinkage_["residual"])
+        if s == 0:
+            return p + self.level_, prior_sd
+        features = table_features(X, list(self.bands or ()))
+        if self.residual == "forest":
+            per_tree = np.stack([t.predict(features) for t in self.residual_model_.estimators_])
+            f, spread = per_tree.mean(axis=0), per_tree.std(axis=0)
+        else:
+            f, spread = self.residual_model_.predict(features), np.zeros(len(X))
+        return p + self.level_ + s * f, np.sqrt(prior_sd**2 + (s * spread) ** 2)
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """SOC in g/kg (back-transformed mean of log1p SOC)."""
+        return np.asarray(np.expm1(self.predict_log(X)[0]), dtype=float)
+
+
+# --------------------------------------------------------------------------- recalibration
+class _Recalibration:
+    """``a + b * prior + offset(depth)`` as a prior of its own (picklable)."""
+
+    def __init__(
+        self,
+        prior: Any,
+        intercept: float,
+        slope: float,
+        offsets: dict[tuple[float, float], float],
+    ) -> None:
+        self.prior = prior
+        self.intercept = intercept
+        self.slope = slope
+        self.offsets = offsets
+
+    def predict_log(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        p, sd = _prior_log(self.prior, X)
+        mean = self.intercept + self.slope * p
+        if self.offsets:
+            keys = zip(X["top_cm"].astype(float), X["bottom_cm"].astype(float), strict=True)
+            mean = mean + np.array([self.offsets.get(k, 0.0) for k in keys])
+        return mean, abs(self.slope) * sd
+
+
+class RecalibratedRegressor(RegressorMixin, BaseEstimator):
+    """Level recalibration of the pretrained prediction: ``log1p(y) ~ a + b * prior``.
+
+    The fit is a ridge regression of the residual ``log1p(y) - p`` on ``[1, p - mean(p)]``
+    (and an indicator per depth interval with ``per_depth``), so every coefficient is shrunk
+    towards the prior itself (``a = 0, b = 1``, no depth offset). The penalties follow the
+    ``n / (n + k)`` rule (``k = prior_strength`` pseudo profiles, ``m`` rows per profile):
+    ``k * m`` on the level, ``k * m * var(p)`` on the slope and ``k`` on each depth offset,
+    which weights each estimate about ``n / (n + k)``.
+
+    Parameters
+    ----------
+    bundle, prior, mc_passes
+        The prior, as in :class:`PriorResidualRegressor`.
+    per_depth
+        Add a shrunk offset per depth interval (unseen intervals get none).
+    prior_strength
+        ``k`` of the shrinkage.
+    then
+        ``None``, or ``"residual"``: a :class:`PriorResidualRegressor` (no level term) on top
+        of the recalibrated prior. Its inner CV reuses the recalibration fitted on every
+        training row (two or three coefficients: the leak into the inner folds is slight).
+    bands, n_estimators, inner_folds, block_size, units, n_jobs
+        Of the residual model with ``then="residual"``.
+    random_state
+        Seed of the dropout masks and of the residual model.
+
+    Attributes
+    ----------
+    intercept_, slope_
+        ``a`` and ``b``.
+    depth_offsets_
+        ``{(top_cm, bottom_cm): offset}`` (empty without ``per_depth``).
+    shrinkage_
+        ``n / (n + k)``: the nominal weight of the data against the prior.
+    residual_
+        The residual model (``then="residual"``), else ``None``.
+    prior_, n_rows_without_target_
+        As in :class:`PriorResidualRegressor`.
+    """
+
+    def __init__(
+        self,
+        bundle: str | Path = "",
+        prior: Any = None,
+        per_depth: bool = False,
+        prior_strength: float = 2.0,
+        then: str | None = None,
+        bands: Sequence[str] | None = None,
+        n_estimators: int = 500,
+        inner_folds: int = 3,
+        block_size: float = 2000.0,
+        units: str = "auto",
+        mc_passes: int = 32,
+        random_state: int = 0,
+        n_jobs: int | None = None,
+    ) -> None:
+        self.bundle = bundle
+        self.prior = prior
+        self.per_depth = per_depth
+        self.prior_strength = prior_strength
+        self.then = then
+        self.bands = bands
+        self.n_estimators = n_estimators
+        self.inner_folds = inner_folds
+        self.block_size = block_size
+        self.units = units
+        self.mc_passes = mc_passes
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    def fit(self, X: pd.DataFrame, y: Any = None) -> RecalibratedRegressor:
+        """Fit ``a``, ``b`` (and the depth offsets) on the rows of ``X`` with SOC."""
+        _check_strength(self.prior_strength)
+        if self.then not in (None, "residual"):
+            raise ConfigError(f"then {self.then!r} must be None or 'residual'")
+        rows, self.n_rows_without_target_ = _rows_with_target(X)
+        prior = _fitted_prior(self.prior, self.bundle, self.mc_passes, self.random_state)
+        p, _ = _prior_log(prior, rows)
+        resid = _log_target(rows) - p
+        ok = np.isfinite(p) & np.isfinite(resid)
+        if ok.sum() < 2:
+            raise ProfileValidationError(
+                f"only {int(ok.sum())!r} rows have a finite prior and SOC; the recalibration "
+                "needs at least 2 (are the pretrained covariates present?)"
+            )
+        p, resid, used = p[ok], resid[ok], rows.loc[ok]
+        k = float(self.prior_strength)
+        n_sites = used["site_id"].nunique()
+        per_site = len(used) / n_sites
+        centre = float(p.mean())
+        pc = p - centre
+        columns = [np.ones(len(p)), pc]
+        penalty = [k * per_site, k * per_site * float(np.mean(pc**2))]
+        intervals: list[tuple[float, float]] = []
+        if self.per_depth:
+            keys = list(
+                zip(used["top_cm"].astype(float), used["bottom_cm"].astype(float), strict=True)
+            )
+            intervals = sorted(set(keys))
+            for interval in intervals:
+                columns.append(np.array([key == interval for key in keys], dtype=float))
+                penalty.append(k)
+        design = np.vstack([np.column_stack(columns), np.diag(np.sqrt(penalty))])
+        target = np.concatenate([resid, np.zeros(len(penalty))])
+        theta = np.linalg.lstsq(design, target, rcond=None)[0]
+        self.slope_ = 1.0 + float(theta[1])
+        self.intercept_ = float(theta[0]) - float(theta[1]) * centre
+        self.depth_offsets_ = {key: float(v) for key, v in zip(intervals, theta[2:], strict=True)}
+        self.shrinkage_ = n_sites / (n_sites + k)
+        self.prior_ = prior
+        self.recalibration_ = _Recalibration(
+            prior, self.intercept_, self.slope_, self.depth_offsets_
+        )
+        self.residual_: PriorResidualRegressor | None = None
+        if self.then == "residual":
+            self.residual_ = PriorResidualRegressor(
+                prior=self.recalibration_,
+                bands=self.bands,
+                level=False,
+                n_estimators=self.n_estimators,
+                inner_folds=self.inner_folds,
+                block_size=self.block_size,
+                units=self.units,
+                random_state=self.random_state,
+                n_jobs=self.n_jobs,
+            ).fit(rows)
+        return self
+
+    def predict_log(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Recalibrated prior (plus the residual model): mean and sd of log1p(SOC).
+
+        The sd is the prior's times ``|b|`` (and the residual model's spread with ``then``).
+        """
+        check_is_fitted(self, "recalibration_")
+        X = _check_table(X)
+        if self.residual_ is not None:
+            return self.residual_.predict_log(X)
+        return self.recalibration_.predict_log(X)
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """SOC in g/kg (back-transformed mean of log1p SOC)."""
+        return np.asarray(np.expm1(self.predict_log(X)[0]), dtype=float)
+
+
+# --------------------------------------------------------------------------- blend
+class BlendRegressor(RegressorMixin, BaseEstimator):
+    """Weighted mean, on log1p SOC, of a fine-tuned network and a regional forest.
+
+    The network weight ``w`` (forest ``1 - w``) is the value of ``weights`` with the lowest
+    pooled MAE of SOC (g/kg) over out-of-fold predictions of an inner spatial CV on the
+    training rows (each component fitted on the other inner folds; ties to the smaller
+    ``w``, the forest). Both components are then fitted on every training row (one with
+    weight 0 is not fitted).
+
+    Parameters
+    ----------
+    network
+        Unfitted table estimator with ``predict_log`` (e.g.
+        :class:`~socmap.model.transfer.FineTunedRegressor`).
+    forest
+        Unfitted table estimator with ``predict_log`` (e.g.
+        :class:`~socmap.model.baselines.RegionalForest`).
+    weights
+        Network weights to choose among, each in ``[0, 1]``.
+    inner_folds, block_size, units
+        Inner spatial CV (see :func:`inner_splits`).
+    random_state
+        Seed of the inner folds (the components carry their own seeds).
+
+    Attributes
+    ----------
+    weight_
+        Chosen network weight.
+    inner_mae_
+        Inner-CV MAE (g/kg) per weight.
+    inner_split_
+        ``"blocks"`` or ``"profiles"``.
+    network_, forest_
+        Fitted components (``None`` when their weight is 0).
+    n_rows_without_target_
+        Rows of ``X`` without SOC, not used.
+    """
+
+    def __init__(
+        self,
+        network: Any = None,
+        forest: Any = None,
+        weights: Sequence[float] = WEIGHT_GRID,
+        inner_folds: int = 2,
+        block_size: float = 2000.0,
+        units: str = "auto",
+        random_state: int = 0,
+    ) -> None:
+        self.network = network
+        self.forest = forest
+        self.weights = weights
+        self.inner_folds = inner_folds
+        self.block_size = block_size
+        self.units = units
+        self.random_state = random_state
+
+    def fit(self, X: pd.DataFrame, y: Any = None) -> BlendRegressor:
+        """Choose the weight by inner spatial CV on ``X``, then fit both components on it."""
+        if self.network is None or self.forest is None:
+            raise ConfigError(
+                f"BlendRegressor needs network= and forest= estimators, got "
+                f"{type(self.network).__name__!r} and {type(self.forest).__name__!r}"
+            )
+        grid = [float(w) for w in self.weights]
+        if not grid or not all(0 <= w <= 1 for w in grid):
+            raise ConfigError(f"weights {grid!r} must be a non-empty list of values in [0, 1]")
+        rows, self.n_rows_without_target_ = _rows_with_target(X)
+        splits, self.inner_split_ = inner_splits(
+            rows, self.inner_folds, self.block_size, self.units, self.random_state
+        )
+        net, _ = oof_log(self.network, rows, splits)
+        rf, _ = oof_log(self.forest, rows, splits)
+        obs = rows[_TARGET].to_numpy(dtype=float)
+        self.inner_mae_ = {w: _mae_g_kg(obs, w * net + (1 - w) * rf) for w in grid}
+        self.weight_ = min(grid, key=lambda w: (self.inner_mae_[w], w))
+        self.network_: Any = clone(self.network).fit(rows) if self.weight_ > 0 else None
+        self.forest_: Any = clone(self.forest).fit(rows) if self.weight_ < 1 else None
+        return self
+
+    def predict_log(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Blended mean; sd of the two-component mixture (spread of the means included)."""
+        check_is_fitted(self, "weight_")
+        X = _check_table(X)
+        w = self.weight_
+        if self.network_ is None or self.forest_ is None:  # one component only (w 0 or 1)
+            only = self.network_ if self.forest_ is None else self.forest_
+            mean, sd = only.predict_log(X)
+            return np.asarray(mean, dtype=float), np.asarray(sd, dtype=float)
+        m1, s1 = (np.asarray(a, dtype=float) for a in self.network_.predict_log(X))
+        m2, s2 = (np.asarray(a, dtype=float) for a in self.forest_.predict_log(X))
+        mean = w * m1 + (1 - w) * m2
+        var = w * s1**2 + (1 - w) * s2**2 + w * (1 - w) * (m1 - m2) ** 2
+        return mean, np.sqrt(var)
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """SOC in g/kg (back-transformed blended log1p SOC)."""
+        return np.asarray(np.expm1(self.predict_log(X)[0]), dtype=float)

@@ -1,0 +1,64 @@
+"""GlobalGBM: the gradient-boosting global baseline."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+
+from socmap.datasets import global_training_table
+from socmap.errors import BandMismatch, ProfileValidationError
+from socmap.model.global_gbm import GlobalGBM
+
+
+@pytest.fixture(scope="module")
+def table():
+    t = global_training_table().table.dropna(subset=["soc_g_kg"])
+    sites = t["site_id"].drop_duplicates().sample(1500, random_state=0)
+    return t[t["site_id"].isin(sites)].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def fitted(table):
+    return GlobalGBM(table=None, max_iter=60).fit(table)
+
+
+def test_learns_the_depth_gradient_and_beats_the_mean(fitted, table):
+    pred = fitted.predict(table)
+    obs = table["soc_g_kg"].to_numpy()
+    baseline = np.abs(obs - np.median(obs)).mean()
+    assert np.abs(obs - pred).mean() < 0.9 * baseline
+    top = pred[table["top_cm"].to_numpy() == 0].mean()
+    deep = pred[table["top_cm"].to_numpy() == 60].mean()
+    assert top > 1.5 * deep
+
+
+def test_any_interval_is_the_thickness_weighted_mean_of_its_atoms(fitted, table):
+    site = table.drop_duplicates("site_id").head(20)
+    parts = [site.assign(top_cm=t, bottom_cm=b) for t, b in ((0, 5), (5, 15), (15, 30))]
+    soc = [fitted.predict(p) for p in parts]
+    whole = fitted.predict(site.assign(top_cm=0, bottom_cm=30))
+    np.testing.assert_allclose(whole, (5 * soc[0] + 10 * soc[1] + 15 * soc[2]) / 30, rtol=1e-9)
+
+
+def test_same_seed_same_predictions_and_sd_is_the_residual_sd(fitted, table):
+    again = clone(fitted).fit(table)
+    np.testing.assert_array_equal(fitted.predict(table), again.predict(table))
+    _, sd = fitted.predict_log(table.head(3))
+    assert np.all(sd == fitted.residual_sd_) and 0.2 < fitted.residual_sd_ < 2
+
+
+def test_global_table_fit_is_computed_once_per_parameter_set(table):
+    a = GlobalGBM(max_iter=5, exclude_bbox=(-20, -40, 60, 40)).fit(None)
+    b = GlobalGBM(max_iter=5, exclude_bbox=(-20, -40, 60, 40)).fit(table)  # rows ignored
+    assert a.model_ is b.model_
+    assert a.n_training_rows_ < 60_000  # Africa left out
+
+
+def test_bad_inputs(table):
+    with pytest.raises(ProfileValidationError, match="needs a training table"):
+        GlobalGBM(table=None).fit(None)
+    with pytest.raises(ProfileValidationError, match="must be 'global' or None"):
+        GlobalGBM(table="mine").fit(table)
+    model = GlobalGBM(table=None, max_iter=5).fit(table)
+    with pytest.raises(BandMismatch, match="wc_bio1_mat_degC"):
+        model.predict(pd.DataFrame({"top_cm": [0], "bottom_cm": [5]}))

@@ -1,0 +1,324 @@
+"""Prior-based transfer (prior + residual, recalibration, blend) and auto, on known answers.
+
+The region has a regional shift (``region_shift``), 20 training profiles and 100 test ones.
+Priors stand in for the pretrained network: ``Oracle`` is the region's noise-free truth up to
+a level shift (or slope, or pure noise); ``GlobalTruth`` is the global field without the
+regional shift, which is what a well-pretrained network knows.
+"""
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sklearn.base import BaseEstimator, clone
+
+from socmap.datasets import synthetic_soil_field
+from socmap.errors import BandMismatch, ConfigError, ProfileValidationError
+from socmap.model.baselines import RANGER_DEFAULTS, GlobalModel, RegionalForest
+from socmap.model.prior import (
+    SHRINK_GRID,
+    BlendRegressor,
+    PriorResidualRegressor,
+    RecalibratedRegressor,
+    inner_splits,
+)
+from socmap.model.transfer import (
+    AUTO_CANDIDATES,
+    FORESTS,
+    AutoTransferRegressor,
+    FineTunedRegressor,
+    transfer_methods,
+)
+
+BANDS = ["temperature", "precipitation", "elevation", "ndvi", "landcover"]
+REGION = (10.0, -5.0, 20.0, 5.0)
+TABLE_ONLY = ("rf", "rf-log", "prior-residual", "recalibrate")
+
+
+class Oracle:
+    """log1p of the noise-free SOC times ``slope`` plus ``shift``; or noise (``noise > 0``)."""
+
+    def __init__(self, shift=0.0, slope=1.0, noise=0.0, seed=0):
+        self.shift, self.slope, self.noise, self.seed = shift, slope, noise, seed
+
+    def predict_log(self, t):
+        truth = np.log1p(t["soc_true_g_kg"].to_numpy(float))
+        mean = self.slope * truth + self.shift
+        if self.noise:
+            rng = np.random.default_rng(self.seed)
+            mean = np.full(len(t), truth.mean()) + rng.normal(0, self.noise, len(t))
+        return mean, np.full(len(t), 0.2)
+
+
+class GlobalTruth:
+    """The synthetic field without its regional shift, at the table's sites (same draws)."""
+
+    def predict_log(self, t):
+        world = synthetic_soil_field(120, depths="vm0033", seed=5, bbox=REGION).table
+        truth = world.set_index(["site_id", "top_cm"])["soc_true_g_kg"]
+        values = truth.loc[list(zip(t["site_id"], t["top_cm"], strict=True))].to_numpy()
+        return np.log1p(values), np.full(len(t), 0.2)
+
+
+class Fixed(BaseEstimator):
+    """A component that learns nothing: its ``prior``'s prediction."""
+
+    def __init__(self, prior=None):
+        self.prior = prior
+
+    def fit(self, X, y=None):
+        self.fitted_ = True
+        return self
+
+    def predict_log(self, X):
+        return self.prior.predict_log(X)
+
+
+@pytest.fixture(scope="module")
+def region():
+    t = synthetic_soil_field(120, depths="vm0033", seed=5, region_shift=0.6, bbox=REGION).table
+    sites = t["site_id"].unique()
+    return t[t["site_id"].isin(sites[:20])], t[t["site_id"].isin(sites[20:])]
+
+
+@pytest.fixture(scope="module")
+def forest_mae(region):
+    train, test = region
+    rf = RegionalForest(BANDS, target_transform="identity", random_state=0, **RANGER_DEFAULTS)
+    return _mae(rf.set_params(n_estimators=50).fit(train), test)
+
+
+def _mae(est, test):
+    return float(np.mean(np.abs(est.predict(test) - test["soc_g_kg"].to_numpy())))
+
+
+def _bias(est, test):
+    return float(np.mean(est.predict_log(test)[0] - np.log1p(test["soc_true_g_kg"])))
+
+
+def _residual(prior, **kw):
+    return PriorResidualRegressor(prior=prior, bands=BANDS, n_estimators=50, block_size=1.0, **kw)
+
+
+def test_prior_residual_recovers_a_constant_shift_and_beats_the_forest(region, forest_mae):
+    train, test = region
+    est = _residual(Oracle(shift=-0.4)).fit(train)
+    assert est.shrinkage_["level"] == pytest.approx(20 / 22)
+    # the level shrunk by n / (n + 2) plus what the residual forest adds back
+    assert est.level_ == pytest.approx(0.4 * 20 / 22, abs=0.04)
+    assert abs(_bias(est, test)) < 0.03
+    assert est.shrinkage_["residual"] in SHRINK_GRID
+    assert set(est.inner_mae_) == set(SHRINK_GRID) and est.inner_split_ == "blocks"
+    assert _mae(est, test) < 0.65 * forest_mae
+    # the sd adds the shrunk tree spread to the prior's 0.2
+    _, sd = est.predict_log(test)
+    assert (sd >= 0.2).all() and sd.max() > 0.2
+    linear = _residual(Oracle(shift=-0.4), residual="linear").fit(train)
+    assert abs(_bias(linear, test)) < 0.03
+    np.testing.assert_array_equal(linear.predict_log(test)[1], 0.2)
+
+
+def test_recalibration_recovers_level_and_slope(region, forest_mae):
+    train, test = region
+    shifted = RecalibratedRegressor(prior=Oracle(shift=-0.4)).fit(train)
+    assert shifted.slope_ == pytest.approx(1.0, abs=0.02)
+    assert abs(_bias(shifted, test)) < 0.05
+    assert _mae(shifted, test) < 0.65 * forest_mae
+    # log1p(y) = 1.25 * p - 0.625 when p = 0.8 * log1p(y) + 0.5
+    free = RecalibratedRegressor(prior=Oracle(0.5, slope=0.8), prior_strength=0).fit(train)
+    assert free.slope_ == pytest.approx(1.25, abs=0.04)
+    assert free.intercept_ == pytest.approx(-0.625, abs=0.1)
+    shrunk = RecalibratedRegressor(prior=Oracle(0.5, slope=0.8)).fit(train)
+    assert 1.0 < shrunk.slope_ < free.slope_  # pulled towards b = 1
+    assert shrunk.shrinkage_ == pytest.approx(20 / 22)
+    np.testing.assert_allclose(shrunk.predict_log(test)[1], 0.2 * shrunk.slope_)
+    staged = RecalibratedRegressor(
+        prior=Oracle(shift=-0.4), per_depth=True, then="residual", bands=BANDS,
+        n_estimators=20, block_size=1.0,
+    ).fit(train)  # fmt: skip
+    assert sorted(staged.depth_offsets_) == [(0.0, 15.0), (15.0, 30.0), (30.0, 50.0), (50.0, 100.0)]
+    assert staged.residual_ is not None and staged.residual_.shrinkage_["level"] == 0
+    assert abs(_bias(staged, test)) < 0.05
+
+
+def test_a_prior_without_the_regional_shift_is_repaired_with_20_profiles(region, forest_mae):
+    train, test = region
+    prior_mae = float(
+        np.mean(np.abs(np.expm1(GlobalTruth().predict_log(test)[0]) - test["soc_g_kg"]))
+    )
+    residual = _residual(GlobalTruth()).fit(train)
+    recalibrated = RecalibratedRegressor(prior=GlobalTruth()).fit(train)
+    assert prior_mae > 2 * forest_mae  # the global model alone is badly off in the region
+    assert _mae(residual, test) < 0.7 * forest_mae
+    assert _mae(recalibrated, test) < 0.7 * forest_mae
+    # the shift is 0.6 * (0.5 + 0.8 * ndvi): about 0.5 in this region
+    assert residual.level_ == pytest.approx(0.5, abs=0.1)
+
+
+def test_blend_weight_follows_the_better_component(region):
+    train, test = region
+    forest = RegionalForest(BANDS, n_estimators=30, random_state=0)
+    right = BlendRegressor(Fixed(Oracle()), forest, block_size=1.0).fit(train)
+    noise = BlendRegressor(Fixed(Oracle(noise=0.6)), forest, block_size=1.0).fit(train)
+    assert right.weight_ >= 0.9 and noise.weight_ <= 0.1
+    assert set(right.inner_mae_) == {round(0.1 * i, 1) for i in range(11)}
+    assert right.inner_mae_[1.0] < right.inner_mae_[0.0]
+    if right.weight_ == 1.0:
+        assert right.forest_ is None  # a component with weight 0 is not fitted
+        np.testing.assert_array_equal(right.predict_log(test)[0], Oracle().predict_log(test)[0])
+    half = BlendRegressor(Fixed(Oracle()), forest, weights=[0.5], block_size=1.0).fit(train)
+    mean, sd = half.predict_log(test)
+    a, b = Oracle().predict_log(test)[0], half.forest_.predict_log(test)[0]
+    np.testing.assert_allclose(mean, (a + b) / 2)
+    assert (sd >= 0.2 * np.sqrt(0.5) - 1e-12).all()
+
+
+def test_auto_keeps_the_forest_when_the_prior_is_noise(region):
+    train, _ = region
+    est = _auto(Oracle(noise=0.5)).fit(train)
+    assert est.choice_ in FORESTS and est.estimator_ is not None
+    assert min(est.inner_mae_["rf"], est.inner_mae_["rf-log"]) < est.inner_mae_["prior-residual"]
+    assert est.reason_.startswith(est.choice_)
+    with pytest.raises(ConfigError, match="table-level model"):
+        est.save("unused")
+
+
+def test_auto_takes_a_prior_method_when_the_prior_is_right_up_to_a_shift(region, forest_mae):
+    train, test = region
+    est = _auto(Oracle(shift=-0.4)).fit(train)
+    assert est.choice_ in ("prior-residual", "recalibrate")
+    assert "by > 1 SE" in est.reason_ and len(est.reason_) < 80
+    assert _mae(est, test) < 0.65 * forest_mae
+    summary = est.summary()
+    assert summary["choice"] == est.choice_ and summary["network"] is False
+    assert set(summary["inner_mae"]) == set(TABLE_ONLY)
+    json.dumps(summary, allow_nan=False)  # fits a bundle's model.json
+    # the choice is the lowest inner MAE, and the same model refitted alone predicts the same
+    assert est.choice_ == min(est.inner_mae_, key=est.inner_mae_.get)
+    np.testing.assert_array_equal(
+        est.predict_log(test)[0], clone(est._candidate(est.choice_)).fit(train).predict_log(test)[0]
+    )
+    # a forest within tie_se standard errors of the winner is kept
+    tied = _auto(Oracle(shift=-0.4), tie_se=1e6).fit(train)
+    assert tied.choice_ in FORESTS and "within 1e+06 SE" in tied.reason_
+
+
+def _auto(prior, **kw):
+    return AutoTransferRegressor(
+        candidates=TABLE_ONLY,
+        prior=prior,
+        regional_bands=BANDS[:4],
+        regional_categorical=BANDS[4:],
+        n_estimators=30,
+        block_size=1.0,
+        **kw,
+    )
+
+
+def test_raw_target_forest_is_the_rf_method():
+    methods = transfer_methods(
+        ["rf", "rf-log", "prior-residual", "recalibrate", "blend", "auto", "head"],
+        "some.bundle",
+        BANDS,
+        BANDS[:4],
+        n_estimators=40,
+    )
+    assert list(methods) == [
+        "rf", "rf-log", "prior-residual", "recalibrate", "blend", "finetune:auto", "finetune:head",
+    ]  # fmt: skip
+    rf = methods["rf"].get_params()
+    assert rf["target_transform"] == "identity" and rf["n_estimators"] == 40
+    assert (rf["max_features"], rf["min_samples_split"], rf["min_samples_leaf"]) == ("sqrt", 6, 1)
+    assert methods["rf-log"].get_params()["target_transform"] == "log1p"
+    assert methods["prior-residual"].bands == BANDS
+    blend = methods["blend"]
+    assert isinstance(blend.network, FineTunedRegressor)
+    assert blend.network.strategy == "freeze-encoders"
+    assert blend.forest.get_params() == methods["rf"].get_params()
+    auto = methods["finetune:auto"]
+    assert auto.candidates == AUTO_CANDIDATES and auto.n_estimators == 40
+    assert len(AUTO_CANDIDATES) <= 5 and {"rf", "prior-residual"} <= set(AUTO_CANDIDATES)
+
+
+def test_inner_splits_fall_back_to_whole_profiles(region):
+    train, _ = region
+    splits, kind = inner_splits(train, 3, 100.0)  # one block holds every site
+    assert kind == "profiles" and len(splits) == 3
+    for tr, te in splits:
+        assert not set(train["site_id"].iloc[tr]) & set(train["site_id"].iloc[te])
+    with pytest.raises(ConfigError, match="inner_folds 1"):
+        inner_splits(train, 1, 1.0)
+    with pytest.raises(ProfileValidationError, match="only 2 profiles"):
+        inner_splits(train[train["site_id"].isin(train["site_id"].unique()[:2])], 3, 100.0)
+
+
+def test_bad_input(region):
+    train, _ = region
+    with pytest.raises(ConfigError, match="no prior"):
+        PriorResidualRegressor(bands=BANDS).fit(train)
+    with pytest.raises(ConfigError, match="prior 'str' has no predict_log"):
+        RecalibratedRegressor(prior="model").fit(train)
+    with pytest.raises(BandMismatch, match="bands"):
+        PriorResidualRegressor(prior=Oracle()).fit(train)
+    with pytest.raises(ConfigError, match="shrink 2"):
+        _residual(Oracle(), shrink=2).fit(train)
+    with pytest.raises(ConfigError, match="residual 'magic'"):
+        _residual(Oracle(), residual="magic").fit(train)
+    with pytest.raises(ConfigError, match="prior_strength -1"):
+        RecalibratedRegressor(prior=Oracle(), prior_strength=-1).fit(train)
+    with pytest.raises(ConfigError, match="then 'more'"):
+        RecalibratedRegressor(prior=Oracle(), then="more").fit(train)
+    with pytest.raises(ConfigError, match="network= and forest="):
+        BlendRegressor(forest=Fixed(Oracle())).fit(train)
+    with pytest.raises(ConfigError, match=r"weights \[1.5\]"):
+        BlendRegressor(Fixed(Oracle()), Fixed(Oracle()), weights=[1.5]).fit(train)
+    with pytest.raises(ConfigError, match="auto candidates \\['magic'\\]"):
+        AutoTransferRegressor(candidates=("magic",)).fit(train)
+    with pytest.raises(ConfigError, match="need covariates"):
+        AutoTransferRegressor(candidates=("rf",), block_size=1.0).fit(train)
+    with pytest.raises(ConfigError, match="tie_se -1"):
+        _auto(Oracle(), tie_se=-1).fit(train)
+    with pytest.raises(ProfileValidationError, match="DataFrame"):
+        _residual(Oracle()).fit(train.to_numpy())
+    # an unfitted GlobalModel prior is loaded on fit (here: a bundle that does not exist)
+    with pytest.raises(Exception, match="nope"):
+        _residual(GlobalModel("nope")).fit(train)
+
+
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    shift=st.floats(-1.0, 1.0),
+    slope=st.floats(0.5, 1.5),
+    seed=st.integers(0, 2**16),
+)
+def test_shrink_zero_reproduces_the_prior_exactly(region, shift, slope, seed):
+    train, test = region
+    prior = Oracle(shift, slope)
+    est = _residual(prior, shrink=0.0, level=False, random_state=seed).set_params(n_estimators=3)
+    mean, sd = est.fit(train).predict_log(test)
+    expected, expected_sd = prior.predict_log(test)
+    np.testing.assert_array_equal(mean, expected)
+    np.testing.assert_array_equal(sd, expected_sd)
+
+
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    shift=st.floats(-1.0, 1.0),
+    noise=st.floats(0.0, 1.0),
+    weights=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=4),
+)
+def test_blend_weight_is_a_grid_value_and_the_mean_a_convex_mix(region, shift, noise, weights):
+    train, test = region
+    a, b = Oracle(shift=shift), Oracle(noise=noise, seed=1)
+    est = BlendRegressor(Fixed(a), Fixed(b), weights=weights, block_size=1.0).fit(train)
+    assert est.weight_ in [float(w) for w in weights] and 0 <= est.weight_ <= 1
+    mean, _ = est.predict_log(test)
+    lo = np.minimum(a.predict_log(test)[0], b.predict_log(test)[0])
+    hi = np.maximum(a.predict_log(test)[0], b.predict_log(test)[0])
+    assert (mean >= lo - 1e-12).all() and (mean <= hi + 1e-12).all()
