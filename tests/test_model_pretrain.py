@@ -51,6 +51,9 @@ def test_bundle_records_protocol_licences_and_calibration(two_runs):
     depths = {r["depth"] for r in meta["cv_metrics"]}
     assert {"0-5cm", "100-200cm", "all"} <= depths
     assert bundle.band_names[:2] == ["wc_bio1_mat_degC", "wc_bio12_map_mm"]
+    # rows rebalanced by climate class; the trained intervals are the depth atoms
+    assert meta["balance"] == "climate" and meta["balance_power"] == 0.5
+    assert bundle.spec.depth_atoms == ((0, 5), (5, 15), (15, 30), (30, 60), (60, 100), (100, 200))
 
 
 @pytest.mark.slow

@@ -178,7 +178,9 @@ def test_blend_weight_follows_the_better_component(region):
 def test_auto_keeps_the_forest_when_the_prior_is_noise(region):
     train, _ = region
     est = _auto(Oracle(noise=0.5)).fit(train)
+    # prior-residual is the incumbent: the forest had to beat it by more than 1 SE
     assert est.choice_ in FORESTS and est.estimator_ is not None
+    assert "by > 1 SE" in est.reason_
     assert min(est.inner_mae_["rf"], est.inner_mae_["rf-log"]) < est.inner_mae_["prior-residual"]
     assert est.reason_.startswith(est.choice_)
     with pytest.raises(ConfigError, match="table-level model"):
@@ -189,7 +191,7 @@ def test_auto_takes_a_prior_method_when_the_prior_is_right_up_to_a_shift(region,
     train, test = region
     est = _auto(Oracle(shift=-0.4)).fit(train)
     assert est.choice_ in ("prior-residual", "recalibrate")
-    assert "by > 1 SE" in est.reason_ and len(est.reason_) < 80
+    assert est.reason_.startswith(est.choice_) and len(est.reason_) < 80
     assert _mae(est, test) < 0.65 * forest_mae
     summary = est.summary()
     assert summary["choice"] == est.choice_ and summary["network"] is False
@@ -200,9 +202,15 @@ def test_auto_takes_a_prior_method_when_the_prior_is_right_up_to_a_shift(region,
     np.testing.assert_array_equal(
         est.predict_log(test)[0], clone(est._candidate(est.choice_)).fit(train).predict_log(test)[0]
     )
-    # a forest within tie_se standard errors of the winner is kept
-    tied = _auto(Oracle(shift=-0.4), tie_se=1e6).fit(train)
+    # without a preferred candidate, a forest within tie_se standard errors of the winner is kept
+    tied = _auto(Oracle(shift=-0.4), tie_se=1e6, prefer=None).fit(train)
     assert tied.choice_ in FORESTS and "within 1e+06 SE" in tied.reason_
+
+
+def test_auto_keeps_the_preferred_candidate_within_tie_se(region):
+    train, _ = region
+    prior_first = _auto(Oracle(noise=0.5), tie_se=1e6).fit(train)
+    assert prior_first.choice_ == "prior-residual" and "within" in prior_first.reason_
 
 
 def _auto(prior, **kw):

@@ -576,3 +576,25 @@ def test_cli_predict_and_stocks(meuse, tmp_path, capsys, cli):
     assert cli(["stocks", out, "--bd", "nope", "--workers", "0", "--overwrite"]) == 2
     err = capsys.readouterr().err.strip()
     assert "'nope'" in err and len(err.splitlines()) == 1
+
+
+def test_a_mapped_interval_spanning_atoms_is_their_thickness_weighted_mean(meuse, tmp_path):
+    from socmap.predict._engine import encode_block, mc_log
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(meuse["bundle"], bundle)
+    doc = json.loads((bundle / "model.json").read_text())
+    assert doc["features"]["depth_atoms"] == [list(i) for i in INTERVALS]
+    doc["metadata"]["intervals"] = [[0.0, 15.0], [15.0, 30.0], [0.0, 30.0], [5.0, 10.0]]
+    (bundle / "model.json").write_text(json.dumps(doc))
+    tm = load_tile_model(bundle)
+    cube = open_cube(meuse["cube"])
+    enc = encode_block(tm, cube.values, list(cube.band.values))
+    means, logvars = mc_log(tm, enc.cont, enc.mask, enc.cat, masks=tm.masks(4, seed=2))
+    soc = np.expm1(means.astype(np.float64))
+    # 0-30 cm is the thickness-weighted mean of 0-15 and 15-30 cm, pass by pass, in g/kg
+    np.testing.assert_allclose(soc[:, 2], (soc[:, 0] + soc[:, 1]) / 2, rtol=1e-5)
+    var = np.exp(logvars.astype(np.float64))
+    np.testing.assert_allclose(var[:, 2], (var[:, 0] + var[:, 1]) / 2, rtol=1e-5)
+    # an interval inside one atom takes the atom's value
+    np.testing.assert_allclose(means[:, 3], means[:, 0], rtol=1e-6)

@@ -432,6 +432,12 @@ def pretrain_cmd(
     max_epochs: Annotated[int | None, typer.Option(help="Cap on training epochs.")] = None,
     mc_passes: Annotated[int, typer.Option(help="MC dropout passes for CV predictions.")] = 32,
     cv: Annotated[bool, typer.Option(help="Run the spatial CV (and calibration).")] = True,
+    balance: Annotated[
+        str,
+        typer.Option(
+            help="Rebalance rows by 'climate' (default), 'source', another column, or 'none'."
+        ),
+    ] = "climate",
 ) -> None:
     """Pretrain the global network on the embedded global table, with 5-degree block CV.
 
@@ -459,6 +465,7 @@ def pretrain_cmd(
         train={"max_epochs": max_epochs} if max_epochs else None,
         mc_passes=mc_passes,
         cv=cv,
+        balance=None if balance == "none" else balance,
     )
     out.print(
         f"pretrained on {result.counts['rows_with_target']} samples from "

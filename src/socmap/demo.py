@@ -48,7 +48,7 @@ def run_demo(
     out_dir: str | Path = "demo_output",
     *,
     depths: str = "globalsoilmap",
-    strategy: str = "freeze-encoders",
+    strategy: str = "auto",
     passes: int = 32,
     maps: bool = True,
     log: Callable[[str], object] = print,

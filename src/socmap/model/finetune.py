@@ -22,7 +22,7 @@ from socmap.training import RegionalTable
 from socmap.validate.aoa import AreaOfApplicability, training_aoa
 from socmap.validate.calibrate import ConformalCalibrator
 from socmap.validate.cv import CVResult, cross_validate
-from socmap.validate.splitters import BlockKFold
+from socmap.validate.splitters import BlockKFold, BlockSize, resolve_block_size
 
 __all__ = ["FinetuneResult", "finetune_bundle"]
 
@@ -44,7 +44,7 @@ def finetune_bundle(
     *,
     strategy: str = "freeze-encoders",
     depth_set: str = "globalsoilmap",
-    block_size: float = 2000.0,
+    block_size: BlockSize = 2000.0,
     cv_folds: int = 5,
     seed: int = 0,
     n_jobs: int = 1,
@@ -66,7 +66,9 @@ def finetune_bundle(
     depth_set
         Name of the depth set of ``data`` (recorded in the bundle).
     block_size
-        Spatial blocks (cube CRS units) of the early-stopping split, the CV and the AOA folds.
+        Spatial blocks of the early-stopping split, the CV and the AOA folds: a number in
+        the cube CRS units, or a size with units (``"2km"``, ``"0.05deg"``) converted for
+        the table's CRS (:func:`socmap.validate.resolve_block_size`).
     cv_folds
         Folds of the calibration CV; 0 skips it (the bundle then has uncalibrated
         intervals and no CV metrics).
@@ -89,6 +91,7 @@ def finetune_bundle(
         )
     if cv_folds < 0 or cv_folds == 1:
         raise ConfigError(f"cv_folds {cv_folds!r} must be 0 (no CV) or at least 2")
+    block_size = resolve_block_size(block_size, data.table)
     (estimator,) = transfer_methods(
         [strategy],
         pretrained,
@@ -97,9 +100,18 @@ def finetune_bundle(
         block_size=block_size,
         seed=seed,
     ).values()
-    if strategy == "auto":  # a bundle holds one network: choose among network strategies
-        estimator.set_params(candidates=AUTO_NETWORK_CANDIDATES)
     table = data.table
+    chosen = estimator
+    if strategy == "auto":
+        # A bundle holds one network: choose among the network strategies by inner spatial
+        # CV on all rows once, then calibrate the chosen strategy (not auto itself, which
+        # would repeat the choice in every fold at about 7x the cost; the choice has then
+        # seen every fold, a mild optimism the bundle records under "cv_protocol").
+        estimator.set_params(candidates=AUTO_NETWORK_CANDIDATES).fit(table)
+        (chosen,) = transfer_methods(
+            [estimator.choice_], pretrained, data.regional_bands,
+            data.continuous_regional_bands, block_size=block_size, seed=seed,
+        ).values()  # fmt: skip
     labelled = table.loc[table["soc_g_kg"].notna()]
     metadata: dict[str, Any] = {
         "parent_bundle": str(pretrained),
@@ -114,7 +126,7 @@ def finetune_bundle(
     if cv_folds:
         splitter = BlockKFold(cv_folds, block_size, random_state=seed)
         result = cross_validate(
-            clone(estimator),
+            clone(chosen),
             table,
             splitter,
             aoa_bands=data.continuous_regional_bands,
@@ -133,9 +145,15 @@ def finetune_bundle(
             "block_size": block_size,
             "profiles_whole": True,
         }
+        if chosen is not estimator:
+            metadata["cv_protocol"]["note"] = (
+                f"auto chose {estimator.choice_!r} by inner CV on all rows; the CV and the "
+                "calibration are those of that strategy, so the choice has seen every fold"
+            )
         if result.folds is not None:
             metadata["cv_folds"] = result.folds.to_dict(orient="records")
-    estimator.fit(table)
+    if chosen is estimator:  # auto was fitted on every row above
+        estimator.fit(table)
     metadata["strategy"] = estimator.strategy_
     if hasattr(estimator, "inner_mae_"):
         metadata["inner_cv_mae"] = estimator.inner_mae_

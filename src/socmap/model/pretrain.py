@@ -33,10 +33,20 @@ from socmap.model.estimator import SocNetRegressor
 from socmap.validate import BlockKFold, ConformalCalibrator, CVResult, cross_validate
 from socmap.validate.aoa import site_aoa, training_aoa
 
-__all__ = ["DEFAULT_PRETRAIN", "PretrainResult", "pretrain", "region_bbox_lonlat"]
+__all__ = [
+    "DEFAULT_BALANCE",
+    "DEFAULT_PRETRAIN",
+    "PretrainResult",
+    "pretrain",
+    "region_bbox_lonlat",
+]
 
 #: Optimisation settings of the default global bundle.
 DEFAULT_PRETRAIN: dict[str, Any] = {"batch_size": 1024, "max_epochs": 100, "patience": 10}
+#: Rebalancing of the default global bundle: the table is 72 % African profiles, so rows
+#: are weighted by the inverse square root of their climate class's share
+#: (:func:`~socmap.model.estimator.balance_weights`); measured in docs/benchmarks/pretrain.md.
+DEFAULT_BALANCE: dict[str, Any] = {"balance": "climate", "balance_power": 0.5}
 
 
 @dataclass
@@ -79,6 +89,8 @@ def pretrain(
     train: Mapping[str, Any] | None = None,
     mc_passes: int = 32,
     cv: bool = True,
+    balance: str | None = DEFAULT_BALANCE["balance"],
+    balance_power: float = DEFAULT_BALANCE["balance_power"],
     n_jobs: int = 1,
     progress: bool = True,
 ) -> PretrainResult:
@@ -105,6 +117,9 @@ def pretrain(
         Monte Carlo dropout passes for CV predictions.
     cv
         Run the spatial CV (needed for the calibration and the CV table).
+    balance, balance_power
+        Rebalancing of the training rows (``"climate"``, ``"source"``, a column or None;
+        see :func:`~socmap.model.estimator.balance_weights`), recorded in the bundle.
     n_jobs
         CV folds fitted at once (see :func:`~socmap.validate.cross_validate`); the final
         fit always runs in this process.
@@ -129,6 +144,8 @@ def pretrain(
         block_size=block_size_deg,
         units="degrees",
         mc_passes=mc_passes,
+        balance=balance,
+        balance_power=balance_power,
         random_state=seed,
         progress=progress,
     )
@@ -141,6 +158,8 @@ def pretrain(
         "training_counts": data.counts,
         "training_sources": _sources(table),
         "exclude_bbox": list(exclude_bbox) if exclude_bbox else None,
+        "balance": balance,
+        "balance_power": balance_power,
         "seed": seed,
     }
     if cv:

@@ -416,12 +416,15 @@ class AutoTransferRegressor(FineTunedRegressor):
     outside ``X`` is read, so wrapped in an outer CV the choice never sees the outer test
     fold.
 
-    Choice rule: the candidate with the lowest inner MAE, except that when a forest
-    (:data:`FORESTS`) is among the candidates the best forest is kept unless the winner
-    beats it by more than ``tie_se`` standard errors of the paired MAE difference (the
-    standard error clusters rows by profile). A transfer method must thus beat the forest
-    by more than the inner CV can resolve to be chosen. The chosen candidate is then fitted
-    on every training row.
+    Choice rule: the candidate with the lowest inner MAE, except that an incumbent is kept
+    unless the winner beats it by more than ``tie_se`` standard errors of the paired MAE
+    difference (the standard error clusters rows by profile): ``prefer`` when it is among
+    the candidates, else the best forest (:data:`FORESTS`). With 20 to 100 cores the inner
+    CV rarely resolves the candidates; the default incumbent ``prior-residual`` nests the
+    forest (the pretrained prediction, a shrunk level correction and a shrunk forest of the
+    residual, its shrinkage itself chosen by inner CV), so a forest or a fine-tuned network
+    must beat it by more than the inner CV can resolve to be chosen. The chosen candidate
+    is then fitted on every training row.
 
     Parameters
     ----------
@@ -439,8 +442,10 @@ class AutoTransferRegressor(FineTunedRegressor):
         Prior of ``prior-residual`` and ``recalibrate`` instead of the bundle's network (any
         object with ``predict_log(table) -> (mean, sd)`` of log1p SOC).
     tie_se
-        Standard errors by which a candidate must beat the best forest; 0 takes the lowest
-        inner MAE (an exact tie still keeps the forest).
+        Standard errors by which a candidate must beat the incumbent; 0 takes the lowest
+        inner MAE (an exact tie still keeps the incumbent).
+    prefer
+        The incumbent candidate (``None``: the best forest).
     bundle, regional_bands, regional_categorical, l2sp_alpha, train, val_fraction,
     block_size, units, mc_passes, random_state, progress
         As in :class:`FineTunedRegressor`. The forests and residual models use
@@ -480,6 +485,7 @@ class AutoTransferRegressor(FineTunedRegressor):
         n_estimators: int = 500,
         prior: Any = None,
         tie_se: float = 1.0,
+        prefer: str | None = "prior-residual",
     ) -> None:
         super().__init__(
             bundle=bundle,
@@ -500,6 +506,7 @@ class AutoTransferRegressor(FineTunedRegressor):
         self.n_estimators = n_estimators
         self.prior = prior
         self.tie_se = tie_se
+        self.prefer = prefer
 
     def _forest_bands(self) -> list[str]:
         bands = list(
@@ -577,6 +584,7 @@ class AutoTransferRegressor(FineTunedRegressor):
             errors,
             rows["site_id"].to_numpy(),
             float(self.tie_se),
+            self.prefer,
         )
         self.estimator_: Any = None
         if self.choice_ in STRATEGIES:
@@ -608,6 +616,7 @@ class AutoTransferRegressor(FineTunedRegressor):
             "inner_folds": int(self.inner_folds),
             "inner_split": self.inner_split_,
             "tie_se": float(self.tie_se),
+            "prefer": self.prefer,
         }
 
     def save(
@@ -654,17 +663,21 @@ def _choose(
     errors: Mapping[str, np.ndarray],
     sites: np.ndarray,
     tie_se: float,
+    prefer: str | None = None,
 ) -> tuple[str, str]:
-    """Lowest inner MAE, but the best forest unless beaten by more than ``tie_se`` SE."""
+    """Lowest inner MAE, but the incumbent unless beaten by more than ``tie_se`` SE.
+
+    The incumbent is ``prefer`` when it is a candidate, else the best forest.
+    """
 
     def key(c: str) -> tuple[float, str]:
         return (mae[c] if np.isfinite(mae[c]) else np.inf, c)
 
     best = min(candidates, key=key)
-    forests = [c for c in candidates if c in FORESTS]
-    if not forests or best in forests:
+    incumbents = [prefer] if prefer in candidates else [c for c in candidates if c in FORESTS]
+    if not incumbents or best in incumbents:
         return best, f"{best}: lowest inner MAE ({mae[best]:.4g} g/kg)"
-    forest = min(forests, key=key)
+    forest = min(incumbents, key=key)
     se = _paired_se(errors[forest] - errors[best], sites)
     if mae[forest] - mae[best] <= tie_se * se:
         return forest, (
@@ -863,6 +876,7 @@ def _global_gbm(bundle: str | Path, seed: int) -> Any:
         depths=str(meta.get("depth_set") or "globalsoilmap"),
         exclude_bbox=meta.get("exclude_bbox"),
         balance=meta.get("balance"),
+        balance_power=float(meta.get("balance_power", 0.5)),
         random_state=seed,
     )
 

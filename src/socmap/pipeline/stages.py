@@ -216,7 +216,7 @@ def _finetune(ctx: StageContext, out: Path) -> dict[str, Any]:
     data = regional_training_table(profiles, cube, depths=m.depths, max_depth_cm=m.max_depth_cm)
     tuned = finetune_bundle(
         _bundle_path(ctx.spec), data, out / "bundle", strategy=m.strategy, depth_set=m.depths,
-        block_size=m.block_size_m, cv_folds=m.cv_folds, seed=m.seed, n_jobs=m.jobs,
+        block_size=f"{m.block_size_m}m", cv_folds=m.cv_folds, seed=m.seed, n_jobs=m.jobs,
         progress=ctx.progress,
     )  # fmt: skip
     metrics: dict[str, Any] = {"strategy": str(tuned.estimator.strategy_)}
