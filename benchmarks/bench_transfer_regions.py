@@ -296,7 +296,7 @@ def _plot(summ: pd.DataFrame, path: Path) -> None:
 def write_summary(out: Path, doc: Path, machine: str) -> None:
     """Combine every finished region into the Markdown report and the skill plot."""
     res, summ, records = _load(out)
-    plot = doc.parent / "transfer_regions" / "skill_vs_n.png"
+    plot = doc.parent / doc.stem / "skill_vs_n.png"
     plot.parent.mkdir(parents=True, exist_ok=True)
     _plot(summ, plot)
     total = sum(r["pretrain_seconds"] + r["benchmark_seconds"] for r in records)
@@ -331,7 +331,7 @@ def write_summary(out: Path, doc: Path, machine: str) -> None:
         for r in records
     ]
     lines += ["", "## Acceptance checks (issue 14)", "", *_acceptance(res, summ), ""]
-    lines += ["![skill against n](transfer_regions/skill_vs_n.png)", ""]
+    lines += [f"![skill against n]({doc.stem}/skill_vs_n.png)", ""]
     for r in records:
         lines += [f"## {r['region']}", "", *_region_tables(res, summ, r["region"]), ""]
     with atomic_path(doc) as tmp:
