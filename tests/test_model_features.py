@@ -232,3 +232,27 @@ def test_encoding_is_invertible_where_present(values):
     assert np.array_equal(enc.mask[:, 0] == 1.0, ~present)
     np.testing.assert_allclose(enc.cont[present, 0] * 7.0 + 3.0, raw[present], rtol=1e-5, atol=1e-3)
     assert np.all(enc.cont[~present, 0] == 0.0)
+
+
+def test_balance_weights_and_climate_zones():
+    from socmap.model.estimator import balance_weights, climate_zone
+
+    t = pd.DataFrame(
+        {
+            "wc_bio1_mat_degC": [25.0, 25.0, 25.0, 5.0, np.nan],
+            "wc_bio12_map_mm": [100.0, 120.0, 90.0, 900.0, 500.0],
+            "source": ["AfSP:a", "AfSP:b", "AfSP:a", "ISRIC-WISE3", "ISRIC-WISE3"],
+        }
+    )
+    assert climate_zone(t).tolist() == ["T3P0", "T3P0", "T3P0", "T1P2", "unknown"]
+    w = balance_weights(t, "climate", 1.0)
+    assert w is not None and w.mean() == pytest.approx(1.0)
+    # power 1 equalises the classes' total weights
+    totals = pd.Series(w).groupby(climate_zone(t).to_numpy()).sum()
+    assert np.allclose(totals, totals.iloc[0])
+    # sources are grouped by the part before ':'
+    ws = balance_weights(t, "source", 1.0)
+    assert ws is not None and ws[0] == ws[1] and ws[0] < ws[3]
+    assert balance_weights(t, None) is None
+    with pytest.raises(ProfileValidationError, match="neither 'climate' nor a column"):
+        balance_weights(t, "biome")

@@ -219,3 +219,50 @@ def test_bad_indices_and_targets_raise(data):
         TrainConfig(loss="huber")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="mc_passes"):
         predict(model, enc, mc_passes=0)
+
+
+def test_cosine_schedule_warms_up_then_decays_to_the_floor():
+    cfg = TrainConfig(max_epochs=20, schedule="cosine", warmup_epochs=4, min_lr_ratio=0.05)
+    f = [cfg.lr_factor(e) for e in range(20)]
+    assert f[:4] == [0.25, 0.5, 0.75, 1.0] and f[4] == 1.0
+    assert all(a >= b for a, b in zip(f[4:], f[5:], strict=False))  # non-increasing
+    assert 0.05 < f[-1] < 0.06
+    assert TrainConfig().lr_factor(7) == 1.0
+
+
+def test_sample_weights_count_rows_as_repeated(data):
+    spec, enc = data
+    sub = enc.subset(np.arange(64))
+    cfg = TrainConfig(max_epochs=3, batch_size=256, seed=0)
+    # weight 2 on every row is the same weighted mean as weight 1: identical training
+    a, b = new_model(spec), new_model(spec)
+    fit(a, sub, np.arange(64), [], cfg, progress=False)
+    fit(b, sub, np.arange(64), [], cfg, sample_weight=np.full(64, 2.0), progress=False)
+    assert all(torch.allclose(x, y, atol=1e-6) for x, y in zip(a.parameters(), b.parameters()))
+    # zero weight on half the rows: their targets no longer move the model
+    w = np.r_[np.ones(32), np.zeros(32)]
+    moved = dataclasses.replace(sub, target=np.r_[sub.target[:32], sub.target[32:] + 3.0])
+    c, d, e = new_model(spec), new_model(spec), new_model(spec)
+    fit(c, sub, np.arange(64), [], cfg, sample_weight=w, progress=False)
+    fit(d, moved, np.arange(64), [], cfg, sample_weight=w, progress=False)
+    fit(e, moved, np.arange(64), [], cfg, progress=False)
+    assert all(torch.allclose(x, y, atol=1e-6) for x, y in zip(c.parameters(), d.parameters()))
+    assert not all(torch.allclose(x, y) for x, y in zip(c.parameters(), e.parameters()))
+    with pytest.raises(ConfigError, match="sample_weight"):
+        fit(new_model(spec), sub, np.arange(64), [], cfg, sample_weight=-w, progress=False)
+
+
+def test_beta_nll_and_mae_monitoring(data):
+    spec, enc = data
+    cfg = TrainConfig(max_epochs=30, batch_size=128, lr=3e-3, loss="beta_nll", monitor="mae")
+    model = new_model(spec)
+    hist = fit(model, enc, np.arange(900), np.arange(900, 1200), cfg, progress=False)
+    pred = predict(model, enc.subset(np.arange(900, 1200)), mc_passes=1, dropout=False)
+    y = enc.target[900:1200]
+    # the monitored validation value is the MAE of the mean on the log1p scale
+    assert hist.best_val_loss == pytest.approx(np.abs(y - pred.mean).mean(), rel=1e-4)
+    assert r2(y, pred.mean) > 0.6
+    with pytest.raises(ConfigError, match="beta"):
+        TrainConfig(beta=1.5)
+    with pytest.raises(ConfigError, match="monitor"):
+        TrainConfig(monitor="r2")  # type: ignore[arg-type]
