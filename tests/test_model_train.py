@@ -1,4 +1,5 @@
 import dataclasses
+import itertools
 
 import numpy as np
 import pandas as pd
@@ -225,7 +226,7 @@ def test_cosine_schedule_warms_up_then_decays_to_the_floor():
     cfg = TrainConfig(max_epochs=20, schedule="cosine", warmup_epochs=4, min_lr_ratio=0.05)
     f = [cfg.lr_factor(e) for e in range(20)]
     assert f[:4] == [0.25, 0.5, 0.75, 1.0] and f[4] == 1.0
-    assert all(a >= b for a, b in zip(f[4:], f[5:], strict=False))  # non-increasing
+    assert all(a >= b for a, b in itertools.pairwise(f[4:]))  # non-increasing
     assert 0.05 < f[-1] < 0.06
     assert TrainConfig().lr_factor(7) == 1.0
 
@@ -238,7 +239,9 @@ def test_sample_weights_count_rows_as_repeated(data):
     a, b = new_model(spec), new_model(spec)
     fit(a, sub, np.arange(64), [], cfg, progress=False)
     fit(b, sub, np.arange(64), [], cfg, sample_weight=np.full(64, 2.0), progress=False)
-    assert all(torch.allclose(x, y, atol=1e-6) for x, y in zip(a.parameters(), b.parameters()))
+    assert all(
+        torch.allclose(x, y, atol=1e-6) for x, y in zip(a.parameters(), b.parameters(), strict=True)
+    )
     # zero weight on half the rows: their targets no longer move the model
     w = np.r_[np.ones(32), np.zeros(32)]
     moved = dataclasses.replace(sub, target=np.r_[sub.target[:32], sub.target[32:] + 3.0])
@@ -246,8 +249,12 @@ def test_sample_weights_count_rows_as_repeated(data):
     fit(c, sub, np.arange(64), [], cfg, sample_weight=w, progress=False)
     fit(d, moved, np.arange(64), [], cfg, sample_weight=w, progress=False)
     fit(e, moved, np.arange(64), [], cfg, progress=False)
-    assert all(torch.allclose(x, y, atol=1e-6) for x, y in zip(c.parameters(), d.parameters()))
-    assert not all(torch.allclose(x, y) for x, y in zip(c.parameters(), e.parameters()))
+    assert all(
+        torch.allclose(x, y, atol=1e-6) for x, y in zip(c.parameters(), d.parameters(), strict=True)
+    )
+    assert not all(
+        torch.allclose(x, y) for x, y in zip(c.parameters(), e.parameters(), strict=True)
+    )
     with pytest.raises(ConfigError, match="sample_weight"):
         fit(new_model(spec), sub, np.arange(64), [], cfg, sample_weight=-w, progress=False)
 
