@@ -34,6 +34,7 @@ from socmap.model.bundle import load_bundle  # noqa: E402
 from socmap.model.global_gbm import GlobalGBM  # noqa: E402
 from socmap.model.pretrain import (  # noqa: E402
     DEFAULT_BALANCE,
+    DEFAULT_NETWORK,
     DEFAULT_PRETRAIN,
     pretrain,
     region_bbox_lonlat,
@@ -131,7 +132,8 @@ def main() -> None:
         "",
         f"Machine: {platform.machine()}, {pinning}, torch {torch.__version__}; the CV runs "
         f"{args.jobs} folds at once, one thread each, and the final fit uses 2 threads; "
-        f"socmap {socmap.__version__}. Training settings: {DEFAULT_PRETRAIN}, Adam lr 1e-3, "
+        f"socmap {socmap.__version__}. Network overrides: {DEFAULT_NETWORK} (head dropout). "
+        f"Training settings: {DEFAULT_PRETRAIN}, Adam lr 1e-3, "
         "Gaussian NLL on log1p(SOC), early stopping on a 20 % spatial split (5° blocks) of the "
         f"training rows only; rows rebalanced by {DEFAULT_BALANCE} (weight = share of the "
         "row's climate class to the power -0.5; 4 temperature x 4 precipitation classes). "

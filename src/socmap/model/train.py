@@ -138,7 +138,7 @@ class TrainConfig:
         --------
         >>> cfg = TrainConfig(max_epochs=10, schedule="cosine", warmup_epochs=2)
         >>> [round(cfg.lr_factor(e), 2) for e in (0, 1, 2, 9)]
-        [0.5, 1.0, 1.0, 0.04]
+        [0.5, 1.0, 1.0, 0.05]
         """
         if self.schedule == "constant":
             return 1.0

@@ -468,6 +468,14 @@ def block_ids(
     return _blocks(X, groups, block_size, units, crs).ids
 
 
+def _fold_splits(fold: IntArray, n_splits: int) -> Iterator[tuple[IntArray, IntArray]]:
+    """``(train_idx, test_idx)`` row positions of folds ``0 .. n_splits - 1``."""
+    idx = np.arange(len(fold), dtype=np.int64)
+    for k in range(n_splits):
+        test = fold == k
+        yield idx[~test], idx[test]
+
+
 def _balanced(sizes: IntArray, n_splits: int, rng: np.random.Generator | None) -> IntArray:
     nb = len(sizes)
     order = rng.permutation(nb) if rng is not None else np.arange(nb)
@@ -655,11 +663,7 @@ class BlockKFold(BaseCrossValidator):
         train_idx, test_idx : numpy.ndarray
             Positions of the training and test rows.
         """
-        fold = self.fold_ids(X, groups)
-        idx = np.arange(len(fold), dtype=np.int64)
-        for k in range(int(self.n_splits)):
-            test = fold == k
-            yield idx[~test], idx[test]
+        yield from _fold_splits(self.fold_ids(X, groups), int(self.n_splits))
 
 
 def spatial_train_val_split(
@@ -896,7 +900,4 @@ class ColumnFolds(BaseCrossValidator):
             Positions of the training and test rows.
         """
         fold = self.fold_ids(X, groups)
-        idx = np.arange(len(fold), dtype=np.int64)
-        for k in range(int(fold.max()) + 1):
-            test = fold == k
-            yield idx[~test], idx[test]
+        yield from _fold_splits(fold, int(fold.max()) + 1)
