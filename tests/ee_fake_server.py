@@ -241,7 +241,38 @@ def _collections() -> dict[str, list[CollectionImage]]:
         band = _field_band(cti, "b1", "float32", -5, 20, mask_key=f"{cti}/tile{i}",
                            mask_below=0.5, spacing=90.0)  # fmt: skip
         tiles.append(CollectionImage({"system:index": f"tile{i}"}, [band]))
-    return {s2: scenes, cti: tiles}
+    return {s2: scenes, cti: tiles, EMBEDDING: _embedding_tiles()}
+
+
+#: The AlphaEarth-like annual embedding collection: years x tiles, 64 unit-length bands.
+EMBEDDING = "GOOGLE/SATELLITE_EMBEDDING/V1/ANNUAL"
+EMBEDDING_YEARS = (2022, 2023)
+
+
+def _embedding_band(year: int, tile: int, k: int) -> Band:
+    keys = [f"{EMBEDDING}/{year}/A{j:02d}" for j in range(64)]
+
+    def fn(x: np.ndarray, y: np.ndarray, geographic: bool) -> tuple[np.ndarray, np.ndarray]:
+        fields = [smooth(key, x, y, geographic) - 0.5 for key in keys]
+        norm = np.sqrt(np.sum(np.square(fields), axis=0))
+        values = (fields[k] / norm).astype(np.float32)
+        return values, smooth(f"{EMBEDDING}/tile{tile}", x, y, geographic) >= 0.5 * tile
+
+    return Band(f"A{k:02d}", np.dtype("float32"), fn, 10.0)
+
+
+def _embedding_tiles() -> list[CollectionImage]:
+    images = []
+    for year in EMBEDDING_YEARS:
+        for tile in range(2):  # tile 0 covers everything, tile 1 a part: mosaic order matters
+            props = {
+                "system:index": f"{year}_{tile}",
+                "system:time_start": _millis(f"{year}-01-01"),
+            }
+            images.append(
+                CollectionImage(props, [_embedding_band(year, tile, k) for k in range(64)])
+            )
+    return images
 
 
 @lru_cache(maxsize=1)

@@ -461,6 +461,11 @@ def test_sampling_rejects_tables_it_cannot_place(catalog: Path, fake: Any) -> No
             {"s2_b8": (0.02, 0.4), "ndvi": (-1.0, 1.0), "bio01": (-5.0, 30.0),
              "bio12": (0.0, 3000.0), "slope": (0.0, 30.0), "twi": (-5.0, 20.0)},
         ),
+        (
+            "alphaearth_embeddings",
+            Grid("EPSG:32755", Affine(250.0, 0.0, 500000.0, 0.0, -250.0, 7000000.0), (16, 16)),
+            {"ae_a00": (-1.0, 1.0), "ae_a31": (-1.0, 1.0), "ae_a63": (-1.0, 1.0)},
+        ),
     ],
 )  # fmt: skip
 def test_shipped_catalogs_pull_from_the_fake(
@@ -474,6 +479,37 @@ def test_shipped_catalogs_pull_from_the_fake(
         values = np.asarray(cube.sel(band=band))
         finite = values[np.isfinite(values)]
         assert finite.size > 0 and lo <= finite.min() and finite.max() <= hi, band
+
+
+def test_alphaearth_embeddings_are_the_years_unit_vectors(
+    fake: fake_server.FakeEarthEngine, tmp_path: Path
+) -> None:
+    grid = Grid("EPSG:32755", Affine(250.0, 0.0, 500000.0, 0.0, -250.0, 7000000.0), (12, 12))
+    cube = open_cube(pull_cube("alphaearth_embeddings", grid, tmp_path / "ae.zarr", chunk=6,
+                               workers=2, **FAST))  # fmt: skip
+    bands = [f"ae_a{k:02d}" for k in range(64)]
+    assert list(cube.band.values) == bands
+    values = np.asarray(cube.sel(band=bands))
+    assert np.isfinite(values).all()
+    # each pixel is (close to) a unit vector: bilinear averaging of unit vectors shortens them
+    norm = np.sqrt(np.sum(values.astype(np.float64) ** 2, axis=0))
+    assert norm.min() > 0.97 and norm.max() < 1.0 + 1e-5
+    # the 2023 tiles, not 2022's: compare with the fake's fields at the pixel centres
+    x, y = np.meshgrid(np.asarray(cube.x), np.asarray(cube.y))
+    year = {y_: 2 * i for i, y_ in enumerate(fake_server.EMBEDDING_YEARS)}
+    got = values[5]
+    want_2023, _ = fake_server.band_values(fake_server.EMBEDDING, "A05", x, y, image=year[2023])
+    want_2022, _ = fake_server.band_values(fake_server.EMBEDDING, "A05", x, y, image=year[2022])
+    assert np.abs(got - want_2023).mean() < 0.2 * np.abs(got - want_2022).mean()
+
+
+def test_alphaearth_embeddings_sample_at_sites(fake: fake_server.FakeEarthEngine) -> None:
+    sites = pd.DataFrame({"site_id": ["a", "b"], "x": [501000.0, 502500.0],
+                          "y": [6999000.0, 6997500.0], "crs": "EPSG:32755"})  # fmt: skip
+    out = sample_sites("alphaearth_embeddings", sites, GRID, **FAST)
+    emb = out[[f"ae_a{k:02d}" for k in range(64)]].to_numpy(dtype=float)
+    assert emb.shape == (2, 64) and np.isfinite(emb).all()
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=0.03)
 
 
 # ---------------------------------------------------------------------- credentials

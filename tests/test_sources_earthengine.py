@@ -199,6 +199,14 @@ def test_shipped_catalogs_load_with_their_conversions() -> None:
     assert s2["bio01"].scale == 0.1 and s2["bio12"].scale == 1.0
     assert s2["slope"].ee is not None and s2["slope"].ee.derive == "slope"
     assert all(c.is_earth_engine for c in (*sg.covariates, *s2.covariates))
+    ae = load_catalog("alphaearth_embeddings")
+    assert [c.band for c in ae.covariates] == [f"A{k:02d}" for k in range(64)]
+    assert {(c.group, c.scale, c.source) for c in ae.covariates} == {
+        ("embedding", 1.0, "ee://GOOGLE/SATELLITE_EMBEDDING/V1/ANNUAL")
+    }
+    spec = ae.covariates[0].ee
+    assert spec is not None and spec.collection is not None
+    assert (spec.collection.reducer, str(spec.collection.start)) == ("mosaic", "2023-01-01")
 
 
 # ---------------------------------------------------------------------- the ee seam
