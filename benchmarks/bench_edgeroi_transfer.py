@@ -20,11 +20,10 @@ from pathlib import Path
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "2")
 
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 import socmap  # noqa: E402
-from _common import pin_two_cores  # noqa: E402
+from _common import paired_differences, pin_two_cores  # noqa: E402
 from socmap._io import atomic_path  # noqa: E402
 from socmap.catalog import embedded_data_dir  # noqa: E402
 from socmap.cli import main as cli  # noqa: E402
@@ -39,23 +38,25 @@ def _label(frame: pd.DataFrame) -> pd.Series:
     )
 
 
-def paired_differences(results: pd.DataFrame) -> list[str]:
-    """Markdown rows: mean ± SE of per-fold, per-depth MAE and CCC differences to ``rf``."""
-    r = results[(results["fold"] != "all") & results["metric"].isin(["mae", "ccc"])].copy()
-    r["label"] = _label(r)
-    wide = r.pivot_table(
-        index=["n", "repeat", "fold", "depth"], columns=["metric", "label"], values="value"
-    )
-    lines = ["| method | n | ΔMAE (g/kg) | ΔCCC |", "|---|---:|---:|---:|"]
-    labels = [m for m in dict.fromkeys(r["label"]) if m != "rf"]
+def paired_table(results: pd.DataFrame) -> list[str]:
+    """Markdown rows: mean ± SE of per-fold, per-depth MAE and CCC differences to both forests."""
+    pairs = {ref: paired_differences(results, ref) for ref in ("rf", "rf-log")}
+    lines = [
+        "| method | n | ΔMAE vs rf (g/kg) | ΔCCC vs rf | ΔMAE vs rf-log (g/kg) | ΔCCC vs rf-log |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    labels = dict.fromkeys(pairs["rf"]["label"])
     for label in labels:
-        for n in dict.fromkeys(r["n"]):
+        for n in dict.fromkeys(pairs["rf"]["n"]):
             cells = []
-            for metric in ("mae", "ccc"):
-                d = (wide[(metric, label)] - wide[(metric, "rf")]).xs(n, level="n").dropna()
-                se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
-                cells.append(f"{d.mean():+.3f} ± {se:.3f}")
-            lines.append(f"| {label} | {n} | {cells[0]} | {cells[1]} |")
+            for ref, table in pairs.items():
+                d = table[(table["label"] == label) & (table["n"] == n)].set_index("metric")
+                for metric in ("mae", "ccc"):
+                    cells.append(
+                        "-" if label == ref or metric not in d.index
+                        else f"{d.loc[metric, 'mean']:+.3f} ± {d.loc[metric, 'se']:.3f}"
+                    )  # fmt: skip
+            lines.append(f"| {label} | {n} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -75,7 +76,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="20,50,100,all")
     parser.add_argument(
         "--methods",
-        default="rf,stacked,global,freeze-encoders,l2sp,instances,auto",
+        default="rf,rf-log,stacked,global,global-gbm,freeze-encoders,prior-residual,"
+        "recalibrate,blend,auto",
     )
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "docs/benchmarks/edgeroi_transfer")
@@ -87,7 +89,7 @@ def main() -> None:
         cube = build_cube("edgeroi", None, Path(tmp) / "edgeroi.zarr", progress=False)
         command = [
             "benchmark", "transfer", "--format", "edgeroi", "--cube", str(cube),
-            "--bundle", str(bundle), "--out", str(args.out), "--block-size", "2000",
+            "--bundle", str(bundle), "--out", str(args.out), "--block-size", "2km",
             "--folds", str(args.folds), "--sizes", args.sizes, "--repeats", str(args.repeats),
             "--methods", args.methods, "--max-depth", "100", "--jobs", str(args.jobs),
             "--seed", "0",
@@ -123,28 +125,30 @@ def main() -> None:
             "the Edgeroi box left out (no global profile falls inside it). Metrics pool every "
             "depth interval (SOC in g/kg), averaged over repeats; PICP90 is the coverage of "
             "conformally calibrated 90 % intervals (each fold calibrated on the other folds). "
-            "ΔMAE % and ΔCCC % are relative to the regional-only Random Forest (`rf`, 500 "
-            "trees): negative ΔMAE and positive ΔCCC favour the method.",
+            "ΔMAE % and ΔCCC % are relative to the regional-only Random Forest on raw SOC "
+            "(`rf`, R ranger's defaults: 500 trees, mtry = floor(sqrt(p)), min.node.size 5), "
+            "the forest mappers run: negative ΔMAE and positive ΔCCC favour the method.",
             "",
-            "Methods: `rf` regional covariates + depth; `stacked` the same plus the global "
-            "model's prediction; `global` the pretrained network as is; `finetune:<strategy>` "
-            "the pretrained network fine-tuned with the region's covariates as a new "
-            "zero-initialised group (continuous bands through a new encoder, categorical "
-            "geology and land use through new embeddings): `freeze-encoders`, `l2sp` (every "
-            "weight trains, penalty 1e-3 towards the pretrained weights), `instances` (plus as "
-            "many of the most similar global profiles as there are regional training profiles) "
-            "and `auto` (freeze-encoders, head or l2sp, chosen by 2-fold inner spatial CV on "
-            "the training profiles only). `full`, `head` and `depthwise` are left out of this "
-            "timed run to keep it under 20 minutes on 2 cores (`--methods` adds them).",
+            "Methods (`socmap.model.transfer.transfer_methods`): `rf` and `rf-log` (the "
+            "forest on raw and on log1p SOC, regional covariates + depth); `stacked` (log "
+            "forest plus the global prediction); `global` (the pretrained network as is); "
+            "`global-gbm` (gradient boosting on the global table, Edgeroi left out); "
+            "`finetune:freeze-encoders` (the network fine-tuned with the regional covariates "
+            "as a new zero-initialised group); `prior-residual` (the global prediction as an "
+            "offset, a shrunk level correction and a residual forest shrunk by inner spatial "
+            "CV); `recalibrate` (ridge a + b x prior, shrunk to a=0, b=1); `blend` (the "
+            "fine-tuned network and rf, weighted by inner CV); `auto` (rf, rf-log, "
+            "prior-residual or recalibrate by 5-fold inner spatial CV on the training profiles "
+            "only, prior-residual kept unless beaten by more than one standard error).",
             "",
             summary,
-            "## Paired differences against the Random Forest",
+            "## Paired differences against the two forests",
             "",
             "Per fold, depth interval and repeat, the method's MAE and CCC minus the forest's on "
             "the same held-out rows; mean ± standard error over those pairs (folds and depths "
             "are not independent, so read the SE as a rough scale).",
             "",
-            *paired_differences(pd.read_csv(args.out / "results.csv")),
+            *paired_table(pd.read_csv(args.out / "results.csv")),
             "",
             "## Time per method",
             "",
