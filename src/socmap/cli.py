@@ -438,6 +438,13 @@ def pretrain_cmd(
             help="Rebalance rows by 'climate' (default), 'source', another column, or 'none'."
         ),
     ] = "climate",
+    catalog: Annotated[
+        str,
+        typer.Option(
+            help="Covariates of the global model: a catalog name or YAML (local rasters or "
+            "Earth Engine), sampled at the global sites; default the embedded 10' layers."
+        ),
+    ] = "global_10arcmin",
 ) -> None:
     """Pretrain the global network on the embedded global table, with 5-degree block CV.
 
@@ -466,6 +473,7 @@ def pretrain_cmd(
         mc_passes=mc_passes,
         cv=cv,
         balance=None if balance == "none" else balance,
+        catalog=catalog,
     )
     out.print(
         f"pretrained on {result.counts['rows_with_target']} samples from "

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from socmap.catalog import DepthSet, get_depth_set, load_catalog
+from socmap.catalog import Catalog, DepthSet, get_depth_set, load_catalog
 from socmap.errors import ProfileValidationError
 
 __all__ = [
@@ -54,8 +54,9 @@ def global_training_table(
     commercial_only: bool = False,
     exclude_bbox: tuple[float, float, float, float] | None = None,
     max_depth_cm: float | None = None,
+    catalog: str | Catalog | None = None,
 ) -> TrainingTable:
-    """Harmonise the embedded global table and join the 10' covariates of each site.
+    """Harmonise the embedded global table and join the covariates of each site.
 
     Parameters
     ----------
@@ -70,6 +71,12 @@ def global_training_table(
         region of a transfer experiment. Counted in ``counts["excluded_by_bbox"]``.
     max_depth_cm
         Drop depth intervals whose top is at or below this depth (counted).
+    catalog
+        Covariates: ``None`` (the embedded 10' layers, pre-extracted at the sites) or any
+        catalog (local rasters and/or Earth Engine layers), sampled at the sites with
+        :func:`socmap.sources.points.sample_catalog`. Sites without a value keep NaN (the
+        network's missing-value mask handles them); counted in ``counts["sites_missing_"
+        + band]``. The 10' layers stay in the table beside them (for climate rebalancing).
 
     Returns
     -------
@@ -103,8 +110,21 @@ def global_training_table(
         deep = table["top_cm"] >= max_depth_cm
         counts["rows_below_max_depth"] = int(deep.sum())
         table = table.loc[~deep]
-    bands = load_catalog("global_10arcmin").band_names
-    covs = read_global_covariates_at_sites()[["site_id", *bands]]
+    if catalog is None or catalog == "global_10arcmin":
+        bands = load_catalog("global_10arcmin").band_names
+        covs = read_global_covariates_at_sites()[["site_id", *bands]]
+    else:
+        from socmap.sources.points import sample_catalog
+
+        cat = catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
+        bands = cat.band_names
+        sites = read_global_covariates_at_sites()[["site_id", "x", "y"]]
+        covs = sample_catalog(cat, sites[sites["site_id"].isin(table["site_id"])])
+        for band in bands:
+            counts[f"sites_missing_{band}"] = int(covs[band].isna().sum())
+        # The 10' climate columns stay available for rebalancing (not as model inputs).
+        context = [b for b in load_catalog("global_10arcmin").band_names if b not in bands]
+        covs = covs.merge(read_global_covariates_at_sites()[["site_id", *context]], on="site_id")
     table = table.merge(covs, on="site_id", how="left", validate="many_to_one")
     counts["rows"] = len(table)
     counts["rows_with_target"] = int(table["soc_g_kg"].notna().sum())

@@ -26,7 +26,7 @@ import pandas as pd
 from pyproj import Transformer
 from sklearn.base import clone
 
-from socmap.catalog import load_grid
+from socmap.catalog import Catalog, load_grid
 from socmap.datasets import global_training_table
 from socmap.model.bundle import fingerprint
 from socmap.model.estimator import SocNetRegressor
@@ -95,6 +95,7 @@ def pretrain(
     train: Mapping[str, Any] | None = None,
     mc_passes: int = 32,
     cv: bool = True,
+    catalog: str | Catalog = "global_10arcmin",
     balance: str | None = DEFAULT_BALANCE["balance"],
     balance_power: float = DEFAULT_BALANCE["balance_power"],
     n_jobs: int = 1,
@@ -124,6 +125,11 @@ def pretrain(
         Monte Carlo dropout passes for CV predictions.
     cv
         Run the spatial CV (needed for the calibration and the CV table).
+    catalog
+        Covariates of the global model: the embedded 10' layers (default) or any catalog of
+        global layers (local rasters or Earth Engine), sampled at the global sites
+        (:func:`socmap.sources.points.sample_catalog`). A richer catalog gives a richer
+        prior; mapping then needs the same bands.
     balance, balance_power
         Rebalancing of the training rows (``"climate"``, ``"source"``, a column or None;
         see :func:`~socmap.model.estimator.balance_weights`), recorded in the bundle.
@@ -141,11 +147,12 @@ def pretrain(
         sources=sources,
         commercial_only=commercial_only,
         exclude_bbox=exclude_bbox,
+        catalog=catalog,
     )
     seconds["table"] = clock() - t0
     table = data.table
     estimator = SocNetRegressor(
-        "global_10arcmin",
+        catalog,
         network={**DEFAULT_NETWORK, **dict(network or {})},
         train={**DEFAULT_PRETRAIN, **dict(train or {})},
         block_size=block_size_deg,
@@ -165,6 +172,7 @@ def pretrain(
         "training_counts": data.counts,
         "training_sources": _sources(table),
         "exclude_bbox": list(exclude_bbox) if exclude_bbox else None,
+        "catalog": catalog if isinstance(catalog, str) else catalog.name,
         "balance": balance,
         "balance_power": balance_power,
         "seed": seed,
