@@ -62,3 +62,16 @@ def test_bad_inputs(table):
     model = GlobalGBM(table=None, max_iter=5).fit(table)
     with pytest.raises(BandMismatch, match="wc_bio1_mat_degC"):
         model.predict(pd.DataFrame({"top_cm": [0], "bottom_cm": [5]}))
+
+
+def test_transfer_method_matches_the_bundles_table_and_left_out_region():
+    from socmap.catalog import embedded_data_dir
+    from socmap.model.bundle import load_bundle
+    from socmap.model.transfer import transfer_methods
+
+    bundle = embedded_data_dir() / "bundles" / "global_gsm"
+    (gbm,) = transfer_methods(["global-gbm"], bundle, [], []).values()
+    meta = load_bundle(bundle).metadata
+    assert isinstance(gbm, GlobalGBM)
+    assert gbm.depths == "globalsoilmap" and list(gbm.exclude_bbox) == meta["exclude_bbox"]
+    assert (gbm.balance, gbm.balance_power) == (meta["balance"], meta["balance_power"])

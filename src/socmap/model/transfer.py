@@ -877,9 +877,11 @@ def _global_gbm(bundle: str | Path, seed: int) -> Any:
     """Build the gradient-boosting counterpart of ``bundle`` (same table and left-out region)."""
     from socmap.model.global_gbm import GlobalGBM
 
-    meta = load_bundle(bundle).metadata
+    loaded = load_bundle(bundle)
+    meta = loaded.metadata
+    depth_set = loaded.depth_set
     return GlobalGBM(
-        depths=str(meta.get("depth_set") or "globalsoilmap"),
+        depths=depth_set.name if depth_set is not None else "globalsoilmap",
         exclude_bbox=meta.get("exclude_bbox"),
         balance=meta.get("balance"),
         balance_power=float(meta.get("balance_power", 0.5)),
