@@ -598,3 +598,38 @@ def test_a_mapped_interval_spanning_atoms_is_their_thickness_weighted_mean(meuse
     np.testing.assert_allclose(var[:, 2], (var[:, 0] + var[:, 1]) / 2, rtol=1e-5)
     # an interval inside one atom takes the atom's value
     np.testing.assert_allclose(means[:, 3], means[:, 0], rtol=1e-6)
+
+
+def _standing_cube(tmp_path, units="m"):
+    """The meuse cube with one more band, a copy of ``dist`` that stands for the 10' elevation."""
+    from socmap.catalog import load_catalog
+
+    cat = load_catalog("meuse")
+    dem = cat["dist"].model_copy(update={"name": "dem", "units": units,
+                                         "stands_for": "etopo_elev_m"})  # fmt: skip
+    cat = cat.model_copy(update={"covariates": (*cat.covariates, dem)})
+    return build_cube(cat, None, tmp_path / "standing.zarr", chunk=32, progress=False)
+
+
+def test_a_regional_band_stands_in_for_a_global_input(meuse, tmp_path):
+    from socmap.cube import stand_ins
+    from socmap.errors import CatalogError
+
+    path = _standing_cube(tmp_path)
+    cube = open_cube(path)
+    assert stand_ins(cube) == {"etopo_elev_m": "dem"}
+    table = meuse["table"].assign(etopo_elev_m=meuse["table"]["dist"], dem=meuse["table"]["dist"])
+    bundle = _bundle_with_extra_band(cube, table, "etopo_elev_m", "terrain", tmp_path / "b")
+    run = predict_cube(bundle, path, tmp_path / "run", passes=2, seed=5, workers=0,
+                       exports=False, progress=False)  # fmt: skip
+    # the elevation input is read from the regional band, not from the 10' context
+    assert run.config.context_bands == [] and run.config.stand_ins == {"etopo_elev_m": "dem"}
+    tm = load_tile_model(bundle)
+    block = np.concatenate([cube.values, cube.values[[3]]])
+    names = [*map(str, cube.band.values), "etopo_elev_m"]
+    whole = predict_block(tm, block, names, passes=2, seed=5)["soc"]
+    np.testing.assert_allclose(run.open()["soc"].values, whole, rtol=2e-6, atol=1e-6)
+    # a stand-in in other units than the global input is refused, naming both
+    other = open_cube(_standing_cube(tmp_path / "km", units="km"))
+    with pytest.raises(CatalogError, match=r"'dem' is in 'km' but stands for 'etopo_elev_m'"):
+        stand_ins(other)

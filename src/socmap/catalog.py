@@ -42,6 +42,11 @@ collection, and ``band`` is the Earth Engine band name (or a 1-based index). An 
 
 ``nodata`` is a raw source value masked on Earth Engine before resampling; ``scale`` and
 ``offset`` are applied after the pull, exactly as for local rasters.
+
+``stands_for: etopo_elev_m`` says a regional layer measures a global input of the pretrained
+model (same quantity, same units after ``scale``/``offset``): a fine-tuned model then reads it in
+place of the coarse global layer, in its training table and in its maps
+(:func:`socmap.cube.stand_ins`).
 """
 
 from __future__ import annotations
@@ -219,7 +224,13 @@ class EESpec(_Strict):
 
 
 class CovariateSpec(_Strict):
-    """One covariate layer of a catalog."""
+    """One covariate layer of a catalog.
+
+    ``stands_for`` names a global input (a band of the pretrained model's catalog, e.g.
+    ``etopo_elev_m``) that this layer measures too, in the same units after ``scale`` and
+    ``offset``: a fine-tuned model then reads it in place of the coarse global layer, at the
+    sites and in the map, so the prior sharpens inside the region.
+    """
 
     name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_.\-]*$")
     source: str
@@ -234,6 +245,7 @@ class CovariateSpec(_Strict):
     nodata: float | None = None
     description: str = ""
     ee: EESpec | None = None
+    stands_for: str | None = None
 
     @field_validator("classes", mode="before")
     @classmethod

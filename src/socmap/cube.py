@@ -26,7 +26,7 @@ import hashlib
 import math
 import os
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -67,6 +67,7 @@ __all__ = [
     "cube_grid",
     "describe_cube",
     "open_cube",
+    "stand_ins",
 ]
 
 CUBE_VAR = "covariates"
@@ -94,6 +95,7 @@ BAND_ATTRS = (
     "band_nodata_fraction",
     "band_unknown_class_pixels",
     "band_ee_expression",
+    "band_stands_for",
 )
 
 T = TypeVar("T")
@@ -191,6 +193,7 @@ def _spec_band_attrs(specs: Sequence[CovariateSpec]) -> dict[str, Any]:
         "band_offset": [float(s.offset) for s in specs],
         "band_description": [s.description for s in specs],
         "band_source": [s.source for s in specs],
+        "band_stands_for": [s.stands_for for s in specs],
     }
 
 
@@ -612,8 +615,47 @@ def band_table(cube: xr.DataArray) -> pd.DataFrame:
             "group": col("band_group"),
             "n_classes": [len(c) if c else 0 for c in classes],
             "source": col("band_source"),
+            "stands_for": col("band_stands_for"),
         }
     )
+
+
+def stand_ins(cube: xr.DataArray, known: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``{global band: cube band}`` for the cube's layers that stand in for global inputs.
+
+    Parameters
+    ----------
+    cube
+        An opened cube whose catalog entries may carry ``stands_for``.
+    known
+        ``{global band: units}`` of the global inputs; a stand-in for a band not listed, or
+        in other units, raises :class:`~socmap.errors.CatalogError`. ``None``: the embedded
+        10' catalog.
+    """
+    if known is None:
+        known = {c.name: c.units for c in load_catalog("global_10arcmin").covariates}
+    table = band_table(cube)
+    out: dict[str, str] = {}
+    for name, units, value in zip(table["name"], table["units"], table["stands_for"], strict=True):
+        if not isinstance(value, str) or not value:  # None (NaN in the table): no stand-in
+            continue
+        target = value
+        if target not in known:
+            raise CatalogError(
+                f"cube band {name!r} stands for {target!r}, which is not a global input "
+                f"({sorted(known)!r}); fix stands_for in its catalog entry"
+            )
+        if units != known[target]:
+            raise CatalogError(
+                f"cube band {name!r} is in {units!r} but stands for {target!r} in "
+                f"{known[target]!r}; set scale/offset and units so they match"
+            )
+        if target in out:
+            raise CatalogError(
+                f"cube bands {out[target]!r} and {name!r} both stand for {target!r}; keep one"
+            )
+        out[target] = str(name)
+    return out
 
 
 # ---------------------------------------------------------------------- describe

@@ -146,9 +146,12 @@ def regional_training_table(
         Keep only intervals whose top lies above this depth (e.g. 100 for 0–100 cm).
     global_catalog
         Catalog of the global covariates the pretrained model uses; bands the regional cube
-        already has are not sampled twice. ``None`` adds no global covariates.
+        already has are not sampled twice, and a cube band whose catalog entry says it
+        ``stands_for`` a global band (same quantity and units, e.g. a 1 km DEM for the 10'
+        elevation) fills that band instead (counted in ``counts["stand_in_<band>"]``).
+        ``None`` adds no global covariates.
     """
-    from socmap.cube import band_table
+    from socmap.cube import band_table, stand_ins
     from socmap.depth import harmonise
     from socmap.extract import extract
 
@@ -165,8 +168,16 @@ def regional_training_table(
     table = extraction.table
     global_bands: list[str] = []
     if global_catalog is not None:
+        cat = load_catalog(global_catalog)
+        # Regional layers that measure a global input take its place (catalog stands_for).
+        standing = stand_ins(cube, {c.name: c.units for c in cat.covariates})
+        for target, band in standing.items():
+            table[target] = table[band]
+            counts[f"stand_in_{target}"] = int(table[band].notna().sum())
         g = global_context_covariates(table, catalog=global_catalog)
-        global_bands = [b for b in g.columns if b != "site_id" and b not in regional]
+        global_bands = [
+            b for b in g.columns if b != "site_id" and b not in regional and b not in standing
+        ]
         table = table.merge(g[["site_id", *global_bands]], on="site_id", how="left")
     table = _in_cube_crs(table, cube)
     counts["rows"] = len(table)

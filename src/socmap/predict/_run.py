@@ -70,6 +70,8 @@ class RunConfig:
     passes: int
     batch_size: int
     seed: int
+    #: ``{global band: cube band}`` read in place of the global context (catalog stands_for).
+    stand_ins: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -255,6 +257,7 @@ class _TileJob:
     threads: int
     kind: str = "soc"
     options: str = "{}"
+    stand_ins: str = "{}"
 
 
 def _run_tile(job: _TileJob, padded: np.ndarray | None = None) -> dict[str, Any]:
@@ -275,6 +278,10 @@ def _run_tile(job: _TileJob, padded: np.ndarray | None = None) -> dict[str, Any]
         block = np.asarray(_array(job.cube, "covariates")[:, rows, cols])
     else:
         block, names = with_focal(tm, np.asarray(padded), names)
+    standing = json.loads(job.stand_ins)
+    if standing:  # regional layers read in place of the global inputs they stand for
+        block = np.concatenate([block, block[[names.index(b) for b in standing.values()]]])
+        names += list(standing)
     if job.context is not None:
         from socmap.predict._context import sample_context
 
@@ -449,7 +456,7 @@ def predict_cube(
     ConfigError
         Bad ``passes``, ``batch_size`` or ``workers``.
     """
-    from socmap.cube import cube_grid, open_cube
+    from socmap.cube import cube_grid, open_cube, stand_ins
 
     if int(passes) < 1 or int(batch_size) < 1 or (workers is not None and int(workers) < 0):
         raise ConfigError(
@@ -460,7 +467,8 @@ def predict_cube(
     cube_arr = open_cube(cube)
     grid = cube_grid(cube_arr)
     have = [str(b) for b in cube_arr.band.values]
-    context = _context_bands(tm.input_bands, have)
+    standing = {g: b for g, b in stand_ins(cube_arr).items() if g in tm.input_bands}
+    context = _context_bands(tm.input_bands, [*have, *standing])
     chunk = int(cube_arr.attrs.get("chunk") or cube_arr.data.chunksize[1])
     config = RunConfig(
         bundle=str(Path(bundle).resolve()),
@@ -471,6 +479,7 @@ def predict_cube(
         chunk=chunk,
         bands=list(tm.band_names),
         context_bands=context,
+        stand_ins=standing,
         intervals=[[t, b] for t, b in tm.intervals],
         stats=list(STATS),
         passes=int(passes),
@@ -534,6 +543,7 @@ def compute_layers(
             threads=1 if (n_workers or scheduler) else 0,
             kind=kind.name,
             options=json.dumps(options or {}, sort_keys=True),
+            stand_ins=json.dumps(config.stand_ins),
         )
         for t in todo
     ]
