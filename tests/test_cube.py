@@ -260,6 +260,7 @@ def test_describe_cube_counts_nodata(shared_cube: Path, utm_grid: Grid) -> None:
         "group",
         "n_classes",
         "source",
+        "stands_for",
         "nodata_fraction",
     ]
     text = info.to_text()
