@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_profiles.py
 	$(BIN)/python benchmarks/bench_pretrain.py          # rewrites the shipped bundle (same seed, same weights)
 	$(BIN)/python benchmarks/bench_edgeroi_transfer.py
+	$(BIN)/python benchmarks/bench_transfer_regions.py --quick   # the full grid: without --quick, resumable
 	$(BIN)/python benchmarks/bench_predict.py --max-pixel-passes 1.7e7
 
 clean:
