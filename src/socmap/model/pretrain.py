@@ -44,10 +44,9 @@ __all__ = [
 
 #: Optimisation settings of the default global bundle.
 DEFAULT_PRETRAIN: dict[str, Any] = {"batch_size": 1024, "max_epochs": 100, "patience": 10}
-#: Architecture overrides of the default global bundle: light head dropout. With the default
-#: (0.2, 0.5), made for few regional cores, the global network's predictions were smoother than
-#: a gradient-boosting model's on the same inputs (5-fold 5-degree CV: CCC 0.163 against 0.172;
-#: with (0.1, 0.1) 0.172, MAE 8.05 against 8.10).
+#: Architecture overrides of the default global bundle: light head dropout (the default
+#: (0.2, 0.5) is made for few regional cores); its 5-degree CV against global-gbm is in
+#: docs/benchmarks/pretrain.md (benchmarks/bench_pretrain.py).
 DEFAULT_NETWORK: dict[str, Any] = {"dropout": (0.1, 0.1)}
 #: Rebalancing of the default global bundle: the table is 72 % African profiles, so rows
 #: are weighted by the inverse square root of their climate class's share
