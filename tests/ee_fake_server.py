@@ -1017,15 +1017,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         elif url.path.endswith("/algorithms"):
             body, kind = self.fake.algorithms(), "algorithms"
         else:
-            self._send(404, _error_body(404, f"Not found: {url.path}"))
             self._record("unknown", 404, started)
+            self._send(404, _error_body(404, f"Not found: {url.path}"))
             return
         if not self.fake.authorized(self.headers.get("Authorization")):
-            self._send(401, _error_body(401, "Request had invalid authentication credentials."))
             self._record(kind, 401, started)
+            self._send(401, _error_body(401, "Request had invalid authentication credentials."))
             return
-        self._send(200, body)
         self._record(kind, 200, started, response_bytes=len(body))
+        self._send(200, body)
 
     def _control(self, command: str, query: dict[str, list[str]]) -> None:
         if command == "reset":
@@ -1047,16 +1047,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         if url.path == "/token":
             status, doc = self.fake.token_response(body)
-            self._send(status, json.dumps(doc).encode())
             self._record("token", status, started)
+            self._send(status, json.dumps(doc).encode())
             return
         if not url.path.endswith("/image:computePixels"):
-            self._send(404, _error_body(404, f"Not found: {url.path}"))
             self._record("unknown", 404, started)
+            self._send(404, _error_body(404, f"Not found: {url.path}"))
             return
         if not self.fake.authorized(self.headers.get("Authorization")):
-            self._send(401, _error_body(401, "Request had invalid authentication credentials."))
             self._record("computePixels", 401, started)
+            self._send(401, _error_body(401, "Request had invalid authentication credentials."))
             return
         fake = self.fake
         with fake._lock:
@@ -1068,12 +1068,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             rec.status, rec.response_bytes = status, len(data)
             if status != 200:
                 rec.error = json.loads(data)["error"]["message"]
-            self._send(status, data, content_type)
         finally:
+            # Recorded before the answer is sent: a client holding its answer finds it recorded.
             with fake._lock:
                 fake.in_flight -= 1
                 rec.finished = time.perf_counter()
                 fake.records.append(rec)
+        self._send(status, data, content_type)
 
 
 # ---------------------------------------------------------------------- key files
