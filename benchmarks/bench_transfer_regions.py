@@ -29,6 +29,7 @@ Run::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -48,7 +49,12 @@ from socmap._io import atomic_path  # noqa: E402
 from socmap.catalog import load_catalog  # noqa: E402
 from socmap.datasets import global_training_table  # noqa: E402
 from socmap.model.global_gbm import GlobalGBM  # noqa: E402
-from socmap.model.pretrain import pretrain  # noqa: E402
+from socmap.model.pretrain import (  # noqa: E402
+    DEFAULT_BALANCE,
+    DEFAULT_NETWORK,
+    DEFAULT_PRETRAIN,
+    pretrain,
+)
 from socmap.model.transfer import transfer_methods  # noqa: E402
 from socmap.validate import BlockKFold  # noqa: E402
 from socmap.validate.benchmark import parse_sizes, transfer_benchmark  # noqa: E402
@@ -93,8 +99,17 @@ def region_table(bbox: tuple[float, float, float, float]) -> pd.DataFrame:
 
 
 def region_bundle(name: str, bbox: tuple[float, ...], cache: Path, seed: int) -> Path:
-    """Pretrain (cached) the global network with the region left out."""
-    path = cache / f"global_without_{name}"
+    """Pretrain (cached) the global network with the region left out.
+
+    The cache key holds the pretraining defaults and the seed, so changed defaults
+    re-pretrain instead of silently reusing an old network.
+    """
+    settings = json.dumps(
+        [DEFAULT_NETWORK, DEFAULT_PRETRAIN, DEFAULT_BALANCE, seed, socmap.__version__],
+        sort_keys=True, default=str,
+    )  # fmt: skip
+    key = hashlib.sha256(settings.encode()).hexdigest()[:10]
+    path = cache / f"global_without_{name}-{key}"
     if (path / "model.json").exists():
         return path
     pretrain(path, exclude_bbox=bbox, cv=False, seed=seed, progress=False)  # type: ignore[arg-type]

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from socmap import __version__
-from socmap.cli import EXIT_BAD_INPUT, main
+from socmap.cli import EXIT_BAD_INPUT, EXIT_INTERNAL, main, os_error_line
 
 
 def run(args, capsys):
@@ -159,3 +159,50 @@ def test_user_folds_and_target_are_checked_on_the_profiles(tmp_path, capsys):
     assert code == EXIT_BAD_INPUT and "holds non-numbers, e.g. 'x'" in err
     code, _, err = run([*common, "--train-sets", str(tmp_path / "none.csv")], capsys)
     assert code == EXIT_BAD_INPUT and "none.csv" in err and "fold,repeat,site_id" in err
+
+
+def _bluecarbon_args():
+    from pathlib import Path
+
+    data = Path(__file__).parent / "data" / "bluecarbon"
+    return [str(data / "core_locations.csv"), "--format", "bluecarbon",
+            "--samples", str(data / "core_samples.csv")]  # fmt: skip
+
+
+def test_a_file_in_the_way_of_the_output_is_one_line(tmp_path, capsys):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a user's file\n")
+    out = blocker / "h.csv"
+    code, _, err = run(["profiles", "harmonise", *_bluecarbon_args(), "-o", str(out)], capsys)
+    assert code == EXIT_BAD_INPUT
+    assert err.count("\n") == 1 and err.startswith("socmap: error:")
+    assert "not_a_folder" in err and "Traceback" not in err
+    assert blocker.read_text() == "a user's file\n"  # untouched
+
+
+def test_an_unexpected_error_is_one_line_unless_debug(tmp_path, capsys, monkeypatch):
+    import socmap.depth
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug\nover two lines")
+
+    monkeypatch.setattr(socmap.depth, "harmonise", broken)
+    args = ["profiles", "harmonise", *_bluecarbon_args(), "-o", str(tmp_path / "h.csv")]
+    code, _, err = run(args, capsys)
+    assert code == EXIT_INTERNAL
+    assert err.count("\n") == 1 and err.startswith("socmap: internal error: RuntimeError: a bug")
+    assert "--debug" in err and __version__ in err
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["--debug", *args])
+    monkeypatch.setenv("SOCMAP_DEBUG", "1")
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(args)
+
+
+def test_os_error_line_names_the_path_and_a_fix():
+    import errno
+
+    line = os_error_line(OSError(errno.ENOSPC, "No space left on device", "/data/run"))
+    assert line.startswith("No space left on device: '/data/run'") and "free disk space" in line
+    line = os_error_line(OSError(errno.EXDEV, "Invalid cross-device link", "/a", None, "/b"))
+    assert "'/a' -> '/b'" in line and line.endswith("check the path and the file system")

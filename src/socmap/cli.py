@@ -7,6 +7,8 @@ through a temporary path and renamed, so a failed command leaves nothing half-wr
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -49,8 +51,39 @@ app.add_typer(spectra_app, name="spectra")
 
 out = Console(soft_wrap=True)
 
-#: Exit status for bad input (SocmapError and friends).
+#: Exit status for bad input (SocmapError and friends, and file-system refusals).
 EXIT_BAD_INPUT = 2
+#: Exit status for an unexpected error (a bug).
+EXIT_INTERNAL = 1
+
+#: What to do about a file-system refusal, by errno.
+_OS_REMEDY = {
+    errno.EACCES: "check the permissions of the folder or write elsewhere (--out)",
+    errno.EPERM: "check the permissions of the folder or write elsewhere (--out)",
+    errno.EROFS: "the file system is read-only; write elsewhere (--out)",
+    errno.ENOSPC: "free disk space or write elsewhere (--out)",
+    errno.EDQUOT: "free disk space or write elsewhere (--out)",
+    errno.ENOTDIR: "a file stands where a folder is needed; move it or choose another path",
+    errno.EISDIR: "a folder stands where a file is needed; choose a file path",
+    errno.EEXIST: "something already exists there; choose another path",
+    errno.ENOENT: "check the path (does its folder exist?)",
+    errno.ENAMETOOLONG: "choose a shorter path",
+}
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for a file-system refusal: what failed, on which path, and the fix.
+
+    Examples
+    --------
+    >>> os_error_line(PermissionError(13, "Permission denied", "/srv/out"))
+    "Permission denied: '/srv/out'; check the permissions of the folder or write elsewhere (--out)"
+    """
+    what = exc.strerror or str(exc) or type(exc).__name__
+    paths = [p for p in (exc.filename, exc.filename2) if p is not None]
+    where = ": " + " -> ".join(repr(str(p)) for p in paths) if paths else ""
+    remedy = _OS_REMEDY.get(exc.errno or -1, "check the path and the file system")
+    return f"{what}{where}; {remedy}".replace("\n", " ")
 
 
 class ProfileFormat(StrEnum):
@@ -75,13 +108,22 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+#: Set by ``--debug`` (or ``SOCMAP_DEBUG=1``): unexpected errors keep their traceback.
+_debug = {"on": False}
+
+
 @app.callback()
 def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option("--debug", help="Show the Python traceback of an unexpected error."),
+    ] = False,
 ) -> None:
     """socmap: soil organic carbon mapping with global-to-regional transfer."""
+    _debug["on"] = _debug["on"] or debug
 
 
 # --------------------------------------------------------------------------- helpers
@@ -1312,7 +1354,12 @@ def _print_frame(frame: pd.DataFrame, title: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; bad input becomes one line on stderr and exit status 2."""
+    """Run the CLI; bad input becomes one line on stderr and exit status 2.
+
+    An unexpected error is one line too (exit status 1), unless ``--debug`` or
+    ``SOCMAP_DEBUG=1`` asks for its traceback.
+    """
+    _debug["on"] = os.environ.get("SOCMAP_DEBUG", "") not in ("", "0")
     try:
         rv = app(args=argv, prog_name="socmap", standalone_mode=False)
     except typer.Exit as exc:
@@ -1327,5 +1374,20 @@ def main(argv: list[str] | None = None) -> None:
     except SocmapError as exc:
         print(f"socmap: error: {exc}".replace("\n", " "), file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
+    except OSError as exc:  # the file system refused: permissions, a file in the way, disk full
+        if _debug["on"]:
+            raise
+        print(f"socmap: error: {os_error_line(exc)}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    except Exception as exc:  # a bug: one line and how to see and report it
+        if _debug["on"]:
+            raise
+        print(
+            f"socmap: internal error: {type(exc).__name__}: {exc}".replace("\n", " ")
+            + f" (socmap {__version__}; rerun with --debug for the traceback and report it"
+            " with the command you ran)",
+            file=sys.stderr,
+        )
+        sys.exit(EXIT_INTERNAL)
     # Without standalone mode click returns the exit code of --help and typer.Exit.
     sys.exit(rv if isinstance(rv, int) else 0)
