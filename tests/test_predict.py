@@ -536,6 +536,48 @@ def test_strata_from_polygons_with_cores_located_on_the_map(meuse, finished_run,
         strata_for_run(finished_run.path, tmp_path / "zones.gpkg", workers=0, progress=False)
 
 
+def test_strata_polygons_that_cover_no_pixel_fail_clearly(meuse, finished_run, tmp_path):
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    from socmap.predict import strata_for_run
+
+    _stock(finished_run, bd=1.3)
+    minx, miny, maxx, maxy = finished_run.grid.bounds
+    before = sorted(p.name for p in finished_run.path.iterdir())
+
+    def write(name, frame):
+        frame.to_file(tmp_path / name)
+        return tmp_path / name
+
+    inside = box(minx, miny, maxx, maxy)
+    cases = {  # the most common mistake: metre coordinates labelled as degrees
+        "wrong_crs.gpkg": (gpd.GeoDataFrame({"stratum": ["a"]}, geometry=[inside],
+                                            crs="EPSG:4326"), "covers a pixel centre"),
+        "outside.gpkg": (gpd.GeoDataFrame({"stratum": ["a"]}, geometry=[
+            box(maxx + 1e4, maxy + 1e4, maxx + 2e4, maxy + 2e4)], crs="EPSG:28992"),
+            "check the file's CRS"),
+        "empty.gpkg": (gpd.GeoDataFrame({"stratum": ["a"]}, geometry=[None],
+                                        crs="EPSG:28992"), "no feature with both"),
+    }  # fmt: skip
+    for name, (frame, message) in cases.items():
+        with pytest.raises(ConfigError, match=message):
+            strata_for_run(finished_run.path, write(name, frame), workers=0, progress=False)
+    corrupt = tmp_path / "corrupt.gpkg"
+    corrupt.write_bytes(b"SQLite format 3\x00 but not really")
+    with pytest.raises(ConfigError, match=r"cannot read stratum polygons .*corrupt\.gpkg"):
+        strata_for_run(finished_run.path, corrupt, workers=0, progress=False)
+    assert sorted(p.name for p in finished_run.path.iterdir()) == before  # nothing written
+
+    # a stratum smaller than a pixel is named, not silently dropped
+    tiny = box(minx, miny, minx + 1.0, miny + 1.0)
+    frame = gpd.GeoDataFrame({"stratum": ["all", "tiny"]}, geometry=[inside, tiny],
+                             crs="EPSG:28992")  # fmt: skip
+    res = strata_for_run(finished_run.path, write("tiny.gpkg", frame), workers=0, progress=False)
+    assert set(res.table["stratum"]) == {"all"}
+    assert res.metadata["strata_without_pixels"] == ["tiny"]
+
+
 def test_strata_need_stocks_first(meuse, tmp_path):
     from socmap.predict import strata_for_run
 

@@ -756,6 +756,12 @@ def strata_cmd(
             f"conservative {row.conservative_t_co2e:.0f} t CO2e"
             + (f"; {'; '.join(flags)}" if flags else "")
         )
+    missing = res.metadata["strata_without_pixels"]
+    if missing:
+        out.print(
+            f"{len(missing)} strata cover no pixel centre of the map and have no row: "
+            f"{', '.join(missing)} (smaller than a pixel, or outside the map)"
+        )
     out.print(f"stratum table: {res.path}")
 
 

@@ -128,7 +128,13 @@ def _from_polygons(grid: Grid, path: Path, field: str) -> tuple[np.ndarray, list
 
     if not path.exists():
         raise InputNotFound(f"stratum polygons {str(path)!r} do not exist")
-    frame = gpd.read_file(path)
+    try:
+        frame = gpd.read_file(path)
+    except Exception as exc:  # pyogrio/GDAL errors: corrupt or not a vector file
+        raise ConfigError(
+            f"cannot read stratum polygons {str(path)!r} ({type(exc).__name__}: {exc}); check "
+            "that it opens in QGIS or ogrinfo, or export it again as GeoPackage"
+        ) from exc
     if field not in frame.columns:
         raise ConfigError(
             f"stratum polygons {str(path)!r} lack the column {field!r}; pick one of "
@@ -136,17 +142,29 @@ def _from_polygons(grid: Grid, path: Path, field: str) -> tuple[np.ndarray, list
         )
     if frame.crs is None:
         raise ConfigError(f"stratum polygons {str(path)!r} have no CRS; set one and retry")
-    frame = frame.to_crs(grid.crs)
-    labels = sorted({str(v) for v in frame[field].dropna()})
+    usable = frame.geometry.notna() & ~frame.geometry.is_empty & frame[field].notna()
+    if not usable.any():
+        raise ConfigError(
+            f"stratum polygons {str(path)!r} have no feature with both a geometry and a "
+            f"{field!r} value ({len(frame)} features); check the file and --field"
+        )
+    file_crs = frame.crs.to_string()
+    frame = frame.loc[usable].to_crs(grid.crs)
+    labels = sorted({str(v) for v in frame[field]})
     code_of = {lab: i for i, lab in enumerate(labels)}
-    shapes = [
-        (geom, code_of[str(v)])
-        for geom, v in zip(frame.geometry, frame[field], strict=True)
-        if geom is not None and not geom.is_empty and pd.notna(v)
-    ]
+    shapes = [(g, code_of[str(v)]) for g, v in zip(frame.geometry, frame[field], strict=True)]
     codes = rasterize(
         shapes, out_shape=grid.shape, transform=grid.transform, fill=-1, dtype="int32"
     )
+    if not (codes >= 0).any():
+        left, bottom, right, top = (float(v) for v in frame.total_bounds)
+        raise ConfigError(
+            f"no stratum polygon of {str(path)!r} covers a pixel centre of the map: the "
+            f"polygons span x {left:.6g}..{right:.6g}, y {bottom:.6g}..{top:.6g} in the map's "
+            f"CRS, the map x {grid.bounds[0]:.6g}..{grid.bounds[2]:.6g}, y "
+            f"{grid.bounds[1]:.6g}..{grid.bounds[3]:.6g}; check the file's CRS ({file_crs}: "
+            "is it the one the coordinates are in?) and that it overlaps the mapped area"
+        )
     return codes, labels
 
 
@@ -306,6 +324,8 @@ def strata_for_run(
     table = stratum_table(draws, areas, layers, stocks_of_cores, cfg)
     table.insert(3, "unmapped_area_ha", table["stratum"].map(unmapped))
     metadata = _metadata(run, cfg, strata_options, summary)
+    # Strata whose polygons hold no pixel centre have no row; they are named, not dropped.
+    metadata["strata_without_pixels"] = [lab for lab in labels if lab not in draws]
     out = run.path / STRATA_DIR
     out.mkdir(exist_ok=True)
     with atomic_path(out / "strata.csv", overwrite=True) as tmp:
