@@ -101,3 +101,15 @@ def test_design_on_a_grid_writes_field_files(tmp_path):
 
     frame = gpd.read_file(paths["gpkg"])
     assert len(frame) == 12 and frame.crs.to_epsg() == 32756
+
+
+def test_design_refuses_strata_without_a_mapped_pixel_and_keeps_columns_when_none_fit():
+    grid = Grid("EPSG:32756", Affine(30.0, 0, 500000.0, 0, -30.0, 7000000.0), (10, 10))
+    codes = np.zeros(grid.shape, dtype=np.int32)
+    with pytest.raises(ConfigError, match="none of the 1 strata has a mapped pixel"):
+        design_sites(grid, codes, ["marsh"], np.full(grid.shape, np.nan), 5)
+    # a spacing wider than the grid places one site; the table keeps its columns
+    sites, alloc = design_sites(grid, codes, ["marsh"], np.ones(grid.shape), 3, min_spacing=1e6)
+    assert len(sites) == 1 and alloc["placed"].tolist() == [1]
+    assert list(sites.columns) == ["core_id", "stratum", "x", "y", "longitude", "latitude",
+                                   "uncertainty", "inside_aoa"]  # fmt: skip

@@ -614,6 +614,10 @@ def test_cli_predict_and_stocks(meuse, tmp_path, capsys, cli):
     sites = pd.read_csv(tmp_path / "design" / "design.csv")
     assert len(sites) == 10 and set(sites["stratum"].astype(str)) <= {"1", "2", "3"}
     assert (tmp_path / "design" / "design.gpkg").is_file()
+    assert cli(["design", out, "--strata", "soil", "--budget", "0", "--out", tmp_path / "d0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "budget 0" in err and "--budget 1" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "d0").exists()
     # bad input: one line, exit 2, nothing written
     assert cli(["stocks", out, "--bd", "nope", "--workers", "0", "--overwrite"]) == 2
     err = capsys.readouterr().err.strip()

@@ -220,6 +220,11 @@ def design_sites(
         if inside.any():
             sizes[label] = float(area_ha[inside].sum())
             sds[label] = float(uncertainty[inside].mean())
+    if not sizes:
+        raise ConfigError(
+            f"none of the {len(labels)} strata has a mapped pixel with an uncertainty, so no "
+            "core can be placed; check that the strata overlap the mapped area"
+        )
     allocation = neyman_allocation(sizes, sds, budget, minimum, existing)
     xs, ys = np.meshgrid(grid.xs, grid.ys)
     if grid.is_geographic:
@@ -268,7 +273,8 @@ def design_sites(
                 "placed": len(picked),
             }
         )
-    sites = pd.DataFrame(rows)
+    columns = ["stratum", "x", "y", "longitude", "latitude", "uncertainty", "inside_aoa"]
+    sites = pd.DataFrame(rows, columns=columns)
     width = max(3, len(str(len(sites))))
     sites.insert(0, "core_id", [f"C{i + 1:0{width}d}" for i in range(len(sites))])
     return sites, pd.DataFrame(summary)
@@ -326,6 +332,8 @@ def design_for_run(
     from socmap.predict import open_run
     from socmap.predict._strata import cores_with_strata, rasterise_strata
 
+    if int(budget) < 1:
+        raise ConfigError(f"core budget {budget!r} places no core; give --budget 1 or more")
     run = open_run(run_dir)
     grid = run.grid
     if run.stocks.get("status") in ("computed", "complete"):
