@@ -21,6 +21,7 @@ from socmap.cube import (
     build_cube,
     cube_grid,
     describe_cube,
+    is_socmap_cube,
     open_cube,
 )
 from socmap.errors import (
@@ -307,6 +308,20 @@ def test_existing_output_is_kept_without_overwrite(local_catalog: Path, tmp_path
     build_cube(local_catalog, None, cube_path, chunk=32, overwrite=True)
     assert open_cube(cube_path).attrs["chunk"] == 32
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_overwrite_never_deletes_a_folder_socmap_did_not_write(
+    local_catalog: Path, tmp_path: Path
+) -> None:
+    mine = tmp_path / "thesis"
+    mine.mkdir()
+    (mine / "chapter1.docx").write_text("years of work")
+    with pytest.raises(OutputExists, match=r"is not a socmap cube, so --overwrite will not"):
+        build_cube(local_catalog, None, mine, chunk=16, overwrite=True)
+    assert (mine / "chapter1.docx").read_text() == "years of work"
+    empty = tmp_path / "empty.zarr"
+    empty.mkdir()
+    assert is_socmap_cube(build_cube(local_catalog, None, empty, chunk=16))  # nothing to lose
 
 
 def test_earth_engine_source_is_refused(

@@ -377,6 +377,7 @@ def test_pull_refuses_bad_settings_before_any_request(
     with pytest.raises(CatalogError, match=r"local sources for \['a'\].*socmap cube build"):
         pull_cube(local, GRID, tmp_path / "x.zarr")
     (tmp_path / "exists.zarr").mkdir()
+    (tmp_path / "exists.zarr" / "zarr.json").write_text("{}")
     with pytest.raises(OutputExists, match="already exists"):
         pull_cube(catalog, GRID, tmp_path / "exists.zarr")
     assert fake.pixel_records() == []

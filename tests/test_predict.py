@@ -166,6 +166,17 @@ def test_rerun_resumes_and_another_config_is_refused(meuse, tmp_path):
     assert redone.config.passes == 5 and redone.summary["tiles_resumed"] == 0
 
 
+def test_overwrite_never_deletes_a_folder_that_is_not_a_run(meuse, tmp_path, cli, capsys):
+    mine = tmp_path / "fieldwork"
+    mine.mkdir()
+    (mine / "notes.csv").write_text("site,soc\n")
+    code = cli(["predict", meuse["bundle"], meuse["cube"], "--out", mine, "--overwrite",
+                "--passes", "2", "--workers", "0"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "is not a socmap prediction run" in err and len(err.splitlines()) == 1
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.csv"]
+
+
 _KILLER = """
 import os, signal, sys
 import socmap.predict._run as r

@@ -10,12 +10,12 @@ import contextlib
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from socmap.errors import OutputExists
 
-__all__ = ["atomic_path", "publish_path", "remove_path"]
+__all__ = ["atomic_path", "check_replaceable", "publish_path", "remove_path"]
 
 
 def remove_path(path: Path) -> None:
@@ -24,6 +24,47 @@ def remove_path(path: Path) -> None:
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():
         path.unlink()
+
+
+def check_replaceable(
+    dest: str | os.PathLike[str], what: str, is_ours: Callable[[Path], bool], overwrite: bool
+) -> None:
+    """Refuse to replace ``dest`` unless asked to and it is socmap's own output.
+
+    ``--overwrite`` must never delete a user's folder: an existing ``dest`` is replaced only
+    when ``overwrite`` is true **and** ``is_ours(dest)`` recognises it as a ``what`` socmap
+    wrote (an empty folder counts as nothing to lose).
+
+    Raises
+    ------
+    OutputExists
+        ``dest`` exists and either ``overwrite`` is false or it is not socmap's output.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> (d / "notes.txt").write_text("mine")
+    4
+    >>> check_replaceable(d, "cube", lambda p: False, overwrite=True)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    socmap.errors.OutputExists: ...is not a socmap cube...
+    """
+    dest = Path(dest)
+    if not (dest.exists() or dest.is_symlink()):
+        return
+    empty = dest.is_dir() and not dest.is_symlink() and not any(dest.iterdir())
+    if not overwrite and not empty:
+        raise OutputExists(
+            f"output {str(dest)!r} already exists; pass --overwrite (Python: overwrite=True) "
+            "to replace it, or choose another path"
+        )
+    if not empty and not is_ours(dest):
+        raise OutputExists(
+            f"output {str(dest)!r} exists and is not a socmap {what}, so --overwrite will not "
+            "delete it; choose another path, or move it away yourself"
+        )
 
 
 def publish_path(src: Path, dest: Path) -> None:

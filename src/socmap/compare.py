@@ -49,9 +49,9 @@ import numpy.typing as npt
 import pandas as pd
 from scipy import special, stats
 
-from socmap._io import atomic_path
+from socmap._io import atomic_path, check_replaceable
 from socmap._progress import track
-from socmap.errors import ConfigError, GridMismatch, OutputExists
+from socmap.errors import ConfigError, GridMismatch
 from socmap.strata import CO2_PER_C
 
 __all__ = [
@@ -541,11 +541,10 @@ def compare_runs(
                 f"output {str(dest)!r} is inside or contains run {which} {str(run.path)!r}; "
                 "choose a directory apart from both runs"
             )
-    if dest.exists() and not overwrite:
-        raise OutputExists(f"{str(dest)!r} exists; pass overwrite=True (CLI: --overwrite)")
+    check_replaceable(dest, "comparison", lambda p: (p / SUMMARY_JSON).is_file(), overwrite)
     tables = _stratum_tables(a, b, strata, field, scheduler, workers, progress)
     table = change_by_stratum(tables[0], tables[1], chosen)
-    with atomic_path(dest, overwrite=overwrite) as tmp:
+    with atomic_path(dest, overwrite=True) as tmp:  # replaceable: checked above
         tmp.mkdir(parents=True)
         pixels = _write_change(a, b, chosen, tmp / CHANGE_STORE, progress=progress)
         files: dict[str, list[str]] = {"stores": [CHANGE_STORE]}

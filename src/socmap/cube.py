@@ -41,7 +41,7 @@ import zarr
 from rasterio.env import get_gdal_config, set_gdal_config
 from rasterio.errors import NotGeoreferencedWarning
 
-from socmap._io import atomic_path
+from socmap._io import atomic_path, check_replaceable
 from socmap._progress import track
 from socmap.catalog import Catalog, CovariateSpec, load_catalog
 from socmap.errors import (
@@ -51,7 +51,6 @@ from socmap.errors import (
     DimensionOrderError,
     GridMismatch,
     InputNotFound,
-    OutputExists,
     RasterError,
 )
 from socmap.grid import Grid, Tile
@@ -342,11 +341,7 @@ def build_cube(
     if not isinstance(chunk, int) or chunk <= 0:
         raise GridMismatch(f"chunk {chunk!r} must be a positive number of pixels, e.g. 512")
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise OutputExists(
-            f"output {str(out)!r} already exists; pass overwrite=True (CLI: --overwrite) or "
-            "choose another path"
-        )
+    check_replaceable(out, "cube", is_socmap_cube, overwrite)
     _check_local(cat)
     n_workers = max(1, workers if workers is not None else min(4, os.cpu_count() or 1))
 
@@ -374,7 +369,7 @@ def build_cube(
         ]
         names = cat.band_names
         tiles = list(target.tiles(chunk))
-        with atomic_path(out, overwrite=overwrite) as tmp:
+        with atomic_path(out, overwrite=True) as tmp:  # replaceable: checked above
             _write_template(tmp, target, names, attrs, chunk)
             array = zarr.open_array(store=str(tmp / CUBE_VAR), mode="r+", zarr_format=3)
             writer = _make_tile_writer(array, sources, class_codes)
@@ -449,6 +444,25 @@ def _subset_band_attrs(attrs: dict[str, Any], names: Sequence[str]) -> dict[str,
         if isinstance(values, list) and len(values) == len(stored):
             out[key] = [values[pos[n]] for n in names]
     return out
+
+
+def is_socmap_cube(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a Zarr store socmap wrote as a cube (its ``socmap_cube`` attr).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> is_socmap_cube(tempfile.mkdtemp())
+    False
+    """
+    import json
+
+    meta = Path(path) / CUBE_VAR / "zarr.json"  # the attrs live on the covariates array
+    try:
+        attrs = json.loads(meta.read_text()).get("attributes", {})
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(attrs, dict) and "socmap_cube" in attrs
 
 
 def open_cube(

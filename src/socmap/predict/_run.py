@@ -36,7 +36,7 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from socmap._io import atomic_path
+from socmap._io import atomic_path, check_replaceable
 from socmap._progress import track
 from socmap._records import array_digest as _digest
 from socmap._records import read_record, write_record
@@ -568,13 +568,8 @@ def _prepare(run_dir: Path, config: RunConfig, overwrite: bool) -> PredictionRun
                 "directory"
             )
         shutil.rmtree(run_dir)
-    elif run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise OutputExists(
-                f"{str(run_dir)!r} exists and is not a prediction run; choose a new run "
-                "directory or pass overwrite=True"
-            )
-        shutil.rmtree(run_dir)
+    else:  # not a run: never deleted, even with overwrite (an empty folder is reused)
+        check_replaceable(run_dir, "prediction run", lambda _: False, overwrite=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     run = PredictionRun(path=run_dir, config=config, status="running", created=created)

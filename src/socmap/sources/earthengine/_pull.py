@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from socmap._io import publish_path, remove_path
+from socmap._io import check_replaceable, publish_path, remove_path
 from socmap._progress import track
 from socmap._records import array_digest, read_record, write_record
 from socmap.catalog import Catalog
@@ -378,12 +378,10 @@ def pull_cube(
     if not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers {workers!r} must be a positive number of threads, e.g. 4")
     policy = RetryPolicy(max_retries, backoff_s, max_backoff_s, seed)
+    from socmap.cube import is_socmap_cube
+
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise OutputExists(
-            f"output {str(out)!r} already exists; pass overwrite=True (CLI: --overwrite) or "
-            "choose another path"
-        )
+    check_replaceable(out, "cube", is_socmap_cube, overwrite)
     _check_sources(cat)
     stats = FetchStats()
     fetcher = PixelFetcher(policy, stats)  # checks that Earth Engine is initialised
