@@ -451,12 +451,18 @@ def test_unknown_class_codes_are_flagged_counted_and_masked(
     path = make_raster("lc", utm_grid, data=codes, nodata=0)
     entry = {"name": "lc", "source": str(path), "units": "class", "kind": "categorical",
              "group": "land_cover", "classes": {1: "one", 2: "two"}}  # fmt: skip
-    with pytest.warns(UserWarning, match=r"outside the catalog class list.*\{'lc': 15\}"):
-        out = build_cube(make_catalog([entry], utm_grid), None, tmp_path / "u.zarr", chunk=16)
+    catalog = make_catalog([entry], utm_grid)
+    with pytest.raises(CatalogError, match=r"class list: 'lc': 9 \(15 px\); add them.*nodata"):
+        build_cube(catalog, None, tmp_path / "u.zarr", chunk=16)
+    assert_no_output(tmp_path / "u.zarr")
+    out = build_cube(catalog, None, tmp_path / "u.zarr", chunk=16, unknown_classes="nodata")
     cube = open_cube(out)
     values = cube.values[0]
     assert np.isnan(values[:3, :5]).all() and (values[3:] == 1).all()
     assert cube.attrs["band_unknown_class_pixels"] == [15]
+    assert cube.attrs["band_unknown_classes"] == [{"9": 15}]
+    with pytest.raises(CatalogError, match="unknown_classes 'drop'"):
+        build_cube(catalog, None, tmp_path / "v.zarr", unknown_classes="drop")
 
 
 # ---------------------------------------------------------------------- real data

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import traceback
 import warnings
 from collections.abc import Iterator
@@ -189,11 +190,10 @@ def bits(a: np.ndarray) -> np.ndarray:
 
 
 def pull(catalog: Path, out: Path, **kwargs: Any) -> Path:
-    options = {"chunk": CHUNK, "workers": 3, "request_limit": LIMIT, **FAST, **kwargs}
-    with warnings.catch_warnings():
-        # The categorical test band has a code outside its class list, on purpose.
-        warnings.filterwarnings("ignore", "categorical pixels with codes", UserWarning)
-        return pull_cube(catalog, GRID, out, **options)
+    # The categorical test band has a code outside its class list, on purpose.
+    options = {"chunk": CHUNK, "workers": 3, "request_limit": LIMIT, "unknown_classes": "nodata",
+               **FAST, **kwargs}  # fmt: skip
+    return pull_cube(catalog, GRID, out, **options)
 
 
 def window_key(rec: fake_server.Record) -> tuple[float, float, int, int]:
@@ -210,9 +210,14 @@ def test_pull_with_failures_equals_clean_pull_and_direct_arrays(
 
     fake.reset()
     fake.configure(seed=7, fail_rate=0.3, slow_rate=0.3, slow_s=0.03)
-    with pytest.warns(UserWarning, match=r"codes outside the catalog class list.*'cls'"):
-        noisy = pull_cube(catalog, GRID, tmp_path / "noisy.zarr", chunk=CHUNK, workers=3,
-                          request_limit=LIMIT, max_retries=8, **FAST)  # fmt: skip
+    with pytest.raises(CatalogError, match=r"missing from the catalog's class list: 'cls': "):
+        pull_cube(catalog, GRID, tmp_path / "refused.zarr", chunk=CHUNK, **FAST)
+    assert not list(tmp_path.glob("*refused*"))  # the partial pull is discarded
+    fake.reset()
+    fake.configure(seed=7, fail_rate=0.3, slow_rate=0.3, slow_s=0.03)
+    noisy = pull_cube(catalog, GRID, tmp_path / "noisy.zarr", chunk=CHUNK, workers=3,
+                      request_limit=LIMIT, max_retries=8, unknown_classes="nodata",
+                      **FAST)  # fmt: skip
     records = fake.pixel_records()
     failed = [r for r in records if r.status != 200]
     assert failed and {r.status for r in failed} <= {429, 503}
@@ -239,6 +244,7 @@ def test_pull_with_failures_equals_clean_pull_and_direct_arrays(
     assert attrs["band_source"] == [e["source"] for e in ENTRIES]
     assert attrs["band_nodata_fraction"] == pytest.approx(list(nan_fraction))
     assert attrs["band_unknown_class_pixels"] == [0, 0, 0, 0, unknown, 0, 0] and unknown > 0
+    assert sum(attrs["band_unknown_classes"][4].values()) == unknown
     digests = [hashlib.sha256(e.encode()).hexdigest() for e in attrs["band_ee_expression"]]
     assert attrs["band_source_sha256"] == digests
     assert json.loads(attrs["band_ee_expression"][0])["values"]  # the serialized expression
@@ -615,11 +621,11 @@ def test_cli_pull_and_sample_through_the_fake(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     base = ["--key", ee_server["key"], "--url", fake.url, "--grid", _grid_yaml(tmp_path)]
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "categorical pixels with codes", UserWarning)
-        status = cli(["ee", "pull", catalog, *base, "--out", tmp_path / "c.zarr",
-                      "--chunk", CHUNK, "--workers", 2])  # fmt: skip
-    assert status == 0, capsys.readouterr().err
+    status = cli(["ee", "pull", catalog, *base, "--out", tmp_path / "c.zarr",
+                  "--chunk", CHUNK, "--workers", 2, "--unknown-classes", "nodata"])  # fmt: skip
+    said = capsys.readouterr()
+    assert status == 0, said.err
+    assert re.search(r"cls: \d+ pixels with codes missing from the catalog set to nodata", said.out)
     expected, _ = expected_cube(GRID)
     assert np.array_equal(bits(np.asarray(open_cube(tmp_path / "c.zarr"))), bits(expected))
     sites = tmp_path / "sites.csv"
@@ -648,7 +654,7 @@ def test_a_scheduled_run_pulls_its_cube_from_earth_engine(
         {
             "name": "ee-run",
             "region": str(_grid_yaml(tmp_path)),
-            "cube": {"catalog": str(catalog), "chunk": CHUNK,
+            "cube": {"catalog": str(catalog), "chunk": CHUNK, "unknown_classes": "nodata",
                      "earthengine": {"key_file": str(ee_server["key"]), "url": fake.url,
                                      "workers": 2}},
             "profiles": {"path": "edgeroi"},
@@ -659,9 +665,7 @@ def test_a_scheduled_run_pulls_its_cube_from_earth_engine(
     fake.configure(seed=4, fail_rate=0.3)
     out = tmp_path / "stage"
     out.mkdir()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "categorical pixels with codes", UserWarning)
-        metrics = cube_stage.run(StageContext(spec, {}, progress=False), out)
+    metrics = cube_stage.run(StageContext(spec, {}, progress=False), out)
     assert metrics["bands"] == len(ENTRIES) and metrics["shape"] == list(GRID.shape)
     expected, _ = expected_cube(GRID)
     assert np.array_equal(bits(np.asarray(open_cube(out / "cube.zarr"))), bits(expected))

@@ -95,6 +95,37 @@ class ProfileFormat(StrEnum):
     edgeroi = "edgeroi"
 
 
+class UnknownClasses(StrEnum):
+    """What ``cube build`` and ``ee pull`` do with codes missing from a band's classes."""
+
+    refuse = "refuse"
+    nodata = "nodata"
+
+
+UnknownClassesOpt = Annotated[
+    UnknownClasses,
+    typer.Option(
+        help="Categorical codes missing from a band's 'classes' in the catalog: refuse (list "
+        "them) or map them as nodata (counted)."
+    ),
+]
+
+
+def _print_unknown_classes(path: Path) -> None:
+    """Say how many pixels of each band were set to nodata as unknown classes."""
+    from socmap.cube import open_cube
+
+    attrs = open_cube(path).attrs
+    found = attrs.get("band_unknown_classes") or []
+    for band, codes in zip(attrs.get("band_names", []), found, strict=False):
+        if codes:
+            listed = ", ".join(f"{c} ({n} px)" for c, n in sorted(codes.items())[:10])
+            out.print(
+                f"{band}: {sum(codes.values())} pixels with codes missing from the catalog "
+                f"set to nodata: {listed}"
+            )
+
+
 class ExtractMethod(StrEnum):
     """Sampling methods for ``socmap extract``."""
 
@@ -220,6 +251,7 @@ def cube_build(
     ] = None,
     chunk: Annotated[int, typer.Option(help="Spatial chunk size in pixels.")] = 512,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+    unknown_classes: UnknownClassesOpt = UnknownClasses.refuse,
 ) -> None:
     """Build a covariate cube from a catalog onto a grid.
 
@@ -230,7 +262,11 @@ def cube_build(
 
     cat = load_catalog(catalog)
     target = load_grid(grid) if grid is not None else None
-    path = build_cube(cat, target, out_path, chunk=chunk, overwrite=overwrite)
+    path = build_cube(
+        cat, target, out_path, chunk=chunk, overwrite=overwrite,
+        unknown_classes=unknown_classes.value,
+    )  # fmt: skip
+    _print_unknown_classes(path)
     info = describe_cube(path, progress=False)
     out.print(f"wrote cube {str(path)!r}: {len(info.bands)} bands on {info.grid!r}")
 
@@ -1174,6 +1210,7 @@ def ee_pull(
     overwrite: Annotated[
         bool, typer.Option(help="Replace an existing cube or partial pull.")
     ] = False,
+    unknown_classes: UnknownClassesOpt = UnknownClasses.refuse,
 ) -> None:
     """Pull an Earth Engine catalog onto a grid as a covariate cube (computePixels).
 
@@ -1195,7 +1232,9 @@ def ee_pull(
         workers=workers,
         max_retries=max_retries,
         overwrite=overwrite,
+        unknown_classes=unknown_classes.value,
     )
+    _print_unknown_classes(path)
     out.print(describe_cube(path, progress=False).to_text())
 
 

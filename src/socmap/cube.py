@@ -9,7 +9,8 @@ A cube is a Zarr v3 store holding one float32 array ``covariates(band, y, x)``:
   ``band_kind``, ``band_group``, ``band_classes``, ``band_resampling``, ``band_scale``,
   ``band_offset``, ``band_nodata``, ``band_description``, ``band_source``,
   ``band_source_path``, ``band_source_sha256``, ``band_nodata_fraction``,
-  ``band_unknown_class_pixels``; cubes pulled from Earth Engine add ``band_ee_expression``)
+  ``band_unknown_class_pixels``, ``band_unknown_classes`` (code -> pixels set to nodata
+  under ``unknown_classes="nodata"``); cubes pulled from Earth Engine add ``band_ee_expression``)
   and provenance (``catalog_name``, ``catalog_sha256``, ``socmap_version``, ``created``,
   ``grid``, ``chunk``).
 
@@ -93,6 +94,7 @@ BAND_ATTRS = (
     "band_source_sha256",
     "band_nodata_fraction",
     "band_unknown_class_pixels",
+    "band_unknown_classes",
     "band_ee_expression",
     "band_stands_for",
 )
@@ -251,7 +253,88 @@ def _gdal_cache_capped(limit: int) -> Iterator[None]:
 @dataclass
 class _TileResult:
     valid: np.ndarray  # valid pixels per band
-    unknown: np.ndarray  # categorical pixels with a code outside the class list, per band
+    unknown: list[dict[str, int]]  # per band: code outside the class list -> pixels
+
+
+#: What to do with categorical codes missing from a band's class list.
+UNKNOWN_CLASS_POLICIES = ("refuse", "nodata")
+
+
+def mask_unknown_classes(
+    block: np.ndarray, class_codes: Sequence[np.ndarray | None]
+) -> list[dict[str, int]]:
+    """Set codes outside each categorical band's class list to NaN, in place; count them.
+
+    Parameters
+    ----------
+    block
+        ``(band, y, x)`` float values.
+    class_codes
+        Sorted class codes per band, ``None`` for a continuous band.
+
+    Returns
+    -------
+    list of dict
+        Per band, ``{code: pixels}`` of the codes that were not in the list.
+
+    Examples
+    --------
+    >>> b = np.array([[[1.0, 7.0, np.nan, 7.0]]], dtype=np.float32)
+    >>> mask_unknown_classes(b, [np.array([1.0, 2.0])]), b.tolist()
+    ([{'7': 2}], [[[1.0, nan, nan, nan]]])
+    """
+    found: list[dict[str, int]] = []
+    for i, codes in enumerate(class_codes):
+        counts: dict[str, int] = {}
+        if codes is not None:
+            bad = ~np.isnan(block[i]) & ~np.isin(block[i], codes)
+            if bad.any():
+                values, n = np.unique(block[i][bad], return_counts=True)
+                counts = {f"{v:g}": int(k) for v, k in zip(values, n, strict=True)}
+                block[i][bad] = np.nan
+        found.append(counts)
+    return found
+
+
+def add_class_counts(total: list[dict[str, int]], part: Sequence[Mapping[str, int]]) -> None:
+    """Add per-band ``{code: pixels}`` counts ``part`` into ``total``, in place."""
+    for mine, theirs in zip(total, part, strict=True):
+        for code, n in theirs.items():
+            mine[code] = mine.get(code, 0) + int(n)
+
+
+def check_unknown_classes(
+    names: Sequence[str], found: Sequence[Mapping[str, int]], policy: str
+) -> None:
+    """Refuse categorical codes missing from the catalog unless ``policy`` is ``"nodata"``.
+
+    Raises
+    ------
+    CatalogError
+        A bad ``policy``, or unknown codes under ``"refuse"``: the message lists each band's
+        codes with their pixel counts, and both fixes.
+    """
+    if policy not in UNKNOWN_CLASS_POLICIES:
+        raise CatalogError(
+            f"unknown_classes {policy!r} must be one of {list(UNKNOWN_CLASS_POLICIES)!r}"
+        )
+    flagged = {n: dict(f) for n, f in zip(names, found, strict=True) if f}
+    if flagged and policy == "refuse":
+        listed = "; ".join(
+            f"{band!r}: "
+            + ", ".join(f"{c} ({k} px)" for c, k in sorted(codes.items())[:10])
+            + (f" and {len(codes) - 10} more codes" if len(codes) > 10 else "")
+            for band, codes in flagged.items()
+        )
+        raise CatalogError(
+            f"categorical codes missing from the catalog's class list: {listed}; add them to "
+            "the band's 'classes' in the catalog, or pass --unknown-classes nodata "
+            "(Python: unknown_classes='nodata') to map them as nodata (nothing was written)"
+        )
+
+
+def _unknown_pixels(found: Sequence[Mapping[str, int]]) -> list[int]:
+    return [int(sum(f.values())) for f in found]
 
 
 def _make_tile_writer(
@@ -262,16 +345,10 @@ def _make_tile_writer(
     def write(tile: Tile) -> _TileResult:
         h, w = tile.core.shape
         block = np.empty((n, h, w), dtype=np.float32)
-        unknown = np.zeros(n, dtype=np.int64)
         for i, src in enumerate(sources):
-            layer = src.read(tile.grid)
-            codes = class_codes[i]
-            if codes is not None:
-                # Codes outside the class list cannot be embedded: flag, count, set NaN.
-                bad = ~np.isnan(layer) & ~np.isin(layer, codes)
-                unknown[i] = int(bad.sum())
-                layer[bad] = np.nan
-            block[i] = layer
+            block[i] = src.read(tile.grid)
+        # Codes outside the class list cannot be embedded: counted, then refused or NaN.
+        unknown = mask_unknown_classes(block, class_codes)
         array[:, tile.core.row0 : tile.core.row1, tile.core.col0 : tile.core.col1] = block
         valid = np.count_nonzero(~np.isnan(block), axis=(1, 2)).astype(np.int64)
         return _TileResult(valid=valid, unknown=unknown)
@@ -288,6 +365,7 @@ def build_cube(
     chunk: int = 512,
     overwrite: bool = False,
     workers: int | None = None,
+    unknown_classes: str = "refuse",
     progress: bool = True,
 ) -> Path:
     """Build a covariate cube from a catalog of local rasters.
@@ -311,6 +389,10 @@ def build_cube(
         Replace an existing ``out``.
     workers
         Threads reading tiles; default ``min(4, cpu_count)``. ``1`` runs in the caller's thread.
+    unknown_classes
+        Categorical codes missing from a band's ``classes``: ``"refuse"`` (default; the error
+        lists them with their pixel counts) or ``"nodata"`` (set to NaN and counted in the
+        ``band_unknown_class_pixels`` attr).
     progress
         Show progress bars (on a terminal; see ``SOCMAP_PROGRESS``).
 
@@ -322,7 +404,8 @@ def build_cube(
     Raises
     ------
     CatalogError
-        No grid anywhere, Earth Engine sources in the catalog, or a malformed catalog.
+        No grid anywhere, Earth Engine sources in the catalog, a malformed catalog, or
+        categorical codes missing from the catalog under ``unknown_classes="refuse"``.
     InputNotFound, CRSError, RasterError
         A source is missing, has no CRS or cannot be read; a band has no valid pixel on the grid.
     OutputExists
@@ -343,6 +426,7 @@ def build_cube(
     out = Path(out)
     check_replaceable(out, "cube", is_socmap_cube, overwrite)
     _check_local(cat)
+    check_unknown_classes([], [], unknown_classes)  # a bad policy fails before any work
     n_workers = max(1, workers if workers is not None else min(4, os.cpu_count() or 1))
 
     # Open and validate every source before any output exists.
@@ -374,7 +458,7 @@ def build_cube(
             array = zarr.open_array(store=str(tmp / CUBE_VAR), mode="r+", zarr_format=3)
             writer = _make_tile_writer(array, sources, class_codes)
             valid = np.zeros(len(names), dtype=np.int64)
-            unknown = np.zeros(len(names), dtype=np.int64)
+            unknown: list[dict[str, int]] = [{} for _ in names]
             with warnings.catch_warnings(), _gdal_cache_capped(GDAL_CACHE_BYTES):
                 # rasterio's in-memory warp datasets emit a spurious NotGeoreferencedWarning
                 # under threads (its own catch_warnings is not thread-safe); ours always carry
@@ -388,7 +472,7 @@ def build_cube(
                     results = track(results, f"building cube {cat.name!r}", total=len(tiles))
                 for res in results:
                     valid += res.valid
-                    unknown += res.unknown
+                    add_class_counts(unknown, res.unknown)
             empty = [name for name, v in zip(names, valid, strict=True) if v == 0]
             if empty:
                 raise RasterError(
@@ -400,21 +484,14 @@ def build_cube(
             array.attrs.update(
                 {
                     "band_nodata_fraction": [float(1 - v / n_pixels) for v in valid],
-                    "band_unknown_class_pixels": [int(u) for u in unknown],
+                    "band_unknown_class_pixels": _unknown_pixels(unknown),
+                    "band_unknown_classes": unknown,
                 }
             )
+            check_unknown_classes(names, unknown, unknown_classes)
     finally:
         for src in sources:
             src.close()
-    if unknown.any():
-        flagged = {n: int(u) for n, u in zip(names, unknown, strict=True) if u}
-        warnings.warn(
-            f"categorical pixels with codes outside the catalog class list were set to NaN "
-            f"(pixels per band: {flagged!r}); add the codes to 'classes' in the catalog to keep "
-            "them",
-            UserWarning,
-            stacklevel=2,
-        )
     return out
 
 

@@ -67,6 +67,8 @@ class CubeStep(_Step):
 
     catalog: str
     chunk: int = Field(default=512, ge=16, le=8192)
+    #: Categorical codes missing from the catalog's classes: refuse, or map as nodata.
+    unknown_classes: Literal["refuse", "nodata"] = "refuse"
     earthengine: EarthEngineAuth = EarthEngineAuth()
 
 

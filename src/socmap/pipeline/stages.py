@@ -161,10 +161,12 @@ def _cube(ctx: StageContext, out: Path) -> dict[str, Any]:
         ee_source.initialize(service_account_key=key, project=auth.project, url=auth.url)
         ee_source.pull_cube(
             cat, grid, path, chunk=spec.cube.chunk, workers=auth.workers,
-            max_retries=auth.max_retries, progress=ctx.progress,
+            max_retries=auth.max_retries, unknown_classes=spec.cube.unknown_classes,
+            progress=ctx.progress,
         )  # fmt: skip
     else:
-        build_cube(cat, grid, path, chunk=spec.cube.chunk, progress=ctx.progress)
+        build_cube(cat, grid, path, chunk=spec.cube.chunk,
+                   unknown_classes=spec.cube.unknown_classes, progress=ctx.progress)  # fmt: skip
     cube = open_cube(path)
     return {
         "bands": int(cube.sizes["band"]),

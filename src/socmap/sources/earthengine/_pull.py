@@ -31,7 +31,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +43,7 @@ from socmap._io import check_replaceable, publish_path, remove_path
 from socmap._progress import track
 from socmap._records import array_digest, read_record, write_record
 from socmap.catalog import Catalog
+from socmap.cube import add_class_counts, check_unknown_classes, mask_unknown_classes
 from socmap.errors import CatalogError, ConfigError, OutputExists, RasterError
 from socmap.grid import Grid, Window
 from socmap.sources.earthengine._client import FetchStats, PixelFetcher, RetryPolicy
@@ -276,12 +276,7 @@ def _make_window_writer(
             # As for local rasters (LayerSource.read): affine in the value, in float32.
             block[i] *= scale
             block[i] += offset
-        unknown = np.zeros(n, dtype=np.int64)
-        for i, codes in enumerate(class_codes):
-            if codes is not None:
-                bad = ~np.isnan(block[i]) & ~np.isin(block[i], codes)
-                unknown[i] = int(bad.sum())
-                block[i][bad] = np.nan
+        unknown = mask_unknown_classes(block, class_codes)
         r, c = window.slices
         array[:, r, c] = block
         record = {
@@ -290,7 +285,7 @@ def _make_window_writer(
             "shape": list(window.shape),
             "sha256": array_digest(block),
             "valid": np.count_nonzero(~np.isnan(block), axis=(1, 2)).astype(int).tolist(),
-            "unknown": unknown.tolist(),
+            "unknown": unknown,
         }
         write_record(_record_path(records, window), record)
         return record
@@ -311,6 +306,7 @@ def pull_cube(
     seed: int = 0,
     request_limit: int = REQUEST_LIMIT_BYTES,
     overwrite: bool = False,
+    unknown_classes: str = "refuse",
     progress: bool = True,
 ) -> Path:
     """Pull every band of an Earth Engine catalog onto ``grid`` as a covariate cube.
@@ -345,6 +341,9 @@ def pull_cube(
     overwrite
         Replace an existing ``out``, and discard an unfinished pull of another
         configuration at ``.partial-<out name>``.
+    unknown_classes
+        Categorical codes missing from a band's ``classes``: ``"refuse"`` or ``"nodata"``
+        (as :func:`socmap.cube.build_cube`).
     progress
         Show a progress bar (on a terminal; see ``SOCMAP_PROGRESS``).
 
@@ -356,7 +355,9 @@ def pull_cube(
     Raises
     ------
     CatalogError
-        No grid anywhere, a local source in the catalog, or a malformed entry.
+        No grid anywhere, a local source in the catalog, a malformed entry, or categorical
+        codes missing from the catalog under ``unknown_classes="refuse"`` (the unfinished
+        pull is discarded).
     OutputExists
         ``out`` exists, or an unfinished pull of another configuration does, and
         ``overwrite`` is false.
@@ -371,6 +372,7 @@ def pull_cube(
     """
     from socmap.cube import CUBE_VAR, _resolve_catalog, _resolve_grid, _write_template
 
+    check_unknown_classes([], [], unknown_classes)
     cat = _resolve_catalog(catalog)
     target = _resolve_grid(cat, grid)
     if not isinstance(chunk, int) or chunk <= 0:
@@ -424,11 +426,17 @@ def pull_cube(
             "range and filters in the catalog, and that the grid lies inside the asset's "
             "footprint (nothing was written)"
         )
+    try:
+        check_unknown_classes(plan.names, unknown, unknown_classes)
+    except CatalogError:
+        remove_path(partial)
+        raise
     n_pixels = target.height * target.width
     array.attrs.update(
         {
             "band_nodata_fraction": [float(1 - v / n_pixels) for v in valid],
-            "band_unknown_class_pixels": [int(u) for u in unknown],
+            "band_unknown_class_pixels": [int(sum(f.values())) for f in unknown],
+            "band_unknown_classes": unknown,
         }
     )
     publish_path(store, out)
@@ -442,27 +450,21 @@ def pull_cube(
         counts["retries"],
         counts["bytes"],
     )
-    if unknown.any():
-        flagged = {n: int(u) for n, u in zip(plan.names, unknown, strict=True) if u}
-        warnings.warn(
-            f"categorical pixels with codes outside the catalog class list were set to NaN "
-            f"(pixels per band: {flagged!r}); add the codes to 'classes' in the catalog to keep "
-            "them",
-            UserWarning,
-            stacklevel=2,
-        )
     return out
 
 
 def _totals(
     records: Path, windows: Sequence[Window], n_bands: int
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, list[dict[str, int]]]:
     valid = np.zeros(n_bands, dtype=np.int64)
-    unknown = np.zeros(n_bands, dtype=np.int64)
+    unknown: list[dict[str, int]] = [{} for _ in range(n_bands)]
     for window in windows:
         record = read_record(_record_path(records, window))
         if record is None:  # pragma: no cover - every window was just written
             raise RasterError(f"completion record of window {window!r} is missing; rerun the pull")
         valid += np.asarray(record["valid"], dtype=np.int64)
-        unknown += np.asarray(record["unknown"], dtype=np.int64)
+        # records of an older socmap hold counts only
+        part = [f if isinstance(f, dict) else {"unrecorded codes": int(f)} if f else {}
+                for f in record["unknown"]]  # fmt: skip
+        add_class_counts(unknown, part)
     return valid, unknown
