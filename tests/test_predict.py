@@ -481,6 +481,29 @@ def test_stock_exports_join_the_stac_item(meuse, tmp_path):
 # ---------------------------------------------------------------------- strata
 
 
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [(["--cf", "1.5"], "--cf 1.5 must be a coarse-fragment volume fraction"),
+     (["--cf", "nan"], "--cf nan"),
+     (["--bd-sd", "-0.1"], "--bd-sd -0.1 must be a finite number >= 0"),
+     (["--cf-sd", "inf"], "--cf-sd inf"),
+     (["--bd-units", "kg/m3"], "--bd-units 'kg/m3' is not one socmap reads")],
+)  # fmt: skip
+def test_bad_stock_options_are_refused_before_anything_is_written(
+    meuse, tmp_path, cli, capsys, option, message
+):
+    out = tmp_path / "run"
+    predict_cube(meuse["bundle"], meuse["cube"], out, passes=2, workers=0, exports=False,
+                 progress=False)  # fmt: skip
+    before = (out / "run.json").read_text()
+    assert cli(["stocks", out, "--bd", "1.3", *option, "--workers", "0"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.splitlines()) == 1
+    assert not (out / "stock.zarr").exists() and (out / "run.json").read_text() == before
+    # the corrected command is not refused as "other options"
+    assert cli(["stocks", out, "--bd", "1.3", "--workers", "0"]) == 0
+
+
 def test_stratum_totals_agree_with_the_stock_maps(meuse, finished_run, tmp_path):
     from socmap.predict import strata_for_run
 

@@ -16,6 +16,7 @@ in cg/cm³), the WoSIS 2017 pedotransfer function (SOC and depth), or a constant
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from socmap.errors import BandMismatch, ConfigError, OutputExists
+from socmap.errors import BandMismatch, ConfigError, OutputExists, UnitsError
 from socmap.predict._engine import (
     STATS,
     EncodedBlock,
@@ -229,6 +230,12 @@ def stocks_for_run(
         raise ConfigError(
             f"run {str(run.path)!r} is {run.status!r}; finish it (rerun `socmap predict`) first"
         )
+    _check_stock_options(bd_sd, bd_units, cf, cf_sd)
+    if load_tile_model(run.config.bundle).weights_sha256 != run.config.bundle_sha256:
+        raise ConfigError(
+            f"bundle {run.config.bundle!r} changed since run {str(run.path)!r} was predicted; "
+            "its Monte Carlo draws cannot be regenerated: predict again into a new run"
+        )
     cube = open_cube(run.config.cube)
     names = [str(b) for b in cube.band.values]
     bd_option = _resolve_bd(bd, names)
@@ -275,11 +282,6 @@ def stocks_for_run(
         shutil.rmtree(run.path / STOCK.records, ignore_errors=True)
     run.stocks = {"options": options, "labels": labels_iv + total_labels, "status": "running"}
     run.save()
-    if load_tile_model(run.config.bundle).weights_sha256 != run.config.bundle_sha256:
-        raise ConfigError(
-            f"bundle {run.config.bundle!r} changed since run {str(run.path)!r} was predicted; "
-            "its Monte Carlo draws cannot be regenerated: predict again into a new run"
-        )
     labels = labels_iv + total_labels
     summary = compute_layers(
         run, STOCK, labels, options=options, scheduler=scheduler, workers=workers,
@@ -328,6 +330,28 @@ def _stratum_table(
                 "them to the table or give a default"
             )
     return {f"{k:g}": [float(m), float(sd)] for k, (m, sd) in checked.table.items()}
+
+
+#: Units ``stocks_for_run`` understands for a BD band.
+BD_UNITS = ("g/cm3", "cg/cm3")
+
+
+def _check_stock_options(bd_sd: float, bd_units: str, cf: str | float, cf_sd: float) -> None:
+    """Refuse bad numeric options before anything is written (the tiles would fail later)."""
+    for name, value in (("--bd-sd", bd_sd), ("--cf-sd", cf_sd)):
+        if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+            raise ConfigError(f"{name} {value!r} must be a finite number >= 0 (g/cm3 or fraction)")
+    if bd_units not in BD_UNITS:
+        raise UnitsError(
+            f"--bd-units {bd_units!r} is not one socmap reads; give one of {list(BD_UNITS)!r} "
+            "(kg/m3 = g/cm3 x 1000: convert the band, or describe it with scale 0.001 in the "
+            "catalog)"
+        )
+    if not isinstance(cf, str) and not (math.isfinite(float(cf)) and 0 <= float(cf) < 1):
+        raise ConfigError(
+            f"--cf {cf!r} must be a coarse-fragment volume fraction in [0, 1) (e.g. 0.15 for "
+            "15 %) or a cube band name"
+        )
 
 
 def _resolve_bd(bd: str | float, names: list[str]) -> str:
