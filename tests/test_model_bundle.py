@@ -262,3 +262,20 @@ def test_round_trip_with_regional_categorical_bands_and_an_aoa(tmp_path, trained
     new = table[["t", "elev.m"]].iloc[:7] + 3.0
     np.testing.assert_array_equal(bundle.aoa.predict_di(new), aoa.predict_di(new))
     assert load_bundle(save_bundle(tmp_path / "plain", model, spec2)).aoa is None
+
+
+def test_bundles_that_can_only_map_nan_are_refused_on_load(tmp_path, trained):
+    model, spec, _ = trained
+    out = save_bundle(tmp_path / "m", model, spec)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["out.bias"] = torch.full_like(state["out.bias"], float("nan"))
+    _rewrite_weights(out, state)  # the hash matches: only the numbers are wrong
+    with pytest.raises(BundleError, match=r"weights \['out\.bias'\] hold NaN"):
+        load_bundle(out)
+
+    out = save_bundle(tmp_path / "n", model, spec)
+    doc = json.loads((out / "model.json").read_text())
+    doc["features"]["std"]["t"] = 0.0
+    (out / "model.json").write_text(json.dumps(doc))
+    with pytest.raises(BundleError, match=r"normalisation is unusable.*std\['t'\]\": 0\.0"):
+        load_bundle(out)

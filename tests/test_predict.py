@@ -18,7 +18,7 @@ import rasterio
 import zarr
 
 from socmap.cube import band_table, build_cube, open_cube
-from socmap.errors import BandMismatch, ConfigError, OutputExists
+from socmap.errors import BandMismatch, ConfigError, OutputExists, RasterError
 from socmap.extract import extract_focal
 from socmap.focal import FocalSpec, focal_band_table
 from socmap.model.estimator import SocNetRegressor
@@ -164,6 +164,22 @@ def test_rerun_resumes_and_another_config_is_refused(meuse, tmp_path):
         meuse["bundle"], meuse["cube"], out, overwrite=True, **{**kw, "passes": 5}
     )
     assert redone.config.passes == 5 and redone.summary["tiles_resumed"] == 0
+
+
+def test_a_run_that_maps_no_pixel_fails(meuse, tmp_path, monkeypatch):
+    import socmap.predict._engine as engine
+
+    real = engine.mc_log
+
+    def nan_model(*args, **kwargs):
+        means, logvars = real(*args, **kwargs)
+        return np.full_like(means, np.nan), logvars
+
+    monkeypatch.setattr(engine, "mc_log", nan_model)
+    with pytest.raises(RasterError, match=r"mapped no pixel: \d+ pixels lack a covariate and "):
+        predict_cube(meuse["bundle"], meuse["cube"], tmp_path / "r", passes=2, workers=0,
+                     exports=False, progress=False)  # fmt: skip
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "failed"
 
 
 def test_overwrite_never_deletes_a_folder_that_is_not_a_run(meuse, tmp_path, cli, capsys):

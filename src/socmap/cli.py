@@ -665,8 +665,9 @@ def predict_cmd(
     )
     s = run.summary
     out.print(
-        f"{s['tiles']} tiles ({s['tiles_resumed']} resumed), {s['pixels_predicted']} pixels "
-        f"predicted, {s['pixels_nodata']} nodata (NaN), {len(run.config.intervals)} depth "
+        f"{s['tiles']} tiles ({s['tiles_resumed']} resumed), "
+        f"{s.get('pixels_with_value', s['pixels_predicted'])} pixels with a value, "
+        f"{s['pixels_nodata']} nodata (NaN), {len(run.config.intervals)} depth "
         f"intervals, {s['seconds']:.1f} s"
     )
     for kind, paths in run.exports.items():

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -313,6 +314,7 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
             f"{where}: weights do not match the architecture (missing {absent!r}, unexpected "
             f"{extra!r}, shape/dtype mismatch {shapes!r}); {fix}"
         )
+    _check_numbers(tensors, spec, where, fix)
     model.load_state_dict(tensors, strict=True)
     model.eval()
     metadata = doc.get("metadata") or {}
@@ -331,6 +333,26 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
         socmap_version=str(doc.get("socmap_version", "")),
         aoa=aoa,
     )
+
+
+def _check_numbers(tensors: Mapping[str, Any], spec: Any, where: str, fix: str) -> None:
+    """Refuse weights or normalisation that can only give NaN maps (a hash proves no sanity)."""
+    bad = [k for k, t in tensors.items() if t.is_floating_point() and not bool(t.isfinite().all())]
+    if bad:
+        raise BundleError(
+            f"{where}: weights {bad[:5]!r} hold NaN or infinite values, so every prediction "
+            f"would be NaN; {fix} from a finished training"
+        )
+    scales = {f"std[{k!r}]": v for k, v in spec.std.items()}
+    scales["target_std"] = spec.target_std
+    wrong = {k: v for k, v in scales.items() if not (math.isfinite(v) and v > 0)}
+    odd_means = {k: v for k, v in spec.mean.items() if not math.isfinite(v)}
+    if wrong or odd_means or not math.isfinite(spec.target_mean):
+        raise BundleError(
+            f"{where}: feature normalisation is unusable (SDs must be finite and > 0, means "
+            f"finite; got {dict(list(wrong.items())[:5])!r}, means {odd_means!r}, target mean "
+            f"{spec.target_mean!r}); {fix}"
+        )
 
 
 def fingerprint(table: pd.DataFrame) -> str:

@@ -405,7 +405,7 @@ def predict_block(
         ``soc``: ``(5, depths, h, w)`` float32 (:data:`STATS`); ``di``: ``(h, w)`` float32
         dissimilarity index (NaN without an AOA or where nodata); ``aoa``: ``(h, w)`` float32
         1 inside, 0 outside, NaN where nodata or without an AOA; ``n_valid``, ``n_nodata``,
-        ``unknown_classes``.
+        ``n_with_value`` (pixels whose mean is finite at every depth), ``unknown_classes``.
 
     Raises
     ------
@@ -437,5 +437,6 @@ def predict_block(
         "aoa": inside.reshape(h, w),
         "n_valid": int(enc.valid.sum()),
         "n_nodata": int((~enc.valid).sum()),
+        "n_with_value": int(np.isfinite(soc[0]).all(axis=0).sum()),
         "unknown_classes": enc.unknown,
     }

@@ -40,7 +40,7 @@ from socmap._io import atomic_path, check_replaceable
 from socmap._progress import track
 from socmap._records import array_digest as _digest
 from socmap._records import read_record, write_record
-from socmap.errors import BandMismatch, ConfigError, OutputExists
+from socmap.errors import BandMismatch, ConfigError, OutputExists, RasterError
 from socmap.grid import Grid, Tile, Window
 from socmap.predict._engine import STATS, load_tile_model, predict_block, with_focal
 
@@ -322,6 +322,7 @@ def _run_tile(job: _TileJob, padded: np.ndarray | None = None) -> dict[str, Any]
         **payload,
         "n_valid": res["n_valid"],
         "n_nodata": res["n_nodata"],
+        "n_with_value": res.get("n_with_value", res["n_valid"]),
         "unknown_classes": res["unknown_classes"],
         "seconds": time.perf_counter() - start,
     }
@@ -495,6 +496,14 @@ def predict_cube(
     run.summary = compute_layers(
         run, SOC, tm.depth_labels, scheduler=scheduler, workers=workers, progress=progress
     )
+    if run.summary["pixels_with_value"] == 0:
+        run.status = "failed"
+        run.save()
+        raise RasterError(
+            f"run {str(run_dir)!r} mapped no pixel: {run.summary['pixels_nodata']} pixels lack "
+            f"a covariate and {run.summary['pixels_predicted']} gave no finite SOC; check the "
+            "cube's nodata (socmap cube info) and the bundle, then predict into a new folder"
+        )
     run.status = "predicted"
     run.save()
     if exports:
@@ -649,6 +658,7 @@ def _summarise(
         "tiles": len(tiles),
         "tiles_resumed": skipped,
         "pixels_predicted": int(sum(r["n_valid"] for r in records)),
+        "pixels_with_value": int(sum(r.get("n_with_value", r["n_valid"]) for r in records)),
         "pixels_nodata": int(sum(r["n_nodata"] for r in records)),
         "unknown_class_pixels": unknown,
         "seconds": round(seconds, 3),
