@@ -166,6 +166,22 @@ def test_rerun_resumes_and_another_config_is_refused(meuse, tmp_path):
     assert redone.config.passes == 5 and redone.summary["tiles_resumed"] == 0
 
 
+def test_damaged_runs_are_one_line(meuse, tmp_path, cli, capsys):
+    import shutil
+
+    out = tmp_path / "run"
+    predict_cube(meuse["bundle"], meuse["cube"], out, passes=2, workers=0, exports=False,
+                 progress=False)  # fmt: skip
+    shutil.rmtree(out / "soc.zarr")
+    assert cli(["report", out]) == 2
+    err = capsys.readouterr().err
+    assert "has no soc.zarr" in err and "socmap predict" in err and len(err.splitlines()) == 1
+    (out / "run.json").write_text("{not json")
+    assert cli(["stocks", out, "--bd", "1.3"]) == 2
+    err = capsys.readouterr().err
+    assert "damaged run.json" in err and len(err.splitlines()) == 1
+
+
 def test_a_run_that_maps_no_pixel_fails(meuse, tmp_path, monkeypatch):
     import socmap.predict._engine as engine
 

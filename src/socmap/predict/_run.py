@@ -98,7 +98,19 @@ class PredictionRun:
         return [f"{t:g}-{b:g}cm" for t, b in self.config.intervals]
 
     def open(self, store: str = SOC_STORE) -> xr.Dataset:
-        """Open ``soc.zarr`` (or ``stock.zarr``) lazily."""
+        """Open ``soc.zarr`` (or ``stock.zarr``) lazily.
+
+        Raises
+        ------
+        ConfigError
+            The store is missing (a run not finished, or a file deleted by hand).
+        """
+        if not (self.path / store / "zarr.json").is_file():
+            step = "socmap stocks" if store != SOC_STORE else "socmap predict"
+            raise ConfigError(
+                f"run {str(self.path)!r} has no {store} (status {self.status!r}); run "
+                f"`{step}` on it first, or predict again into a new folder"
+            )
         return xr.open_zarr(self.path / store, zarr_format=3, consolidated=False)
 
     def save(self) -> None:
@@ -131,21 +143,33 @@ def open_run(path: str | Path) -> PredictionRun:
         raise ConfigError(
             f"{str(p)!r} is not a prediction run (no {RUN_JSON}); create one with `socmap predict`"
         )
-    doc = json.loads(doc_path.read_text())
+    damaged = (
+        f"run {str(p)!r} has a damaged {RUN_JSON}; predict again into a new folder (or restore "
+        "the file from a backup)"
+    )
+    try:
+        doc = json.loads(doc_path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{damaged} ({type(exc).__name__}: {exc})") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{damaged} (it holds a {type(doc).__name__}, not an object)")
     if doc.get("format") != RUN_FORMAT:
         raise ConfigError(
             f"run {str(p)!r} has format {doc.get('format')!r}, not {RUN_FORMAT!r}; redo the run"
         )
-    return PredictionRun(
-        path=p,
-        config=RunConfig(**doc["config"]),
-        status=str(doc.get("status", "")),
-        created=str(doc.get("created", "")),
-        summary=dict(doc.get("summary") or {}),
-        exports=dict(doc.get("exports") or {}),
-        stocks=dict(doc.get("stocks") or {}),
-        strata=dict(doc.get("strata") or {}),
-    )
+    try:
+        return PredictionRun(
+            path=p,
+            config=RunConfig(**doc["config"]),
+            status=str(doc.get("status", "")),
+            created=str(doc.get("created", "")),
+            summary=dict(doc.get("summary") or {}),
+            exports=dict(doc.get("exports") or {}),
+            stocks=dict(doc.get("stocks") or {}),
+            strata=dict(doc.get("strata") or {}),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{damaged} ({type(exc).__name__}: {exc})") from None
 
 
 def _cube_id(cube: xr.DataArray) -> str:
