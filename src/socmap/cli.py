@@ -222,6 +222,14 @@ ProfilesOpt = Annotated[
 UnitsOpt = Annotated[
     str, typer.Option(help="SOC units of generic tables: g/kg, %, permille, mg/g.")
 ]
+AcceptQcOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--accept-qc",
+        help="Train even though the profiles fail this QC check (repeatable; see `socmap "
+        "profiles qc`); recorded in the bundle.",
+    ),
+]
 SchedulerOpt = Annotated[
     str | None, typer.Option(help="Address of a running dask scheduler (tcp://host:8786).")
 ]
@@ -573,6 +581,7 @@ def finetune_cmd(
     mapping: MapOpt = None,
     crs: CrsOpt = None,
     soc_units: UnitsOpt = "g/kg",
+    accept_qc: AcceptQcOpt = None,
     strategy: Annotated[
         str, typer.Option(help="full, freeze-encoders, head, l2sp, instances or auto.")
     ] = "full",
@@ -607,7 +616,9 @@ def finetune_cmd(
 
     _check_block_size(block_size)
     table = _load_profiles(fmt, profiles_path, samples, mapping, crs, soc_units)
-    data = regional_training_table(table, open_cube(cube), depths=depths, max_depth_cm=max_depth)
+    data = regional_training_table(
+        table, open_cube(cube), depths=depths, max_depth_cm=max_depth, accept_qc=accept_qc or ()
+    )
     res = finetune_bundle(
         bundle,
         data,
@@ -917,6 +928,7 @@ def cv_cmd(
     mapping: MapOpt = None,
     crs: CrsOpt = None,
     soc_units: UnitsOpt = "g/kg",
+    accept_qc: AcceptQcOpt = None,
     block_size: BlockSizeOpt = "2km",
     folds: Annotated[int, typer.Option(help="Spatial CV folds.")] = 10,
     folds_column: FoldsColumnOpt = None,
@@ -953,7 +965,9 @@ def cv_cmd(
         _load_profiles(fmt, profiles_path, samples, mapping, crs, soc_units), target
     )
     own_folds = _user_folds(folds_column, table)
-    data = regional_training_table(table, open_cube(cube), depths=depths, max_depth_cm=max_depth)
+    data = regional_training_table(
+        table, open_cube(cube), depths=depths, max_depth_cm=max_depth, accept_qc=accept_qc or ()
+    )
     size = _block_size_for(block_size, data.table)
     (estimator,) = transfer_methods(
         [method],
@@ -997,6 +1011,7 @@ def benchmark_transfer_cmd(
     mapping: MapOpt = None,
     crs: CrsOpt = None,
     soc_units: UnitsOpt = "g/kg",
+    accept_qc: AcceptQcOpt = None,
     block_size: BlockSizeOpt = "2km",
     folds: Annotated[int, typer.Option(help="Spatial CV folds.")] = 10,
     folds_column: FoldsColumnOpt = None,
@@ -1035,7 +1050,9 @@ def benchmark_transfer_cmd(
         _load_profiles(fmt, profiles_path, samples, mapping, crs, soc_units), target
     )
     own_folds = _user_folds(folds_column, table)
-    data = regional_training_table(table, open_cube(cube), depths=depths, max_depth_cm=max_depth)
+    data = regional_training_table(
+        table, open_cube(cube), depths=depths, max_depth_cm=max_depth, accept_qc=accept_qc or ()
+    )
     size = _block_size_for(block_size, data.table)
     estimators = transfer_methods(
         [m.strip() for m in methods.split(",") if m.strip()],

@@ -8,6 +8,7 @@ from the embedded global rasters on a grid cropped around the sites, so any regi
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,8 +132,9 @@ def regional_training_table(
     depths: str | DepthSet = "globalsoilmap",
     max_depth_cm: float | None = None,
     global_catalog: str | Path | None = "global_10arcmin",
+    accept_qc: Sequence[str] = (),
 ) -> RegionalTable:
-    """Harmonise a region's profiles and join regional and global covariates.
+    """QC and harmonise a region's profiles and join regional and global covariates.
 
     Parameters
     ----------
@@ -150,15 +152,27 @@ def regional_training_table(
         ``stands_for`` a global band (same quantity and units, e.g. a 1 km DEM for the 10'
         elevation) fills that band instead (counted in ``counts["stand_in_<band>"]``).
         ``None`` adds no global covariates.
+    accept_qc
+        Error-level QC checks (:data:`socmap.profiles.QC_CHECKS`) to train with anyway;
+        any other error stops here (:meth:`socmap.profiles.QCReport.require`). Accepted
+        ones are counted in ``counts["qc_accepted_<check>"]``.
+
+    Raises
+    ------
+    ProfileValidationError
+        The profiles fail a QC check that is not in ``accept_qc``.
     """
     from socmap.cube import band_table, stand_ins
     from socmap.depth import harmonise
     from socmap.extract import extract
+    from socmap.profiles import qc_profiles
 
+    accepted = qc_profiles(profiles).require(accept_qc)
     depth_set = get_depth_set(depths)
     harmonised = harmonise(profiles, depth_set, value_cols=("soc_g_kg",))
     table = harmonised.table
-    counts = {f"spline_{k}": v for k, v in harmonised.summary().items()}
+    counts = {f"qc_accepted_{k}": v for k, v in accepted.items()}
+    counts.update({f"spline_{k}": v for k, v in harmonised.summary().items()})
     if max_depth_cm is not None:
         table = table.loc[table["top_cm"] < max_depth_cm].reset_index(drop=True)
     bands = band_table(cube)

@@ -79,6 +79,8 @@ class ProfilesStep(_Step):
     soc_units: str = "g/kg"
     crs: str | None = None
     mapping: dict[str, str] | None = None
+    #: Error-level QC checks to train with anyway (recorded in the bundle).
+    accept_qc: list[str] = Field(default_factory=list)
 
 
 class ModelStep(_Step):

@@ -194,6 +194,7 @@ def _profiles(ctx: StageContext, out: Path) -> dict[str, Any]:
     profiles = _read_profiles(spec)
     report = qc_profiles(profiles)
     write_qc(report, out / "qc")
+    accepted = report.require(spec.profiles.accept_qc)  # stop before the model stages
     harmonised = harmonise(profiles, spec.model.depths, value_cols=("soc_g_kg",))
     profiles.to_parquet(out / "profiles.parquet")
     harmonised.table.to_parquet(out / "harmonised.parquet")
@@ -201,6 +202,7 @@ def _profiles(ctx: StageContext, out: Path) -> dict[str, Any]:
         "sites": int(profiles["site_id"].nunique()),
         "horizons": len(profiles),
         "qc_flags": len(report.flags),
+        "qc_accepted": accepted,
         "harmonised": {k: int(v) for k, v in harmonised.summary().items()},
     }
 
@@ -215,7 +217,10 @@ def _finetune(ctx: StageContext, out: Path) -> dict[str, Any]:
     m = ctx.spec.model
     profiles = pd.read_parquet(ctx.upstream["profiles"] / "profiles.parquet")
     cube = open_cube(ctx.upstream["cube"] / "cube.zarr")
-    data = regional_training_table(profiles, cube, depths=m.depths, max_depth_cm=m.max_depth_cm)
+    data = regional_training_table(
+        profiles, cube, depths=m.depths, max_depth_cm=m.max_depth_cm,
+        accept_qc=ctx.spec.profiles.accept_qc,
+    )  # fmt: skip
     tuned = finetune_bundle(
         _bundle_path(ctx.spec), data, out / "bundle", strategy=m.strategy, depth_set=m.depths,
         block_size=f"{m.block_size_m}m", cv_folds=m.cv_folds, seed=m.seed, n_jobs=m.jobs,

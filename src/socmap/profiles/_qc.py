@@ -132,6 +132,51 @@ class QCReport:
         """Whether no error-level problem was found (warnings allowed)."""
         return bool((self.flags["severity"] != "error").all())
 
+    def require(self, accept: Sequence[str] = ()) -> dict[str, int]:
+        """Stop on error-level checks unless the user accepted them by name.
+
+        Training on a table that fails QC (SOC in % read as g/kg, overlapping horizons)
+        gives a confident wrong model, so errors stop it; ``accept`` names the checks the
+        user has looked at and wants to train with anyway.
+
+        Parameters
+        ----------
+        accept
+            Check names (keys of :data:`QC_CHECKS`) to let through.
+
+        Returns
+        -------
+        dict
+            ``{check: rows}`` of the accepted error checks that were found (for provenance).
+
+        Raises
+        ------
+        ProfileValidationError
+            An error check not in ``accept`` (each listed with its row and site counts, an
+            example and both fixes), or an unknown name in ``accept``.
+        """
+        unknown = sorted(set(accept) - set(QC_CHECKS))
+        if unknown:
+            raise ProfileValidationError(
+                f"--accept-qc {unknown!r} names no QC check; choose from {list(QC_CHECKS)!r}"
+            )
+        found = self.summary[(self.summary["severity"] == "error") & (self.summary["n_rows"] > 0)]
+        refused = found[~found["check"].isin(list(accept))]
+        if len(refused):
+            errors = self.errors()
+            listed = "; ".join(
+                f"{r.check} ({r.n_rows} rows, {r.n_sites} sites, e.g. "
+                f"{errors.loc[errors['check'] == r.check, 'message'].iloc[0]})"
+                for r in refused.itertuples(index=False)
+            )
+            raise ProfileValidationError(
+                f"the profiles fail QC: {listed}; fix the table (see `socmap profiles qc`), or "
+                f"pass --accept-qc {' --accept-qc '.join(refused['check'])} to train on it "
+                "anyway (recorded in the bundle)"
+            )
+        rows = found["n_rows"].to_numpy(dtype=np.int64).tolist()
+        return {str(c): int(n) for c, n in zip(found["check"], rows, strict=True)}
+
 
 class _Collector:
     """Accumulate flags and the table rows each one marks."""
