@@ -545,3 +545,21 @@ def test_global_layers_on_a_cropped_grid_are_exact(tmp_path: Path) -> None:
         cat["tree_cover_pct"], cat["tree_cover_pct"].resolve_source(cat.base_dir), australia
     )
     np.testing.assert_array_equal(cube.sel(band="tree_cover_pct").values, direct)
+
+
+def test_a_mistyped_resolution_is_refused_before_any_work(
+    local_catalog: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from affine import Affine
+
+    huge = Grid("EPSG:32755", Affine(1.0, 0, 5e5, 0, -1.0, 7e6), (10_000_000, 10_000_000))
+    with pytest.raises(GridMismatch, match=r"10,000,000 x 10,000,000 .*SOCMAP_MAX_PIXELS"):
+        build_cube(local_catalog, huge, tmp_path / "huge.zarr")
+    assert_no_output(tmp_path / "huge.zarr")
+    small = cube_grid(open_cube(build_cube(local_catalog, None, tmp_path / "ok.zarr")))
+    monkeypatch.setenv("SOCMAP_MAX_PIXELS", str(small.height * small.width - 1))
+    with pytest.raises(GridMismatch, match="above the limit"):
+        build_cube(local_catalog, None, tmp_path / "limited.zarr")
+    monkeypatch.setenv("SOCMAP_MAX_PIXELS", "lots")
+    with pytest.raises(GridMismatch, match="SOCMAP_MAX_PIXELS 'lots'"):
+        build_cube(local_catalog, None, tmp_path / "limited.zarr")

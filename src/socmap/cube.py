@@ -158,15 +158,47 @@ def _resolve_catalog(catalog: Catalog | str | Path) -> Catalog:
     return catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
 
 
-def _resolve_grid(cat: Catalog, grid: Grid | None) -> Grid:
-    if grid is not None:
-        return grid
-    if cat.grid is None:
-        raise CatalogError(
-            f"catalog {cat.name!r} has no 'grid' and no grid was given; pass grid=Grid(...) "
-            "(CLI: --grid region.yaml) or add grid: {crs, bbox, resolution} to the catalog"
+#: Largest grid a cube is built or pulled on unless ``SOCMAP_MAX_PIXELS`` says otherwise
+#: (2e9 pixels: ~45 000 x 45 000, 8 GB per float32 band); guards against a mistyped
+#: resolution (1 instead of 1000 m) that would otherwise grow memory until killed.
+MAX_PIXELS = 2_000_000_000
+
+
+def check_grid_size(grid: Grid, what: str = "cube") -> None:
+    """Refuse a grid larger than ``SOCMAP_MAX_PIXELS`` (default :data:`MAX_PIXELS`).
+
+    Raises
+    ------
+    GridMismatch
+        The grid has more pixels than the limit; the message gives its shape, resolution
+        and CRS units, and how to raise the limit.
+    """
+    raw = os.environ.get("SOCMAP_MAX_PIXELS", "")
+    try:
+        limit = int(float(raw)) if raw else MAX_PIXELS
+    except ValueError:
+        raise GridMismatch(f"SOCMAP_MAX_PIXELS {raw!r} must be a number of pixels") from None
+    n = grid.height * grid.width
+    if n > limit:
+        units = "degrees" if grid.is_geographic else "CRS units (usually metres)"
+        raise GridMismatch(
+            f"the {what} grid is {grid.height:,} x {grid.width:,} = {n:,} pixels at "
+            f"resolution {grid.resolution[0]:g} {units}, above the limit of {limit:,}; check "
+            "the resolution and bbox (a resolution of 1 where 1000 was meant?), or raise the "
+            "limit with the environment variable SOCMAP_MAX_PIXELS"
         )
-    return cat.grid.to_grid()
+
+
+def _resolve_grid(cat: Catalog, grid: Grid | None) -> Grid:
+    if grid is None:
+        if cat.grid is None:
+            raise CatalogError(
+                f"catalog {cat.name!r} has no 'grid' and no grid was given; pass grid=Grid(...) "
+                "(CLI: --grid region.yaml) or add grid: {crs, bbox, resolution} to the catalog"
+            )
+        grid = cat.grid.to_grid()
+    check_grid_size(grid)
+    return grid
 
 
 def _check_local(cat: Catalog) -> None:
