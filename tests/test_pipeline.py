@@ -90,6 +90,17 @@ def test_first_run_publishes_a_complete_version(setup: dict[str, Any]) -> None:
     assert {"socmap", "torch", "numpy", "python"} <= set(manifest["versions"])
     assert 0 < manifest["metrics"]["finetune"]["cv"]["all:mae"] < 50
     assert manifest["metrics"]["strata"]["area_ha"] > 0
+    # provenance cites the published files: no staging folder, no cache path
+    cited = [
+        (p.relative_to(latest), bad)
+        for p in latest.rglob("*")
+        if p.suffix in (".json", ".html", ".md", ".yaml", ".csv") and p.name != "manifest.json"
+        for bad in (".tmp-", str(root.cache))
+        if bad in p.read_text(errors="ignore")
+    ]
+    assert not cited, cited
+    strata_doc = json.loads((latest / "run" / "strata" / "strata.json").read_text())
+    assert strata_doc["run"] == str(root.runs / outcome.version / "run")
     setup["first"] = outcome.version
 
 

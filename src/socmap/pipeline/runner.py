@@ -23,7 +23,14 @@ from typing import Any
 from socmap._io import atomic_path
 from socmap.errors import ConfigError
 from socmap.pipeline.config import RunSpec, load_run_config
-from socmap.pipeline.stages import STAGES, Log, Stage, StageContext, link_tree
+from socmap.pipeline.stages import (
+    STAGES,
+    Log,
+    Stage,
+    StageContext,
+    link_tree,
+    rewrite_paths,
+)
 from socmap.pipeline.versions import MANIFEST, STAGE_JSON, RunRoot
 
 __all__ = [
@@ -248,6 +255,8 @@ def run_pipeline(
                 with atomic_path(where, overwrite=True) as tmp:
                     tmp.mkdir(parents=True)
                     plan.metrics = stage.run(ctx, tmp)
+                    # what the stage recorded of its own folder must cite the final one
+                    rewrite_paths(tmp, {str(tmp): str(where), str(tmp.resolve()): str(where)})
                     plan.seconds = time.perf_counter() - t0
                     doc = {"stage": plan.name, "key": plan.key, "seconds": plan.seconds,
                            "metrics": plan.metrics}  # fmt: skip
@@ -279,11 +288,24 @@ def run_pipeline(
             },
             "versions": _versions(),
         }
+        published = {
+            str(form): str(root.runs / version / name)
+            for name, (stage_name, inner) in PUBLISHED.items()
+            if stage_name in outputs
+            for form in (outputs[stage_name] / inner, (outputs[stage_name] / inner).resolve())
+        }
+        # the run passes stage to stage (predict .. report): each cites the published one
+        for where in outputs.values():
+            if (where / "run").is_dir():
+                for form in (where / "run", (where / "run").resolve()):
+                    published.setdefault(str(form), str(root.runs / version / "run"))
         with atomic_path(root.runs / version, overwrite=False) as tmp:
             tmp.mkdir(parents=True)
             for name, (stage_name, inner) in PUBLISHED.items():
                 if stage_name in outputs:
                     link_tree(outputs[stage_name] / inner, tmp / name)
+            # a version cites its own files, not the cache (which pruning may delete)
+            rewrite_paths(tmp, published)
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
         root.point_latest(version)
         pruned = root.prune(spec.keep)

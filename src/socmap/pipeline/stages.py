@@ -23,7 +23,7 @@ from typing import Any
 
 from socmap.pipeline.config import EMBEDDED_PROFILES, RunSpec
 
-__all__ = ["STAGES", "Stage", "StageContext", "link_tree", "tree_sha256"]
+__all__ = ["STAGES", "Stage", "StageContext", "link_tree", "rewrite_paths", "tree_sha256"]
 
 Log = Callable[[str], object]
 
@@ -142,6 +142,50 @@ def link_tree(src: Path, dst: Path) -> None:
             shutil.copy2(s, d)
 
     shutil.copytree(src, dst, copy_function=link, symlinks=True)
+
+
+#: Files whose text may cite paths (provenance, metadata, reports); Zarr chunks are binary.
+TEXT_SUFFIXES = (".json", ".html", ".md", ".csv", ".yaml", ".yml", ".txt", ".xml", ".geojson")
+_REWRITE_MAX_BYTES = 8 * 1024 * 1024
+
+
+def rewrite_paths(root: Path, mapping: dict[str, str]) -> int:
+    """Replace path prefixes in the text files under ``root``; return how many changed.
+
+    Stages write into a temporary folder and the runner renames it, and a published version
+    links cached outputs into ``runs/<version>``: provenance written on the way would cite
+    paths that no longer exist. Each changed file is written anew (a hard link to a cached
+    file is broken, never edited through).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = (d / "a.json").write_text('{"run": "/tmp/.tmp-1/run"}')
+    >>> rewrite_paths(d, {"/tmp/.tmp-1": "/srv/final"}), (d / "a.json").read_text()
+    (1, '{"run": "/srv/final/run"}')
+    """
+    # Longest first: a path that holds another is replaced whole.
+    pairs = sorted(((k, v) for k, v in mapping.items() if k and k != v), key=lambda kv: -len(kv[0]))
+    changed = 0
+    for path in root.rglob("*"):
+        if (path.suffix.lower() not in TEXT_SUFFIXES or not path.is_file() or path.is_symlink()
+                or path.stat().st_size > _REWRITE_MAX_BYTES):  # fmt: skip
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        new = text
+        for old, replacement in pairs:
+            new = new.replace(old, replacement)
+        if new != text:
+            fresh = path.with_name(f".rewrite-{path.name}")
+            fresh.write_text(new, encoding="utf-8")
+            shutil.copymode(path, fresh)
+            fresh.replace(path)
+            changed += 1
+    return changed
 
 
 # ---------------------------------------------------------------------- stage bodies
