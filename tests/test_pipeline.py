@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from socmap.errors import ConfigError, InputNotFound
+from socmap.errors import ConfigError, GridMismatch, InputNotFound
 from socmap.pipeline import RunRoot, load_run_config, plan_run, preview_run, run_pipeline
 from socmap.profiles import read_edgeroi
 
@@ -260,6 +260,23 @@ def test_bad_configurations_fail_clearly(
         load_run_config("no_such_config")
     with pytest.raises(ConfigError, match="unknown stage"):
         run_pipeline(bad, force=("fintune",), output=tmp_path / "root")
+    # every input is checked before the first stage: the bundle path the user wrote is named
+    (tmp_path / "p.csv").write_text("site_id,x,y,crs,top_cm,bottom_cm,soc_g_kg\n")
+    bad.write_text("name: x\ncube: {catalog: edgeroi}\nprofiles: {path: p.csv}\n"
+                   "model: {bundle: models/mine}\n")  # fmt: skip
+    assert cli(["run", str(bad), "--plan"]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "models" / "mine") in err and "global_gsm" in err
+    assert len(err.strip().splitlines()) == 1
+    bad.write_text("name: x\ncube: {catalog: edgeroi}\nprofiles: {path: p.csv, accept_qc: [x]}\n")
+    with pytest.raises(ConfigError, match=r"accept_qc \['x'\] names no QC check"):
+        plan_run(load_run_config(bad))
+    huge = "{crs: 'EPSG:28355', bbox: [0, 0, 1000000, 1000000], resolution: 1}"
+    bad.write_text(
+        f"name: x\nregion: {huge}\ncube: {{catalog: edgeroi}}\nprofiles: {{path: p.csv}}\n"
+    )
+    with pytest.raises(GridMismatch, match="SOCMAP_MAX_PIXELS"):
+        plan_run(load_run_config(bad))
 
 
 def test_builtin_demo_config_plans() -> None:

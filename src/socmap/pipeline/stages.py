@@ -81,10 +81,12 @@ def _file_input(spec: RunSpec, value: str | None) -> str:
 
 def _cube_inputs(spec: RunSpec) -> dict[str, str]:
     from socmap.catalog import load_catalog
-    from socmap.cube import _catalog_digest
+    from socmap.cube import _catalog_digest, check_grid_size
 
     cat = load_catalog(_catalog_path(spec))
-    out = {"catalog": _catalog_digest(cat), "grid": str(_grid(spec).to_dict())}
+    grid = _grid(spec)
+    check_grid_size(grid)
+    out = {"catalog": _catalog_digest(cat), "grid": str(grid.to_dict())}
     for cov in cat.covariates:
         if not cov.is_earth_engine:  # an EE layer is pinned by its catalog entry
             out[f"source:{cov.name}"] = tree_sha256(cov.resolve_source(cat.base_dir))
@@ -92,6 +94,15 @@ def _cube_inputs(spec: RunSpec) -> dict[str, str]:
 
 
 def _profiles_inputs(spec: RunSpec) -> dict[str, str]:
+    from socmap.profiles import QC_CHECKS
+
+    unknown = sorted(set(spec.profiles.accept_qc) - set(QC_CHECKS))
+    if unknown:
+        from socmap.errors import ConfigError
+
+        raise ConfigError(
+            f"profiles.accept_qc {unknown!r} names no QC check; choose from {list(QC_CHECKS)!r}"
+        )
     if spec.profiles.path in EMBEDDED_PROFILES:
         from socmap.catalog import embedded_data_dir
 
@@ -100,12 +111,30 @@ def _profiles_inputs(spec: RunSpec) -> dict[str, str]:
 
 
 def _bundle_path(spec: RunSpec) -> Path:
+    """Resolve the user's bundle folder, else a shipped bundle of that name, else fail clearly."""
+    from socmap.catalog import embedded_data_dir
+
     p = spec.resolve(spec.model.bundle)
     if p.exists():
         return p
-    from socmap.catalog import embedded_data_dir
+    shipped = embedded_data_dir() / "bundles"
+    if (shipped / spec.model.bundle / "model.json").is_file():
+        return shipped / spec.model.bundle
+    from socmap.errors import InputNotFound
 
-    return embedded_data_dir() / "bundles" / spec.model.bundle
+    names = sorted(d.name for d in shipped.iterdir() if (d / "model.json").is_file())
+    raise InputNotFound(
+        f"model.bundle {spec.model.bundle!r}: {str(p)!r} does not exist and no bundle shipped "
+        f"with socmap has that name ({names!r}); fix the path in the run configuration"
+    )
+
+
+def _bundle_inputs(spec: RunSpec) -> dict[str, str]:
+    from socmap.model.bundle import load_bundle
+
+    path = _bundle_path(spec)
+    load_bundle(path)  # a broken bundle fails now, not after the cube is built or pulled
+    return {"bundle": tree_sha256(path)}
 
 
 def _catalog_path(spec: RunSpec) -> str | Path:
@@ -393,7 +422,7 @@ STAGES: tuple[Stage, ...] = (
         ("cube", "profiles"),
         _sections("model"),
         _finetune,
-        lambda spec: {"bundle": tree_sha256(_bundle_path(spec))},
+        _bundle_inputs,
     ),
     Stage("predict", ("finetune", "cube"), _sections("predict"), _predict),
     Stage(
