@@ -168,7 +168,7 @@ def test_profile_with_two_locations() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"n_splits": 1}, "n_splits must be an integer >= 2"),
+        ({"n_splits": 1}, r"1 folds: need an integer >= 2.*n_splits=5"),
         ({"block_size": 0.0}, "block_size must be a positive"),
         ({"block_size": float("nan")}, "block_size must be a positive"),
         ({"units": "km"}, "units must be one of"),

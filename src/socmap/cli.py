@@ -611,10 +611,12 @@ def finetune_cmd(
     --cube edgeroi.zarr --strategy freeze-encoders --out edgeroi.socmap[/bold]
     """
     from socmap.cube import open_cube
+    from socmap.model.bundle import load_bundle
     from socmap.model.finetune import finetune_bundle
     from socmap.training import regional_training_table
 
     _check_block_size(block_size)
+    load_bundle(bundle)  # a missing or broken bundle fails before the table work
     table = _load_profiles(fmt, profiles_path, samples, mapping, crs, soc_units)
     data = regional_training_table(
         table, open_cube(cube), depths=depths, max_depth_cm=max_depth, accept_qc=accept_qc or ()
@@ -953,10 +955,13 @@ def cv_cmd(
     """
     from socmap.cube import open_cube
     from socmap.extract import write_table
-    from socmap.model.transfer import BASELINES, transfer_methods
+    from socmap.model.transfer import BASELINES, NETWORK_METHODS, STRATEGIES, transfer_methods
     from socmap.training import regional_training_table
     from socmap.validate import BlockKFold, cross_validate, read_train_sets
 
+    known = [*BASELINES, *NETWORK_METHODS, *sorted(STRATEGIES)]
+    if method not in known:
+        raise typer.BadParameter(f"--method {method!r} is not a method; choose from {known!r}")
     if method != "rf" and bundle is None:
         raise typer.BadParameter(f"--method {method} needs --bundle (a pretrained bundle)")
     _check_block_size(block_size)
@@ -1045,6 +1050,11 @@ def benchmark_transfer_cmd(
 
     _check_block_size(block_size)
     size_list = parse_sizes(sizes)
+    for option, value in (("--repeats", repeats), ("--folds", folds), ("--mc-passes", mc_passes),
+                          ("--n-estimators", n_estimators)):  # fmt: skip
+        least = 2 if option == "--folds" else 1
+        if value < least:
+            raise typer.BadParameter(f"{option} {value} must be >= {least}")
     chosen = read_train_sets(train_sets) if train_sets is not None else None
     table = _with_target(
         _load_profiles(fmt, profiles_path, samples, mapping, crs, soc_units), target

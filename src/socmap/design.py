@@ -18,6 +18,7 @@ fewer, and the shortfall is reported, never hidden.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -334,6 +335,10 @@ def design_for_run(
 
     if int(budget) < 1:
         raise ConfigError(f"core budget {budget!r} places no core; give --budget 1 or more")
+    if not (math.isfinite(min_spacing) and min_spacing >= 0):
+        raise ConfigError(
+            f"--min-spacing {min_spacing!r} m must be a distance >= 0 (0: no minimum)"
+        )
     run = open_run(run_dir)
     grid = run.grid
     if run.stocks.get("status") in ("computed", "complete"):

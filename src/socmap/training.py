@@ -17,7 +17,7 @@ import xarray as xr
 from pyproj import Transformer
 
 from socmap.catalog import DepthSet, get_depth_set, load_catalog
-from socmap.errors import ProfileValidationError
+from socmap.errors import ConfigError, ProfileValidationError
 from socmap.grid import normalise_crs
 
 __all__ = ["RegionalTable", "global_context_covariates", "regional_training_table"]
@@ -167,6 +167,10 @@ def regional_training_table(
     from socmap.extract import extract
     from socmap.profiles import qc_profiles
 
+    if max_depth_cm is not None and not max_depth_cm > 0:
+        raise ConfigError(
+            f"max depth {max_depth_cm!r} cm must be > 0, e.g. 100 (CLI: --max-depth 100)"
+        )
     accepted = qc_profiles(profiles).require(accept_qc)
     depth_set = get_depth_set(depths)
     harmonised = harmonise(profiles, depth_set, value_cols=("soc_g_kg",))

@@ -84,7 +84,7 @@ def balance_weights(
     else:
         raise ProfileValidationError(
             f"balance {balance!r} is neither 'climate' nor a column of the training table; "
-            "pass e.g. balance='source'"
+            "give 'climate' or a column such as 'source' (CLI: --balance source)"
         )
     share = groups.map(groups.value_counts(normalize=True)).to_numpy(dtype=float)
     w = share**-power

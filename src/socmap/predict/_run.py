@@ -483,11 +483,12 @@ def predict_cube(
     """
     from socmap.cube import cube_grid, open_cube, stand_ins
 
-    if int(passes) < 1 or int(batch_size) < 1 or (workers is not None and int(workers) < 0):
-        raise ConfigError(
-            f"passes and batch_size must be >= 1 and workers >= 0; got {passes!r}, "
-            f"{batch_size!r}, {workers!r}"
-        )
+    for option, value, least in (("--passes", passes, 1), ("--batch-size", batch_size, 1),
+                                 ("--workers", workers, 0)):  # fmt: skip
+        if value is not None and int(value) < least:
+            raise ConfigError(
+                f"{option} {value!r} must be >= {least} (Python: {option[2:].replace('-', '_')}=)"
+            )
     tm = load_tile_model(bundle)
     cube_arr = open_cube(cube)
     grid = cube_grid(cube_arr)

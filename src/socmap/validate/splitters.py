@@ -629,7 +629,8 @@ class BlockKFold(BaseCrossValidator):
             or (self.n_splits < 2)
         ):
             raise ProfileValidationError(
-                f"n_splits must be an integer >= 2, got {self.n_splits!r}; pass e.g. n_splits=5"
+                f"{self.n_splits!r} folds: need an integer >= 2, e.g. 5 (CLI: --folds 5; "
+                "Python: n_splits=5)"
             )
         k = int(self.n_splits)
         blk = _blocks(X, groups, self.block_size, self.units, self.crs)

@@ -1,0 +1,409 @@
+"""A hostile user's battery: every bad input is one line on stderr, exit 2, nothing written.
+
+Each case runs one ``socmap`` command in-process on a small meuse world (cube, cores, bundle,
+and a run with stocks and strata) and checks the contract of :func:`socmap.cli.main`:
+
+* exit status 2;
+* exactly one line on stderr, ``socmap: error: ...``, naming the offending value (no
+  traceback);
+* nothing left where the command would have written (``out*`` under the case's folder, no
+  ``.tmp-*`` sibling), and the shared run untouched.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from shapely.geometry import box
+
+from _runs import meuse_bundle, meuse_cores, meuse_cube, meuse_run
+from socmap.cli import main
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("hostile")
+    cube = meuse_cube(root)
+    cores = meuse_cores(cube, n=40, seed=1)
+    cols = ["site_id", "x", "y", "crs", "top_cm", "bottom_cm", "soc_g_kg"]
+    cores[cols].to_csv(root / "cores.csv", index=False)
+    bundle = meuse_bundle(cube, cores, root / "bundle", epochs=1)
+    run = meuse_run(bundle, cube, root / "run", passes=2)
+    (root / "afile.txt").write_text("a user's file\n")
+    mine = root / "mine"
+    mine.mkdir()
+    (mine / "thesis.docx").write_text("years of work\n")
+    (root / "garbage.yaml").write_text("name: [unclosed\n  - : :\n")
+    (root / "big_grid.yaml").write_text(
+        "grid:\n  crs: 'EPSG:28992'\n  bbox: [0, 0, 1000000, 1000000]\n  resolution: 0.5\n"
+    )
+    (root / "no_site.csv").write_text("profile,x,y\na,1,2\n")
+    no_crs = cores.drop(columns=["crs"])[[c for c in cols if c != "crs"]]
+    no_crs.to_csv(root / "no_crs.csv", index=False)
+    far = gpd.GeoDataFrame({"stratum": ["a"]}, geometry=[box(0, 0, 10, 10)], crs="EPSG:28992")
+    far.to_file(root / "far.gpkg")
+    (root / "corrupt.gpkg").write_bytes(b"SQLite format 3\x00 not really")
+    local = root / "local_catalog.yaml"
+    local.write_text(
+        "name: local\ncovariates:\n  - {name: a, source: missing_raster.tif, units: m, "
+        "kind: continuous, group: terrain}\n"
+    )
+    (root / "run_config.yaml").write_text(
+        f"name: x\noutput: {root / 'runs'}\ncube: {{catalog: meuse}}\n"
+        f"profiles: {{path: {root / 'cores.csv'}}}\nmodel: {{bundle: {root / 'no_bundle'}}}\n"
+    )
+    (root / "typo_config.yaml").write_text(
+        "name: x\ncube: {catalog: meuse}\nprofiles: {path: cores.csv}\nmodle: {}\n"
+    )
+    rng = np.random.default_rng(0)
+    spectra = pd.DataFrame(
+        rng.uniform(0.1, 0.9, (6, 12)), columns=[str(500 + 2 * i) for i in range(12)]
+    )
+    spectra.insert(0, "sample_id", list("abcdef"))  # fmt: skip
+    spectra.to_csv(root / "spectra.csv", index=False)
+    return {"root": root, "cube": cube, "bundle": bundle, "run": run, "cores": root / "cores.csv"}
+
+
+W = dict[str, Path]
+Args = Callable[[W, Path], list[Any]]
+
+#: (id, argv from the world and the case's folder, pattern the one line must match)
+CASES: list[tuple[str, Args, str]] = [
+    # cube build / info
+    ("cube-unknown-catalog", lambda w, t: ["cube", "build", "nope", "-o", t / "out.zarr"], "nope"),
+    ("cube-garbage-catalog",
+     lambda w, t: ["cube", "build", w["root"] / "garbage.yaml", "-o", t / "out.zarr"],
+     "garbage.yaml"),
+    ("cube-chunk-0", lambda w, t: ["cube", "build", "meuse", "-o", t / "out.zarr", "--chunk", 0],
+     "chunk 0"),
+    ("cube-missing-grid",
+     lambda w, t: ["cube", "build", "meuse", "-o", t / "out.zarr", "--grid", t / "no.yaml"],
+     "no.yaml"),
+    ("cube-huge-grid",
+     lambda w, t: ["cube", "build", "meuse", "-o", t / "out.zarr",
+                   "--grid", w["root"] / "big_grid.yaml"], "SOCMAP_MAX_PIXELS"),
+    ("cube-overwrite-user-folder",
+     lambda w, t: ["cube", "build", "meuse", "-o", w["root"] / "mine", "--overwrite"],
+     "not a socmap cube"),
+    ("cube-exists", lambda w, t: ["cube", "build", "meuse", "-o", w["root"] / "afile.txt"],
+     "afile.txt.*already exists"),
+    ("cube-unknown-classes-policy",
+     lambda w, t: ["cube", "build", "meuse", "-o", t / "out.zarr", "--unknown-classes", "drop"],
+     "drop"),
+    ("cube-missing-source",
+     lambda w, t: ["cube", "build", w["root"] / "local_catalog.yaml", "-o", t / "out.zarr",
+                   "--grid", "meuse"], "missing_raster.tif|grid"),
+    ("cube-info-missing", lambda w, t: ["cube", "info", t / "none.zarr"], "none.zarr"),
+    ("cube-info-not-a-cube", lambda w, t: ["cube", "info", w["root"] / "mine"], "mine"),
+    # profiles
+    ("qc-missing-file", lambda w, t: ["profiles", "qc", t / "no.csv", "-o", t / "out"], "no.csv"),
+    ("qc-no-site-id", lambda w, t: ["profiles", "qc", w["root"] / "no_site.csv", "--crs",
+                                    "EPSG:4326", "-o", t / "out"], "site_id"),
+    ("qc-bluecarbon-no-samples",
+     lambda w, t: ["profiles", "qc", w["cores"], "--format", "bluecarbon", "-o", t / "out"],
+     "--samples"),
+    ("qc-bad-units", lambda w, t: ["profiles", "qc", w["cores"], "--soc-units", "kg/ha",
+                                   "-o", t / "out"], "kg/ha"),
+    ("qc-bad-crs", lambda w, t: ["profiles", "qc", w["root"] / "no_crs.csv", "--crs",
+                                 "EPSG:999999", "-o", t / "out"], "999999"),
+    ("qc-bad-map", lambda w, t: ["profiles", "qc", w["cores"], "--map", "site_id", "-o",
+                                 t / "out"], "--map 'site_id'"),
+    ("qc-bad-format", lambda w, t: ["profiles", "qc", w["cores"], "--format", "excel"], "excel"),
+    ("harmonise-bad-depths", lambda w, t: ["profiles", "harmonise", w["cores"], "--depths",
+                                           "nope", "-o", t / "out.csv"], "nope"),
+    ("harmonise-negative-lambda", lambda w, t: ["profiles", "harmonise", w["cores"], "--lam",
+                                                "-1", "-o", t / "out.csv"], "-1"),
+    ("harmonise-file-in-the-way",
+     lambda w, t: ["profiles", "harmonise", w["cores"], "-o", w["root"] / "afile.txt" / "o.csv"],
+     "afile.txt"),
+    ("harmonise-missing-input",
+     lambda w, t: ["profiles", "harmonise", t / "no.csv", "-o", t / "out.csv"], "no.csv"),
+    # extract
+    ("extract-missing-cube", lambda w, t: ["extract", t / "no.zarr", w["cores"], "-o",
+                                           t / "out.csv"], "no.zarr"),
+    ("extract-missing-table", lambda w, t: ["extract", w["cube"], t / "no.csv", "-o",
+                                            t / "out.csv"], "no.csv"),
+    ("extract-table-without-xy", lambda w, t: ["extract", w["cube"], w["root"] / "no_site.csv",
+                                               "-o", t / "out.csv"], "site_id|x|y"),
+    ("extract-bad-method", lambda w, t: ["extract", w["cube"], w["cores"], "--method", "cubic",
+                                         "-o", t / "out.csv"], "cubic"),
+    # finetune
+    ("finetune-missing-bundle",
+     lambda w, t: ["finetune", t / "nob", "--cube", w["cube"], "--profiles", w["cores"],
+                   "-o", t / "out"], "nob"),
+    ("finetune-bad-strategy",
+     lambda w, t: ["finetune", w["bundle"], "--cube", w["cube"], "--profiles", w["cores"],
+                   "--strategy", "magic", "-o", t / "out"], "magic"),
+    ("finetune-bad-block-units",
+     lambda w, t: ["finetune", w["bundle"], "--cube", w["cube"], "--profiles", w["cores"],
+                   "--block-size", "2parsec", "-o", t / "out"], "2parsec"),
+    ("finetune-one-fold",
+     lambda w, t: ["finetune", w["bundle"], "--cube", w["cube"], "--profiles", w["cores"],
+                   "--cv-folds", 1, "-o", t / "out"], "1"),
+    ("finetune-bad-depths",
+     lambda w, t: ["finetune", w["bundle"], "--cube", w["cube"], "--profiles", w["cores"],
+                   "--depths", "deep", "-o", t / "out"], "deep"),
+    ("finetune-negative-max-depth",
+     lambda w, t: ["finetune", w["bundle"], "--cube", w["cube"], "--profiles", w["cores"],
+                   "--max-depth", -5, "-o", t / "out"], "-5"),
+    ("finetune-accept-unknown-check",
+     lambda w, t: ["finetune", w["bundle"], "--cube", w["cube"], "--profiles", w["cores"],
+                   "--accept-qc", "typo", "-o", t / "out"], "typo"),
+    # predict
+    ("predict-missing-bundle",
+     lambda w, t: ["predict", t / "nob", w["cube"], "-o", t / "out"], "nob"),
+    ("predict-missing-cube",
+     lambda w, t: ["predict", w["bundle"], t / "no.zarr", "-o", t / "out"], "no.zarr"),
+    ("predict-zero-passes",
+     lambda w, t: ["predict", w["bundle"], w["cube"], "-o", t / "out", "--passes", 0], "0"),
+    ("predict-zero-batch",
+     lambda w, t: ["predict", w["bundle"], w["cube"], "-o", t / "out", "--batch-size", 0], "0"),
+    ("predict-overwrite-user-folder",
+     lambda w, t: ["predict", w["bundle"], w["cube"], "-o", w["root"] / "mine", "--overwrite"],
+     "not a socmap prediction run"),
+    ("predict-negative-workers",
+     lambda w, t: ["predict", w["bundle"], w["cube"], "-o", t / "out", "--workers", -2], "-2"),
+    # stocks (the shared run must stay as it is)
+    ("stocks-missing-run", lambda w, t: ["stocks", t / "norun"], "norun"),
+    ("stocks-unknown-bd-band", lambda w, t: ["stocks", w["run"], "--bd", "nope"], "'nope'"),
+    ("stocks-implausible-bd", lambda w, t: ["stocks", w["run"], "--bd", "5"], "5"),
+    ("stocks-cf-above-one", lambda w, t: ["stocks", w["run"], "--bd", "1.3", "--cf", "1.5"],
+     "1.5"),
+    ("stocks-negative-bd-sd", lambda w, t: ["stocks", w["run"], "--bd", "1.3", "--bd-sd", "-1"],
+     "-1"),
+    ("stocks-kg-m3", lambda w, t: ["stocks", w["run"], "--bd", "1.3", "--bd-units", "kg/m3"],
+     "kg/m3"),
+    ("stocks-missing-bd-table",
+     lambda w, t: ["stocks", w["run"], "--bd", "strata:soil", "--bd-table", t / "no.csv"],
+     "no.csv"),
+    ("stocks-unknown-strata-band", lambda w, t: ["stocks", w["run"], "--bd", "strata:nope"],
+     "nope"),
+    # strata
+    ("strata-unknown-source", lambda w, t: ["strata", w["run"], "--strata", "nope"], "'nope'"),
+    ("strata-polygons-off-the-map",
+     lambda w, t: ["strata", w["run"], "--strata", w["root"] / "far.gpkg"], "far.gpkg"),
+    ("strata-corrupt-gpkg",
+     lambda w, t: ["strata", w["run"], "--strata", w["root"] / "corrupt.gpkg"], "corrupt.gpkg"),
+    ("strata-missing-field",
+     lambda w, t: ["strata", w["run"], "--strata", w["root"] / "far.gpkg", "--field", "zone"],
+     "zone"),
+    ("strata-low-confidence",
+     lambda w, t: ["strata", w["run"], "--strata", "soil", "--confidence", 0.3], "0.3"),
+    ("strata-zero-min-cores",
+     lambda w, t: ["strata", w["run"], "--strata", "soil", "--min-cores", 0], "0"),
+    ("strata-missing-run", lambda w, t: ["strata", t / "norun", "--strata", "soil"], "norun"),
+    # design
+    ("design-zero-budget",
+     lambda w, t: ["design", w["run"], "--strata", "soil", "--budget", 0, "-o", t / "out"],
+     "budget 0"),
+    ("design-negative-budget",
+     lambda w, t: ["design", w["run"], "--strata", "soil", "--budget", -3, "-o", t / "out"],
+     "-3"),
+    ("design-unknown-strata",
+     lambda w, t: ["design", w["run"], "--strata", "nope", "--budget", 5, "-o", t / "out"],
+     "nope"),
+    ("design-negative-spacing",
+     lambda w, t: ["design", w["run"], "--strata", "soil", "--budget", 5, "--min-spacing", -5,
+                   "-o", t / "out"], "-5"),
+    ("design-unknown-layer",
+     lambda w, t: ["design", w["run"], "--strata", "soil", "--budget", 5, "--layer", "0-999cm",
+                   "-o", t / "out"], "0-999cm"),
+    # posterior
+    ("posterior-missing-prior",
+     lambda w, t: ["posterior", w["run"], "--prior", f"0-15cm={t / 'm.tif'},{t / 's.tif'}"],
+     "m.tif"),
+    ("posterior-bad-prior-syntax",
+     lambda w, t: ["posterior", w["run"], "--prior", "0-15cm"], "0-15cm"),
+    # report
+    ("report-missing-run", lambda w, t: ["report", t / "norun", "-o", t / "out"], "norun"),
+    ("report-missing-benchmark",
+     lambda w, t: ["report", w["run"], "--benchmark", t / "no.csv", "-o", t / "out"], "no.csv"),
+    ("report-not-a-run", lambda w, t: ["report", w["root"] / "mine", "-o", t / "out"], "mine"),
+    # cv
+    ("cv-unknown-method",
+     lambda w, t: ["cv", "--cube", w["cube"], "--profiles", w["cores"], "--method", "xgb",
+                   "-o", t / "out"], "xgb"),
+    ("cv-one-fold",
+     lambda w, t: ["cv", "--cube", w["cube"], "--profiles", w["cores"], "--folds", 1,
+                   "-o", t / "out"], "1"),
+    ("cv-unknown-folds-column",
+     lambda w, t: ["cv", "--cube", w["cube"], "--profiles", w["cores"], "--folds-column",
+                   "fold", "-o", t / "out"], "fold"),
+    ("cv-missing-train-sets",
+     lambda w, t: ["cv", "--cube", w["cube"], "--profiles", w["cores"], "--train-sets",
+                   t / "sets.csv", "-o", t / "out"], "sets.csv"),
+    ("cv-unknown-target",
+     lambda w, t: ["cv", "--cube", w["cube"], "--profiles", w["cores"], "--target", "clay",
+                   "-o", t / "out"], "clay"),
+    ("cv-missing-cube",
+     lambda w, t: ["cv", "--cube", t / "no.zarr", "--profiles", w["cores"], "-o", t / "out"],
+     "no.zarr"),
+    # compare
+    ("compare-missing-run",
+     lambda w, t: ["compare", t / "norun", w["run"], "-o", t / "out"], "norun"),
+    ("compare-out-inside-a-run",
+     lambda w, t: ["compare", w["run"], w["run"], "-o", w["run"] / "change"], "inside"),
+    ("compare-unknown-layer",
+     lambda w, t: ["compare", w["run"], w["run"], "-o", t / "out", "--layer", "0-999cm"],
+     "0-999cm"),
+    # run
+    ("run-missing-config", lambda w, t: ["run", t / "none.yaml"], "none.yaml"),
+    ("run-typo-in-config", lambda w, t: ["run", w["root"] / "typo_config.yaml"], "modle"),
+    ("run-garbage-config", lambda w, t: ["run", w["root"] / "garbage.yaml"], "garbage.yaml"),
+    ("run-missing-bundle-plan", lambda w, t: ["run", w["root"] / "run_config.yaml", "--plan"],
+     "no_bundle"),
+    ("run-unknown-forced-stage",
+     lambda w, t: ["run", w["root"] / "typo_config.yaml", "--force", "fintune"], "modle|fintune"),
+    # earth engine (refused before any request)
+    ("ee-pull-missing-key",
+     lambda w, t: ["ee", "pull", "soilgrids_priors", "--key", t / "key.json", "-o",
+                   t / "out.zarr"], "key.json"),
+    ("ee-pull-local-catalog",
+     lambda w, t: ["ee", "pull", "meuse", "--key", t / "key.json", "-o", t / "out.zarr"],
+     "key.json|meuse"),
+    ("ee-sample-missing-key",
+     lambda w, t: ["ee", "sample", "soilgrids_priors", w["cores"], "--key", t / "k.json", "-o",
+                   t / "out.csv"], "k.json"),
+    # pretrain (refused before the table is read)
+    ("pretrain-bad-depths", lambda w, t: ["pretrain", "-o", t / "out", "--depths", "deep"],
+     "deep"),
+    ("pretrain-one-fold", lambda w, t: ["pretrain", "-o", t / "out", "--folds", 1], "1"),
+    ("pretrain-bad-balance", lambda w, t: ["pretrain", "-o", t / "out", "--balance", "lots"],
+     "lots"),
+    ("pretrain-bad-bbox", lambda w, t: ["pretrain", "-o", t / "out", "--exclude-bbox", "1,2,3"],
+     "1,2,3"),
+    ("pretrain-unknown-catalog",
+     lambda w, t: ["pretrain", "-o", t / "out", "--catalog", "nope"], "nope"),
+    ("pretrain-unknown-region",
+     lambda w, t: ["pretrain", "-o", t / "out", "--exclude-region", "atlantis"], "atlantis"),
+    # benchmark transfer
+    ("bench-bad-sizes",
+     lambda w, t: ["benchmark", "transfer", "--cube", w["cube"], "--bundle", w["bundle"],
+                   "--profiles", w["cores"], "--sizes", "ten", "-o", t / "out"], "ten"),
+    ("bench-unknown-method",
+     lambda w, t: ["benchmark", "transfer", "--cube", w["cube"], "--bundle", w["bundle"],
+                   "--profiles", w["cores"], "--methods", "rf,magic", "-o", t / "out"], "magic"),
+    ("bench-zero-repeats",
+     lambda w, t: ["benchmark", "transfer", "--cube", w["cube"], "--bundle", w["bundle"],
+                   "--profiles", w["cores"], "--repeats", 0, "-o", t / "out"], "0"),
+    # spectra, demo
+    ("spectra-zero-samples",
+     lambda w, t: ["spectra", "select", w["root"] / "spectra.csv", "--n", 0, "-o",
+                   t / "out.csv"], "0"),
+    ("spectra-missing-table",
+     lambda w, t: ["spectra", "select", t / "no.csv", "--n", 2, "-o", t / "out.csv"], "no.csv"),
+    ("demo-file-in-the-way", lambda w, t: ["demo", "-o", w["root"] / "afile.txt" / "d"],
+     "afile.txt"),
+]  # fmt: skip
+
+
+def test_the_battery_is_wide() -> None:
+    commands = {" ".join(str(a) for a in f({"root": Path("r"), "cube": Path("c"),
+                                            "bundle": Path("b"), "run": Path("u"),
+                                            "cores": Path("k")}, Path("t"))[:1])
+                for _, f, _ in CASES}  # fmt: skip
+    assert len(CASES) >= 80 and len(commands) >= 15
+    assert len({name for name, _, _ in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize(("name", "args", "pattern"), CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_clear_line_and_nothing_written(
+    world: W,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    args: Args,
+    pattern: str,
+) -> None:
+    monkeypatch.setenv("SOCMAP_PROGRESS", "0")
+    monkeypatch.chdir(tmp_path)
+    run_json = (world["run"] / "run.json").read_text()
+    listing = sorted(p.name for p in world["root"].iterdir())
+    with pytest.raises(SystemExit) as exc:
+        main([str(a) for a in args(world, tmp_path)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("socmap: error:"), err
+    assert "Traceback" not in err
+    assert re.search(pattern, lines[0]), lines[0]
+    assert not [p for p in tmp_path.rglob("*") if p.name.startswith(("out", ".tmp-"))]
+    assert (world["run"] / "run.json").read_text() == run_json
+    assert sorted(p.name for p in world["root"].iterdir()) == listing
+    assert (world["root"] / "mine" / "thesis.docx").read_text() == "years of work\n"
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------- fuzzing
+_values = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-(10**12), 10**12),
+    st.text(max_size=6),
+    st.none(),
+)
+_profile_columns = ["site_id", "x", "y", "crs", "top_cm", "bottom_cm", "soc_g_kg", "bd_g_cm3",
+                    "cf_vol", "extra"]  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    columns=st.lists(st.sampled_from(_profile_columns), min_size=0, max_size=9, unique=True),
+    rows=st.integers(0, 6),
+    data=st.data(),
+)
+def test_fuzzed_profile_tables_give_a_result_or_a_clear_error(
+    columns: list[str], rows: int, data: st.DataObject
+) -> None:
+    from socmap.depth import harmonise
+    from socmap.errors import SocmapError
+    from socmap.profiles import qc_profiles, read_profiles
+
+    frame = pd.DataFrame(
+        {c: [data.draw(_values) for _ in range(rows)] for c in columns}, dtype=object
+    )
+    try:
+        table = read_profiles(frame, crs="EPSG:4326")
+        report = qc_profiles(table)
+        assert len(report.table) == len(table)  # QC flags rows, never drops them
+        harmonise(table, "0-30", value_cols=("soc_g_kg",))
+    except SocmapError as exc:
+        assert str(exc) and "\n" not in str(exc).strip("\n")
+
+
+_catalog_keys = ["name", "source", "units", "kind", "group", "classes", "resampling", "scale",
+                 "offset", "nodata", "stands_for", "bogus"]  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    entries=st.lists(
+        st.dictionaries(st.sampled_from(_catalog_keys), _values, max_size=8), max_size=3
+    ),
+    top=st.dictionaries(st.sampled_from(["name", "grid", "description", "x"]), _values, max_size=3),
+)
+def test_fuzzed_catalogs_load_or_fail_clearly(
+    tmp_path_factory: pytest.TempPathFactory, entries: list[dict[str, Any]],
+    top: dict[str, Any],
+) -> None:  # fmt: skip
+    import yaml
+
+    from socmap.catalog import load_catalog
+    from socmap.errors import SocmapError
+
+    path = tmp_path_factory.mktemp("fuzz") / "catalog.yaml"
+    path.write_text(yaml.safe_dump({**top, "covariates": entries}))
+    try:
+        load_catalog(path)
+    except SocmapError as exc:
+        assert str(exc)
