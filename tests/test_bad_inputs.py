@@ -126,6 +126,10 @@ CASES: list[tuple[str, Args, str]] = [
     ("harmonise-file-in-the-way",
      lambda w, t: ["profiles", "harmonise", w["cores"], "-o", w["root"] / "afile.txt" / "o.csv"],
      "afile.txt"),
+    ("harmonise-xlsx", lambda w, t: ["profiles", "harmonise", w["cores"], "-o", t / "out.xlsx"],
+     r"\.xlsx"),
+    ("extract-xlsx", lambda w, t: ["extract", w["cube"], w["cores"], "-o", t / "out.xlsx"],
+     r"out\.xlsx.*\.parquet or \.csv"),
     ("harmonise-missing-input",
      lambda w, t: ["profiles", "harmonise", t / "no.csv", "-o", t / "out.csv"], "no.csv"),
     # extract

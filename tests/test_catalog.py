@@ -128,3 +128,24 @@ def test_load_grid_forms(tmp_path):
         load_grid("atlantis")
     with pytest.raises(CatalogError, match="no 'grid' mapping"):
         load_grid(_write(tmp_path, "name: x\n", "nogrid.yaml"))
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [("    scale: .nan\n", "scale nan must be a finite number"),
+     ("    offset: .inf\n", "offset inf must be a finite number"),
+     ("    scale: 0\n", "scale 0 would map every pixel to the offset")],
+)  # fmt: skip
+def test_scale_and_offset_must_be_usable(tmp_path, extra, match):
+    body = "name: t\ncovariates:" + ENTRY.format(name="dem", kind="continuous") + extra
+    with pytest.raises(CatalogError, match=match):
+        load_catalog(_write(tmp_path, body))
+
+
+def test_embedded_sources_stay_inside_the_package_data(tmp_path):
+    body = "name: t\ncovariates:" + ENTRY.format(name="dem", kind="continuous").replace(
+        "a.tif", "embedded://../../../etc/passwd"
+    )
+    cat = load_catalog(_write(tmp_path, body))
+    with pytest.raises(CatalogError, match="leaves socmap's embedded data"):
+        cat["dem"].resolve_source(tmp_path)

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 import os
 from collections.abc import Mapping
 from functools import cached_property
@@ -264,6 +265,11 @@ class CovariateSpec(_Strict):
                 f"resampling {self.resampling!r} is not valid for a {self.kind} layer; "
                 f"use one of {allowed!r}"
             )
+        for name, value in (("scale", self.scale), ("offset", self.offset)):
+            if not math.isfinite(value):
+                raise ValueError(f"{name} {value!r} must be a finite number")
+        if self.scale == 0:
+            raise ValueError("scale 0 would map every pixel to the offset; use 1 for no scaling")
         if self.kind == "categorical":
             if not self.classes:
                 raise ValueError("a categorical layer needs its class list: classes: {code: label}")
@@ -316,7 +322,15 @@ class CovariateSpec(_Strict):
                 "`socmap ee pull`, not from local files"
             )
         if self.source.startswith(EMBEDDED_SCHEME):
-            return embedded_data_dir() / self.source[len(EMBEDDED_SCHEME) :]
+            root = embedded_data_dir().resolve()
+            path = (root / self.source[len(EMBEDDED_SCHEME) :]).resolve()
+            if not path.is_relative_to(root):
+                raise CatalogError(
+                    f"source {self.source!r} of covariate {self.name!r} leaves socmap's embedded "
+                    "data; embedded:// names a file shipped with socmap (use a plain path for "
+                    "your own files)"
+                )
+            return path
         p = Path(self.source).expanduser()
         return p if p.is_absolute() else base / p
 

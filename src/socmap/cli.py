@@ -347,8 +347,9 @@ def profiles_harmonise(
     Example: [bold]socmap profiles harmonise --format edgeroi --depths vm0033 -o h.parquet[/bold]
     """
     from socmap.depth import harmonise
-    from socmap.extract import write_table
+    from socmap.extract import check_table_path, write_table
 
+    check_table_path(out_path)
     table = _load_profiles(fmt, input_path, samples, mapping, crs, soc_units)
     cols = [c for c in ("soc_g_kg", "bd_g_cm3") if c in table.columns and table[c].notna().any()]
     result = harmonise(table, depths, value_cols=cols, lam=lam)
@@ -377,9 +378,10 @@ def extract_cmd(
     Example: [bold]socmap extract edgeroi.zarr harmonised.parquet -o training.parquet[/bold]
     """
     from socmap.cube import open_cube
-    from socmap.extract import extract, write_table
+    from socmap.extract import check_table_path, extract, write_table
     from socmap.profiles import read_table
 
+    check_table_path(out_path)
     result = extract(open_cube(cube), read_table(table), method=method.value)
     write_table(result.table, out_path)
     counts = ", ".join(f"{k} {v}" for k, v in result.summary.items() if v)
@@ -1289,10 +1291,11 @@ def ee_sample(
     Example: [bold]socmap ee sample soilgrids_priors cores.csv --grid edgeroi --out t.parquet[/bold]
     """
     from socmap.catalog import load_grid
-    from socmap.extract import write_table
+    from socmap.extract import check_table_path, write_table
     from socmap.profiles import read_table
     from socmap.sources.earthengine import initialize, sample_sites
 
+    check_table_path(out_path)
     initialize(service_account_key=key, project=project, url=url)
     table = sample_sites(
         catalog,

@@ -17,7 +17,7 @@ import xarray as xr
 from pyproj import Transformer
 
 from socmap._io import atomic_path
-from socmap.errors import BandMismatch, ProfileValidationError
+from socmap.errors import BandMismatch, ConfigError, ProfileValidationError
 from socmap.focal import FocalSpec, check_focal_bands, focal_mean, window_at
 from socmap.grid import Grid, normalise_crs
 
@@ -261,11 +261,34 @@ def extract_focal(cube: xr.DataArray, sites: pd.DataFrame, spec: FocalSpec) -> p
     return sites.merge(per_site, on="site_id", how="left", validate="many_to_one")
 
 
-def write_table(table: pd.DataFrame, path: str | Path) -> Path:
-    """Write a table as Parquet (``.parquet``) or CSV (anything else), atomically."""
+#: Table formats socmap writes, by suffix.
+TABLE_SUFFIXES = (".parquet", ".csv")
+
+
+def check_table_path(path: str | Path) -> Path:
+    """Refuse an output table whose suffix socmap does not write (before any work).
+
+    Examples
+    --------
+    >>> check_table_path("sites.xlsx")
+    Traceback (most recent call last):
+    ...
+    socmap.errors.ConfigError: output 'sites.xlsx' must end in .parquet or .csv (socmap does not write .xlsx); e.g. sites.csv
+    """  # noqa: E501
     path = Path(path)
+    if path.suffix.lower() not in TABLE_SUFFIXES:
+        raise ConfigError(
+            f"output {str(path)!r} must end in .parquet or .csv (socmap does not write "
+            f"{path.suffix or 'files without a suffix'}); e.g. {path.stem}.csv"
+        )
+    return path
+
+
+def write_table(table: pd.DataFrame, path: str | Path) -> Path:
+    """Write a table as Parquet (``.parquet``) or CSV (``.csv``), atomically."""
+    path = check_table_path(path)
     with atomic_path(path) as tmp:
-        if path.suffix == ".parquet":
+        if path.suffix.lower() == ".parquet":
             table.to_parquet(tmp, index=False)
         else:
             table.to_csv(tmp, index=False)

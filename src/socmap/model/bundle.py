@@ -260,7 +260,7 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
             f"model bundle {str(root)!r} does not exist; check the path or train one first"
         )
     where = f"model bundle {str(root)!r}"
-    fix = "re-save it with socmap.model.save_bundle"
+    fix = "re-create it with socmap pretrain or socmap finetune (Python: save_bundle)"
     meta_path = root / MODEL_JSON
     if not meta_path.is_file():
         raise BundleError(f"{where} has no {MODEL_JSON}; {fix}")
@@ -341,7 +341,7 @@ def _check_numbers(tensors: Mapping[str, Any], spec: Any, where: str, fix: str) 
     if bad:
         raise BundleError(
             f"{where}: weights {bad[:5]!r} hold NaN or infinite values, so every prediction "
-            f"would be NaN; {fix} from a finished training"
+            f"would be NaN; {fix} from a training that converged"
         )
     scales = {f"std[{k!r}]": v for k, v in spec.std.items()}
     scales["target_std"] = spec.target_std
