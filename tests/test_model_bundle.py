@@ -162,7 +162,7 @@ def test_damaged_bundles_raise_bundle_error(tmp_path, trained, damage, match):
     damage(out)
     with pytest.raises(BundleError, match=match) as info:
         load_bundle(out)
-    assert str(out) in str(info.value) and "re-save" in str(info.value)
+    assert str(out) in str(info.value) and "re-create it with socmap pretrain" in str(info.value)
     assert "\n" not in str(info.value)
 
 
