@@ -46,35 +46,35 @@ def test_global_context_covariates_in_any_crs():
     assert 18 < edgeroi["wc_bio1_mat_degC"] < 20
 
 
+def _topsoil_sites(cube, every: int, n: int) -> pd.DataFrame:
+    """``n`` 0-30 cm cores on every ``every``-th valid pixel of a meuse cube."""
+    valid = np.argwhere(np.isfinite(cube.values).all(axis=0))[::every][:n]
+    return pd.DataFrame(
+        {"site_id": [f"s{i}" for i in range(len(valid))],
+         "x": cube.x.values[valid[:, 1]], "y": cube.y.values[valid[:, 0]], "crs": "EPSG:28992",
+         "top_cm": 0.0, "bottom_cm": 30.0, "soc_g_kg": np.linspace(10, 40, len(valid))}
+    )  # fmt: skip
+
+
 def test_a_stand_in_band_fills_its_global_input(tmp_path):
     cat = load_catalog("meuse")
     dem = cat["dist"].model_copy(update={"name": "dem", "units": "m",
                                          "stands_for": "etopo_elev_m"})  # fmt: skip
     cat = cat.model_copy(update={"covariates": (*cat.covariates, dem)})
     cube = open_cube(build_cube(cat, None, tmp_path / "c.zarr", progress=False))
-    valid = np.argwhere(np.isfinite(cube.values).all(axis=0))[::50][:12]
-    profiles = pd.DataFrame(
-        {"site_id": [f"s{i}" for i in range(len(valid))],
-         "x": cube.x.values[valid[:, 1]], "y": cube.y.values[valid[:, 0]], "crs": "EPSG:28992",
-         "top_cm": 0.0, "bottom_cm": 30.0, "soc_g_kg": np.linspace(10, 40, len(valid))}
-    )  # fmt: skip
+    profiles = _topsoil_sites(cube, every=50, n=12)
     rt = regional_training_table(profiles, cube, depths="0-30")
     t = rt.table
     np.testing.assert_array_equal(t["etopo_elev_m"], t["dem"])  # not the 10' elevation
     assert "etopo_elev_m" not in rt.global_bands and "wc_bio1_mat_degC" in rt.global_bands
-    assert rt.counts["stand_in_etopo_elev_m"] == len(valid)
+    assert rt.counts["stand_in_etopo_elev_m"] == len(profiles)
 
 
 def test_profiles_that_fail_qc_stop_training_unless_accepted(tmp_path):
     from socmap.errors import ProfileValidationError
 
     cube = open_cube(build_cube("meuse", None, tmp_path / "c.zarr", progress=False))
-    valid = np.argwhere(np.isfinite(cube.values).all(axis=0))[::20][:6]
-    profiles = pd.DataFrame(
-        {"site_id": [f"s{i}" for i in range(len(valid))],
-         "x": cube.x.values[valid[:, 1]], "y": cube.y.values[valid[:, 0]], "crs": "EPSG:28992",
-         "top_cm": 0.0, "bottom_cm": 30.0, "soc_g_kg": np.linspace(10, 40, len(valid))}
-    )  # fmt: skip
+    profiles = _topsoil_sites(cube, every=20, n=6)
     profiles.loc[0, "soc_g_kg"] = 1e12  # a typo a spline would carry into the model
     with pytest.raises(ProfileValidationError, match=r"fail QC: soc_out_of_range \(1 rows, 1 "
                        r"sites.*--accept-qc soc_out_of_range"):  # fmt: skip
