@@ -48,6 +48,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "grid:\n  crs: 'EPSG:28992'\n  bbox: [0, 0, 1000000, 1000000]\n  resolution: 0.5\n"
     )
     (root / "no_site.csv").write_text("profile,x,y\na,1,2\n")
+    off = cores[cols].assign(x=cores["x"] + 1e5)  # metres off the map
+    off.to_csv(root / "off_the_cube.csv", index=False)
     no_crs = cores.drop(columns=["crs"])[[c for c in cols if c != "crs"]]
     no_crs.to_csv(root / "no_crs.csv", index=False)
     far = gpd.GeoDataFrame({"stratum": ["a"]}, geometry=[box(0, 0, 10, 10)], crs="EPSG:28992")
@@ -163,6 +165,10 @@ CASES: list[tuple[str, Args, str]] = [
     ("finetune-accept-unknown-check",
      lambda w, t: ["finetune", w["bundle"], "--cube", w["cube"], "--profiles", w["cores"],
                    "--accept-qc", "typo", "-o", t / "out"], "typo"),
+    ("finetune-cores-off-the-cube",
+     lambda w, t: ["finetune", w["bundle"], "--cube", w["cube"], "--profiles",
+                   w["root"] / "off_the_cube.csv", "-o", t / "out"],
+     r"none of the 40 profiles has a covariate value: 40 lie outside the cube"),
     # predict
     ("predict-missing-bundle",
      lambda w, t: ["predict", t / "nob", w["cube"], "-o", t / "out"], "nob"),
