@@ -151,3 +151,22 @@ def test_report_renders_in_headless_chromium(run, tmp_path):
         timeout=120,
     )
     assert done.returncode == 0 and shot.stat().st_size > 10_000, done.stderr[-2000:]
+
+
+def test_cv_table_is_in_depth_order_and_benchmark_rows_name_their_strategy(tmp_path):
+    from socmap.report.build import _benchmark_blocks, _cv_tables
+
+    records = [{"depth": d, "metric": "mae", "value": 1.0, "n": 3}
+               for d in ("0-5cm", "15-30cm", "30-60cm", "5-15cm", "60-100cm", "all")]  # fmt: skip
+    _, wide = _cv_tables({"cv_metrics": records})
+    assert wide["depth"].tolist() == ["0-5cm", "5-15cm", "15-30cm", "30-60cm", "60-100cm", "all"]
+    strategies = ("l2sp", "freeze-encoders", "auto")
+    rows = [("rf", "-"), *(("finetune", s) for s in strategies)]
+    pd.DataFrame(
+        [{"method": m, "strategy": s, "n": 20, "depth": "all", "mae": 1.0, "ccc": 0.5,
+          "delta_mae_pct": 0.0, "delta_ccc_pct": 0.0} for m, s in rows]
+    ).to_csv(tmp_path / "summary.csv", index=False)  # fmt: skip
+    table = _benchmark_blocks(tmp_path)[1]
+    assert table["method"].tolist() == [
+        "rf", "finetune:l2sp", "finetune:freeze-encoders", "finetune:auto"
+    ]  # fmt: skip

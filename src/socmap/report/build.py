@@ -225,6 +225,7 @@ def _cv_tables(meta: dict[str, Any]) -> list[Any]:
     wide = wide.reset_index()[
         ["depth", *[m for m in ("mae", "rmse", "me", "r2", "ccc") if m in wide]]
     ]
+    wide = wide.sort_values("depth", key=lambda d: d.map(_depth_order), kind="stable")
     protocol = meta.get("cv_protocol", {})
     note = (
         f"Protocol: {protocol.get('method', 'spatial CV')}, {protocol.get('folds', '?')} folds, "
@@ -233,6 +234,21 @@ def _cv_tables(meta: dict[str, Any]) -> list[Any]:
         "SOC in g/kg."
     )
     return [note, wide]
+
+
+def _depth_order(label: str) -> tuple[float, float]:
+    """Sort key of a depth label: ``"0-5cm"`` by (top, bottom), anything else (``"all"``) last.
+
+    Examples
+    --------
+    >>> sorted(["all", "5-15cm", "15-30cm", "0-5cm", "100-200cm"], key=_depth_order)
+    ['0-5cm', '5-15cm', '15-30cm', '100-200cm', 'all']
+    """
+    top, sep, bottom = str(label).removesuffix("cm").partition("-")
+    try:
+        return (float(top), float(bottom)) if sep else (float("inf"), 0.0)
+    except ValueError:
+        return (float("inf"), 0.0)
 
 
 def _calibration_table(meta: dict[str, Any]) -> pd.DataFrame | str:
@@ -258,6 +274,11 @@ def _benchmark_blocks(folder: Path | None) -> list[Any]:
     if folder is None:
         return ["No transfer benchmark given (socmap report --benchmark DIR)."]
     summary = pd.read_csv(folder / "summary.csv")
+    if "strategy" in summary.columns:  # four fine-tuning strategies are four methods
+        named = summary["strategy"].notna() & ~summary["strategy"].isin(["-", ""])
+        summary.loc[named, "method"] = (
+            summary.loc[named, "method"] + ":" + summary.loc[named, "strategy"].astype(str)
+        )
     table = summary[summary["depth"] == "all"][
         ["method", "n", "mae", "ccc", "delta_mae_pct", "delta_ccc_pct"]
     ].rename(columns={"delta_mae_pct": "ΔMAE % vs rf", "delta_ccc_pct": "ΔCCC % vs rf"})
