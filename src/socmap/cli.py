@@ -653,7 +653,10 @@ def predict_cmd(
     cube: Annotated[Path, typer.Argument(help="Covariate cube (Zarr).")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run directory.")],
     passes: Annotated[int, typer.Option(help="Monte Carlo dropout passes (T).")] = 32,
-    batch_size: Annotated[int, typer.Option(help="Pixels per forward batch.")] = 1024,
+    batch_size: Annotated[
+        int,
+        typer.Option(help="Pixels per forward batch (memory; results equal to float32 rounding)."),
+    ] = 1024,
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a run with another config.")] = False,

@@ -451,7 +451,9 @@ def predict_cube(
     passes
         Monte Carlo dropout passes (T).
     batch_size
-        Pixels per forward batch (memory, not results).
+        Pixels per forward batch: memory and speed. Results agree across batch sizes to
+        float32 rounding (a matrix product summed in another order may differ in the last
+        bit); a given batch size is bitwise reproducible.
     seed
         Run seed of the dropout masks (one set per pass for the whole map).
     scheduler
