@@ -421,6 +421,13 @@ TargetOpt = Annotated[
 ]
 
 
+def _check_at_least(*checks: tuple[str, int | None, int]) -> None:
+    """Refuse ``(option, value, least)`` with ``value < least``, naming option and value."""
+    for option, value, least in checks:
+        if value is not None and value < least:
+            raise typer.BadParameter(f"{option} {value} must be >= {least}")
+
+
 def _check_block_size(text: str) -> None:
     """Fail fast, before loading anything, on a block size that cannot be parsed."""
     from socmap.validate import parse_block_size
@@ -668,6 +675,10 @@ def predict_cmd(
 
     Example: [bold]socmap predict edgeroi.socmap edgeroi.zarr --out runs/edgeroi[/bold]
     """
+    # cheap checks before torch is imported
+    _check_at_least(
+        ("--passes", passes, 1), ("--batch-size", batch_size, 1), ("--workers", workers, 0)
+    )
     from socmap.predict import predict_cube
 
     run = predict_cube(
@@ -1055,11 +1066,12 @@ def benchmark_transfer_cmd(
 
     _check_block_size(block_size)
     size_list = parse_sizes(sizes)
-    for option, value in (("--repeats", repeats), ("--folds", folds), ("--mc-passes", mc_passes),
-                          ("--n-estimators", n_estimators)):  # fmt: skip
-        least = 2 if option == "--folds" else 1
-        if value < least:
-            raise typer.BadParameter(f"{option} {value} must be >= {least}")
+    _check_at_least(
+        ("--repeats", repeats, 1),
+        ("--folds", folds, 2),
+        ("--mc-passes", mc_passes, 1),
+        ("--n-estimators", n_estimators, 1),
+    )
     chosen = read_train_sets(train_sets) if train_sets is not None else None
     table = _with_target(
         _load_profiles(fmt, profiles_path, samples, mapping, crs, soc_units), target
