@@ -346,6 +346,17 @@ def write_summary(out: Path, doc: Path, machine: str) -> None:
         for r in records
     ]
     lines += ["", "## Acceptance checks (issue 14)", "", *_acceptance(res, summ), ""]
+    lines += [
+        "Regions are run one at a time (resumable); the full list is `REGIONS` in the script, "
+        "and a region missing above has not been run yet. Wall times are on a shared 2-core "
+        "machine and grow when other jobs run beside the benchmark.",
+        "",
+        "What was tried for the first line (the global network against `global-gbm`): "
+        "pretraining settings one at a time under 5-degree block CV, beside the spread of "
+        "three seeds ([pretrain_variants.md](pretrain_variants.md)), and the shipped bundle's "
+        "10-fold CV ([pretrain.md](pretrain.md)).",
+        "",
+    ]
     lines += [f"![skill against n]({doc.stem}/skill_vs_n.png)", ""]
     for r in records:
         lines += [f"## {r['region']}", "", *_region_tables(res, summ, r["region"]), ""]
