@@ -563,3 +563,15 @@ def test_a_mistyped_resolution_is_refused_before_any_work(
     monkeypatch.setenv("SOCMAP_MAX_PIXELS", "lots")
     with pytest.raises(GridMismatch, match="SOCMAP_MAX_PIXELS 'lots'"):
         build_cube(local_catalog, None, tmp_path / "limited.zarr")
+
+
+def test_complex_rasters_are_refused_not_cast(
+    make_raster: Any, make_catalog: Any, utm_grid: Grid, tmp_path: Path
+) -> None:
+    values = np.ones(utm_grid.shape, dtype=np.complex64) * (1 + 2j)
+    path = make_raster("sar", utm_grid, data=values, nodata=None)
+    entry = {"name": "sar", "source": str(path), "units": "1", "kind": "continuous",
+             "group": "radar"}  # fmt: skip
+    with pytest.raises(RasterError, match=r"holds complex64 values.*abs\(A\)"):
+        build_cube(make_catalog([entry], utm_grid), None, tmp_path / "c.zarr")
+    assert_no_output(tmp_path / "c.zarr")

@@ -158,6 +158,12 @@ class LayerSource:
         self.transform: Affine = da.rio.transform()
         self.shape: tuple[int, int] = (int(da.rio.height), int(da.rio.width))
         self.dtype = np.dtype(da.dtype)
+        if self.dtype.kind not in "iuf":  # complex or other: a float cast would lose data
+            raise RasterError(
+                f"raster {str(self.path)!r} (covariate {spec.name!r}) holds {self.dtype} values; "
+                "socmap reads real numbers: export the band you need (e.g. the amplitude with "
+                "`gdal_calc.py --calc='abs(A)'`) and point the catalog at it"
+            )
         raster_nodata = da.rio.nodata
         self.nodata: float | None = (
             float(spec.nodata)
