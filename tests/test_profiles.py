@@ -971,3 +971,11 @@ def test_global_covariates_at_sites_join(global_table: pd.DataFrame) -> None:
 
 def test_required_columns_are_canonical_prefix() -> None:
     assert CANONICAL_COLUMNS[: len(REQUIRED_COLUMNS)] == REQUIRED_COLUMNS
+
+
+def test_a_repeated_column_in_a_profile_table_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "p.csv").write_text(
+        "site_id,x,y,crs,top_cm,bottom_cm,soc_g_kg,soc_g_kg\na,1,2,EPSG:4326,0,10,12,1.2\n"
+    )
+    with pytest.raises(ProfileValidationError, match=r"repeats the column\(s\) \['soc_g_kg'\]"):
+        read_profiles(tmp_path / "p.csv")

@@ -120,3 +120,11 @@ def test_subset_and_to_frame_round_trip():
     np.testing.assert_allclose(again.values, s.values)
     np.testing.assert_allclose(again.axis, s.axis)
     assert list(again.meta["sample_id"]) == ["O.32:3", "O.32:1"]
+
+
+def test_a_repeated_wavelength_column_is_refused_not_read_as_another_band(tmp_path):
+    header = ",".join(["sample_id", *(str(w) for w in range(400, 424, 2)), "480", "480"])
+    rows = ",".join(["a", *["0.5"] * 14])
+    (tmp_path / "s.csv").write_text(f"{header}\n{rows}\n")
+    with pytest.raises(SpectraError, match=r"repeats the column\(s\) \['480'\].*'480\.1'"):
+        read_spectra(tmp_path / "s.csv")

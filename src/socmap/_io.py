@@ -15,7 +15,7 @@ from pathlib import Path
 
 from socmap.errors import OutputExists
 
-__all__ = ["atomic_path", "check_replaceable", "publish_path", "remove_path"]
+__all__ = ["atomic_path", "check_replaceable", "duplicated_header", "publish_path", "remove_path"]
 
 
 def remove_path(path: Path) -> None:
@@ -65,6 +65,24 @@ def check_replaceable(
             f"output {str(dest)!r} exists and is not a socmap {what}, so --overwrite will not "
             "delete it; choose another path, or move it away yourself"
         )
+
+
+def duplicated_header(path: str | os.PathLike[str], **read_csv: object) -> list[str]:
+    r"""Column names a CSV's header repeats (pandas would silently rename them ``x.1``).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "t.csv"
+    >>> _ = p.write_text("id,480,480,482\na,1,2,3\n")
+    >>> duplicated_header(p)
+    ['480']
+    """
+    import pandas as pd
+
+    first = pd.read_csv(path, header=None, nrows=1, dtype=str, **read_csv)  # type: ignore[call-overload]
+    names = [str(v) for v in first.iloc[0].tolist()] if len(first) else []
+    return sorted({n for n in names if names.count(n) > 1})
 
 
 def publish_path(src: Path, dest: Path) -> None:

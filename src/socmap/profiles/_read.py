@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from socmap._io import duplicated_header
 from socmap.catalog import embedded_data_dir
 from socmap.errors import (
     CatalogError,
@@ -97,7 +98,14 @@ def read_table(path: str | Path, *, layer: str | None = None) -> pd.DataFrame:
 
 def _read_csv(p: Path) -> pd.DataFrame:
     try:
-        return pd.read_csv(p, sep=_sniff_delimiter(p), encoding="utf-8-sig", low_memory=False)
+        sep = _sniff_delimiter(p)
+        repeated = duplicated_header(p, sep=sep, encoding="utf-8-sig")
+        if repeated:
+            raise ProfileValidationError(
+                f"{str(p)!r} repeats the column(s) {repeated!r}; keep one of each (pandas would "
+                f"read the second as '{repeated[0]}.1')"
+            )
+        return pd.read_csv(p, sep=sep, encoding="utf-8-sig", low_memory=False)
     except pd.errors.EmptyDataError as exc:
         raise ProfileValidationError(
             f"{str(p)!r} is empty (no header, no rows); give a CSV with a header line and at "

@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from socmap._io import duplicated_header
 from socmap.errors import BandMismatch, InputNotFound, SpectraError
 
 __all__ = [
@@ -303,7 +304,17 @@ def read_spectra(
         path = Path(source)
         if not path.exists():
             raise InputNotFound(f"spectra table {str(path)!r} does not exist; check the path")
-        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+        if path.suffix == ".parquet":
+            frame = pd.read_parquet(path)
+        else:
+            repeated = duplicated_header(path)
+            if repeated:
+                raise SpectraError(
+                    f"spectra table {str(path)!r} repeats the column(s) {repeated!r}; remove the "
+                    "duplicated band columns (pandas would read the second one as e.g. "
+                    f"'{repeated[0]}.1')"
+                )
+            frame = pd.read_csv(path)
     cols, prefix = spectral_columns(list(frame.columns), prefix)
     axis = np.array([float(c[len(prefix) :]) for c in cols])
     uniq, counts = np.unique(axis, return_counts=True)
