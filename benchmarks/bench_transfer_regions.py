@@ -84,8 +84,8 @@ REGIONS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 QUICK_REGIONS = ("europe_central_east", "andes_north", "southern_africa")
 METHODS = (
-    "rf", "rf-log", "stacked", "global-gbm", "global", "freeze-encoders",
-    "prior-residual", "recalibrate", "blend", "auto",
+    "rf", "rf-log", "stacked", "global-gbm", "global", "global-ens", "freeze-encoders",
+    "prior-residual", "prior-residual-ens", "recalibrate", "blend", "auto",
 )  # fmt: skip
 DEPTHS = "0-30-60"
 

@@ -330,3 +330,35 @@ def test_blend_weight_is_a_grid_value_and_the_mean_a_convex_mix(region, shift, n
     lo = np.minimum(a.predict_log(test)[0], b.predict_log(test)[0])
     hi = np.maximum(a.predict_log(test)[0], b.predict_log(test)[0])
     assert (mean >= lo - 1e-12).all() and (mean <= hi + 1e-12).all()
+
+
+class Member(BaseEstimator):
+    """A global model whose log error is ``+error`` at odd sites and ``-error`` at even ones."""
+
+    def __init__(self, error=0.0, sign=1.0):
+        self.error, self.sign = error, sign
+
+    def fit(self, X=None, y=None):
+        self.fitted_ = True
+        return self
+
+    def predict_log(self, t):
+        truth = np.log1p(t["soc_true_g_kg"].to_numpy(float))
+        odd = t["site_id"].str.extract(r"(\d+)$")[0].astype(int).to_numpy() % 2
+        return truth + self.sign * self.error * np.where(odd == 1, 1.0, -1.0), np.full(len(t), 0.2)
+
+
+def test_an_ensemble_of_two_global_models_whose_errors_cancel_is_the_better_prior(region):
+    from socmap.model.prior import GlobalEnsemble
+
+    train, test = region
+    a, b = Member(0.5, 1.0), Member(0.5, -1.0)  # opposite errors site by site
+    ens = GlobalEnsemble([a, b]).fit()
+    mean, sd = ens.predict_log(test)
+    np.testing.assert_allclose(mean, np.log1p(test["soc_true_g_kg"]), atol=1e-12)
+    np.testing.assert_allclose(sd, np.sqrt(0.2**2 + 0.5**2))  # the members' disagreement
+    alone = _mae(_residual(a).fit(train), test)
+    both = _mae(_residual(GlobalEnsemble([a, b])).fit(train), test)  # fitted inside
+    assert both < 0.6 * alone
+    with pytest.raises(ConfigError, match="needs members"):
+        GlobalEnsemble([]).fit()

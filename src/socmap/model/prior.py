@@ -51,6 +51,7 @@ __all__ = [
     "SHRINK_GRID",
     "WEIGHT_GRID",
     "BlendRegressor",
+    "GlobalEnsemble",
     "PriorResidualRegressor",
     "RecalibratedRegressor",
     "inner_splits",
@@ -169,6 +170,8 @@ def _fitted_prior(prior: Any, bundle: str | Path, mc_passes: int, random_state: 
         )
     if isinstance(prior, GlobalModel) and not hasattr(prior, "bundle_"):
         return clone(prior).fit()
+    if isinstance(prior, GlobalEnsemble) and not hasattr(prior, "members_"):
+        return clone(prior).fit()
     return prior
 
 
@@ -197,6 +200,57 @@ def _check_table(X: Any) -> pd.DataFrame:
             f"X must be the training table (a DataFrame), got {type(X).__name__!r}"
         )
     return X
+
+
+# --------------------------------------------------------------------------- global ensemble
+class GlobalEnsemble(RegressorMixin, BaseEstimator):
+    """Several global models averaged in log1p space: a prior no single model family gives.
+
+    The pretrained network and gradient boosting on the same global table err differently
+    from region to region (each is the better prior somewhere), so their mean is a steadier
+    prior. Like the members, it ignores regional rows: :meth:`fit` fits each member on its
+    global data (``GlobalModel(bundle)``, ``GlobalGBM(exclude_bbox=...)``).
+
+    Parameters
+    ----------
+    members
+        Unfitted global models with ``fit()`` and ``predict_log(table) -> (mean, sd)``.
+
+    Examples
+    --------
+    >>> class Const(BaseEstimator):
+    ...     def __init__(self, v=0.0):
+    ...         self.v = v
+    ...     def fit(self, X=None, y=None):
+    ...         return self
+    ...     def predict_log(self, X):
+    ...         return np.full(len(X), self.v), np.full(len(X), 0.5)
+    >>> m, sd = GlobalEnsemble([Const(1.0), Const(3.0)]).fit().predict_log(pd.DataFrame({"a": [0]}))
+    >>> float(m[0]), round(float(sd[0]), 4)  # var = mean of 0.25 + spread of the means (1.0)
+    (2.0, 1.118)
+    """
+
+    def __init__(self, members: Sequence[Any] = ()) -> None:
+        self.members = members
+
+    def fit(self, X: pd.DataFrame | None = None, y: Any = None) -> GlobalEnsemble:
+        """Fit every member on its own global data (regional rows are not used)."""
+        if not self.members:
+            raise ConfigError("GlobalEnsemble needs members, e.g. [GlobalModel(b), GlobalGBM()]")
+        self.members_ = [clone(m).fit() for m in self.members]
+        return self
+
+    def predict_log(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Mean of the members' log1p means; sd from their variances and their spread."""
+        check_is_fitted(self, "members_")
+        means, sds = zip(*(_prior_log(m, X) for m in self.members_), strict=True)
+        mean = np.mean(means, axis=0)
+        var = np.mean([sd**2 + (mu - mean) ** 2 for mu, sd in zip(means, sds, strict=True)], axis=0)
+        return mean, np.sqrt(var)
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """SOC in g/kg: ``expm1`` of the mean log prediction (a median-type estimate)."""
+        return np.expm1(self.predict_log(X)[0])
 
 
 # --------------------------------------------------------------------------- prior + residual

@@ -51,6 +51,7 @@ from socmap.model.bundle import load_bundle
 from socmap.model.estimator import SocNetRegressor
 from socmap.model.prior import (
     BlendRegressor,
+    GlobalEnsemble,
     PriorResidualRegressor,
     RecalibratedRegressor,
     inner_splits,
@@ -397,7 +398,7 @@ _INSTANCE_PREFIX = "instance:"
 #: The forests :class:`AutoTransferRegressor` falls back to (:func:`transfer_methods` names).
 FORESTS = ("rf", "rf-log")
 #: Candidates of :class:`AutoTransferRegressor` that are table-level models, not one network.
-TABLE_METHODS = (*FORESTS, "prior-residual", "recalibrate", "blend")
+TABLE_METHODS = (*FORESTS, "prior-residual", "prior-residual-ens", "recalibrate", "blend")
 #: Candidates :class:`AutoTransferRegressor` chooses among by default: both forests and the two
 #: prior-based estimators. No fine-tuned network: with 20-50 cores a network candidate won
 #: the noisy inner CV by more than 1 SE and then lost out of fold (southern Africa in the quick
@@ -712,7 +713,9 @@ BASELINES = (
     "stacked",
     "global",
     "global-gbm",
+    "global-ens",
     "prior-residual",
+    "prior-residual-ens",
     "recalibrate",
     "blend",
 )
@@ -749,7 +752,9 @@ def _table_method(
         "mc_passes": mc_passes,
         "random_state": seed,
     }
-    if name == "prior-residual":
+    if name in ("prior-residual", "prior-residual-ens"):
+        if name == "prior-residual-ens":
+            prior_args["prior"] = _global_ensemble(bundle, mc_passes, seed)
         return PriorResidualRegressor(
             **prior_args,
             bands=bands,
@@ -802,9 +807,12 @@ def transfer_methods(
         log1p SOC), ``stacked`` (log forest + global prediction), ``global`` (pretrained
         network as is), ``global-gbm`` (gradient boosting on the global table with the
         bundle's excluded region left out, :class:`~socmap.model.global_gbm.GlobalGBM`),
-        ``prior-residual`` (global prediction + shrunk regional residual
-        forest), ``recalibrate`` (ridge-shrunk ``a + b * global``), ``blend`` (network
-        fine-tuned with ``freeze-encoders`` and ``rf``, weighted by inner CV),
+        ``global-ens`` (the mean of both in log space,
+        :class:`~socmap.model.prior.GlobalEnsemble`), ``prior-residual`` (global prediction +
+        shrunk regional residual forest), ``prior-residual-ens`` (the same on the ensemble
+        prior; table-level only: a bundle cannot hold the booster), ``recalibrate``
+        (ridge-shrunk ``a + b * global``), ``blend`` (network fine-tuned with
+        ``freeze-encoders`` and ``rf``, weighted by inner CV),
         ``depthwise`` (one fine-tuned network per interval), ``instances`` (fine-tuning with
         the most similar global profiles), ``auto`` (candidate chosen by inner spatial CV,
         :data:`AUTO_CANDIDATES`), or a fine-tuning strategy (:data:`STRATEGIES`).
@@ -862,6 +870,8 @@ def transfer_methods(
             out[name] = global_model
         elif name == "global-gbm":
             out[name] = _global_gbm(bundle, seed)
+        elif name == "global-ens":
+            out[name] = _global_ensemble(bundle, mc_passes, seed)
         elif name == "auto":
             out[f"finetune:{name}"] = AutoTransferRegressor(
                 bundle, **network, n_estimators=n_estimators
@@ -887,6 +897,12 @@ def _global_gbm(bundle: str | Path, seed: int) -> Any:
         balance_power=float(meta.get("balance_power", 0.5)),
         random_state=seed,
     )
+
+
+def _global_ensemble(bundle: str | Path, mc_passes: int, seed: int) -> GlobalEnsemble:
+    """Average the bundle's network and its gradient-boosting counterpart in log space."""
+    network = GlobalModel(str(bundle), mc_passes=mc_passes, random_state=seed)
+    return GlobalEnsemble([network, _global_gbm(bundle, seed)])
 
 
 class _GlobalLogPrediction:
