@@ -75,3 +75,9 @@ def test_transfer_method_matches_the_bundles_table_and_left_out_region():
     assert isinstance(gbm, GlobalGBM)
     assert gbm.depths == "globalsoilmap" and list(gbm.exclude_bbox) == meta["exclude_bbox"]
     assert (gbm.balance, gbm.balance_power) == (meta["balance"], meta["balance_power"])
+    ens, residual = transfer_methods(["global-ens", "prior-residual-ens"], bundle, [], []).values()
+    members = [type(m).__name__ for m in ens.members]
+    assert members == ["GlobalModel", "GlobalGBM"]
+    assert ens.members[1].get_params() == gbm.get_params()  # the same booster as global-gbm
+    assert type(residual.prior).__name__ == "GlobalEnsemble"
+    assert residual.prior.get_params(deep=False)["members"][0].bundle == str(bundle)
