@@ -113,8 +113,9 @@ class Spectra:
             row, col = np.argwhere(bad)[0]
             raise SpectraError(
                 f"{int(bad.any(axis=1).sum())!r} spectra hold NaN or infinite values (first: "
-                f"sample {_label(meta, row)!r} at {axis[col]:g} {self.unit}); read "
-                "them with nan='interpolate' or nan='drop', or fix the table"
+                f"sample {_label(meta, row)!r} at {axis[col]:g} {self.unit}); fill or drop "
+                "those values in the table (Python: read_spectra(..., nan='interpolate' or "
+                "'drop'))"
             )
         if self.quantity == "reflectance":
             _check_reflectance(values, axis, self.unit, meta, self.max_reflectance)
@@ -204,8 +205,9 @@ def _check_reflectance(
         raise SpectraError(
             f"reflectance must be in (0, {upper:g}]: sample {_label(meta, row)!r} has "
             f"{values[row, col]:g} at {axis[col]:g} {unit} ({int(bad.any(axis=1).sum())!r} spectra "
-            "affected); pass quantity='absorbance' if these are absorbances, percent='auto' for "
-            "percent reflectance, or crop the range to where the instrument is valid"
+            "affected); if these are absorbances say so (CLI: --quantity absorbance; Python: "
+            "quantity='absorbance'), for percent reflectance use percent='auto' (Python), or "
+            "crop the range to where the instrument is valid"
         )
 
 
@@ -241,7 +243,7 @@ def spectral_columns(columns: Sequence[str], prefix: str | None = None) -> tuple
     if len(cols) < _MIN_BANDS:
         raise SpectraError(
             f"found {len(cols)!r} spectral columns with prefix {prefix!r} (need >= {_MIN_BANDS}); "
-            "name them like 'wl_350' or '350', or pass prefix="
+            "name them like 'wl_350' or '350' (Python: prefix=)"
         )
     return cols, prefix
 

@@ -404,7 +404,8 @@ def _too_few_blocks(
     if max(dx, dy) <= 0:
         return (
             f"{head}: every profile is at one location, so no block size helps; spatial CV "
-            "needs profiles at several places (or folds of your own, ColumnFolds)"
+            "needs profiles at several places (or folds of your own: CLI --folds-column, Python "
+            "ColumnFolds)"
         )
     # about 2 * n_needed blocks along the longer side usually leaves n_needed of them non-empty
     smaller = _round_down(max(dx, dy) / (2 * n_needed)) * f.metres_per_unit  # in metres
