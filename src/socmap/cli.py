@@ -971,11 +971,11 @@ def cv_cmd(
     """
     from socmap.cube import open_cube
     from socmap.extract import write_table
-    from socmap.model.transfer import BASELINES, NETWORK_METHODS, STRATEGIES, transfer_methods
+    from socmap.model.transfer import BASELINES, method_names, transfer_methods
     from socmap.training import regional_training_table
     from socmap.validate import BlockKFold, cross_validate, read_train_sets
 
-    known = [*BASELINES, *NETWORK_METHODS, *sorted(STRATEGIES)]
+    known = method_names()
     if method not in known:
         raise typer.BadParameter(f"--method {method!r} is not a method; choose from {known!r}")
     if method != "rf" and bundle is None:

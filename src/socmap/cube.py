@@ -365,7 +365,8 @@ def check_unknown_classes(
         )
 
 
-def _unknown_pixels(found: Sequence[Mapping[str, int]]) -> list[int]:
+def unknown_pixels(found: Sequence[Mapping[str, int]]) -> list[int]:
+    """Pixels per band set to nodata as unknown classes (the ``band_unknown_class_pixels``)."""
     return [int(sum(f.values())) for f in found]
 
 
@@ -516,7 +517,7 @@ def build_cube(
             array.attrs.update(
                 {
                     "band_nodata_fraction": [float(1 - v / n_pixels) for v in valid],
-                    "band_unknown_class_pixels": _unknown_pixels(unknown),
+                    "band_unknown_class_pixels": unknown_pixels(unknown),
                     "band_unknown_classes": unknown,
                 }
             )

@@ -74,6 +74,7 @@ __all__ = [
     "DepthwiseRegressor",
     "FineTunedRegressor",
     "InstanceTransferRegressor",
+    "method_names",
     "transfer_methods",
 ]
 
@@ -835,7 +836,7 @@ def transfer_methods(
         :data:`BASELINES` names as given, ``"finetune:<name>"`` for strategies and
         :data:`NETWORK_METHODS` (``auto`` included) -> estimator.
     """
-    known = [*BASELINES, *NETWORK_METHODS, *sorted(STRATEGIES)]
+    known = method_names()
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ConfigError(f"unknown methods {unknown!r}; choose from {known!r}")
@@ -881,6 +882,11 @@ def transfer_methods(
         else:
             out[f"finetune:{name}"] = FineTunedRegressor(bundle, strategy=name, **network)
     return out
+
+
+def method_names() -> list[str]:
+    """Every name :func:`transfer_methods` understands, in the order its errors list them."""
+    return [*BASELINES, *NETWORK_METHODS, *sorted(STRATEGIES)]
 
 
 def _global_gbm(bundle: str | Path, seed: int) -> Any:

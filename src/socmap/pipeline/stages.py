@@ -94,15 +94,10 @@ def _cube_inputs(spec: RunSpec) -> dict[str, str]:
 
 
 def _profiles_inputs(spec: RunSpec) -> dict[str, str]:
-    from socmap.profiles import QC_CHECKS
+    from socmap.errors import ConfigError
+    from socmap.profiles import check_qc_names
 
-    unknown = sorted(set(spec.profiles.accept_qc) - set(QC_CHECKS))
-    if unknown:
-        from socmap.errors import ConfigError
-
-        raise ConfigError(
-            f"profiles.accept_qc {unknown!r} names no QC check; choose from {list(QC_CHECKS)!r}"
-        )
+    check_qc_names(spec.profiles.accept_qc, "profiles.accept_qc", ConfigError)
     if spec.profiles.path in EMBEDDED_PROFILES:
         from socmap.catalog import embedded_data_dir
 

@@ -25,7 +25,7 @@ is one row of :attr:`QCReport.flags` with its check name, and the annotated tabl
 mixed or unknown units, non-numeric depths) raise a :mod:`socmap.errors` subclass instead.
 """
 
-from socmap.profiles._qc import QC_CHECKS, QCReport, qc_profiles, write_qc
+from socmap.profiles._qc import QC_CHECKS, QCReport, check_qc_names, qc_profiles, write_qc
 from socmap.profiles._read import (
     read_bluecarbon,
     read_edgeroi,
@@ -42,6 +42,7 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "SOC_UNITS",
     "QCReport",
+    "check_qc_names",
     "qc_profiles",
     "read_bluecarbon",
     "read_edgeroi",

@@ -15,6 +15,7 @@ from socmap._io import atomic_path
 from socmap._progress import track
 from socmap.errors import (
     ProfileValidationError,
+    SocmapError,
     UnitsError,
 )
 from socmap.grid import normalise_crs
@@ -95,6 +96,24 @@ _FLAG_COLUMNS = ("row", "site_id", "check", "severity", "value", "message")
 
 
 # ---------------------------------------------------------------------------- QC
+def check_qc_names(
+    accept: Sequence[str],
+    option: str = "--accept-qc",
+    error: type[SocmapError] = ProfileValidationError,
+) -> None:
+    """Refuse names in ``accept`` that are not QC checks (:data:`QC_CHECKS`).
+
+    Raises
+    ------
+    SocmapError
+        ``error``, naming ``option`` (the CLI option or config key), the unknown names and
+        the choices.
+    """
+    unknown = sorted(set(accept) - set(QC_CHECKS))
+    if unknown:
+        raise error(f"{option} {unknown!r} names no QC check; choose from {list(QC_CHECKS)!r}")
+
+
 @dataclass(frozen=True, eq=False)
 class QCReport:
     """Result of :func:`qc_profiles`.
@@ -155,11 +174,7 @@ class QCReport:
             An error check not in ``accept`` (each listed with its row and site counts, an
             example and both fixes), or an unknown name in ``accept``.
         """
-        unknown = sorted(set(accept) - set(QC_CHECKS))
-        if unknown:
-            raise ProfileValidationError(
-                f"--accept-qc {unknown!r} names no QC check; choose from {list(QC_CHECKS)!r}"
-            )
+        check_qc_names(accept)
         found = self.summary[(self.summary["severity"] == "error") & (self.summary["n_rows"] > 0)]
         refused = found[~found["check"].isin(list(accept))]
         if len(refused):

@@ -43,7 +43,12 @@ from socmap._io import check_replaceable, publish_path, remove_path
 from socmap._progress import track
 from socmap._records import array_digest, read_record, write_record
 from socmap.catalog import Catalog
-from socmap.cube import add_class_counts, check_unknown_classes, mask_unknown_classes
+from socmap.cube import (
+    add_class_counts,
+    check_unknown_classes,
+    mask_unknown_classes,
+    unknown_pixels,
+)
 from socmap.errors import CatalogError, ConfigError, OutputExists, RasterError
 from socmap.grid import Grid, Window
 from socmap.sources.earthengine._client import FetchStats, PixelFetcher, RetryPolicy
@@ -435,7 +440,7 @@ def pull_cube(
     array.attrs.update(
         {
             "band_nodata_fraction": [float(1 - v / n_pixels) for v in valid],
-            "band_unknown_class_pixels": [int(sum(f.values())) for f in unknown],
+            "band_unknown_class_pixels": unknown_pixels(unknown),
             "band_unknown_classes": unknown,
         }
     )
