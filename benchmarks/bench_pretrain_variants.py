@@ -7,7 +7,9 @@ folds. Pooled MAE and Lin's CCC on g/kg, for the median-type back-transform socm
 (``expm1`` of the mean of log1p SOC) and, for reference, the mean back-transform
 (``expm1(mean + sd^2 / 2)``). Writes ``docs/benchmarks/pretrain_variants.md``.
 
-Run: ``.venv/bin/python benchmarks/bench_pretrain_variants.py [--folds 5]``
+Run: ``.venv/bin/python benchmarks/bench_pretrain_variants.py [--folds 5] [--variants a,b]``;
+``--variants`` reruns only those (and ``global-gbm``) and keeps the other rows of the last
+run, which live in ``docs/benchmarks/pretrain_variants.csv``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from socmap.validate.metrics import ccc  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "benchmarks" / "pretrain_variants.md"
+ROWS = DOC.with_suffix(".csv")
 
 #: name -> (what changes, SocNetRegressor overrides); seeds and the ensemble are added below.
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -50,6 +53,22 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "wide": ("encoders 32, head (512, 256)", {"network": {"enc_dim": 32, "head": (512, 256)}}),
     "batch 256": ("batch 256 (1024)", {"train": {"batch_size": 256}}),
     "stop on MAE": ("early stopping on validation MAE", {"train": {"monitor": "mae"}}),
+    "periodic 8": (
+        "periodic inputs, 8 frequencies, sigma 0.5",
+        {"network": {"periodic": 8, "periodic_sigma": 0.5}},
+    ),
+    "periodic 16": (
+        "periodic inputs, 16 frequencies, sigma 0.5",
+        {"network": {"periodic": 16, "periodic_sigma": 0.5}},
+    ),
+    "periodic 8 s1": (
+        "periodic inputs, 8 frequencies, sigma 1",
+        {"network": {"periodic": 8, "periodic_sigma": 1.0}},
+    ),
+    "periodic 8 s0.1": (
+        "periodic inputs, 8 frequencies, sigma 0.1",
+        {"network": {"periodic": 8, "periodic_sigma": 0.1}},
+    ),
 }
 
 
@@ -88,34 +107,48 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--variants", help="comma-separated subset of VARIANTS to rerun")
     args = p.parse_args()
+    chosen = list(VARIANTS) if not args.variants else args.variants.split(",")
+    unknown = sorted(set(chosen) - set(VARIANTS))
+    if unknown:
+        p.error(f"unknown variants {unknown}; choose from {sorted(VARIANTS)}")
     machine = f"{platform.machine()}, {pin_two_cores()}"
     table = global_training_table().table
     table = table.loc[table["soc_g_kg"].notna()].reset_index(drop=True)
     split = BlockKFold(args.folds, 5.0, units="degrees", random_state=0)
     rows, oofs = [], {}
     start = time.perf_counter()
-    for name, (what, overrides) in VARIANTS.items():
+    for name in chosen:
+        what, overrides = VARIANTS[name]
         t0 = time.perf_counter()
         oof = cross_validate(network(overrides), table, split, n_jobs=args.jobs, progress=False).oof
         oofs[name] = oof
         rows.append({"variant": name, "change": what, **scores(oof),
                      "seconds": time.perf_counter() - t0})  # fmt: skip
         print(rows[-1], flush=True)
-    keys = ["site_id", "top_cm"]
-    a, b = (oofs[n].set_index(keys).sort_index() for n in ("shipped", "seed 1"))
-    ens = a.copy()
-    ens["mean_log"] = (a["mean_log"] + b["mean_log"]) / 2
-    ens["sd_log"] = np.sqrt((a["sd_log"] ** 2 + b["sd_log"] ** 2) / 2
-                            + ((a["mean_log"] - b["mean_log"]) / 2) ** 2)  # fmt: skip
-    rows.append({"variant": "ensemble", "change": "mean of seeds 0 and 1 (log scale)",
-                 **scores(ens.reset_index()), "seconds": 0.0})  # fmt: skip
+    if {"shipped", "seed 1"} <= set(oofs):
+        keys = ["site_id", "top_cm"]
+        a, b = (oofs[n].set_index(keys).sort_index() for n in ("shipped", "seed 1"))
+        ens = a.copy()
+        ens["mean_log"] = (a["mean_log"] + b["mean_log"]) / 2
+        ens["sd_log"] = np.sqrt((a["sd_log"] ** 2 + b["sd_log"] ** 2) / 2
+                                + ((a["mean_log"] - b["mean_log"]) / 2) ** 2)  # fmt: skip
+        rows.append({"variant": "ensemble", "change": "mean of seeds 0 and 1 (log scale)",
+                     **scores(ens.reset_index()), "seconds": 0.0})  # fmt: skip
     t0 = time.perf_counter()
     gbm = GlobalGBM(table=None, random_state=0, **DEFAULT_BALANCE)
     oof = cross_validate(gbm, table, split, progress=False).oof
     rows.append({"variant": "global-gbm", "change": "HistGradientBoosting, same rows and folds",
                  **scores(oof), "seconds": time.perf_counter() - t0})  # fmt: skip
     frame = pd.DataFrame(rows)
+    if ROWS.exists() and args.variants:  # keep the rows this run did not redo
+        old = pd.read_csv(ROWS)
+        frame = pd.concat([old.loc[~old["variant"].isin(frame["variant"])], frame])
+        order = [*VARIANTS, "ensemble", "global-gbm"]
+        frame = frame.sort_values("variant", key=lambda v: v.map(order.index))
+    with atomic_path(ROWS) as tmp:
+        frame.to_csv(tmp, index=False)
     write_doc(frame, args.folds, machine, time.perf_counter() - start)
 
 
@@ -134,7 +167,8 @@ def write_doc(frame: pd.DataFrame, folds: int, machine: str, seconds: float) -> 
         "socmap reports (`expm1` of the mean of log1p SOC); `mean-bt` columns use "
         "`expm1(mean + sd^2/2)` for reference.",
         "",
-        f"Machine: {machine}; socmap {socmap.__version__}; wall time {seconds / 60:.1f} min.",
+        f"Machine: {machine}; socmap {socmap.__version__}; wall time of the last run "
+        f"{seconds / 60:.1f} min (rows it did not redo are from earlier runs).",
         "",
         "| variant | change | " + " | ".join(cols) + " |",
         "|---|---|" + "---:|" * len(cols),

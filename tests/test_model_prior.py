@@ -22,6 +22,7 @@ from socmap.model.prior import (
     BlendRegressor,
     PriorResidualRegressor,
     RecalibratedRegressor,
+    SelectedPrior,
     inner_splits,
 )
 from socmap.model.transfer import (
@@ -68,7 +69,7 @@ class Fixed(BaseEstimator):
     def __init__(self, prior=None):
         self.prior = prior
 
-    def fit(self, X, y=None):
+    def fit(self, X=None, y=None):
         self.fitted_ = True
         return self
 
@@ -362,3 +363,69 @@ def test_an_ensemble_of_two_global_models_whose_errors_cancel_is_the_better_prio
     assert both < 0.6 * alone
     with pytest.raises(ConfigError, match="needs members"):
         GlobalEnsemble([]).fit()
+
+
+def test_median_level_resists_a_few_profiles_far_above_the_prior(region):
+    """Three of 20 profiles 2.0 above an exact prior: the mean level moves, the median not."""
+    train, _ = region
+    train = train.copy()
+    outliers = train["site_id"].isin(train["site_id"].unique()[:3])
+    train.loc[outliers, "soc_g_kg"] = np.expm1(np.log1p(train.loc[outliers, "soc_g_kg"]) + 2.0)
+    est = {
+        how: _residual(Oracle(), shrink=0.0, level=how, prior_strength=0.0).fit(train)
+        for how in ("mean", "median")
+    }
+    resid = np.log1p(train["soc_g_kg"]) - np.log1p(train["soc_true_g_kg"])
+    per_site = resid.groupby(train["site_id"].to_numpy()).mean()
+    assert est["mean"].level_ == pytest.approx(per_site.mean())
+    assert est["median"].level_ == pytest.approx(per_site.median())
+    assert est["mean"].level_ > 0.25 and abs(est["median"].level_) < 0.1
+    assert est["median"].level_stat_ == "median"
+
+
+@pytest.mark.parametrize(("shift", "expected"), [(0.0, "none"), (-0.5, ("mean", "median"))])
+def test_level_cv_chooses_no_level_for_an_unbiased_prior_and_one_for_a_shifted_one(
+    region, shift, expected
+):
+    train, test = region
+    est = _residual(Oracle(shift=shift), level="cv").fit(train)
+    assert set(est.inner_mae_) == {
+        (stat, s) for stat in ("none", "mean", "median") for s in SHRINK_GRID
+    }
+    assert est.level_stat_ in expected
+    assert abs(_bias(est, test)) < 0.05
+    if est.level_stat_ == "none":
+        assert est.level_ == 0.0 and est.shrinkage_["level"] == 0.0
+    # One residual fit per fold serves every level: the shifted-forest shortcut equals a
+    # forest fitted on the shifted residual, to rounding.
+    mean_only = _residual(Oracle(shift=shift), level="mean").fit(train)
+    for s in SHRINK_GRID:
+        assert est.inner_mae_[("mean", s)] == pytest.approx(mean_only.inner_mae_[s], rel=1e-6)
+    with pytest.raises(ConfigError, match="level 'average'"):
+        _residual(Oracle(), level="average").fit(train)
+
+
+@pytest.mark.parametrize(
+    ("shifts", "expected"),
+    [((-0.5, 0.0), "unbiased"), ((0.0, 0.5), "unbiased"), ((-0.5, 0.5), "mean")],
+)
+def test_selected_prior_keeps_the_member_that_fits_the_cores(region, shifts, expected):
+    """Known answer: an exact prior beside a shifted one is chosen; opposite shifts average."""
+    train, test = region
+    names = ["biased", "unbiased"] if shifts[1] == 0.0 else ["unbiased", "biased"]
+    if expected == "mean":
+        names = ["low", "high"]
+    members = [Fixed(Oracle(shift=v)) for v in shifts]
+    prior = SelectedPrior(members, names=names).fit(train)
+    assert prior.choice_ == expected
+    assert set(prior.scores_) == {*names, "mean"}
+    assert prior.scores_[expected] == min(prior.scores_.values())
+    assert abs(_bias(prior, test)) < 0.05
+    # As the prior of prior + residual it is chosen on that model's training rows.
+    est = _residual(SelectedPrior(members, names=names), shrink=0.0, level=False).fit(train)
+    assert est.prior_.choice_ == expected
+    np.testing.assert_allclose(est.predict_log(test)[0], prior.predict_log(test)[0])
+    # Without rows to score, the mean of the members.
+    assert SelectedPrior(members, names=names).fit().choice_ == "mean"
+    with pytest.raises(ConfigError, match="one unique name per member"):
+        SelectedPrior(members, names=["a"]).fit(train)

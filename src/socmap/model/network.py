@@ -3,7 +3,7 @@
 Layout (defaults follow GSoilCPM, Zhang et al. 2025, which uses one 1x1 convolution, i.e. a
 per-pixel linear layer, per covariate group)::
 
-    group g:  [values_g, missing_g] --Linear(2 n_g, 16)--> e_g          (one per group)
+    group g:  [values_g, missing_g(, periodic_g)] --Linear--> e_g (16)   (one per group)
     band k:   class index --Embedding(n_classes_k + 1, 4)--> c_k      (one per categorical)
     fused  = ReLU(Linear(concat(e, c), 128) + sum of added-group adapters)
     depth  = ReLU(Linear(3, 16))(top, bottom, log thickness)
@@ -11,6 +11,13 @@ per-pixel linear layer, per covariate group)::
     trunk  = ReLU(Linear(128, 256))(h)                                 (deterministic)
     head   = Dropout(0.2) -> Linear(256, 128) -> ReLU -> Dropout(0.5) -> Linear(128, 2)
     out    = mean, log-variance of log1p(SOC g/kg)
+
+**Periodic input embeddings** (``periodic = k > 0``; Gorishniy et al. 2022, "On
+embeddings for numerical features in tabular deep learning"): each standardised base band
+``x`` also enters its group encoder as ``sin(2 pi f x), cos(2 pi f x)`` for ``k`` learned
+frequencies ``f`` (initialised from N(0, ``periodic_sigma``)). A plain MLP on standardised
+values fits smooth functions of each covariate first; the periodic features let it fit the
+sharp, thresholded responses of SOC to climate that trees find easily.
 
 **Depth conditioning is FiLM** (feature-wise linear modulation): the depth interval scales
 and shifts every fused feature. SOC falls with depth at a rate that itself depends on the
@@ -71,6 +78,11 @@ class NetworkConfig:
         Categorical bands added for fine-tuning, in column order after ``vocab_sizes``.
     depth_features
         Number of depth features (3: top, bottom, log thickness).
+    periodic
+        Learned frequencies per continuous base band for periodic input embeddings; 0 feeds
+        the standardised values and missing flags only.
+    periodic_sigma
+        Standard deviation of the initial frequencies (cycles per standard deviation).
     enc_dim, emb_dim, fusion_dim, depth_dim
         Width of each group encoder, each embedding, the fusion layer and the depth MLP.
     head
@@ -94,6 +106,8 @@ class NetworkConfig:
     added_groups: Mapping[str, int] = field(default_factory=dict)
     added_vocab_sizes: Mapping[str, int] = field(default_factory=dict)
     depth_features: int = len(DEPTH_FEATURES)
+    periodic: int = 0
+    periodic_sigma: float = 0.5
     enc_dim: int = 16
     emb_dim: int = 4
     fusion_dim: int = 128
@@ -152,6 +166,13 @@ class NetworkConfig:
         if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
             raise ConfigError(
                 f"logvar_range {self.logvar_range!r} must be finite with low < high, e.g. (-10, 5)"
+            )
+        if self.periodic < 0 or not (
+            math.isfinite(self.periodic_sigma) and self.periodic_sigma > 0
+        ):
+            raise ConfigError(
+                f"periodic {self.periodic!r} must be >= 0 and periodic_sigma "
+                f"{self.periodic_sigma!r} > 0, e.g. periodic=8, periodic_sigma=0.5"
             )
         if not (math.isfinite(self.target_scale) and self.target_scale > 0):
             raise ConfigError(f"target_scale must be > 0; got {self.target_scale!r}")
@@ -263,7 +284,14 @@ class SocNet(nn.Module):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             # ModuleList, not ModuleDict: band names may contain '.', which keys cannot.
-            self.encoders = nn.ModuleList(nn.Linear(2 * n, c.enc_dim) for n in c.groups.values())
+            width = 2 + 2 * c.periodic  # value, missing flag, sin and cos per frequency
+            self.encoders = nn.ModuleList(
+                nn.Linear(width * n, c.enc_dim) for n in c.groups.values()
+            )
+            self.frequencies = nn.ParameterList(
+                nn.Parameter(torch.randn(n, c.periodic) * c.periodic_sigma)
+                for n in (c.groups.values() if c.periodic else ())
+            )
             self.embeddings = nn.ModuleList(
                 nn.Embedding(v, c.emb_dim) for v in c.vocab_sizes.values()
             )
@@ -344,8 +372,12 @@ class SocNet(nn.Module):
             )
         n_base = len(c.groups)
         parts: list[Tensor] = []
-        for enc, (a, b) in zip(self.encoders, self._offsets[:n_base], strict=True):
-            parts.append(enc(torch.cat([cont[:, a:b], mask[:, a:b]], dim=1)))
+        for g, (enc, (a, b)) in enumerate(zip(self.encoders, self._offsets[:n_base], strict=True)):
+            inputs = [cont[:, a:b], mask[:, a:b]]
+            if c.periodic:
+                phase = (2 * math.pi) * cont[:, a:b, None] * self.frequencies[g]
+                inputs += [torch.sin(phase).flatten(1), torch.cos(phase).flatten(1)]
+            parts.append(enc(torch.cat(inputs, dim=1)))
         for k, emb in enumerate(self.embeddings):
             parts.append(emb(cat[:, k]))
         pre = self.fusion(torch.cat(parts, dim=1))

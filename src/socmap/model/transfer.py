@@ -54,6 +54,7 @@ from socmap.model.prior import (
     GlobalEnsemble,
     PriorResidualRegressor,
     RecalibratedRegressor,
+    SelectedPrior,
     inner_splits,
     oof_log,
 )
@@ -88,7 +89,7 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
     "patience": 20,
 }
 
-_PRETRAINED_ENCODERS = ("encoders.", "embeddings.")
+_PRETRAINED_ENCODERS = ("encoders.", "frequencies.", "embeddings.")
 _REGIONAL = ("added_encoders.", "adapters.", "added_embeddings.", "embedding_adapters.")
 _HEAD = ("head_in.", "head_layers.", "out.")
 
@@ -399,7 +400,14 @@ _INSTANCE_PREFIX = "instance:"
 #: The forests :class:`AutoTransferRegressor` falls back to (:func:`transfer_methods` names).
 FORESTS = ("rf", "rf-log")
 #: Candidates of :class:`AutoTransferRegressor` that are table-level models, not one network.
-TABLE_METHODS = (*FORESTS, "prior-residual", "prior-residual-ens", "recalibrate", "blend")
+TABLE_METHODS = (
+    *FORESTS,
+    "prior-residual",
+    "prior-residual-ens",
+    "prior-residual-best",
+    "recalibrate",
+    "blend",
+)
 #: Candidates :class:`AutoTransferRegressor` chooses among by default: both forests and the two
 #: prior-based estimators. No fine-tuned network: with 20-50 cores a network candidate won
 #: the noisy inner CV by more than 1 SE and then lost out of fold (southern Africa in the quick
@@ -717,6 +725,7 @@ BASELINES = (
     "global-ens",
     "prior-residual",
     "prior-residual-ens",
+    "prior-residual-best",
     "recalibrate",
     "blend",
 )
@@ -753,9 +762,11 @@ def _table_method(
         "mc_passes": mc_passes,
         "random_state": seed,
     }
-    if name in ("prior-residual", "prior-residual-ens"):
+    if name.startswith("prior-residual"):
         if name == "prior-residual-ens":
             prior_args["prior"] = _global_ensemble(bundle, mc_passes, seed)
+        elif name == "prior-residual-best":
+            prior_args["prior"] = _selected_prior(bundle, mc_passes, seed)
         return PriorResidualRegressor(
             **prior_args,
             bands=bands,
@@ -810,8 +821,10 @@ def transfer_methods(
         bundle's excluded region left out, :class:`~socmap.model.global_gbm.GlobalGBM`),
         ``global-ens`` (the mean of both in log space,
         :class:`~socmap.model.prior.GlobalEnsemble`), ``prior-residual`` (global prediction +
-        shrunk regional residual forest), ``prior-residual-ens`` (the same on the ensemble
-        prior; table-level only: a bundle cannot hold the booster), ``recalibrate``
+        shrunk regional residual forest), ``prior-residual-best`` (the same on the network,
+        ``global-gbm`` or their mean, whichever fits the training cores best,
+        :class:`~socmap.model.prior.SelectedPrior`), ``prior-residual-ens`` (the same on the
+        ensemble prior; table-level only: a bundle cannot hold the booster), ``recalibrate``
         (ridge-shrunk ``a + b * global``), ``blend`` (network fine-tuned with
         ``freeze-encoders`` and ``rf``, weighted by inner CV),
         ``depthwise`` (one fine-tuned network per interval), ``instances`` (fine-tuning with
@@ -909,6 +922,12 @@ def _global_ensemble(bundle: str | Path, mc_passes: int, seed: int) -> GlobalEns
     """Average the bundle's network and its gradient-boosting counterpart in log space."""
     network = GlobalModel(str(bundle), mc_passes=mc_passes, random_state=seed)
     return GlobalEnsemble([network, _global_gbm(bundle, seed)])
+
+
+def _selected_prior(bundle: str | Path, mc_passes: int, seed: int) -> SelectedPrior:
+    """Choose among the bundle's network, its boosting counterpart and their mean on the cores."""
+    network = GlobalModel(str(bundle), mc_passes=mc_passes, random_state=seed)
+    return SelectedPrior([network, _global_gbm(bundle, seed)], names=["network", "gbm"])
 
 
 class _GlobalLogPrediction:
