@@ -180,7 +180,7 @@ def test_coefficients_match_reference_transcription():
 
 
 @settings(max_examples=40, deadline=None)
-@given(profiles(max_n=5), st.sampled_from([0.0, 0.1, 1.0]))
+@given(profiles(max_n=5, hi=150.0), st.sampled_from([0.0, 0.1, 1.0]))
 def test_exact_means_match_reference_quadrature(profile, lam):
     u, v, y = profile
     df = profile_frame("p", u, v, y)
@@ -355,10 +355,31 @@ def test_clamping_is_pointwise_before_averaging():
     assert np.any(clamped[finite] > free[finite] + 1e-6)  # the negative part was lifted
     ref = ref_interval_means(u, v, y, 0.0, GSM.intervals, 0.0, 1000.0, step=0.005)
     np.testing.assert_allclose(clamped, ref, rtol=1e-4, atol=1e-5)
-    capped = harmonise(df, lam=0.0, vhigh=40.0).table["soc_g_kg"].to_numpy()
-    assert np.nanmax(capped) <= 40.0 + 1e-12
-    assert capped[0] == pytest.approx(40.0)  # 0-5 cm: the whole slice lies above 40
-    assert np.min(spl(np.linspace(0, 5, 101))) > 40
+    # A cap below the spline's peak but above every horizon value cuts the overshoot only.
+    capped = harmonise(df, lam=0.0, vhigh=100.5).table["soc_g_kg"].to_numpy()
+    assert np.max(spl(np.linspace(0, 5, 101))) > 100.5
+    assert np.nanmax(capped) <= 100.5 + 1e-12
+    assert capped[0] < free[0] - 1e-6
+
+
+def test_horizon_values_outside_the_clamp_range_leave_the_site_out_and_are_counted():
+    """1e12 g/kg (or a negative content) is a data error: never clamped and reported ok."""
+    df = pd.concat(
+        [
+            profile_frame("good", [0, 10], [10, 40], [10.0, 5.0]),
+            profile_frame("huge", [0, 10], [10, 40], [1e12, 5.0]),
+            profile_frame("negative", [0], [30], [-2.0]),
+        ]
+    )
+    h = harmonise(df)
+    status = h.sites.set_index("site_id")["status"].to_dict()
+    assert status == {"good": "ok", "huge": "out_of_range", "negative": "out_of_range"}
+    assert h.summary()["out_of_range"] == 2
+    assert len(h.table) == 3 * len(GSM.intervals)  # never dropped
+    assert h.table.loc[h.table.site_id != "good", "soc_g_kg"].isna().all()
+    # Turning the clamp off accepts any finite value.
+    free = harmonise(df, vlow=-INF, vhigh=INF).sites.set_index("site_id")["status"]
+    assert (free == "out_of_range").sum() == 0
 
 
 def test_gaps_are_bridged_linearly_and_continuously():

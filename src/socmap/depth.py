@@ -61,6 +61,9 @@ Statuses (``Harmonised.sites``)
 ``overlapping_horizons``
     Usable horizons overlap after sorting (``top[k+1] < bottom[k]``, e.g. duplicated rows);
     left out, values NaN. Fix the depths or de-duplicate.
+``out_of_range``
+    A horizon's value is outside ``[vlow, vhigh]`` (by default below 0 or above 1000, e.g.
+    SOC in mg/kg read as g/kg); left out, values NaN. Fix the value or its units.
 ``no_data``
     No horizon has a value for the column.
 ``invalid_depths``
@@ -115,6 +118,7 @@ STATUSES = (
     "ok",
     "single_horizon",
     "overlapping_horizons",
+    "out_of_range",
     "no_data",
     "invalid_depths",
     "outside_depths",
@@ -651,7 +655,8 @@ def harmonise(
         Smoothing parameter, >= 0 (mpspline2 and ithir default 0.1).
     vlow, vhigh
         The spline is clamped to this range pointwise before averaging (mpspline2 defaults
-        0 and 1000); ``-inf``/``inf`` turn clamping off.
+        0 and 1000); ``-inf``/``inf`` turn clamping off. A site with a horizon value outside
+        the range is left out with status ``"out_of_range"``.
     site_cols
         Site-level columns to carry to the output (first value per site). By default: the
         canonical ones (``x``, ``y``, ``crs``, ``stratum``, ``date``, ``source``) that are
@@ -815,6 +820,10 @@ def _harmonise_column(
     status = np.full(n_sites, "ok", dtype=object)
     status[n_used == 1] = "single_horizon"
     status[has_overlap] = "overlapping_horizons"
+    # A value the clamp would cut (1e12 g/kg, a negative content) is a data error, not a
+    # spline overshoot: leave the site out rather than report a clamped value as fitted.
+    out_of_range = (ys < vlow) | (ys > vhigh)
+    status[np.bincount(cs[out_of_range], minlength=n_sites) > 0] = "out_of_range"
     status[n_used == 0] = "no_data"
 
     fitted_sorted = np.full(len(order), np.nan)
