@@ -48,7 +48,6 @@ from _common import paired_differences, pin_two_cores  # noqa: E402
 from socmap._io import atomic_path  # noqa: E402
 from socmap.catalog import load_catalog  # noqa: E402
 from socmap.datasets import global_training_table  # noqa: E402
-from socmap.model.global_gbm import GlobalGBM  # noqa: E402
 from socmap.model.pretrain import (  # noqa: E402
     DEFAULT_BALANCE,
     DEFAULT_NETWORK,
@@ -125,13 +124,12 @@ def run_region(name: str, args: argparse.Namespace) -> dict[str, Any]:
     pretrain_s = time.perf_counter() - start
     table = region_table(bbox)  # type: ignore[arg-type]
     bands = load_catalog("global_10arcmin").band_names
-    names = [m for m in args.methods.split(",") if m != "global-gbm"]
+    # global-gbm is the bundle's counterpart: the same rows (region left out) and the same
+    # climate rebalancing as the network, so the two differ in the model family only.
     methods = transfer_methods(
-        names, bundle, bands, [], block_size=args.block_size, mc_passes=args.mc_passes,
-        seed=args.seed,
+        args.methods.split(","), bundle, bands, [], block_size=args.block_size,
+        mc_passes=args.mc_passes, seed=args.seed,
     )  # fmt: skip
-    if "global-gbm" in args.methods.split(","):
-        methods["global-gbm"] = GlobalGBM(exclude_bbox=bbox, random_state=args.seed)
     cv = BlockKFold(args.folds, args.block_size, random_state=args.seed)
     bench = transfer_benchmark(
         methods, table, cv, sizes=parse_sizes(args.sizes), repeats=args.repeats,

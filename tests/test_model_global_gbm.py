@@ -81,3 +81,25 @@ def test_transfer_method_matches_the_bundles_table_and_left_out_region():
     assert ens.members[1].get_params() == gbm.get_params()  # the same booster as global-gbm
     assert type(residual.prior).__name__ == "GlobalEnsemble"
     assert residual.prior.get_params(deep=False)["members"][0].bundle == str(bundle)
+
+
+def test_global_fits_are_cached_per_setting_without_evicting_each_other(monkeypatch):
+    """A benchmark mixing two global settings fits each once, not once per alternation."""
+    from socmap.model import global_gbm
+
+    calls = []
+
+    def fake_fit(self, X):
+        calls.append(self.balance)
+        self.model_ = f"fitted {self.balance}"
+        return self
+
+    monkeypatch.setattr(global_gbm, "_FITTED", {})
+    monkeypatch.setattr(GlobalGBM, "_fit", fake_fit)
+    for _ in range(3):
+        for balance in (None, "climate"):
+            assert GlobalGBM(balance=balance).fit().model_ == f"fitted {balance}"
+    assert calls == [None, "climate"]
+    for k in range(global_gbm._FITTED_MAX + 2):  # bounded: the oldest settings go first
+        GlobalGBM(max_iter=10 + k).fit()
+    assert len(global_gbm._FITTED) == global_gbm._FITTED_MAX

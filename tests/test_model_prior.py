@@ -9,6 +9,7 @@ regional shift, which is what a well-pretrained network knows.
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -429,3 +430,27 @@ def test_selected_prior_keeps_the_member_that_fits_the_cores(region, shifts, exp
     assert SelectedPrior(members, names=names).fit().choice_ == "mean"
     with pytest.raises(ConfigError, match="one unique name per member"):
         SelectedPrior(members, names=["a"]).fit(train)
+
+
+def test_level_sd_weighs_the_level_by_its_block_clustered_standard_error(region):
+    """Empirical Bayes: w = sd^2 / (sd^2 + se^2), se from the spread of block means."""
+    from socmap.validate.splitters import block_ids
+
+    train, _ = region
+    est = _residual(Oracle(shift=-0.4), shrink=0.0, level_sd=0.2).fit(train)
+    resid = np.log1p(train["soc_g_kg"]) - (np.log1p(train["soc_true_g_kg"]) - 0.4)
+    sites = train["site_id"].to_numpy()
+    per_site = resid.groupby(sites).mean()
+    blocks = pd.Series(block_ids(train, sites, block_size=1.0), index=train.index)
+    per_block = per_site.groupby(blocks.groupby(sites).first()).mean()
+    assert 2 <= len(per_block) < len(per_site)  # profiles share blocks
+    se2 = per_block.var(ddof=1) / len(per_block)
+    weight = 0.04 / (0.04 + se2)
+    assert est.shrinkage_["level"] == pytest.approx(weight)
+    assert est.level_ == pytest.approx(weight * per_site.mean())
+    # A vague prior on the level keeps nearly all of it, a tight one nearly none.
+    vague = _residual(Oracle(shift=-0.4), shrink=0.0, level_sd=100.0).fit(train)
+    tight = _residual(Oracle(shift=-0.4), shrink=0.0, level_sd=1e-3).fit(train)
+    assert vague.shrinkage_["level"] > 0.999 and tight.shrinkage_["level"] < 0.01
+    with pytest.raises(ConfigError, match="level_sd"):
+        _residual(Oracle(), level_sd=0.0).fit(train)

@@ -182,12 +182,18 @@ def _global_table(depths: str, bbox: tuple[float, ...] | None) -> pd.DataFrame:
 
 
 _FITTED: dict[tuple[Any, ...], dict[str, Any]] = {}
+#: Global fits kept per process (a few MB each): enough for the settings one benchmark mixes
+#: (e.g. ``global-gbm`` beside the ensembles' booster) without refitting them in turn.
+_FITTED_MAX = 4
 
 
 def _fitted_global(key: tuple[Any, ...], model: GlobalGBM) -> dict[str, Any]:
     """Fitted attributes of ``model`` on the global table, computed once per ``key``."""
-    if key not in _FITTED:
+    if key in _FITTED:
+        _FITTED[key] = _FITTED.pop(key)  # most recently used last
+    else:
         fitted = clone(model)._fit(None)
-        _FITTED.clear()  # one global model per process is enough
+        while len(_FITTED) >= _FITTED_MAX:
+            del _FITTED[next(iter(_FITTED))]
         _FITTED[key] = {k: v for k, v in vars(fitted).items() if k.endswith("_")}
     return _FITTED[key]
