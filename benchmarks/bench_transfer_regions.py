@@ -33,6 +33,7 @@ import hashlib
 import json
 import os
 import platform
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -145,11 +146,34 @@ def run_region(name: str, args: argparse.Namespace) -> dict[str, Any]:
         "rows": len(table),
         "pretrain_seconds": round(pretrain_s, 1),
         "benchmark_seconds": round(time.perf_counter() - start - pretrain_s, 1),
+        "commit": _commit(),
         "settings": {k: str(v) for k, v in vars(args).items()},
     }
     with atomic_path(out / "region.json") as tmp:
         tmp.write_text(json.dumps(record, indent=2))
     return record
+
+
+def _commit() -> str:
+    """Short git commit of the code that ran, with ``+changes`` when the tree was dirty."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+changes" if dirty else "")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- summary
@@ -335,14 +359,22 @@ def write_summary(out: Path, doc: Path, machine: str) -> None:
         "",
         "## Regions",
         "",
-        "| region | continent | climate | profiles | pretrain (s) | benchmark (s) |",
-        "|---|---|---|---:|---:|---:|",
+        "| region | continent | climate | profiles | pretrain (s) | benchmark (s) | commit |",
+        "|---|---|---|---:|---:|---:|---|",
     ]
     lines += [
         f"| {r['region']} | {r['continent']} | {r['climate']} | {r['profiles']} | "
-        f"{r['pretrain_seconds']:.0f} | {r['benchmark_seconds']:.0f} |"
+        f"{r['pretrain_seconds']:.0f} | {r['benchmark_seconds']:.0f} | "
+        f"{r.get('commit', 'not recorded')} |"
         for r in records
     ]
+    commits = {r.get("commit") for r in records}
+    if len(commits) > 1:
+        lines += [
+            "",
+            f"**The regions were run at {len(commits)} different commits: compare them with "
+            "care, or rerun the older ones (`--rerun --regions ...`).**",
+        ]
     lines += ["", "## Acceptance checks (issue 14)", "", *_acceptance(res, summ), ""]
     lines += [
         "Regions are run one at a time (resumable); the full list is `REGIONS` in the script, "

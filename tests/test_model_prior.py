@@ -107,9 +107,9 @@ def _residual(prior, **kw):
 def test_prior_residual_recovers_a_constant_shift_and_beats_the_forest(region, forest_mae):
     train, test = region
     est = _residual(Oracle(shift=-0.4)).fit(train)
-    assert est.shrinkage_["level"] == pytest.approx(20 / 22)
-    # the level shrunk by n / (n + 2) plus what the residual forest adds back
-    assert est.level_ == pytest.approx(0.4 * 20 / 22, abs=0.04)
+    weight = est.shrinkage_["level"]  # empirical Bayes (test_level_sd_... checks the formula)
+    assert 0.5 < weight < 1
+    assert est.level_ == pytest.approx(0.4 * weight, abs=0.04)
     assert abs(_bias(est, test)) < 0.03
     assert est.shrinkage_["residual"] in SHRINK_GRID
     assert set(est.inner_mae_) == set(SHRINK_GRID) and est.inner_split_ == "blocks"
@@ -373,7 +373,9 @@ def test_median_level_resists_a_few_profiles_far_above_the_prior(region):
     outliers = train["site_id"].isin(train["site_id"].unique()[:3])
     train.loc[outliers, "soc_g_kg"] = np.expm1(np.log1p(train.loc[outliers, "soc_g_kg"]) + 2.0)
     est = {
-        how: _residual(Oracle(), shrink=0.0, level=how, prior_strength=0.0).fit(train)
+        how: _residual(Oracle(), shrink=0.0, level=how, level_sd=None, prior_strength=0.0).fit(
+            train
+        )
         for how in ("mean", "median")
     }
     resid = np.log1p(train["soc_g_kg"]) - np.log1p(train["soc_true_g_kg"])
@@ -389,7 +391,7 @@ def test_level_cv_chooses_no_level_for_an_unbiased_prior_and_one_for_a_shifted_o
     region, shift, expected
 ):
     train, test = region
-    est = _residual(Oracle(shift=shift), level="cv").fit(train)
+    est = _residual(Oracle(shift=shift), level="cv", level_sd=None).fit(train)
     assert set(est.inner_mae_) == {
         (stat, s) for stat in ("none", "mean", "median") for s in SHRINK_GRID
     }
@@ -399,7 +401,7 @@ def test_level_cv_chooses_no_level_for_an_unbiased_prior_and_one_for_a_shifted_o
         assert est.level_ == 0.0 and est.shrinkage_["level"] == 0.0
     # One residual fit per fold serves every level: the shifted-forest shortcut equals a
     # forest fitted on the shifted residual, to rounding.
-    mean_only = _residual(Oracle(shift=shift), level="mean").fit(train)
+    mean_only = _residual(Oracle(shift=shift), level="mean", level_sd=None).fit(train)
     for s in SHRINK_GRID:
         assert est.inner_mae_[("mean", s)] == pytest.approx(mean_only.inner_mae_[s], rel=1e-6)
     with pytest.raises(ConfigError, match="level 'average'"):
@@ -454,3 +456,19 @@ def test_level_sd_weighs_the_level_by_its_block_clustered_standard_error(region)
     assert vague.shrinkage_["level"] > 0.999 and tight.shrinkage_["level"] < 0.01
     with pytest.raises(ConfigError, match="level_sd"):
         _residual(Oracle(), level_sd=0.0).fit(train)
+
+
+def test_one_standard_error_rule_moves_the_choice_towards_the_prior(region):
+    train, test = region
+    lowest = _residual(Oracle(), level="cv").fit(train)
+    key = (lowest.level_stat_, lowest.shrinkage_["residual"])
+    assert lowest.inner_mae_[key] == min(lowest.inner_mae_.values())
+    # Any difference is within 100 SE: the prior itself (no level, s = 0) is kept.
+    lenient = _residual(Oracle(), level="cv", tie_se=100.0).fit(train)
+    assert (lenient.level_stat_, lenient.shrinkage_["residual"]) == ("none", 0.0)
+    # A prior 0.5 too low is corrected although the rule leans towards it.
+    shifted = _residual(Oracle(shift=-0.5), level="cv", level_sd=None, tie_se=1.0).fit(train)
+    assert shifted.level_stat_ in ("mean", "median")
+    assert abs(_bias(shifted, test)) < 0.1
+    with pytest.raises(ConfigError, match="tie_se"):
+        _residual(Oracle(), tie_se=-1.0).fit(train)

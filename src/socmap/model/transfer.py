@@ -55,6 +55,7 @@ from socmap.model.prior import (
     PriorResidualRegressor,
     RecalibratedRegressor,
     SelectedPrior,
+    _paired_se,
     inner_splits,
     oof_log,
 )
@@ -660,17 +661,6 @@ class AutoTransferRegressor(FineTunedRegressor):
 
 def _finite_or_none(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
-
-
-def _paired_se(diff: np.ndarray, sites: np.ndarray) -> float:
-    """Return the standard error of the mean of ``diff`` over rows, clustered by profile."""
-    ok = np.isfinite(diff)
-    d, groups = diff[ok], sites[ok]
-    n_groups = len(np.unique(groups))
-    if n_groups < 2:
-        return float("inf")
-    sums = pd.Series(d - d.mean()).groupby(groups).sum().to_numpy()
-    return float(np.sqrt(n_groups / (n_groups - 1) * np.sum(sums**2)) / len(d))
 
 
 def _choose(
