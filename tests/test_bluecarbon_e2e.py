@@ -216,6 +216,13 @@ def test_bluecarbon_template_to_report(marsh, tmp_path):
         assert row["n_cores"] == CORES_PER_STRATUM and row["min_cores_ok"]
     # the cores' CV comes from their own stocks (SOC x measured BD x thickness)
     assert table.xs("0-100cm", level="layer")["cv_cores"].between(0.0, 1.0).all()
+    # the project row sums the strata, draw by draw
+    project = pd.read_csv(res.path.parent / "project.csv").set_index("layer")
+    for layer, row in project.iterrows():
+        strata_rows = table.xs(layer, level="layer")
+        assert row["total_mg_c"] == pytest.approx(strata_rows["total_mg_c"].sum(), rel=1e-9)
+        assert row["area_ha"] == pytest.approx(strata_rows["area_ha"].sum(), rel=1e-9)
+        assert row["co2e_ci95_low"] <= row["total_t_co2e"] <= row["co2e_ci95_high"]
     report = build_report(run.path, title="blue carbon test")
     page = report["html"].read_text()
     assert all(v[0] in page for v in STRATA.values()) and "Stratum stocks" in page

@@ -15,7 +15,7 @@ import pytest
 from socmap.cube import band_table, build_cube, open_cube
 from socmap.model.estimator import SocNetRegressor
 from socmap.predict import predict_cube, stocks_for_run, strata_for_run
-from socmap.report.build import build_report
+from socmap.report.build import _quantity, build_report
 
 ARTIFACTS = Path(
     os.environ.get("SOCMAP_TEST_ARTIFACTS", Path(__file__).parents[1] / ".test-artifacts")
@@ -87,6 +87,7 @@ def test_report_has_every_section_and_the_numbers_of_the_run(run):
     paths = build_report(run, title="meuse test report")
     page = paths["html"].read_text()
     for heading in (
+        "Summary",
         "Inputs and provenance",
         "Quality control",
         "Spatial cross-validation",
@@ -106,6 +107,13 @@ def test_report_has_every_section_and_the_numbers_of_the_run(run):
     assert figures and all((paths["markdown"].parent / f).is_file() for f in figures)
     # sections whose inputs are absent say so
     assert "No transfer benchmark given" in page
+    # the summary comes first and gives the project totals of strata/project.csv
+    assert page.index("<h2>Summary") < page.index("<h2>Inputs and provenance")
+    project = pd.read_csv(run / "strata" / "project.csv").iloc[-1]
+    summary = page[page.index("<h2>Summary") : page.index("<h2>Inputs and provenance")]
+    assert _quantity(project["total_t_co2e"]) in summary
+    assert _quantity(project["conservative_t_co2e"]) in summary
+    assert "meet the precision target" in summary
 
 
 def _chromium() -> str:

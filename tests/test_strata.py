@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from socmap.errors import ConfigError
-from socmap.strata import CO2_PER_C, StrataConfig, cores_needed, stratum_table
+from socmap.strata import CO2_PER_C, StrataConfig, cores_needed, project_table, stratum_table
 
 
 def test_hand_computed_two_strata():
@@ -100,3 +102,42 @@ def test_bad_inputs_raise_config_errors():
         StrataConfig(target_relative_error=20)
     with pytest.raises(ConfigError, match="lack columns"):
         stratum_table({"a": np.ones((3, 1))}, {"a": 1.0}, ["x"], pd.DataFrame({"stratum": ["a"]}))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(st.floats(0.1, 50.0), min_size=1, max_size=4),
+    st.integers(0, 10_000),
+)
+def test_project_total_is_the_sum_of_the_stratum_totals(areas, seed):
+    rng = np.random.default_rng(seed)
+    draws = {f"s{i}": rng.gamma(4.0, 10.0, size=(40, 2)) for i in range(len(areas))}
+    area = {f"s{i}": a for i, a in enumerate(areas)}
+    strata = stratum_table(draws, area, ["0-30cm", "0-100cm"])
+    project = project_table(draws, area, ["0-30cm", "0-100cm"])
+    for layer in ("0-30cm", "0-100cm"):
+        row = project.set_index("layer").loc[layer]
+        assert row["total_mg_c"] == pytest.approx(
+            strata.loc[strata.layer == layer, "total_mg_c"].sum()
+        )
+        assert row["area_ha"] == pytest.approx(sum(areas))
+        assert row["co2e_ci95_low"] <= row["total_t_co2e"] <= row["co2e_ci95_high"]
+        assert row["conservative_t_co2e"] <= row["total_t_co2e"]
+
+
+def test_project_interval_follows_how_the_strata_errors_move_together():
+    """Draws that move together add their intervals; opposite ones cancel."""
+    up = np.linspace(10.0, 20.0, 101)[:, None]
+    together = project_table({"a": up, "b": up}, {"a": 1.0, "b": 1.0}, ["0-30cm"]).iloc[0]
+    opposite = project_table({"a": up, "b": 30.0 - up}, {"a": 1.0, "b": 1.0}, ["0-30cm"]).iloc[0]
+    one = stratum_table({"a": up}, {"a": 1.0}, ["0-30cm"]).iloc[0]
+    assert together["total_ci95_high"] - together["total_ci95_low"] == pytest.approx(
+        2 * (one["ci95_high"] - one["ci95_low"])
+    )
+    assert opposite["total_ci95_low"] == pytest.approx(opposite["total_ci95_high"]) == 30.0
+    # A stratum without mapped pixels (NaN draws) is left out and named.
+    gap = project_table(
+        {"a": up, "empty": np.full_like(up, np.nan)}, {"a": 1.0, "empty": 0.0}, ["0-30cm"]
+    ).iloc[0]
+    assert gap["strata"] == 1 and gap["strata_left_out"] == "empty"
+    assert gap["total_mg_c"] == pytest.approx(15.0)

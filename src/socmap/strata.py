@@ -46,6 +46,7 @@ __all__ = [
     "StrataConfig",
     "core_stocks",
     "cores_needed",
+    "project_table",
     "stratum_table",
 ]
 
@@ -227,6 +228,76 @@ def stratum_table(
     for name in ("cores_needed", "additional_cores"):
         table[name] = table[name].astype("Int64")
     return table
+
+
+def project_table(
+    draws: Mapping[str, npt.ArrayLike],
+    areas_ha: Mapping[str, float],
+    layers: Sequence[str],
+    config: StrataConfig | None = None,
+) -> pd.DataFrame:
+    """Project totals per layer: every stratum's draws summed, draw by draw.
+
+    Draw ``t`` of every stratum comes from the same whole-map realisation, so the project's
+    draw ``t`` is ``sum_s area_s * draws_s[t]`` and its percentiles are the project's
+    intervals; adding the strata's own intervals instead would ignore that their errors
+    move together. Strata with non-finite draws (no mapped pixel) are left out and named.
+
+    Parameters
+    ----------
+    draws, areas_ha, layers, config
+        As in :func:`stratum_table`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per layer: ``layer, area_ha, strata, strata_left_out, mean_t_c_ha,
+        total_mg_c, total_ci95_low, total_ci95_high, relative_error, total_t_co2e,
+        co2e_ci95_low, co2e_ci95_high, conservative_t_co2e`` (CO₂e in t, C in Mg).
+
+    Examples
+    --------
+    >>> d = {"a": np.array([[10.0], [12.0]]), "b": np.array([[2.0], [4.0]])}
+    >>> t = project_table(d, {"a": 1.0, "b": 3.0}, ["0-30cm"])
+    >>> t.loc[0, ["area_ha", "total_mg_c", "mean_t_c_ha"]].tolist()
+    [4.0, 20.0, 5.0]
+    """
+    cfg = config or StrataConfig()
+    used = {k: np.asarray(v, dtype=np.float64) for k, v in draws.items()}
+    left_out = sorted(k for k, v in used.items() if not np.isfinite(v).all())
+    used = {k: v for k, v in used.items() if k not in left_out}
+    missing = [k for k in used if k not in areas_ha]
+    if missing:
+        raise ConfigError(f"strata {missing!r} have draws but no area; give areas_ha for them")
+    tail = 100 * (1 - cfg.target_confidence) / 2
+    cons = 100 * (1 - cfg.conservative_confidence) / 2
+    area = float(sum(float(areas_ha[k]) for k in used))
+    rows = []
+    for k, layer in enumerate(layers):
+        if used:
+            total = np.sum([float(areas_ha[s]) * d[:, k] for s, d in used.items()], axis=0)
+        else:
+            total = np.full(2, np.nan)
+        mean = float(total.mean())
+        lo, hi = (float(v) for v in np.percentile(total, [tail, 100 - tail]))
+        rows.append(
+            {
+                "layer": layer,
+                "area_ha": area,
+                "strata": len(used),
+                "strata_left_out": ", ".join(left_out),
+                "mean_t_c_ha": mean / area if area > 0 else float("nan"),
+                "total_mg_c": mean,
+                "total_ci95_low": lo,
+                "total_ci95_high": hi,
+                "relative_error": (hi - lo) / 2 / mean if mean > 0 else float("nan"),
+                "total_t_co2e": mean * CO2_PER_C,
+                "co2e_ci95_low": lo * CO2_PER_C,
+                "co2e_ci95_high": hi * CO2_PER_C,
+                "conservative_t_co2e": float(np.percentile(total, cons)) * CO2_PER_C,
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def _cores(core_stocks: pd.DataFrame | None, stratum: str, layer: str) -> np.ndarray:

@@ -37,7 +37,7 @@ from socmap.predict._run import (
     open_run,
 )
 from socmap.predict._stocks import layer_draws
-from socmap.strata import CO2_PER_C, StrataConfig, core_stocks, stratum_table
+from socmap.strata import CO2_PER_C, StrataConfig, core_stocks, project_table, stratum_table
 
 __all__ = ["StrataResult", "rasterise_strata", "strata_for_run", "stratum_block"]
 
@@ -330,6 +330,8 @@ def strata_for_run(
     out.mkdir(exist_ok=True)
     with atomic_path(out / "strata.csv", overwrite=True) as tmp:
         table.to_csv(tmp, index=False)
+    with atomic_path(out / "project.csv", overwrite=True) as tmp:
+        project_table(draws, areas, layers, cfg).to_csv(tmp, index=False)
     with atomic_path(out / "strata.json", overwrite=True) as tmp:
         tmp.write_text(json.dumps(metadata, indent=2))
     run.strata.update(status="computed", summary=summary)

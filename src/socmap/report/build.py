@@ -343,6 +343,79 @@ def _strata_blocks(run: Any) -> tuple[list[Any], list[Any]]:
     return strata, recs
 
 
+def _quantity(value: Any, digits: int = 4) -> str:
+    """Format a reported quantity: ``digits`` significant digits, thousands separators.
+
+    Examples
+    --------
+    >>> _quantity(111754.3), _quantity(9.6873), _quantity(0.09861), _quantity(float("nan"))
+    ('111,800', '9.687', '0.09861', '–')
+    """
+    v = float(value)
+    if not np.isfinite(v):
+        return "–"
+    if v == 0:
+        return "0"
+    exponent = int(np.floor(np.log10(abs(v))))
+    rounded = round(v, digits - 1 - exponent)
+    if exponent >= digits - 1:
+        return f"{rounded:,.0f}"
+    return f"{rounded:,.{digits - 1 - exponent}f}"
+
+
+def _summary_blocks(run: Any) -> list[Any]:
+    """Project totals per layer, precision compliance and cores needed, for the first screen."""
+    blocks: list[Any] = []
+    s = run.summary or {}
+    if s:
+        blocks.append(
+            f"Mapped {s.get('pixels_predicted', 0):,} pixels; {s.get('pixels_nodata', 0):,} "
+            "pixels have no value (a covariate missing, or a class the model does not know)."
+        )
+    project_path = run.path / "strata" / "project.csv"
+    if not project_path.is_file():
+        return [*blocks, "No project totals yet (socmap strata RUN --strata ...)."]
+    project = pd.read_csv(project_path)
+    rows = [
+        {
+            "layer": r["layer"],
+            "area (ha)": _quantity(r["area_ha"]),
+            "stock (Mg C)": _quantity(r["total_mg_c"]),
+            "stock 95 % interval (Mg C)": (
+                f"{_quantity(r['total_ci95_low'])} – {_quantity(r['total_ci95_high'])}"
+            ),
+            "t CO₂e": _quantity(r["total_t_co2e"]),
+            "t CO₂e 95 % interval": (
+                f"{_quantity(r['co2e_ci95_low'])} – {_quantity(r['co2e_ci95_high'])}"
+            ),
+            "conservative t CO₂e": _quantity(r["conservative_t_co2e"]),
+            "relative error": f"{r['relative_error']:.1%}",
+        }
+        for _, r in project.iterrows()
+    ]
+    blocks.append(pd.DataFrame(rows))
+    left_out = project["strata_left_out"].dropna().astype(str)
+    if (left_out != "").any():
+        blocks.append(f"Strata without mapped pixels, not in the totals: {left_out.iloc[0]}.")
+    strata_path = run.path / "strata" / "strata.csv"
+    if strata_path.is_file():
+        table = pd.read_csv(strata_path, dtype={"stratum": str})
+        deepest = table["layer"].iloc[-1]
+        last = table[table["layer"] == deepest]
+        ok = int(last["precision_ok"].astype(bool).sum())
+        extra = pd.to_numeric(last["additional_cores"], errors="coerce")
+        blocks.append(
+            f"{ok} of {len(last)} strata meet the precision target for {deepest}; "
+            + (
+                f"{int(extra.sum()):,} more cores would bring the others there "
+                "(see Sampling recommendations)."
+                if extra.notna().any()
+                else "no cores were given to size the sampling need."
+            )
+        )
+    return blocks
+
+
 def build_report(
     run_dir: str | Path,
     out_dir: str | Path | None = None,
@@ -379,6 +452,7 @@ def build_report(
     out = Path(out_dir) if out_dir is not None else run.path / "report"
     report = Report(title or f"socmap report: {run.path.name}")
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    report.add("Summary", *_summary_blocks(run))
     report.add(
         "Inputs and provenance", f"Generated {created}.", _provenance(run, meta), _versions()
     )
