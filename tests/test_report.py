@@ -114,6 +114,15 @@ def test_report_has_every_section_and_the_numbers_of_the_run(run):
     assert _quantity(project["total_t_co2e"]) in summary
     assert _quantity(project["conservative_t_co2e"]) in summary
     assert "meet the precision target" in summary
+    # the stratum section: one row per stratum for each reported total, the rest collapsed
+    section = page[page.index("<h2>Stratum stocks") : page.index("<h2>Sampling")]
+    last = strata["layer"].iloc[-1]
+    assert f"Stocks {last}, one row per stratum" in section
+    assert section.count("<details>") == 1 and f"{len(strata)} rows" in section
+    shown = section[: section.index("<details>")]
+    assert shown.count("<tr>") >= strata["stratum"].nunique() + 1
+    for _, row in strata[strata["layer"] == last].iterrows():
+        assert _quantity(row["total_t_co2e"]) in shown
 
 
 def _chromium() -> str:

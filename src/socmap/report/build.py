@@ -53,6 +53,14 @@ STRATA_COLUMNS = [
 
 
 @dataclass
+class Details:
+    """A collapsed part of a section (``<details>`` in HTML, a sub-heading in Markdown)."""
+
+    summary: str
+    blocks: list[Any] = field(default_factory=list)
+
+
+@dataclass
 class Report:
     """The pieces of a report, rendered to HTML and Markdown."""
 
@@ -86,10 +94,15 @@ class Report:
         """Markdown with figures written as PNG files into ``figures_dir``."""
         lines = [f"# {self.title}", ""]
         n = 0
-        for heading, blocks in self.sections:
+        for heading, section in self.sections:
             lines += [f"## {heading}", ""]
-            for block in blocks:
-                if isinstance(block, bytes):
+            blocks = list(section)
+            while blocks:
+                block = blocks.pop(0)
+                if isinstance(block, Details):
+                    lines += [f"### {block.summary}", ""]
+                    blocks = [*block.blocks, *blocks]
+                elif isinstance(block, bytes):
                     n += 1
                     path = figures_dir / f"figure_{n}.png"
                     with atomic_path(path, overwrite=True) as tmp:
@@ -109,6 +122,8 @@ _CSS = (
     "th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}"
     "img{max-width:100%;border:1px solid #ddd}.bad{color:#b00020;font-weight:600}"
     "section{margin-bottom:2rem}p.note{color:#555;font-size:.9rem}"
+    "details{margin:.5rem 0}summary{cursor:pointer;color:#0645ad}"
+    ".wide{overflow-x:auto;max-width:100%}"
 )
 # Marks the body once every image has decoded, so a headless browser can check it.
 _CHECK_IMAGES = (
@@ -120,6 +135,9 @@ _CHECK_IMAGES = (
 
 
 def _html_block(block: Any) -> str:
+    if isinstance(block, Details):
+        inner = "".join(_html_block(b) for b in block.blocks)
+        return f"<details><summary>{html.escape(block.summary)}</summary>{inner}</details>"
     if isinstance(block, bytes):
         data = base64.b64encode(block).decode("ascii")
         return f'<p><img alt="figure" src="data:image/png;base64,{data}"></p>'
@@ -151,7 +169,8 @@ def _html_table(df: pd.DataFrame) -> str:
             cls = ' class="bad"' if isinstance(v, bool | np.bool_) and not v else ""
             cells.append(f"<td{cls}>{html.escape(_fmt(v))}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return f'<div class="wide">{table}</div>'  # a wide table scrolls, the page does not
 
 
 def _markdown_table(df: pd.DataFrame) -> str:
@@ -320,12 +339,22 @@ def _strata_blocks(run: Any) -> tuple[list[Any], list[Any]]:
     table = pd.read_csv(path, dtype={"stratum": str})
     meta = json.loads((path.parent / "strata.json").read_text())
     cfg = meta["config"]
+    totals = [str(t) for t in run.stocks.get("options", {}).get("total_labels", [])]
+    reported = [t for t in totals if t in set(table["layer"])] or [str(table["layer"].iloc[-1])]
     strata = [
         f"Targets: at least {cfg['min_cores']} cores per stratum; relative error (95 % "
         f"half-width / mean) at most {cfg['target_relative_error']:.0%}. Conservative = lower "
         f"bound of the {cfg['conservative_confidence']:.0%} interval. {meta['approximation']}",
-        table[[c for c in STRATA_COLUMNS if c in table.columns]],
     ]
+    for layer in reported:
+        strata += [f"Stocks {layer}, one row per stratum:", _stratum_rows(table, layer)]
+    strata.append(
+        Details(
+            f"Every layer and column ({len(table)} rows: {table['stratum'].nunique()} strata × "
+            f"{table['layer'].nunique()} layers)",
+            [table[[c for c in STRATA_COLUMNS if c in table.columns]]],
+        )
+    )
     design = run.path / "design" / "allocation.csv"
     recs: list[Any]
     if design.is_file():
@@ -414,6 +443,28 @@ def _summary_blocks(run: Any) -> list[Any]:
             )
         )
     return blocks
+
+
+def _stratum_rows(table: pd.DataFrame, layer: str) -> pd.DataFrame:
+    """Tabulate the reported layer: one row per stratum, formatted, units in the headers."""
+    rows = table[table["layer"] == layer]
+    return pd.DataFrame(
+        {
+            "stratum": rows["stratum"],
+            "area (ha)": rows["area_ha"].map(_quantity),
+            "mean (t C/ha)": rows["mean_t_c_ha"].map(_quantity),
+            "95 % interval (t C/ha)": [
+                f"{_quantity(a)} – {_quantity(b)}"
+                for a, b in zip(rows["ci95_low"], rows["ci95_high"], strict=True)
+            ],
+            "relative error": rows["relative_error"].map(lambda v: f"{v:.1%}"),
+            "t CO₂e": rows["total_t_co2e"].map(_quantity),
+            "conservative t CO₂e": rows["conservative_t_co2e"].map(_quantity),
+            "cores": rows["n_cores"],
+            "more cores needed": rows["additional_cores"],
+            "precision ok": rows["precision_ok"].astype(bool),
+        }
+    )
 
 
 def build_report(
