@@ -113,7 +113,8 @@ def test_report_has_every_section_and_the_numbers_of_the_run(run):
     summary = page[page.index("<h2>Summary") : page.index("<h2>Inputs and provenance")]
     assert _quantity(project["total_t_co2e"]) in summary
     assert _quantity(project["conservative_t_co2e"]) in summary
-    assert "meet the precision target" in summary
+    assert "strata meet the precision target" in summary and "more cores" in summary
+    assert "have no value because a covariate the model reads is missing" in summary
     # the stratum section: one row per stratum for each reported total, the rest collapsed
     section = page[page.index("<h2>Stratum stocks") : page.index("<h2>Sampling")]
     last = strata["layer"].iloc[-1]

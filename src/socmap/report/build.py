@@ -341,7 +341,7 @@ def _strata_blocks(run: Any) -> tuple[list[Any], list[Any]]:
     cfg = meta["config"]
     totals = [str(t) for t in run.stocks.get("options", {}).get("total_labels", [])]
     reported = [t for t in totals if t in set(table["layer"])] or [str(table["layer"].iloc[-1])]
-    strata = [
+    strata: list[Any] = [
         f"Targets: at least {cfg['min_cores']} cores per stratum; relative error (95 % "
         f"half-width / mean) at most {cfg['target_relative_error']:.0%}. Conservative = lower "
         f"bound of the {cfg['conservative_confidence']:.0%} interval. {meta['approximation']}",
@@ -392,15 +392,73 @@ def _quantity(value: Any, digits: int = 4) -> str:
     return f"{rounded:,.{digits - 1 - exponent}f}"
 
 
+def _unmapped_notes(run: Any) -> list[str]:
+    """Explain what is not mapped: pixels, the covariates behind them, the strata they hit."""
+    s = run.summary or {}
+    mapped, nodata = int(s.get("pixels_predicted", 0)), int(s.get("pixels_nodata", 0))
+    notes = []
+    if mapped + nodata:
+        notes.append(
+            f"Mapped {mapped:,} pixels; {nodata:,} ({nodata / (mapped + nodata):.1%}) have no "
+            "value because a covariate the model reads is missing there."
+        )
+    causes = _cube_nodata(run)
+    if nodata and causes:
+        notes.append("Missing covariates: " + "; ".join(causes) + ".")
+    unknown = {b: int(n) for b, n in (s.get("unknown_class_pixels") or {}).items() if int(n)}
+    if unknown:
+        listed = ", ".join(f"{b} {n:,} pixels" for b, n in unknown.items())
+        notes.append(
+            f"Classes the model was not trained on ({listed}) are mapped with its "
+            "unknown-class embedding, not left out."
+        )
+    strata_path = run.path / "strata" / "strata.csv"
+    if strata_path.is_file():
+        table = pd.read_csv(strata_path, dtype={"stratum": str})
+        if "unmapped_area_ha" in table:
+            first = table[table["layer"] == table["layer"].iloc[0]]
+            hit = first[first["unmapped_area_ha"] > 0]
+            share = hit["unmapped_area_ha"] / (hit["area_ha"] + hit["unmapped_area_ha"])
+            if len(hit):
+                notes.append(
+                    "Unmapped area by stratum (not in its totals): "
+                    + ", ".join(
+                        f"{r} {_quantity(a)} ha ({f:.0%})"
+                        for r, a, f in zip(
+                            hit["stratum"], hit["unmapped_area_ha"], share, strict=True
+                        )
+                    )
+                    + "."
+                )
+    return notes
+
+
+def _cube_nodata(run: Any) -> list[str]:
+    """Per band of the run's cube: its nodata share, and pixels of classes set to nodata."""
+    from socmap.cube import open_cube
+    from socmap.errors import SocmapError
+
+    try:
+        attrs = open_cube(run.config.cube).attrs
+    except (OSError, SocmapError, ValueError, KeyError):
+        return []  # a published or moved run: the cube is not beside it
+    names = list(attrs.get("band_names", []))
+    fractions = list(attrs.get("band_nodata_fraction", [0.0] * len(names)))
+    unknown = list(attrs.get("band_unknown_class_pixels", [0] * len(names)))
+    used = set(run.config.bands) | set(run.config.context_bands)
+    out = []
+    for band, frac, n_unknown in zip(names, fractions, unknown, strict=False):
+        if band in used and float(frac) > 0:
+            extra = (
+                f", {int(n_unknown):,} of them class codes not in the catalog" if n_unknown else ""
+            )
+            out.append(f"{band} {float(frac):.1%} of the grid{extra}")
+    return out
+
+
 def _summary_blocks(run: Any) -> list[Any]:
     """Project totals per layer, precision compliance and cores needed, for the first screen."""
-    blocks: list[Any] = []
-    s = run.summary or {}
-    if s:
-        blocks.append(
-            f"Mapped {s.get('pixels_predicted', 0):,} pixels; {s.get('pixels_nodata', 0):,} "
-            "pixels have no value (a covariate missing, or a class the model does not know)."
-        )
+    blocks: list[Any] = _unmapped_notes(run)
     project_path = run.path / "strata" / "project.csv"
     if not project_path.is_file():
         return [*blocks, "No project totals yet (socmap strata RUN --strata ...)."]
@@ -433,13 +491,18 @@ def _summary_blocks(run: Any) -> list[Any]:
         last = table[table["layer"] == deepest]
         ok = int(last["precision_ok"].astype(bool).sum())
         extra = pd.to_numeric(last["additional_cores"], errors="coerce")
+        target = json.loads((strata_path.parent / "strata.json").read_text())["config"][
+            "target_relative_error"
+        ]
         blocks.append(
-            f"{ok} of {len(last)} strata meet the precision target for {deepest}; "
+            f"{ok} of {len(last)} strata meet the precision target for {deepest} (95 % "
+            f"half-width of the mapped stock at most {target:.0%} of the mean). "
             + (
-                f"{int(extra.sum()):,} more cores would bring the others there "
-                "(see Sampling recommendations)."
+                f"Sized from the cores' own variability, a design-based estimate at that "
+                f"precision needs {int(extra.sum()):,} more cores (see Sampling "
+                "recommendations)."
                 if extra.notna().any()
-                else "no cores were given to size the sampling need."
+                else "No cores were given to size a design-based check."
             )
         )
     return blocks
