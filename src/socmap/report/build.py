@@ -121,6 +121,7 @@ _CSS = (
     "th,td{border:1px solid #ccc;padding:.2rem .45rem;text-align:right}"
     "th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}"
     "img{max-width:100%;border:1px solid #ddd}.bad{color:#b00020;font-weight:600}"
+    "td.txt{text-align:left}"
     "section{margin-bottom:2rem}p.note{color:#555;font-size:.9rem}"
     "details{margin:.5rem 0}summary{cursor:pointer;color:#0645ad}"
     ".wide{overflow-x:auto;max-width:100%}"
@@ -166,11 +167,31 @@ def _html_table(df: pd.DataFrame) -> str:
     for values in df.itertuples(index=False):
         cells = []
         for v in values:
-            cls = ' class="bad"' if isinstance(v, bool | np.bool_) and not v else ""
+            if isinstance(v, bool | np.bool_):
+                cls = "" if v else ' class="bad"'
+            elif isinstance(v, str) and not _looks_numeric(v):
+                cls = ' class="txt"'  # words read left to right; numbers align on the right
+            else:
+                cls = ""
             cells.append(f"<td{cls}>{html.escape(_fmt(v))}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     table = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
     return f'<div class="wide">{table}</div>'  # a wide table scrolls, the page does not
+
+
+def _looks_numeric(text: str) -> bool:
+    """Whether a formatted cell is a number or a range of numbers (``"1,234 – 1,300"``).
+
+    Examples
+    --------
+    >>> _looks_numeric("11,600 – 12,650"), _looks_numeric("4.3%"), _looks_numeric("EPSG:4326")
+    (True, True, False)
+    """
+    core = text.replace(",", "").replace("–", " ").replace("%", " ").split()
+    try:
+        return bool(core) and all(float(c) == float(c) for c in core)
+    except ValueError:
+        return False
 
 
 def _markdown_table(df: pd.DataFrame) -> str:
