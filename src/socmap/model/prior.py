@@ -58,6 +58,7 @@ __all__ = [
     "SHRINK_GRID",
     "WEIGHT_GRID",
     "BlendRegressor",
+    "ConstantPrior",
     "GlobalEnsemble",
     "PriorResidualRegressor",
     "RecalibratedRegressor",
@@ -237,6 +238,34 @@ def _check_table(X: Any) -> pd.DataFrame:
     return X
 
 
+class ConstantPrior(RegressorMixin, BaseEstimator):
+    """A prior that predicts one log1p(SOC) value everywhere: a null model for examples and tests.
+
+    Parameters
+    ----------
+    value, sd
+        The mean and sd of log1p(SOC g/kg) it returns for every row.
+
+    Examples
+    --------
+    >>> ConstantPrior(2.0).fit().predict_log(pd.DataFrame({"a": [0, 1]}))[0].tolist()
+    [2.0, 2.0]
+    """
+
+    def __init__(self, value: float = 0.0, sd: float = 0.5) -> None:
+        self.value = value
+        self.sd = sd
+
+    def fit(self, X: pd.DataFrame | None = None, y: Any = None) -> ConstantPrior:
+        """Learn nothing (the value is given)."""
+        self.fitted_ = True
+        return self
+
+    def predict_log(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Return the constant mean and sd for every row of ``X``."""
+        return np.full(len(X), float(self.value)), np.full(len(X), float(self.sd))
+
+
 # --------------------------------------------------------------------------- global ensemble
 class GlobalEnsemble(RegressorMixin, BaseEstimator):
     """Several global models averaged in log1p space: a prior no single model family gives.
@@ -253,14 +282,8 @@ class GlobalEnsemble(RegressorMixin, BaseEstimator):
 
     Examples
     --------
-    >>> class Const(BaseEstimator):
-    ...     def __init__(self, v=0.0):
-    ...         self.v = v
-    ...     def fit(self, X=None, y=None):
-    ...         return self
-    ...     def predict_log(self, X):
-    ...         return np.full(len(X), self.v), np.full(len(X), 0.5)
-    >>> m, sd = GlobalEnsemble([Const(1.0), Const(3.0)]).fit().predict_log(pd.DataFrame({"a": [0]}))
+    >>> ens = GlobalEnsemble([ConstantPrior(1.0), ConstantPrior(3.0)]).fit()
+    >>> m, sd = ens.predict_log(pd.DataFrame({"a": [0]}))
     >>> float(m[0]), round(float(sd[0]), 4)  # var = mean of 0.25 + spread of the means (1.0)
     (2.0, 1.118)
     """
@@ -325,15 +348,9 @@ class SelectedPrior(RegressorMixin, BaseEstimator):
 
     Examples
     --------
-    >>> class Const(BaseEstimator):
-    ...     def __init__(self, v=0.0):
-    ...         self.v = v
-    ...     def fit(self, X=None, y=None):
-    ...         return self
-    ...     def predict_log(self, X):
-    ...         return np.full(len(X), self.v), np.full(len(X), 0.5)
     >>> rows = pd.DataFrame({"soc_g_kg": np.expm1([2.9, 3.1])})
-    >>> prior = SelectedPrior([Const(1.0), Const(3.0)], names=["net", "gbm"]).fit(rows)
+    >>> members = [ConstantPrior(1.0), ConstantPrior(3.0)]
+    >>> prior = SelectedPrior(members, names=["net", "gbm"]).fit(rows)
     >>> prior.choice_, {k: round(v, 2) for k, v in prior.scores_.items()}
     ('gbm', {'net': 17.47, 'gbm': 2.01, 'mean': 12.8})
     """
