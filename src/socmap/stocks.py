@@ -43,6 +43,7 @@ from socmap.errors import CatalogError, ConfigError, GridMismatch, InputNotFound
 __all__ = [
     "BD_RANGE",
     "CF_MAX",
+    "CO2_PER_C",
     "PTF_TERMS",
     "SOC_MAX",
     "SOILGRIDS_UNITS",
@@ -72,6 +73,8 @@ __all__ = [
 FloatArray = npt.NDArray[np.floating[Any]]
 Intervals = Sequence[tuple[float, float]] | DepthSet
 
+#: Mass of CO₂ per mass of carbon (molar masses 44 and 12).
+CO2_PER_C = 44.0 / 12.0
 #: Physical range of fine-earth bulk density, g/cm³ (the profile QC range; 2.65 is quartz).
 #: Given BD outside it is an error; drawn BD is clipped into it.
 BD_RANGE: tuple[float, float] = (0.05, 2.65)
@@ -238,7 +241,7 @@ def c_to_co2e(carbon: npt.ArrayLike) -> FloatArray:
     >>> round(float(c_to_co2e(12.0)), 10)
     44.0
     """
-    return np.asarray(_floats(carbon) * (44.0 / 12.0))
+    return np.asarray(_floats(carbon) * CO2_PER_C)
 
 
 def from_soilgrids(values: npt.ArrayLike, prop: str, *, nodata: float | None = None) -> FloatArray:

@@ -40,6 +40,7 @@ import pandas as pd
 from scipy import stats
 
 from socmap.errors import ConfigError
+from socmap.stocks import CO2_PER_C
 
 __all__ = [
     "CO2_PER_C",
@@ -50,8 +51,6 @@ __all__ = [
     "stratum_table",
 ]
 
-#: Mass of CO₂ per mass of carbon (44/12).
-CO2_PER_C = 44.0 / 12.0
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from socmap.profiles._schema import (
     _one_line,
     _parse_numeric,
 )
+from socmap.stocks import BD_RANGE
 
 #: Where a projected point may lie outside its CRS's area of use before it is flagged (degrees).
 AREA_OF_USE_MARGIN_DEG = 1.0
@@ -638,7 +639,7 @@ def qc_profiles(
     *,
     strict: bool = False,
     soc_range: tuple[float, float] = (0, 600),
-    bd_range: tuple[float, float] = (0.05, 2.65),
+    bd_range: tuple[float, float] = BD_RANGE,
     location_tolerance_m: float = 1.0,
 ) -> QCReport:
     """Check a canonical profile table and flag every problem; never drop anything.
