@@ -188,3 +188,32 @@ def test_cv_table_is_in_depth_order_and_benchmark_rows_name_their_strategy(tmp_p
     assert table["method"].tolist() == [
         "rf", "finetune:l2sp", "finetune:freeze-encoders", "finetune:auto"
     ]  # fmt: skip
+
+
+def test_report_pdf_prints_every_section_and_the_project_totals(run, tmp_path):
+    """`socmap report --pdf`: A4 pages from headless Chromium, totals readable as text."""
+    import pypdf
+
+    _chromium()
+    paths = build_report(run, tmp_path / "report", pdf=True)
+    reader = pypdf.PdfReader(paths["pdf"])
+    text = " ".join(page.extract_text() for page in reader.pages)
+    assert 2 <= len(reader.pages) <= 40
+    width, height = (float(v) for v in reader.pages[0].mediabox[2:])
+    assert (round(width), round(height)) == (595, 842)  # A4 in points
+    assert "Summary" in text and "Stratum stocks" in text
+    project = pd.read_csv(run / "strata" / "project.csv").iloc[-1]
+    assert _quantity(project["total_t_co2e"]) in text
+    # the collapsed full stratum table is printed open
+    strata = pd.read_csv(run / "strata" / "strata.csv", dtype={"stratum": str})
+    assert "ci95_low" in text and strata["layer"].iloc[0] in text
+    assert not list((tmp_path / "report").glob(".tmp-*"))
+
+
+def test_report_pdf_without_chromium_is_one_clear_error(run, tmp_path, monkeypatch):
+    from socmap.errors import ConfigError
+
+    monkeypatch.setenv("SOCMAP_CHROMIUM", str(tmp_path / "no-such-browser"))
+    with pytest.raises(ConfigError, match=r"SOCMAP_CHROMIUM=.*not an executable"):
+        build_report(run, tmp_path / "report", pdf=True)
+    assert not (tmp_path / "report" / "report.pdf").exists()

@@ -919,6 +919,9 @@ def report_cmd(
     ] = None,
     qc: Annotated[Path | None, typer.Option(help="A QC summary CSV.")] = None,
     title: Annotated[str | None, typer.Option(help="Page title.")] = None,
+    pdf: Annotated[
+        bool, typer.Option(help="Also print report.pdf with a headless Chromium.")
+    ] = False,
 ) -> None:
     """Self-contained HTML report (and Markdown): provenance, CV, calibration, maps, strata.
 
@@ -926,8 +929,9 @@ def report_cmd(
     """
     from socmap.report.build import build_report
 
-    paths = build_report(run_dir, out_dir, benchmark=benchmark, qc=qc, title=title)
-    out.print(f"report: {paths['html']} (and {paths['markdown'].name})")
+    paths = build_report(run_dir, out_dir, benchmark=benchmark, qc=qc, title=title, pdf=pdf)
+    extra = ", " + paths["pdf"].name if "pdf" in paths else ""
+    out.print(f"report: {paths['html']} (and {paths['markdown'].name}{extra})")
 
 
 @app.command("cv")

@@ -52,7 +52,6 @@ __all__ = [
 ]
 
 
-
 @dataclass(frozen=True)
 class StrataConfig:
     """Reporting rules; defaults follow VM0033 and the blue-carbon MMRV workflow.

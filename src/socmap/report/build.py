@@ -25,6 +25,7 @@ import html
 import io
 import json
 import platform
+import tempfile
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -72,8 +73,11 @@ class Report:
         self.sections.append((heading, list(blocks)))
 
     # ------------------------------------------------------------------ HTML
-    def to_html(self) -> str:
-        """Render a self-contained page: CSS inline, images as data URIs, no network."""
+    def to_html(self, *, expand: bool = False) -> str:
+        """Render a self-contained page: CSS inline, images as data URIs, no network.
+
+        ``expand`` opens every collapsed part (for print, where nothing can be clicked).
+        """
         parts = [
             "<!DOCTYPE html>",
             '<html lang="en"><head><meta charset="utf-8">',
@@ -84,7 +88,7 @@ class Report:
         for heading, blocks in self.sections:
             parts.append(f"<section><h2>{html.escape(heading)}</h2>")
             for block in blocks:
-                parts.append(_html_block(block))
+                parts.append(_html_block(block, expand))
             parts.append("</section>")
         parts.append(f"<script>{_CHECK_IMAGES}</script></body></html>")
         return "\n".join(parts)
@@ -125,6 +129,9 @@ _CSS = (
     "section{margin-bottom:2rem}p.note{color:#555;font-size:.9rem}"
     "details{margin:.5rem 0}summary{cursor:pointer;color:#0645ad}"
     ".wide{overflow-x:auto;max-width:100%}"
+    "@page{size:A4;margin:14mm}"
+    "@media print{body{margin:0;max-width:none}table{font-size:.68rem}"
+    "h2{break-after:avoid}img,tr{break-inside:avoid}.wide{overflow:visible}}"
 )
 # Marks the body once every image has decoded, so a headless browser can check it.
 _CHECK_IMAGES = (
@@ -135,10 +142,11 @@ _CHECK_IMAGES = (
 )
 
 
-def _html_block(block: Any) -> str:
+def _html_block(block: Any, expand: bool = False) -> str:
     if isinstance(block, Details):
-        inner = "".join(_html_block(b) for b in block.blocks)
-        return f"<details><summary>{html.escape(block.summary)}</summary>{inner}</details>"
+        inner = "".join(_html_block(b, expand) for b in block.blocks)
+        tag = "<details open>" if expand else "<details>"
+        return f"{tag}<summary>{html.escape(block.summary)}</summary>{inner}</details>"
     if isinstance(block, bytes):
         data = base64.b64encode(block).decode("ascii")
         return f'<p><img alt="figure" src="data:image/png;base64,{data}"></p>'
@@ -558,6 +566,7 @@ def build_report(
     benchmark: str | Path | None = None,
     qc: str | Path | None = None,
     title: str | None = None,
+    pdf: bool = False,
 ) -> dict[str, Path]:
     """Write ``report.html`` (self-contained) and ``report.md`` for a prediction run.
 
@@ -573,11 +582,14 @@ def build_report(
         A QC summary table (CSV: one row per flag or check, with counts).
     title
         Page title.
+    pdf
+        Also print ``report.pdf`` with a headless Chromium (:mod:`socmap.report.pdf`),
+        every collapsed table expanded.
 
     Returns
     -------
     dict
-        ``html`` and ``markdown`` paths.
+        ``html`` and ``markdown`` paths (and ``pdf``).
     """
     from socmap.model.bundle import load_bundle
     from socmap.predict import open_run
@@ -625,4 +637,11 @@ def build_report(
     figures.mkdir(exist_ok=True)
     with atomic_path(paths["markdown"], overwrite=True) as tmp:
         tmp.write_text(report.to_markdown(figures), encoding="utf-8")
+    if pdf:
+        from socmap.report.pdf import html_to_pdf
+
+        with tempfile.TemporaryDirectory(prefix="socmap-report-") as scratch:
+            printable = Path(scratch) / "report.html"  # self-contained: it prints anywhere
+            printable.write_text(report.to_html(expand=True), encoding="utf-8")
+            paths["pdf"] = html_to_pdf(printable, out / "report.pdf")
     return paths
