@@ -73,11 +73,10 @@ SHRINK_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 WEIGHT_GRID = tuple(round(0.1 * i, 1) for i in range(11))
 #: Regional models of the residual log1p(y) - prior.
 RESIDUAL_MODELS = ("forest", "linear")
-#: Prior sd of a region's level offset (log1p SOC) for :class:`PriorResidualRegressor`: the
-#: region-mean residuals of the pretrained network on four held-out regions of the
-#: leave-region-out benchmark were -0.23 to +0.16 (root mean square 0.17); with it the
-#: level's weight follows its block-clustered standard error. Measured against the
-#: ``n / (n + 2)`` rule in docs/benchmarks/transfer_priors.md.
+#: Prior sd of a region's level offset (log1p SOC) for :class:`PriorResidualRegressor`: a
+#: global model is typically off by up to about 20 % in a new region's overall level, so
+#: 0.2; the level's weight then follows its block-clustered standard error. Compared with
+#: 0.1, 0.3 and the ``n / (n + 2)`` rule in docs/benchmarks/transfer_priors.md.
 LEVEL_SD = 0.2
 #: Statistics of the training profiles' residuals :class:`PriorResidualRegressor` can add as
 #: the level; ``"cv"`` chooses among them (and no level) by inner CV.
@@ -321,14 +320,15 @@ def _mixture(
 class SelectedPrior(RegressorMixin, BaseEstimator):
     """The global model (or the mean of all of them) that fits the regional cores best.
 
-    Which global model family is the better prior changes from region to region (in the
-    leave-region-out benchmark the network wins in one region, gradient boosting or their
-    mean in another, by 10 % MAE). The cores tell: the global models never saw them, so
-    each one's MAE on them is an honest out-of-sample score that needs no inner CV and
-    no refit. :meth:`fit` fits every member on its global data, scores each member and
-    their log-space mean (:class:`GlobalEnsemble`'s rule) by the pooled MAE of SOC (g/kg)
-    on the rows of ``X`` with SOC, and keeps the lowest (ties to the earlier candidate:
-    the members in order, then the mean). Without rows to score it keeps the mean.
+    Which global model family is the better prior changes from region to region (in
+    docs/benchmarks/transfer_priors.md the network alone has a 3 % lower MAE than its mean
+    with ``global-gbm`` in one region and a 10 % higher one in another). The cores tell:
+    the global models never saw them, so each one's MAE on them is an honest out-of-sample
+    score that needs no inner CV and no refit. :meth:`fit` fits every member on its global
+    data, scores each member and their log-space mean (:class:`GlobalEnsemble`'s rule) by
+    the pooled MAE of SOC (g/kg) on the rows of ``X`` with SOC, and keeps the lowest (ties
+    to the earlier candidate: the members in order, then the mean). Without rows to score
+    it keeps the mean.
 
     Parameters
     ----------
@@ -446,9 +446,8 @@ class PriorResidualRegressor(RegressorMixin, BaseEstimator):
         :data:`LEVEL_SD`). When set, the level's weight is
         ``level_sd^2 / (level_sd^2 + se^2)`` (empirical Bayes), with ``se`` the standard
         error of the level with profiles clustered in spatial blocks of ``block_size``:
-        residuals are shared by nearby profiles (the spread of 0.5-degree block means is
-        0.5-0.66 in the leave-region-out benchmark), so 20 profiles in a few blocks estimate
-        the level far less well than ``n / (n + k)`` assumes.
+        nearby profiles share their residual, so 20 profiles in a few blocks estimate the
+        level far less well than ``n / (n + k)`` assumes.
     tie_se
         One-standard-error rule of the inner-CV choice: the candidate closest to the prior
         (no level before a level, smaller ``s`` before larger) whose inner MAE is within
