@@ -37,6 +37,7 @@ __all__ = [
     "open_cube",
     "qc_profiles",
     "read_profiles",
+    "show_versions",
 ]
 
 _LAZY = {
@@ -48,9 +49,11 @@ _LAZY = {
     "qc_profiles": "socmap.profiles",
     "harmonise": "socmap.depth",
     "extract": "socmap.extract",
+    "show_versions": "socmap._versions",
 }
 
 if TYPE_CHECKING:
+    from socmap._versions import show_versions
     from socmap.catalog import load_catalog, load_grid
     from socmap.cube import build_cube, open_cube
     from socmap.depth import harmonise

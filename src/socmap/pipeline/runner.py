@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 import time
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from socmap._io import atomic_path
+from socmap._versions import versions
 from socmap.errors import ConfigError
 from socmap.pipeline.config import RunSpec, load_run_config
 from socmap.pipeline.stages import (
@@ -50,16 +49,6 @@ PUBLISHED = {
     "bundle": ("finetune", "bundle"),
     "run": ("report", "run"),
 }
-VERSIONED_PACKAGES = (
-    "numpy",
-    "pandas",
-    "xarray",
-    "dask",
-    "zarr",
-    "torch",
-    "rasterio",
-    "scikit-learn",
-)
 
 
 @dataclass
@@ -124,18 +113,6 @@ def _downstream(plans: list[StagePlan], roots: set[str]) -> set[str]:
         if out.intersection(p.upstream):
             out.add(p.name)
     return out
-
-
-def _versions() -> dict[str, str]:
-    from socmap import __version__
-
-    found = {"socmap": __version__, "python": platform.python_version()}
-    for name in VERSIONED_PACKAGES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
 
 
 def _prepare(
@@ -286,7 +263,7 @@ def run_pipeline(
                 **{p.name: round(p.seconds, 3) for p in plans if p.status != "reused"},
                 "total_s": round(time.perf_counter() - start, 3),
             },
-            "versions": _versions(),
+            "versions": versions(),
         }
         published = {
             str(form): str(root.runs / version / name)

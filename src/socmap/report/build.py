@@ -24,10 +24,8 @@ import datetime as dt
 import html
 import io
 import json
-import platform
 import tempfile
 from dataclasses import dataclass, field
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +38,10 @@ import numpy as np
 import pandas as pd
 
 from socmap._io import atomic_path
+from socmap._versions import versions
 
 __all__ = ["Report", "build_report"]
 
-LIBRARIES = ("socmap", "torch", "numpy", "pandas", "xarray", "dask", "zarr", "rasterio")
 PICP_LEVELS = (50, 80, 90, 95)
 STRATA_COLUMNS = [
     "stratum", "layer", "area_ha", "unmapped_area_ha", "mean_t_c_ha", "se_t_c_ha", "ci90_low",
@@ -232,16 +230,6 @@ def _map_figure(panels: list[tuple[str, np.ndarray, str, str]], max_pixels: int 
 
 
 # ---------------------------------------------------------------------- sections
-def _versions() -> pd.DataFrame:
-    rows = [{"component": "python", "version": platform.python_version()}]
-    for lib in LIBRARIES:
-        try:
-            rows.append({"component": lib, "version": importlib_metadata.version(lib)})
-        except importlib_metadata.PackageNotFoundError:
-            rows.append({"component": lib, "version": "not installed"})
-    return pd.DataFrame(rows)
-
-
 def _provenance(run: Any, meta: dict[str, Any]) -> pd.DataFrame:
     c = run.config
     rows = [
@@ -601,7 +589,10 @@ def build_report(
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     report.add("Summary", *_summary_blocks(run))
     report.add(
-        "Inputs and provenance", f"Generated {created}.", _provenance(run, meta), _versions()
+        "Inputs and provenance",
+        f"Generated {created}.",
+        _provenance(run, meta),
+        pd.DataFrame(list(versions("not installed").items()), columns=["component", "version"]),
     )
     qc_blocks: list[Any] = []
     counts = meta.get("training_counts")
