@@ -128,3 +128,21 @@ def test_a_repeated_wavelength_column_is_refused_not_read_as_another_band(tmp_pa
     (tmp_path / "s.csv").write_text(f"{header}\n{rows}\n")
     with pytest.raises(SpectraError, match=r"repeats the column\(s\) \['480'\].*'480\.1'"):
         read_spectra(tmp_path / "s.csv")
+
+
+def test_drift_note_only_where_reflectance_exceeds_one():
+    """A MIR site is noted only when some band is above 1, with the number of such bands."""
+    from socmap.spectra.datasets import load_limesoda, spectral_sites
+
+    for name in spectral_sites("MIR"):
+        s = load_limesoda(name)
+        above = int((s.values > 1).any(axis=0).sum())
+        text = "; ".join(s.notes)
+        if above:
+            assert (
+                f"{name}: DRIFT reflectance relative to the reference exceeds 1 at {above} "
+                "bands (accepted up to 1.5)"
+            ) in text
+        else:
+            assert "exceeds 1" not in text
+    assert any(not (load_limesoda(n).values > 1).any() for n in spectral_sites("MIR"))

@@ -186,9 +186,10 @@ def load_limesoda(name: str) -> Spectra:
         percent=True,
         max_reflectance=MIR_MAX_REFLECTANCE if mir else 1.0,
     )
-    if mir:
+    above = int((s.values > 1.0).any(axis=0).sum()) if mir else 0
+    if above:  # only where it happens: a note on every MIR site would mean nothing
         notes.append(
-            f"{name}: DRIFT reflectance relative to the reference exceeds 1 at some bands "
+            f"{name}: DRIFT reflectance relative to the reference exceeds 1 at {above} bands "
             f"(accepted up to {MIR_MAX_REFLECTANCE})"
         )
     return s.replace(s.values, note="; ".join(notes))
