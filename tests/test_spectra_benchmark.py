@@ -102,6 +102,10 @@ def test_cli_select_writes_the_kennard_stone_rows(tmp_path, capsys):
     chosen = pd.read_csv(out)
     assert list(chosen["selection_order"]) == list(range(1, 11))
     assert chosen["sample_id"].is_unique and "SNV" in printed
+    # input_row points back at the user's file, which may have no sample ids
+    scans = pd.read_csv(table)
+    for _, row in chosen.iterrows():
+        assert scans.iloc[row["input_row"] - 1]["sample_id"] == row["sample_id"]
     # percent reflectance was not re-scaled: to_frame wrote fractions
     assert "percent" not in printed
 

@@ -1124,7 +1124,12 @@ class SelectMethod(StrEnum):
 def spectra_select_cmd(
     table: Annotated[Path, typer.Argument(help="Spectra table (CSV or Parquet, band columns).")],
     n: Annotated[int, typer.Option("--n", help="Samples to choose.")],
-    out_path: Annotated[Path, typer.Option("--out", "-o", help="CSV of the chosen rows.")],
+    out_path: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", help="CSV of the chosen rows, with selection_order and input_row."
+        ),
+    ],
     method: Annotated[SelectMethod, typer.Option(help="Selection algorithm.")] = (
         SelectMethod.kennard_stone
     ),
@@ -1172,6 +1177,9 @@ def spectra_select_cmd(
     frame = pd.read_parquet(table) if table.suffix == ".parquet" else pd.read_csv(table)
     chosen = frame.iloc[idx].copy()
     chosen.insert(0, "selection_order", range(1, len(idx) + 1))
+    # The row in the user's file (1 = the first row below the header), so a table without
+    # sample ids can still be matched back to its samples.
+    chosen.insert(1, "input_row", [int(i) + 1 for i in idx])
     with atomic_path(out_path) as tmp:
         chosen.to_csv(tmp, index=False)
     out.print(f"chose {len(idx)} of {spectra.n_samples} samples ({method.value}): {out_path}")
