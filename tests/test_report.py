@@ -217,3 +217,57 @@ def test_report_pdf_without_chromium_is_one_clear_error(run, tmp_path, monkeypat
     with pytest.raises(ConfigError, match=r"SOCMAP_CHROMIUM=.*not an executable"):
         build_report(run, tmp_path / "report", pdf=True)
     assert not (tmp_path / "report" / "report.pdf").exists()
+
+
+def _dump_dom(browser, url, tmp_path):
+    done = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000",
+         "--dump-dom", url],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_map_page_switches_layers_and_shows_the_cog_values_of_a_clicked_pixel(run, tmp_path):
+    import rasterio
+
+    browser = _chromium()
+    page = build_report(run, tmp_path / "report")["map"]
+    html_text = page.read_text()
+    # offline: no element or style of the page loads anything (scripts are inlined; Leaflet's
+    # code names its web site in an attribution string the page turns off)
+    markup = re.sub(r"<script.*?</script>", "", html_text, flags=re.S)
+    assert "<script src" not in html_text and not re.search(r"(src|href)=.https?:", markup)
+    assert not re.search(r"url\(.?https?:", markup)
+    # a pixel with a value in the COG of 0-15 cm
+    with rasterio.open(run / "cogs" / "soc_0-15cm_mean.tif") as src:
+        mean = src.read(1)
+    row, col = (
+        int(v) for v in np.argwhere(np.isfinite(mean))[len(np.argwhere(np.isfinite(mean))) // 2]
+    )
+    url = f"{page.as_uri()}#layer=SOC%20sd%2015-30cm&pixel={row},{col}"
+    dom = _dump_dom(browser, url, tmp_path)
+    body = re.search(r"<body[^>]*>", dom).group(0)
+    assert 'data-map="ready"' in body and 'data-layer="SOC sd 15-30cm"' in body
+    assert f'data-clicked="row {row}, col {col}"' in body
+    popup = re.search(r'leaflet-popup-content".*?</table>', dom, re.S).group(0)
+    cells = re.findall(r"<tr><td>0-15cm</td><td>([^<]+)</td><td>([^<]+)</td>", popup)
+    shown_mean, shown_sd = (float(v.replace(",", "")) for v in cells[0])
+    assert shown_mean == pytest.approx(float(mean[row, col]), rel=5e-4)
+    with rasterio.open(run / "cogs" / "soc_0-15cm_sd.tif") as src:
+        assert shown_sd == pytest.approx(float(src.read(1)[row, col]), rel=5e-4)
+    # the design's sites are a vector layer with popups
+    design = pd.read_csv(run / "design" / "design.csv")
+    assert f"design sites ({len(design)})" in dom
+
+
+def test_view_command_writes_the_map_without_opening_a_browser(run, tmp_path, capsys):
+    from socmap.cli import main
+
+    target = tmp_path / "view.html"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["view", str(run), "--out", str(target), "--no-open"])
+    assert exit_info.value.code in (0, None)
+    assert target.is_file() and "map: " in capsys.readouterr().out

@@ -934,6 +934,30 @@ def report_cmd(
     out.print(f"report: {paths['html']} (and {paths['markdown'].name}{extra})")
 
 
+@app.command("view")
+def view_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A prediction run.")],
+    out_path: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Map page (default RUN/report/map.html).")
+    ] = None,
+    open_browser: Annotated[
+        bool, typer.Option("--open/--no-open", help="Open the page in the default browser.")
+    ] = True,
+) -> None:
+    """Interactive offline map of a run: every layer, design sites, strata, values on click.
+
+    Example: [bold]socmap view runs/edgeroi[/bold]
+    """
+    import webbrowser
+
+    from socmap.report.map import build_map
+
+    page = build_map(run_dir, out_path)
+    out.print(f"map: {page}")
+    if open_browser and not webbrowser.open(page.resolve().as_uri()):
+        out.print("no browser to open it here; open the file above in any browser")
+
+
 @app.command("cv")
 def cv_cmd(
     cube: Annotated[Path, typer.Option(help="The region's covariate cube (Zarr).")],

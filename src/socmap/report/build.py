@@ -39,6 +39,7 @@ import pandas as pd
 
 from socmap._io import atomic_path
 from socmap._versions import versions
+from socmap.report.map import build_map
 
 __all__ = ["Report", "build_report"]
 
@@ -57,6 +58,14 @@ class Details:
 
     summary: str
     blocks: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class Link:
+    """A link to a file beside the report (e.g. the map page)."""
+
+    text: str
+    href: str
 
 
 @dataclass
@@ -104,6 +113,8 @@ class Report:
                 if isinstance(block, Details):
                     lines += [f"### {block.summary}", ""]
                     blocks = [*block.blocks, *blocks]
+                elif isinstance(block, Link):
+                    lines += [f"[{block.text}]({block.href})", ""]
                 elif isinstance(block, bytes):
                     n += 1
                     path = figures_dir / f"figure_{n}.png"
@@ -145,6 +156,9 @@ def _html_block(block: Any, expand: bool = False) -> str:
         inner = "".join(_html_block(b, expand) for b in block.blocks)
         tag = "<details open>" if expand else "<details>"
         return f"{tag}<summary>{html.escape(block.summary)}</summary>{inner}</details>"
+    if isinstance(block, Link):
+        href = html.escape(block.href, quote=True)
+        return f'<p><a href="{href}">{html.escape(block.text)}</a></p>'
     if isinstance(block, bytes):
         data = base64.b64encode(block).decode("ascii")
         return f'<p><img alt="figure" src="data:image/png;base64,{data}"></p>'
@@ -577,7 +591,8 @@ def build_report(
     Returns
     -------
     dict
-        ``html`` and ``markdown`` paths (and ``pdf``).
+        ``html``, ``markdown`` and ``map`` (the interactive map page,
+        :func:`socmap.report.map.build_map`) paths, and ``pdf``.
     """
     from socmap.model.bundle import load_bundle
     from socmap.predict import open_run
@@ -616,12 +631,17 @@ def build_report(
         Path(benchmark) if benchmark is not None else None
     ))  # fmt: skip
     report.add("Calibration (PICP at each nominal level)", _calibration_table(meta))
-    report.add("Maps", *_maps(run))
+    map_page = build_map(run.path, out / "map.html")
+    report.add(
+        "Maps",
+        Link("Open the interactive map (every depth and statistic, click for values)", "map.html"),
+        *_maps(run),
+    )
     strata, recs = _strata_blocks(run)
     report.add("Stratum stocks", *strata)
     report.add("Sampling recommendations", *recs)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"html": out / "report.html", "markdown": out / "report.md"}
+    paths = {"html": out / "report.html", "markdown": out / "report.md", "map": map_page}
     with atomic_path(paths["html"], overwrite=True) as tmp:
         tmp.write_text(report.to_html(), encoding="utf-8")
     figures = out / "report_files"

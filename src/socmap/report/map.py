@@ -1,0 +1,293 @@
+"""An interactive, offline map page of a run: every layer, the design sites, the strata.
+
+``report/map.html`` is one self-contained file (Leaflet inlined from ``report/vendor``, the
+layers as PNG data URIs): pan and zoom; a layer switcher for every depth x statistic of SOC
+(mean, sd, q05, q95), the stocks, the dissimilarity index and the area of applicability, each
+with a legend in its units; the design's new core sites and the stratum polygons as vector
+layers with popups; a click on a pixel shows the mean, sd and 90 % interval of SOC at every
+depth.
+
+The page draws the run's own grid in pixel space (Leaflet's ``CRS.Simple``, one map unit per
+displayed pixel), so it needs no tiles and no reprojection; vector layers are converted to
+grid pixels. Grids larger than ``max_side`` pixels are shown (and clicked) at a coarser
+step, stated on the page.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+from matplotlib import colormaps
+
+from socmap._io import atomic_path
+
+__all__ = ["build_map"]
+
+VENDOR = Path(__file__).parent / "vendor" / "leaflet"
+#: Statistics of SOC offered as layers (q50 is close to the mean and left out).
+MAP_STATS = ("mean", "sd", "q05", "q95")
+_CMAPS = {"mean": "YlOrBr", "sd": "magma", "q05": "YlOrBr", "q95": "YlOrBr"}
+
+
+def build_map(run_dir: str | Path, out: str | Path | None = None, max_side: int = 600) -> Path:
+    """Write the map page of a prediction run.
+
+    Parameters
+    ----------
+    run_dir
+        A finished ``socmap predict`` run (stocks, strata and design are added when present).
+    out
+        Output file; default ``RUN/report/map.html``.
+    max_side
+        Largest side shown, in pixels; larger grids are strided.
+
+    Returns
+    -------
+    pathlib.Path
+        The page.
+    """
+    from socmap.predict import open_run
+
+    run = open_run(run_dir)
+    soc = run.open()
+    step = max(1, int(np.ceil(max(run.grid.shape) / max_side)))
+    depths = [str(d) for d in run.depth_labels]
+    layers: list[dict[str, Any]] = []
+    values: dict[str, dict[str, str]] = {}
+    for depth in depths:
+        values[depth] = {}
+        for stat in MAP_STATS:
+            plane = _strided(soc["soc"].sel(stat=stat, depth=depth).values, step)
+            values[depth][stat] = _b64(plane)
+            layers.append(_layer(f"SOC {stat} {depth}", "SOC (g/kg)", plane, _CMAPS[stat]))
+    if run.stocks.get("status") in ("computed", "complete"):
+        stock = run.open("stock.zarr")["stock"]
+        for label in [str(v) for v in run.stocks["labels"]]:
+            plane = _strided(stock.sel(stat="mean", depth=label).values, step)
+            layers.append(_layer(f"stock mean {label}", "stock (t C/ha)", plane, "viridis"))
+    for name, units, cmap in (("di", "DI (unitless)", "cividis"), ("aoa", "AOA (1 in)", "RdYlGn")):
+        plane = _strided(soc[name].values, step)
+        if np.isfinite(plane).any():
+            layers.append(_layer(name.upper(), units, plane, cmap))
+    shape = [int(np.ceil(run.grid.height / step)), int(np.ceil(run.grid.width / step))]
+    data = {
+        "shape": shape,
+        "step": step,
+        "depths": depths,
+        "layers": layers,
+        "values": values,
+        "sites": _design_sites(run, step),
+        "strata": _strata_polygons(run, step),
+    }
+    path = Path(out) if out is not None else run.path / "report" / "map.html"
+    with atomic_path(path, overwrite=True) as tmp:
+        tmp.write_text(_page(run.path.name, data), encoding="utf-8")
+    return path
+
+
+def _strided(values: np.ndarray, step: int) -> np.ndarray:
+    return np.asarray(values[::step, ::step], dtype=np.float32)
+
+
+def _b64(plane: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(plane, dtype="<f4").tobytes()).decode("ascii")
+
+
+def _layer(label: str, units: str, plane: np.ndarray, cmap: str) -> dict[str, Any]:
+    """Colour ``plane`` into a PNG (NaN transparent) and give its legend range."""
+    from PIL import Image
+
+    finite = plane[np.isfinite(plane)]
+    lo, hi = (float(v) for v in np.percentile(finite, [2, 98])) if finite.size else (0.0, 1.0)
+    hi = hi if hi > lo else lo + 1.0
+    scaled = np.clip((plane - lo) / (hi - lo), 0, 1)
+    rgba = (colormaps[cmap](np.nan_to_num(scaled)) * 255).astype(np.uint8)
+    rgba[~np.isfinite(plane), 3] = 0
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
+    stops = [colormaps[cmap](t) for t in np.linspace(0, 1, 6)]
+    gradient = ", ".join(f"rgb({r * 255:.0f},{g * 255:.0f},{b * 255:.0f})" for r, g, b, _ in stops)
+    return {
+        "label": label,
+        "units": units,
+        "png": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii"),
+        "low": lo,
+        "high": hi,
+        "gradient": f"linear-gradient(to right, {gradient})",
+    }
+
+
+def _design_sites(run: Any, step: int) -> list[dict[str, Any]]:
+    """Return the design's new core sites in displayed-pixel coordinates."""
+    import pandas as pd
+
+    path = run.path / "design" / "design.csv"
+    if not path.is_file():
+        return []
+    sites = pd.read_csv(path)
+    row, col = run.grid.rowcol(sites["x"].to_numpy(float), sites["y"].to_numpy(float))
+    return [
+        {"id": str(cid), "stratum": str(s), "row": float(r) / step, "col": float(c) / step}
+        for cid, s, r, c in zip(sites["core_id"], sites["stratum"], row, col, strict=True)
+    ]
+
+
+def _strata_polygons(run: Any, step: int) -> list[dict[str, Any]]:
+    """Stratum polygons (a vector strata source) as rings of displayed-pixel coordinates."""
+    options = (run.strata or {}).get("options") or {}
+    source, field = options.get("strata_source"), options.get("strata_field", "stratum")
+    if not source or not Path(str(source)).is_file():
+        return []  # a stratum band of the cube, or a source moved away: no polygons to draw
+    import geopandas as gpd
+
+    frame = gpd.read_file(source)
+    if frame.crs is None or field not in frame.columns:
+        return []
+    frame = frame.to_crs(run.grid.crs)
+    out = []
+    for label, geom in zip(frame[field], frame.geometry, strict=True):
+        if geom is None or geom.is_empty:
+            continue
+        polygons = getattr(geom, "geoms", [geom])
+        rings = []
+        for poly in polygons:
+            x, y = np.asarray(poly.exterior.coords).T[:2]
+            row, col = run.grid.rowcol(x, y)
+            rings.append(
+                [[float(-r / step), float(c / step)] for r, c in zip(row, col, strict=True)]
+            )
+        out.append({"stratum": str(label), "rings": rings})
+    return out
+
+
+def _page(name: str, data: dict[str, Any]) -> str:
+    css = (VENDOR / "leaflet.css").read_text(encoding="utf-8")
+    js = (VENDOR / "leaflet.js").read_text(encoding="utf-8")
+    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+    title = html.escape(f"socmap map: {name}")
+    note = (
+        f"Shown every {data['step']} pixels of the grid. " if data["step"] > 1 else ""
+    ) + "Click a pixel for SOC at every depth (mean, sd, 90 % interval)."
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>{css}</style>
+<style>
+html,body{{margin:0;height:100%;font-family:system-ui,sans-serif}}
+#map{{position:absolute;top:2.4rem;bottom:0;left:0;right:0;background:#f4f4f4}}
+header{{height:2.4rem;display:flex;align-items:center;gap:1rem;padding:0 .8rem;font-size:.9rem}}
+.legend{{background:#fff;padding:.4rem .6rem;border-radius:4px;font-size:.8rem;min-width:12rem}}
+.legend .bar{{height:.7rem;margin:.2rem 0}}
+.legend .ends{{display:flex;justify-content:space-between}}
+.leaflet-popup-content table{{border-collapse:collapse;font-size:.8rem}}
+.leaflet-popup-content td,.leaflet-popup-content th{{padding:.1rem .4rem;text-align:right}}
+</style></head>
+<body><header><strong>{title}</strong><span>{html.escape(note)}</span></header>
+<div id="map"></div>
+<script>{js}</script>
+<script id="socmap-data" type="application/json">{payload}</script>
+<script>
+(function () {{
+  var data = JSON.parse(document.getElementById('socmap-data').textContent);
+  var h = data.shape[0], w = data.shape[1];
+  var bounds = [[-h, 0], [0, w]];
+  var map = L.map('map', {{crs: L.CRS.Simple, minZoom: -5, maxZoom: 6, attributionControl: false}});
+  map.fitBounds(bounds);
+  var base = {{}}, first = null;
+  data.layers.forEach(function (layer) {{
+    var overlay = L.imageOverlay(layer.png, bounds, {{className: 'socmap-layer'}});
+    overlay.socmap = layer;
+    base[layer.label] = overlay;
+    if (first === null) {{ first = overlay; }}
+  }});
+  var overlays = {{}};
+  if (data.sites.length) {{
+    var sites = L.layerGroup(data.sites.map(function (s) {{
+      return L.circleMarker([-s.row, s.col], {{radius: 5, color: '#1565c0', weight: 2}})
+        .bindPopup('design site ' + s.id + '<br>stratum ' + s.stratum);
+    }}));
+    overlays['design sites (' + data.sites.length + ')'] = sites;
+    sites.addTo(map);
+  }}
+  if (data.strata.length) {{
+    var strata = L.layerGroup(data.strata.map(function (s) {{
+      return L.polygon(s.rings, {{color: '#333', weight: 1, fill: false}})
+        .bindPopup('stratum ' + s.stratum);
+    }}));
+    overlays['strata (' + data.strata.length + ')'] = strata;
+    strata.addTo(map);
+  }}
+  var legend = L.control({{position: 'bottomright'}});
+  legend.onAdd = function () {{ this.div = L.DomUtil.create('div', 'legend'); return this.div; }};
+  legend.addTo(map);
+  function fmt(v) {{
+    return isFinite(v) ? v.toLocaleString('en', {{maximumSignificantDigits: 4}}) : '–';
+  }}
+  function show(layer) {{
+    var m = layer.socmap;
+    legend.div.innerHTML = '<div>' + m.label + ' – ' + m.units + '</div>' +
+      '<div class="bar" style="background:' + m.gradient + '"></div>' +
+      '<div class="ends"><span>' + fmt(m.low) + '</span><span>' + fmt(m.high) + '</span></div>';
+    document.body.setAttribute('data-layer', m.label);
+  }}
+  map.on('baselayerchange', function (e) {{ show(e.layer); }});
+  if (first !== null) {{ first.addTo(map); show(first); }}
+  L.control.layers(base, overlays, {{collapsed: false}}).addTo(map);
+  var planes = {{}};
+  data.depths.forEach(function (d) {{
+    planes[d] = {{}};
+    Object.keys(data.values[d]).forEach(function (stat) {{
+      var raw = atob(data.values[d][stat]), bytes = new Uint8Array(raw.length);
+      for (var k = 0; k < raw.length; k++) {{ bytes[k] = raw.charCodeAt(k); }}
+      planes[d][stat] = new Float32Array(bytes.buffer);
+    }});
+  }});
+  window.socmapValueAt = function (row, col) {{
+    var out = {{}};
+    data.depths.forEach(function (d) {{
+      var i = row * w + col, p = planes[d];
+      out[d] = {{mean: p.mean[i], sd: p.sd[i], q05: p.q05[i], q95: p.q95[i]}};
+    }});
+    return out;
+  }};
+  map.on('click', function (e) {{
+    var row = Math.floor(-e.latlng.lat), col = Math.floor(e.latlng.lng);  // displayed pixel
+    if (row < 0 || row >= h || col < 0 || col >= w) {{ return; }}
+    var v = window.socmapValueAt(row, col), rows = '';
+    data.depths.forEach(function (d) {{
+      rows += '<tr><td>' + d + '</td><td>' + fmt(v[d].mean) + '</td><td>' + fmt(v[d].sd) +
+        '</td><td>' + fmt(v[d].q05) + ' – ' + fmt(v[d].q95) + '</td></tr>';
+    }});
+    var where = 'row ' + row * data.step + ', col ' + col * data.step;  // grid pixel
+    L.popup().setLatLng(e.latlng).setContent('<div>' + where + ' (SOC g/kg)</div><table>' +
+      '<tr><th>depth</th><th>mean</th><th>sd</th><th>90 % interval</th></tr>' + rows +
+      '</table>').openOn(map);
+    document.body.setAttribute('data-clicked', where);
+  }});
+  // Links can open a layer and a pixel: map.html#layer=SOC%20sd%200-30cm&pixel=120,85
+  // (grid row, column), which is also how the tests drive the page.
+  var hash = new URLSearchParams(window.location.hash.slice(1));
+  if (hash.get('layer') && base[hash.get('layer')]) {{
+    Object.keys(base).forEach(function (k) {{ map.removeLayer(base[k]); }});
+    base[hash.get('layer')].addTo(map);
+    show(base[hash.get('layer')]);
+  }}
+  if (hash.get('pixel')) {{
+    var rc = hash.get('pixel').split(',').map(Number);
+    var at = L.latLng(-(rc[0] / data.step + 0.5), rc[1] / data.step + 0.5);
+    map.fire('click', {{latlng: at}});
+  }}
+  document.body.setAttribute('data-map', 'ready');
+}})();
+</script></body></html>
+"""
