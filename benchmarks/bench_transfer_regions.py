@@ -121,6 +121,7 @@ def run_region(name: str, args: argparse.Namespace) -> dict[str, Any]:
     spec = REGIONS[name]
     bbox = tuple(float(v) for v in spec["bbox"])
     start = time.perf_counter()
+    commit = _commit()  # the code that runs, not what the tree holds when the region ends
     bundle = region_bundle(name, bbox, args.cache, args.seed)
     pretrain_s = time.perf_counter() - start
     table = region_table(bbox)  # type: ignore[arg-type]
@@ -146,7 +147,7 @@ def run_region(name: str, args: argparse.Namespace) -> dict[str, Any]:
         "rows": len(table),
         "pretrain_seconds": round(pretrain_s, 1),
         "benchmark_seconds": round(time.perf_counter() - start - pretrain_s, 1),
-        "commit": _commit(),
+        "commit": commit,
         "settings": {k: str(v) for k, v in vars(args).items()},
     }
     with atomic_path(out / "region.json") as tmp:
