@@ -271,3 +271,15 @@ def test_view_command_writes_the_map_without_opening_a_browser(run, tmp_path, ca
         main(["view", str(run), "--out", str(target), "--no-open"])
     assert exit_info.value.code in (0, None)
     assert target.is_file() and "map: " in capsys.readouterr().out
+
+
+def test_inline_map_embeds_the_whole_page_for_notebooks(run, tmp_path):
+    import html as html_lib
+
+    from socmap.report.map import build_map, inline_map
+
+    page = build_map(run, tmp_path / "map.html")
+    shown = inline_map(page, height=400).data
+    assert shown.startswith("<div><iframe srcdoc=") and "height:400px" in shown
+    srcdoc = re.search(r'srcdoc="([^"]*)"', shown).group(1)
+    assert html_lib.unescape(srcdoc) == page.read_text()

@@ -31,7 +31,7 @@ from matplotlib import colormaps
 
 from socmap._io import atomic_path
 
-__all__ = ["build_map"]
+__all__ = ["build_map", "inline_map"]
 
 VENDOR = Path(__file__).parent / "vendor" / "leaflet"
 #: Statistics of SOC offered as layers (q50 is close to the mean and left out).
@@ -93,6 +93,31 @@ def build_map(run_dir: str | Path, out: str | Path | None = None, max_side: int 
     with atomic_path(path, overwrite=True) as tmp:
         tmp.write_text(_page(run.path.name, data), encoding="utf-8")
     return path
+
+
+def inline_map(page: str | Path, height: int = 520) -> Any:
+    """Show the map page in a notebook: an ``<iframe srcdoc>``, self-contained and offline.
+
+    Parameters
+    ----------
+    page
+        A page written by :func:`build_map`.
+    height
+        Frame height in pixels.
+
+    Returns
+    -------
+    IPython.display.HTML
+        Display it (the last expression of a cell) to show the map inline.
+    """
+    from IPython.display import HTML
+
+    text = Path(page).read_text(encoding="utf-8")
+    # In a div: IPython suggests IFrame for a bare <iframe>, but IFrame needs a URL to serve.
+    return HTML(
+        f'<div><iframe srcdoc="{html.escape(text, quote=True)}" '
+        f'style="width:100%;height:{int(height)}px;border:1px solid #ddd"></iframe></div>'
+    )
 
 
 def _strided(values: np.ndarray, step: int) -> np.ndarray:
