@@ -93,7 +93,8 @@ class Report:
             f"<h1>{html.escape(self.title)}</h1>",
         ]
         for heading, blocks in self.sections:
-            parts.append(f"<section><h2>{html.escape(heading)}</h2>")
+            anchor = "-".join("".join(c if c.isalnum() else " " for c in heading).lower().split())
+            parts.append(f'<section id="{anchor}"><h2>{html.escape(heading)}</h2>')
             for block in blocks:
                 parts.append(_html_block(block, expand))
             parts.append("</section>")
@@ -134,7 +135,7 @@ _CSS = (
     "th,td{border:1px solid #ccc;padding:.2rem .45rem;text-align:right}"
     "th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}"
     "img{max-width:100%;border:1px solid #ddd}.bad{color:#b00020;font-weight:600}"
-    "td.txt{text-align:left}"
+    "td.txt,th.txt{text-align:left}"
     "section{margin-bottom:2rem}p.note{color:#555;font-size:.9rem}"
     "details{margin:.5rem 0}summary{cursor:pointer;color:#0645ad}"
     ".wide{overflow-x:auto;max-width:100%}"
@@ -182,7 +183,15 @@ def _fmt(value: Any) -> str:
 
 
 def _html_table(df: pd.DataFrame) -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    words = [
+        len(df) > 0 and all(isinstance(v, str) and not _looks_numeric(v) for v in df[c])
+        for c in df.columns
+    ]  # a header sits over its column: left over words, right over numbers
+    cls = ' class="txt"'
+    head = "".join(
+        f"<th{cls if w else ''}>{html.escape(str(c))}</th>"
+        for c, w in zip(df.columns, words, strict=True)
+    )
     rows = []
     for values in df.itertuples(index=False):
         cells = []
@@ -555,6 +564,7 @@ def _stratum_rows(table: pd.DataFrame, layer: str) -> pd.DataFrame:
             "t CO₂e": rows["total_t_co2e"].map(_quantity),
             "conservative t CO₂e": rows["conservative_t_co2e"].map(_quantity),
             "cores": rows["n_cores"],
+            "enough cores": rows["min_cores_ok"].astype(bool),
             "more cores needed": rows["additional_cores"],
             "precision ok": rows["precision_ok"].astype(bool),
         }

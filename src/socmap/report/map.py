@@ -91,7 +91,7 @@ def build_map(run_dir: str | Path, out: str | Path | None = None, max_side: int 
     }
     path = Path(out) if out is not None else run.path / "report" / "map.html"
     with atomic_path(path, overwrite=True) as tmp:
-        tmp.write_text(_page(run.path.name, data), encoding="utf-8")
+        tmp.write_text(_page(f"{run.path.parent.name}/{run.path.name}", data), encoding="utf-8")
     return path
 
 
@@ -226,7 +226,8 @@ header{{height:2.4rem;display:flex;align-items:center;gap:1rem;padding:0 .8rem;f
   var data = JSON.parse(document.getElementById('socmap-data').textContent);
   var h = data.shape[0], w = data.shape[1];
   var bounds = [[-h, 0], [0, w]];
-  var map = L.map('map', {{crs: L.CRS.Simple, minZoom: -5, maxZoom: 6, attributionControl: false}});
+  var map = L.map('map', {{crs: L.CRS.Simple, minZoom: -5, maxZoom: 6, zoomSnap: 0.25,
+    attributionControl: false}});
   map.fitBounds(bounds);
   var base = {{}}, first = null;
   data.layers.forEach(function (layer) {{
