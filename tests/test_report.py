@@ -150,12 +150,14 @@ def test_report_renders_in_headless_chromium(run, tmp_path):
         "--virtual-time-budget=10000",
     ]
     dom = subprocess.run(
-        [*common, "--dump-dom", html_path.as_uri()], capture_output=True, text=True, timeout=120
-    )
+        [*common, "--window-size=1280,900", "--dump-dom", html_path.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
     assert dom.returncode == 0, dom.stderr[-2000:]
     body = re.search(r"<body[^>]*>", dom.stdout)
     assert body is not None
     assert 'data-images="loaded"' in body.group(0), body.group(0)
+    assert 'data-overflow="none"' in body.group(0), body.group(0)  # no sideways scroll at 1280
     count = int(re.search(r'data-image-count="(\d+)"', body.group(0)).group(1))
     assert count == dom.stdout.count("<img")
     console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line]

@@ -143,12 +143,15 @@ _CSS = (
     "@media print{body{margin:0;max-width:none}table{font-size:.68rem}"
     "h2{break-after:avoid}img,tr{break-inside:avoid}.wide{overflow:visible}}"
 )
-# Marks the body once every image has decoded, so a headless browser can check it.
+# Marks the body once every image has decoded, and whether the page is wider than the
+# window, so a headless browser can check both.
 _CHECK_IMAGES = (
     "window.addEventListener('load',function(){var imgs=Array.from(document.images);"
     "var ok=imgs.every(function(i){return i.complete&&i.naturalWidth>0;});"
     "document.body.setAttribute('data-images',ok?'loaded':'broken');"
-    "document.body.setAttribute('data-image-count',String(imgs.length));});"
+    "document.body.setAttribute('data-image-count',String(imgs.length));"
+    "var wide=document.documentElement.scrollWidth>window.innerWidth;"
+    "document.body.setAttribute('data-overflow',wide?'horizontal':'none');});"
 )
 
 
