@@ -113,13 +113,13 @@ def embedded_data_dir() -> Path:
 def catalog_dir() -> Path:
     """Folder of the built-in catalogs.
 
-    ``$SOCMAP_CATALOGS`` wins; otherwise the repository's ``catalogs/`` folder next to
-    ``src/`` (the layout of a source checkout and an editable install).
+    ``$SOCMAP_CATALOGS`` wins; otherwise ``socmap/catalogs`` inside the package, so a wheel
+    install has them as a source checkout does.
     """
     env = os.environ.get("SOCMAP_CATALOGS")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "catalogs"
+    return Path(__file__).resolve().parent / "catalogs"
 
 
 class _Strict(BaseModel):

@@ -644,7 +644,7 @@ def build_report(
         Path(benchmark) if benchmark is not None else None
     ))  # fmt: skip
     report.add("Calibration (PICP at each nominal level)", _calibration_table(meta))
-    map_page = build_map(run.path, out / "map.html")
+    map_page = build_map(run.path, out / "map.html", title=f"{report.title}: map")
     report.add(
         "Maps",
         Link("Open the interactive map (every depth and statistic, click for values)", "map.html"),

@@ -39,7 +39,12 @@ MAP_STATS = ("mean", "sd", "q05", "q95")
 _CMAPS = {"mean": "YlOrBr", "sd": "magma", "q05": "YlOrBr", "q95": "YlOrBr"}
 
 
-def build_map(run_dir: str | Path, out: str | Path | None = None, max_side: int = 600) -> Path:
+def build_map(
+    run_dir: str | Path,
+    out: str | Path | None = None,
+    max_side: int = 600,
+    title: str | None = None,
+) -> Path:
     """Write the map page of a prediction run.
 
     Parameters
@@ -50,6 +55,8 @@ def build_map(run_dir: str | Path, out: str | Path | None = None, max_side: int 
         Output file; default ``RUN/report/map.html``.
     max_side
         Largest side shown, in pixels; larger grids are strided.
+    title
+        Page title (default: the run folder's name).
 
     Returns
     -------
@@ -91,7 +98,7 @@ def build_map(run_dir: str | Path, out: str | Path | None = None, max_side: int 
     }
     path = Path(out) if out is not None else run.path / "report" / "map.html"
     with atomic_path(path, overwrite=True) as tmp:
-        tmp.write_text(_page(f"{run.path.parent.name}/{run.path.name}", data), encoding="utf-8")
+        tmp.write_text(_page(title or f"socmap map: {run.path.name}", data), encoding="utf-8")
     return path
 
 
@@ -195,11 +202,11 @@ def _strata_polygons(run: Any, step: int) -> list[dict[str, Any]]:
     return out
 
 
-def _page(name: str, data: dict[str, Any]) -> str:
+def _page(heading: str, data: dict[str, Any]) -> str:
     css = (VENDOR / "leaflet.css").read_text(encoding="utf-8")
     js = (VENDOR / "leaflet.js").read_text(encoding="utf-8")
     payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
-    title = html.escape(f"socmap map: {name}")
+    title = html.escape(heading)
     note = (
         f"Shown every {data['step']} pixels of the grid. " if data["step"] > 1 else ""
     ) + "Click a pixel for SOC at every depth (mean, sd, 90 % interval)."
