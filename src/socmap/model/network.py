@@ -16,8 +16,9 @@ per-pixel linear layer, per covariate group)::
 embeddings for numerical features in tabular deep learning"): each standardised base band
 ``x`` also enters its group encoder as ``sin(2 pi f x), cos(2 pi f x)`` for ``k`` learned
 frequencies ``f`` (initialised from N(0, ``periodic_sigma``)). A plain MLP on standardised
-values fits smooth functions of each covariate first; the periodic features let it fit the
-sharp, thresholded responses of SOC to climate that trees find easily.
+values fits smooth functions of each covariate first; the periodic features let it fit
+sharp, thresholded responses as trees do. Off by default: on the global table they did not
+beat the seed spread (docs/benchmarks/pretrain_variants.md).
 
 **Depth conditioning is FiLM** (feature-wise linear modulation): the depth interval scales
 and shifts every fused feature. SOC falls with depth at a rate that itself depends on the

@@ -65,6 +65,7 @@ __all__ = [
     "SelectedPrior",
     "inner_splits",
     "oof_log",
+    "paired_se",
 ]
 
 #: Residual shrink factors :class:`PriorResidualRegressor` chooses among by inner CV.
@@ -158,7 +159,7 @@ def inner_splits(
     return list(folds.split(rows, groups=groups)), "profiles"
 
 
-def _paired_se(diff: np.ndarray, sites: np.ndarray) -> float:
+def paired_se(diff: np.ndarray, sites: np.ndarray) -> float:
     """Return the standard error of the mean of ``diff`` over rows, clustered by profile."""
     ok = np.isfinite(diff)
     d, groups = diff[ok], sites[ok]
@@ -595,7 +596,7 @@ class PriorResidualRegressor(RegressorMixin, BaseEstimator):
             return best
         for key in order:
             gap = self.inner_mae_[key] - self.inner_mae_[best]
-            if gap <= float(self.tie_se) * _paired_se(errors[key] - errors[best], sites):
+            if gap <= float(self.tie_se) * paired_se(errors[key] - errors[best], sites):
                 return key
         return best
 

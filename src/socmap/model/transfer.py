@@ -55,9 +55,9 @@ from socmap.model.prior import (
     PriorResidualRegressor,
     RecalibratedRegressor,
     SelectedPrior,
-    _paired_se,
     inner_splits,
     oof_log,
+    paired_se,
 )
 from socmap.model.train import TrainConfig, fit
 from socmap.validate.aoa import AreaOfApplicability
@@ -684,7 +684,7 @@ def _choose(
     if not incumbents or best in incumbents:
         return best, f"{best}: lowest inner MAE ({mae[best]:.4g} g/kg)"
     forest = min(incumbents, key=key)
-    se = _paired_se(errors[forest] - errors[best], sites)
+    se = paired_se(errors[forest] - errors[best], sites)
     if mae[forest] - mae[best] <= tie_se * se:
         return forest, (
             f"{forest}: within {tie_se:g} SE ({se:.3g}) of {best} "
