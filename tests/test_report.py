@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -253,7 +254,14 @@ def test_map_page_switches_layers_and_shows_the_cog_values_of_a_clicked_pixel(ru
     dom = _dump_dom(browser, url, tmp_path)
     body = re.search(r"<body[^>]*>", dom).group(0)
     assert 'data-map="ready"' in body and 'data-layer="SOC sd 15-30cm"' in body
-    assert f'data-clicked="row {row}, col {col}"' in body
+    # the clicked pixel's stratum, as the strata step coded it
+    import zarr
+
+    code = int(zarr.open_array(store=str(run / "strata_codes.zarr"), mode="r")[row, col])
+    labels = json.loads((run / "run.json").read_text())["strata"]["options"]["strata_labels"]
+    named = labels[code] if code >= 0 else "none"
+    assert f'data-clicked="row {row}, col {col}, stratum {named}"' in body
+    assert "> strata</span>" in dom  # the stratum layer is in the switcher
     popup = re.search(r'leaflet-popup-content".*?</table>', dom, re.S).group(0)
     cells = re.findall(r"<tr><td>0-15cm</td><td>([^<]+)</td><td>([^<]+)</td>", popup)
     shown_mean, shown_sd = (float(v.replace(",", "")) for v in cells[0])

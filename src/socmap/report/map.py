@@ -86,6 +86,9 @@ def build_map(
         plane = _strided(soc[name].values, step)
         if np.isfinite(plane).any():
             layers.append(_layer(name.upper(), units, plane, cmap))
+    strata_codes, strata_labels = _strata_codes(run, step)
+    if strata_codes is not None:
+        layers.append(_class_layer("strata", strata_codes, strata_labels))
     shape = [int(np.ceil(run.grid.height / step)), int(np.ceil(run.grid.width / step))]
     data = {
         "shape": shape,
@@ -95,6 +98,8 @@ def build_map(
         "values": values,
         "sites": _design_sites(run, step),
         "strata": _strata_polygons(run, step),
+        "strata_codes": None if strata_codes is None else _b64(strata_codes),
+        "strata_labels": strata_labels,
     }
     path = Path(out) if out is not None else run.path / "report" / "map.html"
     with atomic_path(path, overwrite=True) as tmp:
@@ -156,6 +161,41 @@ def _layer(label: str, units: str, plane: np.ndarray, cmap: str) -> dict[str, An
         "low": lo,
         "high": hi,
         "gradient": f"linear-gradient(to right, {gradient})",
+    }
+
+
+def _strata_codes(run: Any, step: int) -> tuple[np.ndarray | None, list[str]]:
+    """Return the stratum code per displayed pixel (-1 outside every stratum) and the labels."""
+    labels = [str(v) for v in ((run.strata or {}).get("options") or {}).get("strata_labels", [])]
+    path = run.path / "strata_codes.zarr"
+    if not labels or not path.exists():
+        return None, []
+    import zarr
+
+    codes = np.asarray(zarr.open_array(store=str(path), mode="r")[...])
+    return _strided(codes, step), labels
+
+
+def _class_layer(label: str, codes: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    """Colour a categorical plane (one colour per class, none outside); give its swatches."""
+    from PIL import Image
+
+    palette = colormaps["tab20"]
+    colours = [palette(i % 20) for i in range(len(classes))]
+    rgba = np.zeros((*codes.shape, 4), dtype=np.uint8)
+    for i, colour in enumerate(colours):
+        rgba[codes == i] = [int(c * 255) for c in colour[:3]] + [200]
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
+    swatches = [
+        {"name": name, "colour": f"rgb({r * 255:.0f},{g * 255:.0f},{b * 255:.0f})"}
+        for name, (r, g, b, _) in zip(classes, colours, strict=True)
+    ]
+    return {
+        "label": label,
+        "units": "stratum",
+        "png": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii"),
+        "classes": swatches,
     }
 
 
@@ -268,10 +308,17 @@ header{{height:2.4rem;display:flex;align-items:center;gap:1rem;padding:0 .8rem;f
   }}
   function show(layer) {{
     var m = layer.socmap;
+    document.body.setAttribute('data-layer', m.label);
+    if (m.classes) {{
+      legend.div.innerHTML = '<div>' + m.label + '</div>' + m.classes.map(function (c) {{
+        return '<div><span style="display:inline-block;width:.8rem;height:.8rem;background:' +
+          c.colour + '"></span> ' + c.name + '</div>';
+      }}).join('');
+      return;
+    }}
     legend.div.innerHTML = '<div>' + m.label + ' – ' + m.units + '</div>' +
       '<div class="bar" style="background:' + m.gradient + '"></div>' +
       '<div class="ends"><span>' + fmt(m.low) + '</span><span>' + fmt(m.high) + '</span></div>';
-    document.body.setAttribute('data-layer', m.label);
   }}
   map.on('baselayerchange', function (e) {{ show(e.layer); }});
   if (first !== null) {{ first.addTo(map); show(first); }}
@@ -285,6 +332,12 @@ header{{height:2.4rem;display:flex;align-items:center;gap:1rem;padding:0 .8rem;f
       planes[d][stat] = new Float32Array(bytes.buffer);
     }});
   }});
+  var strataCodes = null;
+  if (data.strata_codes) {{
+    var rawCodes = atob(data.strata_codes), codeBytes = new Uint8Array(rawCodes.length);
+    for (var j = 0; j < rawCodes.length; j++) {{ codeBytes[j] = rawCodes.charCodeAt(j); }}
+    strataCodes = new Float32Array(codeBytes.buffer);
+  }}
   window.socmapValueAt = function (row, col) {{
     var out = {{}};
     data.depths.forEach(function (d) {{
@@ -302,6 +355,10 @@ header{{height:2.4rem;display:flex;align-items:center;gap:1rem;padding:0 .8rem;f
         '</td><td>' + fmt(v[d].q05) + ' – ' + fmt(v[d].q95) + '</td></tr>';
     }});
     var where = 'row ' + row * data.step + ', col ' + col * data.step;  // grid pixel
+    if (strataCodes !== null) {{
+      var code = strataCodes[row * w + col];
+      where += ', stratum ' + (code >= 0 ? data.strata_labels[code] : 'none');
+    }}
     L.popup().setLatLng(e.latlng).setContent('<div>' + where + ' (SOC g/kg)</div><table>' +
       '<tr><th>depth</th><th>mean</th><th>sd</th><th>90 % interval</th></tr>' + rows +
       '</table>').openOn(map);
