@@ -75,9 +75,9 @@ WEIGHT_GRID = tuple(round(0.1 * i, 1) for i in range(11))
 #: Regional models of the residual log1p(y) - prior.
 RESIDUAL_MODELS = ("forest", "linear")
 #: Prior sd of a region's level offset (log1p SOC) for :class:`PriorResidualRegressor`: a
-#: global model is typically off by up to about 20 % in a new region's overall level, so
-#: 0.2; the level's weight then follows its block-clustered standard error. Compared with
-#: 0.1, 0.3 and the ``n / (n + 2)`` rule in docs/benchmarks/transfer_priors.md.
+#: chosen value (0.2, about 20 % in SOC), not a measured one; the level's weight then follows
+#: its block-clustered standard error. Compared with 0.1, 0.3 and the ``n / (n + 2)`` rule in
+#: docs/benchmarks/transfer_priors.md.
 LEVEL_SD = 0.2
 #: Statistics of the training profiles' residuals :class:`PriorResidualRegressor` can add as
 #: the level; ``"cv"`` chooses among them (and no level) by inner CV.

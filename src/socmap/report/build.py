@@ -374,13 +374,22 @@ def _maps(run: Any) -> list[Any]:
     return [_map_figure(panels)]
 
 
-def _strata_blocks(run: Any) -> tuple[list[Any], list[Any]]:
+def _read_strata(run: Any) -> tuple[pd.DataFrame, dict[str, Any]] | None:
+    """Read the stratum table and its metadata (``socmap strata``) once per report."""
     path = run.path / "strata" / "strata.csv"
     if not path.is_file():
+        return None
+    table = pd.read_csv(path, dtype={"stratum": str})
+    return table, json.loads((path.parent / "strata.json").read_text())
+
+
+def _strata_blocks(
+    run: Any, outputs: tuple[pd.DataFrame, dict[str, Any]] | None
+) -> tuple[list[Any], list[Any]]:
+    if outputs is None:
         msg = "No stratum table yet (socmap strata RUN --strata ...)."
         return [msg], [msg]
-    table = pd.read_csv(path, dtype={"stratum": str})
-    meta = json.loads((path.parent / "strata.json").read_text())
+    table, meta = outputs
     cfg = meta["config"]
     totals = [str(t) for t in run.stocks.get("options", {}).get("total_labels", [])]
     reported = [t for t in totals if t in set(table["layer"])] or [str(table["layer"].iloc[-1])]
@@ -435,7 +444,7 @@ def _quantity(value: Any, digits: int = 4) -> str:
     return f"{rounded:,.{digits - 1 - exponent}f}"
 
 
-def _unmapped_notes(run: Any) -> list[str]:
+def _unmapped_notes(run: Any, table: pd.DataFrame | None) -> list[str]:
     """Explain what is not mapped: pixels, the covariates behind them, the strata they hit."""
     s = run.summary or {}
     mapped, nodata = int(s.get("pixels_predicted", 0)), int(s.get("pixels_nodata", 0))
@@ -455,24 +464,19 @@ def _unmapped_notes(run: Any) -> list[str]:
             f"Classes the model was not trained on ({listed}) are mapped with its "
             "unknown-class embedding, not left out."
         )
-    strata_path = run.path / "strata" / "strata.csv"
-    if strata_path.is_file():
-        table = pd.read_csv(strata_path, dtype={"stratum": str})
-        if "unmapped_area_ha" in table:
-            first = table[table["layer"] == table["layer"].iloc[0]]
-            hit = first[first["unmapped_area_ha"] > 0]
-            share = hit["unmapped_area_ha"] / (hit["area_ha"] + hit["unmapped_area_ha"])
-            if len(hit):
-                notes.append(
-                    "Unmapped area by stratum (not in its totals): "
-                    + ", ".join(
-                        f"{r} {_quantity(a)} ha ({f:.0%})"
-                        for r, a, f in zip(
-                            hit["stratum"], hit["unmapped_area_ha"], share, strict=True
-                        )
-                    )
-                    + "."
+    if table is not None and "unmapped_area_ha" in table:
+        first = table[table["layer"] == table["layer"].iloc[0]]
+        hit = first[first["unmapped_area_ha"] > 0]
+        share = hit["unmapped_area_ha"] / (hit["area_ha"] + hit["unmapped_area_ha"])
+        if len(hit):
+            notes.append(
+                "Unmapped area by stratum (not in its totals): "
+                + ", ".join(
+                    f"{r} {_quantity(a)} ha ({f:.0%})"
+                    for r, a, f in zip(hit["stratum"], hit["unmapped_area_ha"], share, strict=True)
                 )
+                + "."
+            )
     return notes
 
 
@@ -499,9 +503,9 @@ def _cube_nodata(run: Any) -> list[str]:
     return out
 
 
-def _summary_blocks(run: Any) -> list[Any]:
+def _summary_blocks(run: Any, strata: tuple[pd.DataFrame, dict[str, Any]] | None) -> list[Any]:
     """Project totals per layer, precision compliance and cores needed, for the first screen."""
-    blocks: list[Any] = _unmapped_notes(run)
+    blocks: list[Any] = _unmapped_notes(run, None if strata is None else strata[0])
     project_path = run.path / "strata" / "project.csv"
     if not project_path.is_file():
         return [*blocks, "No project totals yet (socmap strata RUN --strata ...)."]
@@ -527,16 +531,13 @@ def _summary_blocks(run: Any) -> list[Any]:
     left_out = project["strata_left_out"].dropna().astype(str)
     if (left_out != "").any():
         blocks.append(f"Strata without mapped pixels, not in the totals: {left_out.iloc[0]}.")
-    strata_path = run.path / "strata" / "strata.csv"
-    if strata_path.is_file():
-        table = pd.read_csv(strata_path, dtype={"stratum": str})
+    if strata is not None:
+        table, meta = strata
         deepest = table["layer"].iloc[-1]
         last = table[table["layer"] == deepest]
         ok = int(last["precision_ok"].astype(bool).sum())
         extra = pd.to_numeric(last["additional_cores"], errors="coerce")
-        target = json.loads((strata_path.parent / "strata.json").read_text())["config"][
-            "target_relative_error"
-        ]
+        target = meta["config"]["target_relative_error"]
         blocks.append(
             f"{ok} of {len(last)} strata meet the precision target for {deepest} (95 % "
             f"half-width of the mapped stock at most {target:.0%} of the mean). "
@@ -615,7 +616,8 @@ def build_report(
     out = Path(out_dir) if out_dir is not None else run.path / "report"
     report = Report(title or f"socmap report: {run.path.name}")
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    report.add("Summary", *_summary_blocks(run))
+    strata_outputs = _read_strata(run)
+    report.add("Summary", *_summary_blocks(run, strata_outputs))
     report.add(
         "Inputs and provenance",
         f"Generated {created}.",
@@ -650,7 +652,7 @@ def build_report(
         Link("Open the interactive map (every depth and statistic, click for values)", "map.html"),
         *_maps(run),
     )
-    strata, recs = _strata_blocks(run)
+    strata, recs = _strata_blocks(run, strata_outputs)
     report.add("Stratum stocks", *strata)
     report.add("Sampling recommendations", *recs)
     out.mkdir(parents=True, exist_ok=True)
