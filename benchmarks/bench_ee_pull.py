@@ -49,8 +49,9 @@ from affine import Affine
 import socmap
 from _common import PeakMemory, pin_two_cores
 from socmap.catalog import Catalog, load_catalog
+from socmap.cube import pull_cube
 from socmap.grid import Grid
-from socmap.sources.earthengine import initialize, pull_cube
+from socmap.sources.earthengine import initialize
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))

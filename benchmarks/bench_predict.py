@@ -47,7 +47,7 @@ import zarr  # noqa: E402
 import socmap  # noqa: E402
 from _common import PeakMemory, pin_two_cores  # noqa: E402
 from socmap._io import atomic_path  # noqa: E402
-from socmap.cube import _write_template, band_table, open_cube  # noqa: E402
+from socmap.cube import band_table, open_cube, write_template  # noqa: E402
 from socmap.grid import Grid  # noqa: E402
 from socmap.model.estimator import SocNetRegressor  # noqa: E402
 from socmap.predict import load_tile_model, predict_block, predict_cube  # noqa: E402
@@ -92,7 +92,7 @@ def make_cube(path: Path, size: int, chunk: int = 512) -> Path:
         "chunk": chunk,
     }
     with atomic_path(path, overwrite=True) as tmp:
-        _write_template(tmp, grid, names, attrs, chunk)
+        write_template(tmp, grid, names, attrs, chunk)
         arr = zarr.open_array(store=str(tmp / "covariates"), mode="r+", zarr_format=3)
         for tile in grid.tiles(chunk):
             r, c = tile.core.slices

@@ -206,3 +206,17 @@ def test_os_error_line_names_the_path_and_a_fix():
     assert line.startswith("No space left on device: '/data/run'") and "free disk space" in line
     line = os_error_line(OSError(errno.EXDEV, "Invalid cross-device link", "/a", None, "/b"))
     assert "'/a' -> '/b'" in line and line.endswith("check the path and the file system")
+
+
+def test_top_level_help_lists_the_commands_in_data_flow_order(capsys, monkeypatch):
+    from socmap.cli import PANELS
+
+    monkeypatch.setenv("COLUMNS", "160")
+    code, out, _ = run(["--help"], capsys)
+    assert code == 0
+    rows = [line.strip("│ ").split()[0] for line in out.splitlines() if line.startswith("│ ")]
+    commands = [r for r in rows if not r.startswith("-")]
+    assert commands == [name for names in PANELS.values() for name in names]
+    for panel in PANELS:
+        assert panel in out
+    assert "(the [ee] extra)" in out  # rich markup must not eat it

@@ -27,6 +27,7 @@ from socmap.cube import (
 from socmap.errors import (
     BandMismatch,
     CatalogError,
+    ConfigError,
     CRSError,
     DimensionOrderError,
     GridMismatch,
@@ -412,8 +413,11 @@ def test_build_caps_gdal_block_cache_and_restores_it(
 
 
 def test_invalid_chunk(local_catalog: Path, tmp_path: Path) -> None:
-    with pytest.raises(GridMismatch, match="chunk 0 must be a positive"):
-        build_cube(local_catalog, None, tmp_path / "c.zarr", chunk=0)
+    # the same error class as the Earth Engine pull's (tests/test_ee_pull.py)
+    for bad in (0, -4, 2.5, True):
+        with pytest.raises(ConfigError, match=f"chunk {bad!r} must be a positive"):
+            build_cube(local_catalog, None, tmp_path / "c.zarr", chunk=bad)
+    assert not (tmp_path / "c.zarr").exists()
 
 
 def test_unknown_kind_surfaces_as_catalog_error(

@@ -30,7 +30,8 @@ ee = pytest.importorskip("ee")
 
 
 def test_pull_and_sample_a_tiny_soilgrids_window(tmp_path: Path) -> None:
-    from socmap.sources.earthengine import initialize, pull_cube, sample_sites
+    from socmap.cube import pull_cube
+    from socmap.sources.earthengine import initialize, sample_sites
 
     key, project = os.environ.get("SOCMAP_EE_KEY"), os.environ.get("SOCMAP_EE_PROJECT")
     if not key and not project:

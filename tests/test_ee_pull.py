@@ -32,7 +32,7 @@ pytest.importorskip("cryptography")
 
 import ee_fake_server as fake_server  # noqa: E402
 from socmap.catalog import load_catalog  # noqa: E402
-from socmap.cube import cube_grid, open_cube  # noqa: E402
+from socmap.cube import cube_grid, open_cube, partial_path, plan_pull, pull_cube  # noqa: E402  # noqa: E402
 from socmap.errors import (  # noqa: E402
     BandMismatch,
     CatalogError,
@@ -47,9 +47,6 @@ from socmap.sources.earthengine import (  # noqa: E402
     MAX_DIMENSION,
     REQUEST_LIMIT_BYTES,
     initialize,
-    partial_path,
-    plan_pull,
-    pull_cube,
     sample_sites,
 )
 
@@ -375,6 +372,8 @@ def test_pull_refuses_bad_settings_before_any_request(
 ) -> None:
     with pytest.raises(ConfigError, match="workers 0"):
         pull_cube(catalog, GRID, tmp_path / "x.zarr", workers=0)
+    with pytest.raises(ConfigError, match="chunk 0 must be a positive"):  # as build_cube
+        pull_cube(catalog, GRID, tmp_path / "x.zarr", chunk=0)
     with pytest.raises(ConfigError, match="max_retries -1"):
         pull_cube(catalog, GRID, tmp_path / "x.zarr", max_retries=-1)
     with pytest.raises(ConfigError, match="request_limit"):

@@ -11,7 +11,7 @@ from hypothesis.extra.numpy import arrays
 
 from socmap.cube import band_table, build_cube, open_cube
 from socmap.errors import BandMismatch, ConfigError
-from socmap.extract import extract_focal
+from socmap.extraction import extract_focal
 from socmap.focal import FocalSpec, focal_band_table, focal_mean, window_at
 
 

@@ -285,3 +285,18 @@ def test_builtin_demo_config_plans() -> None:
     assert [p.name for p in plans] == ALL_STAGES
     assert plans[-1].upstream == ["strata", "stocks", "profiles"]
     assert pd.Series([p.key for p in plans]).is_unique
+
+
+def test_run_takes_out_and_keeps_output_as_a_hidden_alias(
+    tmp_path: Path, cli: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = str(tmp_path / "root")
+    assert cli(["run", "edgeroi", "--plan", "--out", root]) == 0
+    by_out = capsys.readouterr().out
+    assert cli(["run", "edgeroi", "--plan", "--output", root]) == 0
+    assert capsys.readouterr().out == by_out != ""
+    assert cli(["run", "edgeroi", "--plan", "--out", root, "--output", root + "2"]) == 2
+    err = capsys.readouterr().err
+    assert "disagree" in err and len(err.strip().splitlines()) == 1
+    assert cli(["run", "--help"]) == 0
+    assert "--output" not in capsys.readouterr().out

@@ -19,7 +19,7 @@ import zarr
 
 from socmap.cube import band_table, build_cube, open_cube
 from socmap.errors import BandMismatch, ConfigError, OutputExists, RasterError
-from socmap.extract import extract_focal
+from socmap.extraction import extract_focal
 from socmap.focal import FocalSpec, focal_band_table
 from socmap.model.estimator import SocNetRegressor
 from socmap.predict import (
@@ -221,7 +221,8 @@ def dying(job):
         os.kill(os.getpid(), signal.SIGKILL)
     return original(job)
 r._run_tile = dying
-r.predict_cube(sys.argv[1], sys.argv[2], sys.argv[3], passes=4, seed=2, workers=0,
+import socmap.predict as p
+p.predict_cube(sys.argv[1], sys.argv[2], sys.argv[3], passes=4, seed=2, workers=0,
                progress=False)
 """
 

@@ -1,4 +1,6 @@
-"""Completion records of tiled writes: a JSON file per finished tile with a SHA-256 of its data.
+"""Digests and completion records: the one place socmap hashes arrays, files and folders.
+
+Completion records of tiled writes are a JSON file per finished tile with a SHA-256 of its data.
 
 A tiled writer (prediction runs, Earth Engine pulls) writes a tile's region of a Zarr store and
 then its record, through a temporary file and a rename. On a rerun a tile counts as done only
@@ -17,7 +19,7 @@ import numpy as np
 
 from socmap._io import atomic_path
 
-__all__ = ["array_digest", "read_record", "write_record"]
+__all__ = ["array_digest", "file_sha256", "read_record", "tree_sha256", "write_record"]
 
 
 def array_digest(*arrays: np.ndarray) -> str:
@@ -34,6 +36,37 @@ def array_digest(*arrays: np.ndarray) -> str:
         c = np.ascontiguousarray(a)
         if c.size:  # the buffer itself, not a tobytes() copy (a window can be tens of MiB)
             h.update(c.data.cast("B"))
+    return h.hexdigest()
+
+
+def file_sha256(path: Path, *, block_size: int = 1 << 20) -> str:
+    """SHA-256 hex digest of a file, read in blocks (memory does not grow with the file).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     p = Path(tmp) / "x.bin"
+    ...     _ = p.write_bytes(b"abc")
+    ...     file_sha256(p)[:16]
+    'ba7816bf8f01cfea'
+    """
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        while block := f.read(block_size):
+            h.update(block)
+    return h.hexdigest()
+
+
+def tree_sha256(path: Path) -> str:
+    """SHA-256 of a file, or of a folder's files (relative names and contents, sorted)."""
+    path = Path(path)
+    if path.is_file():
+        return file_sha256(path)
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f.relative_to(path).as_posix().encode() + b"\0")
+        h.update(file_sha256(f).encode())
     return h.hexdigest()
 
 

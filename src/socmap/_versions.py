@@ -9,7 +9,12 @@ from __future__ import annotations
 import platform
 from importlib import metadata
 
-__all__ = ["LIBRARIES", "show_versions", "versions"]
+__all__ = ["LIBRARIES", "__version__", "show_versions", "versions"]
+
+try:
+    __version__ = metadata.version("socmap")
+except metadata.PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
 
 #: Libraries whose version can change a number socmap writes.
 LIBRARIES = (
@@ -38,8 +43,6 @@ def versions(missing: str | None = None) -> dict[str, str]:
     >>> list(v)[:2], "numpy" in v
     (['python', 'socmap'], True)
     """
-    from socmap import __version__
-
     found = {"python": platform.python_version(), "socmap": __version__}
     for name in LIBRARIES:
         try:

@@ -64,7 +64,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from socmap.errors import BandMismatch, CatalogError, InputNotFound
-from socmap.grid import Grid
+from socmap.grid import Grid, check_grid_size
 
 __all__ = [
     "CATEGORICAL_RESAMPLING",
@@ -78,12 +78,15 @@ __all__ = [
     "EECollectionSpec",
     "EEPropertyFilter",
     "EESpec",
+    "catalog_digest",
     "catalog_dir",
     "embedded_data_dir",
     "get_depth_set",
     "load_catalog",
     "load_depth_sets",
     "load_grid",
+    "resolve_catalog",
+    "resolve_grid",
 ]
 
 Kind = Literal["continuous", "categorical"]
@@ -557,3 +560,28 @@ def load_grid(spec: str | Path | Grid) -> Grid:
                 _format_validation_error(f"grid file {str(p)!r}", err, body)
             ) from None
     return Grid.from_raster(p)
+
+
+def resolve_catalog(catalog: Catalog | str | Path) -> Catalog:
+    """Return ``catalog`` itself, or load it from a YAML path or a built-in name."""
+    return catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
+
+
+def resolve_grid(cat: Catalog, grid: Grid | None) -> Grid:
+    """Return ``grid``, or the catalog's own grid; refuse an oversized one (check_grid_size)."""
+    if grid is None:
+        if cat.grid is None:
+            raise CatalogError(
+                f"catalog {cat.name!r} has no 'grid' and no grid was given; pass grid=Grid(...) "
+                "(CLI: --grid region.yaml) or add grid: {crs, bbox, resolution} to the catalog"
+            )
+        grid = cat.grid.to_grid()
+    check_grid_size(grid)
+    return grid
+
+
+def catalog_digest(cat: Catalog) -> str:
+    """Return the sha256 of the catalog file, or of its JSON dump when it was built in code."""
+    if cat.digest:
+        return cat.digest
+    return hashlib.sha256(cat.model_dump_json().encode()).hexdigest()

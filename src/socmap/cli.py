@@ -10,44 +10,75 @@ from __future__ import annotations
 import errno
 import os
 import sys
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
-from socmap import __version__
-from socmap.errors import SocmapError
+from socmap._versions import __version__
+from socmap.errors import ConfigError, SocmapError
 
 if TYPE_CHECKING:
     from socmap.validate import ColumnFolds
 
+#: Commands in data-flow order, by help panel: ``socmap --help`` lists them so.
+PANELS: dict[str, tuple[str, ...]] = {
+    "1 Covariates": ("cube", "ee"),
+    "2 Profiles and training tables": ("profiles", "extract"),
+    "3 Models": ("pretrain", "finetune", "cv"),
+    "4 Maps": ("predict", "stocks", "strata", "posterior", "compare"),
+    "5 Field work and reports": ("design", "report", "view"),
+    "The whole chain": ("run", "demo"),
+    "Spectra and benchmarks": ("spectra", "benchmark"),
+}
+_ORDER = [name for names in PANELS.values() for name in names]
+_PANEL = {name: panel for panel, names in PANELS.items() for name in names}
+
+
+class _DataFlowGroup(TyperGroup):
+    """Lists the commands in data-flow order (:data:`PANELS`), not registration order."""
+
+    def list_commands(self, ctx: Any) -> list[str]:  # typer vendors its own click
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda n: _ORDER.index(n) if n in _ORDER else len(_ORDER))
+
+
 app = typer.Typer(
     name="socmap",
-    help="Map soil organic carbon: covariate cubes, profiles, depth harmonisation, extraction.",
+    help="Maps of soil organic carbon and stocks from few cores: global-to-regional transfer, "
+    "honest uncertainty, reports for carbon standards.",
+    cls=_DataFlowGroup,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-cube_app = typer.Typer(help="Build and inspect covariate cubes (Zarr).", no_args_is_help=True)
-profiles_app = typer.Typer(help="Read, QC and harmonise soil-profile tables.", no_args_is_help=True)
-benchmark_app = typer.Typer(help="Benchmarks that write result tables.", no_args_is_help=True)
-ee_app = typer.Typer(
-    help="Pull covariates from Google Earth Engine (the [ee] extra).", no_args_is_help=True
-)
-app.add_typer(cube_app, name="cube")
-app.add_typer(ee_app, name="ee")
-app.add_typer(profiles_app, name="profiles")
-app.add_typer(benchmark_app, name="benchmark")
-spectra_app = typer.Typer(
-    help="Soil spectra: choose lab samples, benchmark spectral transfer.", no_args_is_help=True
-)
-app.add_typer(spectra_app, name="spectra")
+
+
+def _command(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a top-level command under its help panel."""
+    return app.command(name, rich_help_panel=_PANEL[name])
+
+
+def _group(name: str, help: str) -> typer.Typer:
+    """Register a command group under its help panel."""
+    group = typer.Typer(help=help, no_args_is_help=True)
+    app.add_typer(group, name=name, rich_help_panel=_PANEL[name])
+    return group
+
+
+cube_app = _group("cube", "Build and inspect covariate cubes (Zarr).")
+ee_app = _group("ee", "Pull covariates from Google Earth Engine (the \\[ee] extra).")
+profiles_app = _group("profiles", "Read, QC and harmonise soil-profile tables.")
+benchmark_app = _group("benchmark", "Benchmarks that write result tables.")
+spectra_app = _group("spectra", "Soil spectra: choose lab samples, benchmark spectral transfer.")
 
 out = Console(soft_wrap=True)
 
@@ -347,7 +378,7 @@ def profiles_harmonise(
     Example: [bold]socmap profiles harmonise --format edgeroi --depths vm0033 -o h.parquet[/bold]
     """
     from socmap.depth import harmonise
-    from socmap.extract import check_table_path, write_table
+    from socmap.extraction import check_table_path, write_table
 
     check_table_path(out_path)
     table = _load_profiles(fmt, input_path, samples, mapping, crs, soc_units)
@@ -362,7 +393,7 @@ def profiles_harmonise(
 
 
 # --------------------------------------------------------------------------- extract
-@app.command("extract")
+@_command("extract")
 def extract_cmd(
     cube: Annotated[Path, typer.Argument(help="Cube Zarr store.")],
     table: Annotated[
@@ -378,7 +409,7 @@ def extract_cmd(
     Example: [bold]socmap extract edgeroi.zarr harmonised.parquet -o training.parquet[/bold]
     """
     from socmap.cube import open_cube
-    from socmap.extract import check_table_path, extract, write_table
+    from socmap.extraction import check_table_path, extract, write_table
     from socmap.profiles import read_table
 
     check_table_path(out_path)
@@ -495,7 +526,7 @@ def _parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
     return values[0], values[1], values[2], values[3]
 
 
-@app.command("pretrain")
+@_command("pretrain")
 def pretrain_cmd(
     out_path: Annotated[Path, typer.Option("--out", "-o", help="Bundle directory to write.")],
     depths: Annotated[str, typer.Option(help="Depth set; every interval is trained.")] = (
@@ -579,7 +610,7 @@ def pretrain_cmd(
     out.print(f"bundle: {result.bundle}")
 
 
-@app.command("finetune")
+@_command("finetune")
 def finetune_cmd(
     bundle: Annotated[Path, typer.Argument(help="Pretrained bundle directory.")],
     cube: Annotated[Path, typer.Option(help="The region's covariate cube (Zarr).")],
@@ -654,7 +685,7 @@ def finetune_cmd(
     out.print(f"bundle: {res.bundle}")
 
 
-@app.command("predict")
+@_command("predict")
 def predict_cmd(
     bundle: Annotated[Path, typer.Argument(help="Model bundle (fine-tuned or global).")],
     cube: Annotated[Path, typer.Argument(help="Covariate cube (Zarr).")],
@@ -704,7 +735,7 @@ def predict_cmd(
     out.print(f"run: {run.path}")
 
 
-@app.command("stocks")
+@_command("stocks")
 def stocks_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A finished `socmap predict` run.")],
     bd: Annotated[
@@ -765,7 +796,7 @@ def stocks_cmd(
     out.print(f"stock maps: {run_dir / 'cogs'} (stock_*.tif); store: {run_dir / 'stock.zarr'}")
 
 
-@app.command("strata")
+@_command("strata")
 def strata_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A run with stocks (`socmap stocks`).")],
     strata: StrataOpt,
@@ -831,7 +862,7 @@ def strata_cmd(
     out.print(f"stratum table: {res.path}")
 
 
-@app.command("design")
+@_command("design")
 def design_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A prediction run (its sd and AOA maps).")],
     strata: StrataOpt,
@@ -871,7 +902,7 @@ def design_cmd(
     out.print(f"{len(sites)} sites: {paths['csv']} and {paths['gpkg']}")
 
 
-@app.command("posterior")
+@_command("posterior")
 def posterior_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A prediction run.")],
     prior: Annotated[
@@ -908,7 +939,7 @@ def posterior_cmd(
     out.print(f"posterior: {res.path}")
 
 
-@app.command("report")
+@_command("report")
 def report_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A prediction run.")],
     out_dir: Annotated[
@@ -934,7 +965,7 @@ def report_cmd(
     out.print(f"report: {paths['html']} (and {paths['markdown'].name}{extra})")
 
 
-@app.command("view")
+@_command("view")
 def view_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A prediction run.")],
     out_path: Annotated[
@@ -958,7 +989,7 @@ def view_cmd(
         out.print("no browser to open it here; open the file above in any browser")
 
 
-@app.command("cv")
+@_command("cv")
 def cv_cmd(
     cube: Annotated[Path, typer.Option(help="The region's covariate cube (Zarr).")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the CV tables.")],
@@ -998,7 +1029,7 @@ def cv_cmd(
     Example: [bold]socmap cv --format edgeroi --cube edgeroi.zarr --method rf --out cv/[/bold]
     """
     from socmap.cube import open_cube
-    from socmap.extract import write_table
+    from socmap.extraction import write_table
     from socmap.model.transfer import BASELINES, method_names, transfer_methods
     from socmap.training import regional_training_table
     from socmap.validate import BlockKFold, cross_validate, read_train_sets
@@ -1174,7 +1205,6 @@ def spectra_select_cmd(
     Example: [bold]socmap spectra select field_scans.csv --n 30 --out to_lab.csv[/bold]
     """
     from socmap._io import atomic_path
-    from socmap.errors import ConfigError
     from socmap.spectra import (
         Preprocess,
         kennard_stone,
@@ -1301,8 +1331,8 @@ def ee_pull(
     Example: [bold]socmap ee pull soilgrids_priors --grid edgeroi --out sg.zarr --project P[/bold]
     """
     from socmap.catalog import load_grid
-    from socmap.cube import describe_cube
-    from socmap.sources.earthengine import initialize, pull_cube
+    from socmap.cube import describe_cube, pull_cube
+    from socmap.sources.earthengine import initialize
 
     initialize(service_account_key=key, project=project, url=url)
     path = pull_cube(
@@ -1342,7 +1372,7 @@ def ee_sample(
     Example: [bold]socmap ee sample soilgrids_priors cores.csv --grid edgeroi --out t.parquet[/bold]
     """
     from socmap.catalog import load_grid
-    from socmap.extract import check_table_path, write_table
+    from socmap.extraction import check_table_path, write_table
     from socmap.profiles import read_table
     from socmap.sources.earthengine import initialize, sample_sites
 
@@ -1362,13 +1392,13 @@ def ee_sample(
 
 
 # --------------------------------------------------------------------------- scheduled runs
-@app.command("run")
+@_command("run")
 def run_cmd(
     config: Annotated[
         str, typer.Argument(help="Run configuration (YAML) or a built-in one: edgeroi.")
     ],
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Run root (default: config 'output').")
+        Path | None, typer.Option("--out", "-o", help="Run root (default: config 'output').")
     ] = None,
     force: Annotated[
         list[str] | None,
@@ -1379,6 +1409,9 @@ def run_cmd(
     plan: Annotated[
         bool, typer.Option("--plan", help="Only show which stages would be reused or computed.")
     ] = False,
+    output_alias: Annotated[
+        Path | None, typer.Option("--output", hidden=True, help="Old name of --out.")
+    ] = None,
 ) -> None:
     """Run the whole chain from one YAML, recomputing only what changed, and publish it.
 
@@ -1387,10 +1420,17 @@ def run_cmd(
     manifest; ROOT/latest switches only when a version is complete. A rerun with nothing
     changed does nothing.
 
-    Example: [bold]socmap run edgeroi --output runs/edgeroi[/bold]
+    Example: [bold]socmap run edgeroi --out runs/edgeroi[/bold]
     """
     from socmap.pipeline import preview_run, run_pipeline
 
+    if output_alias is not None:
+        if output is not None and output != output_alias:
+            raise ConfigError(
+                f"--out {str(output)!r} and --output {str(output_alias)!r} disagree; give "
+                "--out only"
+            )
+        output = output_alias
     if plan:
         for p in preview_run(config, output=output, force=tuple(force or ())):
             out.print(f"{p.name:<9} {p.status:<9} {p.key[:12]}")
@@ -1407,7 +1447,7 @@ def run_cmd(
         out.print(f"manifest: {outcome.root / 'runs' / str(outcome.version) / 'manifest.json'}")
 
 
-@app.command("compare")
+@_command("compare")
 def compare_cmd(
     run_a: Annotated[Path, typer.Argument(help="The earlier prediction run (with stocks).")],
     run_b: Annotated[Path, typer.Argument(help="The later prediction run, same grid.")],
@@ -1449,7 +1489,7 @@ def compare_cmd(
 
 
 # --------------------------------------------------------------------------- demo
-@app.command("demo")
+@_command("demo")
 def demo_cmd(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path(
         "demo_output"

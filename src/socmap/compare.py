@@ -669,7 +669,8 @@ def _has_strata(run: Any) -> bool:
 
 def _check_strata(run: Any, which: str, strata: str | Path | None, field: str | None) -> None:
     """Refuse a stratum table of stale stocks, or of other strata than the ones given."""
-    from socmap.predict._strata import VECTOR_SUFFIXES, _source_digest
+    from socmap._records import tree_sha256
+    from socmap.predict._strata import VECTOR_SUFFIXES
 
     options = run.strata.get("options") or {}
     stale = sorted(k for k, v in (run.stocks.get("options") or {}).items() if options.get(k) != v)
@@ -682,7 +683,7 @@ def _check_strata(run: Any, which: str, strata: str | Path | None, field: str | 
     if strata is None:
         return
     path = Path(str(strata))
-    ident = _source_digest(path) if path.exists() else f"band:{strata}"
+    ident = tree_sha256(path) if path.exists() else f"band:{strata}"
     other_field = (
         path.suffix.lower() in VECTOR_SUFFIXES
         and field is not None
@@ -704,8 +705,10 @@ def _write_change(
     """Write ``change(stat, depth, y, x)`` tile by tile; count and measure per layer."""
     import zarr
 
+    from socmap.predict._run import write_template
+
     grid, chunk = a.grid, int(a.config.chunk)
-    _write_template(store, grid, layers, chunk)
+    write_template(store, grid, layers, chunk, _change_kind())
     out = zarr.open_array(store=str(store / "change"), mode="r+", zarr_format=3)
     arrays, picks = [], []
     for run in (a, b):
@@ -756,37 +759,24 @@ def _write_change(
     return summary
 
 
-def _write_template(store: Path, grid: Any, layers: list[str], chunk: int) -> None:
-    """Create a NaN-filled ``change`` store in the runs' chunking (one tile per chunk)."""
-    import dask.array as dsa
-    import rioxarray  # noqa: F401  (registers the .rio accessor)
-    import xarray as xr
+def _change_kind() -> Any:
+    """Return the change map as a run-engine layer kind (a store template; no tile function)."""
+    from socmap.predict._run import LayerKind
 
-    h, w = grid.shape
-    shape = (len(CHANGE_STATS), len(layers), h, w)
-    chunks = (len(CHANGE_STATS), len(layers), min(chunk, h), min(chunk, w))
-    arr = xr.DataArray(
-        dsa.full(shape, np.nan, dtype=np.float32, chunks=chunks),
-        dims=("stat", "depth", "y", "x"),
-        coords={
-            "stat": np.asarray(CHANGE_STATS, dtype=object),
-            "depth": np.asarray(layers, dtype=object),
-            "y": grid.ys,
-            "x": grid.xs,
-        },
-        attrs={
-            "units": "t/ha",
-            "long_name": "change of soil organic carbon stock, run B - run A",
-            "stat_units": json.dumps(_STAT_UNITS),
-            "significant_classes": json.dumps(
-                {"1": "90 % interval above 0", "0": "contains 0", "-1": "below 0"}
-            ),
-            "independence": INDEPENDENCE,
-        },
-    )
-    ds = xr.Dataset({"change": arr}).rio.write_crs(grid.crs).rio.write_transform(grid.transform)
-    ds["change"].encoding.update({"chunks": chunks, "fill_value": np.float32(np.nan)})
-    ds.to_zarr(store, mode="w", compute=False, zarr_format=3, consolidated=False)
+    return LayerKind(
+        "change",
+        CHANGE_STORE,
+        "",
+        "t/ha",
+        "change of soil organic carbon stock, run B - run A",
+        stats=CHANGE_STATS,
+        attrs=(
+            ("stat_units", json.dumps(_STAT_UNITS)),
+            ("significant_classes",
+             json.dumps({"1": "90 % interval above 0", "0": "contains 0", "-1": "below 0"})),
+            ("independence", INDEPENDENCE),
+        ),
+    )  # fmt: skip
 
 
 def _export(
@@ -801,7 +791,7 @@ def _export(
     """COGs of every (layer, stat) and one three-panel quicklook per layer."""
     import zarr
 
-    from socmap.predict._export import _Plane, write_cog
+    from socmap.predict._export import Plane, write_cog
 
     array = zarr.open_array(store=str(root / CHANGE_STORE / "change"), mode="r", zarr_format=3)
     (root / "cogs").mkdir()
@@ -813,7 +803,7 @@ def _export(
         for s, stat in enumerate(CHANGE_STATS):
             cog = root / "cogs" / f"change_{layer}_{stat}.tif"
             write_cog(
-                _Plane(array, s, d), cog, grid, chunk=chunk, units=_STAT_UNITS[stat],
+                Plane(array, s, d), cog, grid, chunk=chunk, units=_STAT_UNITS[stat],
                 description=f"stock change {layer} (B - A): {_STAT_TITLES[stat]}",
                 tags={"socmap_stat": stat, "socmap_depth": layer,
                       "socmap_variable": "stock_change"},

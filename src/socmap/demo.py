@@ -79,7 +79,7 @@ def run_demo(
     """
     from socmap.cube import build_cube, open_cube
     from socmap.depth import harmonise
-    from socmap.extract import extract, write_table
+    from socmap.extraction import extract, write_table
     from socmap.profiles import qc_profiles, read_edgeroi, write_qc
     from socmap.report.figures import plot_cube_bands, plot_spline_fits
 

@@ -7,7 +7,7 @@ halo from its neighbours; the prediction run takes them through dask's overlap (
 exchange) and its tiled output equals the untiled output.
 
 One function, :func:`focal_mean`, computes the windows both at training sites
-(:func:`socmap.extract.extract_focal`) and over map tiles, summing in the same order for
+(:func:`socmap.extraction.extract_focal`) and over map tiles, summing in the same order for
 every pixel, so a pixel's value is bitwise the same whatever tile or window holds it.
 """
 

@@ -9,6 +9,7 @@ other difference raises :class:`~socmap.errors.GridMismatch` from :meth:`Grid.ch
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
@@ -22,7 +23,7 @@ from pyproj.exceptions import CRSError as PyprojCRSError
 
 from socmap.errors import CRSError, GridMismatch, InputNotFound
 
-__all__ = ["Grid", "Tile", "Window", "normalise_crs"]
+__all__ = ["MAX_PIXELS", "Grid", "Tile", "Window", "check_grid_size", "normalise_crs"]
 
 #: Relative tolerance, in pixels, under which two transforms are the same grid.
 PIXEL_TOLERANCE = 1e-6
@@ -466,4 +467,35 @@ class Grid:
         return (
             f"Grid(crs={self.crs!r}, shape={self.shape!r}, resolution=({xres:g}, {yres:g}), "
             f"bounds={tuple(round(v, 6) for v in self.bounds)!r})"
+        )
+
+
+#: Largest grid a cube is built or pulled on unless ``SOCMAP_MAX_PIXELS`` says otherwise
+#: (2e9 pixels: ~45 000 x 45 000, 8 GB per float32 band); guards against a mistyped
+#: resolution (1 instead of 1000 m) that would otherwise grow memory until killed.
+MAX_PIXELS = 2_000_000_000
+
+
+def check_grid_size(grid: Grid, what: str = "cube") -> None:
+    """Refuse a grid larger than ``SOCMAP_MAX_PIXELS`` (default :data:`MAX_PIXELS`).
+
+    Raises
+    ------
+    GridMismatch
+        The grid has more pixels than the limit; the message gives its shape, resolution
+        and CRS units, and how to raise the limit.
+    """
+    raw = os.environ.get("SOCMAP_MAX_PIXELS", "")
+    try:
+        limit = int(float(raw)) if raw else MAX_PIXELS
+    except ValueError:
+        raise GridMismatch(f"SOCMAP_MAX_PIXELS {raw!r} must be a number of pixels") from None
+    n = grid.height * grid.width
+    if n > limit:
+        units = "degrees" if grid.is_geographic else "CRS units (usually metres)"
+        raise GridMismatch(
+            f"the {what} grid is {grid.height:,} x {grid.width:,} = {n:,} pixels at "
+            f"resolution {grid.resolution[0]:g} {units}, above the limit of {limit:,}; check "
+            "the resolution and bbox (a resolution of 1 where 1000 was meant?), or raise the "
+            "limit with the environment variable SOCMAP_MAX_PIXELS"
         )

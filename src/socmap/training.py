@@ -79,7 +79,7 @@ def global_context_covariates(
         first appearance in ``sites``.
     """
     from socmap.cube import build_cube, open_cube
-    from socmap.extract import extract
+    from socmap.extraction import extract
 
     uniq = sites.drop_duplicates("site_id")[["site_id", "x", "y", "crs"]]
     lon, lat = _lonlat(uniq)
@@ -164,7 +164,7 @@ def regional_training_table(
     """
     from socmap.cube import band_table, stand_ins
     from socmap.depth import harmonise
-    from socmap.extract import extract
+    from socmap.extraction import extract
     from socmap.profiles import qc_profiles
 
     if max_depth_cm is not None and not max_depth_cm > 0:

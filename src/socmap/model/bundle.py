@@ -31,6 +31,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from socmap._io import atomic_path
+from socmap._records import file_sha256
 from socmap.catalog import DepthSet
 from socmap.errors import BandMismatch, BundleError, InputNotFound, SocmapError
 from socmap.model.features import FeatureSpec
@@ -137,14 +138,6 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def save_bundle(
     path: str | os.PathLike[str],
     model: SocNet,
@@ -213,7 +206,7 @@ def save_bundle(
             f"bundle metadata must be JSON-serialisable without NaN ({exc}); "
             "convert those entries to plain numbers, strings, lists or dicts"
         ) from None
-    from socmap import __version__
+    from socmap._versions import __version__
 
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     if aoa is not None:
@@ -231,7 +224,7 @@ def save_bundle(
             "features": spec.to_dict(),
             "weights": {
                 "file": WEIGHTS,
-                "sha256": _sha256(tmp / WEIGHTS),
+                "sha256": file_sha256(tmp / WEIGHTS),
                 "tensors": {k: list(v.shape) for k, v in tensors.items()},
             },
             "metadata": meta_json,
@@ -285,7 +278,7 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
     if not weights_path.is_file():
         raise BundleError(f"{where} has no {WEIGHTS}; {fix}")
     expected = doc["weights"].get("sha256") if isinstance(doc["weights"], Mapping) else None
-    actual = _sha256(weights_path)
+    actual = file_sha256(weights_path)
     if expected != actual:
         raise BundleError(
             f"{where}: {WEIGHTS} has SHA-256 {actual!r} but {MODEL_JSON} records {expected!r} "

@@ -81,7 +81,7 @@ class RunOutcome:
 
 
 def _key(stage: Stage, spec: RunSpec, inputs: dict[str, str], upstream: dict[str, str]) -> str:
-    from socmap import __version__
+    from socmap._versions import __version__
 
     doc = {
         "stage": stage.name,

@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from socmap._records import tree_sha256
 from socmap.pipeline.config import EMBEDDED_PROFILES, RunSpec
 
-__all__ = ["STAGES", "Stage", "StageContext", "link_tree", "rewrite_paths", "tree_sha256"]
+__all__ = ["STAGES", "Stage", "StageContext", "link_tree", "rewrite_paths"]
 
 Log = Callable[[str], object]
 
@@ -53,21 +54,6 @@ class Stage:
 
 
 # ---------------------------------------------------------------------- fingerprints
-def tree_sha256(path: Path) -> str:
-    """SHA-256 of a file, or of a directory's files (relative names and contents, sorted)."""
-    import hashlib
-
-    from socmap.sources.local import source_checksum
-
-    if path.is_file():
-        return source_checksum(path)
-    h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        h.update(f.relative_to(path).as_posix().encode() + b"\0")
-        h.update(source_checksum(f).encode())
-    return h.hexdigest()
-
-
 def _file_input(spec: RunSpec, value: str | None) -> str:
     if value is None:
         return ""
@@ -80,13 +66,13 @@ def _file_input(spec: RunSpec, value: str | None) -> str:
 
 
 def _cube_inputs(spec: RunSpec) -> dict[str, str]:
-    from socmap.catalog import load_catalog
-    from socmap.cube import _catalog_digest, check_grid_size
+    from socmap.catalog import catalog_digest, load_catalog
+    from socmap.grid import check_grid_size
 
     cat = load_catalog(_catalog_path(spec))
     grid = _grid(spec)
     check_grid_size(grid)
-    out = {"catalog": _catalog_digest(cat), "grid": str(grid.to_dict())}
+    out = {"catalog": catalog_digest(cat), "grid": str(grid.to_dict())}
     for cov in cat.covariates:
         if not cov.is_earth_engine:  # an EE layer is pinned by its catalog entry
             out[f"source:{cov.name}"] = tree_sha256(cov.resolve_source(cat.base_dir))
@@ -222,12 +208,13 @@ def _cube(ctx: StageContext, out: Path) -> dict[str, Any]:
     grid = _grid(spec)
     path = out / "cube.zarr"
     if any(c.is_earth_engine for c in cat.covariates):
+        from socmap.cube import pull_cube
         from socmap.sources import earthengine as ee_source
 
         auth = spec.cube.earthengine
         key = spec.resolve(auth.key_file) if auth.key_file else None
         ee_source.initialize(service_account_key=key, project=auth.project, url=auth.url)
-        ee_source.pull_cube(
+        pull_cube(
             cat, grid, path, chunk=spec.cube.chunk, workers=auth.workers,
             max_retries=auth.max_retries, unknown_classes=spec.cube.unknown_classes,
             progress=ctx.progress,

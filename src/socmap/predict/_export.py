@@ -20,9 +20,18 @@ from rasterio.windows import Window as RioWindow
 
 from socmap._io import atomic_path
 from socmap._progress import track
-from socmap.predict._engine import STATS
+from socmap.grid import Grid
+from socmap.predict._run import LayerKind, PredictionRun
 
-__all__ = ["export_run", "write_cog", "write_quicklook", "write_stac_item"]
+__all__ = [
+    "Plane",
+    "export_layers",
+    "open_layer",
+    "replace_exports",
+    "write_cog",
+    "write_quicklook",
+    "write_stac_item",
+]
 
 QUICKLOOK_PX = 800
 _STAT_TITLES = {
@@ -37,7 +46,7 @@ _STAT_TITLES = {
 def write_cog(
     array: Any,
     path: Path,
-    grid: Any,
+    grid: Grid,
     *,
     chunk: int,
     units: str,
@@ -138,7 +147,7 @@ def write_quicklook(cog: Path, png: Path, *, title: str, units: str, cmap: str =
     return png
 
 
-def write_stac_item(run: Any) -> Path:
+def write_stac_item(run: PredictionRun) -> Path:
     """Write ``item.json``: a STAC Item of the run and every export (hrefs relative to it)."""
     import datetime as dt
 
@@ -188,29 +197,31 @@ def write_stac_item(run: Any) -> Path:
     return path
 
 
-def _open(run: Any, store: str, name: str) -> Any:
+def open_layer(run: PredictionRun, store: str, name: str) -> Any:
+    """One array of a run's Zarr store, opened read-only (read lazily, window by window)."""
     import zarr
 
     return zarr.open_array(store=str(run.path / store / name), mode="r", zarr_format=3)
 
 
-def _export_layers(
-    run: Any, kind: Any, labels: list[str], *, progress: bool
+def export_layers(
+    run: PredictionRun, kind: LayerKind, labels: list[str], *, progress: bool
 ) -> tuple[list[str], list[str]]:
     """COGs of every (depth, stat) of one kind of layer, and mean/sd quicklooks."""
-    array = _open(run, kind.store, kind.name)
+    array = open_layer(run, kind.store, kind.name)
     cogs: list[str] = []
     pngs: list[str] = []
-    layers = [(d, s, label, stat) for d, label in enumerate(labels) for s, stat in enumerate(STATS)]
+    layers = [
+        (d, s, label, stat) for d, label in enumerate(labels) for s, stat in enumerate(kind.stats)
+    ]
     it = track(layers, f"writing {kind.name} COGs") if progress else layers
-    what = kind.name.upper() if kind.name == "soc" else kind.name
     for d, s, label, stat in it:
         name = f"{kind.name}_{label}_{stat}"
         cog = run.path / "cogs" / f"{name}.tif"
         cog.parent.mkdir(exist_ok=True)
-        title = f"{what} {label} {_STAT_TITLES[stat]}"
+        title = f"{kind.title or kind.name} {label} {_STAT_TITLES[stat]}"
         write_cog(
-            _Plane(array, s, d), cog, run.grid, chunk=run.config.chunk, units=kind.units,
+            Plane(array, s, d), cog, run.grid, chunk=run.config.chunk, units=kind.units,
             description=title, tags={"socmap_stat": stat, "socmap_depth": label,
                                      "socmap_variable": kind.name},
         )  # fmt: skip
@@ -218,53 +229,30 @@ def _export_layers(
         if stat in ("mean", "sd"):
             png = run.path / "quicklooks" / f"{name}.png"
             png.parent.mkdir(exist_ok=True)
-            cmap = ("YlOrBr" if kind.name == "soc" else "YlGn") if stat == "mean" else "magma"
+            cmap = kind.cmap if stat == "mean" else "magma"
             write_quicklook(cog, png, title=title, units=kind.units, cmap=cmap)
             pngs.append(str(png.relative_to(run.path)))
     return cogs, pngs
 
 
-def export_run(run: Any, *, progress: bool = True) -> dict[str, list[str]]:
-    """Write the SOC, DI and AOA COGs, quicklooks and the STAC Item; record them."""
-    from socmap.predict._run import SOC
+def replace_exports(
+    run: PredictionRun, kind: LayerKind, cogs: list[str], pngs: list[str]
+) -> dict[str, list[str]]:
+    """Record a kind's COGs, quicklooks and store in a run's exports, then the STAC Item.
 
-    cogs, pngs = _export_layers(run, SOC, run.depth_labels, progress=progress)
-    for name, title in (("di", "dissimilarity index"), ("aoa", "area of applicability (1 inside)")):
-        cog = run.path / "cogs" / f"{name}.tif"
-        write_cog(_open(run, SOC.store, name), cog, run.grid, chunk=run.config.chunk,
-                  units="1", description=title)  # fmt: skip
-        cogs.append(str(cog.relative_to(run.path)))
-    png = run.path / "quicklooks" / "aoa.png"
-    write_quicklook(
-        run.path / "cogs" / "aoa.tif", png, title="area of applicability", units="inside (1)"
-    )
-    pngs.append(str(png.relative_to(run.path)))
-    run.exports = {"cogs": cogs, "quicklooks": pngs, "stores": [SOC.store]}
-    run.exports["stac"] = [str(write_stac_item(run).relative_to(run.path))]
-    run.status = "complete"
-    run.save()
-    return run.exports
-
-
-def export_stocks(run: Any, labels: list[str], *, progress: bool = True) -> dict[str, list[str]]:
-    """Add the stock COGs and quicklooks to a run's exports and STAC Item."""
-    from socmap.predict._run import STOCK
-
-    cogs, pngs = _export_layers(run, STOCK, labels, progress=progress)
-    keep = [c for c in run.exports.get("cogs", []) if not Path(c).name.startswith("stock_")]
-    keep_png = [
-        p for p in run.exports.get("quicklooks", []) if not Path(p).name.startswith("stock_")
-    ]
+    The kind's earlier exports are replaced; the caller saves the run.
+    """
+    mine = f"{kind.name}_"
+    keep = [c for c in run.exports.get("cogs", []) if not Path(c).name.startswith(mine)]
+    keep_png = [p for p in run.exports.get("quicklooks", []) if not Path(p).name.startswith(mine)]
     run.exports["cogs"] = keep + cogs
     run.exports["quicklooks"] = keep_png + pngs
-    run.exports["stores"] = sorted({*run.exports.get("stores", []), STOCK.store})
+    run.exports["stores"] = sorted({*run.exports.get("stores", []), kind.store})
     run.exports["stac"] = [str(write_stac_item(run).relative_to(run.path))]
-    run.stocks["status"] = "complete"
-    run.save()
     return run.exports
 
 
-def _asset(run: Any, rel: str) -> tuple[str, dict[str, Any]]:
+def _asset(run: PredictionRun, rel: str) -> tuple[str, dict[str, Any]]:
     import pystac
 
     path = run.path / rel
@@ -282,8 +270,8 @@ def _asset(run: Any, rel: str) -> tuple[str, dict[str, Any]]:
                   "title": f"Zarr store {path.name}"}  # fmt: skip
 
 
-class _Plane:
-    """``soc[stat, depth]`` as a lazily sliced 2-D array (reads one window at a time)."""
+class Plane:
+    """``layer[stat, depth]`` as a lazily sliced 2-D array (reads one window at a time)."""
 
     def __init__(self, array: Any, stat: int, depth: int) -> None:
         self.array, self.stat, self.depth = array, stat, depth

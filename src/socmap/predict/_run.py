@@ -1,4 +1,4 @@
-"""Prediction runs: schedule tiles on dask, write Zarr regions with completion records, resume.
+"""The run engine: schedule tiles on dask, write Zarr regions with completion records, resume.
 
 A run directory holds::
 
@@ -8,14 +8,20 @@ A run directory holds::
     tiles/          one completion record per finished tile: counts and a SHA-256 of its output
     cogs/, quicklooks/, item.json   the exports (see :mod:`socmap.predict._export`)
 
-Each tile is one dask task holding every band of its chunk. A task receives only paths and
-numbers: the weights are loaded once per worker process (:func:`load_tile_model`), never
-pickled into tasks. A task writes its region of ``soc.zarr`` (regions are whole chunks, so
-tasks never share a chunk) and then its completion record, through a temporary file and a
-rename. Rerunning an interrupted run skips tiles whose record exists and whose stored output
-still hashes to the recorded value; everything else, including a chunk half-written when the
-process died, is computed again. Tile results depend only on the run seed, so a resumed run is
-bitwise identical to an uninterrupted one.
+The engine knows no product. A product is a :class:`LayerKind`: its store, its arrays and
+units, and the block function that computes one tile (SOC in :mod:`socmap.predict._soc`,
+stocks in :mod:`socmap.predict._stocks`, stratum sums in :mod:`socmap.predict._strata`).
+:func:`compute_layers` runs any kind over a run's tiles.
+
+Each tile is one dask task holding every band of its chunk. A task receives only paths,
+numbers and the kind (its block function travels by reference): the weights are loaded
+once per worker process (:func:`load_tile_model`), never pickled into tasks. A task writes
+its region of the kind's store (regions are whole chunks, so tasks never share a chunk) and
+then its completion record, through a temporary file and a rename. Rerunning an interrupted
+run skips tiles whose record exists and whose stored output still hashes to the recorded
+value; everything else, including a chunk half-written when the process died, is computed
+again. Tile results depend only on the run seed, so a resumed run is bitwise identical to an
+uninterrupted one.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -40,11 +46,20 @@ from socmap._io import atomic_path, check_replaceable
 from socmap._progress import track
 from socmap._records import array_digest as _digest
 from socmap._records import read_record, write_record
-from socmap.errors import BandMismatch, ConfigError, OutputExists, RasterError
+from socmap.errors import ConfigError, OutputExists
 from socmap.grid import Grid, Tile, Window
-from socmap.predict._engine import STATS, load_tile_model, predict_block, with_focal
+from socmap.predict._engine import STATS, TileModel, load_tile_model, with_focal
 
-__all__ = ["RUN_FORMAT", "PredictionRun", "RunConfig", "open_run", "predict_cube"]
+__all__ = [
+    "RUN_FORMAT",
+    "LayerKind",
+    "PredictionRun",
+    "RunConfig",
+    "compute_layers",
+    "open_run",
+    "prepare_run",
+    "write_template",
+]
 
 RUN_FORMAT = "socmap-prediction-run/1"
 RUN_JSON = "run.json"
@@ -172,12 +187,6 @@ def open_run(path: str | Path) -> PredictionRun:
         raise ConfigError(f"{damaged} ({type(exc).__name__}: {exc})") from None
 
 
-def _cube_id(cube: xr.DataArray) -> str:
-    a = cube.attrs
-    ident = json.dumps([a.get("catalog_sha256"), a.get("created"), a.get("grid")], default=str)
-    return "sha256:" + hashlib.sha256(ident.encode()).hexdigest()
-
-
 def _tile_key(tile: Tile) -> str:
     return f"{tile.core.row0}_{tile.core.col0}"
 
@@ -186,9 +195,20 @@ def _payload_digest(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
+#: A tile's computation: ``(model, block, band names, job, options) -> results``; the results
+#: hold the kind's arrays (or its table), ``n_valid``, ``n_nodata`` and ``unknown_classes``.
+BlockFunction = Callable[[TileModel, np.ndarray, list[str], Any, dict[str, Any]], dict[str, Any]]
+
+
 @dataclass(frozen=True)
 class LayerKind:
-    """One kind of map a run writes: its store, arrays, units and completion records."""
+    """One kind of map a run writes: its store, arrays, units, records and tile function.
+
+    ``block`` is a module-level function, so a kind pickles by reference into worker
+    processes. ``tabular`` kinds keep their results in the tile records instead of Zarr
+    arrays. ``title`` and ``cmap`` name the layer in exports and quicklooks; ``stats`` are
+    the statistics along the ``stat`` axis and ``attrs`` extra attributes of the main array.
+    """
 
     name: str
     store: str
@@ -196,7 +216,12 @@ class LayerKind:
     units: str
     long_name: str
     planes: tuple[tuple[str, str], ...] = ()
-    tabular: bool = False  # results live in the tile records, not in Zarr arrays
+    tabular: bool = False
+    block: BlockFunction | None = None
+    title: str = ""
+    cmap: str = "viridis"
+    stats: tuple[str, ...] = tuple(STATS)
+    attrs: tuple[tuple[str, str], ...] = ()
 
     @property
     def arrays(self) -> tuple[str, ...]:
@@ -204,47 +229,29 @@ class LayerKind:
         return (self.name, *(p for p, _ in self.planes))
 
 
-SOC = LayerKind(
-    "soc",
-    SOC_STORE,
-    TILES_DIR,
-    "g/kg",
-    "soil organic carbon content (fine earth)",
-    (
-        ("di", "dissimilarity index (Meyer & Pebesma 2021)"),
-        ("aoa", "inside the area of applicability (1) or not (0)"),
-    ),
-)
-STOCK = LayerKind("stock", "stock.zarr", "tiles_stock", "t/ha", "soil organic carbon stock")
-#: Per-stratum sums of stock draws x area; ``store`` is the stratum-code raster it reads.
-STRATA = LayerKind(
-    "strata", "strata_codes.zarr", "tiles_strata", "Mg C", "stratum stock sums", tabular=True
-)
-KINDS = {k.name: k for k in (SOC, STOCK, STRATA)}
-
-
-def _write_template(
-    path: Path, grid: Grid, labels: Sequence[str], chunk: int, kind: LayerKind = SOC
+def write_template(
+    path: Path, grid: Grid, labels: Sequence[str], chunk: int, kind: LayerKind
 ) -> None:
-    """Create a store of NaN-filled arrays (one tile per chunk) without writing data."""
+    """Create a kind's store of NaN-filled arrays (one tile per chunk) without writing data."""
     import dask.array as dsa
+    import rioxarray  # noqa: F401  (registers the .rio accessor)
 
     h, w = grid.shape
     cy, cx = min(chunk, h), min(chunk, w)
     d = len(labels)
     coords = {
-        "stat": np.asarray(STATS, dtype=object),
+        "stat": np.asarray(kind.stats, dtype=object),
         "depth": np.asarray(labels, dtype=object),
         "y": grid.ys,
         "x": grid.xs,
     }
     arrays = {
         kind.name: xr.DataArray(
-            dsa.full((len(STATS), d, h, w), np.nan, dtype=np.float32,
-                     chunks=(len(STATS), d, cy, cx)),
+            dsa.full((len(kind.stats), d, h, w), np.nan, dtype=np.float32,
+                     chunks=(len(kind.stats), d, cy, cx)),
             dims=("stat", "depth", "y", "x"),
             coords=coords,
-            attrs={"units": kind.units, "long_name": kind.long_name},
+            attrs={"units": kind.units, "long_name": kind.long_name, **dict(kind.attrs)},
         )
     }  # fmt: skip
     for name, long_name in kind.planes:
@@ -279,7 +286,7 @@ class _TileJob:
     batch_size: int
     seed: int
     threads: int
-    kind: str = "soc"
+    kind: LayerKind
     options: str = "{}"
     stand_ins: str = "{}"
 
@@ -314,19 +321,10 @@ def _run_tile(job: _TileJob, padded: np.ndarray | None = None) -> dict[str, Any]
         extra, extra_names = sample_context(Path(job.context), tile_grid)
         block = np.concatenate([block, extra], axis=0)
         names += extra_names
-    kind = KINDS[job.kind]
-    if kind is SOC:
-        res = predict_block(
-            tm, block, names, passes=job.passes, batch_size=job.batch_size, seed=job.seed
-        )
-    elif kind is STOCK:
-        from socmap.predict._stocks import stock_block
-
-        res = stock_block(tm, block, names, job, json.loads(job.options))
-    else:
-        from socmap.predict._strata import stratum_block
-
-        res = stratum_block(tm, block, names, job, json.loads(job.options))
+    kind = job.kind
+    if kind.block is None:
+        raise ConfigError(f"layer kind {kind.name!r} has no block function; it cannot be computed")
+    res = kind.block(tm, block, names, job, json.loads(job.options))
     rows, cols = slice(job.row0, job.row1), slice(job.col0, job.col1)
     store = Path(job.out)
     if kind.tabular:
@@ -358,7 +356,7 @@ def _array(store: str | Path, name: str, mode: Literal["r", "r+"] = "r") -> zarr
     return zarr.open_array(store=str(Path(store) / name), mode=mode, zarr_format=3)
 
 
-def _is_done(run_dir: Path, tile: Tile, kind: LayerKind = SOC) -> bool:
+def _is_done(run_dir: Path, tile: Tile, kind: LayerKind) -> bool:
     """Whether a tile's record exists and its stored output still hashes to the record."""
     record = read_record(run_dir / kind.records / f"{_tile_key(tile)}.json")
     if record is None:
@@ -405,141 +403,6 @@ def _client(scheduler: str | None, workers: int) -> Iterator[Any]:
         yield client
 
 
-def _context_bands(needed: Sequence[str], have: Sequence[str]) -> list[str]:
-    from socmap.predict._context import context_bands
-
-    missing = [b for b in needed if b not in have]
-    if not missing:
-        return []
-    available = set(context_bands())
-    unavailable = [b for b in missing if b not in available]
-    if unavailable:
-        raise BandMismatch(
-            f"the cube lacks bands {unavailable!r} that the model reads, and the global context "
-            f"catalog does not have them either; the cube has {list(have)!r}. Rebuild the cube "
-            "with those bands or fine-tune a model on the bands you have"
-        )
-    return missing
-
-
-def predict_cube(
-    bundle: str | Path,
-    cube: str | Path,
-    out: str | Path,
-    *,
-    passes: int = 32,
-    batch_size: int = 1024,
-    seed: int = 0,
-    scheduler: str | None = None,
-    workers: int | None = None,
-    overwrite: bool = False,
-    exports: bool = True,
-    progress: bool = True,
-) -> PredictionRun:
-    """Map SOC over a covariate cube with a model bundle, tile by tile.
-
-    Parameters
-    ----------
-    bundle
-        Model bundle (fine-tuned or global).
-    cube
-        Covariate cube (Zarr); global covariates the bundle reads and the cube lacks are
-        taken from the embedded 10' rasters, pixel by containing pixel.
-    out
-        Run directory. An existing run with the same configuration resumes; one with another
-        configuration is an error unless ``overwrite``.
-    passes
-        Monte Carlo dropout passes (T).
-    batch_size
-        Pixels per forward batch: memory and speed. Results agree across batch sizes to
-        float32 rounding (a matrix product summed in another order may differ in the last
-        bit); a given batch size is bitwise reproducible.
-    seed
-        Run seed of the dropout masks (one set per pass for the whole map).
-    scheduler
-        Address of a running dask.distributed scheduler (``tcp://host:8786``); default a
-        LocalCluster.
-    workers
-        LocalCluster worker processes (one thread each); default ``min(tiles, cores)``.
-        ``0`` computes every tile in this process, without dask.
-    overwrite
-        Replace an existing run with another configuration.
-    exports
-        Write COGs, PNG quicklooks and the STAC Item at the end.
-    progress
-        Progress bar over tiles.
-
-    Returns
-    -------
-    PredictionRun
-
-    Raises
-    ------
-    BandMismatch
-        The cube (plus the global context) lacks bands the bundle reads; raised before any
-        output exists.
-    OutputExists
-        ``out`` holds a run with another configuration and ``overwrite`` is false.
-    ConfigError
-        Bad ``passes``, ``batch_size`` or ``workers``.
-    """
-    from socmap.cube import cube_grid, open_cube, stand_ins
-
-    for option, value, least in (("--passes", passes, 1), ("--batch-size", batch_size, 1),
-                                 ("--workers", workers, 0)):  # fmt: skip
-        if value is not None and int(value) < least:
-            raise ConfigError(
-                f"{option} {value!r} must be >= {least} (Python: {option[2:].replace('-', '_')}=)"
-            )
-    tm = load_tile_model(bundle)
-    cube_arr = open_cube(cube)
-    grid = cube_grid(cube_arr)
-    have = [str(b) for b in cube_arr.band.values]
-    standing = {g: b for g, b in stand_ins(cube_arr).items() if g in tm.input_bands}
-    context = _context_bands(tm.input_bands, [*have, *standing])
-    chunk = int(cube_arr.attrs.get("chunk") or cube_arr.data.chunksize[1])
-    config = RunConfig(
-        bundle=str(Path(bundle).resolve()),
-        bundle_sha256=tm.weights_sha256,
-        cube=str(Path(cube).resolve()),
-        cube_id=_cube_id(cube_arr),
-        grid=grid.to_dict(),
-        chunk=chunk,
-        bands=list(tm.band_names),
-        context_bands=context,
-        stand_ins=standing,
-        intervals=[[t, b] for t, b in tm.intervals],
-        stats=list(STATS),
-        passes=int(passes),
-        batch_size=int(batch_size),
-        seed=int(seed),
-    )
-    run_dir = Path(out)
-    run = _prepare(run_dir, config, overwrite)
-    if context and not (run_dir / CONTEXT_STORE).exists():
-        from socmap.predict._context import build_context
-
-        build_context(grid, context, run_dir / CONTEXT_STORE)
-    run.summary = compute_layers(
-        run, SOC, tm.depth_labels, scheduler=scheduler, workers=workers, progress=progress
-    )
-    if run.summary["pixels_with_value"] == 0:
-        run.status = "failed"
-        run.save()
-        raise RasterError(
-            f"run {str(run_dir)!r} mapped no pixel: {run.summary['pixels_nodata']} pixels lack "
-            f"a covariate and {run.summary['pixels_predicted']} gave no finite SOC; check the "
-            "cube's nodata (socmap cube info) and the bundle, then predict into a new folder"
-        )
-    run.status = "predicted"
-    run.save()
-    if exports:
-        from socmap.predict._export import export_run
-
-        export_run(run, progress=progress)
-    return run
-
-
 def compute_layers(
     run: PredictionRun,
     kind: LayerKind,
@@ -556,7 +419,7 @@ def compute_layers(
     store = run_dir / kind.store
     if not store.exists() and not kind.tabular:
         with atomic_path(store) as tmp:
-            _write_template(tmp, grid, labels, config.chunk, kind)
+            write_template(tmp, grid, labels, config.chunk, kind)
     tiles = list(grid.tiles(config.chunk))
     todo = [t for t in tiles if not _is_done(run_dir, t, kind)]
     (run_dir / kind.records).mkdir(exist_ok=True)
@@ -577,7 +440,7 @@ def compute_layers(
             batch_size=config.batch_size,
             seed=config.seed,
             threads=1 if (n_workers or scheduler) else 0,
-            kind=kind.name,
+            kind=kind,
             options=json.dumps(options or {}, sort_keys=True),
             stand_ins=json.dumps(config.stand_ins),
         )
@@ -589,7 +452,7 @@ def compute_layers(
     return _summarise(run_dir, tiles, len(tiles) - len(todo), time.perf_counter() - start, kind)
 
 
-def _prepare(run_dir: Path, config: RunConfig, overwrite: bool) -> PredictionRun:
+def prepare_run(run_dir: Path, config: RunConfig, overwrite: bool) -> PredictionRun:
     """Resume a run with the same configuration, or start a new one."""
     if (run_dir / RUN_JSON).is_file():
         previous = open_run(run_dir)
@@ -672,7 +535,7 @@ def _execute(
 
 
 def _summarise(
-    run_dir: Path, tiles: list[Tile], skipped: int, seconds: float, kind: LayerKind = SOC
+    run_dir: Path, tiles: list[Tile], skipped: int, seconds: float, kind: LayerKind
 ) -> dict[str, Any]:
     records = [
         json.loads((run_dir / kind.records / f"{_tile_key(t)}.json").read_text()) for t in tiles

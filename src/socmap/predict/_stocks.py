@@ -34,9 +34,10 @@ from socmap.predict._engine import (
     encode_block,
     mc_log,
 )
-from socmap.predict._run import STOCK, PredictionRun, compute_layers, open_run
+from socmap.predict._export import export_layers, replace_exports
+from socmap.predict._run import LayerKind, PredictionRun, compute_layers, open_run
 
-__all__ = ["StockRun", "layer_draws", "stock_block", "stocks_for_run"]
+__all__ = ["STOCK", "StockRun", "export_stocks", "layer_draws", "stock_block", "stocks_for_run"]
 
 _BD_SEED_OFFSET = 7_919  # separates the BD and CF residual streams from the SOC noise
 _CF_SEED_OFFSET = 104_729
@@ -168,6 +169,18 @@ def stock_block(
     }
 
 
+STOCK = LayerKind(
+    "stock",
+    "stock.zarr",
+    "tiles_stock",
+    "t/ha",
+    "soil organic carbon stock",
+    block=stock_block,
+    title="stock",
+    cmap="YlGn",
+)
+
+
 def stocks_for_run(
     run_dir: str | Path,
     *,
@@ -290,10 +303,19 @@ def stocks_for_run(
     run.stocks.update(status="computed", summary=summary)
     run.save()
     if exports:
-        from socmap.predict._export import export_stocks
-
         export_stocks(run, labels, progress=progress)
     return StockRun(run=run, labels=labels, options=options, summary=summary)
+
+
+def export_stocks(
+    run: PredictionRun, labels: list[str], *, progress: bool = True
+) -> dict[str, list[str]]:
+    """Add the stock COGs and quicklooks to a run's exports and STAC Item."""
+    cogs, pngs = export_layers(run, STOCK, labels, progress=progress)
+    replace_exports(run, STOCK, cogs, pngs)
+    run.stocks["status"] = "complete"
+    run.save()
+    return run.exports
 
 
 def _stratum_table(

@@ -17,7 +17,6 @@ area only.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,19 +26,15 @@ import numpy as np
 import pandas as pd
 
 from socmap._io import atomic_path
+from socmap._records import tree_sha256
 from socmap.errors import BandMismatch, ConfigError, InputNotFound
 from socmap.grid import Grid, Window
 from socmap.predict._engine import TileModel, encode_block
-from socmap.predict._run import (
-    STRATA,
-    PredictionRun,
-    compute_layers,
-    open_run,
-)
+from socmap.predict._run import LayerKind, PredictionRun, compute_layers, open_run
 from socmap.predict._stocks import layer_draws
 from socmap.strata import CO2_PER_C, StrataConfig, core_stocks, project_table, stratum_table
 
-__all__ = ["StrataResult", "rasterise_strata", "strata_for_run", "stratum_block"]
+__all__ = ["STRATA", "StrataResult", "rasterise_strata", "strata_for_run", "stratum_block"]
 
 STRATA_DIR = "strata"
 VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp", ".fgb")
@@ -65,14 +60,6 @@ class StrataResult:
 
 
 # ---------------------------------------------------------------------- strata raster
-def _source_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for f in files:
-        h.update(f.read_bytes())
-    return h.hexdigest()
-
-
 def rasterise_strata(
     grid: Grid, source: str | Path, *, field: str = "stratum", cube: Any = None
 ) -> tuple[np.ndarray, list[str]]:
@@ -230,6 +217,18 @@ def stratum_block(
     }
 
 
+#: Per-stratum sums of stock draws x area; ``store`` is the stratum-code raster it reads.
+STRATA = LayerKind(
+    "strata",
+    "strata_codes.zarr",
+    "tiles_strata",
+    "Mg C",
+    "stratum stock sums",
+    tabular=True,
+    block=stratum_block,
+)
+
+
 # ---------------------------------------------------------------------- the run
 def strata_for_run(
     run_dir: str | Path,
@@ -286,7 +285,7 @@ def strata_for_run(
     grid = run.grid
     cube = open_cube(run.config.cube)
     path = Path(str(strata))
-    source_id = _source_digest(path) if path.exists() else f"band:{strata}"
+    source_id = tree_sha256(path) if path.exists() else f"band:{strata}"
     codes, labels = rasterise_strata(grid, strata, field=field, cube=cube)
     codes_path = run.path / STRATA.store
     strata_options = {

@@ -16,7 +16,6 @@ return there, only faster and bit-exact.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import threading
 import warnings
@@ -34,6 +33,7 @@ from pyproj import CRS, Transformer
 from rasterio.crs import CRS as RioCRS
 from rasterio.enums import Resampling
 
+from socmap._records import file_sha256
 from socmap.catalog import CovariateSpec
 from socmap.errors import CatalogError, CRSError, InputNotFound, RasterError
 from socmap.grid import Grid, Window
@@ -82,11 +82,7 @@ def source_checksum(path: str | Path, *, block_size: int = 1 << 20) -> str:
     p = Path(path)
     if not p.is_file():
         raise InputNotFound(f"source file {str(p)!r} does not exist; check the catalog source path")
-    digest = hashlib.sha256()
-    with p.open("rb") as fh:
-        while chunk := fh.read(block_size):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_sha256(p, block_size=block_size)
 
 
 class LayerSource:

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import json
 import math
 import numbers
@@ -69,6 +68,7 @@ from torch import Tensor, nn
 
 from socmap._io import atomic_path
 from socmap._progress import track
+from socmap._records import file_sha256
 from socmap.errors import (
     BandMismatch,
     BundleError,
@@ -733,7 +733,7 @@ class SpectralCNNRegressor(RegressorMixin, BaseEstimator):
             The model directory.
         """
         check_is_fitted(self, "network_")
-        from socmap import __version__
+        from socmap._versions import __version__
 
         tensors = {
             k: v.detach().cpu().contiguous().clone() for k, v in self.network_.state_dict().items()
@@ -756,7 +756,7 @@ class SpectralCNNRegressor(RegressorMixin, BaseEstimator):
                 "frozen_blocks": self.frozen_blocks_,
                 "calibration": None if self.calibrator_ is None else self.calibrator_.to_dict(),
                 "history": _json_history(self.history_),
-                "weights": {"file": WEIGHTS, "sha256": _sha256(tmp / WEIGHTS)},
+                "weights": {"file": WEIGHTS, "sha256": file_sha256(tmp / WEIGHTS)},
             }
             (tmp / MODEL_JSON).write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
         return dest
@@ -793,7 +793,7 @@ class SpectralCNNRegressor(RegressorMixin, BaseEstimator):
                 "this socmap version"
             )
         digest = doc.get("weights", {}).get("sha256")
-        if digest is not None and digest != _sha256(src / WEIGHTS):
+        if digest is not None and digest != file_sha256(src / WEIGHTS):
             raise BundleError(
                 f"{str(src / WEIGHTS)!r} does not match the checksum in {MODEL_JSON!r}; the "
                 "model is corrupt or was edited, save it again"
@@ -934,11 +934,3 @@ def _json_history(history: Mapping[str, Any]) -> dict[str, Any]:
         out[key] = [clean(v) for v in history.get(key, [])]
     out["seconds"] = clean(float(history.get("seconds", 0.0)))
     return out
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

@@ -1,12 +1,12 @@
-"""Google Earth Engine covariate source: pull ``ee://`` catalogs onto a Grid, sample sites.
+"""Google Earth Engine covariate source: fetch ``ee://`` layers' pixels, sample sites.
 
 This subpackage is the only part of socmap that imports ``ee`` (the ``[ee]`` extra), and only
 inside the functions that talk to Earth Engine, so socmap works without the extra.
 
 * :func:`initialize` -- authenticate (service-account key file or default credentials);
-* :func:`pull_cube` -- every band of a catalog onto a Grid as a covariate cube, with
-  ``ee.data.computePixels``, bounded concurrency, socmap's own retries (exponential
-  backoff, seeded jitter) and resumable, atomically published output;
+* :class:`PixelFetcher` -- ``ee.data.computePixels`` with socmap's own retries (exponential
+  backoff, seeded jitter); :func:`socmap.cube.pull_cube` builds a cube with it (bounded
+  concurrency, resumable, atomically published output);
 * :func:`sample_sites` -- the catalog's values at profile sites, pixel-exactly on the Grid;
 * request tiling (:func:`request_tile`, :func:`plan_requests`, :func:`band_groups`) under
   computePixels' limits: 48 MiB per request with the mask byte, 32768 pixels per side,
@@ -22,14 +22,16 @@ for local rasters.
 from __future__ import annotations
 
 from socmap.sources.earthengine._auth import EE_SCOPES, initialize
-from socmap.sources.earthengine._client import FetchStats, RetryPolicy, pixel_grid
+from socmap.sources.earthengine._client import FetchStats, PixelFetcher, RetryPolicy, pixel_grid
 from socmap.sources.earthengine._expr import (
     MASKED,
     REDUCE_RESOLUTION_MAX_PIXELS,
+    asset_id,
     band_expression,
     band_image,
+    check_ee_only,
+    request_image,
 )
-from socmap.sources.earthengine._pull import PULL_FORMAT, partial_path, plan_pull, pull_cube
 from socmap.sources.earthengine._sample import sample_sites
 from socmap.sources.earthengine._tiling import (
     MAX_BANDS,
@@ -46,21 +48,21 @@ __all__ = [
     "MASKED",
     "MAX_BANDS",
     "MAX_DIMENSION",
-    "PULL_FORMAT",
     "REDUCE_RESOLUTION_MAX_PIXELS",
     "REQUEST_LIMIT_BYTES",
     "FetchStats",
+    "PixelFetcher",
     "RetryPolicy",
+    "asset_id",
     "band_expression",
     "band_groups",
     "band_image",
     "bytes_per_pixel",
+    "check_ee_only",
     "initialize",
-    "partial_path",
     "pixel_grid",
-    "plan_pull",
     "plan_requests",
-    "pull_cube",
+    "request_image",
     "request_tile",
     "sample_sites",
 ]

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from socmap.catalog import EE_SCHEME, CovariateSpec, EESpec
+from socmap.catalog import EE_SCHEME, Catalog, CovariateSpec, EESpec
 from socmap.errors import CatalogError, MissingDependency
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "asset_id",
     "band_expression",
     "band_image",
+    "check_ee_only",
     "import_ee",
     "request_image",
     "serialize",
@@ -191,3 +192,14 @@ def band_expression(spec: CovariateSpec) -> tuple[Any, str, str]:
     image = band_image(spec)
     text = serialize(image)
     return image, text, hashlib.sha256(text.encode()).hexdigest()
+
+
+def check_ee_only(cat: Catalog) -> None:
+    """Refuse a catalog with local layers (a pull or an Earth Engine sample reads ee:// only)."""
+    local = [c.name for c in cat.covariates if not c.is_earth_engine]
+    if local:
+        raise CatalogError(
+            f"catalog {cat.name!r} has local sources for {local!r}; a pull fetches ee:// layers "
+            "only: move those layers to a catalog of their own and build it with "
+            "`socmap cube build`"
+        )

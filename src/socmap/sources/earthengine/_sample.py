@@ -1,6 +1,6 @@
 """Sample Earth Engine layers at profile sites, pixel-exactly on a Grid.
 
-Each site is located in the grid's pixel that contains it (as :func:`socmap.extract.extract`
+Each site is located in the grid's pixel that contains it (as :func:`socmap.extraction.extract`
 with ``method="nearest"`` does on a cube), and its values are fetched with the same
 expressions and the same computePixels grid as :func:`~._pull.pull_cube`, so they equal the
 pulled cube at that pixel. Distinct pixels are grouped by ``cell`` x ``cell`` blocks of the
@@ -18,15 +18,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from socmap._parallel import bounded_map
 from socmap._progress import track
-from socmap.catalog import Catalog
+from socmap.catalog import Catalog, resolve_catalog, resolve_grid
 from socmap.errors import BandMismatch, ConfigError, ProfileValidationError
-from socmap.extract import EXTRACT_STATUSES
 from socmap.grid import Grid, Window
 from socmap.sources.earthengine._client import FetchStats, PixelFetcher, RetryPolicy
-from socmap.sources.earthengine._expr import band_image, request_image
-from socmap.sources.earthengine._pull import _check_sources
+from socmap.sources.earthengine._expr import band_image, check_ee_only, request_image
 from socmap.sources.earthengine._tiling import REQUEST_LIMIT_BYTES, band_groups
+from socmap.sources.sites import EXTRACT_STATUSES, sites_to_grid_crs
 
 __all__ = ["sample_sites"]
 
@@ -47,9 +47,7 @@ def _site_xy(sites: pd.DataFrame, grid: Grid) -> tuple[pd.DataFrame, np.ndarray,
         cols = ["site_id", "x", "y", *(["crs"] if "crs" in sites.columns else [])]
         uniq = sites.drop_duplicates("site_id")[cols].reset_index(drop=True)
         if "crs" in uniq.columns:
-            from socmap.extract import _to_cube_crs
-
-            xs, ys = _to_cube_crs(uniq, grid)
+            xs, ys = sites_to_grid_crs(uniq, grid)
             return uniq, xs, ys
         return uniq, uniq["x"].to_numpy(float), uniq["y"].to_numpy(float)
     if {"longitude", "latitude"} <= set(sites.columns):
@@ -114,7 +112,7 @@ def sample_sites(
     -------
     pandas.DataFrame
         The input rows in input order with one float32 column per band (NaN where the site
-        has no value), ``extract_status`` (see :data:`socmap.extract.EXTRACT_STATUSES`:
+        has no value), ``extract_status`` (see :data:`socmap.extraction.EXTRACT_STATUSES`:
         ``outside_grid`` and ``missing_coordinates`` sites are kept, flagged and counted)
         and ``n_missing_covariates``. ``attrs["extract_summary"]`` counts distinct sites
         per status; ``attrs["ee_requests"]`` holds the request counters.
@@ -128,11 +126,9 @@ def sample_sites(
     EarthEngineError
         Earth Engine is not initialised, refused a request, or kept failing.
     """
-    from socmap.cube import _resolve_catalog, _resolve_grid
-
-    cat = _resolve_catalog(catalog)
-    target = _resolve_grid(cat, grid)
-    _check_sources(cat)
+    cat = resolve_catalog(catalog)
+    target = resolve_grid(cat, grid)
+    check_ee_only(cat)
     if not isinstance(cell, int) or cell < 1 or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"cell {cell!r} and workers {workers!r} must be positive integers")
     names = cat.band_names
@@ -191,8 +187,6 @@ def _fetch_pixels(
     request_limit: int,
 ) -> np.ndarray:
     """Values of every band at the distinct ``(row, col)`` pixels, scale/offset applied."""
-    from socmap.cube import _bounded_map
-
     specs = cat.covariates
     names = cat.band_names
     groups = band_groups(["float32"] * len(names), cell, limit=request_limit)
@@ -215,7 +209,7 @@ def _fetch_pixels(
             vals[:, bands[0] : bands[-1] + 1] = block[:, r, c].T
         return idx, vals
 
-    results: Iterable[tuple[np.ndarray, np.ndarray]] = _bounded_map(
+    results: Iterable[tuple[np.ndarray, np.ndarray]] = bounded_map(
         fetch, list(enumerate(cells)), workers
     )
     if progress:

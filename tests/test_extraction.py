@@ -7,7 +7,7 @@ from pyproj import Transformer
 
 from socmap.cube import build_cube, cube_grid, open_cube
 from socmap.errors import BandMismatch, ProfileValidationError
-from socmap.extract import extract, write_table
+from socmap.extraction import extract, write_table
 
 
 @pytest.fixture(scope="module")

@@ -14,25 +14,15 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import xarray as xr
-from pyproj import Transformer
 
 from socmap._io import atomic_path
 from socmap.errors import BandMismatch, ConfigError, ProfileValidationError
 from socmap.focal import FocalSpec, check_focal_bands, focal_mean, window_at
-from socmap.grid import Grid, normalise_crs
+from socmap.sources.sites import EXTRACT_STATUSES, sites_to_grid_crs
 
 __all__ = ["EXTRACT_STATUSES", "Extraction", "extract", "extract_focal", "write_table"]
 
 Method = Literal["nearest", "bilinear"]
-
-#: Per-site outcome of extraction, in the order they are checked.
-EXTRACT_STATUSES = {
-    "ok": "every covariate has a value",
-    "missing_coordinates": "x or y is missing; no covariates",
-    "outside_grid": "the site lies outside the cube's grid; no covariates",
-    "nodata": "inside the grid, but every covariate is nodata",
-    "partial_nodata": "inside the grid, some covariates are nodata",
-}
 
 
 @dataclass(frozen=True)
@@ -73,28 +63,6 @@ def _site_frame(sites: pd.DataFrame) -> pd.DataFrame:
         raise ProfileValidationError("site table is empty; nothing to extract")
     uniq = sites.drop_duplicates("site_id")[required].reset_index(drop=True)
     return uniq
-
-
-def _to_cube_crs(uniq: pd.DataFrame, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
-    x = uniq["x"].to_numpy(dtype=float)
-    y = uniq["y"].to_numpy(dtype=float)
-    xs = np.full_like(x, np.nan)
-    ys = np.full_like(y, np.nan)
-    crs_values = uniq["crs"].fillna("").astype(str)
-    for crs in crs_values.unique():
-        sel = (crs_values == crs).to_numpy()
-        if not crs:
-            raise ProfileValidationError(
-                f"{int(sel.sum())} sites have no CRS (e.g. {uniq.loc[sel, 'site_id'].iloc[0]!r}); "
-                "set the crs column when reading the profiles"
-            )
-        src = normalise_crs(crs)
-        if src == grid.crs:
-            xs[sel], ys[sel] = x[sel], y[sel]
-        else:
-            tr = Transformer.from_crs(src, grid.pyproj_crs, always_xy=True)
-            xs[sel], ys[sel] = tr.transform(x[sel], y[sel])
-    return xs, ys
 
 
 def _snap(v: np.ndarray, tol: float = 1e-9) -> np.ndarray:
@@ -176,7 +144,7 @@ def extract(
         )
     grid = cube_grid(cube)
     uniq = _site_frame(sites)
-    xs, ys = _to_cube_crs(uniq, grid)
+    xs, ys = sites_to_grid_crs(uniq, grid)
     row_f, col_f = grid.rowcol(xs, ys)
     has_xy = np.isfinite(row_f) & np.isfinite(col_f)
     inside = has_xy & (row_f >= 0) & (row_f < grid.height) & (col_f >= 0) & (col_f < grid.width)
@@ -247,7 +215,7 @@ def extract_focal(cube: xr.DataArray, sites: pd.DataFrame, spec: FocalSpec) -> p
         raise BandMismatch(f"table already has columns {clash!r}; drop them before extracting")
     grid = cube_grid(cube)
     uniq = _site_frame(sites)
-    xs, ys = _to_cube_crs(uniq, grid)
+    xs, ys = sites_to_grid_crs(uniq, grid)
     row_f, col_f = grid.rowcol(xs, ys)
     with np.errstate(invalid="ignore"):
         inside = (row_f >= 0) & (row_f < grid.height) & (col_f >= 0) & (col_f < grid.width)

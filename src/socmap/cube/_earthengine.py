@@ -28,7 +28,6 @@ memory is bounded by ``workers x 5 x`` the window size, whatever the grid size
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
@@ -40,23 +39,36 @@ import numpy as np
 import zarr
 
 from socmap._io import check_replaceable, publish_path, remove_path
+from socmap._parallel import bounded_map
 from socmap._progress import track
 from socmap._records import array_digest, read_record, write_record
-from socmap.catalog import Catalog
-from socmap.cube import (
+from socmap.catalog import Catalog, resolve_catalog, resolve_grid
+from socmap.cube._format import (
+    CUBE_VAR,
     add_class_counts,
+    check_chunk,
     check_unknown_classes,
+    cube_attrs,
+    is_socmap_cube,
+    jsonable_number,
     mask_unknown_classes,
+    spec_band_attrs,
     unknown_pixels,
+    write_template,
 )
 from socmap.errors import CatalogError, ConfigError, OutputExists, RasterError
 from socmap.grid import Grid, Window
-from socmap.sources.earthengine._client import FetchStats, PixelFetcher, RetryPolicy
-from socmap.sources.earthengine._expr import asset_id, band_expression, request_image
-from socmap.sources.earthengine._tiling import (
+from socmap.sources.earthengine import (
     REQUEST_LIMIT_BYTES,
+    FetchStats,
+    PixelFetcher,
+    RetryPolicy,
+    asset_id,
+    band_expression,
     band_groups,
+    check_ee_only,
     plan_requests,
+    request_image,
     request_tile,
 )
 
@@ -157,37 +169,14 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return changed
 
 
-def _check_sources(cat: Catalog) -> None:
-    local = [c.name for c in cat.covariates if not c.is_earth_engine]
-    if local:
-        raise CatalogError(
-            f"catalog {cat.name!r} has local sources for {local!r}; a pull fetches ee:// layers "
-            "only: move those layers to a catalog of their own and build it with "
-            "`socmap cube build`"
-        )
-
-
 def _cube_attrs(cat: Catalog, grid: Grid, chunk: int, plan: _Plan) -> dict[str, Any]:
-    from socmap.cube import CUBE_FORMAT, _catalog_digest, _jsonable_number, _socmap_version
-    from socmap.cube import _spec_band_attrs as spec_attrs
-
     specs = cat.covariates
-    attrs = spec_attrs(specs)
-    attrs["band_nodata"] = [_jsonable_number(s.nodata) for s in specs]
+    attrs = spec_band_attrs(specs)
+    attrs["band_nodata"] = [jsonable_number(s.nodata) for s in specs]
     attrs["band_source_path"] = [asset_id(s) for s in specs]
     attrs["band_source_sha256"] = plan.digests
     attrs["band_ee_expression"] = plan.expressions
-    return {
-        "socmap_cube": CUBE_FORMAT,
-        **attrs,
-        "catalog_name": cat.name,
-        "catalog_sha256": _catalog_digest(cat),
-        "socmap_version": _socmap_version(),
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "grid": grid.to_dict(),
-        "chunk": chunk,
-        "source": "earthengine",
-    }
+    return cube_attrs(cat, grid, chunk, attrs, source="earthengine")
 
 
 def _open_partial(
@@ -375,28 +364,23 @@ def pull_cube(
     ConfigError
         ``chunk`` or ``workers`` out of range, or one chunk of a band cannot fit a request.
     """
-    from socmap.cube import CUBE_VAR, _resolve_catalog, _resolve_grid, _write_template
-
     check_unknown_classes([], [], unknown_classes)
-    cat = _resolve_catalog(catalog)
-    target = _resolve_grid(cat, grid)
-    if not isinstance(chunk, int) or chunk <= 0:
-        raise ConfigError(f"chunk {chunk!r} must be a positive number of pixels, e.g. 512")
+    cat = resolve_catalog(catalog)
+    target = resolve_grid(cat, grid)
+    check_chunk(chunk)
     if not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers {workers!r} must be a positive number of threads, e.g. 4")
     policy = RetryPolicy(max_retries, backoff_s, max_backoff_s, seed)
-    from socmap.cube import is_socmap_cube
-
     out = Path(out)
     check_replaceable(out, "cube", is_socmap_cube, overwrite)
-    _check_sources(cat)
+    check_ee_only(cat)
     stats = FetchStats()
     fetcher = PixelFetcher(policy, stats)  # checks that Earth Engine is initialised
     plan = plan_pull(cat, target, chunk, request_limit)
     partial = partial_path(out)
 
     def create(store: Path) -> None:
-        _write_template(store, target, plan.names, _cube_attrs(cat, target, chunk, plan), chunk)
+        write_template(store, target, plan.names, _cube_attrs(cat, target, chunk, plan), chunk)
 
     resumed = _open_partial(partial, _identity(target, chunk, plan, cat), overwrite, create)
     store, records = partial / _STORE, partial / _RECORDS
@@ -415,9 +399,7 @@ def pull_cube(
     )
     hint = f" (finished windows are kept in {str(partial)!r}: rerun the same pull to resume)"
     writer = _make_window_writer(array, records, plan, target, cat, fetcher, hint)
-    from socmap.cube import _bounded_map
-
-    results: Iterable[dict[str, Any]] = _bounded_map(writer, todo, workers)
+    results: Iterable[dict[str, Any]] = bounded_map(writer, todo, workers)
     if progress:
         results = track(results, f"pulling {cat.name!r} from Earth Engine", total=len(todo))
     for _ in results:

@@ -1,0 +1,40 @@
+"""The package's layering is a checked contract (``[tool.importlinter]`` in pyproject.toml).
+
+The layers follow the data flow (sources -> cube -> extract -> model -> predict -> report),
+the run engine knows no product, and no two sibling modules or packages import each other.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_import_contracts_hold() -> None:
+    # In a child process: import-linter configures logging, which would silence the
+    # loggers of the tests that run after this one.
+    code = (
+        "import sys; from importlinter.cli import lint_imports; "
+        f"sys.exit(lint_imports(config_filename={str(ROOT / 'pyproject.toml')!r}, "
+        "no_cache=True, no_logo=True))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "4 kept, 0 broken" in done.stdout
+
+
+def test_the_run_engine_names_no_product() -> None:
+    """The engine module never mentions a product's kind or module by name."""
+    engine = ROOT / "src" / "socmap" / "predict" / "_run.py"
+    tree = ast.parse(engine.read_text())
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert not names & {"SOC", "STOCK", "STRATA", "CHANGE"}
+    assert not imported & {
+        "socmap.predict._soc", "socmap.predict._stocks", "socmap.predict._strata",
+        "socmap.predict._export", "socmap.compare",
+    }  # fmt: skip
