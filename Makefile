@@ -5,6 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.socmap-installed
 DEMO_OUT ?= demo_output
+PYTEST_ARGS ?= --durations=25
 
 .PHONY: install browser demo test lint typecheck bench clean
 

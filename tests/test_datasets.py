@@ -76,3 +76,11 @@ def test_missing_covariates_are_per_site():
     assert set(frac.unique()) <= {0.0, 1.0}
     assert 0.1 < (frac == 1).mean() < 0.3
     assert t["landcover"].notna().all()
+
+
+def test_synthetic_field_refuses_no_sites():
+    from socmap.datasets import synthetic_soil_field
+    from socmap.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="n_sites 0 must be a positive number"):
+        synthetic_soil_field(0)

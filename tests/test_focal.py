@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from socmap.cube import band_table, build_cube, open_cube
-from socmap.errors import BandMismatch, ConfigError
+from socmap.errors import BandMismatch, ConfigError, GridMismatch
 from socmap.extraction import extract_focal
 from socmap.focal import FocalSpec, focal_band_table, focal_mean, window_at
 
@@ -52,7 +52,7 @@ def test_a_pixel_does_not_depend_on_the_window_holding_it(row0, col0, r):
 
 
 def test_focal_mean_rejects_a_block_smaller_than_its_window():
-    with pytest.raises(ValueError, match="too small for radius 2"):
+    with pytest.raises(GridMismatch, match=r"too small for focal radius 2: it needs at least 5"):
         focal_mean(np.zeros((1, 4, 9)), 2)
 
 

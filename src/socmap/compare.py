@@ -47,12 +47,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from scipy import special, stats
+from scipy import special
 
 from socmap._io import atomic_path, check_replaceable
 from socmap._progress import track
 from socmap.errors import ConfigError, GridMismatch
-from socmap.strata import CO2_PER_C
+from socmap.units import CO2_PER_C, Z90, Z95
 
 __all__ = [
     "CHANGE_STATS",
@@ -81,9 +81,6 @@ _STAT_TITLES = {
     "p_increase": "probability of an increase",
     "significant": "significant change (+1 increase, -1 decrease, 0 none)",
 }
-#: Standard normal quantiles of the two-sided 90 % and 95 % intervals.
-Z90 = float(stats.norm.ppf(0.95))
-Z95 = float(stats.norm.ppf(0.975))
 
 INDEPENDENCE = (
     "The sd (per pixel) and SE (per stratum) of the change treat the two runs' errors as "

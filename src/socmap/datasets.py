@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from socmap.catalog import Catalog, DepthSet, get_depth_set, load_catalog
-from socmap.errors import ProfileValidationError
+from socmap.errors import ConfigError, ProfileValidationError
 
 __all__ = [
     "SYNTHETIC_BANDS",
@@ -206,7 +206,7 @@ def synthetic_soil_field(
     (5, 3)
     """
     if n_sites <= 0:
-        raise ValueError(f"n_sites {n_sites!r} must be positive")
+        raise ConfigError(f"n_sites {n_sites!r} must be a positive number of sites, e.g. 200")
     rng = np.random.default_rng(seed)
     depth_set = get_depth_set(depths)
     minx, miny, maxx, maxy = bbox

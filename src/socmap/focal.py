@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from socmap.errors import BandMismatch, ConfigError
+from socmap.errors import BandMismatch, ConfigError, GridMismatch
 
 __all__ = ["FocalSpec", "check_focal_bands", "focal_band_table", "focal_mean", "window_at"]
 
@@ -92,7 +92,10 @@ def focal_mean(block: np.ndarray, radius: int) -> np.ndarray:
     r = int(radius)
     _, h, w = block.shape
     if r < 0 or h <= 2 * r or w <= 2 * r:
-        raise ValueError(f"block of shape {block.shape!r} is too small for radius {radius!r}")
+        raise GridMismatch(
+            f"block of shape {block.shape!r} is too small for focal radius {radius!r}: it needs "
+            f"at least {2 * r + 1} pixels per side; pass the block with its halo"
+        )
     ok = np.isfinite(block)
     values = np.where(ok, block, 0.0).astype(np.float64)
     counts = ok.astype(np.float64)

@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from socmap.catalog import DepthSet, embedded_data_dir, get_depth_set
 from socmap.errors import CatalogError, ConfigError, GridMismatch, InputNotFound, UnitsError
+from socmap.units import BD_RANGE, CO2_PER_C, STATS
 
 __all__ = [
     "BD_RANGE",
@@ -73,17 +74,10 @@ __all__ = [
 FloatArray = npt.NDArray[np.floating[Any]]
 Intervals = Sequence[tuple[float, float]] | DepthSet
 
-#: Mass of CO₂ per mass of carbon (molar masses 44 and 12).
-CO2_PER_C = 44.0 / 12.0
-#: Physical range of fine-earth bulk density, g/cm³ (the profile QC range; 2.65 is quartz).
-#: Given BD outside it is an error; drawn BD is clipped into it.
-BD_RANGE: tuple[float, float] = (0.05, 2.65)
 #: Largest coarse-fragment fraction a draw may take (CF = 1 leaves no fine earth).
 CF_MAX = 0.99
 #: SOC above this (g/kg) cannot be organic carbon by mass; it means a unit mix-up.
 SOC_MAX = 1000.0
-#: Statistics of :func:`summarise`, in the order of the ``stat`` dimension of outputs.
-STATS: tuple[str, ...] = ("mean", "sd", "q05", "q50", "q95")
 #: Cumulative depths reported when the intervals cover them (cm).
 STANDARD_TOTALS: tuple[tuple[float, float], ...] = ((0.0, 30.0), (0.0, 100.0))
 

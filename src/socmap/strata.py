@@ -40,7 +40,7 @@ import pandas as pd
 from scipy import stats
 
 from socmap.errors import ConfigError
-from socmap.stocks import CO2_PER_C
+from socmap.units import CO2_PER_C
 
 __all__ = [
     "CO2_PER_C",

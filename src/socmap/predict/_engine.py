@@ -33,7 +33,6 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -44,6 +43,7 @@ from socmap.errors import BandMismatch, BundleError
 from socmap.focal import FocalSpec, focal_mean
 from socmap.model.bundle import Bundle, load_bundle
 from socmap.model.depth_atoms import MAX_LOG, atom_weights
+from socmap.units import STATS, Z90
 from socmap.validate.aoa import AreaOfApplicability
 from socmap.validate.calibrate import ConformalCalibrator
 
@@ -59,10 +59,6 @@ __all__ = [
     "predict_block",
     "with_focal",
 ]
-
-#: Statistics written per depth interval, in the order of the ``stat`` dimension.
-STATS = ("mean", "sd", "q05", "q50", "q95")
-_Z90 = NormalDist().inv_cdf(0.95)
 
 
 @dataclass(frozen=True, eq=False)
@@ -140,7 +136,7 @@ def _intervals(bundle: Bundle) -> tuple[tuple[float, float], ...]:
 def _q90(bundle: Bundle, intervals: Sequence[tuple[float, float]]) -> np.ndarray:
     record = bundle.metadata.get("calibration")
     if not isinstance(record, dict):
-        return np.full(len(intervals), _Z90)
+        return np.full(len(intervals), Z90)
     cal = ConformalCalibrator.from_dict(record)
     labels = [f"{t:g}-{b:g}cm" for t, b in intervals]
     known = set(cal.group_tables_ or {})
@@ -340,7 +336,7 @@ def _stats(tm: TileModel, means: np.ndarray, logvars: np.ndarray) -> np.ndarray:
     var = means.var(axis=0, dtype=np.float64) + np.exp(logvars.astype(np.float64)).mean(axis=0)
     s = np.sqrt(var)
     q = tm.q90[:, None]
-    s_cal = s * q / _Z90
+    s_cal = s * q / Z90
     out = np.empty((len(STATS), *m.shape), dtype=np.float64)
     out[0] = np.expm1(m + s_cal**2 / 2)
     out[1] = np.sqrt(np.expm1(s_cal**2)) * np.exp(m + s_cal**2 / 2)
@@ -367,7 +363,7 @@ def draws_from(
     noise = counter_normal(seed, (ids * np.uint64(passes) + t) * np.uint64(depths) + d)
     raw = means + noise * np.exp(logvars / 2)
     centre = means.mean(axis=0, keepdims=True)
-    factor = (tm.q90 / _Z90)[None, :, None]
+    factor = (tm.q90 / Z90)[None, :, None]
     return np.maximum(np.expm1(centre + (raw - centre) * factor), 0.0)
 
 

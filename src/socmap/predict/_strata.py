@@ -32,7 +32,8 @@ from socmap.grid import Grid, Window
 from socmap.predict._engine import TileModel, encode_block
 from socmap.predict._run import LayerKind, PredictionRun, compute_layers, open_run
 from socmap.predict._stocks import layer_draws
-from socmap.strata import CO2_PER_C, StrataConfig, core_stocks, project_table, stratum_table
+from socmap.strata import StrataConfig, core_stocks, project_table, stratum_table
+from socmap.units import CO2_PER_C
 
 __all__ = ["STRATA", "StrataResult", "rasterise_strata", "strata_for_run", "stratum_block"]
 

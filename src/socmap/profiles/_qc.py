@@ -28,7 +28,7 @@ from socmap.profiles._schema import (
     _one_line,
     _parse_numeric,
 )
-from socmap.stocks import BD_RANGE
+from socmap.units import BD_RANGE
 
 #: Where a projected point may lie outside its CRS's area of use before it is flagged (degrees).
 AREA_OF_USE_MARGIN_DEG = 1.0
