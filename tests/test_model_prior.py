@@ -472,3 +472,39 @@ def test_one_standard_error_rule_moves_the_choice_towards_the_prior(region):
     assert abs(_bias(shifted, test)) < 0.1
     with pytest.raises(ConfigError, match="tie_se"):
         _residual(Oracle(), tie_se=-1.0).fit(train)
+
+
+class Unfitted(BaseEstimator):
+    """A prior that must be fitted first; records what it was fitted on."""
+
+    fit_on_regional_rows = False
+
+    def __init__(self, shift=0.0):
+        self.shift = shift
+
+    def fit(self, X=None, y=None):
+        self.fitted_on_ = None if X is None else len(X)
+        return self
+
+    def predict_log(self, t):
+        self.fitted_on_  # noqa: B018  (raises AttributeError when not fitted)
+        return np.log1p(t["soc_true_g_kg"].to_numpy(float)) + self.shift, np.full(len(t), 0.2)
+
+
+class UnfittedOnRows(Unfitted):
+    fit_on_regional_rows = True
+
+
+@pytest.mark.parametrize("cls", [Unfitted, UnfittedOnRows])
+def test_an_unfitted_prior_is_cloned_and_fitted_as_its_class_asks(region, cls):
+    train, _ = region
+    given = cls(shift=0.1)
+    model = _residual(given, shrink=0.0, level=False).fit(train)
+    assert not hasattr(given, "fitted_on_")  # the user's object is not touched
+    rows = int(train["soc_g_kg"].notna().sum())
+    assert model.prior_ is not given
+    assert model.prior_.fitted_on_ == (rows if cls.fit_on_regional_rows else None)
+    # shrink 0 and no level: the prediction is the prior's (back-transformed)
+    mean, _ = model.predict_log(train)
+    expected = np.log1p(train["soc_true_g_kg"].to_numpy(float)) + 0.1
+    assert np.allclose(mean, expected)

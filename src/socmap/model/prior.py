@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.ensemble import RandomForestRegressor
+from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 from socmap.errors import BandMismatch, ConfigError, ProfileValidationError
@@ -186,9 +187,12 @@ def oof_log(
 def _fitted_prior(
     prior: Any, bundle: str | Path, mc_passes: int, random_state: int, rows: pd.DataFrame
 ) -> Any:
-    """Return the prior to use: ``prior`` as given, or the bundle's global network.
+    """Return the prior to use: ``prior`` fitted (a clone, if it was not), or the bundle's network.
 
-    An unfitted :class:`SelectedPrior` chooses its member on ``rows`` (the training rows).
+    Any scikit-learn estimator with ``predict_log`` is a prior. One that is not fitted yet is
+    cloned and fitted on its own global data (``fit()``), or, when it sets the class
+    attribute ``fit_on_regional_rows`` (as :class:`SelectedPrior`, which chooses its member
+    by its error on the cores), on ``rows``, the training rows.
     """
     if prior is None:
         if not str(bundle):
@@ -202,12 +206,13 @@ def _fitted_prior(
             f"prior {type(prior).__name__!r} has no predict_log(table) -> (mean, sd); pass "
             "a fitted estimator such as GlobalModel(bundle).fit()"
         )
-    if isinstance(prior, GlobalModel) and not hasattr(prior, "bundle_"):
-        return clone(prior).fit()
-    if isinstance(prior, GlobalEnsemble) and not hasattr(prior, "members_"):
-        return clone(prior).fit()
-    if isinstance(prior, SelectedPrior) and not hasattr(prior, "members_"):
-        return clone(prior).fit(rows)
+    if not isinstance(prior, BaseEstimator):
+        return prior
+    try:
+        check_is_fitted(prior)
+    except NotFittedError:
+        fresh = clone(prior)
+        return fresh.fit(rows) if getattr(fresh, "fit_on_regional_rows", False) else fresh.fit()
     return prior
 
 
@@ -355,6 +360,10 @@ class SelectedPrior(RegressorMixin, BaseEstimator):
     >>> prior.choice_, {k: round(v, 2) for k, v in prior.scores_.items()}
     ('gbm', {'net': 17.47, 'gbm': 2.01, 'mean': 12.8})
     """
+
+    #: An unfitted prior of this class is fitted on the regional training rows (it chooses
+    #: its member by their error on them); see :func:`_fitted_prior`.
+    fit_on_regional_rows = True
 
     def __init__(self, members: Sequence[Any] = (), names: Sequence[str] | None = None) -> None:
         self.members = members
