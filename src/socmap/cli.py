@@ -1330,14 +1330,17 @@ def ee_pull(
 
     Example: [bold]socmap ee pull soilgrids_priors --grid edgeroi --out sg.zarr --project P[/bold]
     """
-    from socmap.catalog import load_grid
+    from socmap.catalog import load_grid, resolve_catalog
     from socmap.cube import describe_cube, pull_cube
-    from socmap.sources.earthengine import initialize
+    from socmap.sources.earthengine import check_ee_only, initialize
 
+    cat = resolve_catalog(catalog)
+    target = load_grid(grid) if grid else None
+    check_ee_only(cat)  # a wrong catalog or grid is refused before any sign-in
     initialize(service_account_key=key, project=project, url=url)
     path = pull_cube(
-        catalog,
-        load_grid(grid) if grid else None,
+        cat,
+        target,
         out_path,
         chunk=chunk,
         workers=workers,
@@ -1371,17 +1374,21 @@ def ee_sample(
 
     Example: [bold]socmap ee sample soilgrids_priors cores.csv --grid edgeroi --out t.parquet[/bold]
     """
-    from socmap.catalog import load_grid
+    from socmap.catalog import load_grid, resolve_catalog
     from socmap.extraction import check_table_path, write_table
     from socmap.profiles import read_table
-    from socmap.sources.earthengine import initialize, sample_sites
+    from socmap.sources.earthengine import check_ee_only, initialize, sample_sites
 
     check_table_path(out_path)
+    cat = resolve_catalog(catalog)
+    target = load_grid(grid) if grid else None
+    site_table = read_table(sites)
+    check_ee_only(cat)  # a wrong catalog, grid or site table is refused before any sign-in
     initialize(service_account_key=key, project=project, url=url)
     table = sample_sites(
-        catalog,
-        read_table(sites),
-        load_grid(grid) if grid else None,
+        cat,
+        site_table,
+        target,
         workers=workers,
         max_retries=max_retries,
     )
