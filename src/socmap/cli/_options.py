@@ -1,0 +1,327 @@
+"""Options and helpers the commands share.
+
+Profile reading, region and cross-validation options, and Earth Engine sign-in options.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import pandas as pd
+import typer
+
+from socmap.cli._app import (
+    out,
+)
+
+if TYPE_CHECKING:
+    from socmap.validate import ColumnFolds
+
+
+class ProfileFormat(StrEnum):
+    """Layouts ``socmap profiles`` can read."""
+
+    generic = "generic"
+    bluecarbon = "bluecarbon"
+    global_ = "global"
+    edgeroi = "edgeroi"
+
+
+class UnknownClasses(StrEnum):
+    """What ``cube build`` and ``ee pull`` do with codes missing from a band's classes."""
+
+    refuse = "refuse"
+    nodata = "nodata"
+
+
+UnknownClassesOpt = Annotated[
+    UnknownClasses,
+    typer.Option(
+        help="Categorical codes missing from a band's 'classes' in the catalog: refuse (list "
+        "them) or map them as nodata (counted)."
+    ),
+]
+
+
+def print_unknown_classes(path: Path) -> None:
+    """Say how many pixels of each band were set to nodata as unknown classes."""
+    from socmap.cube import open_cube
+
+    attrs = open_cube(path).attrs
+    found = attrs.get("band_unknown_classes") or []
+    for band, codes in zip(attrs.get("band_names", []), found, strict=False):
+        if codes:
+            listed = ", ".join(f"{c} ({n} px)" for c, n in sorted(codes.items())[:10])
+            out.print(
+                f"{band}: {sum(codes.values())} pixels with codes missing from the catalog "
+                f"set to nodata: {listed}"
+            )
+
+
+class ExtractMethod(StrEnum):
+    """Sampling methods for ``socmap extract``."""
+
+    nearest = "nearest"
+    bilinear = "bilinear"
+
+
+def parse_mapping(items: list[str] | None) -> dict[str, str] | None:
+    if not items:
+        return None
+    mapping: dict[str, str] = {}
+    for item in items:
+        if "=" not in item:
+            raise typer.BadParameter(
+                f"--map {item!r} must look like canonical=column, e.g. soc_g_kg=OC"
+            )
+        key, _, value = item.partition("=")
+        mapping[key.strip()] = value.strip()
+    return mapping
+
+
+def load_profiles(
+    fmt: ProfileFormat,
+    path: Path | None,
+    samples: Path | None,
+    mapping: list[str] | None,
+    crs: str | None,
+    soc_units: str,
+) -> pd.DataFrame:
+    from socmap import profiles
+
+    if fmt is ProfileFormat.edgeroi:
+        return profiles.read_edgeroi()
+    if fmt is ProfileFormat.global_:
+        return profiles.read_global_table(path)
+    if path is None:
+        raise typer.BadParameter(f"--format {fmt.value} needs an INPUT file")
+    if fmt is ProfileFormat.bluecarbon:
+        if samples is None:
+            raise typer.BadParameter(
+                "--format bluecarbon needs INPUT=core_locations.csv and --samples core_samples.csv"
+            )
+        return profiles.read_bluecarbon(path, samples)
+    return profiles.read_profiles(
+        path, mapping=parse_mapping(mapping), crs=crs, soc_units=soc_units
+    )
+
+
+InputArg = Annotated[
+    Path | None,
+    typer.Argument(help="Profile table (CSV, Parquet, GeoPackage); optional for edgeroi/global."),
+]
+
+
+FormatOpt = Annotated[
+    ProfileFormat, typer.Option("--format", "-f", help="Input layout.", case_sensitive=False)
+]
+
+
+SamplesOpt = Annotated[
+    Path | None, typer.Option(help="core_samples.csv of the blue-carbon template pair.")
+]
+
+
+MapOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--map", help="Column mapping canonical=column (repeatable), generic format only."
+    ),
+]
+
+
+CrsOpt = Annotated[str | None, typer.Option(help="CRS of x/y for generic tables, e.g. EPSG:4326.")]
+
+
+ProfilesOpt = Annotated[
+    Path | None, typer.Option("--profiles", help="Profile table (see --format).")
+]
+
+
+UnitsOpt = Annotated[
+    str, typer.Option(help="SOC units of generic tables: g/kg, %, permille, mg/g.")
+]
+
+
+AcceptQcOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--accept-qc",
+        help="Train even though the profiles fail this QC check (repeatable; see `socmap "
+        "profiles qc`); recorded in the bundle.",
+    ),
+]
+
+
+SchedulerOpt = Annotated[
+    str | None, typer.Option(help="Address of a running dask scheduler (tcp://host:8786).")
+]
+
+
+WorkersOpt = Annotated[
+    int | None, typer.Option(help="LocalCluster worker processes; 0 runs in this process.")
+]
+
+
+JobsOpt = Annotated[
+    int, typer.Option("--jobs", "-j", help="Folds fitted at once (processes); -1 = every core.")
+]
+
+
+StrataOpt = Annotated[
+    str,
+    typer.Option(
+        help="Stratum polygons (.gpkg, .geojson, .shp), a stratum raster, or a cube band."
+    ),
+]
+
+
+FieldOpt = Annotated[str, typer.Option(help="Stratum column of a polygon file.")]
+
+
+BLOCK_UNITS = "e.g. 2km, 2000m, 0.1deg or 5°; a plain number is in the cube CRS's units"
+
+
+BlockSizeOpt = Annotated[
+    str,
+    typer.Option(
+        help="Spatial block size of the CV folds and of the fine-tuning early-stopping split "
+        f"(and inner model choice), {BLOCK_UNITS}."
+    ),
+]
+
+
+FoldsColumnOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Use your own folds: a column of the profile table with each profile's fold id "
+        "(replaces --folds; --block-size still sizes the early-stopping split)."
+    ),
+]
+
+
+TrainSetsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="CSV of training profiles per fold: columns fold,repeat,site_id (optional n, a size "
+        "label); fold is 0..k-1, or the --folds-column id. Replaces the random draws "
+        "(--sizes, --repeats)."
+    ),
+]
+
+
+TargetOpt = Annotated[
+    str,
+    typer.Option(
+        help="Column to model and validate instead of soc_g_kg (harmonised over depth like SOC; "
+        "non-negative)."
+    ),
+]
+
+
+def check_at_least(*checks: tuple[str, int | None, int]) -> None:
+    """Refuse ``(option, value, least)`` with ``value < least``, naming option and value."""
+    for option, value, least in checks:
+        if value is not None and value < least:
+            raise typer.BadParameter(f"{option} {value} must be >= {least}")
+
+
+def check_block_size(text: str) -> None:
+    """Fail fast, before loading anything, on a block size that cannot be parsed."""
+    from socmap.validate import parse_block_size
+
+    parse_block_size(text)
+
+
+def block_size_for(text: str, table: pd.DataFrame) -> float:
+    """Return the block size in the units of the table's CRS (the cube's); say so if converted."""
+    from socmap.validate import parse_block_size, resolve_block_size
+
+    size = resolve_block_size(text, table)
+    if parse_block_size(text)[1] is not None:
+        crs = str(table["crs"].iloc[0]) if "crs" in table.columns and len(table) else "?"
+        out.print(f"block size {text} = {size:.6g} in the units of {crs}")
+    return size
+
+
+def with_target(table: pd.DataFrame, target: str) -> pd.DataFrame:
+    """Model ``target`` in place of ``soc_g_kg`` (before depth harmonisation)."""
+    from socmap.errors import ProfileValidationError
+
+    if target == "soc_g_kg":
+        return table
+    if target not in table.columns:
+        raise ProfileValidationError(
+            f"--target {target!r} is not a column of the profile table, whose columns are "
+            f"{list(table.columns)!r}; name one of them"
+        )
+    values = pd.to_numeric(table[target], errors="coerce")
+    bad = values.isna() & table[target].notna()
+    if bad.any():
+        raise ProfileValidationError(
+            f"--target {target!r} holds non-numbers, e.g. {table[target][bad].iloc[0]!r}; "
+            "give a numeric column"
+        )
+    out.print(f"target: {target} (modelled in place of soc_g_kg)")
+    return table.assign(soc_g_kg=values)
+
+
+def user_folds(column: str | None, profiles: pd.DataFrame) -> ColumnFolds | None:
+    """``ColumnFolds(column)``, checked on the profile table (profiles whole), or None."""
+    if column is None:
+        return None
+    from socmap.validate import ColumnFolds
+
+    folds = ColumnFolds(column)
+    folds.fold_ids(profiles)  # raises on a missing column or a profile in two folds
+    return folds
+
+
+def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4:
+        raise typer.BadParameter(
+            f"--exclude-bbox {text!r} must be minlon,minlat,maxlon,maxlat, "
+            "e.g. 149.2,-30.6,150.1,-29.8"
+        )
+    return values[0], values[1], values[2], values[3]
+
+
+class SelectMethod(StrEnum):
+    """Sample selection algorithms of ``socmap spectra select``."""
+
+    kennard_stone = "kennard-stone"
+    kmeans = "kmeans"
+
+
+KeyOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--key",
+        help="Service-account JSON key; default: your credentials (earthengine authenticate).",
+    ),
+]
+
+
+ProjectOpt = Annotated[str | None, typer.Option(help="Cloud project registered for Earth Engine.")]
+
+
+UrlOpt = Annotated[
+    str | None,
+    typer.Option(help="Earth Engine REST base URL (default Google's; a proxy or test server)."),
+]
+
+
+EEWorkersOpt = Annotated[int, typer.Option("--workers", help="Requests in flight at once.")]
+
+
+RetriesOpt = Annotated[
+    int, typer.Option(help="Retries per request on 429/5xx (exponential backoff).")
+]

@@ -1,0 +1,275 @@
+"""Map commands: ``socmap predict``, ``stocks``, ``strata``, ``posterior`` and ``compare``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from socmap.cli._app import (
+    command,
+    out,
+)
+from socmap.cli._options import (
+    FieldOpt,
+    SchedulerOpt,
+    StrataOpt,
+    WorkersOpt,
+    check_at_least,
+)
+
+
+@command("predict")
+def predict_cmd(
+    bundle: Annotated[Path, typer.Argument(help="Model bundle (fine-tuned or global).")],
+    cube: Annotated[Path, typer.Argument(help="Covariate cube (Zarr).")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run directory.")],
+    passes: Annotated[int, typer.Option(help="Monte Carlo dropout passes (T).")] = 32,
+    batch_size: Annotated[
+        int,
+        typer.Option(help="Pixels per forward batch (memory; results equal to float32 rounding)."),
+    ] = 1024,
+    scheduler: SchedulerOpt = None,
+    workers: WorkersOpt = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace a run with another config.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the dropout masks and noise.")] = 0,
+) -> None:
+    """Map SOC over a cube, tile by tile: Zarr, COGs, quicklooks and a STAC Item.
+
+    Rerunning the same command after an interruption resumes it and finishes the rest.
+
+    Example: [bold]socmap predict edgeroi.socmap edgeroi.zarr --out runs/edgeroi[/bold]
+    """
+    # cheap checks before torch is imported
+    check_at_least(
+        ("--passes", passes, 1), ("--batch-size", batch_size, 1), ("--workers", workers, 0)
+    )
+    from socmap.predict import predict_cube
+
+    run = predict_cube(
+        bundle,
+        cube,
+        out_dir,
+        passes=passes,
+        batch_size=batch_size,
+        seed=seed,
+        scheduler=scheduler,
+        workers=workers,
+        overwrite=overwrite,
+    )
+    s = run.summary
+    out.print(
+        f"{s['tiles']} tiles ({s['tiles_resumed']} resumed), "
+        f"{s.get('pixels_with_value', s['pixels_predicted'])} pixels with a value, "
+        f"{s['pixels_nodata']} nodata (NaN), {len(run.config.intervals)} depth "
+        f"intervals, {s['seconds']:.1f} s"
+    )
+    for kind, paths in run.exports.items():
+        out.print(f"{kind}: {len(paths)} files under {run.path}")
+    out.print(f"run: {run.path}")
+
+
+@command("stocks")
+def stocks_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A finished `socmap predict` run.")],
+    bd: Annotated[
+        str,
+        typer.Option(
+            help="auto, ptf, a cube band, a constant in g/cm3, or strata:BAND (per-stratum "
+            "constants from --bd-table, by the codes of a stratum band)."
+        ),
+    ] = "auto",
+    bd_table: Annotated[
+        Path | None,
+        typer.Option(
+            help="CSV of per-stratum BD for --bd strata:BAND: stratum, bd_g_cm3, bd_sd_g_cm3; "
+            "a 'default' row covers unlisted strata."
+        ),
+    ] = None,
+    bd_sd: Annotated[float, typer.Option(help="SD of a BD band or constant (g/cm3).")] = 0.0,
+    bd_units: Annotated[
+        str, typer.Option(help="Units of a BD band: g/cm3, or cg/cm3 (SoilGrids bdod).")
+    ] = "g/cm3",
+    cf: Annotated[
+        str, typer.Option(help="Coarse fragments: a volume fraction in [0, 1) or a band.")
+    ] = "0",
+    cf_sd: Annotated[float, typer.Option(help="SD of the coarse-fragment fraction.")] = 0.0,
+    scheduler: SchedulerOpt = None,
+    workers: WorkersOpt = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace stocks with other options.")] = False,
+) -> None:
+    """Carbon stocks per depth interval and cumulative (t C/ha), with joint MC uncertainty.
+
+    Example: [bold]socmap stocks runs/edgeroi --bd ptf[/bold]
+    """
+    from socmap.predict import stocks_for_run
+    from socmap.stocks import read_stratum_bd
+
+    strata, default = read_stratum_bd(bd_table) if bd_table is not None else (None, None)
+
+    def number_or_name(text: str) -> str | float:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+    res = stocks_for_run(
+        run_dir,
+        bd=number_or_name(bd),
+        bd_sd=bd_sd,
+        bd_units=bd_units,
+        cf=number_or_name(cf),
+        cf_sd=cf_sd,
+        bd_strata=strata,
+        bd_default=default,
+        scheduler=scheduler,
+        workers=workers,
+        overwrite=overwrite,
+    )
+    out.print(res.describe())
+    out.print(f"stock maps: {run_dir / 'cogs'} (stock_*.tif); store: {run_dir / 'stock.zarr'}")
+
+
+@command("strata")
+def strata_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run with stocks (`socmap stocks`).")],
+    strata: StrataOpt,
+    field: FieldOpt = "stratum",
+    cores: Annotated[
+        Path | None,
+        typer.Option(
+            help="Harmonised core samples (.parquet or .csv) on the run's depths, with a stratum "
+            "column or x, y, crs: core counts, CV and the cores still needed."
+        ),
+    ] = None,
+    target_error: Annotated[
+        float, typer.Option(help="Target relative error (95 % half-width / mean).")
+    ] = 0.20,
+    confidence: Annotated[float, typer.Option(help="Confidence of the target.")] = 0.95,
+    conservative: Annotated[
+        float, typer.Option(help="Two-sided confidence whose lower bound is reported.")
+    ] = 0.90,
+    min_cores: Annotated[int, typer.Option(help="Minimum cores per stratum (VM0033: 3).")] = 3,
+    scheduler: SchedulerOpt = None,
+    workers: WorkersOpt = None,
+) -> None:
+    """Stratum stocks: area, mean and total (Mg C, t CO2e), SE, 90/95 % intervals, flags.
+
+    Example: [bold]socmap strata runs/edgeroi --strata geology --cores vm0033.parquet[/bold]
+    """
+    from socmap.predict import strata_for_run
+    from socmap.profiles import read_table
+    from socmap.strata import StrataConfig
+
+    config = StrataConfig(
+        target_relative_error=target_error,
+        target_confidence=confidence,
+        conservative_confidence=conservative,
+        min_cores=min_cores,
+    )
+    res = strata_for_run(
+        run_dir,
+        strata,
+        field=field,
+        cores=read_table(cores) if cores is not None else None,
+        config=config,
+        scheduler=scheduler,
+        workers=workers,
+    )
+    deepest = res.table["layer"].iloc[-1]
+    for row in res.table[res.table["layer"] == deepest].itertuples(index=False):
+        flags = [] if row.min_cores_ok else [f"{row.n_cores} cores < {min_cores}"]
+        if not row.precision_ok:
+            flags.append(f"relative error {row.relative_error:.0%} > {target_error:.0%}")
+        out.print(
+            f"{row.stratum}: {row.area_ha:.1f} ha, {deepest} {row.mean_t_c_ha:.1f} t C/ha "
+            f"(95 % {row.ci95_low:.1f}-{row.ci95_high:.1f}), total {row.total_t_co2e:.0f} t CO2e, "
+            f"conservative {row.conservative_t_co2e:.0f} t CO2e"
+            + (f"; {'; '.join(flags)}" if flags else "")
+        )
+    missing = res.metadata["strata_without_pixels"]
+    if missing:
+        out.print(
+            f"{len(missing)} strata cover no pixel centre of the map and have no row: "
+            f"{', '.join(missing)} (smaller than a pixel, or outside the map)"
+        )
+    out.print(f"stratum table: {res.path}")
+
+
+@command("posterior")
+def posterior_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A prediction run.")],
+    prior: Annotated[
+        list[str],
+        typer.Option(help="DEPTH=MEAN.tif,SE.tif, e.g. 0-5cm=soc_mean.tif,soc_se.tif (repeat)."),
+    ],
+    layer: Annotated[str, typer.Option(help="soc (g/kg) or stock (t/ha).")] = "soc",
+    soilgrids: Annotated[
+        str | None, typer.Option(help="SoilGrids property of stored integers: soc, ocs, ...")
+    ] = None,
+    scale: Annotated[float, typer.Option(help="Factor applied to both prior rasters.")] = 1.0,
+) -> None:
+    """Bayesian update of a prior map (e.g. SoilGrids) with the run's prediction, per pixel.
+
+    Example: [bold]socmap posterior runs/x --prior 0-5cm=mean.tif,se.tif --soilgrids soc[/bold]
+    """
+    from socmap.posterior import posterior_for_run
+
+    priors: dict[str, tuple[str, str]] = {}
+    for item in prior:
+        depth, _, files = item.partition("=")
+        paths = files.split(",")
+        if not depth or len(paths) != 2 or not all(paths):
+            raise typer.BadParameter(
+                f"--prior {item!r} must be DEPTH=MEAN.tif,SE.tif, e.g. 0-5cm=mean.tif,se.tif"
+            )
+        priors[depth] = (paths[0], paths[1])
+    res = posterior_for_run(run_dir, priors, layer=layer, soilgrids=soilgrids, scale=scale)
+    for depth in res.depths:
+        out.print(
+            f"{depth}: mean prior weight {res.mean_prior_weight[depth]:.2f}, "
+            f"{res.pixels_without_prior[depth]} mapped pixels without a prior"
+        )
+    out.print(f"posterior: {res.path}")
+
+
+@command("compare")
+def compare_cmd(
+    run_a: Annotated[Path, typer.Argument(help="The earlier prediction run (with stocks).")],
+    run_b: Annotated[Path, typer.Argument(help="The later prediction run, same grid.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    strata: Annotated[
+        str | None,
+        typer.Option(help="Strata for runs without a stratum table (file or cube band)."),
+    ] = None,
+    field: Annotated[str | None, typer.Option(help="Stratum column of a polygon file.")] = None,
+    layer: Annotated[
+        list[str] | None, typer.Option(help="Stock layer(s) to compare (default: all shared).")
+    ] = None,
+    scheduler: SchedulerOpt = None,
+    workers: WorkersOpt = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
+) -> None:
+    """Map and tabulate the stock change B - A between two runs, with uncertainty per stratum.
+
+    Writes change.zarr (mean, sd, 90 % interval, P(increase), significance class per layer),
+    COGs and quicklooks, and change_by_stratum.csv with conservative changes.
+
+    Example: [bold]socmap compare runs/x/runs/V1/run runs/x/runs/V2/run --out change/[/bold]
+    """
+    from socmap.compare import compare_runs
+
+    res = compare_runs(
+        run_a,
+        run_b,
+        out_dir,
+        layers=layer or None,
+        strata=strata,
+        field=field,
+        overwrite=overwrite,
+        scheduler=scheduler,
+        workers=workers,
+    )
+    out.print(res.describe())
+    out.print(f"change: {res.path}")

@@ -1,0 +1,371 @@
+"""Model commands: ``socmap pretrain``, ``finetune``, ``cv`` and ``benchmark transfer``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from socmap.cli._app import (
+    benchmark_app,
+    command,
+    out,
+    print_frame,
+)
+from socmap.cli._options import (
+    BLOCK_UNITS,
+    AcceptQcOpt,
+    BlockSizeOpt,
+    CrsOpt,
+    FoldsColumnOpt,
+    FormatOpt,
+    JobsOpt,
+    MapOpt,
+    ProfileFormat,
+    ProfilesOpt,
+    SamplesOpt,
+    TargetOpt,
+    TrainSetsOpt,
+    UnitsOpt,
+    block_size_for,
+    check_at_least,
+    check_block_size,
+    load_profiles,
+    parse_bbox,
+    user_folds,
+    with_target,
+)
+
+
+@command("pretrain")
+def pretrain_cmd(
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="Bundle directory to write.")],
+    depths: Annotated[str, typer.Option(help="Depth set; every interval is trained.")] = (
+        "globalsoilmap"
+    ),
+    folds: Annotated[int, typer.Option(help="Spatial CV folds.")] = 10,
+    block_size: Annotated[
+        str,
+        typer.Option(
+            help="Spatial block size of the CV folds and of the early-stopping split, e.g. "
+            "5deg, 5° or 500km; a plain number is in degrees."
+        ),
+    ] = "5deg",
+    exclude_bbox: Annotated[
+        str | None, typer.Option(help="Leave out minlon,minlat,maxlon,maxlat (a target region).")
+    ] = None,
+    exclude_region: Annotated[
+        str | None, typer.Option(help="Leave out a built-in region or grid file, e.g. edgeroi.")
+    ] = None,
+    sources: Annotated[
+        list[str] | None,
+        typer.Option("--sources", help="Keep only these source_db patterns (repeatable)."),
+    ] = None,
+    commercial_only: Annotated[
+        bool, typer.Option(help="Keep only sources whose licence allows commercial use.")
+    ] = False,
+    jobs: JobsOpt = 1,
+    seed: Annotated[int, typer.Option(help="Seed of every random step.")] = 0,
+    max_epochs: Annotated[int | None, typer.Option(help="Cap on training epochs.")] = None,
+    mc_passes: Annotated[int, typer.Option(help="MC dropout passes for CV predictions.")] = 32,
+    cv: Annotated[bool, typer.Option(help="Run the spatial CV (and calibration).")] = True,
+    balance: Annotated[
+        str,
+        typer.Option(
+            help="Rebalance rows by 'climate' (default), 'source', another column, or 'none'."
+        ),
+    ] = "climate",
+    catalog: Annotated[
+        str,
+        typer.Option(
+            help="Covariates of the global model: a catalog name or YAML (local rasters or "
+            "Earth Engine), sampled at the global sites; default the embedded 10' layers."
+        ),
+    ] = "global_10arcmin",
+) -> None:
+    """Pretrain the global network on the embedded global table, with 5-degree block CV.
+
+    Example: [bold]socmap pretrain --out global.socmap --exclude-region edgeroi --seed 0[/bold]
+    """
+    from socmap.model.pretrain import pretrain, region_bbox_lonlat
+    from socmap.validate import resolve_block_size
+
+    block_size_deg = resolve_block_size(block_size, units="degrees")
+    bbox = parse_bbox(exclude_bbox)
+    if exclude_region is not None:
+        if bbox is not None:
+            raise typer.BadParameter("give --exclude-bbox or --exclude-region, not both")
+        bbox = region_bbox_lonlat(exclude_region)
+    result = pretrain(
+        out_path,
+        depths=depths,
+        folds=folds,
+        block_size_deg=block_size_deg,
+        n_jobs=jobs,
+        seed=seed,
+        sources=sources,
+        commercial_only=commercial_only,
+        exclude_bbox=bbox,
+        train={"max_epochs": max_epochs} if max_epochs else None,
+        mc_passes=mc_passes,
+        cv=cv,
+        balance=None if balance == "none" else balance,
+        catalog=catalog,
+    )
+    out.print(
+        f"pretrained on {result.counts['rows_with_target']} samples from "
+        f"{result.counts['profiles_read'] - result.counts.get('excluded_by_bbox', 0)} profiles"
+    )
+    if result.cv is not None:
+        print_frame(result.cv.summary().round(3).reset_index(), "spatial CV (SOC g/kg)")
+    out.print(f"bundle: {result.bundle}")
+
+
+@command("finetune")
+def finetune_cmd(
+    bundle: Annotated[Path, typer.Argument(help="Pretrained bundle directory.")],
+    cube: Annotated[Path, typer.Option(help="The region's covariate cube (Zarr).")],
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="Fine-tuned bundle to write.")],
+    profiles_path: ProfilesOpt = None,
+    fmt: FormatOpt = ProfileFormat.generic,
+    samples: SamplesOpt = None,
+    mapping: MapOpt = None,
+    crs: CrsOpt = None,
+    soc_units: UnitsOpt = "g/kg",
+    accept_qc: AcceptQcOpt = None,
+    strategy: Annotated[
+        str, typer.Option(help="full, freeze-encoders, head, l2sp, instances or auto.")
+    ] = "full",
+    depths: Annotated[str, typer.Option(help="Depth set of the targets.")] = "globalsoilmap",
+    max_depth: Annotated[
+        float | None, typer.Option(help="Use intervals whose top is above this depth (cm).")
+    ] = 100.0,
+    block_size: Annotated[
+        str,
+        typer.Option(
+            help="Spatial block size of the fine-tuning early-stopping split and of the "
+            f"calibration CV and AOA folds, {BLOCK_UNITS}."
+        ),
+    ] = "2km",
+    cv_folds: Annotated[
+        int, typer.Option(help="Folds of the calibration CV (0: no calibration).")
+    ] = 5,
+    jobs: JobsOpt = 1,
+    seed: Annotated[int, typer.Option(help="Seed of every random step.")] = 0,
+) -> None:
+    """Fine-tune a pretrained bundle on a region's profiles and covariate cube.
+
+    The bundle also gets the calibration of its intervals (from a spatial CV of the same
+    strategy), its CV metrics and the area of applicability of the training sites.
+
+    Example: [bold]socmap finetune global.socmap --profiles x --format edgeroi
+    --cube edgeroi.zarr --strategy freeze-encoders --out edgeroi.socmap[/bold]
+    """
+    from socmap.cube import open_cube
+    from socmap.model.bundle import load_bundle
+    from socmap.model.finetune import finetune_bundle
+    from socmap.training import regional_training_table
+
+    check_block_size(block_size)
+    load_bundle(bundle)  # a missing or broken bundle fails before the table work
+    table = load_profiles(fmt, profiles_path, samples, mapping, crs, soc_units)
+    data = regional_training_table(
+        table, open_cube(cube), depths=depths, max_depth_cm=max_depth, accept_qc=accept_qc or ()
+    )
+    res = finetune_bundle(
+        bundle,
+        data,
+        out_path,
+        strategy=strategy,
+        depth_set=depths,
+        block_size=block_size_for(block_size, data.table),
+        cv_folds=cv_folds,
+        seed=seed,
+        n_jobs=jobs,
+        progress=True,
+    )
+    est = res.estimator
+    out.print(
+        f"fine-tuned ({est.strategy_}) on {data.counts['rows_with_target']} samples from "
+        f"{data.table['site_id'].nunique()} sites, {len(data.regional_bands)} regional "
+        f"covariates, {est.history_.epochs_run} epochs; AOA threshold "
+        f"{res.aoa.threshold_:.3f} ({res.aoa.cv_})"
+    )
+    if res.cv is not None:
+        print_frame(res.cv.summary().round(3).reset_index(), "calibration CV (SOC g/kg)")
+    out.print(f"bundle: {res.bundle}")
+
+
+@command("cv")
+def cv_cmd(
+    cube: Annotated[Path, typer.Option(help="The region's covariate cube (Zarr).")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the CV tables.")],
+    method: Annotated[
+        str, typer.Option(help="rf, stacked, global, depthwise, instances or a strategy.")
+    ] = "rf",
+    bundle: Annotated[
+        Path | None, typer.Option(help="Pretrained bundle (network methods and stacking).")
+    ] = None,
+    profiles_path: ProfilesOpt = None,
+    fmt: FormatOpt = ProfileFormat.generic,
+    samples: SamplesOpt = None,
+    mapping: MapOpt = None,
+    crs: CrsOpt = None,
+    soc_units: UnitsOpt = "g/kg",
+    accept_qc: AcceptQcOpt = None,
+    block_size: BlockSizeOpt = "2km",
+    folds: Annotated[int, typer.Option(help="Spatial CV folds.")] = 10,
+    folds_column: FoldsColumnOpt = None,
+    train_sets: Annotated[
+        Path | None,
+        typer.Option(
+            help="CSV of the training profiles of each fold: columns fold,site_id (fold is "
+            "0..k-1, or the --folds-column id); by default every training-fold profile."
+        ),
+    ] = None,
+    target: TargetOpt = "soc_g_kg",
+    depths: Annotated[str, typer.Option(help="Depth set of the targets.")] = "globalsoilmap",
+    max_depth: Annotated[float, typer.Option(help="Deepest interval top (cm).")] = 100.0,
+    jobs: JobsOpt = 1,
+    seed: Annotated[int, typer.Option(help="Seed of every random step.")] = 0,
+) -> None:
+    """Spatial block cross-validation of one method on a region.
+
+    folds.csv also records what each fold's fit chose (strategy_, history_.best_epoch, ...).
+
+    Example: [bold]socmap cv --format edgeroi --cube edgeroi.zarr --method rf --out cv/[/bold]
+    """
+    from socmap.cube import open_cube
+    from socmap.extraction import write_table
+    from socmap.model.transfer import BASELINES, method_names, transfer_methods
+    from socmap.training import regional_training_table
+    from socmap.validate import BlockKFold, cross_validate, read_train_sets
+
+    known = method_names()
+    if method not in known:
+        raise typer.BadParameter(f"--method {method!r} is not a method; choose from {known!r}")
+    if method != "rf" and bundle is None:
+        raise typer.BadParameter(f"--method {method} needs --bundle (a pretrained bundle)")
+    check_block_size(block_size)
+    chosen = read_train_sets(train_sets) if train_sets is not None else None
+    table = with_target(load_profiles(fmt, profiles_path, samples, mapping, crs, soc_units), target)
+    own_folds = user_folds(folds_column, table)
+    data = regional_training_table(
+        table, open_cube(cube), depths=depths, max_depth_cm=max_depth, accept_qc=accept_qc or ()
+    )
+    size = block_size_for(block_size, data.table)
+    (estimator,) = transfer_methods(
+        [method],
+        bundle if bundle is not None else "",
+        data.regional_bands,
+        data.continuous_regional_bands,
+        block_size=size,
+        seed=seed,
+    ).values()
+    result = cross_validate(
+        estimator,
+        data.table,
+        own_folds if own_folds is not None else BlockKFold(folds, size, random_state=seed),
+        train_sites=chosen,
+        aoa_bands=data.continuous_regional_bands,
+        n_jobs=jobs,
+    )
+    oof_path = write_table(result.oof, out_dir / "oof.parquet")
+    metrics_path = write_table(result.metrics, out_dir / "metrics.csv")
+    assert result.folds is not None  # cross_validate always reports its folds
+    folds_path = write_table(result.folds, out_dir / "folds.csv")
+    label = method if method in BASELINES else f"finetune:{method}"
+    print_frame(result.summary().round(3).reset_index(), f"{label}: spatial CV (SOC g/kg)")
+    m = result.metrics.set_index(["depth", "metric"])["value"]
+    out.print(
+        f"90% intervals cover {m[('all', 'picp_90')]:.3f} raw, "
+        f"{m[('all', 'calibrated_picp_90')]:.3f} calibrated"
+    )
+    print_frame(result.folds.round(3), "folds: training sites and area of applicability")
+    out.print(f"out-of-fold predictions: {oof_path}\nmetrics: {metrics_path}\nfolds: {folds_path}")
+
+
+@benchmark_app.command("transfer")
+def benchmark_transfer_cmd(
+    cube: Annotated[Path, typer.Option(help="The region's covariate cube (Zarr).")],
+    bundle: Annotated[Path, typer.Option(help="Pretrained bundle (excluding the region).")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the results.")],
+    profiles_path: ProfilesOpt = None,
+    fmt: FormatOpt = ProfileFormat.generic,
+    samples: SamplesOpt = None,
+    mapping: MapOpt = None,
+    crs: CrsOpt = None,
+    soc_units: UnitsOpt = "g/kg",
+    accept_qc: AcceptQcOpt = None,
+    block_size: BlockSizeOpt = "2km",
+    folds: Annotated[int, typer.Option(help="Spatial CV folds.")] = 10,
+    folds_column: FoldsColumnOpt = None,
+    train_sets: TrainSetsOpt = None,
+    target: TargetOpt = "soc_g_kg",
+    sizes: Annotated[str, typer.Option(help="Training profiles per fold.")] = "20,50,100,all",
+    repeats: Annotated[int, typer.Option(help="Draws per size.")] = 5,
+    methods: Annotated[
+        str,
+        typer.Option(help="Comma list: rf, stacked, global, depthwise, instances, strategies."),
+    ] = "rf,stacked,global,full,freeze-encoders,head,l2sp",
+    depths: Annotated[str, typer.Option(help="Depth set of the targets.")] = "globalsoilmap",
+    max_depth: Annotated[float, typer.Option(help="Deepest interval top (cm).")] = 100.0,
+    mc_passes: Annotated[int, typer.Option(help="MC dropout passes.")] = 16,
+    n_estimators: Annotated[int, typer.Option(help="Trees per forest.")] = 500,
+    jobs: JobsOpt = 1,
+    seed: Annotated[int, typer.Option(help="Seed of every random step.")] = 0,
+) -> None:
+    """Skill against the number of regional profiles, for every method, under spatial CV.
+
+    fits.csv records what each fold's fit chose (strategy_, history_.best_epoch, ...).
+
+    Example: [bold]socmap benchmark transfer --format edgeroi --cube edgeroi.zarr
+    --bundle global.socmap --sizes 20,50,100,all --repeats 5 --out bench/[/bold]
+    """
+    from socmap.cube import open_cube
+    from socmap.model.transfer import transfer_methods
+    from socmap.training import regional_training_table
+    from socmap.validate import BlockKFold, read_train_sets
+    from socmap.validate.benchmark import parse_sizes, transfer_benchmark
+
+    check_block_size(block_size)
+    size_list = parse_sizes(sizes)
+    check_at_least(
+        ("--repeats", repeats, 1),
+        ("--folds", folds, 2),
+        ("--mc-passes", mc_passes, 1),
+        ("--n-estimators", n_estimators, 1),
+    )
+    chosen = read_train_sets(train_sets) if train_sets is not None else None
+    table = with_target(load_profiles(fmt, profiles_path, samples, mapping, crs, soc_units), target)
+    own_folds = user_folds(folds_column, table)
+    data = regional_training_table(
+        table, open_cube(cube), depths=depths, max_depth_cm=max_depth, accept_qc=accept_qc or ()
+    )
+    size = block_size_for(block_size, data.table)
+    estimators = transfer_methods(
+        [m.strip() for m in methods.split(",") if m.strip()],
+        bundle,
+        data.regional_bands,
+        data.continuous_regional_bands,
+        block_size=size,
+        n_estimators=n_estimators,
+        mc_passes=mc_passes,
+        seed=seed,
+    )
+    result = transfer_benchmark(
+        estimators,
+        data.table,
+        own_folds if own_folds is not None else BlockKFold(folds, size, random_state=seed),
+        sizes=size_list,
+        repeats=repeats,
+        seed=seed,
+        reference="rf" if "rf" in estimators else next(iter(estimators)),
+        aoa_bands=data.continuous_regional_bands,
+        train_sets=chosen,
+        n_jobs=jobs,
+    )
+    paths = result.write(out_dir)
+    out.print(result.to_markdown())
+    out.print("\n".join(f"{k}: {v}" for k, v in paths.items()))

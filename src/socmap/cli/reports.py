@@ -1,0 +1,107 @@
+"""Field-work and report commands: ``socmap design``, ``report`` and ``view``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from socmap.cli._app import (
+    command,
+    out,
+)
+from socmap.cli._options import (
+    FieldOpt,
+    StrataOpt,
+)
+
+
+@command("design")
+def design_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A prediction run (its sd and AOA maps).")],
+    strata: StrataOpt,
+    budget: Annotated[int, typer.Option(help="Number of new cores.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the design files.")],
+    field: FieldOpt = "stratum",
+    layer: Annotated[
+        str | None,
+        typer.Option(help="Layer whose sd guides the design (default: the deepest stock total)."),
+    ] = None,
+    min_spacing: Annotated[float, typer.Option(help="Minimum distance between cores (m).")] = 0.0,
+    min_cores: Annotated[
+        int, typer.Option(help="Cores every stratum should have (existing ones count).")
+    ] = 3,
+    cores: Annotated[
+        Path | None,
+        typer.Option(help="Cores already taken (.parquet/.csv: site_id, stratum or x, y, crs)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the site draws.")] = 0,
+) -> None:
+    """Neyman-allocated, uncertainty-weighted, spaced core sites (GeoPackage + field CSV).
+
+    Example: [bold]socmap design runs/edgeroi --strata geology --budget 30 -o design/[/bold]
+    """
+    from socmap.design import design_for_run
+    from socmap.profiles import read_table
+
+    sites, allocation, paths = design_for_run(
+        run_dir, strata, budget, out_dir, field=field, layer=layer, min_spacing=min_spacing,
+        minimum=min_cores, cores=read_table(cores) if cores is not None else None, seed=seed,
+    )  # fmt: skip
+    for stratum, allocated, placed in zip(
+        allocation["stratum"], allocation["allocated"], allocation["placed"], strict=True
+    ):
+        short = f" (placed {placed}: no room at this spacing)" if placed < allocated else ""
+        out.print(f"{stratum}: {allocated} cores{short}")
+    out.print(f"{len(sites)} sites: {paths['csv']} and {paths['gpkg']}")
+
+
+@command("report")
+def report_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A prediction run.")],
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Report folder (default RUN/report).")
+    ] = None,
+    benchmark: Annotated[
+        Path | None, typer.Option(help="A transfer benchmark folder (summary.csv).")
+    ] = None,
+    qc: Annotated[Path | None, typer.Option(help="A QC summary CSV.")] = None,
+    title: Annotated[str | None, typer.Option(help="Page title.")] = None,
+    pdf: Annotated[
+        bool, typer.Option(help="Also print report.pdf with a headless Chromium.")
+    ] = False,
+) -> None:
+    """Self-contained HTML report (and Markdown): provenance, CV, calibration, maps, strata.
+
+    Example: [bold]socmap report runs/edgeroi --benchmark bench/[/bold]
+    """
+    from socmap.report.build import build_report
+
+    paths = build_report(run_dir, out_dir, benchmark=benchmark, qc=qc, title=title, pdf=pdf)
+    extra = ", " + paths["pdf"].name if "pdf" in paths else ""
+    out.print(f"report: {paths['html']} (and {paths['markdown'].name}{extra})")
+
+
+@command("view")
+def view_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A prediction run.")],
+    out_path: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Map page (default RUN/report/map.html).")
+    ] = None,
+    open_browser: Annotated[
+        bool, typer.Option("--open/--no-open", help="Open the page in the default browser.")
+    ] = True,
+) -> None:
+    """Interactive offline map of a run: every layer, design sites, strata, values on click.
+
+    Example: [bold]socmap view runs/edgeroi[/bold]
+    """
+    import webbrowser
+
+    from socmap.report.map import build_map
+
+    page = build_map(run_dir, out_path)
+    out.print(f"map: {page}")
+    if open_browser and not webbrowser.open(page.resolve().as_uri()):
+        out.print("no browser to open it here; open the file above in any browser")

@@ -1,0 +1,130 @@
+"""Spectra commands: ``socmap spectra select|benchmark``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+
+from socmap.cli._app import (
+    out,
+    print_frame,
+    spectra_app,
+)
+from socmap.cli._options import (
+    SelectMethod,
+)
+from socmap.errors import ConfigError
+
+
+@spectra_app.command("select")
+def spectra_select_cmd(
+    table: Annotated[Path, typer.Argument(help="Spectra table (CSV or Parquet, band columns).")],
+    n: Annotated[int, typer.Option("--n", help="Samples to choose.")],
+    out_path: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", help="CSV of the chosen rows, with selection_order and input_row."
+        ),
+    ],
+    method: Annotated[SelectMethod, typer.Option(help="Selection algorithm.")] = (
+        SelectMethod.kennard_stone
+    ),
+    quantity: Annotated[
+        str, typer.Option(help="What the table holds: reflectance or absorbance.")
+    ] = "reflectance",
+    step: Annotated[
+        float | None, typer.Option(help="Resample onto this step first (nm or cm-1).")
+    ] = None,
+    components: Annotated[
+        int | None, typer.Option(help="Select on this many principal components.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed (k-means).")] = 0,
+) -> None:
+    """Choose the samples to send to the lab: spread over the spectral space.
+
+    The spectra go through absorbance and SNV (and the grid, with --step) before selecting.
+    Example: [bold]socmap spectra select field_scans.csv --n 30 --out to_lab.csv[/bold]
+    """
+    from socmap._io import atomic_path
+    from socmap.spectra import (
+        Preprocess,
+        kennard_stone,
+        kmeans_select,
+        read_spectra,
+        snv,
+        to_absorbance,
+    )
+
+    if quantity not in ("reflectance", "absorbance"):
+        raise ConfigError(f"--quantity {quantity!r} must be 'reflectance' or 'absorbance'")
+    spectra = read_spectra(table, quantity=quantity)  # type: ignore[arg-type]
+    if step is None:  # keep the measured bands
+        prepared = snv(to_absorbance(spectra))
+    else:
+        first, last = float(spectra.axis[0]), float(spectra.axis[-1])
+        prepared = Preprocess(first, last, step, unit=spectra.unit).apply(spectra)
+    for note in prepared.notes:
+        out.print(f"note: {note}")
+    if method == SelectMethod.kennard_stone:
+        idx = kennard_stone(prepared.values, n, n_components=components)
+    else:
+        idx = kmeans_select(prepared.values, n, n_components=components, seed=seed)
+    frame = pd.read_parquet(table) if table.suffix == ".parquet" else pd.read_csv(table)
+    chosen = frame.iloc[idx].copy()
+    chosen.insert(0, "selection_order", range(1, len(idx) + 1))
+    # The row in the user's file (1 = the first row below the header), so a table without
+    # sample ids can still be matched back to its samples.
+    chosen.insert(1, "input_row", [int(i) + 1 for i in idx])
+    with atomic_path(out_path) as tmp:
+        chosen.to_csv(tmp, index=False)
+    out.print(f"chose {len(idx)} of {spectra.n_samples} samples ({method.value}): {out_path}")
+
+
+@spectra_app.command("benchmark")
+def spectra_benchmark_cmd(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the results.")],
+    sites: Annotated[
+        str | None, typer.Option(help="Comma list of embedded sites (default: all with SOC).")
+    ] = None,
+    methods: Annotated[
+        str,
+        typer.Option(
+            help="Comma list of local-pls, local-rf, local-cnn, global-pls, global-cnn, "
+            "dtl-i-pls, dtl-i, dtl-r, dtl-ir, or all (local-pls is always run)."
+        ),
+    ] = "all",
+    n_local: Annotated[int, typer.Option(help="Kennard-Stone local samples per site.")] = 30,
+    k: Annotated[int, typer.Option(help="RS-LOCAL instances borrowed from the library.")] = 100,
+    repeats: Annotated[int, typer.Option(help="Repeats with different seeds.")] = 3,
+    freeze_front: Annotated[int, typer.Option(help="Conv blocks frozen in DTL-R/IR.")] = 2,
+    seed: Annotated[int, typer.Option(help="Seed of every random step.")] = 0,
+) -> None:
+    """Local, global and transfer models (DTL-I, DTL-R, DTL-IR) at the embedded field sites.
+
+    Kennard-Stone picks --n-local samples per site; the rest of the site is the test set.
+    Example: [bold]socmap spectra benchmark --sites CV.98,O.32 --repeats 1 --out spec/[/bold]
+    """
+    from socmap.spectra.benchmark import (
+        METHODS,
+        SpectralBenchmarkConfig,
+        spectral_benchmark,
+        write_spectral_benchmark,
+    )
+
+    config = SpectralBenchmarkConfig(
+        n_local=n_local, k=k, repeats=repeats, freeze_front=freeze_front, seed=seed
+    )
+    names = [s.strip() for s in sites.split(",") if s.strip()] if sites else None
+    chosen = [m.strip() for m in methods.split(",") if m.strip()]
+    chosen = list(METHODS) if chosen == ["all"] else chosen
+    result = spectral_benchmark(names, chosen, config)
+    paths = write_spectral_benchmark(result, out_dir)
+    mean = result.summary[result.summary["site"] == "mean"]
+    print_frame(
+        mean[["method", "rmse", "me", "ccc", "delta_rmse_pct", "picp90"]].round(3),
+        "mean over sites (g/kg; ΔRMSE% vs local PLSR)",
+    )
+    out.print("\n".join(f"{k}: {v}" for k, v in paths.items()))
