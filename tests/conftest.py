@@ -284,3 +284,40 @@ def cli() -> Callable[[Sequence[Any]], int]:
         return 0
 
     return run
+
+
+@pytest.fixture(scope="session")
+def wheel_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """socmap built as a wheel and installed (no editable install) into a folder of its own.
+
+    Put the folder first on ``PYTHONPATH`` and ``import socmap`` loads the installed wheel, as
+    a user's ``pip install socmap`` would; the build runs in a copy, so the checkout gets no
+    ``build/`` or egg-info.
+    """
+    import shutil
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    work = tmp_path_factory.mktemp("wheel")
+    source = work / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(root / name, source / name)
+    shutil.copytree(
+        root / "src", source / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__")
+    )
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run(
+        [*pip, "wheel", str(source), "--no-deps", "--no-build-isolation", "-w", str(work)],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = work.glob("socmap-*.whl")
+    site = work / "site"
+    subprocess.run(
+        [*pip, "install", "--no-deps", "--target", str(site), str(wheel)],
+        check=True,
+        capture_output=True,
+    )
+    return site

@@ -1,7 +1,9 @@
 """Execute every notebook with a real Jupyter kernel (nbclient), so the notebooks cannot rot.
 
 The notebooks are stored without outputs; this test runs them in a temporary copy and never
-writes outputs back.
+writes outputs back. The kernel imports socmap from its installed wheel (``wheel_site``),
+not from the checkout, as a user's would: the quickstart is then also the test that a wheel
+install runs the demo path from the Edgeroi cores to the report.
 """
 
 import json
@@ -25,10 +27,12 @@ def test_the_notebooks_the_docs_promise_exist_and_are_stored_without_outputs():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_notebook_executes(path, tmp_path, monkeypatch):
+def test_notebook_executes(path, tmp_path, monkeypatch, wheel_site):
     monkeypatch.setenv("SOCMAP_PROGRESS", "0")
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("PYTHONPATH", str(wheel_site))
     nb = nbformat.read(path, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("import socmap\nprint(socmap.__file__)"))
     client = NotebookClient(
         nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     )
@@ -41,3 +45,5 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
         if out.get("output_type") == "error"
     ]
     assert not errors
+    where = "".join(out.get("text", "") for out in nb.cells[-1].get("outputs", [])).strip()
+    assert Path(where).is_relative_to(wheel_site), where
