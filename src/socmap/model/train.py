@@ -14,7 +14,6 @@ trunk once and repeating only the head.
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import math
 from collections.abc import Callable, Iterator, Mapping
@@ -26,10 +25,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from socmap._progress import track
 from socmap.errors import ConfigError, ProfileValidationError
 from socmap.model.depth_atoms import MAX_LOG, compose_log
 from socmap.model.features import Encoded
+from socmap.model.loop import regression_loss, train_loop
 from socmap.model.network import SocNet, mc_dropout
 
 __all__ = ["History", "Prediction", "TrainConfig", "fit", "predict"]
@@ -276,27 +275,6 @@ def _check_index(idx: Any, n: int, what: str, tensors: Mapping[str, Tensor]) -> 
     return arr
 
 
-def _loss(
-    mean: Tensor,
-    logvar: Tensor,
-    y: Tensor,
-    kind: str,
-    w: Tensor | None = None,
-    beta: float = 0.5,
-) -> Tensor:
-    if kind == "mae":
-        per_row = (y - mean).abs()
-    elif kind == "mse":
-        per_row = (y - mean) ** 2
-    else:  # Gaussian negative log-likelihood without the constant 0.5 * log(2 pi).
-        per_row = 0.5 * (logvar + (y - mean) ** 2 * torch.exp(-logvar))
-        if kind == "beta_nll":
-            per_row = per_row * torch.exp(beta * logvar.detach())
-    if w is None:
-        return per_row.mean()
-    return (per_row * w).sum() / w.sum()
-
-
 def _batches(idx: np.ndarray, size: int) -> Iterator[np.ndarray]:
     for start in range(0, len(idx), size):
         yield idx[start : start + size]
@@ -350,7 +328,7 @@ def _evaluate(
             mean, logvar = _forward(model, t, b)
             wb = None if w is None else w[i]
             share = float(len(b)) if wb is None else float(wb.sum())
-            total += float(_loss(mean, logvar, t["target"][i], kind, wb, beta)) * share
+            total += float(regression_loss(mean, logvar, t["target"][i], kind, wb, beta)) * share
             weight += share
     return total / weight
 
@@ -422,7 +400,6 @@ def fit(
         )
     weights = _check_weights(sample_weight, n)
     named = list(model.named_parameters())
-    saved_flags = {name: p.requires_grad for name, p in named}
     chosen = [(name, p) for name, p in named if trainable is None or trainable(name)]
     if not chosen:
         raise ConfigError("trainable() selected no parameters; nothing would be trained")
@@ -433,63 +410,37 @@ def fit(
         config=cfg,
         l2sp_alpha=float(l2sp_alpha),
     )
-    chosen_names = {name for name, _ in chosen}
-    was_deterministic = torch.are_deterministic_algorithms_enabled()
-    try:
-        for name, p in named:
-            p.requires_grad_(name in chosen_names)
-        params = [p for _, p in chosen]
-        anchor = [p.detach().clone() for p in params] if l2sp_alpha > 0 else []
-        optimiser = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
-        torch.use_deterministic_algorithms(True)
-        rng = np.random.default_rng(cfg.seed)
-        best_state = copy.deepcopy(model.state_dict())
-        best = math.inf
-        stale = 0
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed)
-            epochs = range(cfg.max_epochs)
-            for epoch in track(epochs, "training") if progress else epochs:
-                for group in optimiser.param_groups:
-                    group["lr"] = cfg.lr * cfg.lr_factor(epoch)
-                model.train()
-                total = 0.0
-                for b in _batches(tr[rng.permutation(tr.size)], cfg.batch_size):
-                    i = torch.from_numpy(b)
-                    mean, logvar = _forward(model, t, b)
-                    wb = None if weights is None else weights[i]
-                    loss = _loss(mean, logvar, t["target"][i], cfg.loss, wb, cfg.beta)
-                    optimiser.zero_grad(set_to_none=True)
-                    loss.backward()
-                    # L2-SP: the gradient of alpha * ||w - w0||^2, added without autograd.
-                    for p, a in zip(params, anchor, strict=False):  # empty without L2-SP
-                        if p.grad is not None:
-                            p.grad.add_(p.detach() - a, alpha=2.0 * l2sp_alpha)
-                    optimiser.step()
-                    total += float(loss.detach()) * len(b)
-                history.train_loss.append(total / tr.size)
-                model.eval()
-                val = _evaluate(model, t, va, cfg.loss if cfg.monitor == "loss" else "mae", weights)
-                history.val_loss.append(val)
-                if va.size == 0:
-                    history.best_epoch = epoch
-                    continue
-                if val < best - cfg.min_delta:
-                    best, stale = val, 0
-                    history.best_epoch, history.best_val_loss = epoch, val
-                    best_state = copy.deepcopy(model.state_dict())
-                else:
-                    stale += 1
-                    if stale >= max(cfg.patience, 1):
-                        history.stopped_early = True
-                        break
-        if va.size:
-            model.load_state_dict(best_state)
-    finally:
-        torch.use_deterministic_algorithms(was_deterministic)
-        for name, p in named:
-            p.requires_grad_(saved_flags[name])
-        model.eval()
+    params = [p for _, p in chosen]
+    # L2-SP: the gradient of alpha * ||w - w0||^2, added to each step without autograd.
+    anchor = [p.detach().clone() for p in params] if l2sp_alpha > 0 else []
+
+    def l2sp() -> None:
+        for p, a in zip(params, anchor, strict=True):
+            if p.grad is not None:
+                p.grad.add_(p.detach() - a, alpha=2.0 * l2sp_alpha)
+
+    rng = np.random.default_rng(cfg.seed)
+
+    def epoch() -> Iterator[tuple[Tensor, int]]:
+        for b in _batches(tr[rng.permutation(tr.size)], cfg.batch_size):
+            i = torch.from_numpy(b)
+            mean, logvar = _forward(model, t, b)
+            wb = None if weights is None else weights[i]
+            yield regression_loss(mean, logvar, t["target"][i], cfg.loss, wb, cfg.beta), len(b)
+
+    monitor = cfg.loss if cfg.monitor == "loss" else "mae"
+    result = train_loop(
+        model, params, epoch, lr=cfg.lr, weight_decay=cfg.weight_decay,
+        max_epochs=cfg.max_epochs, seed=cfg.seed,
+        validate=lambda: _evaluate(model, t, va, monitor, weights), stop_early=bool(va.size),
+        patience=cfg.patience, min_delta=cfg.min_delta, lr_factor=cfg.lr_factor,
+        after_backward=l2sp if anchor else None, foreach=True, label="training",
+        progress=progress,
+    )  # fmt: skip
+    history.train_loss, history.val_loss = result.train_loss, result.val_loss
+    history.best_epoch, history.stopped_early = result.best_epoch, result.stopped_early
+    if math.isfinite(result.best_val_loss):
+        history.best_val_loss = result.best_val_loss
     return history
 
 

@@ -67,7 +67,6 @@ from sklearn.utils.validation import check_is_fitted
 from torch import Tensor, nn
 
 from socmap._io import atomic_path
-from socmap._progress import track
 from socmap._records import file_sha256
 from socmap.errors import (
     BandMismatch,
@@ -76,6 +75,7 @@ from socmap.errors import (
     InputNotFound,
     ProfileValidationError,
 )
+from socmap.model.loop import regression_loss, train_loop
 from socmap.model.network import mc_dropout
 from socmap.validate.calibrate import ConformalCalibrator
 
@@ -359,11 +359,6 @@ class SpectralCNN(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and log-variance of standardised log1p(SOC), each ``(B,)``."""
         return self.head(self.trunk(x))
-
-
-def _nll(mean: Tensor, logvar: Tensor, z: Tensor) -> Tensor:
-    # Gaussian negative log-likelihood without the constant 0.5 * log(2 pi).
-    return 0.5 * (logvar + (z - mean) ** 2 * torch.exp(-logvar)).mean()
 
 
 def _as_spectra(X: npt.ArrayLike, what: str = "X") -> np.ndarray:
@@ -845,7 +840,11 @@ def _train(
     *,
     progress: bool,
 ) -> dict[str, Any]:
-    """Train ``net`` in place with Adam, Gaussian NLL and early stopping; return the history."""
+    """Train ``net`` in place (:func:`socmap.model.loop.train_loop`); return the history.
+
+    The first ``freeze_front`` convolution blocks stay frozen; a seeded share of the rows
+    (``cfg.val_fraction``) is held out for early stopping on the Gaussian NLL.
+    """
     n = int(xt.shape[0])
     rng = np.random.default_rng(cfg.seed)
     n_val = 0
@@ -856,73 +855,35 @@ def _train(
     tr = torch.from_numpy(np.sort(perm[n_val:]))
     frozen = {id(p) for p in net.front[:freeze_front].parameters()}
     params = [p for p in net.parameters() if id(p) not in frozen]
-    for p in net.parameters():
-        p.requires_grad_(id(p) not in frozen)
-    history: dict[str, Any] = {
-        "train_loss": [],
-        "val_loss": [],
-        "best_epoch": -1,
-        "epochs_run": 0,
-        "stopped_early": False,
+    x_val, z_val = xt[val], zt[val]
+
+    def epoch() -> Iterator[tuple[Tensor, int]]:
+        order = tr[torch.randperm(tr.numel())]
+        for b in _batches(order, cfg.batch_size):
+            mean, logvar = net(xt[b])
+            yield regression_loss(mean, logvar, zt[b]), int(b.numel())
+
+    def validate() -> float:
+        with torch.no_grad():
+            val_mean, val_logvar = net(x_val)
+            return float(regression_loss(val_mean, val_logvar, z_val))
+
+    started = time.perf_counter()
+    result = train_loop(
+        net, params, epoch, lr=cfg.lr, weight_decay=cfg.weight_decay,
+        max_epochs=cfg.max_epochs, seed=cfg.seed, validate=validate if n_val else None,
+        patience=cfg.patience, label="training spectral CNN", progress=progress,
+    )  # fmt: skip
+    return {
+        "train_loss": result.train_loss,
+        "val_loss": result.val_loss,
+        "best_epoch": result.best_epoch,
+        "epochs_run": result.epochs_run,
+        "stopped_early": result.stopped_early,
         "n_train": int(tr.numel()),
         "n_val": int(n_val),
-        "seconds": 0.0,
+        "seconds": time.perf_counter() - started,
     }
-    started = time.perf_counter()
-    was_deterministic = torch.are_deterministic_algorithms_enabled()
-    optimiser = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    x_val, z_val = xt[val], zt[val]
-    best = math.inf
-    best_state: dict[str, Tensor] | None = None
-    stale = 0
-    epochs: Iterator[int] = iter(range(cfg.max_epochs))
-    if progress:
-        epochs = track(range(cfg.max_epochs), "training spectral CNN")
-    try:
-        torch.use_deterministic_algorithms(True)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed)
-            for epoch in epochs:
-                net.train()
-                total = 0.0
-                order = tr[torch.randperm(tr.numel())]
-                for b in _batches(order, cfg.batch_size):
-                    mean, logvar = net(xt[b])
-                    loss = _nll(mean, logvar, zt[b])
-                    optimiser.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimiser.step()
-                    total += float(loss.detach()) * int(b.numel())
-                history["train_loss"].append(total / max(int(tr.numel()), 1))
-                history["epochs_run"] = epoch + 1
-                if n_val == 0:
-                    history["best_epoch"] = epoch
-                    continue
-                net.eval()
-                with torch.no_grad():
-                    val_mean, val_logvar = net(x_val)
-                    v = float(_nll(val_mean, val_logvar, z_val))
-                history["val_loss"].append(v)
-                if v < best:
-                    best, stale = v, 0
-                    history["best_epoch"] = epoch
-                    best_state = {k: t.detach().clone() for k, t in net.state_dict().items()}
-                else:
-                    stale += 1
-                    if stale >= cfg.patience:
-                        history["stopped_early"] = True
-                        break
-        if best_state is not None:
-            net.load_state_dict(best_state)
-    finally:
-        if hasattr(epochs, "close"):
-            epochs.close()
-        torch.use_deterministic_algorithms(was_deterministic)
-        for p in net.parameters():
-            p.requires_grad_(True)
-        net.eval()
-    history["seconds"] = time.perf_counter() - started
-    return history
 
 
 def _json_history(history: Mapping[str, Any]) -> dict[str, Any]:
