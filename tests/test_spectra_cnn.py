@@ -80,7 +80,7 @@ def library() -> SpectralCNNRegressor:
 @pytest.fixture(scope="module")
 def calibrated() -> SpectralCNNRegressor:
     X, y = spectra(150, 5)
-    return SpectralCNNRegressor(CFG, mc_passes=16).fit(X, y, calibration_folds=3)
+    return SpectralCNNRegressor(CFG, mc_passes=16, calibration_folds=3).fit(X, y)
 
 
 def small_fit(seed: int = 0, **kw: Any) -> SpectralCNNRegressor:
@@ -185,7 +185,7 @@ def test_few_rows_train_max_epochs_without_validation() -> None:
 def test_freeze_front_keeps_first_blocks(library: SpectralCNNRegressor) -> None:
     before = {k: v.clone() for k, v in library.network_.state_dict().items()}
     X, y = spectra(30, 11, site=True)
-    tuned = SpectralCNNRegressor().fit(X, y, init=library, freeze_front=1)
+    tuned = SpectralCNNRegressor(init=library, freeze_front=1).fit(X, y)
     lib_net, net = library.network_, tuned.network_
     for p0, p1 in zip(lib_net.front[0].parameters(), net.front[0].parameters(), strict=True):
         assert torch.equal(p0, p1)
@@ -208,7 +208,7 @@ def test_finetuning_beats_training_from_scratch(library: SpectralCNNRegressor) -
     Xt, yt = spectra(200, 3, site=True)
     scratch = SpectralCNNRegressor(dataclasses.replace(CFG, max_epochs=300)).fit(X, y)
     tune_cfg = dataclasses.replace(library.config_, lr=3e-4)
-    tuned = SpectralCNNRegressor(tune_cfg).fit(X, y, init=library, freeze_front=1)
+    tuned = SpectralCNNRegressor(tune_cfg, init=library, freeze_front=1).fit(X, y)
     err_scratch, err_tuned = rmse(scratch.predict(Xt), yt), rmse(tuned.predict(Xt), yt)
     assert err_tuned < 0.7 * err_scratch, (err_tuned, err_scratch)
 
@@ -216,15 +216,30 @@ def test_finetuning_beats_training_from_scratch(library: SpectralCNNRegressor) -
 def test_init_must_match(library: SpectralCNNRegressor) -> None:
     X, y = spectra(30, 10, site=True)
     with pytest.raises(BandMismatch, match=r"80 bands.*100"):
-        SpectralCNNRegressor().fit(X[:, :80], y, init=library)
+        SpectralCNNRegressor(init=library).fit(X[:, :80], y)
     with pytest.raises(ConfigError, match="architecture differs"):
-        SpectralCNNRegressor(CNNConfig()).fit(X, y, init=library)
+        SpectralCNNRegressor(CNNConfig(), init=library).fit(X, y)
     with pytest.raises(ConfigError, match="freeze_front"):
-        SpectralCNNRegressor().fit(X, y, init=library, freeze_front=3)
+        SpectralCNNRegressor(init=library, freeze_front=3).fit(X, y)
     with pytest.raises(ConfigError, match="needs init"):
-        SpectralCNNRegressor(CFG).fit(X, y, freeze_front=1)
+        SpectralCNNRegressor(CFG, freeze_front=1).fit(X, y)
     with pytest.raises(NotFittedError):
-        SpectralCNNRegressor().fit(X, y, init=SpectralCNNRegressor(CFG))
+        SpectralCNNRegressor(init=SpectralCNNRegressor(CFG)).fit(X, y)
+
+
+def test_clone_keeps_the_transfer_settings_and_the_fitted_init(
+    library: SpectralCNNRegressor,
+) -> None:
+    from sklearn.base import clone
+
+    X, y = spectra(30, 10, site=True)
+    model = SpectralCNNRegressor(init=library, freeze_front=1, calibration_folds=2)
+    copy = clone(model)
+    assert copy.init is library and hasattr(copy.init, "network_")  # shared, still fitted
+    assert (copy.freeze_front, copy.calibration_folds) == (1, 2)
+    a, b = model.fit(X, y), copy.fit(X, y)
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))
+    assert b.frozen_blocks_ == 1 and b.calibrator_ is not None
 
 
 # ---------------------------------------------------------------------- uncertainty
@@ -304,7 +319,7 @@ def test_calibration_folds_validated() -> None:
     X, y = spectra(12, 16)
     for folds in (1, 13, 2.0):
         with pytest.raises(ConfigError, match="calibration_folds"):
-            SpectralCNNRegressor(CFG).fit(X, y, calibration_folds=folds)  # type: ignore[arg-type]
+            SpectralCNNRegressor(CFG, calibration_folds=folds).fit(X, y)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------- persistence
@@ -364,7 +379,10 @@ def test_load_errors(library: SpectralCNNRegressor, tmp_path: Path) -> None:
 
 def test_sklearn_contract() -> None:
     m = SpectralCNNRegressor(CFG, mc_passes=4)
-    assert m.get_params() == {"config": CFG, "mc_passes": 4, "progress": False}
+    assert m.get_params() == {
+        "config": CFG, "mc_passes": 4, "progress": False, "init": None, "freeze_front": 0,
+        "calibration_folds": 0,
+    }  # fmt: skip
     X, _ = spectra(5, 18)
     with pytest.raises(NotFittedError):
         m.predict(X)

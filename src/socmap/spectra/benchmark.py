@@ -285,32 +285,27 @@ def _run_site(
             cache["library_seconds"] = time.perf_counter() - t0
         return cache["library_cnn"]
 
-    def cnn(finetune: bool = False) -> Any:
-        return SpectralCNNRegressor(_cnn_config(cfg, seed, finetune), progress=progress)
+    def cnn(finetune: bool = False, **transfer: Any) -> Any:
+        return SpectralCNNRegressor(
+            _cnn_config(cfg, seed, finetune), progress=progress,
+            calibration_folds=cfg.calibration_folds, **transfer,
+        )  # fmt: skip
 
-    folds = cfg.calibration_folds
+    def dtl_r() -> Any:
+        return cnn(True, init=library_cnn(), freeze_front=cfg.freeze_front)
+
     fits: dict[str, Callable[[], Any]] = {
         "local-pls": lambda: PLSRRegressor(random_state=seed).fit(Xq, yq),
         "local-rf": lambda: SpectralForest(random_state=seed).fit(Xq, yq),
-        "local-cnn": lambda: cnn().fit(Xq, yq, calibration_folds=folds),
+        "local-cnn": lambda: cnn().fit(Xq, yq),
         "global-pls": lambda: PLSRRegressor(random_state=seed).fit(XL, yL),
         "global-cnn": library_cnn,
         "dtl-i-pls": lambda: PLSRRegressor(random_state=seed).fit(
             np.vstack([XL[instances()], Xq]), np.r_[yL[instances()], yq]
         ),
-        "dtl-i": lambda: cnn().fit(
-            np.vstack([XL[instances()], Xq]), np.r_[yL[instances()], yq], calibration_folds=folds
-        ),
-        "dtl-r": lambda: cnn(True).fit(
-            Xq, yq, init=library_cnn(), freeze_front=cfg.freeze_front, calibration_folds=folds
-        ),
-        "dtl-ir": lambda: cnn(True).fit(
-            np.vstack([XL[instances()], Xq]),
-            np.r_[yL[instances()], yq],
-            init=library_cnn(),
-            freeze_front=cfg.freeze_front,
-            calibration_folds=folds,
-        ),
+        "dtl-i": lambda: cnn().fit(np.vstack([XL[instances()], Xq]), np.r_[yL[instances()], yq]),
+        "dtl-r": lambda: dtl_r().fit(Xq, yq),
+        "dtl-ir": lambda: dtl_r().fit(np.vstack([XL[instances()], Xq]), np.r_[yL[instances()], yq]),
     }
     for method in methods:
         t0 = time.perf_counter()

@@ -3,8 +3,8 @@
 Shen et al. (2022) train a 1D convolutional network on a large spectral library and transfer
 it to a site with a few dozen local samples. DTL-R freezes the front (convolutional) layers of
 the library network and retrains the rest on the local samples; DTL-I only starts from the
-library weights. :class:`SpectralCNNRegressor` does all three through ``fit(X, y, init=...,
-freeze_front=...)``.
+library weights. :class:`SpectralCNNRegressor` does all three, with ``init=`` and
+``freeze_front=`` among its parameters (scikit-learn style: ``fit(X, y)`` takes data only).
 
 Layout (defaults of :class:`CNNConfig`)::
 
@@ -61,7 +61,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from safetensors.torch import load_file, save_file
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.model_selection import KFold
 from sklearn.utils.validation import check_is_fitted
 from torch import Tensor, nn
@@ -409,6 +409,16 @@ class SpectralCNNRegressor(RegressorMixin, BaseEstimator):
         Monte Carlo dropout passes in prediction.
     progress
         Show a progress bar over epochs.
+    init
+        A fitted regressor (e.g. trained on a spectral library) to start from: its network
+        weights are copied and its input and target standardisation kept. It is data, not a
+        sub-estimator: :func:`sklearn.base.clone` keeps it as it is.
+    freeze_front
+        Number of leading convolution blocks whose weights stay fixed (DTL-R); needs ``init``.
+    calibration_folds
+        ``K >= 2`` fits ``K`` more models on seeded folds of the rows (same ``init`` and
+        ``freeze_front``) and calibrates the intervals on their out-of-fold predictions; 0
+        does not calibrate.
 
     Attributes
     ----------
@@ -456,11 +466,27 @@ class SpectralCNNRegressor(RegressorMixin, BaseEstimator):
     history_: dict[str, Any]
 
     def __init__(
-        self, config: CNNConfig | None = None, mc_passes: int = 32, progress: bool = False
+        self,
+        config: CNNConfig | None = None,
+        mc_passes: int = 32,
+        progress: bool = False,
+        init: SpectralCNNRegressor | None = None,
+        freeze_front: int = 0,
+        calibration_folds: int = 0,
     ) -> None:
         self.config = config
         self.mc_passes = mc_passes
         self.progress = progress
+        self.init = init
+        self.freeze_front = freeze_front
+        self.calibration_folds = calibration_folds
+
+    def __sklearn_clone__(self) -> SpectralCNNRegressor:
+        """Clone the settings; ``init`` (a fitted model to start from) is shared, not refitted."""
+        params = self.get_params(deep=False)
+        return type(self)(
+            **{k: v if k == "init" else clone(v, safe=False) for k, v in params.items()}
+        )
 
     # ------------------------------------------------------------------ fitting
     def _resolve_config(self, init: SpectralCNNRegressor | None) -> CNNConfig:
@@ -486,16 +512,8 @@ class SpectralCNNRegressor(RegressorMixin, BaseEstimator):
             )
         return self.config
 
-    def fit(
-        self,
-        X: npt.ArrayLike,
-        y: npt.ArrayLike,
-        *,
-        init: SpectralCNNRegressor | None = None,
-        freeze_front: int = 0,
-        calibration_folds: int = 0,
-    ) -> Self:
-        """Train on spectra ``X`` and SOC ``y``, optionally from a pretrained model.
+    def fit(self, X: npt.ArrayLike, y: npt.ArrayLike) -> Self:
+        """Train on spectra ``X`` and SOC ``y``, from ``init`` when given.
 
         Parameters
         ----------
@@ -503,16 +521,6 @@ class SpectralCNNRegressor(RegressorMixin, BaseEstimator):
             ``(n, n_bands)`` preprocessed spectra (finite).
         y
             ``(n,)`` SOC in g/kg (finite, >= 0).
-        init
-            A fitted regressor (e.g. trained on a spectral library) to start from: its
-            network weights are copied and its input and target standardisation kept.
-        freeze_front
-            Number of leading convolution blocks whose weights stay fixed (DTL-R); needs
-            ``init``.
-        calibration_folds
-            ``K >= 2`` fits ``K`` more models on seeded folds of the rows (same ``init`` and
-            ``freeze_front``) and calibrates the intervals on their out-of-fold predictions;
-            0 does not calibrate.
 
         Returns
         -------
@@ -528,6 +536,7 @@ class SpectralCNNRegressor(RegressorMixin, BaseEstimator):
         ConfigError
             Bad settings, or too few rows or bands for them.
         """
+        init, freeze_front, calibration_folds = self.init, self.freeze_front, self.calibration_folds
         if init is not None:
             if not isinstance(init, SpectralCNNRegressor):
                 raise ConfigError(
@@ -607,8 +616,10 @@ class SpectralCNNRegressor(RegressorMixin, BaseEstimator):
         oof_sd = np.empty(len(t))
         splitter = KFold(n_splits=folds, shuffle=True, random_state=self.config_.seed)
         for train, test in splitter.split(A):
-            fold = SpectralCNNRegressor(self.config_, mc_passes=self.mc_passes, progress=False)
-            fold.fit(A[train], t[train], init=init, freeze_front=freeze_front)
+            fold = SpectralCNNRegressor(
+                self.config_, self.mc_passes, False, init=init, freeze_front=freeze_front
+            )
+            fold.fit(A[train], t[train])
             oof_mean[test], oof_sd[test] = fold.predict_distribution(A[test])
         return ConformalCalibrator().fit(np.log1p(t), oof_mean, oof_sd)
 
