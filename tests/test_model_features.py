@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from socmap.catalog import load_catalog
-from socmap.errors import BandMismatch, BundleError, ProfileValidationError
+from socmap.errors import BandMismatch, BundleError, ConfigError, ProfileValidationError
 from socmap.model.features import DEPTH_FEATURES, FeatureSpec
 
 BANDS = pd.DataFrame(
@@ -156,7 +156,7 @@ def test_invalid_rows_raise(column, values, match):
 def test_missing_columns_and_unfitted_spec_raise_band_mismatch():
     table = make_table()
     unfitted = FeatureSpec.from_catalog(BANDS)
-    with pytest.raises(BandMismatch, match="not fitted"):
+    with pytest.raises(ConfigError, match="not fitted"):
         unfitted.encode(table)
     spec = unfitted.fit(table)
     with pytest.raises(BandMismatch, match=r"\['p', 'lc'\]"):

@@ -6,7 +6,7 @@ import pytest
 from sklearn.base import clone
 
 from socmap.datasets import global_training_table
-from socmap.errors import BandMismatch, ProfileValidationError
+from socmap.errors import BandMismatch, ConfigError, ProfileValidationError
 from socmap.model.global_gbm import GlobalGBM
 
 
@@ -57,7 +57,7 @@ def test_global_table_fit_is_computed_once_per_parameter_set(table):
 def test_bad_inputs(table):
     with pytest.raises(ProfileValidationError, match="needs a training table"):
         GlobalGBM(table=None).fit(None)
-    with pytest.raises(ProfileValidationError, match="must be 'global' or None"):
+    with pytest.raises(ConfigError, match="must be 'global' or None"):
         GlobalGBM(table="mine").fit(table)
     model = GlobalGBM(table=None, max_iter=5).fit(table)
     with pytest.raises(BandMismatch, match="wc_bio1_mat_degC"):

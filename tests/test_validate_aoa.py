@@ -12,7 +12,7 @@ from scipy.spatial.distance import cdist, pdist
 from sklearn.exceptions import NotFittedError
 
 import socmap.validate.aoa as aoa_module
-from socmap.errors import BandMismatch, BundleError, ProfileValidationError
+from socmap.errors import BandMismatch, BundleError, ConfigError, ProfileValidationError
 from socmap.validate.aoa import KDTREE_MAX_DIMS, AreaOfApplicability
 
 
@@ -187,9 +187,9 @@ def test_errors() -> None:
     X = covariates(20, seed=10)
     with pytest.raises(NotFittedError):
         AreaOfApplicability().predict(X)
-    with pytest.raises(ProfileValidationError, match="weights must be 4 finite non-negative"):
+    with pytest.raises(ConfigError, match="weights must be 4 finite non-negative"):
         AreaOfApplicability().fit(X, weights=[1.0, -1.0, 1.0, 1.0])
-    with pytest.raises(ProfileValidationError, match="weights must be 4"):
+    with pytest.raises(ConfigError, match="weights must be 4"):
         AreaOfApplicability().fit(X, weights=[1.0, 1.0])
     with pytest.raises(ProfileValidationError, match="folds has 3 labels for 20"):
         AreaOfApplicability().fit(X, folds=[0, 1, 2])

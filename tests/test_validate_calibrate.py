@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from scipy.stats import norm
 from sklearn.exceptions import NotFittedError
 
-from socmap.errors import BundleError, ProfileValidationError
+from socmap.errors import BundleError, ConfigError, ProfileValidationError
 from socmap.validate.calibrate import DEFAULT_GRID, ConformalCalibrator, conformal_quantiles
 from socmap.validate.metrics import picp
 
@@ -61,11 +61,11 @@ def test_interpolation_between_grid_levels() -> None:
     assert cal.scale(0.005) == pytest.approx(cal.scale(0.01) / 2)  # from q(0) = 0
     qs = [cal.scale(v) for v in DEFAULT_GRID]
     assert np.all(np.diff(qs) >= 0)
-    with pytest.raises(ProfileValidationError, match="above the calibration grid's top level"):
+    with pytest.raises(ConfigError, match="above the calibration grid's top level"):
         cal.scale(0.995)
     wider = ConformalCalibrator(grid=[*DEFAULT_GRID, 0.995]).fit(obs, mean, sd)
     assert wider.scale(0.995) > wider.scale(0.99)
-    with pytest.raises(ProfileValidationError, match=r"level must lie in \(0, 1\)"):
+    with pytest.raises(ConfigError, match=r"level must lie in \(0, 1\)"):
         cal.scale(1.0)
 
 
@@ -98,10 +98,10 @@ def test_per_group_tables_and_fallback() -> None:
     assert width[0] == pytest.approx(cal.scale(0.9, "0-5"))
     assert width[3000] == pytest.approx(cal.scale(0.9, "5-15"))
     assert width[-1] == pytest.approx(cal.scale(0.9))
-    with pytest.raises(ProfileValidationError, match="group '30-60' was not seen"):
+    with pytest.raises(ConfigError, match="group '30-60' was not seen"):
         cal.scale(0.9, "30-60")
     plain = ConformalCalibrator().fit(obs, mean, sd)
-    with pytest.raises(ProfileValidationError, match="fitted without groups"):
+    with pytest.raises(ConfigError, match="fitted without groups"):
         plain.scale(0.9, "0-5")
 
 
@@ -151,7 +151,7 @@ def test_errors() -> None:
         ConformalCalibrator().fit([np.nan], [1.0], [1.0])
     with pytest.raises(ProfileValidationError, match="must be finite"):
         ConformalCalibrator().fit([np.inf], [1.0], [1.0])
-    with pytest.raises(ProfileValidationError, match="grid must be increasing"):
+    with pytest.raises(ConfigError, match="grid must be increasing"):
         ConformalCalibrator(grid=[0.9, 0.5]).fit([1.0], [1.0], [1.0])
     with pytest.raises(BundleError, match=r"lacks \['n', 'quantiles'"):
         ConformalCalibrator.from_dict({"method": "normalised_split_conformal", "levels": [0.5]})

@@ -13,7 +13,7 @@ from hypothesis.extra.numpy import arrays
 from scipy.stats import norm
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
-from socmap.errors import ProfileValidationError
+from socmap.errors import ConfigError, ProfileValidationError
 from socmap.validate.metrics import (
     ccc,
     interval_metrics,
@@ -129,11 +129,11 @@ def test_interval_metrics_bounds_and_errors() -> None:
     assert t["mpiw"].tolist() == [1.0, 1.0]
     assert t["n"].tolist() == [3, 3]
     assert t["n_missing"].tolist() == [1, 1]
-    with pytest.raises(ProfileValidationError, match="either mean= and sd="):
+    with pytest.raises(ConfigError, match="either mean= and sd="):
         interval_metrics(obs)
-    with pytest.raises(ProfileValidationError, match="either mean= and sd="):
+    with pytest.raises(ConfigError, match="either mean= and sd="):
         interval_metrics(obs, obs, obs, bounds=bounds)
-    with pytest.raises(ProfileValidationError, match=r"levels must lie in \(0, 1\)"):
+    with pytest.raises(ConfigError, match=r"levels must lie in \(0, 1\)"):
         interval_metrics(obs, obs, np.ones(4), levels=[90])
     with pytest.raises(ProfileValidationError, match="sd must be >= 0"):
         interval_metrics(obs, obs, -np.ones(4))

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import GridSearchCV, cross_val_score
 
-from socmap.errors import CRSError, ProfileValidationError
+from socmap.errors import ConfigError, CRSError, ProfileValidationError
 from socmap.validate.splitters import (
     METRES_PER_DEGREE,
     BlockKFold,
@@ -177,7 +177,7 @@ def test_profile_with_two_locations() -> None:
 def test_bad_parameters(kwargs: dict[str, object], match: str) -> None:
     df = profile_table(50, seed=11)
     params: dict[str, object] = {"n_splits": 2, "block_size": 1.0, **kwargs}
-    with pytest.raises(ProfileValidationError, match=match):
+    with pytest.raises(ConfigError, match=match):
         BlockKFold(**params).fold_ids(df)  # type: ignore[arg-type]
 
 
@@ -295,7 +295,7 @@ def test_spatial_train_val_split_keeps_train_nonempty() -> None:
 
 def test_spatial_train_val_split_errors() -> None:
     df = profile_table(20, seed=15)
-    with pytest.raises(ProfileValidationError, match=r"val_fraction must lie in \(0, 1\)"):
+    with pytest.raises(ConfigError, match=r"val_fraction must lie in \(0, 1\)"):
         spatial_train_val_split(df, val_fraction=1.0)
     with pytest.raises(ProfileValidationError, match=r"^1 non-empty spatial blocks"):
         spatial_train_val_split(df, block_size=100.0)
@@ -343,7 +343,7 @@ def test_parse_block_size(text: object, expected: tuple[float, str | None]) -> N
     ],
 )
 def test_parse_block_size_rejects(text: object, match: str) -> None:
-    with pytest.raises(ProfileValidationError, match=match):
+    with pytest.raises(ConfigError, match=match):
         parse_block_size(text)  # type: ignore[arg-type]
 
 
@@ -452,7 +452,7 @@ def test_string_sizes_on_a_projected_table_match_numbers() -> None:
     deg = block_ids(df, block_size="0.1deg")
     np.testing.assert_array_equal(deg, block_ids(df, block_size=11_132.0))
     assert "block_size='5km'" in repr(BlockKFold(4, "5km"))
-    with pytest.raises(ProfileValidationError, match="unknown unit 'miles'"):
+    with pytest.raises(ConfigError, match="unknown unit 'miles'"):
         BlockKFold(4, "3 miles").fold_ids(df)
 
 

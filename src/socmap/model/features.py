@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from socmap.catalog import Catalog
-from socmap.errors import BandMismatch, BundleError, ProfileValidationError
+from socmap.errors import BandMismatch, BundleError, ConfigError, ProfileValidationError
 from socmap.model.depth_atoms import atom_weights, atoms_from_intervals
 
 __all__ = ["DEPTH_FEATURES", "Encoded", "EncodedCovariates", "FeatureSpec"]
@@ -458,12 +458,14 @@ class FeatureSpec:
         Raises
         ------
         BandMismatch
-            If band, ``top_cm`` or ``bottom_cm`` columns are missing, or the spec is unfitted.
+            If band, ``top_cm`` or ``bottom_cm`` columns are missing.
+        ConfigError
+            If the spec is not fitted yet.
         ProfileValidationError
             On invalid depth limits, negative SOC, non-numeric or non-integer class values.
         """
         if not self.is_fitted:
-            raise BandMismatch(
+            raise ConfigError(
                 "the feature spec is not fitted (no statistics or vocabularies); "
                 "call spec.fit(training_table) first"
             )

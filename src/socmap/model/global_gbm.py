@@ -26,7 +26,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.utils.validation import check_is_fitted
 
 from socmap.catalog import load_catalog
-from socmap.errors import BandMismatch, ProfileValidationError
+from socmap.errors import BandMismatch, ConfigError, ProfileValidationError
 from socmap.model.depth_atoms import atom_weights, atoms_from_intervals, compose_log
 from socmap.model.estimator import balance_weights
 
@@ -96,7 +96,7 @@ class GlobalGBM(RegressorMixin, BaseEstimator):
             bbox = tuple(float(v) for v in self.exclude_bbox) if self.exclude_bbox else None
             X = _global_table(self.depths, bbox)
         elif self.table is not None:
-            raise ProfileValidationError(
+            raise ConfigError(
                 f"table {self.table!r} must be 'global' or None (train on the rows given)"
             )
         if X is None or "soc_g_kg" not in X.columns:

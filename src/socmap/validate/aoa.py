@@ -49,7 +49,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from socmap._progress import track
-from socmap.errors import BandMismatch, BundleError, ProfileValidationError
+from socmap.errors import BandMismatch, BundleError, ConfigError, ProfileValidationError
 
 __all__ = ["KDTREE_MAX_DIMS", "AreaOfApplicability", "site_aoa", "training_aoa"]
 
@@ -195,14 +195,14 @@ class AreaOfApplicability(BaseEstimator):
             samples, or all samples identical.
         """
         if not (isinstance(self.subsample, int | np.integer) and self.subsample >= 2):
-            raise ProfileValidationError(
+            raise ConfigError(
                 f"subsample must be an integer >= 2, got {self.subsample!r}; pass e.g. 2000"
             )
         X, names = _matrix(X_train, "X_train")
         n, p = X.shape
         w = np.ones(p) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
         if w.size != p or not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
-            raise ProfileValidationError(
+            raise ConfigError(
                 f"weights must be {p!r} finite non-negative numbers, not all 0, got "
                 f"{w.tolist()!r}; pass one variable importance per covariate"
             )

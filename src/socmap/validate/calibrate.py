@@ -38,7 +38,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from socmap.errors import BundleError, ProfileValidationError
+from socmap.errors import BundleError, ConfigError, ProfileValidationError
 
 __all__ = ["DEFAULT_GRID", "ConformalCalibrator", "conformal_quantiles"]
 
@@ -165,7 +165,7 @@ class ConformalCalibrator(BaseEstimator):
     def _grid(self) -> FloatArray:
         g = np.asarray(DEFAULT_GRID if self.grid is None else self.grid, dtype=np.float64)
         if g.ndim != 1 or g.size == 0 or not np.all((g > 0) & (g < 1)) or np.any(np.diff(g) <= 0):
-            raise ProfileValidationError(
+            raise ConfigError(
                 f"grid must be increasing levels in (0, 1), got {self.grid!r}; pass e.g. "
                 "[0.5, 0.8, 0.9, 0.95] or leave it None"
             )
@@ -208,7 +208,7 @@ class ConformalCalibrator(BaseEstimator):
                 "pass one out-of-fold prediction per observation"
             )
         if not (isinstance(self.min_group_size, int | np.integer) and self.min_group_size >= 1):
-            raise ProfileValidationError(
+            raise ConfigError(
                 f"min_group_size must be a positive integer, got {self.min_group_size!r}"
             )
         ok = ~(np.isnan(o) | np.isnan(m) | np.isnan(s))
@@ -263,11 +263,11 @@ class ConformalCalibrator(BaseEstimator):
         lv = float(level)
         top = float(self.levels_[-1])
         if not 0.0 < lv < 1.0:
-            raise ProfileValidationError(
+            raise ConfigError(
                 f"level must lie in (0, 1), got {level!r}; pass e.g. 0.9 for a 90 % interval"
             )
         if lv > top + 1e-12:
-            raise ProfileValidationError(
+            raise ConfigError(
                 f"level {level!r} lies above the calibration grid's top level {top!r}; refit "
                 "with a grid that reaches it (grid=[..., 0.995])"
             )
@@ -301,13 +301,13 @@ class ConformalCalibrator(BaseEstimator):
         if group is None:
             return np.asarray(self.quantiles_)
         if self.group_tables_ is None:
-            raise ProfileValidationError(
+            raise ConfigError(
                 f"group {group!r} given, but the calibrator was fitted without groups; pass "
                 "group=None or refit with groups="
             )
         key = _plain(group)
         if key not in self.group_tables_:
-            raise ProfileValidationError(
+            raise ConfigError(
                 f"group {group!r} was not seen at calibration (known: "
                 f"{list(self.group_tables_)!r}); use a known label or group=None for the "
                 "pooled table"

@@ -32,7 +32,7 @@ import numpy.typing as npt
 import pandas as pd
 from scipy.stats import norm
 
-from socmap.errors import ProfileValidationError
+from socmap.errors import ConfigError, ProfileValidationError
 
 __all__ = [
     "DEFAULT_LEVELS",
@@ -294,7 +294,7 @@ def _check_levels(levels: Sequence[float]) -> list[float]:
     out = [float(v) for v in levels]
     bad = [v for v in out if not 0.0 < v < 1.0]
     if bad or not out:
-        raise ProfileValidationError(
+        raise ConfigError(
             f"interval levels must lie in (0, 1), got {list(levels)!r}; pass e.g. (0.5, 0.9)"
         )
     return out
@@ -350,7 +350,7 @@ def interval_metrics(
     """
     gaussian = mean is not None or sd is not None
     if gaussian == (bounds is not None) or (gaussian and (mean is None or sd is None)):
-        raise ProfileValidationError(
+        raise ConfigError(
             "interval_metrics needs either mean= and sd= (Gaussian intervals) or bounds= "
             f"(explicit intervals), got mean={mean is not None!r}, sd={sd is not None!r}, "
             f"bounds={bounds is not None!r}; pass exactly one of the two"

@@ -45,7 +45,7 @@ from pyproj import CRS
 from pyproj.exceptions import CRSError as PyprojCRSError
 from sklearn.model_selection import BaseCrossValidator
 
-from socmap.errors import CRSError, ProfileValidationError
+from socmap.errors import ConfigError, CRSError, ProfileValidationError
 
 __all__ = [
     "METRES_PER_DEGREE",
@@ -97,7 +97,7 @@ def parse_block_size(text: BlockSize) -> tuple[float, str | None]:
 
     Raises
     ------
-    ProfileValidationError
+    ConfigError
         Not a number, an unknown unit, or a size that is not positive and finite.
 
     Examples
@@ -110,27 +110,25 @@ def parse_block_size(text: BlockSize) -> tuple[float, str | None]:
     if isinstance(text, str):
         match = _BLOCK_RE.match(text)
         if match is None:
-            raise ProfileValidationError(
+            raise ConfigError(
                 f"block size {text!r} is not a number with an optional unit; write {_EXAMPLES}"
             )
         number, suffix = match.groups()
         factor, units = (1.0, None) if suffix is None else _SUFFIXES.get(suffix.lower(), (0, ""))
         if not units and suffix is not None:
-            raise ProfileValidationError(
+            raise ConfigError(
                 f"block size {text!r} has an unknown unit {suffix!r}; write {_EXAMPLES}"
             )
         value = float(number) * factor
         if not (math.isfinite(value) and value > 0):
-            raise ProfileValidationError(
-                f"block size {text!r} must be positive and finite; write {_EXAMPLES}"
-            )
+            raise ConfigError(f"block size {text!r} must be positive and finite; write {_EXAMPLES}")
         return value, units
     if isinstance(text, bool) or not isinstance(text, int | float | np.integer | np.floating):
-        raise ProfileValidationError(
+        raise ConfigError(
             f"block_size must be a number or a string with units, got {text!r}; write {_EXAMPLES}"
         )
     if not (np.isfinite(text) and text > 0):
-        raise ProfileValidationError(
+        raise ConfigError(
             f"block_size must be a positive finite number, got {text!r}; "
             f"pass e.g. 5.0 (degrees) or 50_000 (metres), or a size with units, {_EXAMPLES}"
         )
@@ -139,7 +137,7 @@ def parse_block_size(text: BlockSize) -> tuple[float, str | None]:
 
 def _check_params(block_size: BlockSize, units: str) -> tuple[float, str | None]:
     if units not in _UNITS:
-        raise ProfileValidationError(
+        raise ConfigError(
             f"units must be one of {_UNITS!r}, got {units!r}; pass 'degrees', 'metres' or 'auto'"
         )
     return parse_block_size(block_size)
@@ -453,8 +451,10 @@ def block_ids(
 
     Raises
     ------
+    ConfigError
+        A bad block size.
     ProfileValidationError
-        A bad block size, missing coordinates, bad groups, or a profile with two locations.
+        Missing coordinates, bad groups, or a profile with two locations.
     CRSError
         Several CRSs, an unparsable CRS, or units that contradict the CRS.
 
@@ -618,9 +618,11 @@ class BlockKFold(BaseCrossValidator):
 
         Raises
         ------
+        ConfigError
+            Bad parameters (folds, block size, units).
         ProfileValidationError
-            Fewer non-empty blocks than folds, bad parameters, missing coordinates, or a
-            profile with two locations.
+            Fewer non-empty blocks than folds, missing coordinates, or a profile with two
+            locations.
         CRSError
             Several CRSs, or units that contradict the CRS.
         """
@@ -629,7 +631,7 @@ class BlockKFold(BaseCrossValidator):
             or int(self.n_splits) != self.n_splits
             or (self.n_splits < 2)
         ):
-            raise ProfileValidationError(
+            raise ConfigError(
                 f"{self.n_splits!r} folds: need an integer >= 2, e.g. 5 (CLI: --folds 5; "
                 "Python: n_splits=5)"
             )
@@ -704,9 +706,11 @@ def spatial_train_val_split(
 
     Raises
     ------
+    ConfigError
+        ``val_fraction`` outside (0, 1), or a bad block size.
     ProfileValidationError
-        ``val_fraction`` outside (0, 1), a bad block size, or fewer than two non-empty blocks
-        (the message names the data's extent and a smaller size).
+        Fewer than two non-empty blocks (the message names the data's extent and a smaller
+        size).
 
     Examples
     --------
@@ -718,9 +722,7 @@ def spatial_train_val_split(
     (7, 3)
     """
     if not 0.0 < val_fraction < 1.0:
-        raise ProfileValidationError(
-            f"val_fraction must lie in (0, 1), got {val_fraction!r}; pass e.g. 0.2"
-        )
+        raise ConfigError(f"val_fraction must lie in (0, 1), got {val_fraction!r}; pass e.g. 0.2")
     blk = _blocks(X, groups, block_size, units, crs)
     blocks = blk.ids
     sizes = np.bincount(blocks) if len(blocks) else np.zeros(0, np.int64)
