@@ -100,7 +100,10 @@ def test_loading_never_unpickles(tmp_path, trained, monkeypatch):
     monkeypatch.setattr(torch, "load", refuse)
     monkeypatch.setattr(pickle, "load", refuse)
     monkeypatch.setattr(pickle, "loads", refuse)
-    assert load_bundle(out).model is not None
+    loaded = load_bundle(out).model.state_dict()
+    saved = model.state_dict()
+    assert loaded.keys() == saved.keys()
+    assert all(torch.equal(loaded[k], saved[k]) for k in saved)
 
 
 def test_check_bands_names_missing(tmp_path, trained):

@@ -72,7 +72,12 @@ def test_benchmark_runs_every_method_and_reports_against_local_pls(tmp_path):
     report = paths["report"].read_text()
     assert "| dtl-ir |" in report and "MIR pool" in report
     assert pd.read_csv(paths["results"]).shape[0] == len(METHODS)
-    assert paths["plot"].stat().st_size > 0
+    with paths["plot"].open("rb") as png:
+        assert png.read(8) == b"\x89PNG\r\n\x1a\n"  # a PNG, not an empty or text file
+    import matplotlib.image
+
+    height, width = matplotlib.image.imread(paths["plot"]).shape[:2]
+    assert height > 200 and width > 200
 
 
 def test_same_seed_same_results_for_the_deterministic_methods():
