@@ -4,6 +4,8 @@ import pytest
 
 from socmap.catalog import embedded_data_dir, load_catalog
 from socmap.cube import build_cube, open_cube
+from socmap.depth import harmonise
+from socmap.errors import ConfigError
 from socmap.profiles import read_edgeroi
 from socmap.training import global_context_covariates, regional_training_table
 
@@ -32,6 +34,15 @@ def test_edgeroi_regional_table(edgeroi_cube):
     got = t.drop_duplicates("site_id").set_index("site_id")
     for band in rt.global_bands:
         np.testing.assert_allclose(got[band], ref.loc[got.index, band], rtol=1e-6, err_msg=band)
+    # splines fitted once by the caller give the same table
+    h = harmonise(profiles, "globalsoilmap", value_cols=("soc_g_kg",))
+    again = regional_training_table(profiles, edgeroi_cube, max_depth_cm=100, harmonised=h)
+    pd.testing.assert_frame_equal(again.table, t)
+    assert again.counts == rt.counts
+    with pytest.raises(ConfigError, match="not those of depth set 'vm0033'"):
+        regional_training_table(profiles, edgeroi_cube, depths="vm0033", harmonised=h)
+    with pytest.raises(ConfigError, match="other sites than the profiles"):
+        regional_training_table(profiles.iloc[:50], edgeroi_cube, harmonised=h)
 
 
 def test_global_context_covariates_in_any_crs():

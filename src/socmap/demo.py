@@ -133,7 +133,10 @@ def run_demo(
         profiles, harmonised.table, out / "figures" / "spline_fits.png"
     )
     if maps:
-        _maps(res, profiles, cube_path, depths=depths, strategy=strategy, passes=passes, log=log)
+        _maps(
+            res, profiles, harmonised, cube_path, depths=depths, strategy=strategy,
+            passes=passes, log=log,
+        )  # fmt: skip
         _report(res, harmonised.table, log=log)
     res.seconds = time.perf_counter() - start
     return res
@@ -142,6 +145,7 @@ def run_demo(
 def _maps(
     res: DemoResult,
     profiles: Any,
+    harmonised: Any,
     cube_path: Path,
     *,
     depths: str,
@@ -159,7 +163,9 @@ def _maps(
 
     out = res.out_dir
     log(f"[6/10] fine-tuning the global bundle ({strategy}, 5-fold calibration CV)")
-    data = regional_training_table(profiles, open_cube(cube_path), depths=depths, max_depth_cm=100)
+    data = regional_training_table(
+        profiles, open_cube(cube_path), depths=depths, max_depth_cm=100, harmonised=harmonised
+    )
     tuned = finetune_bundle(
         embedded_data_dir() / "bundles" / "global_gsm",
         data,

@@ -17,6 +17,7 @@ import xarray as xr
 from pyproj import Transformer
 
 from socmap.catalog import DepthSet, get_depth_set, load_catalog
+from socmap.depth import Harmonised
 from socmap.errors import ConfigError, ProfileValidationError
 from socmap.grid import normalise_crs
 
@@ -125,6 +126,24 @@ def _in_cube_crs(table: pd.DataFrame, cube: xr.DataArray) -> pd.DataFrame:
     return out
 
 
+def _check_harmonised(harmonised: Harmonised, depths: DepthSet, profiles: pd.DataFrame) -> None:
+    """Refuse a harmonised table of other intervals or other sites than asked for."""
+    t = harmonised.table
+    got = sorted({(float(a), float(b)) for a, b in zip(t["top_cm"], t["bottom_cm"], strict=True)})
+    want = sorted((float(a), float(b)) for a, b in depths.intervals)
+    if got != want or "soc_g_kg" not in t.columns:
+        raise ConfigError(
+            f"the harmonised table has intervals {got!r}, not those of depth set "
+            f"{depths.name!r} {want!r} (or no soc_g_kg column); harmonise the profiles onto "
+            f"{depths.name!r}, or leave harmonised out"
+        )
+    if set(harmonised.sites["site_id"]) != set(profiles["site_id"]):
+        raise ConfigError(
+            "the harmonised table is of other sites than the profiles; harmonise these "
+            "profiles, or leave harmonised out"
+        )
+
+
 def regional_training_table(
     profiles: pd.DataFrame,
     cube: xr.DataArray,
@@ -133,6 +152,7 @@ def regional_training_table(
     max_depth_cm: float | None = None,
     global_catalog: str | Path | None = "global_10arcmin",
     accept_qc: Sequence[str] = (),
+    harmonised: Harmonised | None = None,
 ) -> RegionalTable:
     """QC and harmonise a region's profiles and join regional and global covariates.
 
@@ -156,11 +176,17 @@ def regional_training_table(
         Error-level QC checks (:data:`socmap.profiles.QC_CHECKS`) to train with anyway;
         any other error stops here (:meth:`socmap.profiles.QCReport.require`). Accepted
         ones are counted in ``counts["qc_accepted_<check>"]``.
+    harmonised
+        ``profiles`` already harmonised onto ``depths`` (:func:`socmap.depth.harmonise`,
+        SOC in ``soc_g_kg``), reused instead of fitting the splines again.
 
     Raises
     ------
     ProfileValidationError
         The profiles fail a QC check that is not in ``accept_qc``.
+    ConfigError
+        ``harmonised`` holds other intervals than ``depths``, or other sites than
+        ``profiles``.
     """
     from socmap.cube import band_table, stand_ins
     from socmap.depth import harmonise
@@ -173,7 +199,10 @@ def regional_training_table(
         )
     accepted = qc_profiles(profiles).require(accept_qc)
     depth_set = get_depth_set(depths)
-    harmonised = harmonise(profiles, depth_set, value_cols=("soc_g_kg",))
+    if harmonised is None:
+        harmonised = harmonise(profiles, depth_set, value_cols=("soc_g_kg",))
+    else:
+        _check_harmonised(harmonised, depth_set, profiles)
     table = harmonised.table
     counts = {f"qc_accepted_{k}": v for k, v in accepted.items()}
     counts.update({f"spline_{k}": v for k, v in harmonised.summary().items()})

@@ -253,6 +253,8 @@ def _profiles(ctx: StageContext, out: Path) -> dict[str, Any]:
     harmonised = harmonise(profiles, spec.model.depths, value_cols=("soc_g_kg",))
     profiles.to_parquet(out / "profiles.parquet")
     harmonised.table.to_parquet(out / "harmonised.parquet")
+    harmonised.sites.to_parquet(out / "harmonised_sites.parquet")
+    harmonised.horizons.to_parquet(out / "harmonised_horizons.parquet")
     return {
         "sites": int(profiles["site_id"].nunique()),
         "horizons": len(profiles),
@@ -266,15 +268,21 @@ def _finetune(ctx: StageContext, out: Path) -> dict[str, Any]:
     import pandas as pd
 
     from socmap.cube import open_cube
+    from socmap.depth import Harmonised
     from socmap.model.finetune import finetune_bundle
     from socmap.training import regional_training_table
 
     m = ctx.spec.model
-    profiles = pd.read_parquet(ctx.upstream["profiles"] / "profiles.parquet")
+    up = ctx.upstream["profiles"]
+    profiles = pd.read_parquet(up / "profiles.parquet")
+    parts = [up / f"harmonised{s}.parquet" for s in ("", "_sites", "_horizons")]
+    # the profiles stage's splines, not fitted again (a stage cached by an older socmap
+    # lacks the sites and horizons: then they are)
+    harmonised = Harmonised(*map(pd.read_parquet, parts)) if all(map(Path.is_file, parts)) else None
     cube = open_cube(ctx.upstream["cube"] / "cube.zarr")
     data = regional_training_table(
         profiles, cube, depths=m.depths, max_depth_cm=m.max_depth_cm,
-        accept_qc=ctx.spec.profiles.accept_qc,
+        accept_qc=ctx.spec.profiles.accept_qc, harmonised=harmonised,
     )  # fmt: skip
     tuned = finetune_bundle(
         _bundle_path(ctx.spec), data, out / "bundle", strategy=m.strategy, depth_set=m.depths,
