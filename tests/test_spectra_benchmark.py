@@ -1,5 +1,7 @@
 """Spectral transfer benchmark and the spectra CLI, on the embedded sites."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -133,3 +135,30 @@ def test_cli_spectra_bad_input_is_one_line(tmp_path, capsys):
 def test_spectra_commands_have_help_with_an_example(args, capsys):
     code, out, _ = run(args, capsys)
     assert code == 0 and "Example" in out
+
+
+def test_cli_api_and_published_table_share_the_default_settings(monkeypatch, tmp_path):
+    """`socmap spectra benchmark` without options runs the published protocol (issue 19.7)."""
+    import re
+
+    import socmap.spectra.benchmark as bench
+    from socmap.cli import main
+
+    doc = (Path(__file__).parents[1] / "docs" / "benchmarks" / "spectral_transfer.md").read_text()
+    published = {k: int(v) for k, v in re.findall(r"^- `(\w+)`: (\d+)$", doc, flags=re.M)}
+    default = bench.SpectralBenchmarkConfig()
+    for name in ("repeats", "n_local", "k", "freeze_front"):
+        assert published[name] == getattr(default, name), name
+    seen = {}
+
+    def capture(sites, methods, config, **kw):
+        seen["config"] = config
+        raise SystemExit(0)
+
+    monkeypatch.setattr(bench, "spectral_benchmark", capture)
+    with pytest.raises(SystemExit):
+        main(["spectra", "benchmark", "--out", str(tmp_path / "b")])
+    assert seen["config"] == default
+    with pytest.raises(SystemExit):
+        main(["spectra", "benchmark", "--out", str(tmp_path / "b"), "--repeats", "3"])
+    assert seen["config"].repeats == 3 and seen["config"].n_local == default.n_local
