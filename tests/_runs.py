@@ -103,7 +103,9 @@ def meuse_run(
     Exports are skipped (they are tested where they are made); ``strata`` is a cube band or
     a stratum file as :func:`socmap.predict.strata_for_run` takes.
     """
-    from socmap.predict import predict_cube, stocks_for_run, strata_for_run
+    from socmap.predict import predict_cube
+    from socmap.stocks import stocks_for_run
+    from socmap.strata import strata_for_run
 
     predict_cube(
         bundle, cube_path, out, passes=passes, seed=seed, workers=0, exports=False,

@@ -160,9 +160,11 @@ def test_bluecarbon_template_to_report(marsh, tmp_path):
     from socmap.cube import build_cube, open_cube
     from socmap.depth import harmonise
     from socmap.model.finetune import finetune_bundle
-    from socmap.predict import predict_cube, stocks_for_run, strata_for_run
+    from socmap.predict import predict_cube
     from socmap.profiles import qc_profiles, read_bluecarbon
     from socmap.report.build import build_report
+    from socmap.stocks import stocks_for_run
+    from socmap.strata import strata_for_run
     from socmap.training import regional_training_table
 
     profiles = read_bluecarbon(marsh / "core_locations.csv", marsh / "core_samples.csv")

@@ -250,7 +250,8 @@ def test_missing_strata_are_computed_when_given_and_refused_otherwise(runs, tmp_
 
 def test_grid_mismatch_missing_stocks_and_bad_arguments_are_clear_errors(runs, tmp_path):
     from socmap.cube import build_cube
-    from socmap.predict import open_run, predict_cube, stocks_for_run
+    from socmap.predict import open_run, predict_cube
+    from socmap.stocks import stocks_for_run
 
     grid = open_run(runs["a"]).grid
     minx, miny, maxx, maxy = grid.bounds

@@ -415,7 +415,7 @@ def finished_run(meuse, tmp_path_factory):
 
 
 def _stock(run, **kw):
-    from socmap.predict import stocks_for_run
+    from socmap.stocks import stocks_for_run
 
     res = stocks_for_run(run.path, workers=0, exports=False, progress=False, overwrite=True, **kw)
     return res, run.open("stock.zarr")["stock"].load()
@@ -473,7 +473,7 @@ def test_per_stratum_bd_constants_scale_each_stratum(finished_run, tmp_path):
 
 
 def test_stocks_with_the_pedotransfer_function_resume_and_refuse_other_options(finished_run):
-    from socmap.predict import stocks_for_run
+    from socmap.stocks import stocks_for_run
 
     res, ptf = _stock(finished_run, bd="ptf")
     assert res.options["bd"] == "ptf"
@@ -500,7 +500,7 @@ def test_stocks_do_not_depend_on_tiling(meuse, tmp_path):
 def test_stock_exports_join_the_stac_item(meuse, tmp_path):
     import pystac
 
-    from socmap.predict import stocks_for_run
+    from socmap.stocks import stocks_for_run
 
     run = predict_cube(meuse["bundle"], meuse["cube"], tmp_path / "run", passes=4, workers=0,
                        progress=False)  # fmt: skip
@@ -538,7 +538,7 @@ def test_bad_stock_options_are_refused_before_anything_is_written(
 
 
 def test_stratum_totals_agree_with_the_stock_maps(meuse, finished_run, tmp_path):
-    from socmap.predict import strata_for_run
+    from socmap.strata import strata_for_run
 
     _stock(finished_run, bd=1.3, bd_sd=0.1)
     res = strata_for_run(finished_run.path, "soil", workers=0, progress=False)
@@ -575,7 +575,7 @@ def test_strata_from_polygons_with_cores_located_on_the_map(meuse, finished_run,
     import geopandas as gpd
     from shapely.geometry import box
 
-    from socmap.predict import strata_for_run
+    from socmap.strata import strata_for_run
 
     _stock(finished_run, bd=1.3)
     minx, miny, maxx, maxy = finished_run.grid.bounds
@@ -607,7 +607,7 @@ def test_strata_polygons_that_cover_no_pixel_fail_clearly(meuse, finished_run, t
     import geopandas as gpd
     from shapely.geometry import box
 
-    from socmap.predict import strata_for_run
+    from socmap.strata import strata_for_run
 
     _stock(finished_run, bd=1.3)
     minx, miny, maxx, maxy = finished_run.grid.bounds
@@ -646,7 +646,7 @@ def test_strata_polygons_that_cover_no_pixel_fail_clearly(meuse, finished_run, t
 
 
 def test_strata_need_stocks_first(meuse, tmp_path):
-    from socmap.predict import strata_for_run
+    from socmap.strata import strata_for_run
 
     run = predict_cube(meuse["bundle"], meuse["cube"], tmp_path / "r", passes=2, workers=0,
                        exports=False, progress=False)  # fmt: skip

@@ -15,8 +15,10 @@ import pytest
 
 from socmap.cube import band_table, build_cube, open_cube
 from socmap.model.estimator import SocNetRegressor
-from socmap.predict import predict_cube, stocks_for_run, strata_for_run
+from socmap.predict import predict_cube
 from socmap.report.build import _quantity, build_report
+from socmap.stocks import stocks_for_run
+from socmap.strata import strata_for_run
 
 ARTIFACTS = Path(
     os.environ.get("SOCMAP_TEST_ARTIFACTS", Path(__file__).parents[1] / ".test-artifacts")

@@ -50,8 +50,8 @@ _LAZY = {
     "load_bundle": "socmap.model.bundle",
     "cross_validate": "socmap.validate",
     "predict_cube": "socmap.predict",
-    "stocks_for_run": "socmap.predict",
-    "strata_for_run": "socmap.predict",
+    "stocks_for_run": "socmap.stocks",
+    "strata_for_run": "socmap.strata",
     "open_run": "socmap.predict",
     "compare_runs": "socmap.compare",
     "build_report": "socmap.report.build",
@@ -102,10 +102,12 @@ if TYPE_CHECKING:
     from socmap.model.finetune import finetune_bundle
     from socmap.model.pretrain import pretrain
     from socmap.pipeline import load_run_config, run_pipeline
-    from socmap.predict import open_run, predict_cube, stocks_for_run, strata_for_run
+    from socmap.predict import open_run, predict_cube
     from socmap.profiles import qc_profiles, read_profiles
     from socmap.report.build import build_report
     from socmap.report.map import build_map
+    from socmap.stocks import stocks_for_run
+    from socmap.strata import strata_for_run
     from socmap.training import regional_training_table
     from socmap.validate import cross_validate
 

@@ -640,7 +640,7 @@ def _stratum_tables(
     tables = []
     for run, which in ((a, "A"), (b, "B")):
         if not have[which]:
-            from socmap.predict import strata_for_run
+            from socmap.strata import strata_for_run
 
             assert strata is not None  # checked above
             strata_for_run(
@@ -667,7 +667,7 @@ def _has_strata(run: Any) -> bool:
 def _check_strata(run: Any, which: str, strata: str | Path | None, field: str | None) -> None:
     """Refuse a stratum table of stale stocks, or of other strata than the ones given."""
     from socmap._records import tree_sha256
-    from socmap.predict._strata import VECTOR_SUFFIXES
+    from socmap.strata._maps import VECTOR_SUFFIXES
 
     options = run.strata.get("options") or {}
     stale = sorted(k for k, v in (run.stocks.get("options") or {}).items() if options.get(k) != v)
@@ -874,7 +874,7 @@ def _quicklook(cogs: dict[str, Path], png: Path, title: str) -> Path:
 
 # ---------------------------------------------------------------------- metadata
 def _table_metadata(a: Any, b: Any, table: pd.DataFrame, layers: list[str]) -> dict[str, Any]:
-    from socmap.predict._strata import APPROXIMATION
+    from socmap.strata._maps import APPROXIMATION
 
     def strata_of(run: Any) -> dict[str, Any]:
         opts = run.strata.get("options") or {}

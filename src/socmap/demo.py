@@ -158,7 +158,8 @@ def _maps(
     from socmap.catalog import embedded_data_dir
     from socmap.cube import open_cube
     from socmap.model.finetune import finetune_bundle
-    from socmap.predict import predict_cube, stocks_for_run
+    from socmap.predict import predict_cube
+    from socmap.stocks import stocks_for_run
     from socmap.training import regional_training_table
 
     out = res.out_dir
@@ -203,8 +204,8 @@ def _maps(
 def _report(res: DemoResult, cores: Any, *, log: Callable[[str], object]) -> None:
     """Stratum stocks by geology unit, a core design, and the HTML report (steps 9 and 10)."""
     from socmap.design import design_for_run
-    from socmap.predict import strata_for_run
     from socmap.report.build import build_report
+    from socmap.strata import strata_for_run
 
     run_dir = res.out_dir / "run"
     log(f"[9/10] stratum stocks by {DEMO_STRATA} and a design of {DEMO_BUDGET} new cores")

@@ -321,7 +321,7 @@ def design_for_run(
     The uncertainty is the sd of the run's stock layer ``layer`` (default: its last
     cumulative total) when stocks exist, else of SOC in the top interval; the AOA mask is
     the run's. Strata are a polygon file, a stratum raster or a cube band
-    (:func:`socmap.predict._strata.rasterise_strata`). ``cores`` (site_id and a stratum or
+    (:func:`socmap.strata.rasterise_strata`). ``cores`` (site_id and a stratum or
     x, y, crs) are the cores already taken: they count towards ``minimum``.
 
     Returns
@@ -331,7 +331,7 @@ def design_for_run(
     """
     from socmap.cube import open_cube
     from socmap.predict import open_run
-    from socmap.predict._strata import cores_with_strata, rasterise_strata
+    from socmap.strata._maps import cores_with_strata, rasterise_strata
 
     if int(budget) < 1:
         raise ConfigError(f"core budget {budget!r} places no core; give --budget 1 or more")

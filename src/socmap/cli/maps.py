@@ -103,8 +103,7 @@ def stocks_cmd(
 
     Example: [bold]socmap stocks runs/edgeroi --bd ptf[/bold]
     """
-    from socmap.predict import stocks_for_run
-    from socmap.stocks import read_stratum_bd
+    from socmap.stocks import read_stratum_bd, stocks_for_run
 
     strata, default = read_stratum_bd(bd_table) if bd_table is not None else (None, None)
 
@@ -158,9 +157,8 @@ def strata_cmd(
 
     Example: [bold]socmap strata runs/edgeroi --strata geology --cores vm0033.parquet[/bold]
     """
-    from socmap.predict import strata_for_run
     from socmap.profiles import read_table
-    from socmap.strata import StrataConfig
+    from socmap.strata import StrataConfig, strata_for_run
 
     config = StrataConfig(
         target_relative_error=target_error,

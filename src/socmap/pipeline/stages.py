@@ -318,8 +318,7 @@ def _number_or_name(value: str | float) -> str | float:
 
 
 def _stocks(ctx: StageContext, out: Path) -> dict[str, Any]:
-    from socmap.predict import stocks_for_run
-    from socmap.stocks import read_stratum_bd
+    from socmap.stocks import read_stratum_bd, stocks_for_run
 
     s = ctx.spec.stocks
     link_tree(ctx.upstream["predict"] / "run", out / "run")
@@ -336,8 +335,7 @@ def _strata(ctx: StageContext, out: Path) -> dict[str, Any]:
     import pandas as pd
 
     from socmap.design import design_for_run
-    from socmap.predict import strata_for_run
-    from socmap.strata import StrataConfig
+    from socmap.strata import StrataConfig, strata_for_run
 
     spec = ctx.spec
     assert spec.strata is not None

@@ -10,7 +10,7 @@ A run directory holds::
 
 The engine knows no product. A product is a :class:`LayerKind`: its store, its arrays and
 units, and the block function that computes one tile (SOC in :mod:`socmap.predict._soc`,
-stocks in :mod:`socmap.predict._stocks`, stratum sums in :mod:`socmap.predict._strata`).
+stocks in :mod:`socmap.stocks._maps`, stratum sums in :mod:`socmap.strata._maps`).
 :func:`compute_layers` runs any kind over a run's tiles.
 
 Each tile is one dask task holding every band of its chunk. A task receives only paths,

@@ -1,4 +1,4 @@
-"""Carbon-stock maps of a prediction run, with joint Monte Carlo uncertainty.
+"""Carbon-stock maps of a prediction run, with joint Monte Carlo uncertainty (a run-engine product).
 
 ``socmap stocks RUN`` streams the run's cube through the same network again, tile by tile,
 and regenerates the run's Monte Carlo SOC realisations exactly (same dropout masks, same
@@ -36,6 +36,10 @@ from socmap.predict._engine import (
 )
 from socmap.predict._export import export_layers, replace_exports
 from socmap.predict._run import LayerKind, PredictionRun, compute_layers, open_run
+from socmap.stocks._bulk_density import BandBD, PedotransferBD, StratumBD
+from socmap.stocks._draws import cumulative_draws, stock_draws, summarise
+from socmap.stocks._formula import from_soilgrids
+from socmap.stocks._intervals import default_totals
 
 __all__ = ["STOCK", "StockRun", "export_stocks", "layer_draws", "stock_block", "stocks_for_run"]
 
@@ -74,8 +78,6 @@ def _band(option: Any, block: np.ndarray, names: list[str]) -> np.ndarray | None
 
 
 def _bd_source(options: dict[str, Any], values: np.ndarray | None) -> Any:
-    from socmap.stocks import BandBD, PedotransferBD, StratumBD, from_soilgrids
-
     if options["bd"] == "ptf":
         return PedotransferBD()
     if options["bd"].startswith("strata:"):
@@ -106,8 +108,6 @@ def layer_draws(
     same whole-map realisation (pass ``t``'s dropout masks; counter-based residuals), so
     sums over pixels are draws of areal totals.
     """
-    from socmap.stocks import cumulative_draws, stock_draws
-
     _, h, w = block.shape
     totals = [tuple(t) for t in options["totals"]]
     width = int(json.loads(job.grid)["shape"][1])
@@ -151,8 +151,6 @@ def stock_block(
     tm: TileModel, block: np.ndarray, names: list[str], job: Any, options: dict[str, Any]
 ) -> dict[str, Any]:
     """Stock statistics of one tile: ``stock`` ``(5, intervals + totals, h, w)`` in t/ha."""
-    from socmap.stocks import summarise
-
     _, h, w = block.shape
     enc = encode_block(tm, block, names)
     n_layers = len(tm.intervals) + len(options["totals"])
@@ -236,7 +234,6 @@ def stocks_for_run(
     from socmap.catalog import DepthSet
     from socmap.cube import open_cube
     from socmap.predict._engine import load_tile_model
-    from socmap.stocks import default_totals
 
     run = open_run(run_dir)
     if run.status not in ("predicted", "complete"):
@@ -326,7 +323,6 @@ def _stratum_table(
 ) -> dict[str, list[float]]:
     """Validate a per-stratum BD table against the stratum band's classes, before any work."""
     from socmap.cube import band_table
-    from socmap.stocks import StratumBD
 
     if not table:
         raise ConfigError(

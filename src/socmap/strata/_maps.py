@@ -31,11 +31,18 @@ from socmap.errors import BandMismatch, ConfigError, InputNotFound
 from socmap.grid import Grid, Window
 from socmap.predict._engine import TileModel, encode_block
 from socmap.predict._run import LayerKind, PredictionRun, compute_layers, open_run
-from socmap.predict._stocks import layer_draws
-from socmap.strata import StrataConfig, core_stocks, project_table, stratum_table
+from socmap.stocks._maps import layer_draws
+from socmap.strata._table import StrataConfig, core_stocks, project_table, stratum_table
 from socmap.units import CO2_PER_C
 
-__all__ = ["STRATA", "StrataResult", "rasterise_strata", "strata_for_run", "stratum_block"]
+__all__ = [
+    "STRATA",
+    "StrataResult",
+    "cores_with_strata",
+    "rasterise_strata",
+    "strata_for_run",
+    "stratum_block",
+]
 
 STRATA_DIR = "strata"
 VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp", ".fgb")
