@@ -162,3 +162,31 @@ def test_cli_api_and_published_table_share_the_default_settings(monkeypatch, tmp
     with pytest.raises(SystemExit):
         main(["spectra", "benchmark", "--out", str(tmp_path / "b"), "--repeats", "3"])
     assert seen["config"].repeats == 3 and seen["config"].n_local == default.n_local
+
+
+def test_a_users_site_table_runs_end_to_end_and_a_table_in_percent_is_refused(tmp_path, capsys):
+    """`--sites my_site.csv`: any table read_spectra reads, with soc_g_kg (issue 19 items 1, 3)."""
+    from socmap.spectra.datasets import load_limesoda
+
+    table = load_limesoda("CV.98").to_frame()
+    mine = tmp_path / "my_site.csv"
+    table.to_csv(mine, index=False)
+    out = tmp_path / "bench"
+    args = ["spectra", "benchmark", "--sites", str(mine), "--methods", "local-pls,global-pls",
+            "--n-local", "20", "--out", str(out)]  # fmt: skip
+    code, _, err = run(args, capsys)
+    assert code == 0, err
+    results = pd.read_csv(out / "results.csv")
+    assert set(results["site"]) == {"my_site.csv"}
+    assert set(results["method"]) == {"local-pls", "global-pls"}
+    assert (results["n_test"] == len(table) - 20).all()
+    sites = pd.read_csv(out / "sites.csv")
+    assert sites.loc[0, "library"] == "NIRsoil" and sites.loc[0, "location"] == "user table"
+    # the same table with SOC in % is refused before any fit, with the fix
+    table.assign(soc_g_kg=table["soc_g_kg"] / 10).to_csv(tmp_path / "pct.csv", index=False)
+    code, _, err = run([*args[:3], str(tmp_path / "pct.csv"), *args[4:-1], str(tmp_path / "b2")],
+                       capsys)  # fmt: skip
+    assert code == EXIT_BAD_INPUT and err.count("\n") == 1
+    assert "looks like SOC in %" in err and "x 10" in err and not (tmp_path / "b2").exists()
+    code, _, err = run([*args[:3], str(tmp_path / "nope.csv"), *args[4:]], capsys)
+    assert code == EXIT_BAD_INPUT and "nope.csv" in err and "neither an embedded" in err

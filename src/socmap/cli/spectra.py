@@ -87,7 +87,12 @@ def spectra_select_cmd(
 def spectra_benchmark_cmd(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the results.")],
     sites: Annotated[
-        str | None, typer.Option(help="Comma list of embedded sites (default: all with SOC).")
+        str | None,
+        typer.Option(
+            help="Comma list of embedded sites or site tables (CSV/Parquet: band columns and "
+            "soc_g_kg; library NIRsoil for nm, the embedded MIR sites for cm-1). Default: "
+            "every embedded site with SOC."
+        ),
     ] = None,
     methods: Annotated[
         str,
@@ -117,6 +122,7 @@ def spectra_benchmark_cmd(
     """Local, global and transfer models (DTL-I, DTL-R, DTL-IR) at the embedded field sites.
 
     Kennard-Stone picks --n-local samples per site; the rest of the site is the test set.
+    A site may be your own table of scans with SOC (--sites my_site.csv).
     Example: [bold]socmap spectra benchmark --sites CV.98,O.32 --out spec/[/bold]
     """
     from socmap.spectra.benchmark import (

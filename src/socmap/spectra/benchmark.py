@@ -41,9 +41,9 @@ import pandas as pd
 
 from socmap._io import atomic_path
 from socmap._progress import track
-from socmap.errors import ConfigError
+from socmap.errors import ConfigError, UnitsError
 from socmap.model.rslocal import rs_local
-from socmap.spectra._spectra import Spectra, concat
+from socmap.spectra._spectra import Spectra, concat, read_spectra
 from socmap.spectra.baselines import PLSRRegressor, SpectralForest
 from socmap.spectra.datasets import SITES, load_limesoda, load_nirsoil, spectral_sites
 from socmap.spectra.preprocess import Preprocess, common_axis
@@ -155,37 +155,93 @@ class SiteData:
     test: np.ndarray
 
 
-def _library_for(name: str) -> tuple[list[Spectra], str]:
-    technique = SITES[name].technique
-    if technique == "MIR":
+def _library_for(name: str, unit: str) -> tuple[list[Spectra], str]:
+    """Return the embedded library of a site: the other MIR sites for MIR, else NIRsoil."""
+    mir = SITES[name].technique == "MIR" if name in SITES else unit == "cm-1"
+    if mir:
         others = [s for s in spectral_sites("MIR") if s != name]
         return [load_limesoda(s) for s in others], "MIR pool (" + " + ".join(others) + ")"
     return [load_nirsoil()], "NIRsoil"
 
 
-def prepare_site(name: str, config: SpectralBenchmarkConfig | None = None) -> SiteData:
-    """Load a site and its library, put both on their common grid, choose the local samples.
+#: A site whose median SOC is below its library's divided by this is taken to be in % (SOC
+#: in % read as g/kg is 10x too low). Real sites lie far closer: the embedded ones are at
+#: least 0.7 times their library's median (and up to 9 times above it: organic soils).
+UNIT_RATIO_LIMIT = 6.0
+
+
+def check_target_units(site: np.ndarray, library: np.ndarray, name: str, library_name: str) -> None:
+    """Refuse a site whose SOC looks like % against a library in g/kg.
 
     Raises
     ------
-    SpectraError
-        Unknown site.
+    UnitsError
+        The site's median SOC is below the library's divided by :data:`UNIT_RATIO_LIMIT`.
+    """
+    a, b = float(np.nanmedian(site)), float(np.nanmedian(library))
+    if a >= 0 and b > 0 and a * UNIT_RATIO_LIMIT < b:
+        raise UnitsError(
+            f"site {name!r} has a median SOC of {a:.3g} 'g/kg', {b / max(a, 1e-12):.1f} times "
+            f"below its library {library_name!r} ({b:.3g} g/kg): it looks like SOC in %. Give "
+            "the site's soc_g_kg in g/kg (SOC % x 10)"
+        )
+
+
+def _load_site(name: str) -> Spectra:
+    """Load a built-in site, or a user's site table (band columns and ``soc_g_kg`` in g/kg)."""
+    if name in SITES:
+        if not SITES[name].has_soc:
+            raise ConfigError(
+                f"site {name!r} reports SOC as {SITES[name].target_unit!r}, which does not "
+                "convert to g/kg without bulk density; leave it out"
+            )
+        return load_limesoda(name)
+    path = Path(name)
+    if not path.is_file():
+        raise ConfigError(
+            f"{name!r} is neither an embedded spectral site ({', '.join(spectral_sites())}) nor "
+            "a site table; give a CSV/Parquet file with band columns and soc_g_kg"
+        )
+    site = read_spectra(path)
+    if "soc_g_kg" not in site.meta.columns:
+        raise ConfigError(
+            f"site table {name!r} has no soc_g_kg column (columns besides the bands: "
+            f"{list(site.meta.columns)!r}); add SOC in g/kg (SOC % x 10)"
+        )
+    y = site.target()
+    if not (np.isfinite(y).all() and (y >= 0).all()):
+        raise ConfigError(
+            f"site table {name!r} has {int((~np.isfinite(y) | (y < 0)).sum())} rows whose "
+            "soc_g_kg is missing, infinite or negative; fix or remove them"
+        )
+    return site
+
+
+def prepare_site(name: str, config: SpectralBenchmarkConfig | None = None) -> SiteData:
+    """Load a site and its library, put both on their common grid, choose the local samples.
+
+    ``name`` is an embedded site or the path of a user's site table (any layout
+    :func:`~socmap.spectra.read_spectra` reads, with ``soc_g_kg``); its library is NIRsoil
+    for wavelengths (nm) and the embedded MIR sites for wavenumbers (cm-1).
+
+    Raises
+    ------
     ConfigError
-        The site has no SOC in g/kg (SSP.58), or fewer than ``n_local + 5`` samples.
+        Neither a site nor a table; a table without valid ``soc_g_kg``; a site without SOC
+        in g/kg (SSP.58), or with fewer than ``n_local + 5`` samples.
+    UnitsError
+        The site's SOC is about tenfold off its library's (:func:`check_target_units`).
     """
     cfg = config or SpectralBenchmarkConfig()
-    raw = load_limesoda(name)
-    if not SITES[name].has_soc:
-        raise ConfigError(
-            f"site {name!r} reports SOC as {SITES[name].target_unit!r}, which does not convert "
-            "to g/kg without bulk density; leave it out"
-        )
+    raw = _load_site(name)
     if raw.n_samples < cfg.n_local + 5:
         raise ConfigError(
             f"site {name!r} has {raw.n_samples!r} samples; n_local={cfg.n_local!r} leaves too "
             "few to test on: lower n_local"
         )
-    parts, library_name = _library_for(name)
+    parts, library_name = _library_for(name, raw.unit)
+    library_y = np.concatenate([p.target() for p in parts])
+    check_target_units(raw.target(), library_y, name, library_name)
     step = cfg.nm_step if raw.unit == "nm" else cfg.cm_step
     axis = common_axis(raw, *parts, step=step)
     chain = Preprocess(float(axis[0]), float(axis[-1]), step, unit=raw.unit)
@@ -193,7 +249,8 @@ def prepare_site(name: str, config: SpectralBenchmarkConfig | None = None) -> Si
     library = concat([chain.apply(p) for p in parts])
     local = kennard_stone(site.values, cfg.n_local)
     test = np.setdiff1d(np.arange(site.n_samples), local)
-    return SiteData(name, site, library, library_name, chain, local, test)
+    label = name if name in SITES else Path(name).name  # a table by its file name
+    return SiteData(label, site, library, library_name, chain, local, test)
 
 
 @dataclass(frozen=True)
@@ -356,13 +413,14 @@ def _n_train(method: str, n_local: int, n_library: int, k: int) -> int:
 
 
 def _site_row(data: SiteData) -> dict[str, Any]:
-    info = SITES[data.name]
+    info = SITES.get(data.name)
     y = data.site.target()
+    technique = "MIR" if data.site.unit == "cm-1" else "vis-NIR"
     return {
         "site": data.name,
-        "technique": info.technique,
-        "location": info.location,
-        "target": info.target_unit,
+        "technique": info.technique if info else technique,
+        "location": info.location if info else "user table",
+        "target": info.target_unit if info else "g/kg",
         "n": data.site.n_samples,
         "n_local": len(data.local),
         "n_test": len(data.test),
