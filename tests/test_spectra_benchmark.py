@@ -182,6 +182,7 @@ def test_a_users_site_table_runs_end_to_end_and_a_table_in_percent_is_refused(tm
     assert (results["n_test"] == len(table) - 20).all()
     sites = pd.read_csv(out / "sites.csv")
     assert sites.loc[0, "library"] == "NIRsoil" and sites.loc[0, "location"] == "user table"
+    assert sites.loc[0, "selection"].startswith("Kennard-Stone on SNV absorbance over ")
     # the same table with SOC in % is refused before any fit, with the fix
     table.assign(soc_g_kg=table["soc_g_kg"] / 10).to_csv(tmp_path / "pct.csv", index=False)
     code, _, err = run([*args[:3], str(tmp_path / "pct.csv"), *args[4:-1], str(tmp_path / "b2")],
@@ -190,3 +191,28 @@ def test_a_users_site_table_runs_end_to_end_and_a_table_in_percent_is_refused(tm
     assert "looks like SOC in %" in err and "x 10" in err and not (tmp_path / "b2").exists()
     code, _, err = run([*args[:3], str(tmp_path / "nope.csv"), *args[4:]], capsys)
     assert code == EXIT_BAD_INPUT and "nope.csv" in err and "neither an embedded" in err
+
+
+def test_select_picks_the_benchmarks_local_set_and_both_state_the_rule(tmp_path, capsys):
+    """One selection rule for `spectra select` and the benchmark (issue 19 item 6)."""
+    from socmap.spectra.benchmark import prepare_site
+
+    table = tmp_path / "scans.csv"
+    load_limesoda("CV.98").to_frame().to_csv(table, index=False)
+    out = tmp_path / "to_lab.csv"
+    code, printed, err = run(["spectra", "select", str(table), "--n", "30", "--out", str(out)],
+                             capsys)  # fmt: skip
+    assert code == 0, err
+    data = prepare_site("CV.98")
+    chosen = pd.read_csv(out)["input_row"].to_numpy() - 1
+    assert list(chosen) == list(data.local)  # the same samples, in the same order
+    rule = " ".join(printed.split())
+    assert f"the range shared with {data.library_name}" in rule
+    assert f"{data.preprocess.start:g}-{data.preprocess.stop:g} nm" in rule
+    # every measured band is the other rule, named as such
+    code, printed, _ = run(["spectra", "select", str(table), "--n", "30", "--grid", "measured",
+                            "--out", str(tmp_path / "m.csv")], capsys)  # fmt: skip
+    assert code == 0 and "over all measured bands" in printed
+    code, _, err = run(["spectra", "select", str(table), "--n", "30", "--step", "10",
+                        "--out", str(tmp_path / "x.csv")], capsys)  # fmt: skip
+    assert code == EXIT_BAD_INPUT and "--grid measured" in err

@@ -35,8 +35,17 @@ def spectra_select_cmd(
     quantity: Annotated[
         str, typer.Option(help="What the table holds: reflectance or absorbance.")
     ] = "reflectance",
+    grid: Annotated[
+        str,
+        typer.Option(
+            help="library: the range the scans share with the benchmark's library (NIRsoil "
+            "for nm, the embedded MIR sites for cm-1), as `spectra benchmark` selects; "
+            "measured: every measured band."
+        ),
+    ] = "library",
     step: Annotated[
-        float | None, typer.Option(help="Resample onto this step first (nm or cm-1).")
+        float | None,
+        typer.Option(help="With --grid measured: resample onto this step first (nm or cm-1)."),
     ] = None,
     components: Annotated[
         int | None, typer.Option(help="Select on this many principal components.")
@@ -45,7 +54,9 @@ def spectra_select_cmd(
 ) -> None:
     """Choose the samples to send to the lab: spread over the spectral space.
 
-    The spectra go through absorbance and SNV (and the grid, with --step) before selecting.
+    The spectra go through absorbance and SNV on the benchmark's grid before selecting, so
+    the chosen samples are the local set `spectra benchmark` would use (--grid measured
+    selects on every measured band instead).
     Example: [bold]socmap spectra select field_scans.csv --n 30 --out to_lab.csv[/bold]
     """
     from socmap._io import atomic_path
@@ -57,15 +68,30 @@ def spectra_select_cmd(
         snv,
         to_absorbance,
     )
+    from socmap.spectra.benchmark import benchmark_grid, selection_rule
 
     if quantity not in ("reflectance", "absorbance"):
         raise ConfigError(f"--quantity {quantity!r} must be 'reflectance' or 'absorbance'")
+    if grid not in ("library", "measured"):
+        raise ConfigError(f"--grid {grid!r} must be 'library' or 'measured'")
+    if step is not None and grid == "library":
+        raise ConfigError(
+            f"--step {step!r} resamples the measured bands; add --grid measured (the library "
+            "grid has the benchmark's step)"
+        )
     spectra = read_spectra(table, quantity=quantity)  # type: ignore[arg-type]
-    if step is None:  # keep the measured bands
+    chain: Preprocess | None = None
+    library_name = ""
+    if grid == "library":
+        chain, _, library_name = benchmark_grid(spectra)
+        prepared = chain.apply(spectra)
+    elif step is None:  # keep the measured bands
         prepared = snv(to_absorbance(spectra))
     else:
         first, last = float(spectra.axis[0]), float(spectra.axis[-1])
-        prepared = Preprocess(first, last, step, unit=spectra.unit).apply(spectra)
+        chain = Preprocess(first, last, step, unit=spectra.unit)
+        prepared = chain.apply(spectra)
+        library_name = "no library: the measured range"
     for note in prepared.notes:
         out.print(f"note: {note}")
     if method == SelectMethod.kennard_stone:
@@ -80,6 +106,8 @@ def spectra_select_cmd(
     chosen.insert(1, "input_row", [int(i) + 1 for i in idx])
     with atomic_path(out_path) as tmp:
         chosen.to_csv(tmp, index=False)
+    rule = "Kennard-Stone" if method == SelectMethod.kennard_stone else "k-means"
+    out.print(f"selection: {selection_rule(chain, library_name, rule)}")
     out.print(f"chose {len(idx)} of {spectra.n_samples} samples ({method.value}): {out_path}")
 
 

@@ -217,6 +217,40 @@ def _load_site(name: str) -> Spectra:
     return site
 
 
+def benchmark_grid(
+    site: Spectra, name: str = "", config: SpectralBenchmarkConfig | None = None
+) -> tuple[Preprocess, list[Spectra], str]:
+    """Return the preprocessing the benchmark selects and models on, and the library.
+
+    SNV absorbance on the grid the site shares with its library (NIRsoil for nm, the
+    embedded MIR sites for cm-1), at the configured step. ``socmap spectra select`` uses the
+    same by default, so the samples it sends to the lab are the benchmark's local set.
+
+    Returns
+    -------
+    tuple
+        The :class:`~socmap.spectra.preprocess.Preprocess`, the library's parts (raw) and
+        the library's name.
+    """
+    cfg = config or SpectralBenchmarkConfig()
+    parts, library_name = _library_for(name, site.unit)
+    step = cfg.nm_step if site.unit == "nm" else cfg.cm_step
+    axis = common_axis(site, *parts, step=step)
+    return Preprocess(float(axis[0]), float(axis[-1]), step, unit=site.unit), parts, library_name
+
+
+def selection_rule(
+    chain: Preprocess | None, library_name: str, method: str = "Kennard-Stone"
+) -> str:
+    """Return one line naming how local samples were chosen (select and benchmark outputs)."""
+    if chain is None:
+        return f"{method} on SNV absorbance over all measured bands"
+    return (
+        f"{method} on SNV absorbance over {chain.start:g}-{chain.stop:g} {chain.unit} by "
+        f"{chain.step:g} (the range shared with {library_name})"
+    )
+
+
 def prepare_site(name: str, config: SpectralBenchmarkConfig | None = None) -> SiteData:
     """Load a site and its library, put both on their common grid, choose the local samples.
 
@@ -239,12 +273,9 @@ def prepare_site(name: str, config: SpectralBenchmarkConfig | None = None) -> Si
             f"site {name!r} has {raw.n_samples!r} samples; n_local={cfg.n_local!r} leaves too "
             "few to test on: lower n_local"
         )
-    parts, library_name = _library_for(name, raw.unit)
+    chain, parts, library_name = benchmark_grid(raw, name, cfg)
     library_y = np.concatenate([p.target() for p in parts])
     check_target_units(raw.target(), library_y, name, library_name)
-    step = cfg.nm_step if raw.unit == "nm" else cfg.cm_step
-    axis = common_axis(raw, *parts, step=step)
-    chain = Preprocess(float(axis[0]), float(axis[-1]), step, unit=raw.unit)
     site = chain.apply(raw)
     library = concat([chain.apply(p) for p in parts])
     local = kennard_stone(site.values, cfg.n_local)
@@ -432,6 +463,7 @@ def _site_row(data: SiteData) -> dict[str, Any]:
             f"{data.preprocess.start:g}-{data.preprocess.stop:g} {data.preprocess.unit} "
             f"by {data.preprocess.step:g} ({data.preprocess.axis.size} bands)"
         ),
+        "selection": selection_rule(data.preprocess, data.library_name),
         "notes": "; ".join(n for n in data.site.notes if n.startswith(data.name)),
     }
 
