@@ -82,6 +82,7 @@ def run(tmp_path_factory):
     predict_cube(bundle, cube_path, out, passes=4, workers=0, progress=False)
     stocks_for_run(out, bd=1.3, workers=0, progress=False)
     strata_for_run(out, "soil", cores=table, workers=0, progress=False)
+    table.to_csv(root / "cores_given.csv", index=False)
     design_for_run(out, "soil", 9, out / "design", min_spacing=100.0)
     return out
 
@@ -273,6 +274,14 @@ def test_map_page_switches_layers_and_shows_the_cog_values_of_a_clicked_pixel(ru
     # the design's sites are a vector layer with popups
     design = pd.read_csv(run / "design" / "design.csv")
     assert f"design sites ({len(design)})" in dom
+    # so are the cores of the stratum table, where they were, with their stocks
+    cores = pd.read_csv(run / "strata" / "cores.csv")
+    assert len(cores) == 80 and f"cores ({len(cores)})" in dom
+    sites = pd.read_csv(run.parent / "cores_given.csv").drop_duplicates("site_id")
+    sites = sites.set_index("site_id").loc[cores["site_id"]]
+    np.testing.assert_allclose(cores[["x", "y"]], sites[["x", "y"]])  # same CRS as the grid
+    layers = [c for c in cores.columns if c.startswith("stock_")]
+    assert layers[:2] == ["stock_0-15cm", "stock_15-30cm"] and cores[layers].notna().all().all()
 
 
 def test_view_command_writes_the_map_without_opening_a_browser(run, tmp_path, capsys):

@@ -1,11 +1,11 @@
-"""An interactive, offline map page of a run: every layer, the design sites, the strata.
+"""An interactive, offline map page of a run: every layer, the cores, design sites, strata.
 
 ``report/map.html`` is one self-contained file (Leaflet inlined from ``report/vendor``, the
 layers as PNG data URIs): pan and zoom; a layer switcher for every depth x statistic of SOC
 (mean, sd, q05, q95), the stocks, the dissimilarity index and the area of applicability, each
-with a legend in its units; the design's new core sites and the stratum polygons as vector
-layers with popups; a click on a pixel shows the mean, sd and 90 % interval of SOC at every
-depth.
+with a legend in its units; the cores of the stratum table (with their stocks), the
+design's new core sites and the stratum polygons as vector layers with popups; a click on a
+pixel shows the mean, sd and 90 % interval of SOC at every depth.
 
 The page draws the run's own grid in pixel space (Leaflet's ``CRS.Simple``, one map unit per
 displayed pixel), so it needs no tiles and no reprojection; vector layers are converted to
@@ -97,6 +97,7 @@ def build_map(
         "layers": layers,
         "values": values,
         "sites": _design_sites(run, step),
+        "cores": _cores(run, step),
         "strata": _strata_polygons(run, step),
         "strata_codes": None if strata_codes is None else _b64(strata_codes),
         "strata_labels": strata_labels,
@@ -214,6 +215,25 @@ def _design_sites(run: Any, step: int) -> list[dict[str, Any]]:
     ]
 
 
+def _cores(run: Any, step: int) -> list[dict[str, Any]]:
+    """Return the cores of the stratum table (``strata/cores.csv``) with their stocks."""
+    import pandas as pd
+
+    path = run.path / "strata" / "cores.csv"
+    if not path.is_file():
+        return []
+    cores = pd.read_csv(path).dropna(subset=["x", "y"])
+    row, col = run.grid.rowcol(cores["x"].to_numpy(float), cores["y"].to_numpy(float))
+    layers = [c for c in cores.columns if c.startswith("stock_")]
+    out = []
+    for (_, core), r, c in zip(cores.iterrows(), row, col, strict=True):
+        stocks = {k[len("stock_") :]: None if pd.isna(core[k]) else round(float(core[k]), 2)
+                  for k in layers}  # fmt: skip
+        out.append({"id": str(core["site_id"]), "stratum": str(core["stratum"]),
+                    "row": float(r) / step, "col": float(c) / step, "stocks": stocks})  # fmt: skip
+    return out
+
+
 def _strata_polygons(run: Any, step: int) -> list[dict[str, Any]]:
     """Stratum polygons (a vector strata source) as rings of displayed-pixel coordinates."""
     options = (run.strata or {}).get("options") or {}
@@ -291,6 +311,18 @@ header{{height:2.4rem;display:flex;align-items:center;gap:1rem;padding:0 .8rem;f
     }}));
     overlays['design sites (' + data.sites.length + ')'] = sites;
     sites.addTo(map);
+  }}
+  if (data.cores.length) {{
+    var cores = L.layerGroup(data.cores.map(function (c) {{
+      var lines = Object.keys(c.stocks).map(function (k) {{
+        return k + ': ' + (c.stocks[k] === null ? 'no value' : c.stocks[k] + ' t C/ha');
+      }});
+      return L.circleMarker([-c.row, c.col], {{radius: 4, color: '#e65100', weight: 2,
+        fillOpacity: 0.8}})
+        .bindPopup('core ' + c.id + '<br>stratum ' + c.stratum + '<br>' + lines.join('<br>'));
+    }}));
+    overlays['cores (' + data.cores.length + ')'] = cores;
+    cores.addTo(map);
   }}
   if (data.strata.length) {{
     var strata = L.layerGroup(data.strata.map(function (s) {{

@@ -38,6 +38,7 @@ from socmap.units import CO2_PER_C
 __all__ = [
     "STRATA",
     "StrataResult",
+    "core_table",
     "cores_with_strata",
     "rasterise_strata",
     "strata_for_run",
@@ -320,6 +321,7 @@ def strata_for_run(
     )  # fmt: skip
     draws, areas, unmapped = _aggregate(run, labels, len(layers))
     stocks_of_cores = None
+    with_strata = None
     if cores is not None:
         with_strata = cores_with_strata(cores, grid, codes, labels)
         stocks_of_cores = core_stocks(
@@ -341,6 +343,12 @@ def strata_for_run(
         project_table(draws, areas, layers, cfg).to_csv(tmp, index=False)
     with atomic_path(out / "strata.json", overwrite=True) as tmp:
         tmp.write_text(json.dumps(metadata, indent=2))
+    cores_path = out / "cores.csv"
+    if with_strata is not None and stocks_of_cores is not None:
+        with atomic_path(cores_path, overwrite=True) as tmp:
+            core_table(with_strata, stocks_of_cores, grid).to_csv(tmp, index=False)
+    else:  # cores of an earlier call must not pass for these strata's
+        cores_path.unlink(missing_ok=True)
     run.strata.update(status="computed", summary=summary)
     run.save()
     return StrataResult(run=run, table=table, path=out / "strata.csv", metadata=metadata)
@@ -377,6 +385,32 @@ def cores_with_strata(
         code[inside] = codes[row[inside], col[inside]]
         out.loc[group.index, "stratum"] = [labels[c] if c >= 0 else "outside strata" for c in code]
     return out
+
+
+def core_table(cores: pd.DataFrame, stocks: pd.DataFrame, grid: Grid) -> pd.DataFrame:
+    """One row per core: its stratum, its location on ``grid`` and its stock per layer.
+
+    ``x, y`` are in the grid's CRS (NaN for a core given without coordinates); the stocks
+    (t C/ha) are those the stratum table's core counts and CV use, one ``stock_<layer>``
+    column per layer (NaN where the core lacks it).
+    """
+    from pyproj import Transformer
+
+    first = cores.drop_duplicates("site_id").reset_index(drop=True)
+    out = first[["site_id", "stratum"]].copy()
+    out["x"] = np.nan
+    out["y"] = np.nan
+    if {"x", "y", "crs"} <= set(first.columns):
+        for crs, group in first.groupby("crs"):
+            to_grid = Transformer.from_crs(str(crs), grid.crs, always_xy=True)
+            x, y = to_grid.transform(group["x"].to_numpy(float), group["y"].to_numpy(float))
+            out.loc[group.index, "x"], out.loc[group.index, "y"] = x, y
+    wide = stocks.pivot_table(
+        index="site_id", columns="layer", values="stock_t_ha", aggfunc="first", dropna=False
+    )
+    wide = wide.reindex(columns=list(dict.fromkeys(stocks["layer"])))  # the run's layer order
+    wide.columns = [f"stock_{c}" for c in wide.columns]
+    return out.merge(wide, left_on="site_id", right_index=True, how="left")
 
 
 def _aggregate(
