@@ -216,3 +216,26 @@ def test_select_picks_the_benchmarks_local_set_and_both_state_the_rule(tmp_path,
     code, _, err = run(["spectra", "select", str(table), "--n", "30", "--step", "10",
                         "--out", str(tmp_path / "x.csv")], capsys)  # fmt: skip
     assert code == EXIT_BAD_INPUT and "--grid measured" in err
+
+
+def test_a_users_library_table_gives_what_the_embedded_library_gives(tmp_path, capsys):
+    """`--library LIB.csv`: NIRsoil written as a user's table is the same library (item 2)."""
+    from socmap.spectra.datasets import load_nirsoil
+
+    library = tmp_path / "my_library.csv"
+    load_nirsoil().to_frame().to_csv(library, index=False)
+    base = ["spectra", "benchmark", "--sites", "CV.98", "--methods", "local-pls,global-pls",
+            "--n-local", "20"]  # fmt: skip
+    code, _, err = run([*base, "--out", str(tmp_path / "a")], capsys)
+    assert code == 0, err
+    code, _, err = run([*base, "--library", str(library), "--library-quantity", "absorbance",
+                        "--out", str(tmp_path / "b")], capsys)  # fmt: skip
+    assert code == 0, err
+    a, b = (pd.read_csv(tmp_path / d / "results.csv") for d in ("a", "b"))
+    np.testing.assert_allclose(a["rmse"], b["rmse"], rtol=1e-9)
+    assert pd.read_csv(tmp_path / "b" / "sites.csv").loc[0, "library"] == "my_library.csv"
+    # a MIR library for a vis-NIR site is refused, naming both axes
+    mir = tmp_path / "mir.csv"
+    load_limesoda("O.32").to_frame().to_csv(mir, index=False)
+    code, _, err = run([*base, "--library", str(mir), "--out", str(tmp_path / "c")], capsys)
+    assert code == EXIT_BAD_INPUT and "cm-1" in err and "nm" in err

@@ -122,6 +122,19 @@ def spectra_benchmark_cmd(
             "every embedded site with SOC."
         ),
     ] = None,
+    library: Annotated[
+        Path | None,
+        typer.Option(
+            help="Your own spectral library: a table with band columns and soc_g_kg (g/kg), "
+            "on the sites' axis unit. Default: NIRsoil for nm, the embedded MIR sites for cm-1."
+        ),
+    ] = None,
+    quantity: Annotated[
+        str, typer.Option(help="What site tables hold: reflectance or absorbance.")
+    ] = "reflectance",
+    library_quantity: Annotated[
+        str, typer.Option(help="What the --library table holds: reflectance or absorbance.")
+    ] = "reflectance",
     methods: Annotated[
         str,
         typer.Option(
@@ -168,7 +181,10 @@ def spectra_benchmark_cmd(
     names = [s.strip() for s in sites.split(",") if s.strip()] if sites else None
     chosen = [m.strip() for m in methods.split(",") if m.strip()]
     chosen = list(METHODS) if chosen == ["all"] else chosen
-    result = spectral_benchmark(names, chosen, config)
+    result = spectral_benchmark(
+        names, chosen, config, library=library, quantity=quantity,
+        library_quantity=library_quantity,
+    )  # fmt: skip
     paths = write_spectral_benchmark(result, out_dir)
     mean = result.summary[result.summary["site"] == "mean"]
     print_frame(

@@ -155,8 +155,18 @@ class SiteData:
     test: np.ndarray
 
 
-def _library_for(name: str, unit: str) -> tuple[list[Spectra], str]:
-    """Return the embedded library of a site: the other MIR sites for MIR, else NIRsoil."""
+def _library_for(
+    name: str, unit: str, library: str | Path | None = None, quantity: str = "reflectance"
+) -> tuple[list[Spectra], str]:
+    """Return a site's library: ``library`` (a table), else the other MIR sites or NIRsoil."""
+    if library is not None:
+        lib = _load_site(str(library), quantity)
+        if lib.unit != unit:
+            raise ConfigError(
+                f"library {str(library)!r} is on a {lib.unit} axis and site {name!r} on {unit}; "
+                "give a library of the same technique (vis-NIR in nm, MIR in cm-1)"
+            )
+        return [lib], Path(str(library)).name
     mir = SITES[name].technique == "MIR" if name in SITES else unit == "cm-1"
     if mir:
         others = [s for s in spectral_sites("MIR") if s != name]
@@ -187,7 +197,7 @@ def check_target_units(site: np.ndarray, library: np.ndarray, name: str, library
         )
 
 
-def _load_site(name: str) -> Spectra:
+def _load_site(name: str, quantity: str = "reflectance") -> Spectra:
     """Load a built-in site, or a user's site table (band columns and ``soc_g_kg`` in g/kg)."""
     if name in SITES:
         if not SITES[name].has_soc:
@@ -202,7 +212,9 @@ def _load_site(name: str) -> Spectra:
             f"{name!r} is neither an embedded spectral site ({', '.join(spectral_sites())}) nor "
             "a site table; give a CSV/Parquet file with band columns and soc_g_kg"
         )
-    site = read_spectra(path)
+    if quantity not in ("reflectance", "absorbance"):
+        raise ConfigError(f"quantity {quantity!r} must be 'reflectance' or 'absorbance'")
+    site = read_spectra(path, quantity=quantity)  # type: ignore[arg-type]
     if "soc_g_kg" not in site.meta.columns:
         raise ConfigError(
             f"site table {name!r} has no soc_g_kg column (columns besides the bands: "
@@ -218,7 +230,11 @@ def _load_site(name: str) -> Spectra:
 
 
 def benchmark_grid(
-    site: Spectra, name: str = "", config: SpectralBenchmarkConfig | None = None
+    site: Spectra,
+    name: str = "",
+    config: SpectralBenchmarkConfig | None = None,
+    library: str | Path | None = None,
+    library_quantity: str = "reflectance",
 ) -> tuple[Preprocess, list[Spectra], str]:
     """Return the preprocessing the benchmark selects and models on, and the library.
 
@@ -233,7 +249,7 @@ def benchmark_grid(
         the library's name.
     """
     cfg = config or SpectralBenchmarkConfig()
-    parts, library_name = _library_for(name, site.unit)
+    parts, library_name = _library_for(name, site.unit, library, library_quantity)
     step = cfg.nm_step if site.unit == "nm" else cfg.cm_step
     axis = common_axis(site, *parts, step=step)
     return Preprocess(float(axis[0]), float(axis[-1]), step, unit=site.unit), parts, library_name
@@ -251,12 +267,21 @@ def selection_rule(
     )
 
 
-def prepare_site(name: str, config: SpectralBenchmarkConfig | None = None) -> SiteData:
+def prepare_site(
+    name: str,
+    config: SpectralBenchmarkConfig | None = None,
+    library: str | Path | None = None,
+    *,
+    quantity: str = "reflectance",
+    library_quantity: str = "reflectance",
+) -> SiteData:
     """Load a site and its library, put both on their common grid, choose the local samples.
 
     ``name`` is an embedded site or the path of a user's site table (any layout
     :func:`~socmap.spectra.read_spectra` reads, with ``soc_g_kg``); its library is NIRsoil
-    for wavelengths (nm) and the embedded MIR sites for wavenumbers (cm-1).
+    for wavelengths (nm) and the embedded MIR sites for wavenumbers (cm-1), unless
+    ``library`` names a table of the same layout (a user's own library). ``quantity`` and
+    ``library_quantity`` say what the tables hold (``"reflectance"`` or ``"absorbance"``).
 
     Raises
     ------
@@ -267,21 +292,21 @@ def prepare_site(name: str, config: SpectralBenchmarkConfig | None = None) -> Si
         The site's SOC is about tenfold off its library's (:func:`check_target_units`).
     """
     cfg = config or SpectralBenchmarkConfig()
-    raw = _load_site(name)
+    raw = _load_site(name, quantity)
     if raw.n_samples < cfg.n_local + 5:
         raise ConfigError(
             f"site {name!r} has {raw.n_samples!r} samples; n_local={cfg.n_local!r} leaves too "
             "few to test on: lower n_local"
         )
-    chain, parts, library_name = benchmark_grid(raw, name, cfg)
+    chain, parts, library_name = benchmark_grid(raw, name, cfg, library, library_quantity)
     library_y = np.concatenate([p.target() for p in parts])
     check_target_units(raw.target(), library_y, name, library_name)
     site = chain.apply(raw)
-    library = concat([chain.apply(p) for p in parts])
+    pooled = concat([chain.apply(p) for p in parts])
     local = kennard_stone(site.values, cfg.n_local)
     test = np.setdiff1d(np.arange(site.n_samples), local)
     label = name if name in SITES else Path(name).name  # a table by its file name
-    return SiteData(label, site, library, library_name, chain, local, test)
+    return SiteData(label, site, pooled, library_name, chain, local, test)
 
 
 @dataclass(frozen=True)
@@ -485,6 +510,9 @@ def spectral_benchmark(
     methods: Sequence[str] = METHODS,
     config: SpectralBenchmarkConfig | None = None,
     *,
+    library: str | Path | None = None,
+    quantity: str = "reflectance",
+    library_quantity: str = "reflectance",
     progress: bool = True,
 ) -> SpectralBenchmark:
     """Run the spectral transfer benchmark (see the module docstring).
@@ -492,11 +520,15 @@ def spectral_benchmark(
     Parameters
     ----------
     sites
-        Embedded site names (default: every site with SOC in g/kg).
+        Embedded site names or site tables (default: every embedded site with SOC in g/kg).
     methods
         A subset of :data:`METHODS`; ``local-pls`` (the reference) is always run.
     config
         Settings.
+    library
+        A library table (band columns and ``soc_g_kg``) instead of the embedded ones.
+    quantity, library_quantity
+        What the site tables and the library table hold: reflectance or absorbance.
     progress
         Progress bar over sites x repeats.
 
@@ -519,7 +551,10 @@ def spectral_benchmark(
             for n in small
         ]
         names = [n for n in names if n not in small]
-    prepared = [prepare_site(n, cfg) for n in names]
+    prepared = [
+        prepare_site(n, cfg, library, quantity=quantity, library_quantity=library_quantity)
+        for n in names
+    ]
     jobs = [(d, r) for d in prepared for r in range(cfg.repeats)]
     rows: list[dict[str, Any]] = []
     for data, repeat in track(jobs, "spectral benchmark") if progress else jobs:
