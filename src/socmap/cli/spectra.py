@@ -192,3 +192,38 @@ def spectra_benchmark_cmd(
         "mean over sites (g/kg; ΔRMSE% vs local PLSR)",
     )
     out.print("\n".join(f"{k}: {v}" for k, v in paths.items()))
+
+
+@spectra_app.command("ossl")
+def spectra_ossl_cmd(
+    spectra: Annotated[Path, typer.Argument(help="OSSL vis-NIR or MIR table (CSV or Parquet).")],
+    soillab: Annotated[Path, typer.Argument(help="OSSL soil-lab table (CSV or Parquet).")],
+    out_path: Annotated[
+        Path, typer.Option("--out", "-o", help="Library table to write (CSV or Parquet).")
+    ],
+    kind: Annotated[str, typer.Option(help="visnir (scan_visnir.*_ref) or mir.")] = "visnir",
+    oc_column: Annotated[
+        str | None, typer.Option(help="Organic-carbon column (weight %) of the soil-lab table.")
+    ] = None,
+) -> None:
+    """Turn OSSL tables into a library for `spectra benchmark --library` (soc_g_kg, bands).
+
+    Scans without a carbon value or with gaps are left out and counted; each scan keeps its
+    OSSL dataset code and licence. MIR libraries hold absorbance: benchmark them with
+    --library-quantity absorbance.
+    Example: [bold]socmap spectra ossl ossl_visnir.csv ossl_soillab.csv --out lib.csv[/bold]
+    """
+    from socmap.extraction import check_table_path, write_table
+    from socmap.spectra.ossl import read_ossl
+
+    if kind not in ("visnir", "mir"):
+        raise ConfigError(f"--kind {kind!r} must be 'visnir' or 'mir'")
+    check_table_path(out_path)
+    library = read_ossl(spectra, soillab, kind, oc_column=oc_column)  # type: ignore[arg-type]
+    for note in library.notes:
+        out.print(f"note: {note}")
+    write_table(library.to_frame(), out_path)
+    out.print(
+        f"library: {library.n_samples} scans x {library.n_bands} bands ({library.quantity}, "
+        f"{library.unit}): {out_path}"
+    )

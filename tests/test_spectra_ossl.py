@@ -1,0 +1,92 @@
+"""The OSSL table layout as a spectral library, on small fixtures written in that layout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from socmap.errors import InputNotFound, SpectraError
+from socmap.spectra.datasets import load_limesoda, load_nirsoil
+from socmap.spectra.ossl import read_ossl
+
+
+def _visnir_fixture(tmp_path, fmt="csv", *, one_without_carbon=True):
+    """NIRsoil (absorbance) rewritten as OSSL vis-NIR reflectance + a soil-lab table in %."""
+    lib = load_nirsoil()
+    ids = [f"uuid{i:04d}" for i in range(lib.n_samples)]
+    scans = pd.DataFrame(10.0**-lib.values, columns=[f"scan_visnir.{a:g}_ref" for a in lib.axis])
+    scans.insert(0, "id.layer_uuid_txt", ids)
+    scans.insert(1, "dataset.code_ascii_txt", "NIRSOIL.TEST")
+    lab = pd.DataFrame({"id.layer_uuid_txt": ids, "oc_usda.c729_w.pct": lib.target() / 10})
+    if one_without_carbon:
+        lab.loc[3, "oc_usda.c729_w.pct"] = np.nan
+    lab["dataset.license.title_ascii_txt"] = "CC-BY 4.0"
+    paths = tmp_path / f"visnir.{fmt}", tmp_path / f"soillab.{fmt}"
+    for frame, path in zip((scans, lab), paths, strict=True):
+        frame.to_csv(path, index=False) if fmt == "csv" else frame.to_parquet(path)
+    return lib, paths
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_visnir_tables_give_back_the_library_they_were_written_from(tmp_path, fmt):
+    lib, (scans, lab) = _visnir_fixture(tmp_path, fmt)
+    got = read_ossl(scans, lab, "visnir")
+    assert (got.unit, got.quantity) == ("nm", "reflectance")
+    assert (
+        got.n_samples == lib.n_samples - 1 and "left out 1 scans without a carbon" in got.notes[1]
+    )
+    keep = np.r_[0:3, 4 : lib.n_samples]
+    np.testing.assert_allclose(-np.log10(got.values), lib.values[keep], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got.target(), lib.target()[keep], rtol=1e-12)  # % x 10
+    np.testing.assert_array_equal(got.axis, lib.axis)
+    assert set(got.meta["dataset.license.title_ascii_txt"]) == {"CC-BY 4.0"}
+    assert set(got.meta["dataset.code_ascii_txt"]) == {"NIRSOIL.TEST"}
+
+
+def test_mir_tables_and_bad_tables(tmp_path):
+    site = load_limesoda("O.32")  # MIR, reflectance in the embedded data
+    ids = [f"m{i}" for i in range(site.n_samples)]
+    scans = pd.DataFrame(-np.log10(site.values), columns=[f"scan_mir.{a:g}_abs" for a in site.axis])
+    scans.insert(0, "id.layer_uuid_txt", ids)
+    scans.iloc[2, 5] = np.nan  # a gap: left out and counted
+    scans.to_csv(tmp_path / "mir.csv", index=False)
+    pd.DataFrame({"id.layer_uuid_txt": ids, "oc_iso.10694_w.pct": site.target() / 10}).to_csv(
+        tmp_path / "lab.csv", index=False
+    )
+    got = read_ossl(tmp_path / "mir.csv", tmp_path / "lab.csv", "mir")
+    assert (got.unit, got.quantity, got.n_samples) == ("cm-1", "absorbance", site.n_samples - 1)
+    assert "1 with gaps in the spectrum" in got.notes[1]
+    with pytest.raises(SpectraError, match="no OSSL visnir columns"):
+        read_ossl(tmp_path / "mir.csv", tmp_path / "lab.csv", "visnir")
+    with pytest.raises(SpectraError, match="no organic-carbon column"):
+        read_ossl(tmp_path / "mir.csv", tmp_path / "mir.csv", "mir")
+    with pytest.raises(InputNotFound, match=r"nope\.csv"):
+        read_ossl(tmp_path / "nope.csv", tmp_path / "lab.csv", "mir")
+
+
+def test_cli_turns_ossl_tables_into_a_library_the_benchmark_reads(tmp_path, cli):
+    lib, (scans, lab) = _visnir_fixture(tmp_path)
+    out = tmp_path / "lib.csv"
+    assert cli(["spectra", "ossl", scans, lab, "--out", out]) == 0
+    table = pd.read_csv(out)
+    assert len(table) == lib.n_samples - 1 and "soc_g_kg" in table.columns
+    assert cli(["spectra", "ossl", scans, lab, "--kind", "uv", "--out", tmp_path / "x.csv"]) == 2
+
+
+def test_a_users_site_and_an_ossl_library_run_end_to_end_from_the_cli(tmp_path, cli):
+    """Issue 19's acceptance: a site table and an OSSL-layout library, from the CLI."""
+    _, (scans, lab) = _visnir_fixture(tmp_path, one_without_carbon=False)
+    library = tmp_path / "lib.csv"
+    assert cli(["spectra", "ossl", scans, lab, "--out", library]) == 0
+    site = tmp_path / "my_site.csv"
+    load_limesoda("CV.98").to_frame().to_csv(site, index=False)
+    base = ["spectra", "benchmark", "--sites", site, "--methods", "local-pls,global-pls",
+            "--n-local", "20"]  # fmt: skip
+    assert cli([*base, "--library", library, "--out", tmp_path / "ossl"]) == 0
+    assert cli([*base, "--out", tmp_path / "embedded"]) == 0
+    ossl, embedded = (pd.read_csv(tmp_path / d / "results.csv") for d in ("ossl", "embedded"))
+    # the OSSL tables were NIRsoil as reflectance: the embedded library's results, up to the
+    # float32 round trip of the spectra
+    assert pd.read_csv(tmp_path / "ossl" / "sites.csv").loc[0, "n_library"] == 732
+    np.testing.assert_allclose(ossl["rmse"], embedded["rmse"], rtol=5e-3)  # measured: 0.16 %
