@@ -16,6 +16,7 @@ from socmap.spectra._spectra import (
     read_spectra,
     spectral_columns,
 )
+from socmap.spectra.ossl import read_ossl
 from socmap.spectra.preprocess import (
     Preprocess,
     common_axis,
@@ -25,7 +26,6 @@ from socmap.spectra.preprocess import (
     snv,
     to_absorbance,
 )
-from socmap.spectra.ossl import read_ossl
 from socmap.spectra.select import kennard_stone, kmeans_select
 
 __all__ = [
