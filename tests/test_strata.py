@@ -141,3 +141,26 @@ def test_project_interval_follows_how_the_strata_errors_move_together():
     ).iloc[0]
     assert gap["strata"] == 1 and gap["strata_left_out"] == "empty"
     assert gap["total_mg_c"] == pytest.approx(15.0)
+
+
+def test_core_table_puts_each_core_on_the_grid_with_its_stock_per_layer():
+    from socmap.grid import Grid
+    from socmap.strata._maps import core_table
+
+    grid = Grid.from_bbox((700000, 6600000, 701000, 6601000), 100, "EPSG:28355")
+    cores = pd.DataFrame(
+        {"site_id": ["a", "a", "b", "c"], "stratum": ["m", "m", "m", "n"],
+         "x": [700050.0, 700050.0, 149.0, np.nan], "y": [6600050.0, 6600050.0, -30.7, np.nan],
+         "crs": ["EPSG:28355", "EPSG:28355", "EPSG:4326", "EPSG:28355"]}
+    )  # fmt: skip
+    stocks = pd.DataFrame(
+        {"site_id": ["a", "a", "b", "b", "c", "c"], "layer": ["0-15cm", "0-30cm"] * 3,
+         "stock_t_ha": [10.0, 22.0, 5.0, np.nan, 7.0, 13.0]}
+    )  # fmt: skip
+    table = core_table(cores, stocks, grid)
+    assert list(table.columns) == ["site_id", "stratum", "x", "y", "stock_0-15cm", "stock_0-30cm"]
+    assert list(table["site_id"]) == ["a", "b", "c"]  # one row per core, none dropped
+    assert table.loc[0, ["x", "y"]].tolist() == [700050.0, 6600050.0]
+    # a core given in lon/lat lands in the grid's CRS (MGA zone 55 eastings near 149 E)
+    assert 690000 < table.loc[1, "x"] < 710000 and np.isnan(table.loc[1, "stock_0-30cm"])
+    assert np.isnan(table.loc[2, "x"]) and table.loc[2, "stock_0-30cm"] == 13.0
