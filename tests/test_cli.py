@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -223,3 +224,14 @@ def test_top_level_help_lists_the_commands_in_data_flow_order(capsys, monkeypatc
     for panel in PANELS:
         assert panel in out
     assert "(the [ee] extra)" in out  # rich markup must not eat it
+
+
+def test_finetune_cv_and_benchmark_share_one_profile_option_group(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    group = ["--profiles", "--format", "--samples", "--map", "--crs", "--soc-units",
+             "--accept-qc"]  # fmt: skip
+    for command in (["finetune"], ["cv"], ["benchmark", "transfer"]):
+        code, out, _ = run([*command, "--help"], capsys)
+        assert code == 0
+        rows = re.findall(r"^│\s+(?:\*\s+)?(--[a-z-]+)", out, flags=re.M)  # the option column
+        assert [o for o in rows if o in group] == group, command

@@ -5,9 +5,13 @@ Profile reading, region and cross-validation options, and Earth Engine sign-in o
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import pandas as pd
 import typer
@@ -325,3 +329,73 @@ EEWorkersOpt = Annotated[int, typer.Option("--workers", help="Requests in flight
 RetriesOpt = Annotated[
     int, typer.Option(help="Retries per request on 429/5xx (exponential backoff).")
 ]
+
+
+@dataclass(frozen=True)
+class ProfileSource:
+    """The profile table a command reads, as the shared profile options gave it."""
+
+    path: Path | None
+    fmt: ProfileFormat
+    samples: Path | None
+    mapping: list[str] | None
+    crs: str | None
+    soc_units: str
+    accept_qc: tuple[str, ...]
+
+    def load(self) -> pd.DataFrame:
+        """Read the table (see :func:`load_profiles`)."""
+        return load_profiles(
+            self.fmt, self.path, self.samples, self.mapping, self.crs, self.soc_units
+        )
+
+
+#: Default of a command's ``profiles`` parameter, only there to keep the signature valid:
+#: :func:`profile_options` replaces the parameter by the options.
+PROFILES = cast("ProfileSource", None)
+
+#: The profile options (name, annotation, default) :func:`profile_options` adds.
+_PROFILE_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
+    ("profiles_path", ProfilesOpt, None),
+    ("fmt", FormatOpt, ProfileFormat.generic),
+    ("samples", SamplesOpt, None),
+    ("mapping", MapOpt, None),
+    ("crs", CrsOpt, None),
+    ("soc_units", UnitsOpt, "g/kg"),
+    ("accept_qc", AcceptQcOpt, None),
+)
+
+
+def profile_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give a command the shared profile options, where its ``profiles`` parameter stands.
+
+    The command declares ``profiles: ProfileSource = PROFILES`` and receives the options
+    as one :class:`ProfileSource`; its help lists ``--profiles``, ``--format``,
+    ``--samples``, ``--map``, ``--crs``, ``--soc-units`` and ``--accept-qc`` in that place.
+    Typer calls commands with keyword arguments only, so every parameter becomes
+    keyword-only (the order of the help stays the order of the signature).
+    """
+    sig = inspect.signature(command, eval_str=True)
+    names = [name for name, _, _ in _PROFILE_OPTIONS]
+    params = []
+    for param in sig.parameters.values():
+        if param.name == "profiles":
+            params += [
+                inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                  annotation=annotation)
+                for name, annotation, default in _PROFILE_OPTIONS
+            ]  # fmt: skip
+        else:
+            params.append(param.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> None:
+        values = {name: kwargs.pop(name) for name in names}
+        source = ProfileSource(
+            values["profiles_path"], values["fmt"], values["samples"], values["mapping"],
+            values["crs"], values["soc_units"], tuple(values["accept_qc"] or ()),
+        )  # fmt: skip
+        command(**kwargs, profiles=source)
+
+    wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    return wrapper

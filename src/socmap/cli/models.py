@@ -15,24 +15,18 @@ from socmap.cli._app import (
 )
 from socmap.cli._options import (
     BLOCK_UNITS,
-    AcceptQcOpt,
+    PROFILES,
     BlockSizeOpt,
-    CrsOpt,
     FoldsColumnOpt,
-    FormatOpt,
     JobsOpt,
-    MapOpt,
-    ProfileFormat,
-    ProfilesOpt,
-    SamplesOpt,
+    ProfileSource,
     TargetOpt,
     TrainSetsOpt,
-    UnitsOpt,
     block_size_for,
     check_at_least,
     check_block_size,
-    load_profiles,
     parse_bbox,
+    profile_options,
     user_folds,
     with_target,
 )
@@ -123,17 +117,12 @@ def pretrain_cmd(
 
 
 @command("finetune")
+@profile_options
 def finetune_cmd(
     bundle: Annotated[Path, typer.Argument(help="Pretrained bundle directory.")],
     cube: Annotated[Path, typer.Option(help="The region's covariate cube (Zarr).")],
     out_path: Annotated[Path, typer.Option("--out", "-o", help="Fine-tuned bundle to write.")],
-    profiles_path: ProfilesOpt = None,
-    fmt: FormatOpt = ProfileFormat.generic,
-    samples: SamplesOpt = None,
-    mapping: MapOpt = None,
-    crs: CrsOpt = None,
-    soc_units: UnitsOpt = "g/kg",
-    accept_qc: AcceptQcOpt = None,
+    profiles: ProfileSource = PROFILES,
     strategy: Annotated[
         str, typer.Option(help="full, freeze-encoders, head, l2sp, instances or auto.")
     ] = "full",
@@ -169,9 +158,9 @@ def finetune_cmd(
 
     check_block_size(block_size)
     load_bundle(bundle)  # a missing or broken bundle fails before the table work
-    table = load_profiles(fmt, profiles_path, samples, mapping, crs, soc_units)
+    table = profiles.load()
     data = regional_training_table(
-        table, open_cube(cube), depths=depths, max_depth_cm=max_depth, accept_qc=accept_qc or ()
+        table, open_cube(cube), depths=depths, max_depth_cm=max_depth, accept_qc=profiles.accept_qc
     )
     res = finetune_bundle(
         bundle,
@@ -198,6 +187,7 @@ def finetune_cmd(
 
 
 @command("cv")
+@profile_options
 def cv_cmd(
     cube: Annotated[Path, typer.Option(help="The region's covariate cube (Zarr).")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the CV tables.")],
@@ -207,13 +197,7 @@ def cv_cmd(
     bundle: Annotated[
         Path | None, typer.Option(help="Pretrained bundle (network methods and stacking).")
     ] = None,
-    profiles_path: ProfilesOpt = None,
-    fmt: FormatOpt = ProfileFormat.generic,
-    samples: SamplesOpt = None,
-    mapping: MapOpt = None,
-    crs: CrsOpt = None,
-    soc_units: UnitsOpt = "g/kg",
-    accept_qc: AcceptQcOpt = None,
+    profiles: ProfileSource = PROFILES,
     block_size: BlockSizeOpt = "2km",
     folds: Annotated[int, typer.Option(help="Spatial CV folds.")] = 10,
     folds_column: FoldsColumnOpt = None,
@@ -249,10 +233,10 @@ def cv_cmd(
         raise typer.BadParameter(f"--method {method} needs --bundle (a pretrained bundle)")
     check_block_size(block_size)
     chosen = read_train_sets(train_sets) if train_sets is not None else None
-    table = with_target(load_profiles(fmt, profiles_path, samples, mapping, crs, soc_units), target)
+    table = with_target(profiles.load(), target)
     own_folds = user_folds(folds_column, table)
     data = regional_training_table(
-        table, open_cube(cube), depths=depths, max_depth_cm=max_depth, accept_qc=accept_qc or ()
+        table, open_cube(cube), depths=depths, max_depth_cm=max_depth, accept_qc=profiles.accept_qc
     )
     size = block_size_for(block_size, data.table)
     (estimator,) = transfer_methods(
@@ -287,17 +271,12 @@ def cv_cmd(
 
 
 @benchmark_app.command("transfer")
+@profile_options
 def benchmark_transfer_cmd(
     cube: Annotated[Path, typer.Option(help="The region's covariate cube (Zarr).")],
     bundle: Annotated[Path, typer.Option(help="Pretrained bundle (excluding the region).")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the results.")],
-    profiles_path: ProfilesOpt = None,
-    fmt: FormatOpt = ProfileFormat.generic,
-    samples: SamplesOpt = None,
-    mapping: MapOpt = None,
-    crs: CrsOpt = None,
-    soc_units: UnitsOpt = "g/kg",
-    accept_qc: AcceptQcOpt = None,
+    profiles: ProfileSource = PROFILES,
     block_size: BlockSizeOpt = "2km",
     folds: Annotated[int, typer.Option(help="Spatial CV folds.")] = 10,
     folds_column: FoldsColumnOpt = None,
@@ -338,10 +317,10 @@ def benchmark_transfer_cmd(
         ("--n-estimators", n_estimators, 1),
     )
     chosen = read_train_sets(train_sets) if train_sets is not None else None
-    table = with_target(load_profiles(fmt, profiles_path, samples, mapping, crs, soc_units), target)
+    table = with_target(profiles.load(), target)
     own_folds = user_folds(folds_column, table)
     data = regional_training_table(
-        table, open_cube(cube), depths=depths, max_depth_cm=max_depth, accept_qc=accept_qc or ()
+        table, open_cube(cube), depths=depths, max_depth_cm=max_depth, accept_qc=profiles.accept_qc
     )
     size = block_size_for(block_size, data.table)
     estimators = transfer_methods(
