@@ -239,3 +239,19 @@ def test_a_users_library_table_gives_what_the_embedded_library_gives(tmp_path, c
     load_limesoda("O.32").to_frame().to_csv(mir, index=False)
     code, _, err = run([*base, "--library", str(mir), "--out", str(tmp_path / "c")], capsys)
     assert code == EXIT_BAD_INPUT and "cm-1" in err and "nm" in err
+
+
+def test_every_embedded_site_passes_the_unit_check_with_the_ratios_the_docs_state():
+    """The numbers beside UNIT_RATIO_LIMIT (0.7 to 9 times the library's median SOC)."""
+    from socmap.spectra.benchmark import UNIT_RATIO_LIMIT, _library_for, check_target_units
+    from socmap.spectra.datasets import spectral_sites
+
+    ratios = []
+    for name in spectral_sites():
+        site = load_limesoda(name)
+        parts, library_name = _library_for(name, site.unit)
+        library = np.concatenate([p.target() for p in parts])
+        check_target_units(site.target(), library, name, library_name)  # passes
+        ratios.append(np.median(site.target()) / np.median(library))
+    assert 0.7 <= min(ratios) < 0.75 and 8.5 < max(ratios) <= 9.1
+    assert min(ratios) * UNIT_RATIO_LIMIT > 1  # far from the refusal threshold

@@ -11,15 +11,18 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import xarray as xr
 from pyproj import Transformer
 
 from socmap.catalog import DepthSet, get_depth_set, load_catalog
-from socmap.depth import Harmonised
 from socmap.errors import ConfigError, ProfileValidationError
 from socmap.grid import normalise_crs
+
+if TYPE_CHECKING:  # depth imports scikit-learn: loaded only when harmonising
+    from socmap.depth import Harmonised
 
 __all__ = ["RegionalTable", "global_context_covariates", "regional_training_table"]
 
