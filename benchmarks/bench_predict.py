@@ -3,19 +3,19 @@
 Builds synthetic 16-band cubes (smooth random fields, 512-pixel chunks, a few nodata holes),
 trains a default-size network on samples of them, and maps them with ``socmap predict``'s
 engine (:func:`socmap.predict.predict_cube`, COG export off) for several sizes and Monte
-Carlo pass counts, on a LocalCluster of 2 worker processes (1 thread each), and with 1
-worker for the scaling figure. In the same run it measures:
+Carlo pass counts, with 2 local workers (threads of one process, one torch thread each),
+and with 1 worker for the scaling figure. In the same run it measures:
 
 * the network's FLOPs per pixel (from its layer shapes) and the torch matmul rate at those
-  shapes on this machine, one thread per process as the workers run, so achieved GFLOP/s can
+  shapes on this machine, one thread per worker as the workers run, so achieved GFLOP/s can
   be set against the matmul bound;
 * eager full-array inference (load the whole cube, predict it in one go) at the smaller
   sizes;
 * a scikit-learn Random Forest (500 trees, as the regional baseline) predicted through
   rasterio windows of a GeoTIFF stack, the path most mapping scripts use today.
 
-Peak memory is the peak of the summed PSS of the main process and its workers (nannies and
-workers of the LocalCluster included), sampled every 0.2 s.
+Peak memory is the peak of the summed PSS of the main process and any children, sampled
+every 0.2 s.
 Writes ``docs/benchmarks/predict.md``.
 
 Run: ``.venv/bin/python benchmarks/bench_predict.py [--sizes 2048,4096,8192] [--passes 1,8,32]``
@@ -207,7 +207,7 @@ def timed(fn: Callable[..., Any], *args: Any) -> tuple[float, int]:
 
 
 def tiled(bundle: Path, cube_path: Path, out: Path, passes: int, workers: int) -> None:
-    """socmap's engine on a LocalCluster, without the COG export."""
+    """socmap's engine on ``workers`` local threads, without the COG export."""
     predict_cube(bundle, cube_path, out, passes=passes, workers=workers, exports=False,
                  progress=False)  # fmt: skip
 
@@ -414,10 +414,9 @@ def _targets(
         "",
         "**Reading the scaling miss.** The matrix products alone speed up "
         f"{bound_scaling} with a second thread (bounds table), so the network's arithmetic is "
-        "not what limits two workers. What does: the LocalCluster start (a few seconds per "
-        "run, whatever the size) and the workers slowing each other down in the per-tile "
-        "work around the products (encoding, statistics, Zarr decompression and compression, "
-        "which are memory-bound and share the cache and memory bus).",
+        "not what limits two workers. What can: the workers slowing each other down in the "
+        "per-tile work around the products (encoding, statistics, Zarr decompression and "
+        "compression, which are memory-bound and share the cache and memory bus).",
     ]
     return [*lines, ""]
 

@@ -42,6 +42,9 @@ DOC = ROOT / "docs" / "benchmarks" / "pretrain_variants.md"
 ROWS = DOC.with_suffix(".csv")
 
 #: name -> (what changes, SocNetRegressor overrides); seeds and the ensemble are added below.
+#: A fixed-length cosine schedule, for variants that train without early stopping.
+COSINE_30 = {"max_epochs": 30, "schedule": "cosine", "warmup_epochs": 2}
+
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "shipped": ("shipped defaults (seed 0)", {}),
     "seed 1": ("another seed", {"random_state": 1}),
@@ -69,6 +72,17 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         "periodic inputs, 8 frequencies, sigma 0.1",
         {"network": {"periodic": 8, "periodic_sigma": 0.1}},
     ),
+    "ema 0.99": ("weight average (EMA, decay 0.99 per step)", {"train": {"ema_decay": 0.99}}),
+    "ema 0.999": ("weight average (EMA, decay 0.999 per step)", {"train": {"ema_decay": 0.999}}),
+    "beta-nll": ("beta-NLL loss, beta 0.5 (Gaussian NLL)", {"train": {"loss": "beta_nll"}}),
+    "cosine 30": (
+        "30 epochs, cosine schedule, no early stopping",
+        {"train": COSINE_30, "estimator": {"val_fraction": 0.0}},
+    ),
+    "beta-nll cosine 30": (
+        "beta-NLL and 30 cosine epochs, no early stopping",
+        {"train": {**COSINE_30, "loss": "beta_nll"}, "estimator": {"val_fraction": 0.0}},
+    ),
 }
 
 
@@ -82,7 +96,7 @@ def network(overrides: dict[str, Any]) -> SocNetRegressor:
         units="degrees",
         mc_passes=16,
         random_state=overrides.get("random_state", 0),
-        **DEFAULT_BALANCE,
+        **{**DEFAULT_BALANCE, **overrides.get("estimator", {})},
     )
 
 

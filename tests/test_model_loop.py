@@ -78,3 +78,43 @@ def test_only_the_given_parameters_train_and_flags_and_rng_are_restored() -> Non
     assert model.a.requires_grad and not model.b.requires_grad
     assert torch.equal(torch.rand(3), before)  # the loop forked torch's RNG
     assert not model.training
+
+
+def test_weight_averaging_returns_the_moving_average_of_the_iterates() -> None:
+    # The same seed gives the same trajectory, so the plain run's iterates (recorded at
+    # each batch) let the average be recomputed by hand.
+    iterates: list[torch.Tensor] = []
+    plain = Line()
+
+    def recording():
+        for loss, n in _epoch(plain)():
+            yield loss, n
+            iterates.append(torch.cat([plain.a.detach(), plain.b.detach()]).clone())
+
+    train_loop(plain, list(plain.parameters()), recording, lr=0.05, weight_decay=0.0,
+               max_epochs=3, seed=5)  # fmt: skip
+    averaged = Line()
+    train_loop(averaged, list(averaged.parameters()), _epoch(averaged), lr=0.05,
+               weight_decay=0.0, max_epochs=3, seed=5, ema_decay=0.9)  # fmt: skip
+    expected = torch.zeros(2)  # the starting weights
+    for w in iterates:
+        expected = 0.9 * expected + 0.1 * w
+    got = torch.cat([averaged.a.detach(), averaged.b.detach()])
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(got, iterates[-1])  # the average, not the last iterate
+
+
+def test_weight_averaging_validates_the_average_and_keeps_the_best() -> None:
+    model = Line()
+    seen: list[float] = []
+
+    def validate() -> float:
+        seen.append(model.a.item())
+        return [1.0, 0.5, 0.7, 0.9][len(seen) - 1]
+
+    result = train_loop(
+        model, list(model.parameters()), _epoch(model), lr=0.05, weight_decay=0.0,
+        max_epochs=4, seed=0, validate=validate, patience=5, ema_decay=0.95,
+    )  # fmt: skip
+    assert result.best_epoch == 1
+    assert model.a.item() == seen[1]  # the averaged weights validated at the best epoch

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
+import torch
 import zarr
 
 from socmap.cube import band_table, build_cube, open_cube
@@ -297,6 +298,27 @@ def test_global_context_bands_match_what_training_saw(meuse, tmp_path):
     cols = np.searchsorted(grid.xs, table["x"].to_numpy())
     at_sites = values[names.index(band), rows, cols]
     np.testing.assert_array_equal(at_sites, train[band].to_numpy())
+
+
+def test_local_workers_are_threads_of_this_process(meuse, tmp_path, monkeypatch):
+    import distributed
+
+    def no_cluster(*args, **kwargs):
+        raise AssertionError("a local run must not start worker processes")
+
+    monkeypatch.setattr(distributed, "LocalCluster", no_cluster)
+    before = torch.get_num_threads()
+    runs = {
+        workers: predict_cube(
+            meuse["bundle"], meuse["cube"], tmp_path / f"w{workers}", passes=4, seed=3,
+            workers=workers, exports=False, progress=False,
+        ).open()
+        for workers in (1, 2)
+    }  # fmt: skip
+    assert torch.get_num_threads() == before  # the caller's torch setting is restored
+    for name in ("soc", "di", "aoa"):
+        np.testing.assert_array_equal(runs[1][name].values, runs[2][name].values)
+    assert np.isfinite(runs[2]["soc"].values).any()
 
 
 @pytest.mark.slow

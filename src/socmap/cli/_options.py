@@ -165,7 +165,8 @@ SchedulerOpt = Annotated[
 
 
 WorkersOpt = Annotated[
-    int | None, typer.Option(help="LocalCluster worker processes; 0 runs in this process.")
+    int | None,
+    typer.Option(help="Tiles computed at once (threads, one torch thread each); 0: one by one."),
 ]
 
 

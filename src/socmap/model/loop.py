@@ -12,6 +12,7 @@ the caller's RNG state is left as it was.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -82,6 +83,7 @@ def train_loop(
     min_delta: float = 0.0,
     lr_factor: Callable[[int], float] | None = None,
     after_backward: Callable[[], None] | None = None,
+    ema_decay: float = 0.0,
     foreach: bool | None = None,
     label: str = "training",
     progress: bool = False,
@@ -113,6 +115,11 @@ def train_loop(
         Learning rate of epoch ``e`` is ``lr * lr_factor(e)`` (a schedule); default ``lr``.
     after_backward
         Called between ``backward`` and the optimiser step (e.g. to add an L2-SP gradient).
+    ema_decay
+        Above 0, keep an exponential moving average of the trained parameters (Polyak
+        averaging, decay per optimiser step); validation, the best epoch and the returned
+        weights are those of the average. An average of nearby weights generalises better
+        and varies less between seeds than the last iterate.
     label, progress
         Progress bar over epochs.
     """
@@ -121,7 +128,10 @@ def train_loop(
     chosen = {id(p) for p in params}
     for _, p in named:
         p.requires_grad_(id(p) in chosen)
+    if not 0.0 <= ema_decay < 1.0:
+        raise ValueError(f"ema_decay must be in [0, 1); got {ema_decay!r}")
     optimiser = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, foreach=foreach)
+    average = _Average(params, ema_decay) if ema_decay > 0 else None
     result = LoopResult()
     checking = validate is not None and stop_early
     best_state = copy.deepcopy(model.state_dict()) if checking else None
@@ -146,6 +156,8 @@ def train_loop(
                     if after_backward is not None:
                         after_backward()
                     optimiser.step()
+                    if average is not None:
+                        average.update()
                     total += float(loss.detach()) * n
                     rows += n
                 result.train_loss.append(total / max(rows, 1))
@@ -154,7 +166,10 @@ def train_loop(
                     result.best_epoch = e
                     continue
                 model.eval()
-                val = validate()
+                with average.applied() if average is not None else contextlib.nullcontext():
+                    val = validate()
+                    if checking and val < result.best_val_loss - min_delta:
+                        best_state = copy.deepcopy(model.state_dict())
                 result.val_loss.append(val)
                 if not checking:
                     result.best_epoch = e
@@ -162,7 +177,6 @@ def train_loop(
                 if val < result.best_val_loss - min_delta:
                     result.best_val_loss, stale = val, 0
                     result.best_epoch = e
-                    best_state = copy.deepcopy(model.state_dict())
                 else:
                     stale += 1
                     if stale >= max(patience, 1):
@@ -170,6 +184,8 @@ def train_loop(
                         break
         if best_state is not None:
             model.load_state_dict(best_state)
+        elif average is not None:
+            average.copy_to_params()
     finally:
         if hasattr(epochs, "close"):
             epochs.close()
@@ -178,3 +194,34 @@ def train_loop(
             p.requires_grad_(saved_flags[name])
         model.eval()
     return result
+
+
+class _Average:
+    """Exponential moving average of parameters, swapped in for validation."""
+
+    def __init__(self, params: Sequence[nn.Parameter], decay: float) -> None:
+        self.params = list(params)
+        self.decay = decay
+        self.shadow = [p.detach().clone() for p in self.params]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        for s, p in zip(self.shadow, self.params, strict=True):
+            s.lerp_(p.detach(), 1.0 - self.decay)
+
+    @torch.no_grad()
+    def copy_to_params(self) -> None:
+        for s, p in zip(self.shadow, self.params, strict=True):
+            p.copy_(s)
+
+    @contextlib.contextmanager
+    def applied(self) -> Iterator[None]:
+        """Put the averaged weights in the model; restore the trained ones afterwards."""
+        saved = [p.detach().clone() for p in self.params]
+        self.copy_to_params()
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, v in zip(self.params, saved, strict=True):
+                    p.copy_(v)

@@ -73,6 +73,9 @@ class TrainConfig:
         or ``"mae"`` (mean absolute error of the predicted mean, log1p scale). The Gaussian
         NLL rewards shrinking variances as much as better means, so on data unlike the
         training rows it can be best at the first epoch while the mean still improves.
+    ema_decay
+        Above 0, train with an exponential moving average of the weights (decay per
+        optimiser step) and keep the average: validation and the best epoch use it.
     seed
         Seeds batch order and dropout masks.
 
@@ -94,6 +97,7 @@ class TrainConfig:
     warmup_epochs: int = 0
     min_lr_ratio: float = 0.01
     monitor: Literal["loss", "mae"] = "loss"
+    ema_decay: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -124,6 +128,8 @@ class TrainConfig:
             )
         if self.monitor not in ("loss", "mae"):
             raise ConfigError(f"monitor {self.monitor!r} is not supported; use 'loss' or 'mae'")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"ema_decay {self.ema_decay!r} must be in [0, 1) (0: no average)")
         if self.warmup_epochs < 0 or not 0 < self.min_lr_ratio <= 1:
             raise ConfigError(
                 f"warmup_epochs {self.warmup_epochs!r} must be >= 0 and min_lr_ratio "
@@ -434,7 +440,8 @@ def fit(
         max_epochs=cfg.max_epochs, seed=cfg.seed,
         validate=lambda: _evaluate(model, t, va, monitor, weights), stop_early=bool(va.size),
         patience=cfg.patience, min_delta=cfg.min_delta, lr_factor=cfg.lr_factor,
-        after_backward=l2sp if anchor else None, foreach=True, label="training",
+        after_backward=l2sp if anchor else None, ema_decay=cfg.ema_decay, foreach=True,
+        label="training",
         progress=progress,
     )  # fmt: skip
     history.train_loss, history.val_loss = result.train_loss, result.val_loss

@@ -1,4 +1,4 @@
-"""The run engine: schedule tiles on dask, write Zarr regions with completion records, resume.
+"""The run engine: schedule tiles on threads or dask, write Zarr regions and records, resume.
 
 A run directory holds::
 
@@ -13,9 +13,12 @@ units, and the block function that computes one tile (SOC in :mod:`socmap.predic
 stocks in :mod:`socmap.stocks._maps`, stratum sums in :mod:`socmap.strata._maps`).
 :func:`compute_layers` runs any kind over a run's tiles.
 
-Each tile is one dask task holding every band of its chunk. A task receives only paths,
-numbers and the kind (its block function travels by reference): the weights are loaded
-once per worker process (:func:`load_tile_model`), never pickled into tasks. A task writes
+Each tile is one task holding every band of its chunk. Local runs compute tasks on a
+thread pool in this process, one torch thread per task (torch and numpy release the GIL in
+their kernels), so the model and torch are held once; a dask.distributed scheduler takes
+the same tasks to other machines. A task receives only paths, numbers and the kind (its
+block function travels by reference): the weights are loaded once per process
+(:func:`load_tile_model`), never pickled into tasks. A task writes
 its region of the kind's store (regions are whole chunks, so tasks never share a chunk) and
 then its completion record, through a temporary file and a rename. Rerunning an interrupted
 run skips tiles whose record exists and whose stored output still hashes to the recorded
@@ -43,6 +46,7 @@ import xarray as xr
 import zarr
 
 from socmap._io import atomic_path, check_replaceable
+from socmap._parallel import bounded_map
 from socmap._progress import track
 from socmap._records import array_digest as _digest
 from socmap._records import read_record, write_record
@@ -374,33 +378,25 @@ def _is_done(run_dir: Path, tile: Tile, kind: LayerKind) -> bool:
 
 
 @contextlib.contextmanager
-def _client(scheduler: str | None, workers: int) -> Iterator[Any]:
-    """Connect to an existing scheduler, or start a LocalCluster of worker processes."""
-    import dask.config
-    from distributed import Client, LocalCluster
+def _client(scheduler: str) -> Iterator[Any]:
+    """Connect to a running dask.distributed scheduler."""
+    from distributed import Client
 
-    if scheduler:
-        with Client(scheduler) as client:
-            yield client
-        return
-    # The nanny's default MALLOC_TRIM_THRESHOLD_ of 64 KiB hands every freed activation
-    # buffer back to the kernel, so the next batch page-faults it in again (a third of the
-    # time went to the kernel); glibc's own threshold keeps them. Memory stays bounded by
-    # the tile and batch sizes either way.
-    environ = {**dask.config.get("distributed.nanny.pre-spawn-environ")}
-    environ.pop("MALLOC_TRIM_THRESHOLD_", None)
-    with (
-        dask.config.set({"distributed.nanny.pre-spawn-environ": environ}),
-        LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            silence_logs=40,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with Client(scheduler) as client:
         yield client
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    """Run torch with ``n`` intra-op threads, then restore the caller's setting."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def compute_layers(
@@ -439,7 +435,7 @@ def compute_layers(
             passes=config.passes,
             batch_size=config.batch_size,
             seed=config.seed,
-            threads=1 if (n_workers or scheduler) else 0,
+            threads=1 if scheduler else 0,
             kind=kind,
             options=json.dumps(options or {}, sort_keys=True),
             stand_ins=json.dumps(config.stand_ins),
@@ -510,28 +506,40 @@ def _execute(
     what: str,
     halo: int = 0,
 ) -> None:
+    """Compute ``jobs``: on a dask.distributed scheduler, or here on ``workers`` threads.
+
+    Local tiles run on a thread pool in this process (torch and numpy release the GIL in
+    their kernels), one torch thread each, so one process holds the model; ``workers=0``
+    runs them one after another with torch's own thread count.
+    """
     if not jobs:
         return
     tasks = _halo_tasks(jobs, halo) if halo else None
-    if not scheduler and workers == 0:
-        items: list[Any] = tasks if tasks is not None else jobs
-        for item in track(items, what) if progress else items:
-            if tasks is None:
-                _run_tile(item)
-            else:
-                item.compute(scheduler="synchronous")
-        return
-    from distributed import as_completed
+    if scheduler:
+        from distributed import as_completed
 
-    with _client(scheduler, max(workers, 1)) as client:
-        if tasks is None:
-            futures = client.map(_run_tile, jobs, pure=False)
-        else:
-            futures = client.compute(tasks)
-        done = as_completed(futures)
-        it = track(done, what, total=len(futures)) if progress else done
-        for fut in it:
-            fut.result()  # re-raises a task's error here
+        with _client(scheduler) as client:
+            if tasks is None:
+                futures = client.map(_run_tile, jobs, pure=False)
+            else:
+                futures = client.compute(tasks)
+            done = as_completed(futures)
+            for fut in track(done, what, total=len(futures)) if progress else done:
+                fut.result()  # re-raises a task's error here
+        return
+    items: list[Any] = tasks if tasks is not None else jobs
+    run = _run_tile if tasks is None else _compute_here
+    with contextlib.ExitStack() as stack:
+        if workers > 0:
+            stack.enter_context(_torch_threads(1))
+        results = bounded_map(run, items, workers)
+        for _ in track(results, what, total=len(items)) if progress else results:
+            pass
+
+
+def _compute_here(task: Any) -> Any:
+    """Compute a delayed tile task in the calling thread."""
+    return task.compute(scheduler="synchronous")
 
 
 def _summarise(

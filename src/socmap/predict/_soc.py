@@ -122,11 +122,12 @@ def predict_cube(
     seed
         Run seed of the dropout masks (one set per pass for the whole map).
     scheduler
-        Address of a running dask.distributed scheduler (``tcp://host:8786``); default a
-        LocalCluster.
+        Address of a running dask.distributed scheduler (``tcp://host:8786``); default
+        threads in this process.
     workers
-        LocalCluster worker processes (one thread each); default ``min(tiles, cores)``.
-        ``0`` computes every tile in this process, without dask.
+        Tiles computed at once, on threads of this process (one torch thread each);
+        default ``min(tiles, cores)``. ``0`` computes one tile after another with torch's
+        own thread count.
     overwrite
         Replace an existing run with another configuration.
     exports
