@@ -30,6 +30,7 @@ import os
 import platform
 import resource
 import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -340,7 +341,7 @@ def main() -> None:
                              f"{done} pixels", "status": "measured", "seconds": wall,
                              "peak_rss_mib": rss.peak / 2**20})  # fmt: skip
                 print(rows[-1], flush=True)
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame(rows).assign(commit=_commit())
     if args.append and args.report.with_suffix(".csv").is_file():
         old = pd.read_csv(args.report.with_suffix(".csv"))
         df = pd.concat([old, df], ignore_index=True)
@@ -421,6 +422,19 @@ def _targets(
     return [*lines, ""]
 
 
+def _commit() -> str:
+    """Short commit of the code measured, ``+changes`` when the tree is dirty."""
+    git = ["git", "-C", str(ROOT)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run([*git, "status", "--porcelain", "src"], capture_output=True, text=True)
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+
+
+def _shown_commit(value: Any) -> str:
+    """A row's commit; rows measured before rows recorded one show as earlier."""
+    return str(value) if isinstance(value, str) and value else "before eb8a7ac"
+
+
 def report(
     df: pd.DataFrame, rates: dict[int, tuple[float, float]], pinning: str, path: Path
 ) -> None:
@@ -439,7 +453,9 @@ def report(
         f"{platform.machine()}, {pinning}, torch {torch.__version__}, socmap "
         f"{socmap.__version__}. Synthetic 16-band cubes (512-pixel chunks), default-size "
         "network (5 depth intervals), COG export off. Rows may come from several runs of "
-        "this script (`--append`); the matmul bounds are those of the latest run.",
+        "this script (`--append`), each with the commit it measured; local workers were "
+        "processes of a LocalCluster before eb8a7ac and are threads of one process since. "
+        "The matmul bounds are those of the latest run.",
         "",
         "**Matmul bound.** The network's matrix products (torch float32 `addmm`) are run "
         "alone, in sequence, at the shapes the engine runs them (1024-pixel batches x 5 depth "
@@ -457,14 +473,15 @@ def report(
             if t in mflop
         ],
         "",
-        "| cube | T | method | seconds | Mpixel/s | GFLOP/s | of matmul bound | peak PSS (MiB) |",
-        "|---|---:|---|---:|---:|---:|---:|---:|",
+        "| cube | T | method | seconds | Mpixel/s | GFLOP/s | of matmul bound | peak PSS (MiB) "
+        "| commit |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in df.itertuples(index=False):
         if r.status == "projected":
             sec = per_pixel.get(r.passes, float("nan")) * r.pixels
             shown = f"~{sec:.0f} (projected)" if np.isfinite(sec) else "not run"
-            lines.append(f"| {r.size}² | {r.passes} | {r.method} | {shown} | | | | |")
+            lines.append(f"| {r.size}² | {r.passes} | {r.method} | {shown} | | | | | |")
             continue
         m = measured[(measured["size"] == r.size) & (measured["passes"] == r.passes)
                      & (measured["method"] == r.method)].iloc[0]  # fmt: skip
@@ -475,7 +492,8 @@ def report(
         gf = f"{m.gflop_per_s:.1f}" if np.isfinite(m.gflop_per_s) else "-"
         fr = f"{frac:.0%}" if np.isfinite(frac) else "-"
         lines.append(f"| {r.size}² | {r.passes or '-'} | {r.method} | {m.seconds:.1f} | "
-                     f"{m.mpix_per_s:.3f} | {gf} | {fr} | {m.peak_rss_mib:.0f} |")  # fmt: skip
+                     f"{m.mpix_per_s:.3f} | {gf} | {fr} | {m.peak_rss_mib:.0f} | "
+                     f"{_shown_commit(getattr(r, 'commit', None))} |")  # fmt: skip
     lines += ["", "Rows above the run's pixels x T budget (`--max-pixel-passes`) are not run; "
               "where the same T was measured on a smaller cube, their seconds are projected as "
               "that cost per pixel times the pixel count (cost is linear in pixels, see the "

@@ -114,11 +114,12 @@ def write_cog(
 
 
 def write_quicklook(cog: Path, png: Path, *, title: str, units: str, cmap: str = "viridis") -> Path:
-    """Draw a COG as a PNG with a colour bar, read from its overviews, at most 800 px wide."""
-    import matplotlib
+    """Draw a COG as a PNG with a colour bar, read from its overviews, at most 800 px wide.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    The figure is laid out in fixed inches (no pyplot, no tight layout): a run writes one
+    quicklook per layer, and automatic layout took most of their time.
+    """
+    from matplotlib.figure import Figure
 
     with rasterio.open(cog) as src:
         scale = max(1.0, max(src.width, src.height) / QUICKLOOK_PX)
@@ -128,7 +129,15 @@ def write_quicklook(cog: Path, png: Path, *, title: str, units: str, cmap: str =
     values = np.ma.filled(data.astype(np.float64), np.nan)
     finite = values[np.isfinite(values)]
     vmin, vmax = np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0)
-    fig, ax = plt.subplots(figsize=(6.4, 6.4 * shape[0] / shape[1] + 0.6))
+    # inches: the image's longer side 4.6, margins for tick labels (left, bottom), the title
+    # (top) and the colour bar (right)
+    left, right, bottom, top = 0.9, 1.1, 0.5, 0.4
+    image_w, image_h = (4.6 * side / max(shape) for side in (shape[1], shape[0]))
+    width, height = left + image_w + right, bottom + image_h + top
+    fig = Figure(figsize=(width, height))
+    ax = fig.add_axes((left / width, bottom / height, image_w / width, image_h / height))
+    cax = fig.add_axes(((left + image_w + 0.2) / width, bottom / height, 0.15 / width,
+                        image_h / height))  # fmt: skip
     im = ax.imshow(
         values,
         cmap=cmap,
@@ -139,11 +148,9 @@ def write_quicklook(cog: Path, png: Path, *, title: str, units: str, cmap: str =
     )
     ax.set_title(title, fontsize=9)
     ax.tick_params(labelsize=7)
-    fig.colorbar(im, ax=ax, shrink=0.8, label=units)
-    fig.tight_layout()
+    fig.colorbar(im, cax=cax, label=units)
     with atomic_path(png, overwrite=True) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
     return png
 
 
