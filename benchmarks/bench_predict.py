@@ -52,6 +52,7 @@ from socmap.cube import band_table, open_cube, write_template  # noqa: E402
 from socmap.grid import Grid  # noqa: E402
 from socmap.model.estimator import SocNetRegressor  # noqa: E402
 from socmap.predict import load_tile_model, predict_block, predict_cube  # noqa: E402
+from socmap.validate.aoa import training_aoa  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 N_BANDS = 16
@@ -106,8 +107,8 @@ def make_cube(path: Path, size: int, chunk: int = 512) -> Path:
     return path
 
 
-def make_bundle(cube_path: Path, out: Path, n_sites: int = 400) -> Path:
-    """Train a default-size network on samples of a cube and save it."""
+def make_bundle(cube_path: Path, out: Path, n_sites: int = 400, aoa: bool = False) -> Path:
+    """Train a default-size network on samples of a cube and save it (with an AOA if asked)."""
     cube = open_cube(cube_path)
     rng = np.random.default_rng(0)
     h, w = cube.sizes["y"], cube.sizes["x"]
@@ -125,7 +126,8 @@ def make_bundle(cube_path: Path, out: Path, n_sites: int = 400) -> Path:
     est = SocNetRegressor(
         band_table(cube), train={"max_epochs": 5}, block_size=5000.0, units="metres"
     ).fit(table)
-    return est.save(out, {"intervals": INTERVALS})
+    area = training_aoa(table, est.spec_.continuous_bands, 5000.0, units="metres") if aoa else None
+    return est.save(out, {"intervals": INTERVALS}, aoa=area)
 
 
 # ---------------------------------------------------------------------- measures

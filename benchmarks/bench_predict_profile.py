@@ -1,7 +1,8 @@
 """Where the time of ``socmap predict`` goes: a profile of one tile at T = 1 and T = 32.
 
 Builds the synthetic 16-band cube of ``bench_predict.py`` at one tile (512 x 512 pixels,
-the engine's default chunk) and its default-size network, then maps it in this process
+the engine's default chunk) and its default-size network with an area of applicability
+(as every pretrained and fine-tuned bundle has), then maps it in this process
 (``workers=0``, no dask) under :mod:`cProfile`, with every default export on, for
 T = 1 and T = 32 Monte Carlo passes. The functions are summed into stages by the module
 they live in (network, feature encoding, area of applicability, statistics, Zarr writes,
@@ -124,7 +125,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         cube = make_cube(tmp / "cube.zarr", args.size)
-        bundle = make_bundle(cube, tmp / "bundle")
+        bundle = make_bundle(cube, tmp / "bundle", aoa=True)
         starts = startup(bundle, tmp)
         unprofiled(bundle, cube, 1, tmp)  # warm caches and lazy imports once
         for passes in (int(v) for v in args.passes.split(",")):
@@ -136,9 +137,10 @@ def main() -> None:
         "",
         "`benchmarks/bench_predict_profile.py` (this page is generated): the synthetic "
         f"16-band cube of `bench_predict.py`, {args.size} x {args.size} pixels (one tile at "
-        "the default chunk), its default-size network, mapped in one process (`workers=0`) "
-        "with every default export on, under cProfile. Own time of each function, summed "
-        "by stage; a warm-up run first, so imports are not counted.",
+        "the default chunk), its default-size network with an area of applicability, "
+        "mapped in one process (`workers=0`) with every default export on, under cProfile. "
+        "Own time of each function, summed by stage; a warm-up run first, so imports are "
+        "not counted.",
         "",
         f"Machine: {machine}; socmap {socmap.__version__}.",
         "",
