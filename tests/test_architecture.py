@@ -38,3 +38,29 @@ def test_the_run_engine_names_no_product() -> None:
         "socmap.predict._soc", "socmap.stocks._maps", "socmap.strata._maps",
         "socmap.predict._export", "socmap.compare",
     }  # fmt: skip
+
+
+def test_mapping_does_not_import_scikit_learn() -> None:
+    """Loading a bundle and mapping stay clear of scikit-learn (about 1 s of start-up)."""
+    code = (
+        "import sys; import socmap.cli.maps, socmap.predict._soc, socmap.model.bundle; "
+        "print(sorted(m for m in ('sklearn', 'scipy.stats') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_the_validate_package_loads_its_names_on_first_use() -> None:
+    import socmap.validate as validate
+    from socmap.validate import BlockKFold
+    from socmap.validate.splitters import BlockKFold as Home
+
+    assert BlockKFold is Home and "cross_validate" in dir(validate)
+    assert set(validate.__all__) <= set(dir(validate))
+    try:
+        validate.no_such_name  # noqa: B018
+    except AttributeError as err:
+        assert "no_such_name" in str(err)
+    else:
+        raise AssertionError("an unknown name must raise AttributeError")

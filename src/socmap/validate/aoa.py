@@ -45,11 +45,10 @@ import numpy.typing as npt
 import pandas as pd
 from scipy.spatial import cKDTree
 from scipy.spatial.distance import pdist
-from sklearn.base import BaseEstimator
-from sklearn.utils.validation import check_is_fitted
 
 from socmap._progress import track
 from socmap.errors import BandMismatch, BundleError, ConfigError, ProfileValidationError
+from socmap.validate._fitted import check_fitted
 
 __all__ = ["KDTREE_MAX_DIMS", "AreaOfApplicability", "site_aoa", "training_aoa"]
 
@@ -116,7 +115,7 @@ def _matrix(X: Any, what: str) -> tuple[FloatArray, list[str] | None]:
     return arr, names
 
 
-class AreaOfApplicability(BaseEstimator):
+class AreaOfApplicability:
     """Dissimilarity index and area of applicability of a fitted model.
 
     Parameters
@@ -291,7 +290,7 @@ class AreaOfApplicability(BaseEstimator):
         BandMismatch
             Wrong number or names of covariates.
         """
-        check_is_fitted(self, "train_")
+        check_fitted(self, "train_")
         arr, names = _matrix(X, "X")
         expected = self.feature_names_in_
         if names is not None and expected is not None and names != expected:
@@ -347,7 +346,7 @@ class AreaOfApplicability(BaseEstimator):
             ``method``, ``feature_names``, ``center``, ``scale``, ``weights``, ``train``,
             ``mean_dist``, ``threshold``, ``fence``, ``train_di``, ``n_excluded``, ``cv``.
         """
-        check_is_fitted(self, "train_")
+        check_fitted(self, "train_")
         out = {
             "method": _METHOD,
             "feature_names": self.feature_names_in_,
@@ -373,7 +372,7 @@ class AreaOfApplicability(BaseEstimator):
 
     def arrays(self) -> dict[str, FloatArray]:
         """Return the large parts, ``train`` (reference set) and ``train_di``, as arrays."""
-        check_is_fitted(self, "train_")
+        check_fitted(self, "train_")
         return {"train": self.train_, "train_di": self.train_di_}
 
     @classmethod

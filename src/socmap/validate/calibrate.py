@@ -35,10 +35,9 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from sklearn.base import BaseEstimator
-from sklearn.utils.validation import check_is_fitted
 
 from socmap.errors import BundleError, ConfigError, ProfileValidationError
+from socmap.validate._fitted import check_fitted
 
 __all__ = ["DEFAULT_GRID", "ConformalCalibrator", "conformal_quantiles"]
 
@@ -115,7 +114,7 @@ def _decode(q: Sequence[float | None], where: str) -> FloatArray:
         ) from None
 
 
-class ConformalCalibrator(BaseEstimator):
+class ConformalCalibrator:
     """Normalised split-conformal calibration of ``mean ± k sd`` intervals.
 
     Parameters
@@ -293,7 +292,7 @@ class ConformalCalibrator(BaseEstimator):
         ProfileValidationError
             Level outside the grid, or an unknown group.
         """
-        check_is_fitted(self, "quantiles_")
+        check_fitted(self, "quantiles_")
         lv = self._check_level(level)
         return _interp(lv, self.levels_, self._table(group))
 
@@ -334,7 +333,7 @@ class ConformalCalibrator(BaseEstimator):
         lower, upper
             The bounds, same type and shape as ``mean``.
         """
-        check_is_fitted(self, "quantiles_")
+        check_fitted(self, "quantiles_")
         if groups is None:
             q: Any = self.scale(level)
         else:
@@ -361,7 +360,7 @@ class ConformalCalibrator(BaseEstimator):
         >>> cal.to_dict()["quantiles"]
         [1.0, None]
         """
-        check_is_fitted(self, "quantiles_")
+        check_fitted(self, "quantiles_")
         groups = None
         if self.group_tables_ is not None:
             groups = [
