@@ -113,7 +113,8 @@ def write_doc(frame: pd.DataFrame, machine: str, seconds: float) -> None:
         "K networks' log1p predictions). This is the first acceptance line of issue 14 "
         "(the network must beat `global-gbm` in MAE and CCC on at least 7 regions).",
         "",
-        f"Machine: {machine}; socmap {socmap.__version__}; wall time {seconds / 60:.1f} min.",
+        f"Machine: {machine}; socmap {socmap.__version__}; wall time of the last run "
+        f"{seconds / 60:.1f} min.",
         "",
         "| variant | seeds | regions where the network beats global-gbm in MAE and CCC "
         "| in MAE | in CCC | mean MAE | mean CCC |",
