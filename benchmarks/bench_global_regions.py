@@ -49,11 +49,17 @@ ROWS = DOC.with_suffix(".csv")
 
 
 def skill(obs: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    """MAE, mean error and CCC of predictions in g/kg."""
+    """MAE, mean error, CCC, Pearson r and the ratio of standard deviations (g/kg).
+
+    CCC = 2 r s_p s_o / (s_p^2 + s_o^2 + ME^2): r and the spread ratio say whether a low CCC
+    comes from ranking the sites badly or from predictions that vary too little.
+    """
     return {
         "MAE": float(np.abs(obs - pred).mean()),
         "ME": float((pred - obs).mean()),
         "CCC": float(ccc(obs, pred)),
+        "r": float(np.corrcoef(obs, pred)[0, 1]),
+        "sd ratio": float(pred.std() / obs.std()),
     }
 
 
@@ -99,7 +105,11 @@ def run(regions: list[str], variants: list[str], seeds: list[int]) -> pd.DataFra
 
 def write_doc(frame: pd.DataFrame, machine: str, seconds: float) -> None:
     """Per-region table (mean over seeds) and the count of regions each variant wins."""
-    mean = frame.groupby(["region", "model"], sort=False)[["MAE", "ME", "CCC"]].mean()
+    for col in ("r", "sd ratio"):  # rows from runs before these columns existed have none
+        if col not in frame:
+            frame[col] = np.nan
+    cols = ["MAE", "ME", "CCC", "r", "sd ratio"]
+    mean = frame.groupby(["region", "model"], sort=False)[cols].mean()
     gbm = mean.xs("global-gbm", level="model")
     variants = [m for m in frame["model"].unique() if m != "global-gbm"]
     lines = [
@@ -132,9 +142,13 @@ def write_doc(frame: pd.DataFrame, machine: str, seconds: float) -> None:
     lines.append(
         f"| global-gbm | - | - | - | - | {gbm['MAE'].mean():.2f} | {gbm['CCC'].mean():.3f} |"
     )
-    lines += ["", "| region | model | MAE | ME | CCC |", "|---|---|---:|---:|---:|"]
+    lines += ["", "| region | model | MAE | ME | CCC | r | sd ratio |",
+              "|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
     for (region, model), r in mean.iterrows():
-        lines.append(f"| {region} | {model} | {r['MAE']:.2f} | {r['ME']:+.2f} | {r['CCC']:.3f} |")
+        extra = " | ".join("-" if np.isnan(r[c]) else f"{r[c]:.3f}" for c in ("r", "sd ratio"))
+        lines.append(
+            f"| {region} | {model} | {r['MAE']:.2f} | {r['ME']:+.2f} | {r['CCC']:.3f} | {extra} |"
+        )
     lines += [
         "",
         "Variants are defined in `benchmarks/bench_pretrain_variants.py` (`VARIANTS`); "
