@@ -209,9 +209,11 @@ def timed(fn: Callable[..., Any], *args: Any) -> tuple[float, int]:
     return wall, rss.peak
 
 
-def tiled(bundle: Path, cube_path: Path, out: Path, passes: int, workers: int) -> None:
-    """socmap's engine on ``workers`` local threads, without the COG export."""
-    predict_cube(bundle, cube_path, out, passes=passes, workers=workers, exports=False,
+def tiled(
+    bundle: Path, cube_path: Path, out: Path, passes: int, workers: int, exports: bool = False
+) -> None:
+    """socmap's engine on ``workers`` local threads, with or without the exports."""
+    predict_cube(bundle, cube_path, out, passes=passes, workers=workers, exports=exports,
                  progress=False)  # fmt: skip
 
 
@@ -280,6 +282,11 @@ def main() -> None:
         help="also time 1 worker on the first size (the scaling figure)",
     )
     parser.add_argument("--no-scaling", dest="scaling", action="store_false")
+    parser.add_argument(
+        "--exports",
+        action="store_true",
+        help="also time 2 workers with every default export (COGs, quicklooks, STAC)",
+    )
     parser.add_argument("--forest", action="store_true", default=True)
     parser.add_argument("--no-forest", dest="forest", action="store_false")
     parser.add_argument(
@@ -328,6 +335,14 @@ def main() -> None:
                     rows.append({**base, "method": f"socmap ({workers} worker"
                                  f"{'s' if workers > 1 else ''})", "status": "measured",
                                  "seconds": wall, "peak_rss_mib": peak / 2**20})  # fmt: skip
+                    print(rows[-1], flush=True)
+                if args.exports:
+                    out = tmp / f"run{size}_{passes}_exports"
+                    wall, peak = timed(tiled, bundle, cubes[size], out, passes, 2, True)
+                    shutil.rmtree(out)
+                    rows.append({**base, "method": "socmap (2 workers, exports on)",
+                                 "status": "measured", "seconds": wall,
+                                 "peak_rss_mib": peak / 2**20})  # fmt: skip
                     print(rows[-1], flush=True)
                 if size <= args.eager_max and str(passes) in args.eager_passes.split(","):
                     wall, peak = timed(eager, bundle, cubes[size], passes)
