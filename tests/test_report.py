@@ -304,3 +304,22 @@ def test_inline_map_embeds_the_whole_page_for_notebooks(run, tmp_path):
     assert shown.startswith("<div><iframe srcdoc=") and "height:400px" in shown
     srcdoc = re.search(r'srcdoc="([^"]*)"', shown).group(1)
     assert html_lib.unescape(srcdoc) == page.read_text()
+
+
+def test_map_counts_the_cores_it_cannot_place_instead_of_dropping_them(tmp_path):
+    from types import SimpleNamespace
+
+    from socmap.grid import Grid
+    from socmap.report.map import _cores
+
+    (tmp_path / "strata").mkdir()
+    pd.DataFrame({
+        "site_id": ["a", "b", "c"], "stratum": ["s1", "s1", "s2"],
+        "x": [150.0, np.nan, 850.0], "y": [250.0, 300.0, np.nan],
+        "stock_0-30cm": [40.0, 41.0, 42.0],
+    }).to_csv(tmp_path / "strata" / "cores.csv", index=False)  # fmt: skip
+    run = SimpleNamespace(path=tmp_path, grid=Grid.from_bbox((0, 0, 1000, 500), 100, "EPSG:32755"))
+    drawn = _cores(run, step=1)
+    assert drawn["cores_unplaced"] == 2
+    assert [c["id"] for c in drawn["cores"]] == ["a"]
+    assert (drawn["cores"][0]["row"], drawn["cores"][0]["col"]) == (2.5, 1.5)

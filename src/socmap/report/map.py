@@ -97,7 +97,7 @@ def build_map(
         "layers": layers,
         "values": values,
         "sites": _design_sites(run, step),
-        "cores": _cores(run, step),
+        **_cores(run, step),
         "strata": _strata_polygons(run, step),
         "strata_codes": None if strata_codes is None else _b64(strata_codes),
         "strata_labels": strata_labels,
@@ -215,14 +215,21 @@ def _design_sites(run: Any, step: int) -> list[dict[str, Any]]:
     ]
 
 
-def _cores(run: Any, step: int) -> list[dict[str, Any]]:
-    """Return the cores of the stratum table (``strata/cores.csv``) with their stocks."""
+def _cores(run: Any, step: int) -> dict[str, Any]:
+    """Return the cores of the stratum table (``strata/cores.csv``) with their stocks.
+
+    Returns ``{"cores": [...], "cores_unplaced": n}``: a core without coordinates cannot be
+    drawn, so it is counted (and the layer's name says so) instead of vanishing.
+    """
     import pandas as pd
 
     path = run.path / "strata" / "cores.csv"
     if not path.is_file():
-        return []
-    cores = pd.read_csv(path).dropna(subset=["x", "y"])
+        return {"cores": [], "cores_unplaced": 0}
+    cores = pd.read_csv(path)
+    placed = cores[["x", "y"]].notna().all(axis=1)
+    unplaced = int((~placed).sum())
+    cores = cores.loc[placed]
     row, col = run.grid.rowcol(cores["x"].to_numpy(float), cores["y"].to_numpy(float))
     layers = [c for c in cores.columns if c.startswith("stock_")]
     out = []
@@ -231,7 +238,7 @@ def _cores(run: Any, step: int) -> list[dict[str, Any]]:
                   for k in layers}  # fmt: skip
         out.append({"id": str(core["site_id"]), "stratum": str(core["stratum"]),
                     "row": float(r) / step, "col": float(c) / step, "stocks": stocks})  # fmt: skip
-    return out
+    return {"cores": out, "cores_unplaced": unplaced}
 
 
 def _strata_polygons(run: Any, step: int) -> list[dict[str, Any]]:
@@ -321,7 +328,8 @@ header{{height:2.4rem;display:flex;align-items:center;gap:1rem;padding:0 .8rem;f
         fillOpacity: 0.8}})
         .bindPopup('core ' + c.id + '<br>stratum ' + c.stratum + '<br>' + lines.join('<br>'));
     }}));
-    overlays['cores (' + data.cores.length + ')'] = cores;
+    var unplaced = data.cores_unplaced ? '; ' + data.cores_unplaced + ' without x/y not drawn' : '';
+    overlays['cores (' + data.cores.length + unplaced + ')'] = cores;
     cores.addTo(map);
   }}
   if (data.strata.length) {{
