@@ -6,7 +6,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -139,42 +138,49 @@ def _chromium() -> str:
     return found
 
 
-def test_report_renders_in_headless_chromium(run, tmp_path):
-    browser = _chromium()
+@pytest.fixture(scope="module")
+def browser():
+    """The system Chromium driven by Playwright (no browser download)."""
+    from playwright.sync_api import sync_playwright
+
+    executable = _chromium()
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+def _open(browser, url: str, width: int = 1280, height: int = 900):
+    """A page at ``url``, with every console error and uncaught exception collected."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url)
+    page.wait_for_load_state("load")
+    return page, errors
+
+
+def test_report_renders_in_headless_chromium(run, tmp_path, browser):
     html_path = build_report(run, tmp_path / "report")["html"]
-    common = [
-        browser,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--enable-logging=stderr",
-        "--v=0",
-        "--virtual-time-budget=10000",
-    ]
-    dom = subprocess.run(
-        [*common, "--window-size=1280,900", "--dump-dom", html_path.as_uri()],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert dom.returncode == 0, dom.stderr[-2000:]
-    body = re.search(r"<body[^>]*>", dom.stdout)
-    assert body is not None
-    assert 'data-images="loaded"' in body.group(0), body.group(0)
-    assert 'data-overflow="none"' in body.group(0), body.group(0)  # no sideways scroll at 1280
-    count = int(re.search(r'data-image-count="(\d+)"', body.group(0)).group(1))
-    assert count == dom.stdout.count("<img")
-    console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line]
-    assert not [line for line in console if "rror" in line or "Uncaught" in line], console
+    page, errors = _open(browser, html_path.as_uri())
+    page.wait_for_function("document.body.dataset.images === 'loaded'", timeout=10_000)
+    images = page.eval_on_selector_all("img", "els => els.map(e => [e.complete, e.naturalWidth])")
+    assert images and all(done and width > 0 for done, width in images)
+    assert int(page.get_attribute("body", "data-image-count")) == len(images)
+    # no sideways scroll at 1280 px: the widest element fits the viewport
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 1280, width
+    assert page.get_attribute("body", "data-overflow") == "none"
+    # the collapsed full stratum table opens on a click
+    details = page.locator("details").first
+    assert details.get_attribute("open") is None
+    details.locator("summary").click()
+    assert details.get_attribute("open") is not None
+    assert not errors, errors
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shot = ARTIFACTS / "report.png"
-    done = subprocess.run(
-        [*common, "--window-size=1280,2400", f"--screenshot={shot}", html_path.as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0 and shot.stat().st_size > 10_000, done.stderr[-2000:]
+    page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+    page.close()
 
 
 def test_cv_table_is_in_depth_order_and_benchmark_rows_name_their_strategy(tmp_path):
@@ -225,58 +231,70 @@ def test_report_pdf_without_chromium_is_one_clear_error(run, tmp_path, monkeypat
     assert not (tmp_path / "report" / "report.pdf").exists()
 
 
-def _dump_dom(browser, url, tmp_path):
-    done = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000",
-         "--dump-dom", url],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
-
-
-def test_map_page_switches_layers_and_shows_the_cog_values_of_a_clicked_pixel(run, tmp_path):
+def test_map_page_switches_layers_and_shows_the_cog_values_of_a_clicked_pixel(
+    run, tmp_path, browser
+):
     import rasterio
+    import zarr
 
-    browser = _chromium()
-    page = build_report(run, tmp_path / "report")["map"]
-    html_text = page.read_text()
+    page_path = build_report(run, tmp_path / "report")["map"]
+    html_text = page_path.read_text()
     # offline: no element or style of the page loads anything (scripts are inlined; Leaflet's
     # code names its web site in an attribution string the page turns off)
     markup = re.sub(r"<script.*?</script>", "", html_text, flags=re.S)
     assert "<script src" not in html_text and not re.search(r"(src|href)=.https?:", markup)
     assert not re.search(r"url\(.?https?:", markup)
-    # a pixel with a value in the COG of 0-15 cm
+    page, errors = _open(browser, page_path.as_uri())
+    page.wait_for_function("document.body.dataset.map === 'ready'")
+    # vector layers are in the switcher with their counts
+    design = pd.read_csv(run / "design" / "design.csv")
+    cores = pd.read_csv(run / "strata" / "cores.csv")
+    switcher = page.locator(".leaflet-control-layers")
+    assert switcher.get_by_text(f"design sites ({len(design)})").count() == 1
+    assert len(cores) == 80 and switcher.get_by_text(f"cores ({len(cores)})").count() == 1
+    assert switcher.get_by_text("strata", exact=True).count() == 1  # the stratum raster
+    # a click in the switcher changes the visible layer and its legend
+    shown = page.locator("img.socmap-layer")
+    first_src = shown.first.get_attribute("src")
+    switcher.get_by_text("SOC sd 15-30cm", exact=True).click()
+    assert page.get_attribute("body", "data-layer") == "SOC sd 15-30cm"
+    assert shown.count() == 1 and shown.first.get_attribute("src") != first_src
+    assert "SOC sd 15-30cm" in page.locator(".legend").inner_text()
+    # hide the markers and polygons, then click a mapped pixel where the COG has a value
+    for label in (f"design sites ({len(design)})", f"cores ({len(cores)})"):
+        switcher.get_by_text(label).click()
+    polygons = switcher.get_by_text(re.compile(r"^ ?strata \(\d+\)$"))
+    if polygons.count():
+        polygons.click()
     with rasterio.open(run / "cogs" / "soc_0-15cm_mean.tif") as src:
         mean = src.read(1)
-    row, col = (
-        int(v) for v in np.argwhere(np.isfinite(mean))[len(np.argwhere(np.isfinite(mean))) // 2]
+    with rasterio.open(run / "cogs" / "soc_0-15cm_sd.tif") as src:
+        sd = src.read(1)
+    valid = np.argwhere(np.isfinite(mean))
+    row, col = (int(v) for v in valid[len(valid) // 2])
+    box = shown.first.bounding_box()
+    step = json.loads(page.locator("#socmap-data").text_content())["step"]
+    h, w = (int(np.ceil(n / step)) for n in mean.shape)
+    page.mouse.click(
+        box["x"] + (col // step + 0.5) * box["width"] / w,
+        box["y"] + (row // step + 0.5) * box["height"] / h,
     )
-    url = f"{page.as_uri()}#layer=SOC%20sd%2015-30cm&pixel={row},{col}"
-    dom = _dump_dom(browser, url, tmp_path)
-    body = re.search(r"<body[^>]*>", dom).group(0)
-    assert 'data-map="ready"' in body and 'data-layer="SOC sd 15-30cm"' in body
-    # the clicked pixel's stratum, as the strata step coded it
-    import zarr
-
+    clicked = page.get_attribute("body", "data-clicked")
     code = int(zarr.open_array(store=str(run / "strata_codes.zarr"), mode="r")[row, col])
     labels = json.loads((run / "run.json").read_text())["strata"]["options"]["strata_labels"]
     named = labels[code] if code >= 0 else "none"
-    assert f'data-clicked="row {row}, col {col}, stratum {named}"' in body
-    assert "> strata</span>" in dom  # the stratum layer is in the switcher
-    popup = re.search(r'leaflet-popup-content".*?</table>', dom, re.S).group(0)
+    assert clicked == f"row {row}, col {col}, stratum {named}"
+    popup = page.locator(".leaflet-popup-content").inner_html()
     cells = re.findall(r"<tr><td>0-15cm</td><td>([^<]+)</td><td>([^<]+)</td>", popup)
     shown_mean, shown_sd = (float(v.replace(",", "")) for v in cells[0])
     assert shown_mean == pytest.approx(float(mean[row, col]), rel=5e-4)
-    with rasterio.open(run / "cogs" / "soc_0-15cm_sd.tif") as src:
-        assert shown_sd == pytest.approx(float(src.read(1)[row, col]), rel=5e-4)
-    # the design's sites are a vector layer with popups
-    design = pd.read_csv(run / "design" / "design.csv")
-    assert f"design sites ({len(design)})" in dom
-    # so are the cores of the stratum table, where they were, with their stocks
-    cores = pd.read_csv(run / "strata" / "cores.csv")
-    assert len(cores) == 80 and f"cores ({len(cores)})" in dom
+    assert shown_sd == pytest.approx(float(sd[row, col]), rel=5e-4)
+    assert not errors, errors
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_timeout(500)  # the popup fades in
+    page.screenshot(path=str(ARTIFACTS / "map_page.png"))
+    page.close()
+    # the cores of the stratum table are where they were given, with their stocks
     sites = pd.read_csv(run.parent / "cores_given.csv").drop_duplicates("site_id")
     sites = sites.set_index("site_id").loc[cores["site_id"]]
     np.testing.assert_allclose(cores[["x", "y"]], sites[["x", "y"]])  # same CRS as the grid

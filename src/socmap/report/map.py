@@ -285,6 +285,7 @@ def _page(heading: str, data: dict[str, Any]) -> str:
 html,body{{margin:0;height:100%;font-family:system-ui,sans-serif}}
 #map{{position:absolute;top:2.4rem;bottom:0;left:0;right:0;background:#f4f4f4}}
 header{{height:2.4rem;display:flex;align-items:center;gap:1rem;padding:0 .8rem;font-size:.9rem}}
+.socmap-layer{{image-rendering:pixelated}}
 .legend{{background:#fff;padding:.4rem .6rem;border-radius:4px;font-size:.8rem;min-width:12rem}}
 .legend .bar{{height:.7rem;margin:.2rem 0}}
 .legend .ends{{display:flex;justify-content:space-between}}
