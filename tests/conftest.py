@@ -321,3 +321,17 @@ def wheel_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         capture_output=True,
     )
     return site
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """The system Chromium driven by Playwright (no browser download; see tests/_browser.py)."""
+    from playwright.sync_api import sync_playwright
+
+    from _browser import chromium_path
+
+    executable = chromium_path()
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()

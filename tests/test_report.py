@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from _browser import check_map_page, check_report_page, check_report_pdf, chromium_path
 from socmap.cube import band_table, build_cube, open_cube
 from socmap.model.estimator import SocNetRegressor
 from socmap.predict import predict_cube
 from socmap.report.build import _quantity, build_report
 from socmap.stocks import stocks_for_run
 from socmap.strata import strata_for_run
-
-ARTIFACTS = Path(
-    os.environ.get("SOCMAP_TEST_ARTIFACTS", Path(__file__).parents[1] / ".test-artifacts")
-)
 
 
 @pytest.fixture(scope="module")
@@ -129,58 +122,9 @@ def test_report_has_every_section_and_the_numbers_of_the_run(run):
         assert _quantity(row["total_t_co2e"]) in shown
 
 
-def _chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        if os.environ.get("SOCMAP_SKIP_BROWSER") == "1":
-            pytest.skip("SOCMAP_SKIP_BROWSER=1 and no chromium")
-        pytest.fail("chromium is not installed; `make test` installs it (apt-get install chromium)")
-    return found
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """The system Chromium driven by Playwright (no browser download)."""
-    from playwright.sync_api import sync_playwright
-
-    executable = _chromium()
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
-
-
-def _open(browser, url: str, width: int = 1280, height: int = 900):
-    """A page at ``url``, with every console error and uncaught exception collected."""
-    page = browser.new_page(viewport={"width": width, "height": height})
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(url)
-    page.wait_for_load_state("load")
-    return page, errors
-
-
 def test_report_renders_in_headless_chromium(run, tmp_path, browser):
     html_path = build_report(run, tmp_path / "report")["html"]
-    page, errors = _open(browser, html_path.as_uri())
-    page.wait_for_function("document.body.dataset.images === 'loaded'", timeout=10_000)
-    images = page.eval_on_selector_all("img", "els => els.map(e => [e.complete, e.naturalWidth])")
-    assert images and all(done and width > 0 for done, width in images)
-    assert int(page.get_attribute("body", "data-image-count")) == len(images)
-    # no sideways scroll at 1280 px: the widest element fits the viewport
-    width = page.evaluate("document.documentElement.scrollWidth")
-    assert width <= 1280, width
-    assert page.get_attribute("body", "data-overflow") == "none"
-    # the collapsed full stratum table opens on a click
-    details = page.locator("details").first
-    assert details.get_attribute("open") is None
-    details.locator("summary").click()
-    assert details.get_attribute("open") is not None
-    assert not errors, errors
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
-    page.close()
+    check_report_page(browser, html_path, "report.png")
 
 
 def test_cv_table_is_in_depth_order_and_benchmark_rows_name_their_strategy(tmp_path):
@@ -204,21 +148,9 @@ def test_cv_table_is_in_depth_order_and_benchmark_rows_name_their_strategy(tmp_p
 
 def test_report_pdf_prints_every_section_and_the_project_totals(run, tmp_path):
     """`socmap report --pdf`: A4 pages from headless Chromium, totals readable as text."""
-    import pypdf
-
-    _chromium()
+    chromium_path()
     paths = build_report(run, tmp_path / "report", pdf=True)
-    reader = pypdf.PdfReader(paths["pdf"])
-    text = " ".join(page.extract_text() for page in reader.pages)
-    assert 2 <= len(reader.pages) <= 40
-    width, height = (float(v) for v in reader.pages[0].mediabox[2:])
-    assert (round(width), round(height)) == (595, 842)  # A4 in points
-    assert "Summary" in text and "Stratum stocks" in text
-    project = pd.read_csv(run / "strata" / "project.csv").iloc[-1]
-    assert _quantity(project["total_t_co2e"]) in text
-    # the collapsed full stratum table is printed open
-    strata = pd.read_csv(run / "strata" / "strata.csv", dtype={"stratum": str})
-    assert "ci95_low" in text and strata["layer"].iloc[0] in text
+    check_report_pdf(paths["pdf"], run)
     assert not list((tmp_path / "report").glob(".tmp-*"))
 
 
@@ -234,66 +166,10 @@ def test_report_pdf_without_chromium_is_one_clear_error(run, tmp_path, monkeypat
 def test_map_page_switches_layers_and_shows_the_cog_values_of_a_clicked_pixel(
     run, tmp_path, browser
 ):
-    import rasterio
-    import zarr
-
     page_path = build_report(run, tmp_path / "report")["map"]
-    html_text = page_path.read_text()
-    # offline: no element or style of the page loads anything (scripts are inlined; Leaflet's
-    # code names its web site in an attribution string the page turns off)
-    markup = re.sub(r"<script.*?</script>", "", html_text, flags=re.S)
-    assert "<script src" not in html_text and not re.search(r"(src|href)=.https?:", markup)
-    assert not re.search(r"url\(.?https?:", markup)
-    page, errors = _open(browser, page_path.as_uri())
-    page.wait_for_function("document.body.dataset.map === 'ready'")
-    # vector layers are in the switcher with their counts
-    design = pd.read_csv(run / "design" / "design.csv")
+    check_map_page(browser, page_path, run, "map_page.png")
     cores = pd.read_csv(run / "strata" / "cores.csv")
-    switcher = page.locator(".leaflet-control-layers")
-    assert switcher.get_by_text(f"design sites ({len(design)})").count() == 1
-    assert len(cores) == 80 and switcher.get_by_text(f"cores ({len(cores)})").count() == 1
-    assert switcher.get_by_text("strata", exact=True).count() == 1  # the stratum raster
-    # a click in the switcher changes the visible layer and its legend
-    shown = page.locator("img.socmap-layer")
-    first_src = shown.first.get_attribute("src")
-    switcher.get_by_text("SOC sd 15-30cm", exact=True).click()
-    assert page.get_attribute("body", "data-layer") == "SOC sd 15-30cm"
-    assert shown.count() == 1 and shown.first.get_attribute("src") != first_src
-    assert "SOC sd 15-30cm" in page.locator(".legend").inner_text()
-    # hide the markers and polygons, then click a mapped pixel where the COG has a value
-    for label in (f"design sites ({len(design)})", f"cores ({len(cores)})"):
-        switcher.get_by_text(label).click()
-    polygons = switcher.get_by_text(re.compile(r"^ ?strata \(\d+\)$"))
-    if polygons.count():
-        polygons.click()
-    with rasterio.open(run / "cogs" / "soc_0-15cm_mean.tif") as src:
-        mean = src.read(1)
-    with rasterio.open(run / "cogs" / "soc_0-15cm_sd.tif") as src:
-        sd = src.read(1)
-    valid = np.argwhere(np.isfinite(mean))
-    row, col = (int(v) for v in valid[len(valid) // 2])
-    box = shown.first.bounding_box()
-    step = json.loads(page.locator("#socmap-data").text_content())["step"]
-    h, w = (int(np.ceil(n / step)) for n in mean.shape)
-    page.mouse.click(
-        box["x"] + (col // step + 0.5) * box["width"] / w,
-        box["y"] + (row // step + 0.5) * box["height"] / h,
-    )
-    clicked = page.get_attribute("body", "data-clicked")
-    code = int(zarr.open_array(store=str(run / "strata_codes.zarr"), mode="r")[row, col])
-    labels = json.loads((run / "run.json").read_text())["strata"]["options"]["strata_labels"]
-    named = labels[code] if code >= 0 else "none"
-    assert clicked == f"row {row}, col {col}, stratum {named}"
-    popup = page.locator(".leaflet-popup-content").inner_html()
-    cells = re.findall(r"<tr><td>0-15cm</td><td>([^<]+)</td><td>([^<]+)</td>", popup)
-    shown_mean, shown_sd = (float(v.replace(",", "")) for v in cells[0])
-    assert shown_mean == pytest.approx(float(mean[row, col]), rel=5e-4)
-    assert shown_sd == pytest.approx(float(sd[row, col]), rel=5e-4)
-    assert not errors, errors
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.wait_for_timeout(500)  # the popup fades in
-    page.screenshot(path=str(ARTIFACTS / "map_page.png"))
-    page.close()
+    assert len(cores) == 80
     # the cores of the stratum table are where they were given, with their stocks
     sites = pd.read_csv(run.parent / "cores_given.csv").drop_duplicates("site_id")
     sites = sites.set_index("site_id").loc[cores["site_id"]]

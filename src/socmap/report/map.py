@@ -363,7 +363,7 @@ header{{height:2.4rem;display:flex;align-items:center;gap:1rem;padding:0 .8rem;f
   }}
   map.on('baselayerchange', function (e) {{ show(e.layer); }});
   if (first !== null) {{ first.addTo(map); show(first); }}
-  L.control.layers(base, overlays, {{collapsed: false}}).addTo(map);
+  var switcher = L.control.layers(base, overlays, {{collapsed: false}}).addTo(map);
   var planes = {{}};
   data.depths.forEach(function (d) {{
     planes[d] = {{}};
@@ -400,7 +400,10 @@ header{{height:2.4rem;display:flex;align-items:center;gap:1rem;padding:0 .8rem;f
       var code = strataCodes[row * w + col];
       where += ', stratum ' + (code >= 0 ? data.strata_labels[code] : 'none');
     }}
-    L.popup().setLatLng(e.latlng).setContent('<div>' + where + ' (SOC g/kg)</div><table>' +
+    // pan the popup clear of the layer switcher, not only of the map's edge
+    var right = switcher.getContainer().offsetWidth + 20;
+    L.popup({{autoPanPaddingTopLeft: [10, 10], autoPanPaddingBottomRight: [right, 10]}})
+      .setLatLng(e.latlng).setContent('<div>' + where + ' (SOC g/kg)</div><table>' +
       '<tr><th>depth</th><th>mean</th><th>sd</th><th>90 % interval</th></tr>' + rows +
       '</table>').openOn(map);
     document.body.setAttribute('data-clicked', where);
