@@ -13,6 +13,7 @@ from pyproj import CRS, Geod, Transformer
 
 from socmap._io import atomic_path
 from socmap._progress import track
+from socmap._tables import markdown_table
 from socmap.errors import (
     ProfileValidationError,
     SocmapError,
@@ -839,11 +840,8 @@ def _summary_markdown(report: QCReport) -> str:
         f"{len(t)} rows, {n_sites} sites; {n_err} error flag(s), {n_warn} warning flag(s). "
         "Nothing was dropped; every problem is a row of `flags.csv`.",
         "",
-        "| check | severity | rows | sites | description |",
-        "|---|---|---:|---:|---|",
     ]
-    for r in report.summary.itertuples(index=False):
-        desc = str(r.description).replace("|", "\\|")
-        lines.append(f"| `{r.check}` | {r.severity} | {r.n_rows} | {r.n_sites} | {desc} |")
-    lines.append("")
+    table = report.summary[["check", "severity", "n_rows", "n_sites", "description"]]
+    table = table.rename(columns={"n_rows": "rows", "n_sites": "sites"})
+    lines += [markdown_table(table, columns={"check": "`{}`".format}), ""]
     return "\n".join(lines)

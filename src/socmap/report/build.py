@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from socmap._io import atomic_path
+from socmap._tables import html_table, markdown_table
 from socmap._versions import versions
 from socmap.report.map import build_map
 
@@ -123,7 +124,7 @@ class Report:
                         tmp.write_bytes(block)
                     lines += [f"![figure {n}]({figures_dir.name}/{path.name})", ""]
                 elif isinstance(block, pd.DataFrame):
-                    lines += [_markdown_table(block), ""]
+                    lines += [markdown_table(block, _fmt), ""]
                 else:
                     lines += [str(block), ""]
         return "\n".join(lines)
@@ -167,7 +168,7 @@ def _html_block(block: Any, expand: bool = False) -> str:
         data = base64.b64encode(block).decode("ascii")
         return f'<p><img alt="figure" src="data:image/png;base64,{data}"></p>'
     if isinstance(block, pd.DataFrame):
-        return _html_table(block)
+        return html_table(block, _fmt)
     text = html.escape(str(block))
     return f'<p class="note">{text}</p>'
 
@@ -183,54 +184,6 @@ def _fmt(value: Any) -> str:
     if value is None or value is pd.NA:
         return "–"
     return str(value)
-
-
-def _html_table(df: pd.DataFrame) -> str:
-    words = [
-        len(df) > 0 and all(isinstance(v, str) and not _looks_numeric(v) for v in df[c])
-        for c in df.columns
-    ]  # a header sits over its column: left over words, right over numbers
-    cls = ' class="txt"'
-    head = "".join(
-        f"<th{cls if w else ''}>{html.escape(str(c))}</th>"
-        for c, w in zip(df.columns, words, strict=True)
-    )
-    rows = []
-    for values in df.itertuples(index=False):
-        cells = []
-        for v in values:
-            if isinstance(v, bool | np.bool_):
-                cls = "" if v else ' class="bad"'
-            elif isinstance(v, str) and not _looks_numeric(v):
-                cls = ' class="txt"'  # words read left to right; numbers align on the right
-            else:
-                cls = ""
-            cells.append(f"<td{cls}>{html.escape(_fmt(v))}</td>")
-        rows.append("<tr>" + "".join(cells) + "</tr>")
-    table = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-    return f'<div class="wide">{table}</div>'  # a wide table scrolls, the page does not
-
-
-def _looks_numeric(text: str) -> bool:
-    """Whether a formatted cell is a number or a range of numbers (``"1,234 – 1,300"``).
-
-    Examples
-    --------
-    >>> _looks_numeric("11,600 – 12,650"), _looks_numeric("4.3%"), _looks_numeric("EPSG:4326")
-    (True, True, False)
-    """
-    core = text.replace(",", "").replace("–", " ").replace("%", " ").split()
-    try:
-        return bool(core) and all(float(c) == float(c) for c in core)
-    except ValueError:
-        return False
-
-
-def _markdown_table(df: pd.DataFrame) -> str:
-    head = "| " + " | ".join(str(c) for c in df.columns) + " |"
-    rule = "|" + "---|" * len(df.columns)
-    body = ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join([head, rule, *body])
 
 
 # ---------------------------------------------------------------------- figures

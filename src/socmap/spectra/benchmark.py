@@ -41,6 +41,7 @@ import pandas as pd
 
 from socmap._io import atomic_path
 from socmap._progress import track
+from socmap._tables import markdown_table
 from socmap.errors import ConfigError, UnitsError
 from socmap.model.rslocal import rs_local
 from socmap.spectra._spectra import Spectra, concat, read_spectra
@@ -575,10 +576,7 @@ def _markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
             return "" if np.isnan(x) else f"{x:.{digits}g}" if abs(x) < 1 else f"{x:.{digits}f}"
         return str(v)
 
-    head = "| " + " | ".join(frame.columns) + " |"
-    rule = "|" + "---|" * len(frame.columns)
-    body = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in frame.itertuples(False)]
-    return "\n".join([head, rule, *body])
+    return markdown_table(frame, fmt)
 
 
 def plot_delta_rmse(summary: pd.DataFrame, path: Path) -> None:

@@ -23,6 +23,7 @@ import pandas as pd
 
 from socmap._io import atomic_path
 from socmap._progress import track
+from socmap._tables import markdown_table
 from socmap.errors import ConfigError
 from socmap.validate.cv import _check_train_sets, cross_validate
 from socmap.validate.metrics import regression_metrics
@@ -131,16 +132,13 @@ class TransferBenchmark:
     def to_markdown(self, depth: str = ALL) -> str:
         """Summary table at one depth (pooled depths by default), then the AOA per size."""
         s = self.summary[self.summary["depth"] == depth]
-        lines = [
-            "| method | strategy | n | MAE | RMSE | R² | CCC | PICP90 cal. | ΔMAE % | ΔCCC % |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        for r in s.itertuples(index=False):
-            lines.append(
-                f"| {r.method} | {r.strategy} | {r.n} | {r.mae:.2f} | {r.rmse:.2f} | {r.r2:.3f} | "
-                f"{r.ccc:.3f} | {r.calibrated_picp_90:.3f} | {r.delta_mae_pct:+.1f} | "
-                f"{r.delta_ccc_pct:+.1f} |"
-            )
+        cols = {"method": "method", "strategy": "strategy", "n": "n", "mae": "MAE",
+                "rmse": "RMSE", "r2": "R²", "ccc": "CCC", "calibrated_picp_90": "PICP90 cal.",
+                "delta_mae_pct": "ΔMAE %", "delta_ccc_pct": "ΔCCC %"}  # fmt: skip
+        formats = {"MAE": "{:.2f}", "RMSE": "{:.2f}", "R²": "{:.3f}", "CCC": "{:.3f}",
+                   "PICP90 cal.": "{:.3f}", "ΔMAE %": "{:+.1f}", "ΔCCC %": "{:+.1f}"}  # fmt: skip
+        table = s[list(cols)].rename(columns=cols)
+        lines = [markdown_table(table, columns={k: f.format for k, f in formats.items()})]
         aoa = self.aoa_table()
         if not aoa.empty:
             lines += [
@@ -148,14 +146,17 @@ class TransferBenchmark:
                 "Area of applicability of each fold's training sites (Meyer & Pebesma 2021; "
                 "mean over folds and repeats):",
                 "",
-                "| n | AOA threshold (DI) | held-out sites inside the AOA |",
-                "|---:|---:|---:|",
-            ]
-            lines += [
-                f"| {a.n} | {a.aoa_threshold:.3f} | {a.aoa_inside:.1%} |"
-                for a in aoa.itertuples(index=False)
+                markdown_table(aoa.rename(columns=AOA_COLUMNS), columns=AOA_FORMATS),
             ]
         return "\n".join(lines) + "\n"
+
+
+#: Headers and formats of the area-of-applicability table of :meth:`Benchmark.to_markdown`.
+AOA_COLUMNS = {"aoa_threshold": "AOA threshold (DI)", "aoa_inside": "held-out sites inside the AOA"}
+AOA_FORMATS = {
+    "AOA threshold (DI)": "{:.3f}".format,
+    "held-out sites inside the AOA": "{:.1%}".format,
+}
 
 
 def _split(name: str) -> tuple[str, str]:
