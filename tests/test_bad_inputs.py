@@ -50,6 +50,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (root / "no_site.csv").write_text("profile,x,y\na,1,2\n")
     off = cores[cols].assign(x=cores["x"] + 1e5)  # metres off the map
     off.to_csv(root / "off_the_cube.csv", index=False)
+    cores[cols].assign(x=cores["y"], y=cores["x"]).to_csv(root / "swapped_xy.csv", index=False)
+    flipped = cores[cols].assign(top_cm=cores["bottom_cm"], bottom_cm=cores["top_cm"])
+    flipped.to_csv(root / "swapped_depths.csv", index=False)
     no_crs = cores.drop(columns=["crs"])[[c for c in cols if c != "crs"]]
     no_crs.to_csv(root / "no_crs.csv", index=False)
     far = gpd.GeoDataFrame({"stratum": ["a"]}, geometry=[box(0, 0, 10, 10)], crs="EPSG:28992")
@@ -134,6 +137,9 @@ CASES: list[tuple[str, Args, str]] = [
      r"out\.xlsx.*\.parquet or \.csv"),
     ("harmonise-missing-input",
      lambda w, t: ["profiles", "harmonise", t / "no.csv", "-o", t / "out.csv"], "no.csv"),
+    ("harmonise-top-and-bottom-swapped",
+     lambda w, t: ["profiles", "harmonise", w["root"] / "swapped_depths.csv", "-o",
+                   t / "out.csv"], r"none of the 40 sites.*'invalid_depths': 40.*swapped"),
     # extract
     ("extract-missing-cube", lambda w, t: ["extract", t / "no.zarr", w["cores"], "-o",
                                            t / "out.csv"], "no.zarr"),
@@ -141,6 +147,9 @@ CASES: list[tuple[str, Args, str]] = [
                                             t / "out.csv"], "no.csv"),
     ("extract-table-without-xy", lambda w, t: ["extract", w["cube"], w["root"] / "no_site.csv",
                                                "-o", t / "out.csv"], "site_id|x|y"),
+    ("extract-x-and-y-swapped",
+     lambda w, t: ["extract", w["cube"], w["root"] / "swapped_xy.csv", "-o", t / "out.csv"],
+     r"40 lie outside the cube .* with x and y swapped 40 of them would lie on the cube"),
     ("extract-bad-method", lambda w, t: ["extract", w["cube"], w["cores"], "--method", "cubic",
                                          "-o", t / "out.csv"], "cubic"),
     # finetune

@@ -472,6 +472,19 @@ def fit_spline(
 # --------------------------------------------------------------------------------------------
 
 
+#: What to do about each status that leaves a site without values.
+_STATUS_FIX = {
+    "invalid_depths": "every horizon needs 0 <= top_cm < bottom_cm; are top and bottom swapped, "
+    "or given in m instead of cm?",
+    "overlapping_horizons": "horizons of a site overlap; de-duplicate the rows or fix the depths",
+    "out_of_range": "values lie outside the plausible range; check the units (SOC in % or mg/kg "
+    "read as g/kg?)",
+    "no_data": "no horizon has a value; check the value column's name",
+    "outside_depths": "no horizon reaches the depth set's intervals; choose a depth set that "
+    "covers the sampled depths (--depths)",
+}
+
+
 @dataclass(frozen=True, eq=False)
 class Harmonised:
     """Result of :func:`harmonise`.
@@ -507,6 +520,26 @@ class Harmonised:
         """
         counts = self.sites["status"].value_counts()
         return {s: int(counts.get(s, 0)) for s in STATUSES}
+
+    def require_values(self) -> None:
+        """Refuse a result in which no site got a value: the table would be all NaN.
+
+        The message counts the sites per status and gives the fix of the most common one.
+
+        Raises
+        ------
+        ProfileValidationError
+            If the table has rows but no finite value in any value column.
+        """
+        cols = [c[len("status_") :] for c in self.sites.columns if c.startswith("status_")]
+        if self.table.empty or self.table[cols].notna().to_numpy().any():
+            return
+        counts = {k: v for k, v in self.summary().items() if v}
+        worst = max(counts, key=lambda k: counts[k])
+        raise ProfileValidationError(
+            f"none of the {len(self.sites)} sites could be harmonised ({counts}); "
+            f"{worst}: {_STATUS_FIX.get(worst, 'see the per-site table')}"
+        )
 
 
 def _check_lam(lam: float) -> None:

@@ -20,7 +20,14 @@ from socmap.errors import BandMismatch, ConfigError, ProfileValidationError
 from socmap.focal import FocalSpec, check_focal_bands, focal_mean, window_at
 from socmap.sources.sites import EXTRACT_STATUSES, sites_to_grid_crs
 
-__all__ = ["EXTRACT_STATUSES", "Extraction", "extract", "extract_focal", "write_table"]
+__all__ = [
+    "EXTRACT_STATUSES",
+    "Extraction",
+    "extract",
+    "extract_focal",
+    "require_covariate_values",
+    "write_table",
+]
 
 Method = Literal["nearest", "bilinear"]
 
@@ -127,7 +134,7 @@ def extract(
     from socmap.cube import band_table, cube_grid
 
     if method not in ("nearest", "bilinear"):
-        raise ValueError(f"method {method!r} must be 'nearest' or 'bilinear'")
+        raise ConfigError(f"method {method!r} must be 'nearest' or 'bilinear'")
     all_bands = [str(b) for b in cube["band"].to_numpy()]
     kind_of = dict(zip(all_bands, band_table(cube)["kind"], strict=True))
     if bands is not None:
@@ -193,6 +200,46 @@ def extract(
     per_site["n_missing_covariates"] = n_missing.astype(int)
     table = sites.merge(per_site, on="site_id", how="left", validate="many_to_one")
     return Extraction(table=table, method=method, bands=all_bands)
+
+
+def require_covariate_values(extraction: Extraction, cube: xr.DataArray) -> None:
+    """Refuse an extraction in which no site got a covariate value.
+
+    Such a table is all NaN covariates: nothing can be trained or checked on it. The usual
+    causes are a wrong ``crs`` column and swapped x and y; the message names the cube's
+    bounds, the counts per status, and says so when swapping x and y would put sites on
+    the cube.
+
+    Raises
+    ------
+    ProfileValidationError
+        If the table has rows and none of its sites has a covariate value.
+    """
+    summary = extraction.summary
+    if summary.get("ok", 0) + summary.get("partial_nodata", 0) > 0 or extraction.table.empty:
+        return
+    from socmap.cube import cube_grid
+
+    grid = cube_grid(cube)
+    uniq = _site_frame(extraction.table)
+    hint = "check the profiles' x, y and crs (--crs) against the cube"
+    if summary.get("outside_grid", 0):
+        swapped = uniq.assign(x=uniq["y"], y=uniq["x"])
+        xs, ys = sites_to_grid_crs(swapped, grid)
+        row, col = grid.rowcol(xs, ys)
+        fits = int(np.sum((row >= 0) & (row < grid.height) & (col >= 0) & (col < grid.width)))
+        if fits:
+            hint = (
+                f"with x and y swapped {fits} of them would lie on the cube: the table's x "
+                "column probably holds y (latitude or northing); swap the two columns"
+            )
+    b = grid.bounds
+    raise ProfileValidationError(
+        f"none of the {len(uniq)} profiles has a covariate value: "
+        f"{summary.get('outside_grid', 0)} lie outside the cube (x {b[0]:.6g}..{b[2]:.6g}, "
+        f"y {b[1]:.6g}..{b[3]:.6g} in {grid.crs}), {summary.get('nodata', 0)} on nodata "
+        f"pixels, {summary.get('missing_coordinates', 0)} without coordinates; {hint}"
+    )
 
 
 def extract_focal(cube: xr.DataArray, sites: pd.DataFrame, spec: FocalSpec) -> pd.DataFrame:

@@ -193,7 +193,7 @@ def regional_training_table(
     """
     from socmap.cube import band_table, stand_ins
     from socmap.depth import harmonise
-    from socmap.extraction import extract
+    from socmap.extraction import extract, require_covariate_values
     from socmap.profiles import qc_profiles
 
     if max_depth_cm is not None and not max_depth_cm > 0:
@@ -215,18 +215,7 @@ def regional_training_table(
     regional = [str(b) for b in bands["name"]]
     extraction = extract(cube, table)
     counts.update({f"extract_{k}": v for k, v in extraction.summary.items()})
-    with_values = extraction.summary.get("ok", 0) + extraction.summary.get("partial_nodata", 0)
-    if with_values == 0 and len(extraction.table):
-        from socmap.cube import cube_grid
-
-        grid = cube_grid(cube)
-        raise ProfileValidationError(
-            f"none of the {extraction.table['site_id'].nunique()} profiles has a covariate value: "
-            f"{extraction.summary.get('outside_grid', 0)} lie outside the cube (x "
-            f"{grid.bounds[0]:.6g}..{grid.bounds[2]:.6g}, y {grid.bounds[1]:.6g}.."
-            f"{grid.bounds[3]:.6g} in {grid.crs}), {extraction.summary.get('nodata', 0)} on "
-            "nodata pixels; check the profiles' x, y and crs (--crs) against the cube"
-        )
+    require_covariate_values(extraction, cube)
     table = extraction.table
     global_bands: list[str] = []
     if global_catalog is not None:

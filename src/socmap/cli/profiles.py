@@ -88,6 +88,7 @@ def profiles_harmonise(
     table = load_profiles(fmt, input_path, samples, mapping, crs, soc_units)
     cols = [c for c in ("soc_g_kg", "bd_g_cm3") if c in table.columns and table[c].notna().any()]
     result = harmonise(table, depths, value_cols=cols, lam=lam)
+    result.require_values()
     write_table(result.table, out_path)
     sites_path = out_path.with_name(out_path.stem + "_sites.csv")
     write_table(result.sites, sites_path)
@@ -112,11 +113,13 @@ def extract_cmd(
     Example: [bold]socmap extract edgeroi.zarr harmonised.parquet -o training.parquet[/bold]
     """
     from socmap.cube import open_cube
-    from socmap.extraction import check_table_path, extract, write_table
+    from socmap.extraction import check_table_path, extract, require_covariate_values, write_table
     from socmap.profiles import read_table
 
     check_table_path(out_path)
-    result = extract(open_cube(cube), read_table(table), method=method.value)
+    covariates = open_cube(cube)
+    result = extract(covariates, read_table(table), method=method.value)
+    require_covariate_values(result, covariates)
     write_table(result.table, out_path)
     counts = ", ".join(f"{k} {v}" for k, v in result.summary.items() if v)
     out.print(f"sampled {len(result.bands)} bands at sites ({counts}); wrote {out_path}")
