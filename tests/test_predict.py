@@ -768,3 +768,14 @@ def test_a_regional_band_stands_in_for_a_global_input(meuse, tmp_path):
     other = open_cube(_standing_cube(tmp_path / "km", units="km"))
     with pytest.raises(CatalogError, match=r"'dem' is in 'km' but stands for 'etopo_elev_m'"):
         stand_ins(other)
+
+
+@pytest.mark.parametrize(("option", "value"), [("passes", 0), ("passes", 10**6), ("batch_size", 0)])
+def test_pass_and_batch_counts_out_of_range_are_refused_before_any_write(
+    meuse, tmp_path, option, value
+):
+    from socmap.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"--{option.replace('_', '-')} {value}"):
+        predict_cube(meuse["bundle"], meuse["cube"], tmp_path / "run", **{option: value})
+    assert not (tmp_path / "run").exists()

@@ -233,6 +233,13 @@ def check_at_least(*checks: tuple[str, int | None, int]) -> None:
             raise typer.BadParameter(f"{option} {value} must be >= {least}")
 
 
+def check_at_most(*checks: tuple[str, int | None, int]) -> None:
+    """Refuse ``(option, value, most)`` with ``value > most``, naming option and value."""
+    for option, value, most in checks:
+        if value is not None and value > most:
+            raise typer.BadParameter(f"{option} {value} must be <= {most}")
+
+
 def check_block_size(text: str) -> None:
     """Fail fast, before loading anything, on a block size that cannot be parsed."""
     from socmap.validate import parse_block_size

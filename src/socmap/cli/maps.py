@@ -17,7 +17,9 @@ from socmap.cli._options import (
     StrataOpt,
     WorkersOpt,
     check_at_least,
+    check_at_most,
 )
+from socmap.units import MAX_MC_PASSES
 
 
 @command("predict")
@@ -45,6 +47,7 @@ def predict_cmd(
     check_at_least(
         ("--passes", passes, 1), ("--batch-size", batch_size, 1), ("--workers", workers, 0)
     )
+    check_at_most(("--passes", passes, MAX_MC_PASSES))
     from socmap.predict import predict_cube
 
     run = predict_cube(

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from socmap.catalog import GridSpec, _format_validation_error, _read_yaml, catalog_dir
 from socmap.errors import ConfigError, InputNotFound
+from socmap.units import MAX_MC_PASSES
 
 __all__ = [
     "CubeStep",
@@ -101,7 +102,7 @@ class ModelStep(_Step):
 class PredictStep(_Step):
     """Tiled prediction with Monte Carlo dropout."""
 
-    passes: int = Field(default=32, ge=1, le=1024)
+    passes: int = Field(default=32, ge=1, le=MAX_MC_PASSES)
     seed: int = 0
     batch_size: int = Field(default=1024, ge=16)
 

@@ -35,6 +35,7 @@ from socmap.predict._run import (
     compute_layers,
     prepare_run,
 )
+from socmap.units import MAX_MC_PASSES
 
 __all__ = ["SOC", "export_run", "predict_cube", "soc_block"]
 
@@ -157,6 +158,8 @@ def predict_cube(
             raise ConfigError(
                 f"{option} {value!r} must be >= {least} (Python: {option[2:].replace('-', '_')}=)"
             )
+    if int(passes) > MAX_MC_PASSES:
+        raise ConfigError(f"--passes {passes!r} must be <= {MAX_MC_PASSES}; 32 to 256 is plenty")
     tm = load_tile_model(bundle)
     cube_arr = open_cube(cube)
     grid = cube_grid(cube_arr)
