@@ -303,6 +303,8 @@ CASES: list[tuple[str, Args, str]] = [
     ("pretrain-bad-depths", lambda w, t: ["pretrain", "-o", t / "out", "--depths", "deep"],
      "deep"),
     ("pretrain-one-fold", lambda w, t: ["pretrain", "-o", t / "out", "--folds", 1], "1"),
+    ("pretrain-zero-epochs",  # 0 once meant "no cap": a full pretraining with no output
+     lambda w, t: ["pretrain", "-o", t / "out", "--max-epochs", 0], "--max-epochs 0"),
     ("pretrain-bad-balance", lambda w, t: ["pretrain", "-o", t / "out", "--balance", "lots"],
      "lots"),
     ("pretrain-bad-bbox", lambda w, t: ["pretrain", "-o", t / "out", "--exclude-bbox", "1,2,3"],

@@ -82,6 +82,7 @@ def pretrain_cmd(
 
     Example: [bold]socmap pretrain --out global.socmap --exclude-region edgeroi --seed 0[/bold]
     """
+    check_at_least(("--max-epochs", max_epochs, 1), ("--mc-passes", mc_passes, 1))
     from socmap.model.pretrain import pretrain, region_bbox_lonlat
     from socmap.validate import resolve_block_size
 
@@ -101,7 +102,7 @@ def pretrain_cmd(
         sources=sources,
         commercial_only=commercial_only,
         exclude_bbox=bbox,
-        train={"max_epochs": max_epochs} if max_epochs else None,
+        train=None if max_epochs is None else {"max_epochs": max_epochs},
         mc_passes=mc_passes,
         cv=cv,
         balance=None if balance == "none" else balance,
