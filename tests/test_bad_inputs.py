@@ -70,6 +70,19 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (root / "typo_config.yaml").write_text(
         "name: x\ncube: {catalog: meuse}\nprofiles: {path: cores.csv}\nmodle: {}\n"
     )
+    # run configurations with one bad value each, refused by --plan before anything runs
+    base = f"name: x\noutput: {root / 'runs'}\ncube: {{catalog: meuse}}\n"
+    good = f"profiles: {{path: {root / 'cores.csv'}}}\nmodel: {{bundle: {bundle}}}\n"
+    for name, text in {
+        "cfg_bd_band": base + good + "stocks: {bd: bulk}\n",
+        "cfg_cf": base + good + "stocks: {cf: 1.5}\n",
+        "cfg_strata": base + good + "strata: {source: nope}\n",
+        "cfg_depths": base + f"profiles: {{path: {root / 'cores.csv'}}}\nmodel: {{depths: deep}}\n",
+        "cfg_swapped": base + f"profiles: {{path: {root / 'swapped_xy.csv'}}}\n",
+        "cfg_output_file": f"name: x\noutput: {root / 'afile.txt'}\ncube: {{catalog: meuse}}\n"
+        + good,
+    }.items():
+        (root / f"{name}.yaml").write_text(text)
     rng = np.random.default_rng(0)
     spectra = pd.DataFrame(
         rng.uniform(0.1, 0.9, (6, 12)), columns=[str(500 + 2 * i) for i in range(12)]
@@ -284,6 +297,19 @@ CASES: list[tuple[str, Args, str]] = [
     ("run-garbage-config", lambda w, t: ["run", w["root"] / "garbage.yaml"], "garbage.yaml"),
     ("run-missing-bundle-plan", lambda w, t: ["run", w["root"] / "run_config.yaml", "--plan"],
      "no_bundle"),
+    ("run-unknown-bd-band-plan",
+     lambda w, t: ["run", w["root"] / "cfg_bd_band.yaml", "--plan"], "stocks.bd 'bulk'"),
+    ("run-cf-above-one-plan", lambda w, t: ["run", w["root"] / "cfg_cf.yaml", "--plan"],
+     "stocks.cf.*1.5"),
+    ("run-unknown-strata-plan", lambda w, t: ["run", w["root"] / "cfg_strata.yaml", "--plan"],
+     "strata.source 'nope'"),
+    ("run-unknown-depths-plan", lambda w, t: ["run", w["root"] / "cfg_depths.yaml", "--plan"],
+     "model.depths.*'deep'"),
+    ("run-profiles-swapped-plan",
+     lambda w, t: ["run", w["root"] / "cfg_swapped.yaml", "--plan"],
+     "none of the 40 profiles lies on the run's grid.*swapped 40"),
+    ("run-output-is-a-file-plan",
+     lambda w, t: ["run", w["root"] / "cfg_output_file.yaml", "--plan"], "afile.txt.*is a file"),
     ("run-unknown-forced-stage",
      lambda w, t: ["run", w["root"] / "typo_config.yaml", "--force", "fintune"], "modle|fintune"),
     # earth engine (refused before any request)

@@ -261,7 +261,9 @@ def test_bad_configurations_fail_clearly(
     with pytest.raises(ConfigError, match="unknown stage"):
         run_pipeline(bad, force=("fintune",), output=tmp_path / "root")
     # every input is checked before the first stage: the bundle path the user wrote is named
-    (tmp_path / "p.csv").write_text("site_id,x,y,crs,top_cm,bottom_cm,soc_g_kg\n")
+    (tmp_path / "p.csv").write_text(
+        "site_id,x,y,crs,top_cm,bottom_cm,soc_g_kg\ns1,760000,6660000,EPSG:28355,0,10,12\n"
+    )
     bad.write_text("name: x\ncube: {catalog: edgeroi}\nprofiles: {path: p.csv}\n"
                    "model: {bundle: models/mine}\n")  # fmt: skip
     assert cli(["run", str(bad), "--plan"]) == 2

@@ -18,6 +18,7 @@ import xarray as xr
 from socmap._io import atomic_path
 from socmap.errors import BandMismatch, ConfigError, ProfileValidationError
 from socmap.focal import FocalSpec, check_focal_bands, focal_mean, window_at
+from socmap.grid import Grid
 from socmap.sources.sites import EXTRACT_STATUSES, sites_to_grid_crs
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "extract",
     "extract_focal",
     "require_covariate_values",
+    "require_sites_on_grid",
     "write_table",
 ]
 
@@ -202,6 +204,30 @@ def extract(
     return Extraction(table=table, method=method, bands=all_bands)
 
 
+def _on_grid(sites: pd.DataFrame, grid: Grid) -> np.ndarray:
+    """Whether each site (``x``, ``y``, ``crs``) lies on ``grid``."""
+    xs, ys = sites_to_grid_crs(sites, grid)
+    row, col = grid.rowcol(xs, ys)
+    with np.errstate(invalid="ignore"):
+        return np.asarray((row >= 0) & (row < grid.height) & (col >= 0) & (col < grid.width))
+
+
+def _where_to_look(sites: pd.DataFrame, grid: Grid, what: str) -> str:
+    """Say what to fix for sites off ``grid``: swapped x and y when that fits, else the CRS."""
+    fits = int(_on_grid(sites.assign(x=sites["y"], y=sites["x"]), grid).sum())
+    if fits:
+        return (
+            f"with x and y swapped {fits} of them would lie on the {what}: the table's x "
+            "column probably holds y (latitude or northing); swap the two columns"
+        )
+    return f"check the profiles' x, y and crs (--crs; profiles.crs in a run) against the {what}"
+
+
+def _bounds(grid: Grid) -> str:
+    b = grid.bounds
+    return f"x {b[0]:.6g}..{b[2]:.6g}, y {b[1]:.6g}..{b[3]:.6g} in {grid.crs}"
+
+
 def require_covariate_values(extraction: Extraction, cube: xr.DataArray) -> None:
     """Refuse an extraction in which no site got a covariate value.
 
@@ -224,21 +250,29 @@ def require_covariate_values(extraction: Extraction, cube: xr.DataArray) -> None
     uniq = _site_frame(extraction.table)
     hint = "check the profiles' x, y and crs (--crs) against the cube"
     if summary.get("outside_grid", 0):
-        swapped = uniq.assign(x=uniq["y"], y=uniq["x"])
-        xs, ys = sites_to_grid_crs(swapped, grid)
-        row, col = grid.rowcol(xs, ys)
-        fits = int(np.sum((row >= 0) & (row < grid.height) & (col >= 0) & (col < grid.width)))
-        if fits:
-            hint = (
-                f"with x and y swapped {fits} of them would lie on the cube: the table's x "
-                "column probably holds y (latitude or northing); swap the two columns"
-            )
-    b = grid.bounds
+        hint = _where_to_look(uniq, grid, "cube")
     raise ProfileValidationError(
         f"none of the {len(uniq)} profiles has a covariate value: "
-        f"{summary.get('outside_grid', 0)} lie outside the cube (x {b[0]:.6g}..{b[2]:.6g}, "
-        f"y {b[1]:.6g}..{b[3]:.6g} in {grid.crs}), {summary.get('nodata', 0)} on nodata "
-        f"pixels, {summary.get('missing_coordinates', 0)} without coordinates; {hint}"
+        f"{summary.get('outside_grid', 0)} lie outside the cube ({_bounds(grid)}), "
+        f"{summary.get('nodata', 0)} on nodata pixels, "
+        f"{summary.get('missing_coordinates', 0)} without coordinates; {hint}"
+    )
+
+
+def require_sites_on_grid(sites: pd.DataFrame, grid: Grid, what: str = "grid") -> None:
+    """Refuse a site table none of whose sites lies on ``grid`` (checked before a cube exists).
+
+    Raises
+    ------
+    ProfileValidationError
+        If the table has sites and none of them lies on the grid.
+    """
+    uniq = _site_frame(sites)
+    if _on_grid(uniq, grid).any():
+        return
+    raise ProfileValidationError(
+        f"none of the {len(uniq)} profiles lies on the {what} ({_bounds(grid)}); "
+        f"{_where_to_look(uniq, grid, what)}"
     )
 
 

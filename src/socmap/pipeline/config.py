@@ -26,11 +26,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from socmap.catalog import GridSpec, _format_validation_error, _read_yaml, catalog_dir
-from socmap.errors import ConfigError, InputNotFound
-from socmap.units import MAX_MC_PASSES
+from socmap.errors import ConfigError, InputNotFound, SocmapError
+from socmap.units import BD_RANGE, MAX_MC_PASSES
 
 __all__ = [
     "CubeStep",
@@ -98,6 +98,17 @@ class ModelStep(_Step):
     seed: int = 0
     jobs: int = Field(default=1, ge=1, le=64)
 
+    @field_validator("depths")
+    @classmethod
+    def _known_depths(cls, value: str) -> str:
+        from socmap.catalog import get_depth_set
+
+        try:
+            get_depth_set(value)
+        except SocmapError as err:
+            raise ValueError(str(err)) from None
+        return value
+
 
 class PredictStep(_Step):
     """Tiled prediction with Monte Carlo dropout."""
@@ -115,6 +126,24 @@ class StocksStep(_Step):
     bd_table: str | None = None
     cf: str | float = 0.0
     cf_sd: float = Field(default=0.0, ge=0)
+
+    @field_validator("bd")
+    @classmethod
+    def _plausible_bd(cls, value: str | float) -> str | float:
+        low, high = BD_RANGE
+        if isinstance(value, float | int) and not low <= value <= high:
+            raise ValueError(
+                f"a constant bulk density must lie in {low}..{high} g/cm3; or name a cube band, "
+                "'auto' or 'ptf'"
+            )
+        return value
+
+    @field_validator("cf")
+    @classmethod
+    def _fraction_cf(cls, value: str | float) -> str | float:
+        if isinstance(value, float | int) and not 0 <= value < 1:
+            raise ValueError("coarse fragments are a volume fraction in [0, 1), e.g. 0.15")
+        return value
 
 
 class StrataStep(_Step):

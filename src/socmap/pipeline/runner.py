@@ -123,7 +123,14 @@ def _prepare(
     bad = [f for f in force if f not in known]
     if bad:
         raise ConfigError(f"unknown stage(s) {bad!r} in --force; stages: {known!r}")
-    return spec, RunRoot(spec.output_dir(output))
+    where = spec.output_dir(output)
+    taken = next((p for p in (where, *where.parents) if p.exists() and not p.is_dir()), None)
+    if taken is not None:
+        raise ConfigError(
+            f"the run's output {str(where)!r} cannot be a folder: {str(taken)!r} is a file; "
+            "choose another output (or --out)"
+        )
+    return spec, RunRoot(where)
 
 
 def _unchanged(root: RunRoot, plans: list[StagePlan]) -> bool:

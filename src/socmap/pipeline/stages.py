@@ -88,7 +88,12 @@ def _profiles_inputs(spec: RunSpec) -> dict[str, str]:
         from socmap.catalog import embedded_data_dir
 
         return {"profiles": tree_sha256(embedded_data_dir() / spec.profiles.path)}
-    return {"profiles": _file_input(spec, spec.profiles.path)}
+    digest = {"profiles": _file_input(spec, spec.profiles.path)}
+    from socmap.extraction import require_sites_on_grid
+
+    # cores that miss the region would fail only after the cube is built (or pulled)
+    require_sites_on_grid(_read_profiles(spec), _grid(spec), "run's grid")
+    return digest
 
 
 def _bundle_path(spec: RunSpec) -> Path:
@@ -390,10 +395,47 @@ def _sections(*names: str) -> Callable[[RunSpec], dict[str, Any]]:
     return lambda spec: {n: spec.step_dict(n) for n in names}
 
 
+def _catalog_bands(spec: RunSpec, kind: str | None = None) -> list[str]:
+    """Bands of the run's cube catalog (of one ``kind`` when given)."""
+    from socmap.catalog import load_catalog
+
+    covariates = load_catalog(_catalog_path(spec)).covariates
+    return [c.name for c in covariates if kind is None or c.kind == kind]
+
+
 def _strata_inputs(spec: RunSpec) -> dict[str, str]:
     assert spec.strata is not None
     p = spec.resolve(spec.strata.source)
-    return {"strata": tree_sha256(p) if p.exists() else f"band:{spec.strata.source}"}
+    if p.exists():
+        return {"strata": tree_sha256(p)}
+    bands = _catalog_bands(spec, "categorical")
+    if spec.strata.source not in bands:
+        from socmap.errors import ConfigError
+
+        raise ConfigError(
+            f"strata.source {spec.strata.source!r} is neither a file ({str(p)!r} does not "
+            f"exist) nor a categorical band of the cube ({bands!r}); give a polygon file, a "
+            "stratum raster or one of those bands"
+        )
+    return {"strata": f"band:{spec.strata.source}"}
+
+
+def _stocks_inputs(spec: RunSpec) -> dict[str, str]:
+    """Digest the BD table; refuse a BD or CF band the cube will not have."""
+    named = {"stocks.bd": spec.stocks.bd, "stocks.cf": spec.stocks.cf}
+    for option, value in named.items():
+        if not isinstance(_number_or_name(value), str) or value in ("auto", "ptf"):
+            continue
+        band = str(value).removeprefix("strata:")
+        bands = _catalog_bands(spec)
+        if band not in bands:
+            from socmap.errors import BandMismatch
+
+            raise BandMismatch(
+                f"{option} {value!r} names a band the cube will not have (bands {bands!r}); "
+                "give one of them, 'auto', 'ptf' or a number"
+            )
+    return {"bd_table": _file_input(spec, spec.stocks.bd_table)}
 
 
 STAGES: tuple[Stage, ...] = (
@@ -418,7 +460,7 @@ STAGES: tuple[Stage, ...] = (
         ("predict",),
         _sections("stocks"),
         _stocks,
-        lambda spec: {"bd_table": _file_input(spec, spec.stocks.bd_table)},
+        _stocks_inputs,
     ),
     Stage(
         "strata",
