@@ -149,3 +149,14 @@ def test_embedded_sources_stay_inside_the_package_data(tmp_path):
     cat = load_catalog(_write(tmp_path, body))
     with pytest.raises(CatalogError, match="leaves socmap's embedded data"):
         cat["dem"].resolve_source(tmp_path)
+
+
+@pytest.mark.parametrize("url", ["http://example.com/a.tif", "s3://bucket/a.tif"])
+def test_remote_sources_are_refused_with_the_download_command(tmp_path, url):
+    body = "name: t\ncovariates:" + ENTRY.format(name="dem", kind="continuous").replace(
+        "a.tif", url
+    )
+    cat = load_catalog(_write(tmp_path, body))
+    scheme = url.split(":")[0]
+    with pytest.raises(CatalogError, match=rf"is a {scheme}:// address.*gdal_translate"):
+        cat["dem"].resolve_source(tmp_path)

@@ -334,6 +334,13 @@ class CovariateSpec(_Strict):
                     "your own files)"
                 )
             return path
+        scheme = self.source.split("://", 1)[0].lower() if "://" in self.source else ""
+        if scheme:
+            raise CatalogError(
+                f"source {self.source!r} of covariate {self.name!r} is a {scheme}:// address; "
+                "socmap reads local rasters: download it first (e.g. `gdal_translate "
+                f"/vsicurl/{self.source} {self.name}.tif`) and give the file's path"
+            )
         p = Path(self.source).expanduser()
         return p if p.is_absolute() else base / p
 
