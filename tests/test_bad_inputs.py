@@ -89,6 +89,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     )
     spectra.insert(0, "sample_id", list("abcdef"))  # fmt: skip
     spectra.to_csv(root / "spectra.csv", index=False)
+    spectra.assign(sample_id="a").to_csv(root / "spectra_one_id.csv", index=False)
+    holed = spectra.mask(spectra == spectra.iloc[2, 4], np.nan)
+    holed.to_csv(root / "spectra_nan.csv", index=False)
     return {"root": root, "cube": cube, "bundle": bundle, "run": run, "cores": root / "cores.csv"}
 
 
@@ -353,6 +356,12 @@ CASES: list[tuple[str, Args, str]] = [
     ("spectra-zero-samples",
      lambda w, t: ["spectra", "select", w["root"] / "spectra.csv", "--n", 0, "-o",
                    t / "out.csv"], "0"),
+    ("spectra-repeated-ids",
+     lambda w, t: ["spectra", "select", w["root"] / "spectra_one_id.csv", "--n", 2, "-o",
+                   t / "out.csv"], "sample_id 'a' names more than one spectrum"),
+    ("spectra-nan-names-the-cli-option",
+     lambda w, t: ["spectra", "select", w["root"] / "spectra_nan.csv", "--n", 2, "-o",
+                   t / "out.csv"], "sample 'c' at 506 nm.*--nan interpolate"),
     ("spectra-missing-table",
      lambda w, t: ["spectra", "select", t / "no.csv", "--n", 2, "-o", t / "out.csv"], "no.csv"),
     ("demo-file-in-the-way", lambda w, t: ["demo", "-o", w["root"] / "afile.txt" / "d"],

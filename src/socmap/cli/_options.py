@@ -313,6 +313,14 @@ class SelectMethod(StrEnum):
     kmeans = "kmeans"
 
 
+class NanChoice(StrEnum):
+    """What ``socmap spectra`` commands do with spectra holding NaN values."""
+
+    error = "error"
+    interpolate = "interpolate"
+    drop = "drop"
+
+
 KeyOpt = Annotated[
     Path | None,
     typer.Option(

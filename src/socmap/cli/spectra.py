@@ -14,6 +14,7 @@ from socmap.cli._app import (
     spectra_app,
 )
 from socmap.cli._options import (
+    NanChoice,
     SelectMethod,
 )
 from socmap.errors import ConfigError
@@ -51,6 +52,13 @@ def spectra_select_cmd(
         int | None, typer.Option(help="Select on this many principal components.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed (k-means).")] = 0,
+    nan: Annotated[
+        NanChoice,
+        typer.Option(
+            help="Spectra with NaN values: refuse them (error), fill the gaps along the axis "
+            "(interpolate) or leave them out, counted (drop)."
+        ),
+    ] = NanChoice.error,
 ) -> None:
     """Choose the samples to send to the lab: spread over the spectral space.
 
@@ -79,7 +87,7 @@ def spectra_select_cmd(
             f"--step {step!r} resamples the measured bands; add --grid measured (the library "
             "grid has the benchmark's step)"
         )
-    spectra = read_spectra(table, quantity=quantity)  # type: ignore[arg-type]
+    spectra = read_spectra(table, quantity=quantity, nan=nan.value)  # type: ignore[arg-type]
     chain: Preprocess | None = None
     library_name = ""
     if grid == "library":

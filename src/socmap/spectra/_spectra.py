@@ -114,8 +114,8 @@ class Spectra:
             raise SpectraError(
                 f"{int(bad.any(axis=1).sum())!r} spectra hold NaN or infinite values (first: "
                 f"sample {_label(meta, row)!r} at {axis[col]:g} {self.unit}); fill or drop "
-                "those values in the table (Python: read_spectra(..., nan='interpolate' or "
-                "'drop'))"
+                "those values in the table, or pass --nan interpolate or --nan drop (Python: "
+                "read_spectra(..., nan='interpolate' or 'drop'))"
             )
         if self.quantity == "reflectance":
             _check_reflectance(values, axis, self.unit, meta, self.max_reflectance)
@@ -337,6 +337,13 @@ def read_spectra(
         meta = meta.rename(columns={id_column: "sample_id"})
     if "sample_id" not in meta.columns:  # row numbers, fixed before any row is dropped
         meta.insert(0, "sample_id", np.arange(len(meta)))
+    twice = meta["sample_id"][meta["sample_id"].duplicated()]
+    if len(twice):
+        raise SpectraError(
+            f"sample_id {twice.iloc[0]!r} names more than one spectrum ({len(twice)} "
+            "repeated ids); give every spectrum its own sample_id, so the chosen samples and "
+            "the predictions can be told apart"
+        )
     notes: list[str] = []
     if crop is not None:
         lo, hi = crop
