@@ -27,11 +27,15 @@ class PeakMemory:
     splits shared pages (torch's libraries, mapped by every dask worker) between the
     processes that map them, so the sum is the memory actually used, where a sum of RSS would
     count those libraries once per process. ``tree=False`` samples this process's RSS.
+    ``pid`` watches another process (e.g. a command started with :class:`subprocess.Popen`).
     """
 
-    def __init__(self, *, tree: bool = False, interval: float = 0.02) -> None:
+    def __init__(
+        self, *, tree: bool = False, interval: float = 0.02, pid: int | None = None
+    ) -> None:
         self.tree = tree
         self.interval = interval
+        self.pid = pid  # watch this process (and its children) instead of this one
         self.peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -46,10 +50,13 @@ class PeakMemory:
         return total
 
     def _run(self) -> None:
-        me = psutil.Process()
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._sample(me))
-            time.sleep(self.interval)
+        try:
+            me = psutil.Process(self.pid)
+            while not self._stop.is_set():
+                self.peak = max(self.peak, self._sample(me))
+                time.sleep(self.interval)
+        except psutil.NoSuchProcess:  # the watched process ended
+            return
 
     def __enter__(self) -> PeakMemory:
         self._thread.start()

@@ -107,8 +107,10 @@ def make_cube(path: Path, size: int, chunk: int = 512) -> Path:
     return path
 
 
-def make_bundle(cube_path: Path, out: Path, n_sites: int = 400, aoa: bool = False) -> Path:
-    """Train a default-size network on samples of a cube and save it (with an AOA if asked)."""
+def training_table(
+    cube_path: Path, n_sites: int = 400, intervals: list[tuple[float, float]] = INTERVALS
+) -> pd.DataFrame:
+    """Sites sampled from a cube with a seeded SOC that depends on two bands and depth."""
     cube = open_cube(cube_path)
     rng = np.random.default_rng(0)
     h, w = cube.sizes["y"], cube.sizes["x"]
@@ -116,18 +118,30 @@ def make_bundle(cube_path: Path, out: Path, n_sites: int = 400, aoa: bool = Fals
     values = np.stack([np.asarray(cube.data[:, r, c]) for r, c in zip(rr, cc, strict=True)])
     rows = []
     for i, v in enumerate(values):
-        for top, bottom in INTERVALS:
+        for top, bottom in intervals:
             soc = float(np.exp(2.5 + 0.3 * v[0] - 0.2 * v[5] - top / 50 + rng.normal(0, 0.2)))
             bands = {f"b{j:02d}": float(v[j]) for j in range(N_BANDS)}
             rows.append({"site_id": f"s{i}", "x": float(cube.x[cc[i]]),
                          "y": float(cube.y[rr[i]]), "crs": "EPSG:32755", "top_cm": top,
                          "bottom_cm": bottom, "soc_g_kg": soc, **bands})  # fmt: skip
-    table = pd.DataFrame(rows)
+    return pd.DataFrame(rows)
+
+
+def make_bundle(
+    cube_path: Path,
+    out: Path,
+    n_sites: int = 400,
+    aoa: bool = False,
+    intervals: list[tuple[float, float]] = INTERVALS,
+) -> Path:
+    """Train a default-size network on samples of a cube and save it (with an AOA if asked)."""
+    cube = open_cube(cube_path)
+    table = training_table(cube_path, n_sites, intervals)
     est = SocNetRegressor(
         band_table(cube), train={"max_epochs": 5}, block_size=5000.0, units="metres"
     ).fit(table)
     area = training_aoa(table, est.spec_.continuous_bands, 5000.0, units="metres") if aoa else None
-    return est.save(out, {"intervals": INTERVALS}, aoa=area)
+    return est.save(out, {"intervals": intervals}, aoa=area)
 
 
 # ---------------------------------------------------------------------- measures
@@ -223,6 +237,25 @@ def eager(bundle: Path, cube_path: Path, passes: int) -> None:
     predict_block(load_tile_model(bundle), cube.values, list(cube.band.values), passes=passes)
 
 
+def write_stack(cube_path: Path, stack: Path) -> Path:
+    """The cube as a tiled GeoTIFF stack (512-pixel blocks, band names as descriptions)."""
+    import rasterio
+    from rasterio.windows import Window
+
+    cube = open_cube(cube_path)
+    grid = Grid(cube.rio.crs, cube.rio.transform(), (cube.sizes["y"], cube.sizes["x"]))
+    profile = {"driver": "GTiff", "height": grid.height, "width": grid.width,
+               "count": N_BANDS, "dtype": "float32", "crs": grid.crs, "transform": grid.transform,
+               "tiled": True, "blockxsize": 512, "blockysize": 512, "BIGTIFF": "YES"}  # fmt: skip
+    with rasterio.open(stack, "w", **profile) as dst:
+        dst.descriptions = tuple(str(b) for b in cube.band.values)
+        for tile in grid.tiles(512):
+            r, c = tile.core.slices
+            win = Window(c.start, r.start, c.stop - c.start, r.stop - r.start)
+            dst.write(np.asarray(cube.data[:, r, c]), window=win)
+    return stack
+
+
 def forest_windows(cube_path: Path, tmp: Path, max_blocks: int) -> tuple[float, int]:
     """RF (500 trees) through rasterio windows of a GeoTIFF stack: seconds and pixels mapped.
 
@@ -230,20 +263,9 @@ def forest_windows(cube_path: Path, tmp: Path, max_blocks: int) -> tuple[float, 
     slow enough that a whole large map would dominate the run); throughput is per pixel.
     """
     import rasterio
-    from rasterio.windows import Window
     from sklearn.ensemble import RandomForestRegressor
 
-    cube = open_cube(cube_path)
-    grid = Grid(cube.rio.crs, cube.rio.transform(), (cube.sizes["y"], cube.sizes["x"]))
-    stack = tmp / "stack.tif"
-    profile = {"driver": "GTiff", "height": grid.height, "width": grid.width,
-               "count": N_BANDS, "dtype": "float32", "crs": grid.crs, "transform": grid.transform,
-               "tiled": True, "blockxsize": 512, "blockysize": 512, "BIGTIFF": "YES"}  # fmt: skip
-    with rasterio.open(stack, "w", **profile) as dst:
-        for tile in grid.tiles(512):
-            r, c = tile.core.slices
-            win = Window(c.start, r.start, c.stop - c.start, r.stop - r.start)
-            dst.write(np.asarray(cube.data[:, r, c]), window=win)
+    stack = write_stack(cube_path, tmp / "stack.tif")
     rng = np.random.default_rng(0)
     x = rng.normal(size=(400 * len(INTERVALS), N_BANDS + 1))
     forest = RandomForestRegressor(500, min_samples_leaf=2, n_jobs=2, random_state=0).fit(

@@ -28,10 +28,11 @@ def looks_numeric(text: str) -> bool:
     --------
     >>> looks_numeric("11,600 – 12,650"), looks_numeric("4.3%"), looks_numeric("EPSG:4326")
     (True, True, False)
-    >>> looks_numeric("+1.2 ± 0.3")
-    True
+    >>> looks_numeric("+1.2 ± 0.3"), looks_numeric("1.50×")
+    (True, True)
     """
-    core = text.replace(",", "").replace("–", " ").replace("±", " ").replace("%", " ").split()
+    core = text.replace(",", "").replace("–", " ").replace("±", " ").replace("%", " ")
+    core = core.replace("×", " ").split()
     try:
         return bool(core) and all(float(c) == float(c) for c in core)
     except ValueError:
