@@ -7,7 +7,7 @@ STAMP := $(VENV)/.socmap-installed
 DEMO_OUT ?= demo_output
 PYTEST_ARGS ?= --durations=25
 
-.PHONY: install browser demo test lint typecheck bench clean
+.PHONY: install browser peers demo test lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
-bench: $(STAMP)
+bench: $(STAMP) peers
 	$(BIN)/python benchmarks/bench_cube.py
 	$(BIN)/python benchmarks/bench_depth.py
 	$(BIN)/python benchmarks/bench_profiles.py
@@ -42,6 +42,12 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_edgeroi_transfer.py
 	$(BIN)/python benchmarks/bench_transfer_regions.py --quick   # the full grid: without --quick, resumable
 	$(BIN)/python benchmarks/bench_predict.py --max-pixel-passes 1.7e7
+	$(BIN)/python benchmarks/bench_predict_peers.py    # beside R terra + ranger (make peers)
+
+# R terra + ranger, the peers of benchmarks/bench_predict_peers.py (Debian packages)
+peers:
+	@command -v Rscript >/dev/null 2>&1 && Rscript -e 'library(terra); library(ranger)' >/dev/null 2>&1 || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq r-cran-terra r-cran-ranger)
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache
