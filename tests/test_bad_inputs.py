@@ -364,6 +364,9 @@ CASES: list[tuple[str, Args, str]] = [
                    t / "out.csv"], "sample 'c' at 506 nm.*--nan interpolate"),
     ("spectra-missing-table",
      lambda w, t: ["spectra", "select", t / "no.csv", "--n", 2, "-o", t / "out.csv"], "no.csv"),
+    ("view-out-is-a-users-folder",  # once replaced the folder, and its files, by the page
+     lambda w, t: ["view", w["run"], "--out", w["root"] / "mine", "--no-open"],
+     "'.*mine' is a folder; socmap writes a file there"),
     ("demo-file-in-the-way", lambda w, t: ["demo", "-o", w["root"] / "afile.txt" / "d"],
      "afile.txt"),
 ]  # fmt: skip

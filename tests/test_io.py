@@ -36,3 +36,20 @@ def test_refuses_to_overwrite_when_asked(tmp_path):
     dest.write_text("old")
     with pytest.raises(OutputExists, match="overwrite"), atomic_path(dest, overwrite=False):
         pass
+
+
+def test_a_file_never_replaces_a_folder_nor_a_folder_a_file(tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "thesis.docx").write_text("years of work")
+    refused = pytest.raises(OutputExists, match="is a folder; socmap writes a file there")
+    with refused, atomic_path(folder) as tmp:
+        tmp.write_text("<html></html>")
+    assert (folder / "thesis.docx").read_text() == "years of work"
+    note = tmp_path / "note.txt"
+    note.write_text("keep me")
+    refused = pytest.raises(OutputExists, match="is a file; socmap writes a folder there")
+    with refused, atomic_path(note) as tmp:
+        tmp.mkdir()
+    assert note.read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "note.txt"]  # no temporaries

@@ -89,8 +89,21 @@ def publish_path(src: Path, dest: Path) -> None:
     """Rename a finished ``src`` to ``dest``, replacing an existing ``dest``.
 
     The old ``dest`` is moved aside first, so the swap is two renames, not a long delete;
-    ``src`` and ``dest`` must be on the same filesystem (siblings are).
+    ``src`` and ``dest`` must be on the same filesystem (siblings are). A file never
+    replaces a folder, nor a folder a file: that ``dest`` is not an earlier output of the
+    same writer, and replacing it could delete a user's files.
+
+    Raises
+    ------
+    OutputExists
+        If ``dest`` is a folder and ``src`` a file, or the other way round.
     """
+    if dest.exists() and dest.is_dir() != src.is_dir():
+        have, want = ("folder", "file") if dest.is_dir() else ("file", "folder")
+        raise OutputExists(
+            f"{str(dest)!r} is a {have}; socmap writes a {want} there and will not replace a "
+            f"{have} with it (nothing was changed); give another path for the {want}"
+        )
     if dest.exists():
         old = dest.with_name(f".old-{uuid.uuid4().hex[:8]}-{dest.name}")
         dest.rename(old)
