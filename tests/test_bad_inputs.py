@@ -271,6 +271,9 @@ CASES: list[tuple[str, Args, str]] = [
     ("cv-unknown-method",
      lambda w, t: ["cv", "--cube", w["cube"], "--profiles", w["cores"], "--method", "xgb",
                    "-o", t / "out"], "xgb"),
+    ("cv-negative-seed",  # numpy refused it deep inside: an internal error
+     lambda w, t: ["cv", "--cube", w["cube"], "--profiles", w["cores"], "--seed", -1,
+                   "-o", t / "out"], r"--seed.*greater than or equal to 0 \(got '-1'\)"),
     ("cv-one-fold",
      lambda w, t: ["cv", "--cube", w["cube"], "--profiles", w["cores"], "--folds", 1,
                    "-o", t / "out"], "1"),

@@ -31,8 +31,10 @@ def looks_numeric(text: str) -> bool:
     >>> looks_numeric("+1.2 ± 0.3"), looks_numeric("1.50×")
     (True, True)
     """
-    core = text.replace(",", "").replace("–", " ").replace("±", " ").replace("%", " ")
-    core = core.replace("×", " ").split()
+    words = text.replace(",", "")
+    for mark in "–±%×":  # ranges, plus-minus, percent and ratios around the numbers
+        words = words.replace(mark, " ")
+    core = words.split()
     try:
         return bool(core) and all(float(c) == float(c) for c in core)
     except ValueError:

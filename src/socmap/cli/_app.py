@@ -161,6 +161,19 @@ def print_frame(frame: pd.DataFrame, title: str) -> None:
     out.print(table)
 
 
+def _given_value(argv: list[str], param: Any) -> str | None:
+    """Find the value the command line gave an option (for messages that do not name it)."""
+    for opt in getattr(param, "opts", None) or []:
+        if not opt.startswith("-"):
+            continue
+        for i, arg in enumerate(argv):
+            if arg == opt and i + 1 < len(argv):
+                return str(argv[i + 1])
+            if arg.startswith(opt + "="):
+                return arg[len(opt) + 1 :]
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; bad input becomes one line on stderr and exit status 2.
 
@@ -177,6 +190,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except TyperException as exc:  # usage errors: bad option, missing argument
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        given = _given_value(sys.argv[1:] if argv is None else argv, getattr(exc, "param", None))
+        if given is not None and given not in message:
+            message += f" (got {given!r})"
         print(f"socmap: error: {message}".replace("\n", " "), file=sys.stderr)
         sys.exit(getattr(exc, "exit_code", EXIT_BAD_INPUT))
     except SocmapError as exc:

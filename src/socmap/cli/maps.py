@@ -35,7 +35,7 @@ def predict_cmd(
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a run with another config.")] = False,
-    seed: Annotated[int, typer.Option(help="Seed of the dropout masks and noise.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the dropout masks and noise.")] = 0,
 ) -> None:
     """Map SOC over a cube, tile by tile: Zarr, COGs, quicklooks and a STAC Item.
 

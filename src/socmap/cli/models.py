@@ -60,7 +60,7 @@ def pretrain_cmd(
         bool, typer.Option(help="Keep only sources whose licence allows commercial use.")
     ] = False,
     jobs: JobsOpt = 1,
-    seed: Annotated[int, typer.Option(help="Seed of every random step.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of every random step.")] = 0,
     max_epochs: Annotated[int | None, typer.Option(help="Cap on training epochs.")] = None,
     mc_passes: Annotated[int, typer.Option(help="MC dropout passes for CV predictions.")] = 32,
     cv: Annotated[bool, typer.Option(help="Run the spatial CV (and calibration).")] = True,
@@ -142,7 +142,7 @@ def finetune_cmd(
         int, typer.Option(help="Folds of the calibration CV (0: no calibration).")
     ] = 5,
     jobs: JobsOpt = 1,
-    seed: Annotated[int, typer.Option(help="Seed of every random step.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of every random step.")] = 0,
 ) -> None:
     """Fine-tune a pretrained bundle on a region's profiles and covariate cube.
 
@@ -213,7 +213,7 @@ def cv_cmd(
     depths: Annotated[str, typer.Option(help="Depth set of the targets.")] = "globalsoilmap",
     max_depth: Annotated[float, typer.Option(help="Deepest interval top (cm).")] = 100.0,
     jobs: JobsOpt = 1,
-    seed: Annotated[int, typer.Option(help="Seed of every random step.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of every random step.")] = 0,
 ) -> None:
     """Spatial block cross-validation of one method on a region.
 
@@ -294,7 +294,7 @@ def benchmark_transfer_cmd(
     mc_passes: Annotated[int, typer.Option(help="MC dropout passes.")] = 16,
     n_estimators: Annotated[int, typer.Option(help="Trees per forest.")] = 500,
     jobs: JobsOpt = 1,
-    seed: Annotated[int, typer.Option(help="Seed of every random step.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of every random step.")] = 0,
 ) -> None:
     """Skill against the number of regional profiles, for every method, under spatial CV.
 

@@ -36,7 +36,7 @@ def design_cmd(
         Path | None,
         typer.Option(help="Cores already taken (.parquet/.csv: site_id, stratum or x, y, crs)."),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the site draws.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the site draws.")] = 0,
 ) -> None:
     """Neyman-allocated, uncertainty-weighted, spaced core sites (GeoPackage + field CSV).
 

@@ -51,7 +51,7 @@ def spectra_select_cmd(
     components: Annotated[
         int | None, typer.Option(help="Select on this many principal components.")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed (k-means).")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed (k-means).")] = 0,
     nan: Annotated[
         NanChoice,
         typer.Option(
@@ -165,7 +165,7 @@ def spectra_benchmark_cmd(
         int | None, typer.Option(help="Conv blocks frozen in DTL-R/IR [default: 2].")
     ] = None,
     seed: Annotated[
-        int | None, typer.Option(help="Seed of every random step [default: 0].")
+        int | None, typer.Option(min=0, help="Seed of every random step [default: 0].")
     ] = None,
 ) -> None:
     """Local, global and transfer models (DTL-I, DTL-R, DTL-IR) at the embedded field sites.

@@ -95,7 +95,7 @@ class ModelStep(_Step):
     max_depth_cm: float | None = Field(default=100.0, gt=0)
     cv_folds: int = Field(default=5, ge=0, le=20)
     block_size_m: float = Field(default=2000.0, gt=0)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
     jobs: int = Field(default=1, ge=1, le=64)
 
     @field_validator("depths")
@@ -114,7 +114,7 @@ class PredictStep(_Step):
     """Tiled prediction with Monte Carlo dropout."""
 
     passes: int = Field(default=32, ge=1, le=MAX_MC_PASSES)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
     batch_size: int = Field(default=1024, ge=16)
 
 
