@@ -58,6 +58,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     far = gpd.GeoDataFrame({"stratum": ["a"]}, geometry=[box(0, 0, 10, 10)], crs="EPSG:28992")
     far.to_file(root / "far.gpkg")
     (root / "corrupt.gpkg").write_bytes(b"SQLite format 3\x00 not really")
+    import rasterio
+    from rasterio.transform import from_origin
+
+    far_prior = {"driver": "GTiff", "height": 10, "width": 10, "count": 1, "dtype": "float32",
+                 "crs": "EPSG:4326", "transform": from_origin(0, 10, 1, 1)}  # fmt: skip
+    with rasterio.open(root / "far_prior.tif", "w", **far_prior) as dst:
+        dst.write(np.ones((1, 10, 10), dtype="float32"))
     local = root / "local_catalog.yaml"
     local.write_text(
         "name: local\ncovariates:\n  - {name: a, source: missing_raster.tif, units: m, "
@@ -260,6 +267,10 @@ CASES: list[tuple[str, Args, str]] = [
     ("posterior-missing-prior",
      lambda w, t: ["posterior", w["run"], "--prior", f"0-15cm={t / 'm.tif'},{t / 's.tif'}"],
      "m.tif"),
+    ("posterior-prior-off-the-map",  # once a posterior with no prior anywhere, exit 0
+     lambda w, t: ["posterior", w["run"], "--prior",
+                   f"0-15cm={w['root'] / 'far_prior.tif'},{w['root'] / 'far_prior.tif'}"],
+     r"far_prior.tif' \(0-15cm\) has no value at any of the run's \d+ mapped pixels"),
     ("posterior-bad-prior-syntax",
      lambda w, t: ["posterior", w["run"], "--prior", "0-15cm"], "0-15cm"),
     # report

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from socmap._io import atomic_path
-from socmap.errors import ConfigError
+from socmap.errors import ConfigError, GridMismatch
 
 __all__ = ["PosteriorResult", "combine", "posterior_for_run"]
 
@@ -156,6 +156,14 @@ def posterior_for_run(
         out[0, k], out[1, k], out[2, k] = mean, se, w0
         mapped = np.isfinite(pred_mean)
         missing[depth] = int((mapped & ~(np.isfinite(prior[0]) & np.isfinite(prior[1]))).sum())
+        if mapped.any() and missing[depth] == int(mapped.sum()):
+            b = grid.bounds
+            raise GridMismatch(
+                f"prior {str(mean_path)!r} ({depth}) has no value at any of the run's "
+                f"{missing[depth]} mapped pixels (run bounds {b[0]:.6g}..{b[2]:.6g}, "
+                f"{b[1]:.6g}..{b[3]:.6g} in {grid.crs}); check that the prior covers the run "
+                "and that its CRS is right (gdalinfo)"
+            )
         weights[depth] = float(np.nanmean(w0)) if mapped.any() else float("nan")
     units = "g/kg" if layer == "soc" else "t/ha"
     result = (
