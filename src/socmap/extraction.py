@@ -248,9 +248,11 @@ def require_covariate_values(extraction: Extraction, cube: xr.DataArray) -> None
 
     grid = cube_grid(cube)
     uniq = _site_frame(extraction.table)
-    hint = "check the profiles' x, y and crs (--crs) against the cube"
-    if summary.get("outside_grid", 0):
-        hint = _where_to_look(uniq, grid, "cube")
+    hint = (
+        _where_to_look(uniq, grid, "cube")
+        if summary.get("outside_grid", 0)
+        else "the cube has no data there: check the rasters' coverage and the catalog's nodata"
+    )
     raise ProfileValidationError(
         f"none of the {len(uniq)} profiles has a covariate value: "
         f"{summary.get('outside_grid', 0)} lie outside the cube ({_bounds(grid)}), "
