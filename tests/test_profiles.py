@@ -150,7 +150,8 @@ def test_generic_csv_parquet_roundtrip_identical(tmp_path: Path) -> None:
     assert a.columns.tolist()[len(CANONICAL_COLUMNS) :] == ["texture", "notes"]
 
 
-def test_geopackage_roundtrip_projected(tmp_path: Path) -> None:
+@pytest.mark.parametrize("suffix", [".gpkg", ".geojson", ".shp", ".fgb"])
+def test_vector_points_roundtrip_projected(tmp_path: Path, suffix: str) -> None:
     gpd = pytest.importorskip("geopandas")
     shapely = pytest.importorskip("shapely")
     xs = [758572.8, 752191.7]
@@ -166,8 +167,8 @@ def test_geopackage_roundtrip_projected(tmp_path: Path) -> None:
         geometry=[shapely.Point(x, y) for x, y in zip(xs, ys, strict=True)],
         crs="EPSG:28355",
     )
-    path = tmp_path / "pts.gpkg"
-    gdf.to_file(path, layer="profiles")
+    path = tmp_path / f"pts{suffix}"
+    gdf.to_file(path, **({"layer": "profiles"} if suffix == ".gpkg" else {}))
     raw = read_table(path)
     assert raw["crs"].unique().tolist() == ["EPSG:28355"]
     t = read_profiles(
@@ -236,7 +237,7 @@ def test_multilayer_geopackage_needs_layer(tmp_path: Path) -> None:
     path = tmp_path / "m.gpkg"
     gdf.to_file(path, layer="one")
     gdf.to_file(path, layer="two")
-    with pytest.raises(ProfileValidationError, match="layer="):
+    with pytest.raises(ProfileValidationError, match=r"ogr2ogr cores.gpkg m.gpkg one.*layer="):
         read_table(path)
     assert read_table(path, layer="two")["x"].tolist() == [1.0]
 

@@ -15,7 +15,17 @@ from pathlib import Path
 
 from socmap.errors import OutputExists
 
-__all__ = ["atomic_path", "check_replaceable", "duplicated_header", "publish_path", "remove_path"]
+__all__ = [
+    "VECTOR_SUFFIXES",
+    "atomic_path",
+    "check_replaceable",
+    "duplicated_header",
+    "publish_path",
+    "remove_path",
+]
+
+#: Vector files socmap reads through GDAL (pyogrio): profile points and stratum polygons.
+VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp", ".fgb")
 
 
 def remove_path(path: Path) -> None:

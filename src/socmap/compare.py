@@ -666,8 +666,8 @@ def _has_strata(run: Any) -> bool:
 
 def _check_strata(run: Any, which: str, strata: str | Path | None, field: str | None) -> None:
     """Refuse a stratum table of stale stocks, or of other strata than the ones given."""
+    from socmap._io import VECTOR_SUFFIXES
     from socmap._records import tree_sha256
-    from socmap.strata._maps import VECTOR_SUFFIXES
 
     options = run.strata.get("options") or {}
     stale = sorted(k for k, v in (run.stocks.get("options") or {}).items() if options.get(k) != v)

@@ -114,7 +114,10 @@ def load_profiles(
 
 InputArg = Annotated[
     Path | None,
-    typer.Argument(help="Profile table (CSV, Parquet, GeoPackage); optional for edgeroi/global."),
+    typer.Argument(
+        help="Profile table (CSV, Parquet; GeoPackage, GeoJSON or shapefile points); optional "
+        "for edgeroi/global."
+    ),
 ]
 
 

@@ -25,11 +25,11 @@ from socmap.profiles._schema import (
     _ALIASES,
     _CSV_SUFFIXES,
     _EXTRA_KEYS,
-    _GPKG_SUFFIXES,
     _PARQUET_SUFFIXES,
     _SOC_KEYS,
     _UNIT_ALIASES,
     _UNITS_COLUMNS,
+    _VECTOR_SUFFIXES,
     CANONICAL_COLUMNS,
     REQUIRED_COLUMNS,
     SOC_UNITS,
@@ -55,9 +55,10 @@ def read_table(path: str | Path, *, layer: str | None = None) -> pd.DataFrame:
     ----------
     path
         A ``.csv`` or ``.csv.gz`` file (``,``, ``;`` or tab separated, UTF-8), a ``.parquet``
-        file (GeoParquet too) or a ``.gpkg`` GeoPackage.
+        file (GeoParquet too) or a vector file of points (GeoPackage, GeoJSON, shapefile,
+        FlatGeobuf: :data:`socmap._io.VECTOR_SUFFIXES`).
     layer
-        GeoPackage layer; needed only when the file has more than one.
+        Layer of a vector file; needed only when the file has more than one.
 
     Returns
     -------
@@ -88,11 +89,12 @@ def read_table(path: str | Path, *, layer: str | None = None) -> pd.DataFrame:
         return _read_csv(p)
     if suffix in _PARQUET_SUFFIXES:
         return _read_parquet(p)
-    if suffix in _GPKG_SUFFIXES:
-        return _read_gpkg(p, layer)
+    if suffix in _VECTOR_SUFFIXES:
+        return _read_vector(p, layer)
+    readable = ", ".join((*_CSV_SUFFIXES, *_PARQUET_SUFFIXES, *_VECTOR_SUFFIXES))
     raise ProfileValidationError(
-        f"cannot read {str(p)!r}: suffix {suffix!r} is not one of .csv, .csv.gz, .parquet, "
-        ".gpkg; export the table to CSV, Parquet or GeoPackage"
+        f"cannot read {str(p)!r}: suffix {suffix!r} is not one of {readable}; export the "
+        "table to CSV, Parquet or GeoPackage"
     )
 
 
@@ -138,7 +140,7 @@ def _read_parquet(p: Path) -> pd.DataFrame:
         ) from exc
 
 
-def _read_gpkg(p: Path, layer: str | None) -> pd.DataFrame:
+def _read_vector(p: Path, layer: str | None) -> pd.DataFrame:
     gpd = _geopandas()
     import pyogrio
 
@@ -146,24 +148,25 @@ def _read_gpkg(p: Path, layer: str | None) -> pd.DataFrame:
         layers = pyogrio.list_layers(p)
     except Exception as exc:
         raise ProfileValidationError(
-            f"cannot open {str(p)!r} as a GeoPackage ({_one_line(exc)}); check the file"
+            f"cannot open {str(p)!r} as a vector file ({_one_line(exc)}); check the file"
         ) from exc
     names = [str(row[0]) for row in layers]
     if layer is None and len(names) > 1:
         raise ProfileValidationError(
-            f"GeoPackage {str(p)!r} has {len(names)} layers {names!r}; choose one with "
+            f"{str(p)!r} has {len(names)} layers {names!r}; copy the one with the profiles to "
+            f"a file of its own (`ogr2ogr cores.gpkg {p.name} {names[0]}`), or in Python "
             "read_table(path, layer=...) and pass the DataFrame to read_profiles"
         )
     if layer is not None and layer not in names:
         raise ProfileValidationError(
-            f"GeoPackage {str(p)!r} has no layer {layer!r}; layers are {names!r}"
+            f"{str(p)!r} has no layer {layer!r}; layers are {names!r}"
             f" (close: {_close(layer, names)!r})"
         )
     try:
         gdf = gpd.read_file(p, layer=layer if layer is not None else names[0])
     except Exception as exc:
         raise ProfileValidationError(
-            f"cannot read GeoPackage {str(p)!r} ({_one_line(exc)}); check the file"
+            f"cannot read {str(p)!r} ({_one_line(exc)}); check the file"
         ) from exc
     return _points_to_xy(gdf, p)
 

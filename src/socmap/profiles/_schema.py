@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from socmap._io import VECTOR_SUFFIXES
 from socmap.errors import (
     InputNotFound,
     MissingDependency,
@@ -80,7 +81,7 @@ _ALIASES: dict[str, tuple[str, ...]] = {
 _NA_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
 _CSV_SUFFIXES = (".csv", ".csv.gz")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
-_GPKG_SUFFIXES = (".gpkg",)
+_VECTOR_SUFFIXES = VECTOR_SUFFIXES
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -98,7 +99,7 @@ def _close(name: str, options: Sequence[str], n: int = 3) -> list[str]:
 
 def _suffix(path: Path) -> str:
     name = path.name.lower()
-    for suf in (*_CSV_SUFFIXES, *_PARQUET_SUFFIXES, *_GPKG_SUFFIXES):
+    for suf in (*_CSV_SUFFIXES, *_PARQUET_SUFFIXES, *_VECTOR_SUFFIXES):
         if name.endswith(suf):
             return suf
     return "".join(path.suffixes[-2:]) or path.suffix

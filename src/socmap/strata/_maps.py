@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from socmap._io import atomic_path
+from socmap._io import VECTOR_SUFFIXES, atomic_path
 from socmap._records import tree_sha256
 from socmap.errors import BandMismatch, ConfigError, InputNotFound
 from socmap.grid import Grid, Window
@@ -46,7 +46,6 @@ __all__ = [
 ]
 
 STRATA_DIR = "strata"
-VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp", ".fgb")
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img")
 
 APPROXIMATION = (
