@@ -363,6 +363,15 @@ CASES: list[tuple[str, Args, str]] = [
     ("bench-unknown-method",
      lambda w, t: ["benchmark", "transfer", "--cube", w["cube"], "--bundle", w["bundle"],
                    "--profiles", w["cores"], "--methods", "rf,magic", "-o", t / "out"], "magic"),
+    ("bench-no-method",  # once an internal StopIteration
+     lambda w, t: ["benchmark", "transfer", "--cube", w["cube"], "--bundle", w["bundle"],
+                   "--profiles", w["cores"], "--methods", ",", "-o", t / "out"],
+     "no method given"),
+    ("bench-size-above-every-fold",  # once run as 'all' and labelled 5000
+     lambda w, t: ["benchmark", "transfer", "--cube", w["cube"], "--bundle", w["bundle"],
+                   "--profiles", w["cores"], "--sizes", "20,5000", "--methods", "rf",
+                   "--block-size", "500m", "--folds", 3, "-o", t / "out"],
+     r"training size\(s\) \[5000\] exceed the \d+ profiles of the largest training fold"),
     ("bench-zero-repeats",
      lambda w, t: ["benchmark", "transfer", "--cube", w["cube"], "--bundle", w["bundle"],
                    "--profiles", w["cores"], "--repeats", 0, "-o", t / "out"], "0"),

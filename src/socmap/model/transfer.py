@@ -841,8 +841,12 @@ def transfer_methods(
     """
     known = method_names()
     unknown = [n for n in names if n not in known]
-    if unknown:
-        raise ConfigError(f"unknown methods {unknown!r}; choose from {known!r}")
+    if unknown or not names:
+        raise ConfigError(
+            f"unknown methods {unknown!r}; choose from {known!r}"
+            if unknown
+            else f"no method given; choose some of {known!r}, e.g. rf,rf-log,auto"
+        )
     global_model = GlobalModel(str(bundle), mc_passes=mc_passes, random_state=seed)
     network: dict[str, Any] = {
         "regional_bands": continuous_bands,

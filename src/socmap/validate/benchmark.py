@@ -190,6 +190,25 @@ def _runs(
     return runs
 
 
+def _check_sizes(sizes: Sequence[int | None], table: pd.DataFrame, cv: Any, target: str) -> None:
+    """Refuse a training size no fold can draw (it would be "all", mislabelled)."""
+    asked = [n for n in sizes if n is not None]
+    if not asked or target not in table.columns:
+        return
+    data = table.loc[table[target].notna()].reset_index(drop=True)
+    sites = data["site_id"].to_numpy()
+    largest = max(
+        (len(pd.unique(sites[train])) for train, _ in cv.split(data, groups=sites)), default=0
+    )
+    too_big = [n for n in asked if n > largest]
+    if too_big:
+        raise ConfigError(
+            f"training size(s) {too_big!r} exceed the {largest} profiles of the largest "
+            f"training fold ({len(pd.unique(sites))} profiles in all); use sizes up to "
+            f"{largest}, or 'all'"
+        )
+
+
 def transfer_benchmark(
     methods: Mapping[str, Any],
     table: pd.DataFrame,
@@ -245,6 +264,8 @@ def transfer_benchmark(
     """
     if reference not in methods:
         raise ConfigError(f"reference method {reference!r} is not among {list(methods)!r}")
+    if train_sets is None:
+        _check_sizes(sizes, table, cv, target)
     runs = _runs(sizes, repeats, seed, train_sets)
     jobs = [(run, name) for run in runs for name in methods]
     rows: list[dict[str, Any]] = []
