@@ -58,6 +58,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     far = gpd.GeoDataFrame({"stratum": ["a"]}, geometry=[box(0, 0, 10, 10)], crs="EPSG:28992")
     far.to_file(root / "far.gpkg")
     (root / "corrupt.gpkg").write_bytes(b"SQLite format 3\x00 not really")
+    (root / "bd_misspelt.csv").write_text("stratum,bd_g_cm3,bd_sd,notes\n1,1.3,0.1,x\n")
     import rasterio
     from rasterio.transform import from_origin
 
@@ -231,6 +232,9 @@ CASES: list[tuple[str, Args, str]] = [
     ("stocks-missing-bd-table",
      lambda w, t: ["stocks", w["run"], "--bd", "strata:soil", "--bd-table", t / "no.csv"],
      "no.csv"),
+    ("stocks-misspelt-bd-sd-column",  # the sd was silently 0
+     lambda w, t: ["stocks", w["run"], "--bd", "strata:soil", "--bd-table",
+                   w["root"] / "bd_misspelt.csv"], r"\['bd_sd'\] that look like bulk density"),
     ("stocks-unknown-strata-band", lambda w, t: ["stocks", w["run"], "--bd", "strata:nope"],
      "nope"),
     # strata

@@ -397,6 +397,14 @@ def read_stratum_bd(
             f"stratum BD table {str(p)!r} lacks columns {absent!r}; it needs stratum, "
             f"bd_g_cm3 and optionally bd_sd_g_cm3 (has {list(frame.columns)!r})"
         )
+    known = ("stratum", "bd_g_cm3", "bd_sd_g_cm3")
+    misspelt = [c for c in frame.columns if c not in known
+                and any(k in str(c).lower() for k in ("bd", "sd", "dens"))]  # fmt: skip
+    if misspelt:  # e.g. 'bd_sd', which would silently mean sd 0; notes columns are fine
+        raise ConfigError(
+            f"stratum BD table {str(p)!r} has column(s) {misspelt!r} that look like bulk "
+            "density but socmap does not read them; name them bd_g_cm3 and bd_sd_g_cm3"
+        )
     dup = frame["stratum"][frame["stratum"].duplicated()].tolist()
     if dup:
         raise ConfigError(f"stratum BD table {str(p)!r} repeats strata {dup!r}; list each once")
