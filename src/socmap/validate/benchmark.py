@@ -151,7 +151,7 @@ class TransferBenchmark:
         return "\n".join(lines) + "\n"
 
 
-#: Headers and formats of the area-of-applicability table of :meth:`Benchmark.to_markdown`.
+#: Headers and formats of the area-of-applicability table of :meth:`TransferBenchmark.to_markdown`.
 AOA_COLUMNS = {"aoa_threshold": "AOA threshold (DI)", "aoa_inside": "held-out sites inside the AOA"}
 AOA_FORMATS = {
     "AOA threshold (DI)": "{:.3f}".format,
