@@ -198,6 +198,10 @@ CASES: list[tuple[str, Args, str]] = [
     ("finetune-accept-unknown-check",
      lambda w, t: ["finetune", w["bundle"], "--cube", w["cube"], "--profiles", w["cores"],
                    "--accept-qc", "typo", "-o", t / "out"], "typo"),
+    ("finetune-instances-with-a-regional-bundle",  # once an internal KeyError
+     lambda w, t: ["finetune", w["bundle"], "--cube", w["cube"], "--profiles", w["cores"],
+                   "--strategy", "instances", "--block-size", "500m", "--cv-folds", 0,
+                   "-o", t / "out"], r"global table, which lacks the bundle's bands \['dist'\]"),
     ("finetune-cores-off-the-cube",
      lambda w, t: ["finetune", w["bundle"], "--cube", w["cube"], "--profiles",
                    w["root"] / "off_the_cube.csv", "-o", t / "out"],

@@ -332,6 +332,13 @@ class InstanceTransferRegressor(FineTunedRegressor):
         )
         pool = pool.loc[keep & pool["soc_g_kg"].notna().to_numpy()]
         bands = spec.continuous_bands
+        lacking = [b for b in bands if b not in pool.columns]
+        if lacking:
+            raise BandMismatch(
+                f"instance transfer borrows profiles from the global table, which lacks the "
+                f"bundle's bands {lacking!r}; use a bundle pretrained on the global table ("
+                "the shipped global_gsm; Python: instances= a table with those columns)"
+            )
 
         def standardised(t: pd.DataFrame) -> np.ndarray:
             sites = t.drop_duplicates("site_id")
