@@ -51,6 +51,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     off = cores[cols].assign(x=cores["x"] + 1e5)  # metres off the map
     off.to_csv(root / "off_the_cube.csv", index=False)
     cores[cols].assign(x=cores["y"], y=cores["x"]).to_csv(root / "swapped_xy.csv", index=False)
+    cores[cols].assign(crs="EPSG:4326").to_csv(root / "metres_as_degrees.csv", index=False)
+    in_m = cores[cols].assign(top_cm=cores["top_cm"] / 100, bottom_cm=cores["bottom_cm"] / 100)
+    in_m.to_csv(root / "depths_in_m.csv", index=False)
     flipped = cores[cols].assign(top_cm=cores["bottom_cm"], bottom_cm=cores["top_cm"])
     flipped.to_csv(root / "swapped_depths.csv", index=False)
     no_crs = cores.drop(columns=["crs"])[[c for c in cols if c != "crs"]]
@@ -174,6 +177,9 @@ CASES: list[tuple[str, Args, str]] = [
     ("extract-x-and-y-swapped",
      lambda w, t: ["extract", w["cube"], w["root"] / "swapped_xy.csv", "-o", t / "out.csv"],
      r"40 lie outside the cube .* with x and y swapped 40 of them would lie on the cube"),
+    ("extract-metres-labelled-degrees",
+     lambda w, t: ["extract", w["cube"], w["root"] / "metres_as_degrees.csv", "-o",
+                   t / "out.csv"], r"40 without coordinates; x/y are missing or impossible"),
     ("extract-bad-method", lambda w, t: ["extract", w["cube"], w["cores"], "--method", "cubic",
                                          "-o", t / "out.csv"], "cubic"),
     # finetune
@@ -202,6 +208,9 @@ CASES: list[tuple[str, Args, str]] = [
      lambda w, t: ["finetune", w["bundle"], "--cube", w["cube"], "--profiles", w["cores"],
                    "--strategy", "instances", "--block-size", "500m", "--cv-folds", 0,
                    "-o", t / "out"], r"global table, which lacks the bundle's bands \['dist'\]"),
+    ("finetune-depths-in-metres",  # trained silently on 0-0.15 'cm' layers
+     lambda w, t: ["finetune", w["bundle"], "--cube", w["cube"], "--profiles",
+                   w["root"] / "depths_in_m.csv", "-o", t / "out"], "likely_metre_depths"),
     ("finetune-cores-off-the-cube",
      lambda w, t: ["finetune", w["bundle"], "--cube", w["cube"], "--profiles",
                    w["root"] / "off_the_cube.csv", "-o", t / "out"],

@@ -516,8 +516,10 @@ QC_CASES: dict[str, tuple[Callable[[pd.DataFrame], pd.DataFrame], list[int]]] = 
 
 
 def test_qc_cases_cover_every_check() -> None:
-    # likely_percent_units needs >= 20 sites; it has its own tests below.
-    assert set(QC_CASES) | {"likely_percent_units"} == set(QC_CHECKS)
+    # likely_percent_units needs >= 20 sites and likely_metre_depths a whole source in m;
+    # both have their own tests below.
+    own_tests = {"likely_percent_units", "likely_metre_depths"}
+    assert set(QC_CASES) | own_tests == set(QC_CHECKS)
 
 
 def test_clean_table_has_no_flags() -> None:
@@ -674,6 +676,21 @@ def test_likely_percent_units_fires_on_percent_source() -> None:
     assert marked.tolist() == [True] * 30 + [False] * 30
     # The site-level warning is not repeated inside a flagged source.
     assert "likely_percent_site" not in checks_of(rep)
+
+
+def test_likely_metre_depths_fires_on_a_source_in_metres_only() -> None:
+    metres = clean_table().assign(source="field-m")
+    metres[["top_cm", "bottom_cm"]] = metres[["top_cm", "bottom_cm"]] / 100
+    cm = clean_table().assign(source="lab-cm", site_id=lambda t: "C" + t["site_id"])
+    rep = qc_profiles(pd.concat([metres, cm], ignore_index=True))
+    flags = rep.flags[rep.flags["check"] == "likely_metre_depths"]
+    assert len(flags) == 1 and "'field-m'" in flags["value"].iloc[0]
+    assert "multiply top_cm and bottom_cm by 100" in flags["message"].iloc[0]
+    marked = rep.table["qc_flags"].str.contains("likely_metre_depths")
+    assert marked.tolist() == [True] * len(metres) + [False] * len(cm)
+    # a shallow surface survey in whole centimetres is not metres
+    surface = clean_table().assign(top_cm=0.0, bottom_cm=2.0)
+    assert "likely_metre_depths" not in checks_of(qc_profiles(surface))
 
 
 def test_likely_percent_units_needs_enough_samples_and_no_large_values() -> None:

@@ -248,11 +248,15 @@ def require_covariate_values(extraction: Extraction, cube: xr.DataArray) -> None
 
     grid = cube_grid(cube)
     uniq = _site_frame(extraction.table)
-    hint = (
-        _where_to_look(uniq, grid, "cube")
-        if summary.get("outside_grid", 0)
-        else "the cube has no data there: check the rasters' coverage and the catalog's nodata"
-    )
+    if summary.get("outside_grid", 0):
+        hint = _where_to_look(uniq, grid, "cube")
+    elif summary.get("missing_coordinates", 0):
+        hint = (
+            "x/y are missing or impossible in their CRS (e.g. metres labelled EPSG:4326): "
+            "check the crs column; `socmap profiles qc` flags each row"
+        )
+    else:
+        hint = "the cube has no data there: check the rasters' coverage and the catalog's nodata"
     raise ProfileValidationError(
         f"none of the {len(uniq)} profiles has a covariate value: "
         f"{summary.get('outside_grid', 0)} lie outside the cube ({_bounds(grid)}), "

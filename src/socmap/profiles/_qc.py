@@ -46,6 +46,9 @@ PERCENT_Q99_AT_MOST = 60.0
 PERCENT_MIN_SAMPLES = 20
 #: A site whose topsoil SOC values are all below this (g/kg) may be in % (warning only).
 PERCENT_SITE_BELOW = 1.0
+#: A source whose deepest bottom is at most this (cm) and whose depths are fractional has
+#: its depths in metres (a 0-0.15, 0.15-0.3 m table read as cm).
+METRE_MAX_BOTTOM_CM = 3.0
 
 #: QC checks in the order they run: name -> (severity, description).
 QC_CHECKS: dict[str, tuple[str, str]] = {
@@ -77,6 +80,11 @@ QC_CHECKS: dict[str, tuple[str, str]] = {
     "missing_depth": ("error", "top_cm or bottom_cm is missing"),
     "negative_depth": ("error", "top_cm or bottom_cm is negative"),
     "nonpositive_thickness": ("error", "bottom_cm <= top_cm"),
+    "likely_metre_depths": (
+        "error",
+        f"a source whose deepest bottom is <= {METRE_MAX_BOTTOM_CM:g} cm with fractional "
+        "depths: depths are likely in m rather than cm",
+    ),
     "overlapping_horizons": ("error", "two horizons of one site overlap in depth"),
     "missing_soc": ("warning", "soc_g_kg is missing; the horizon is kept"),
     "soc_out_of_range": ("error", "soc_g_kg outside soc_range"),
@@ -533,6 +541,28 @@ def _check_depths(c: _Ctx) -> None:
     )
 
 
+def _check_depth_units(c: _Ctx) -> None:
+    """Heuristic for depths given in m where cm are expected; see :data:`QC_CHECKS`."""
+    src = c.t["source"].fillna("<no source>").to_numpy()
+    ok = np.isfinite(c.top) & np.isfinite(c.bottom)
+    for name in pd.unique(src):
+        rows = np.flatnonzero((src == name) & ok)
+        if len(rows) < 2:
+            continue
+        depths = np.r_[c.top[rows], c.bottom[rows]]
+        deepest = float(depths.max())
+        if 0 < deepest <= METRE_MAX_BOTTOM_CM and np.any(depths != np.round(depths)):
+            label = "table (no source)" if name == "<no source>" else f"source {name!r}"
+            c.out.group(
+                "likely_metre_depths",
+                np.nan,
+                rows,
+                f"{label}: deepest bottom {deepest:g}",
+                f"{label}: the deepest horizon ends at {deepest:g} and depths are fractional; "
+                "they look like m rather than cm: multiply top_cm and bottom_cm by 100",
+            )
+
+
 def _check_values(c: _Ctx) -> None:
     t = c.t
     soc = c.soc
@@ -630,6 +660,7 @@ _CHECK_STAGES: tuple[tuple[str, Callable[[_Ctx], None]], ...] = (
     ("coordinates", _check_coordinates),
     ("locations", _check_locations),
     ("depths", _check_depths),
+    ("depth units", _check_depth_units),
     ("values", _check_values),
     ("units", _check_percent),
 )
