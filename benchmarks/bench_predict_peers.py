@@ -201,8 +201,9 @@ def write_doc(frame: pd.DataFrame, machine: str, size: int) -> None:
         "reading and writing; peak memory is the summed PSS of the process tree. socmap "
         "writes its default exports (Zarr, COGs of mean/sd/quantiles, quicklooks, STAC); the "
         "peers write one GeoTIFF of the mean. R predicts in chunks of 64 raster rows "
-        "(`wopt steps`): ranger holds every tree's prediction of a chunk, and terra's default "
-        "chunks ran out of this machine's 24 GB.",
+        "(`wopt steps`): ranger holds every tree's prediction of a chunk (with terra's default "
+        "chunks, one trial run of this script was killed for memory at about 22 GB; that "
+        "run is not part of this table).",
         "",
         f"Machine: {machine}; socmap {socmap.__version__}, commit {frame['commit'].iloc[0]}.",
         "",

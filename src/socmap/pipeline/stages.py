@@ -423,11 +423,14 @@ def _strata_inputs(spec: RunSpec) -> dict[str, str]:
 def _stocks_inputs(spec: RunSpec) -> dict[str, str]:
     """Digest the BD table; refuse a BD or CF band the cube will not have."""
     named = {"stocks.bd": spec.stocks.bd, "stocks.cf": spec.stocks.cf}
-    for option, value in named.items():
-        if not isinstance(_number_or_name(value), str) or value in ("auto", "ptf"):
-            continue
-        band = str(value).removeprefix("strata:")
-        bands = _catalog_bands(spec)
+    bands_named = {
+        option: str(value).removeprefix("strata:")
+        for option, value in named.items()
+        if isinstance(_number_or_name(value), str) and value not in ("auto", "ptf")
+    }
+    bands = _catalog_bands(spec) if bands_named else []  # read the catalog once, if at all
+    for option, band in bands_named.items():
+        value = named[option]
         if band not in bands:
             from socmap.errors import BandMismatch
 
