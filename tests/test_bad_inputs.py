@@ -12,6 +12,7 @@ and a run with stocks and strata) and checks the contract of :func:`socmap.cli.m
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from collections.abc import Callable
@@ -39,6 +40,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     cores[cols].to_csv(root / "cores.csv", index=False)
     bundle = meuse_bundle(cube, cores, root / "bundle", epochs=1)
     run = meuse_run(bundle, cube, root / "run", passes=2)
+    km = root / "bundle_km"  # trained, it says, on 'dist' in km; the cube holds it unitless
+    shutil.copytree(bundle, km)
+    doc = json.loads((km / "model.json").read_text())
+    doc["metadata"]["band_units"]["dist"] = "km"
+    (km / "model.json").write_text(json.dumps(doc))
     (root / "afile.txt").write_text("a user's file\n")
     mine = root / "mine"
     mine.mkdir()
@@ -220,6 +226,9 @@ CASES: list[tuple[str, Args, str]] = [
      lambda w, t: ["predict", t / "nob", w["cube"], "-o", t / "out"], "nob"),
     ("predict-missing-cube",
      lambda w, t: ["predict", w["bundle"], t / "no.zarr", "-o", t / "out"], "no.zarr"),
+    ("predict-band-in-other-units",
+     lambda w, t: ["predict", w["root"] / "bundle_km", w["cube"], "-o", t / "out"],
+     "'dist' is in '1' here but the model was trained on 'km'"),
     ("predict-zero-passes",
      lambda w, t: ["predict", w["bundle"], w["cube"], "-o", t / "out", "--passes", 0], "0"),
     ("predict-a-million-passes",

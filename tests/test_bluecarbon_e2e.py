@@ -159,6 +159,7 @@ def test_bluecarbon_template_to_report(marsh, tmp_path):
     from socmap.catalog import embedded_data_dir
     from socmap.cube import build_cube, open_cube
     from socmap.depth import harmonise
+    from socmap.model.bundle import load_bundle
     from socmap.model.finetune import finetune_bundle
     from socmap.predict import predict_cube
     from socmap.profiles import qc_profiles, read_bluecarbon
@@ -187,6 +188,11 @@ def test_bluecarbon_template_to_report(marsh, tmp_path):
         block_size=300.0,
         cv_folds=3,
     )
+    # the bundle records its inputs' units: the cube's bands and the parent's global ones
+    recorded = load_bundle(tuned.bundle).band_units
+    assert recorded == {**load_bundle(embedded_data_dir() / "bundles" / "global_gsm").band_units,
+                        **data.band_units}  # fmt: skip
+    assert set(data.regional_bands) <= set(recorded)
     run = predict_cube(
         tuned.bundle, cube_path, tmp_path / "run", passes=8, workers=0, progress=False
     )

@@ -26,6 +26,9 @@ def test_edgeroi_regional_table(edgeroi_cube):
     assert sorted(t["top_cm"].unique()) == [0, 5, 15, 30, 60]
     assert rt.regional_bands == load_catalog("edgeroi").band_names
     assert rt.global_bands == load_catalog("global_10arcmin").band_names
+    # every covariate's units, for the bundle (mapping other units is then refused)
+    assert rt.band_units == {**load_catalog("global_10arcmin").band_units,
+                             **load_catalog("edgeroi").band_units}  # fmt: skip
     assert rt.counts["spline_ok"] == 325 and rt.counts["spline_no_data"] == 34
     assert rt.counts["extract_ok"] + rt.counts["extract_partial_nodata"] == 359
     # the global covariates agree with the staged table sampled by independent code

@@ -377,6 +377,11 @@ class Catalog(_Strict):
         """Names of the layers, in catalog order."""
         return [c.name for c in self.covariates]
 
+    @property
+    def band_units(self) -> dict[str, str]:
+        """``{layer: units}`` after ``scale`` and ``offset``, in catalog order."""
+        return {c.name: c.units for c in self.covariates}
+
     def __getitem__(self, name: str) -> CovariateSpec:
         for c in self.covariates:
             if c.name == name:

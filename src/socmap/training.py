@@ -45,6 +45,9 @@ class RegionalTable:
         The continuous ones among ``regional_bands`` (a network takes them as a new group).
     counts
         Sites per spline status and per extraction status.
+    band_units
+        ``{band: units}`` of every covariate column (recorded in bundles trained on it, so
+        mapping with the bands in other units is refused).
     """
 
     table: pd.DataFrame
@@ -52,6 +55,7 @@ class RegionalTable:
     global_bands: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     continuous_regional_bands: list[str] = field(default_factory=list)
+    band_units: dict[str, str] = field(default_factory=dict)
 
 
 def _lonlat(sites: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
@@ -218,10 +222,13 @@ def regional_training_table(
     require_covariate_values(extraction, cube)
     table = extraction.table
     global_bands: list[str] = []
+    units = {
+        str(n): str(u) for n, u in zip(bands["name"], bands["units"], strict=True) if u is not None
+    }
     if global_catalog is not None:
         cat = load_catalog(global_catalog)
         # Regional layers that measure a global input take its place (catalog stands_for).
-        standing = stand_ins(cube, {c.name: c.units for c in cat.covariates})
+        standing = stand_ins(cube, cat.band_units)
         for target, band in standing.items():
             table[target] = table[band]
             counts[f"stand_in_{target}"] = int(table[band].notna().sum())
@@ -230,6 +237,7 @@ def regional_training_table(
             b for b in g.columns if b != "site_id" and b not in regional and b not in standing
         ]
         table = table.merge(g[["site_id", *global_bands]], on="site_id", how="left")
+        units = {**cat.band_units, **units}
     table = _in_cube_crs(table, cube)
     counts["rows"] = len(table)
     counts["rows_with_target"] = int(table["soc_g_kg"].notna().sum())
@@ -241,4 +249,5 @@ def regional_training_table(
         continuous_regional_bands=[
             str(b) for b in bands.loc[bands["kind"] == "continuous", "name"]
         ],
+        band_units=units,
     )

@@ -247,7 +247,7 @@ def stand_ins(cube: xr.DataArray, known: Mapping[str, str] | None = None) -> dic
         10' catalog.
     """
     if known is None:
-        known = {c.name: c.units for c in load_catalog("global_10arcmin").covariates}
+        known = load_catalog("global_10arcmin").band_units
     table = band_table(cube)
     out: dict[str, str] = {}
     for name, units, value in zip(table["name"], table["units"], table["stands_for"], strict=True):

@@ -47,6 +47,7 @@ MODEL_JSON = "model.json"
 #: Metadata entries with an agreed meaning (others are stored as given).
 METADATA_KEYS = (
     "depth_set",
+    "band_units",
     "training_fingerprint",
     "cv_metrics",
     "calibration",
@@ -104,6 +105,58 @@ class Bundle:
                 f"bundle {str(self.path)!r} has an invalid depth_set {d!r}; re-save it"
             ) from exc
 
+    @property
+    def band_units(self) -> dict[str, str]:
+        """Units of the covariates it was trained on, ``{band: units}``, as far as recorded.
+
+        Bundles record them under ``metadata["band_units"]``; a bundle from before that,
+        trained on a built-in catalog (``metadata["catalog"]``), takes that catalog's units.
+        """
+        recorded = self.metadata.get("band_units")
+        if isinstance(recorded, Mapping):
+            return {str(k): str(v) for k, v in recorded.items()}
+        name = self.metadata.get("catalog")
+        if not isinstance(name, str):
+            return {}
+        from socmap.catalog import load_catalog
+
+        try:
+            return load_catalog(name).band_units
+        except SocmapError:  # a user's catalog that is not here: nothing to compare with
+            return {}
+
+    def check_units(self, units: Mapping[str, str | None]) -> None:
+        """Raise :class:`~socmap.errors.BandMismatch` when a band's units differ from training.
+
+        ``units`` is ``{band: units}`` of the covariates at hand (a cube's band table);
+        bands that either side does not record are not compared. Units are compared
+        without case and surrounding spaces.
+
+        Examples
+        --------
+        >>> spec = FeatureSpec(groups={"terrain": ("dem",)}, mean={"dem": 0}, std={"dem": 1})
+        >>> cfg = NetworkConfig.from_spec(spec)
+        >>> b = Bundle(SocNet(cfg), spec, cfg, metadata={"band_units": {"dem": "m"}})
+        >>> b.check_units({"dem": "km"})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        socmap.errors.BandMismatch: band 'dem' is in 'km' here but the model was trained on 'm'; ...
+        """
+        trained = self.band_units
+        wrong = {
+            b: (str(units[b]), trained[b])
+            for b in self.spec.band_names
+            if b in trained and units.get(b) is not None and _norm(units[b]) != _norm(trained[b])
+        }
+        if wrong:
+            band, (have, want) = next(iter(wrong.items()))
+            more = f" (and {len(wrong) - 1} more: {sorted(wrong)[1:]!r})" if len(wrong) > 1 else ""
+            raise BandMismatch(
+                f"band {band!r} is in {have!r} here but the model was trained on {want!r}"
+                f"{more}; convert it (scale/offset in the catalog entry, units: {want!r}) "
+                "and rebuild the cube, or fine-tune a model on these units"
+            )
+
     def check_bands(self, available: Iterable[str]) -> None:
         """Raise :class:`~socmap.errors.BandMismatch` naming the model's bands not available.
 
@@ -122,6 +175,10 @@ class Bundle:
                 f"the cube lacks bands {missing!r} that model{where} needs; add them to the "
                 "catalog, or fine-tune with the bands you have"
             )
+
+
+def _norm(units: Any) -> str:
+    return str(units).strip().lower()
 
 
 def _jsonable(value: Any) -> Any:

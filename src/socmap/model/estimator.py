@@ -153,9 +153,21 @@ class SocNetRegressor(RegressorMixin, BaseEstimator):
         self.random_state = random_state
         self.progress = progress
 
+    def _source(self) -> Catalog | pd.DataFrame:
+        return load_catalog(self.bands) if isinstance(self.bands, str) else self.bands
+
     def _unfitted_spec(self) -> FeatureSpec:
-        source = load_catalog(self.bands) if isinstance(self.bands, str) else self.bands
-        return FeatureSpec.from_catalog(source)
+        return FeatureSpec.from_catalog(self._source())
+
+    def _band_units(self) -> dict[str, str]:
+        """Units of the covariates, from the catalog or the band table's ``units`` column."""
+        source = self._source()
+        if isinstance(source, Catalog):
+            return source.band_units
+        if "units" not in source.columns:
+            return {}
+        pairs = zip(source["name"], source["units"], strict=True)
+        return {str(n): str(u) for n, u in pairs if u is not None and not pd.isna(u)}
 
     def _rows_with_target(self, X: pd.DataFrame) -> pd.DataFrame:
         """Rows with a SOC value; the others are counted in ``n_rows_without_target_``."""
@@ -227,11 +239,16 @@ class SocNetRegressor(RegressorMixin, BaseEstimator):
         metadata: Mapping[str, Any] | None = None,
         aoa: AreaOfApplicability | None = None,
     ) -> Path:
-        """Write the fitted network as a model bundle (see :func:`socmap.model.save_bundle`)."""
+        """Write the fitted network as a model bundle (see :func:`socmap.model.save_bundle`).
+
+        The covariates' units are recorded (``metadata["band_units"]``, unless given), so
+        mapping a cube that holds a band in other units is refused.
+        """
         check_is_fitted(self, "model_")
         meta = {
             "train_config": self.train_config_.to_dict(),
             "history": self.history_.to_dict(),
+            "band_units": self._band_units(),
             **dict(metadata or {}),
         }
         return save_bundle(path, self.model_, self.spec_, self.config_, meta, aoa=aoa)

@@ -16,7 +16,7 @@ from typing import Any
 from sklearn.base import clone
 
 from socmap.errors import ConfigError
-from socmap.model.bundle import fingerprint
+from socmap.model.bundle import fingerprint, load_bundle
 from socmap.model.transfer import AUTO_NETWORK_CANDIDATES, BASELINES, transfer_methods
 from socmap.training import RegionalTable
 from socmap.validate.aoa import AreaOfApplicability, training_aoa
@@ -121,6 +121,7 @@ def finetune_bundle(
             labelled["top_cm"], labelled["bottom_cm"], strict=True)}),
         "training_fingerprint": fingerprint(table),
         "training_counts": data.counts,
+        "band_units": {**load_bundle(pretrained).band_units, **data.band_units},
     }  # fmt: skip
     result: CVResult | None = None
     if cv_folds:

@@ -163,6 +163,11 @@ class FineTunedRegressor(SocNetRegressor):
         """Fine-tune on the rows of ``X`` with a SOC value; ``y`` is ignored."""
         return self._fit_strategy(self._rows_with_target(X), self.strategy)
 
+    def _band_units(self) -> dict[str, str]:
+        # The pretrained inputs' units; regional bands' units come from the caller's
+        # metadata (finetune_bundle records the cube's).
+        return load_bundle(self.bundle).band_units
+
     def _fit_strategy(self, rows: pd.DataFrame, strategy: str) -> FineTunedRegressor:
         if strategy not in STRATEGIES:
             raise ConfigError(

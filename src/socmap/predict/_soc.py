@@ -143,14 +143,14 @@ def predict_cube(
     Raises
     ------
     BandMismatch
-        The cube (plus the global context) lacks bands the bundle reads; raised before any
-        output exists.
+        The cube (plus the global context) lacks bands the bundle reads, or holds one in
+        other units than the bundle was trained on; raised before any output exists.
     OutputExists
         ``out`` holds a run with another configuration and ``overwrite`` is false.
     ConfigError
         Bad ``passes``, ``batch_size`` or ``workers``.
     """
-    from socmap.cube import cube_grid, open_cube, stand_ins
+    from socmap.cube import band_table, cube_grid, open_cube, stand_ins
 
     for option, value, least in (("--passes", passes, 1), ("--batch-size", batch_size, 1),
                                  ("--workers", workers, 0)):  # fmt: skip
@@ -164,6 +164,8 @@ def predict_cube(
     cube_arr = open_cube(cube)
     grid = cube_grid(cube_arr)
     have = [str(b) for b in cube_arr.band.values]
+    bands = band_table(cube_arr)
+    tm.bundle.check_units(dict(zip(bands["name"], bands["units"], strict=True)))
     standing = {g: b for g, b in stand_ins(cube_arr).items() if g in tm.input_bands}
     context = _context_bands(tm.input_bands, [*have, *standing])
     chunk = int(cube_arr.attrs.get("chunk") or cube_arr.data.chunksize[1])
