@@ -47,6 +47,28 @@ def test_finetune_writes_a_bundle_with_the_regional_group(cube, tmp_path, capsys
 
 
 @pytest.mark.slow
+def test_finetune_prior_residual_writes_the_network_with_its_residual_forest(
+    cube, tmp_path, capsys
+):
+    out = tmp_path / "pr"
+    code, text, _ = run(
+        ["finetune", BUNDLE, "--format", "edgeroi", "--cube", cube, "--strategy",
+         "prior-residual", "--cv-folds", 2, "--out", out],
+        capsys,
+    )  # fmt: skip
+    assert code == 0 and "fine-tuned (prior-residual)" in text and "epochs" not in text
+    from socmap.model.bundle import load_bundle
+
+    bundle = load_bundle(out)
+    meta = bundle.metadata
+    assert bundle.residual is not None and meta["strategy"] == "prior-residual"
+    assert "geology" in bundle.residual.bands and "regional" not in bundle.spec.groups
+    # the forest's regional bands get their units recorded, beside the global inputs'
+    assert {"geology", "wc_bio1_mat_degC"} <= set(meta["band_units"])
+    assert meta["cv_protocol"]["folds"] == 2 and meta["aoa"]["threshold"] > 0
+
+
+@pytest.mark.slow
 def test_cv_command_writes_oof_and_metrics(cube, tmp_path, capsys):
     code, text, _ = run(
         ["cv", "--format", "edgeroi", "--cube", cube, "--method", "rf", "--folds", "3",

@@ -284,6 +284,11 @@ def test_auto_mixes_table_and_network_candidates(pretrained, region, tmp_path):
     assert forced.fit(train).choice_ == "rf"
     with pytest.raises(ConfigError, match=r"'rf', a table-level model.*candidates="):
         forced.save(tmp_path / "forest")
+    # prior-residual is a table-level model a bundle can hold: the network plus its forest
+    pr = AutoTransferRegressor(bundle, candidates=("prior-residual",), **common).fit(train)
+    saved = load_bundle(pr.save(tmp_path / "pr"))
+    assert saved.residual is not None and saved.metadata["auto"]["choice"] == "prior-residual"
+    assert list(saved.residual.bands) == [*BANDS[:4], *BANDS[4:]]
     net = AutoTransferRegressor(bundle, candidates=("head",), **common).fit(train)
     meta = load_bundle(net.save(tmp_path / "net")).metadata
     assert meta["auto"]["choice"] == "head" and meta["auto"]["network"] is True

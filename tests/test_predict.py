@@ -725,7 +725,7 @@ def test_a_mapped_interval_spanning_atoms_is_their_thickness_weighted_mean(meuse
     tm = load_tile_model(bundle)
     cube = open_cube(meuse["cube"])
     enc = encode_block(tm, cube.values, list(cube.band.values))
-    means, logvars = mc_log(tm, enc.cont, enc.mask, enc.cat, masks=tm.masks(4, seed=2))
+    means, logvars = mc_log(tm, enc, slice(None), masks=tm.masks(4, seed=2))
     soc = np.expm1(means.astype(np.float64))
     # 0-30 cm is the thickness-weighted mean of 0-15 and 15-30 cm, pass by pass, in g/kg
     np.testing.assert_allclose(soc[:, 2], (soc[:, 0] + soc[:, 1]) / 2, rtol=1e-5)
@@ -779,3 +779,50 @@ def test_pass_and_batch_counts_out_of_range_are_refused_before_any_write(
     with pytest.raises(ConfigError, match=rf"--{option.replace('_', '-')} {value}"):
         predict_cube(meuse["bundle"], meuse["cube"], tmp_path / "run", **{option: value})
     assert not (tmp_path / "run").exists()
+
+
+def test_a_prior_residual_bundle_maps_its_network_plus_the_residual_forest(meuse, tmp_path):
+    from socmap.model.baselines import GlobalModel
+    from socmap.model.bundle import load_bundle
+    from socmap.model.prior import PriorResidualRegressor
+
+    cube = open_cube(meuse["cube"])
+    bands = list(cube.band.values)
+    shifted = meuse["table"].assign(soc_g_kg=lambda t: t["soc_g_kg"] * (1.5 + t["dist"]))
+    est = PriorResidualRegressor(
+        bundle=str(meuse["bundle"]), bands=bands, shrink=1.0, n_estimators=20,
+        block_size=500.0, units="metres", mc_passes=8,
+    ).fit(shifted)  # fmt: skip
+    path = est.save(tmp_path / "pr", {"intervals": INTERVALS})
+    loaded = load_bundle(path)
+    assert loaded.residual is not None and list(loaded.residual.bands) == bands
+    assert loaded.metadata["prior_residual"]["residual"] == 1.0
+    # tables: the saved bundle predicts what the fitted estimator does, bit for bit
+    m, s = est.predict_log(shifted)
+    m2, s2 = GlobalModel(str(path), mc_passes=8).fit().predict_log(shifted)
+    np.testing.assert_array_equal(m2, m)
+    np.testing.assert_array_equal(s2, s)
+    # maps: the network's median moved by the forest's offset, its sd widened by the spread
+    base_tm, tm = load_tile_model(meuse["bundle"]), load_tile_model(path)
+    base = predict_block(base_tm, cube.values, bands, passes=8, seed=2)["soc"]
+    res = predict_block(tm, cube.values, bands, passes=8, seed=2)["soc"]
+    valid = np.isfinite(cube.values).all(axis=0)
+    values = cube.values[:, valid].T.astype(np.float64)
+    offset, spread = loaded.residual.offsets(values, INTERVALS)
+    q50 = STATS.index("q50")
+    np.testing.assert_allclose(
+        np.log1p(res[q50][:, valid]), np.log1p(base[q50][:, valid]) + offset, atol=2e-5
+    )
+    q95 = STATS.index("q95")
+    sd_base = (np.log1p(base[q95][:, valid]) - np.log1p(base[q50][:, valid])) / base_tm.q90[:, None]
+    sd_res = (np.log1p(res[q95][:, valid]) - np.log1p(res[q50][:, valid])) / tm.q90[:, None]
+    np.testing.assert_allclose(sd_res**2, sd_base**2 + spread**2, rtol=1e-3, atol=1e-5)
+    assert (spread > 0).any()
+    # a run maps it like any bundle; fine-tuning it would drop the forest, so that is refused
+    run = predict_cube(path, meuse["cube"], tmp_path / "run", passes=4, workers=0,
+                       exports=False, progress=False)  # fmt: skip
+    assert run.summary["pixels_with_value"] == int(valid.sum())
+    from socmap.model.transfer import FineTunedRegressor
+
+    with pytest.raises(ConfigError, match="residual forest, which fine-tuning its network"):
+        FineTunedRegressor(str(path), strategy="head").fit(shifted)

@@ -181,7 +181,7 @@ def _maps(
     cv = tuned.cv.summary().loc["all"]
     m = tuned.cv.metrics.set_index(["depth", "metric"])["value"]
     res.facts["fine-tuned"] = (
-        f"{tuned.estimator.strategy_}; 5-fold 2 km block CV MAE {cv['mae']:.2f} g/kg, "
+        f"{tuned.strategy}; 5-fold 2 km block CV MAE {cv['mae']:.2f} g/kg, "
         f"CCC {cv['ccc']:.3f}, 90% intervals cover {m[('all', 'calibrated_picp_90')]:.3f} "
         f"after calibration; AOA threshold {tuned.aoa.threshold_:.3f}"
     )

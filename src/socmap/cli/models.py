@@ -125,7 +125,11 @@ def finetune_cmd(
     out_path: Annotated[Path, typer.Option("--out", "-o", help="Fine-tuned bundle to write.")],
     profiles: ProfileSource = PROFILES,
     strategy: Annotated[
-        str, typer.Option(help="full, freeze-encoders, head, l2sp, instances or auto.")
+        str,
+        typer.Option(
+            help="full, freeze-encoders, head, l2sp, instances, prior-residual (the "
+            "network plus a regional residual forest) or auto (chosen by inner CV)."
+        ),
     ] = "full",
     depths: Annotated[str, typer.Option(help="Depth set of the targets.")] = "globalsoilmap",
     max_depth: Annotated[
@@ -175,12 +179,11 @@ def finetune_cmd(
         n_jobs=jobs,
         progress=True,
     )
-    est = res.estimator
+    epochs = "" if res.epochs is None else f", {res.epochs} epochs"
     out.print(
-        f"fine-tuned ({est.strategy_}) on {data.counts['rows_with_target']} samples from "
+        f"fine-tuned ({res.strategy}) on {data.counts['rows_with_target']} samples from "
         f"{data.table['site_id'].nunique()} sites, {len(data.regional_bands)} regional "
-        f"covariates, {est.history_.epochs_run} epochs; AOA threshold "
-        f"{res.aoa.threshold_:.3f} ({res.aoa.cv_})"
+        f"covariates{epochs}; AOA threshold {res.aoa.threshold_:.3f} ({res.aoa.cv_})"
     )
     if res.cv is not None:
         print_frame(res.cv.summary().round(3).reset_index(), "calibration CV (SOC g/kg)")

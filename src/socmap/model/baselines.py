@@ -269,7 +269,11 @@ class GlobalModel(RegressorMixin, BaseEstimator):
         return self
 
     def predict_log(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """MC-dropout mean and total sd of log1p(SOC g/kg)."""
+        """MC-dropout mean and total sd of log1p(SOC g/kg).
+
+        A bundle with a residual forest (:mod:`socmap.model.residual`) adds its offset to
+        the mean and its spread to the sd, as its maps do.
+        """
         from socmap.model.train import predict
 
         check_is_fitted(self, "bundle_")
@@ -279,7 +283,12 @@ class GlobalModel(RegressorMixin, BaseEstimator):
             mc_passes=self.mc_passes,
             seed=self.random_state,
         )
-        return np.asarray(pred.mean, dtype=float), np.asarray(pred.sd, dtype=float)
+        mean, sd = np.asarray(pred.mean, dtype=float), np.asarray(pred.sd, dtype=float)
+        residual = self.bundle_.residual
+        if residual is None:
+            return mean, sd
+        offset, spread = residual.apply(table_features(X, list(residual.bands)))
+        return mean + offset, np.hypot(sd, spread)
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """SOC in g/kg."""

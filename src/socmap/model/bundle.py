@@ -12,6 +12,10 @@ The area of applicability (Meyer & Pebesma 2021), when saved, is split in two: i
 normalisation and settings go into ``model.json`` (``metadata["aoa"]``), and its reference
 set and training DI, which grow with the training data, go into ``weights.safetensors`` as
 float64 tensors named ``aoa.train`` and ``aoa.train_di``.
+
+A bundle may also carry a regional residual forest (:class:`~socmap.model.residual.ResidualForest`,
+a fine-tuning by :class:`~socmap.model.prior.PriorResidualRegressor`): its settings under
+``metadata["residual"]`` and its trees' node arrays as tensors named ``residual.*``.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from socmap.catalog import DepthSet
 from socmap.errors import BandMismatch, BundleError, InputNotFound, SocmapError
 from socmap.model.features import FeatureSpec
 from socmap.model.network import NetworkConfig, SocNet
+from socmap.model.residual import ResidualForest
 from socmap.validate.aoa import AreaOfApplicability
 
 __all__ = ["BUNDLE_FORMAT", "METADATA_KEYS", "Bundle", "fingerprint", "load_bundle", "save_bundle"]
@@ -43,6 +48,7 @@ __all__ = ["BUNDLE_FORMAT", "METADATA_KEYS", "Bundle", "fingerprint", "load_bund
 BUNDLE_FORMAT = "socmap-model-bundle/1"
 WEIGHTS = "weights.safetensors"
 AOA_PREFIX = "aoa."
+RESIDUAL_PREFIX = "residual."
 MODEL_JSON = "model.json"
 #: Metadata entries with an agreed meaning (others are stored as given).
 METADATA_KEYS = (
@@ -52,6 +58,7 @@ METADATA_KEYS = (
     "cv_metrics",
     "calibration",
     "aoa",
+    "residual",
     "train_history",
     "notes",
 )
@@ -77,6 +84,8 @@ class Bundle:
         Version of socmap that wrote it.
     aoa
         Area of applicability of the training data, if saved with the bundle.
+    residual
+        Regional residual forest added to the network's predictions, if any.
     """
 
     model: SocNet
@@ -86,11 +95,18 @@ class Bundle:
     path: Path | None = None
     socmap_version: str = ""
     aoa: AreaOfApplicability | None = None
+    residual: ResidualForest | None = None
 
     @property
     def band_names(self) -> list[str]:
-        """Covariates the model reads."""
+        """Covariates the network reads."""
         return self.spec.band_names
+
+    @property
+    def input_bands(self) -> list[str]:
+        """Covariates the model reads: the network's, then the residual forest's others."""
+        extra = [] if self.residual is None else list(self.residual.bands)
+        return list(dict.fromkeys([*self.spec.band_names, *extra]))
 
     @property
     def depth_set(self) -> DepthSet | None:
@@ -145,7 +161,7 @@ class Bundle:
         trained = self.band_units
         wrong = {
             b: (str(units[b]), trained[b])
-            for b in self.spec.band_names
+            for b in self.input_bands
             if b in trained and units.get(b) is not None and _norm(units[b]) != _norm(trained[b])
         }
         if wrong:
@@ -168,7 +184,7 @@ class Bundle:
         >>> Bundle(SocNet(cfg), spec, cfg).check_bands(["t", "p", "elev"])
         """
         have = set(available)
-        missing = [b for b in self.spec.band_names if b not in have]
+        missing = [b for b in self.input_bands if b not in have]
         if missing:
             where = f" {str(self.path)!r}" if self.path else ""
             raise BandMismatch(
@@ -203,6 +219,7 @@ def save_bundle(
     metadata: Mapping[str, Any] | None = None,
     *,
     aoa: AreaOfApplicability | None = None,
+    residual: ResidualForest | None = None,
     overwrite: bool = True,
 ) -> Path:
     """Write a model bundle directory atomically.
@@ -223,6 +240,8 @@ def save_bundle(
         ``cv_metrics``, ``calibration``. NumPy values are converted.
     aoa
         Fitted area of applicability of the training data (stored as described above).
+    residual
+        Regional residual forest added to the network's predictions (stored as above).
     overwrite
         Replace an existing bundle (otherwise :class:`~socmap.errors.OutputExists`).
 
@@ -252,6 +271,9 @@ def save_bundle(
     meta = dict(metadata or {})
     if aoa is not None:
         meta["aoa"] = aoa.to_dict(arrays=False)
+    residual_arrays: dict[str, np.ndarray] = {}
+    if residual is not None:
+        residual_arrays, meta["residual"] = residual.to_record()
     if isinstance(meta.get("depth_set"), str):
         from socmap.catalog import get_depth_set
 
@@ -269,6 +291,8 @@ def save_bundle(
     if aoa is not None:
         for key, arr in aoa.arrays().items():
             tensors[AOA_PREFIX + key] = torch.from_numpy(np.ascontiguousarray(arr, np.float64))
+    for key, arr in residual_arrays.items():
+        tensors[RESIDUAL_PREFIX + key] = torch.from_numpy(np.ascontiguousarray(arr))
     with atomic_path(dest, overwrite=overwrite) as tmp:
         tmp.mkdir(parents=True)
         save_file(tensors, str(tmp / WEIGHTS))
@@ -350,6 +374,11 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
         for k in list(tensors)
         if k.startswith(AOA_PREFIX)
     }
+    residual_arrays = {
+        k[len(RESIDUAL_PREFIX) :]: tensors.pop(k).numpy()
+        for k in list(tensors)
+        if k.startswith(RESIDUAL_PREFIX)
+    }
     model = SocNet(config)
     wanted = model.state_dict()
     absent = sorted(set(wanted) - set(tensors))
@@ -374,6 +403,12 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
             aoa = AreaOfApplicability.from_dict({**metadata["aoa"], **aoa_arrays})
         except SocmapError as exc:
             raise BundleError(f"{where}: {exc}; {fix}") from None
+    residual = None
+    if isinstance(metadata.get("residual"), Mapping):
+        try:
+            residual = ResidualForest.from_record(metadata["residual"], residual_arrays)
+        except SocmapError as exc:
+            raise BundleError(f"{where}: {exc}; {fix}") from None
     return Bundle(
         model=model,
         spec=spec,
@@ -382,6 +417,7 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
         path=root,
         socmap_version=str(doc.get("socmap_version", "")),
         aoa=aoa,
+        residual=residual,
     )
 
 

@@ -17,7 +17,12 @@ from sklearn.base import clone
 
 from socmap.errors import ConfigError
 from socmap.model.bundle import fingerprint, load_bundle
-from socmap.model.transfer import AUTO_NETWORK_CANDIDATES, BASELINES, transfer_methods
+from socmap.model.transfer import (
+    AUTO_BUNDLE_CANDIDATES,
+    BASELINES,
+    BUNDLE_METHODS,
+    transfer_methods,
+)
 from socmap.training import RegionalTable
 from socmap.validate.aoa import AreaOfApplicability, training_aoa
 from socmap.validate.calibrate import ConformalCalibrator
@@ -29,12 +34,18 @@ __all__ = ["FinetuneResult", "finetune_bundle"]
 
 @dataclass
 class FinetuneResult:
-    """What :func:`finetune_bundle` produced."""
+    """What :func:`finetune_bundle` produced.
+
+    ``strategy`` is what was fitted (for ``auto``, its choice); ``epochs`` the fine-tuning
+    epochs of a network (``None`` for ``prior-residual``, which trains no network).
+    """
 
     bundle: Path
     estimator: Any
     aoa: AreaOfApplicability
     cv: CVResult | None
+    strategy: str = ""
+    epochs: int | None = None
 
 
 def finetune_bundle(
@@ -61,8 +72,11 @@ def finetune_bundle(
     out
         Bundle directory to write.
     strategy
-        ``full``, ``freeze-encoders``, ``head``, ``l2sp``, ``instances`` or ``auto``
-        (``depthwise`` gives one network per interval and the forests no network).
+        ``full``, ``freeze-encoders``, ``head``, ``l2sp``, ``instances``,
+        ``prior-residual`` (the pretrained network plus a shrunk regional residual forest,
+        both in the bundle) or ``auto`` (the one of
+        :data:`~socmap.model.transfer.AUTO_BUNDLE_CANDIDATES` inner spatial CV prefers;
+        ``depthwise`` gives one network per interval and the forests no network).
     depth_set
         Name of the depth set of ``data`` (recorded in the bundle).
     block_size
@@ -84,7 +98,7 @@ def finetune_bundle(
     ConfigError
         A strategy that does not give one network, or ``cv_folds`` of 1 or below 0.
     """
-    if strategy in (*BASELINES, "depthwise"):
+    if strategy == "depthwise" or (strategy in BASELINES and strategy not in BUNDLE_METHODS):
         raise ConfigError(
             f"strategy {strategy!r} does not give one network bundle; compare it with "
             "`socmap cv --method` or `socmap benchmark transfer`"
@@ -103,11 +117,12 @@ def finetune_bundle(
     table = data.table
     chosen = estimator
     if strategy == "auto":
-        # A bundle holds one network: choose among the network strategies by inner spatial
-        # CV on all rows once, then calibrate the chosen strategy (not auto itself, which
-        # would repeat the choice in every fold at about 7x the cost; the choice has then
-        # seen every fold, a mild optimism the bundle records under "cv_protocol").
-        estimator.set_params(candidates=AUTO_NETWORK_CANDIDATES).fit(table)
+        # A bundle holds one network (with a residual forest, for prior-residual): choose
+        # among those candidates by inner spatial CV on all rows once, then calibrate the
+        # chosen one (not auto itself, which would repeat the choice in every fold at about
+        # 7x the cost; the choice has then seen every fold, a mild optimism the bundle
+        # records under "cv_protocol").
+        estimator.set_params(candidates=AUTO_BUNDLE_CANDIDATES).fit(table)
         (chosen,) = transfer_methods(
             [estimator.choice_], pretrained, data.regional_bands,
             data.continuous_regional_bands, block_size=block_size, seed=seed,
@@ -155,9 +170,13 @@ def finetune_bundle(
             metadata["cv_folds"] = result.folds.to_dict(orient="records")
     if chosen is estimator:  # auto was fitted on every row above
         estimator.fit(table)
-    metadata["strategy"] = estimator.strategy_
+    metadata["strategy"] = getattr(estimator, "strategy_", strategy)
     if hasattr(estimator, "inner_mae_"):
         metadata["inner_cv_mae"] = estimator.inner_mae_
     aoa = training_aoa(labelled, data.continuous_regional_bands, block_size, seed=seed)
     path = estimator.save(out, metadata, aoa=aoa)
-    return FinetuneResult(bundle=path, estimator=estimator, aoa=aoa, cv=result)
+    history = getattr(estimator, "history_", None)
+    return FinetuneResult(
+        bundle=path, estimator=estimator, aoa=aoa, cv=result, strategy=metadata["strategy"],
+        epochs=None if history is None else int(history.epochs_run),
+    )  # fmt: skip

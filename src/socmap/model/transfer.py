@@ -63,9 +63,10 @@ from socmap.model.train import TrainConfig, fit
 from socmap.validate.aoa import AreaOfApplicability
 
 __all__ = [
+    "AUTO_BUNDLE_CANDIDATES",
     "AUTO_CANDIDATES",
-    "AUTO_NETWORK_CANDIDATES",
     "BASELINES",
+    "BUNDLE_METHODS",
     "FINETUNE_DEFAULTS",
     "FORESTS",
     "NETWORK_METHODS",
@@ -174,6 +175,12 @@ class FineTunedRegressor(SocNetRegressor):
                 f"unknown strategy {strategy!r}; choose one of {sorted(STRATEGIES)!r}"
             )
         pretrained = load_bundle(self.bundle)
+        if pretrained.residual is not None:
+            parent = pretrained.metadata.get("parent_bundle", "the bundle it was made from")
+            raise ConfigError(
+                f"bundle {str(self.bundle)!r} carries a regional residual forest, which "
+                f"fine-tuning its network would drop; fine-tune from {parent!r} instead"
+            )
         pretrained.check_bands(rows.columns)
         spec, model = pretrained.spec, copy.deepcopy(pretrained.model)
         regional = [b for b in (self.regional_bands or []) if b not in spec.band_names]
@@ -427,8 +434,12 @@ TABLE_METHODS = (
 #: leave-region-out benchmark), and each one costs far more than the others; pass
 #: ``candidates=`` to add one.
 AUTO_CANDIDATES = ("rf", "rf-log", "prior-residual", "recalibrate")
-#: Candidates that always give a network, for when the result must be saved as a bundle.
-AUTO_NETWORK_CANDIDATES = ("freeze-encoders", "head", "l2sp")
+#: Table-level methods whose fitted model a bundle can hold (a network plus a residual
+#: forest), so they map like a fine-tuned network.
+BUNDLE_METHODS = ("prior-residual",)
+#: Candidates of ``auto`` when the result must be saved as a bundle (``socmap finetune``,
+#: ``socmap run``): the prior-residual model and the fine-tuning strategies.
+AUTO_BUNDLE_CANDIDATES = ("prior-residual", "freeze-encoders", "head", "l2sp")
 
 
 class AutoTransferRegressor(FineTunedRegressor):
@@ -456,7 +467,7 @@ class AutoTransferRegressor(FineTunedRegressor):
     candidates
         Fine-tuning strategies (:data:`STRATEGIES`) and table-level methods
         (:data:`TABLE_METHODS`, named as in :func:`transfer_methods`); default
-        :data:`AUTO_CANDIDATES`. :data:`AUTO_NETWORK_CANDIDATES` always gives a network that
+        :data:`AUTO_CANDIDATES`. :data:`AUTO_BUNDLE_CANDIDATES` always gives a model that
         :meth:`save` can write.
     inner_folds
         Spatial folds of the inner CV (blocks of ``block_size``). Default (``None``): 5 for
@@ -654,21 +665,26 @@ class AutoTransferRegressor(FineTunedRegressor):
         metadata: Mapping[str, Any] | None = None,
         aoa: AreaOfApplicability | None = None,
     ) -> Path:
-        """Write the chosen network as a bundle, with :meth:`summary` under ``"auto"``.
+        """Write the choice as a bundle, with :meth:`summary` under ``"auto"``.
+
+        A fine-tuned network, or ``prior-residual`` (the pretrained network with its
+        residual forest, :meth:`~socmap.model.prior.PriorResidualRegressor.save`).
 
         Raises
         ------
         ConfigError
-            The choice is a table-level model, which a bundle (one network) cannot hold.
+            The choice is another table-level model, which a bundle cannot hold.
         """
         check_is_fitted(self, "choice_")
-        if self.choice_ not in STRATEGIES:
-            raise ConfigError(
-                f"auto chose {self.choice_!r}, a table-level model that a bundle (one network) "
-                "cannot hold; to get a bundle, restrict the candidates to fine-tuning "
-                f"strategies, e.g. candidates={list(AUTO_NETWORK_CANDIDATES)!r}"
-            )
-        return super().save(path, {"auto": self.summary(), **dict(metadata or {})}, aoa=aoa)
+        meta = {"auto": self.summary(), **dict(metadata or {})}
+        if self.choice_ in STRATEGIES:
+            return super().save(path, meta, aoa=aoa)
+        if self.choice_ in BUNDLE_METHODS:
+            return Path(self.estimator_.save(path, meta, aoa=aoa))
+        raise ConfigError(
+            f"auto chose {self.choice_!r}, a table-level model that a bundle cannot hold; "
+            f"to get a bundle, choose among candidates={list(AUTO_BUNDLE_CANDIDATES)!r}"
+        )
 
 
 def _finite_or_none(value: float) -> float | None:

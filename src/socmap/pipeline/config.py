@@ -88,9 +88,9 @@ class ModelStep(_Step):
     """Fine-tuning of a pretrained bundle on the cores, with its calibration CV."""
 
     bundle: str = "global_gsm"
-    strategy: Literal["full", "freeze-encoders", "head", "l2sp", "instances", "auto"] = (
-        "freeze-encoders"
-    )
+    strategy: Literal[
+        "full", "freeze-encoders", "head", "l2sp", "instances", "prior-residual", "auto"
+    ] = "freeze-encoders"
     depths: str = "globalsoilmap"
     max_depth_cm: float | None = Field(default=100.0, gt=0)
     cv_folds: int = Field(default=5, ge=0, le=20)

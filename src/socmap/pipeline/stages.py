@@ -294,7 +294,7 @@ def _finetune(ctx: StageContext, out: Path) -> dict[str, Any]:
         block_size=f"{m.block_size_m}m", cv_folds=m.cv_folds, seed=m.seed, n_jobs=m.jobs,
         progress=ctx.progress,
     )  # fmt: skip
-    metrics: dict[str, Any] = {"strategy": str(tuned.estimator.strategy_)}
+    metrics: dict[str, Any] = {"strategy": tuned.strategy}
     if tuned.cv is not None:
         pooled = tuned.cv.metrics[tuned.cv.metrics["depth"] == "all"]
         metrics["cv"] = {

@@ -93,10 +93,11 @@ class TileModel:
     @property
     def input_bands(self) -> list[str]:
         """Bands read from the cube (or the global context): focal bands are derived."""
+        bands = self.bundle.input_bands
         if self.focal is None:
-            return self.band_names
+            return bands
         derived = set(self.focal.names)
-        plain = [b for b in self.band_names if b not in derived]
+        plain = [b for b in bands if b not in derived]
         return plain + [b for b in self.focal.bands if b not in plain]
 
     @property
@@ -244,7 +245,9 @@ class EncodedBlock:
     cont, mask, cat
         Encoded covariates of the valid pixels (:meth:`FeatureSpec.encode_covariates`).
     valid
-        ``(h * w,)`` True where every band the model reads is present.
+        ``(h * w,)`` True where every band the network reads is present.
+    where
+        Flat indices of the valid pixels (the rows of ``cont``, ``mask`` and ``cat``).
     pixels
         ``(bands, h * w)`` the block's values, band-major (a view, not a copy).
     index
@@ -257,6 +260,7 @@ class EncodedBlock:
     mask: np.ndarray
     cat: np.ndarray
     valid: np.ndarray
+    where: np.ndarray
     pixels: np.ndarray
     index: dict[str, int]
     unknown: dict[str, int]
@@ -272,7 +276,7 @@ def encode_block(tm: TileModel, block: np.ndarray, band_names: Sequence[str]) ->
     """
     names = [str(b) for b in band_names]
     index = {b: i for i, b in enumerate(names)}
-    missing = [b for b in tm.band_names if b not in index]
+    missing = [b for b in tm.bundle.input_bands if b not in index]
     if missing:
         raise BandMismatch(
             f"covariates lack bands {missing!r} that the model reads; the cube has {names!r}"
@@ -282,7 +286,9 @@ def encode_block(tm: TileModel, block: np.ndarray, band_names: Sequence[str]) ->
     used = [index[b] for b in tm.band_names]
     valid = np.isfinite(pixels[used]).all(axis=0)
     cov = tm.bundle.spec.encode_covariates({b: pixels[index[b], valid] for b in tm.band_names})
-    return EncodedBlock(cov.cont, cov.mask, cov.cat, valid, pixels, index, cov.n_unknown)
+    return EncodedBlock(
+        cov.cont, cov.mask, cov.cat, valid, np.flatnonzero(valid), pixels, index, cov.n_unknown
+    )
 
 
 @functools.lru_cache(maxsize=8)
@@ -307,27 +313,38 @@ def _depth_plan(tm: TileModel) -> tuple[torch.Tensor, np.ndarray | None]:
 
 
 def mc_log(
-    tm: TileModel,
-    cont: np.ndarray,
-    mask: np.ndarray,
-    cat: np.ndarray,
-    *,
-    masks: list[torch.Tensor],
+    tm: TileModel, enc: EncodedBlock, rows: slice, *, masks: list[torch.Tensor]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Pass means and log-variances of log1p(SOC), ``(passes, depths, n)`` each."""
+    """Pass means and log-variances of log1p(SOC), ``(passes, depths, n)`` each.
+
+    ``rows`` selects valid pixels of ``enc`` (a batch). A bundle's residual forest adds
+    its offset to every pass and its spread to every pass's variance, as
+    :meth:`~socmap.model.prior.PriorResidualRegressor.predict_log` does for tables.
+    """
     model = tm.bundle.model
     depth, weights = _depth_plan(tm)
+    cont, mask, cat = enc.cont[rows], enc.mask[rows], enc.cat[rows]
     with torch.inference_mode():
         fused = model.fuse(torch.from_numpy(cont), torch.from_numpy(mask), torch.from_numpy(cat))
         mean, logvar = model.map_passes(fused, depth, masks)
     means, logvars = mean.numpy(), logvar.numpy()
-    if weights is None:
+    if weights is not None:
+        # Compose each mapped interval of its atoms, pass by pass: (P, A, n) -> (P, D, n).
+        w = weights.astype(np.float32)
+        soc = np.einsum("da,pan->pdn", w, np.expm1(np.minimum(means, MAX_LOG)))
+        var = np.einsum("da,pan->pdn", w, np.exp(logvars))
+        means, logvars = np.log1p(soc), np.log(var)
+    residual = tm.bundle.residual
+    if residual is None:
         return means, logvars
-    # Compose each mapped interval of its atoms, pass by pass: (P, A, n) -> (P, D, n).
-    w = weights.astype(np.float32)
-    soc = np.einsum("da,pan->pdn", w, np.expm1(np.minimum(means, MAX_LOG)))
-    var = np.einsum("da,pan->pdn", w, np.exp(logvars))
-    return np.log1p(soc), np.log(var)
+    cols = [enc.index[b] for b in residual.bands]
+    values = enc.pixels[cols][:, enc.where[rows]].T.astype(np.float64)
+    offset, spread = residual.offsets(values, tm.intervals)
+    means = (means + offset[None]).astype(np.float32)
+    if residual.shrink:
+        var = np.exp(logvars.astype(np.float64)) + spread[None] ** 2
+        logvars = np.log(var).astype(np.float32)
+    return means, logvars
 
 
 def _stats(tm: TileModel, means: np.ndarray, logvars: np.ndarray) -> np.ndarray:
@@ -413,10 +430,10 @@ def predict_block(
     n_depth = len(tm.intervals)
     soc = np.full((len(STATS), n_depth, h * w), np.nan, dtype=np.float32)
     masks = tm.masks(passes, seed)
-    where = np.flatnonzero(enc.valid)
+    where = enc.where
     for start in range(0, len(where), int(batch_size)):
         sl = slice(start, start + int(batch_size))
-        means, logvars = mc_log(tm, enc.cont[sl], enc.mask[sl], enc.cat[sl], masks=masks)
+        means, logvars = mc_log(tm, enc, sl, masks=masks)
         soc[:, :, where[sl]] = _stats(tm, means, logvars)
     di = np.full(h * w, np.nan, dtype=np.float32)
     inside = np.full(h * w, np.nan, dtype=np.float32)

@@ -118,11 +118,11 @@ def layer_draws(
     if cf_band is not None:
         cf_band = np.nan_to_num(cf_band)  # a pixel without CF data has no coarse fragments
     masks = tm.masks(job.passes, job.seed)
-    where = np.flatnonzero(enc.valid)
+    where = enc.where
     for start in range(0, len(where), int(job.batch_size)):
         sel = where[start : start + int(job.batch_size)]
         sl = slice(start, start + len(sel))
-        means, logvars = mc_log(tm, enc.cont[sl], enc.mask[sl], enc.cat[sl], masks=masks)
+        means, logvars = mc_log(tm, enc, sl, masks=masks)
         soc = draws_from(tm, means, logvars, job.seed, ids[sel])
         passes = soc.shape[0]
         counters = (
