@@ -47,7 +47,7 @@ def test_finetune_writes_a_bundle_with_the_regional_group(cube, tmp_path, capsys
 
 
 @pytest.mark.slow
-def test_finetune_prior_residual_writes_the_network_with_its_residual_forest(
+def test_finetune_prior_residual_writes_the_network_with_its_adjustment(
     cube, tmp_path, capsys
 ):
     out = tmp_path / "pr"
@@ -61,8 +61,8 @@ def test_finetune_prior_residual_writes_the_network_with_its_residual_forest(
 
     bundle = load_bundle(out)
     meta = bundle.metadata
-    assert bundle.residual is not None and meta["strategy"] == "prior-residual"
-    assert "geology" in bundle.residual.bands and "regional" not in bundle.spec.groups
+    assert bundle.adjustment is not None and meta["strategy"] == "prior-residual"
+    assert "geology" in bundle.adjustment.bands and "regional" not in bundle.spec.groups
     # the forest's regional bands get their units recorded, beside the global inputs'
     assert {"geology", "wc_bio1_mat_degC"} <= set(meta["band_units"])
     assert meta["cv_protocol"]["folds"] == 2 and meta["aoa"]["threshold"] > 0

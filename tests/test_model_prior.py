@@ -185,7 +185,7 @@ def test_auto_keeps_the_forest_when_the_prior_is_noise(region):
     assert "by > 1 SE" in est.reason_
     assert min(est.inner_mae_["rf"], est.inner_mae_["rf-log"]) < est.inner_mae_["prior-residual"]
     assert est.reason_.startswith(est.choice_)
-    with pytest.raises(ConfigError, match="table-level model"):
+    with pytest.raises(ConfigError, match="beside a pretrained network, and none was given"):
         est.save("unused")
 
 

@@ -282,13 +282,17 @@ def test_auto_mixes_table_and_network_candidates(pretrained, region, tmp_path):
     # with an unreachable margin the forest is kept, and a forest is no bundle
     forced = AutoTransferRegressor(bundle, candidates=("rf", "head"), tie_se=1e6, **common)
     assert forced.fit(train).choice_ == "rf"
-    with pytest.raises(ConfigError, match=r"'rf', a table-level model.*candidates="):
-        forced.save(tmp_path / "forest")
-    # prior-residual is a table-level model a bundle can hold: the network plus its forest
+    # the forests and the prior-based models are held by a bundle: network plus adjustment
+    saved = load_bundle(forced.save(tmp_path / "forest"))
+    assert saved.adjustment is not None and saved.adjustment.slope == 0
+    assert saved.metadata["auto"]["choice"] == "rf"
     pr = AutoTransferRegressor(bundle, candidates=("prior-residual",), **common).fit(train)
     saved = load_bundle(pr.save(tmp_path / "pr"))
-    assert saved.residual is not None and saved.metadata["auto"]["choice"] == "prior-residual"
-    assert list(saved.residual.bands) == [*BANDS[:4], *BANDS[4:]]
+    assert saved.adjustment.slope == 1 and saved.metadata["auto"]["choice"] == "prior-residual"
+    assert list(saved.adjustment.bands) == [*BANDS[:4], *BANDS[4:]]
+    blend = AutoTransferRegressor(bundle, candidates=("blend",), **common).fit(train)
+    with pytest.raises(ConfigError, match=r"'blend', a table-level model.*choose among"):
+        blend.save(tmp_path / "blend")
     net = AutoTransferRegressor(bundle, candidates=("head",), **common).fit(train)
     meta = load_bundle(net.save(tmp_path / "net")).metadata
     assert meta["auto"]["choice"] == "head" and meta["auto"]["network"] is True

@@ -781,48 +781,47 @@ def test_pass_and_batch_counts_out_of_range_are_refused_before_any_write(
     assert not (tmp_path / "run").exists()
 
 
-def test_a_prior_residual_bundle_maps_its_network_plus_the_residual_forest(meuse, tmp_path):
+@pytest.mark.parametrize("method", ["prior-residual", "recalibrate", "rf-log", "rf"])
+def test_a_table_method_in_a_bundle_maps_what_it_predicts_for_tables(meuse, tmp_path, method):
     from socmap.model.baselines import GlobalModel
     from socmap.model.bundle import load_bundle
-    from socmap.model.prior import PriorResidualRegressor
+    from socmap.model.transfer import FineTunedRegressor, save_transfer_bundle, transfer_methods
 
     cube = open_cube(meuse["cube"])
     bands = list(cube.band.values)
     shifted = meuse["table"].assign(soc_g_kg=lambda t: t["soc_g_kg"] * (1.5 + t["dist"]))
-    est = PriorResidualRegressor(
-        bundle=str(meuse["bundle"]), bands=bands, shrink=1.0, n_estimators=20,
-        block_size=500.0, units="metres", mc_passes=8,
-    ).fit(shifted)  # fmt: skip
-    path = est.save(tmp_path / "pr", {"intervals": INTERVALS})
-    loaded = load_bundle(path)
-    assert loaded.residual is not None and list(loaded.residual.bands) == bands
-    assert loaded.metadata["prior_residual"]["residual"] == 1.0
-    # tables: the saved bundle predicts what the fitted estimator does, bit for bit
+    (est,) = transfer_methods([method], meuse["bundle"], bands, [], block_size=500.0,
+                              n_estimators=20, mc_passes=8).values()  # fmt: skip
+    est.fit(shifted)
+    path = save_transfer_bundle(est, meuse["bundle"], tmp_path / "b", {"intervals": INTERVALS})
+    adj = load_bundle(path).adjustment
+    assert adj is not None and (adj.forest is None) == (method == "recalibrate")
+    assert adj.slope == (0.0 if method.startswith("rf") else pytest.approx(est.adjustment().slope))
+    # tables: the bundle predicts what the fitted estimator does
     m, s = est.predict_log(shifted)
     m2, s2 = GlobalModel(str(path), mc_passes=8).fit().predict_log(shifted)
-    np.testing.assert_array_equal(m2, m)
-    np.testing.assert_array_equal(s2, s)
-    # maps: the network's median moved by the forest's offset, its sd widened by the spread
+    np.testing.assert_allclose(m2, m, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(s2, s, rtol=1e-12, atol=1e-12)
+    # maps: slope x the network's median plus the constant; variances add
     base_tm, tm = load_tile_model(meuse["bundle"]), load_tile_model(path)
     base = predict_block(base_tm, cube.values, bands, passes=8, seed=2)["soc"]
     res = predict_block(tm, cube.values, bands, passes=8, seed=2)["soc"]
     valid = np.isfinite(cube.values).all(axis=0)
-    values = cube.values[:, valid].T.astype(np.float64)
-    offset, spread = loaded.residual.offsets(values, INTERVALS)
-    q50 = STATS.index("q50")
-    np.testing.assert_allclose(
-        np.log1p(res[q50][:, valid]), np.log1p(base[q50][:, valid]) + offset, atol=2e-5
-    )
-    q95 = STATS.index("q95")
-    sd_base = (np.log1p(base[q95][:, valid]) - np.log1p(base[q50][:, valid])) / base_tm.q90[:, None]
-    sd_res = (np.log1p(res[q95][:, valid]) - np.log1p(res[q50][:, valid])) / tm.q90[:, None]
-    np.testing.assert_allclose(sd_res**2, sd_base**2 + spread**2, rtol=1e-3, atol=1e-5)
-    assert (spread > 0).any()
-    # a run maps it like any bundle; fine-tuning it would drop the forest, so that is refused
+    add, spread = adj.at_intervals(cube.values[:, valid].T.astype(np.float64), INTERVALS)
+    q50, q95 = STATS.index("q50"), STATS.index("q95")
+
+    def log_median_and_sd(soc, q90):
+        median = np.log1p(soc[q50][:, valid].astype(np.float64))
+        return median, (np.log1p(soc[q95][:, valid].astype(np.float64)) - median) / q90[:, None]
+
+    m_base, sd_base = log_median_and_sd(base, base_tm.q90)
+    m_res, sd_res = log_median_and_sd(res, tm.q90)
+    np.testing.assert_allclose(m_res, adj.slope * m_base + add, atol=5e-5)
+    np.testing.assert_allclose(sd_res**2, adj.slope**2 * sd_base**2 + spread**2, atol=2e-4)
+    assert (spread > 0).any() == (method != "recalibrate")
     run = predict_cube(path, meuse["cube"], tmp_path / "run", passes=4, workers=0,
                        exports=False, progress=False)  # fmt: skip
     assert run.summary["pixels_with_value"] == int(valid.sum())
-    from socmap.model.transfer import FineTunedRegressor
-
-    with pytest.raises(ConfigError, match="residual forest, which fine-tuning its network"):
+    # fine-tuning its network would drop the adjustment, so that is refused
+    with pytest.raises(ConfigError, match="regional adjustment, which fine-tuning its network"):
         FineTunedRegressor(str(path), strategy="head").fit(shifted)

@@ -19,6 +19,7 @@ from sklearn.ensemble import RandomForestRegressor
 from sklearn.utils.validation import check_is_fitted
 
 from socmap.errors import BandMismatch, ConfigError, ProfileValidationError
+from socmap.model.adjustment import RegionalAdjustment
 
 __all__ = [
     "DEPTH_FEATURES",
@@ -178,6 +179,18 @@ class RegionalForest(RegressorMixin, BaseEstimator):
             )
         return per_tree.mean(axis=0), per_tree.std(axis=0)
 
+    def adjustment(self) -> RegionalAdjustment:
+        """Return the forest as a bundle's adjustment: the forest alone (the network unused)."""
+        check_is_fitted(self, "forest_")
+        if type(self)._covariates is not RegionalForest._covariates:
+            raise ConfigError(
+                f"{type(self).__name__} reads columns a map does not have; only a plain "
+                "RegionalForest can be saved in a bundle"
+            )
+        return RegionalAdjustment(
+            list(self.bands or ()), slope=0.0, forest=self.forest_, target=self.target_transform
+        )
+
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """SOC in g/kg.
 
@@ -271,8 +284,8 @@ class GlobalModel(RegressorMixin, BaseEstimator):
     def predict_log(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """MC-dropout mean and total sd of log1p(SOC g/kg).
 
-        A bundle with a residual forest (:mod:`socmap.model.residual`) adds its offset to
-        the mean and its spread to the sd, as its maps do.
+        A bundle with a regional adjustment (:mod:`socmap.model.adjustment`) applies it,
+        as its maps do.
         """
         from socmap.model.train import predict
 
@@ -284,11 +297,10 @@ class GlobalModel(RegressorMixin, BaseEstimator):
             seed=self.random_state,
         )
         mean, sd = np.asarray(pred.mean, dtype=float), np.asarray(pred.sd, dtype=float)
-        residual = self.bundle_.residual
-        if residual is None:
+        adjustment = self.bundle_.adjustment
+        if adjustment is None:
             return mean, sd
-        offset, spread = residual.apply(table_features(X, list(residual.bands)))
-        return mean + offset, np.hypot(sd, spread)
+        return adjustment.apply(table_features(X, list(adjustment.bands)), mean, sd)
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """SOC in g/kg."""

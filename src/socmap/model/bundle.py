@@ -13,9 +13,10 @@ normalisation and settings go into ``model.json`` (``metadata["aoa"]``), and its
 set and training DI, which grow with the training data, go into ``weights.safetensors`` as
 float64 tensors named ``aoa.train`` and ``aoa.train_di``.
 
-A bundle may also carry a regional residual forest (:class:`~socmap.model.residual.ResidualForest`,
-a fine-tuning by :class:`~socmap.model.prior.PriorResidualRegressor`): its settings under
-``metadata["residual"]`` and its trees' node arrays as tensors named ``residual.*``.
+A bundle may also carry a regional adjustment of its network's predictions
+(:class:`~socmap.model.adjustment.RegionalAdjustment`: what the prior-based methods and the
+regional forests fit): its settings under ``metadata["adjustment"]`` and its forest's node
+arrays as tensors named ``adjustment.*``.
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ from socmap._io import atomic_path
 from socmap._records import file_sha256
 from socmap.catalog import DepthSet
 from socmap.errors import BandMismatch, BundleError, InputNotFound, SocmapError
+from socmap.model.adjustment import RegionalAdjustment
 from socmap.model.features import FeatureSpec
 from socmap.model.network import NetworkConfig, SocNet
-from socmap.model.residual import ResidualForest
 from socmap.validate.aoa import AreaOfApplicability
 
 __all__ = ["BUNDLE_FORMAT", "METADATA_KEYS", "Bundle", "fingerprint", "load_bundle", "save_bundle"]
@@ -48,7 +49,7 @@ __all__ = ["BUNDLE_FORMAT", "METADATA_KEYS", "Bundle", "fingerprint", "load_bund
 BUNDLE_FORMAT = "socmap-model-bundle/1"
 WEIGHTS = "weights.safetensors"
 AOA_PREFIX = "aoa."
-RESIDUAL_PREFIX = "residual."
+ADJUSTMENT_PREFIX = "adjustment."
 MODEL_JSON = "model.json"
 #: Metadata entries with an agreed meaning (others are stored as given).
 METADATA_KEYS = (
@@ -58,7 +59,7 @@ METADATA_KEYS = (
     "cv_metrics",
     "calibration",
     "aoa",
-    "residual",
+    "adjustment",
     "train_history",
     "notes",
 )
@@ -84,8 +85,8 @@ class Bundle:
         Version of socmap that wrote it.
     aoa
         Area of applicability of the training data, if saved with the bundle.
-    residual
-        Regional residual forest added to the network's predictions, if any.
+    adjustment
+        Regional adjustment of the network's predictions (and its forest), if any.
     """
 
     model: SocNet
@@ -95,7 +96,7 @@ class Bundle:
     path: Path | None = None
     socmap_version: str = ""
     aoa: AreaOfApplicability | None = None
-    residual: ResidualForest | None = None
+    adjustment: RegionalAdjustment | None = None
 
     @property
     def band_names(self) -> list[str]:
@@ -104,8 +105,8 @@ class Bundle:
 
     @property
     def input_bands(self) -> list[str]:
-        """Covariates the model reads: the network's, then the residual forest's others."""
-        extra = [] if self.residual is None else list(self.residual.bands)
+        """Covariates the model reads: the network's, then the adjustment forest's others."""
+        extra = [] if self.adjustment is None else list(self.adjustment.bands)
         return list(dict.fromkeys([*self.spec.band_names, *extra]))
 
     @property
@@ -219,7 +220,7 @@ def save_bundle(
     metadata: Mapping[str, Any] | None = None,
     *,
     aoa: AreaOfApplicability | None = None,
-    residual: ResidualForest | None = None,
+    adjustment: RegionalAdjustment | None = None,
     overwrite: bool = True,
 ) -> Path:
     """Write a model bundle directory atomically.
@@ -240,8 +241,8 @@ def save_bundle(
         ``cv_metrics``, ``calibration``. NumPy values are converted.
     aoa
         Fitted area of applicability of the training data (stored as described above).
-    residual
-        Regional residual forest added to the network's predictions (stored as above).
+    adjustment
+        Regional adjustment of the network's predictions (stored as described above).
     overwrite
         Replace an existing bundle (otherwise :class:`~socmap.errors.OutputExists`).
 
@@ -271,9 +272,9 @@ def save_bundle(
     meta = dict(metadata or {})
     if aoa is not None:
         meta["aoa"] = aoa.to_dict(arrays=False)
-    residual_arrays: dict[str, np.ndarray] = {}
-    if residual is not None:
-        residual_arrays, meta["residual"] = residual.to_record()
+    adjustment_arrays: dict[str, np.ndarray] = {}
+    if adjustment is not None:
+        adjustment_arrays, meta["adjustment"] = adjustment.to_record()
     if isinstance(meta.get("depth_set"), str):
         from socmap.catalog import get_depth_set
 
@@ -291,8 +292,8 @@ def save_bundle(
     if aoa is not None:
         for key, arr in aoa.arrays().items():
             tensors[AOA_PREFIX + key] = torch.from_numpy(np.ascontiguousarray(arr, np.float64))
-    for key, arr in residual_arrays.items():
-        tensors[RESIDUAL_PREFIX + key] = torch.from_numpy(np.ascontiguousarray(arr))
+    for key, arr in adjustment_arrays.items():
+        tensors[ADJUSTMENT_PREFIX + key] = torch.from_numpy(np.ascontiguousarray(arr))
     with atomic_path(dest, overwrite=overwrite) as tmp:
         tmp.mkdir(parents=True)
         save_file(tensors, str(tmp / WEIGHTS))
@@ -374,10 +375,10 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
         for k in list(tensors)
         if k.startswith(AOA_PREFIX)
     }
-    residual_arrays = {
-        k[len(RESIDUAL_PREFIX) :]: tensors.pop(k).numpy()
+    adjustment_arrays = {
+        k[len(ADJUSTMENT_PREFIX) :]: tensors.pop(k).numpy()
         for k in list(tensors)
-        if k.startswith(RESIDUAL_PREFIX)
+        if k.startswith(ADJUSTMENT_PREFIX)
     }
     model = SocNet(config)
     wanted = model.state_dict()
@@ -403,10 +404,10 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
             aoa = AreaOfApplicability.from_dict({**metadata["aoa"], **aoa_arrays})
         except SocmapError as exc:
             raise BundleError(f"{where}: {exc}; {fix}") from None
-    residual = None
-    if isinstance(metadata.get("residual"), Mapping):
+    adjustment = None
+    if isinstance(metadata.get("adjustment"), Mapping):
         try:
-            residual = ResidualForest.from_record(metadata["residual"], residual_arrays)
+            adjustment = RegionalAdjustment.from_record(metadata["adjustment"], adjustment_arrays)
         except SocmapError as exc:
             raise BundleError(f"{where}: {exc}; {fix}") from None
     return Bundle(
@@ -417,7 +418,7 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
         path=root,
         socmap_version=str(doc.get("socmap_version", "")),
         aoa=aoa,
-        residual=residual,
+        adjustment=adjustment,
     )
 
 

@@ -18,9 +18,9 @@ from sklearn.base import clone
 from socmap.errors import ConfigError
 from socmap.model.bundle import fingerprint, load_bundle
 from socmap.model.transfer import (
-    AUTO_BUNDLE_CANDIDATES,
     BASELINES,
     BUNDLE_METHODS,
+    save_transfer_bundle,
     transfer_methods,
 )
 from socmap.training import RegionalTable
@@ -72,11 +72,12 @@ def finetune_bundle(
     out
         Bundle directory to write.
     strategy
-        ``full``, ``freeze-encoders``, ``head``, ``l2sp``, ``instances``,
-        ``prior-residual`` (the pretrained network plus a shrunk regional residual forest,
-        both in the bundle) or ``auto`` (the one of
-        :data:`~socmap.model.transfer.AUTO_BUNDLE_CANDIDATES` inner spatial CV prefers;
-        ``depthwise`` gives one network per interval and the forests no network).
+        A fine-tuning strategy (``full``, ``freeze-encoders``, ``head``, ``l2sp``,
+        ``instances``), a method the bundle holds as the pretrained network plus a regional
+        adjustment (``prior-residual``, ``recalibrate``, ``rf``, ``rf-log``;
+        :data:`~socmap.model.transfer.BUNDLE_METHODS`), or ``auto``: the one of
+        :data:`~socmap.model.transfer.AUTO_CANDIDATES` that inner spatial CV prefers.
+        (``depthwise`` gives one network per interval, which no bundle holds.)
     depth_set
         Name of the depth set of ``data`` (recorded in the bundle).
     block_size
@@ -117,12 +118,11 @@ def finetune_bundle(
     table = data.table
     chosen = estimator
     if strategy == "auto":
-        # A bundle holds one network (with a residual forest, for prior-residual): choose
-        # among those candidates by inner spatial CV on all rows once, then calibrate the
-        # chosen one (not auto itself, which would repeat the choice in every fold at about
-        # 7x the cost; the choice has then seen every fold, a mild optimism the bundle
-        # records under "cv_protocol").
-        estimator.set_params(candidates=AUTO_BUNDLE_CANDIDATES).fit(table)
+        # Choose by inner spatial CV on all rows once, then calibrate the chosen method
+        # (not auto itself, which would repeat the choice in every fold at several times the
+        # cost; the choice has then seen every fold, a mild optimism the bundle records
+        # under "cv_protocol"). Every default candidate is one a bundle can hold.
+        estimator.fit(table)
         (chosen,) = transfer_methods(
             [estimator.choice_], pretrained, data.regional_bands,
             data.continuous_regional_bands, block_size=block_size, seed=seed,
@@ -174,7 +174,7 @@ def finetune_bundle(
     if hasattr(estimator, "inner_mae_"):
         metadata["inner_cv_mae"] = estimator.inner_mae_
     aoa = training_aoa(labelled, data.continuous_regional_bands, block_size, seed=seed)
-    path = estimator.save(out, metadata, aoa=aoa)
+    path = save_transfer_bundle(estimator, pretrained, out, metadata, aoa=aoa)
     history = getattr(estimator, "history_", None)
     return FinetuneResult(
         bundle=path, estimator=estimator, aoa=aoa, cv=result, strategy=metadata["strategy"],

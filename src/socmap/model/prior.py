@@ -39,7 +39,7 @@ and provides ``predict_log(X) -> (mean, sd)`` of log1p(SOC g/kg), so they fit
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +51,8 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 from socmap.errors import BandMismatch, ConfigError, ProfileValidationError
+from socmap.model.adjustment import RegionalAdjustment
 from socmap.model.baselines import GlobalModel, table_features
-from socmap.model.residual import ResidualForest
-from socmap.validate.aoa import AreaOfApplicability
 
 __all__ = [
     "LEVEL_SD",
@@ -701,11 +700,25 @@ class PriorResidualRegressor(RegressorMixin, BaseEstimator):
         self.residual_model_ = self._residual_model().fit(features, resid - self.level_)
         self.shrinkage_ = {"residual": shrink, "level": level_weight}
         self.prior_ = prior
-        if self.residual == "forest":
-            self.residual_ = ResidualForest(
-                list(self.bands or ()), self.level_, shrink, self.residual_model_
-            )
         return self
+
+    def adjustment(self) -> RegionalAdjustment:
+        """Return the model as the adjustment of its prior's network (for a bundle).
+
+        Raises
+        ------
+        ConfigError
+            A linear residual model, which a bundle cannot hold.
+        """
+        check_is_fitted(self, "residual_model_")
+        if self.residual != "forest":
+            raise ConfigError(
+                f"a {self.residual!r} residual cannot be saved in a bundle; use residual='forest'"
+            )
+        return RegionalAdjustment(
+            list(self.bands or ()), 1.0, self.level_, float(self.shrinkage_["residual"]),
+            self.residual_model_,
+        )  # fmt: skip
 
     def predict_log(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Mean and sd of log1p(SOC): ``sd = sqrt(prior sd^2 + (s * tree spread)^2)``.
@@ -720,45 +733,11 @@ class PriorResidualRegressor(RegressorMixin, BaseEstimator):
             return p + self.level_, prior_sd
         features = table_features(X, list(self.bands or ()))
         if self.residual == "forest":
-            offset, spread = self.residual_.apply(features)
+            offset, spread = self.adjustment().constant(features)
         else:
             offset = self.level_ + s * self.residual_model_.predict(features)
             spread = np.zeros(len(X))
         return p + offset, np.hypot(prior_sd, spread)
-
-    def save(
-        self,
-        path: str | Path,
-        metadata: Mapping[str, Any] | None = None,
-        aoa: AreaOfApplicability | None = None,
-    ) -> Path:
-        """Write a bundle: the prior's network with this residual forest, for mapping.
-
-        Raises
-        ------
-        ConfigError
-            The prior is not a bundle's network (e.g. the ensemble with ``global-gbm``),
-            already carries a residual, or the residual model is linear.
-        """
-        from socmap.model.bundle import save_bundle
-
-        check_is_fitted(self, "residual_model_")
-        network = self.prior_.bundle_ if isinstance(self.prior_, GlobalModel) else None
-        if self.residual != "forest" or network is None or network.residual is not None:
-            raise ConfigError(
-                f"a prior-residual model on prior {type(self.prior_).__name__!r} with a "
-                f"{self.residual!r} residual cannot be saved as a bundle; a bundle holds a "
-                "pretrained network (bundle=..., no residual of its own) plus a residual forest"
-            )
-        meta = {
-            "band_units": network.band_units,
-            "prior_residual": {"level_stat": self.level_stat_, **self.shrinkage_},
-            **dict(metadata or {}),
-        }
-        return save_bundle(
-            path, network.model, network.spec, network.config, meta, aoa=aoa,
-            residual=self.residual_,
-        )  # fmt: skip
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """SOC in g/kg (back-transformed mean of log1p SOC)."""
@@ -929,6 +908,21 @@ class RecalibratedRegressor(RegressorMixin, BaseEstimator):
         if self.residual_ is not None:
             return self.residual_.predict_log(X)
         return self.recalibration_.predict_log(X)
+
+    def adjustment(self) -> RegionalAdjustment:
+        """Return ``a + b * prior + offset(depth)`` as the adjustment of the prior's network.
+
+        Raises
+        ------
+        ConfigError
+            With ``then="residual"``, which a bundle cannot hold.
+        """
+        check_is_fitted(self, "recalibration_")
+        if self.residual_ is not None:
+            raise ConfigError("then='residual' cannot be saved in a bundle; use then=None")
+        return RegionalAdjustment(
+            slope=self.slope_, level=self.intercept_, depth_offsets=self.depth_offsets_
+        )
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """SOC in g/kg (back-transformed mean of log1p SOC)."""

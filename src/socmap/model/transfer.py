@@ -63,7 +63,6 @@ from socmap.model.train import TrainConfig, fit
 from socmap.validate.aoa import AreaOfApplicability
 
 __all__ = [
-    "AUTO_BUNDLE_CANDIDATES",
     "AUTO_CANDIDATES",
     "BASELINES",
     "BUNDLE_METHODS",
@@ -78,6 +77,7 @@ __all__ = [
     "FineTunedRegressor",
     "InstanceTransferRegressor",
     "method_names",
+    "save_transfer_bundle",
     "transfer_methods",
 ]
 
@@ -175,10 +175,10 @@ class FineTunedRegressor(SocNetRegressor):
                 f"unknown strategy {strategy!r}; choose one of {sorted(STRATEGIES)!r}"
             )
         pretrained = load_bundle(self.bundle)
-        if pretrained.residual is not None:
+        if pretrained.adjustment is not None:
             parent = pretrained.metadata.get("parent_bundle", "the bundle it was made from")
             raise ConfigError(
-                f"bundle {str(self.bundle)!r} carries a regional residual forest, which "
+                f"bundle {str(self.bundle)!r} carries a regional adjustment, which "
                 f"fine-tuning its network would drop; fine-tune from {parent!r} instead"
             )
         pretrained.check_bands(rows.columns)
@@ -434,12 +434,10 @@ TABLE_METHODS = (
 #: leave-region-out benchmark), and each one costs far more than the others; pass
 #: ``candidates=`` to add one.
 AUTO_CANDIDATES = ("rf", "rf-log", "prior-residual", "recalibrate")
-#: Table-level methods whose fitted model a bundle can hold (a network plus a residual
-#: forest), so they map like a fine-tuned network.
-BUNDLE_METHODS = ("prior-residual",)
-#: Candidates of ``auto`` when the result must be saved as a bundle (``socmap finetune``,
-#: ``socmap run``): the prior-residual model and the fine-tuning strategies.
-AUTO_BUNDLE_CANDIDATES = ("prior-residual", "freeze-encoders", "head", "l2sp")
+#: Table-level methods whose fitted model a bundle can hold (the pretrained network with a
+#: regional adjustment, :mod:`socmap.model.adjustment`), so they map like a fine-tuned
+#: network: every default candidate of ``auto``.
+BUNDLE_METHODS = ("rf", "rf-log", "prior-residual", "recalibrate")
 
 
 class AutoTransferRegressor(FineTunedRegressor):
@@ -467,8 +465,8 @@ class AutoTransferRegressor(FineTunedRegressor):
     candidates
         Fine-tuning strategies (:data:`STRATEGIES`) and table-level methods
         (:data:`TABLE_METHODS`, named as in :func:`transfer_methods`); default
-        :data:`AUTO_CANDIDATES`. :data:`AUTO_BUNDLE_CANDIDATES` always gives a model that
-        :meth:`save` can write.
+        :data:`AUTO_CANDIDATES`. :meth:`save` writes any choice among :data:`BUNDLE_METHODS` and
+        the fine-tuning strategies as a bundle.
     inner_folds
         Spatial folds of the inner CV (blocks of ``block_size``). Default (``None``): 5 for
         table-level candidates only, 2 when a fine-tuned network is among them (about
@@ -667,8 +665,8 @@ class AutoTransferRegressor(FineTunedRegressor):
     ) -> Path:
         """Write the choice as a bundle, with :meth:`summary` under ``"auto"``.
 
-        A fine-tuned network, or ``prior-residual`` (the pretrained network with its
-        residual forest, :meth:`~socmap.model.prior.PriorResidualRegressor.save`).
+        A fine-tuned network, or one of :data:`BUNDLE_METHODS` (the pretrained network with
+        the regional adjustment, see :func:`save_transfer_bundle`).
 
         Raises
         ------
@@ -680,11 +678,67 @@ class AutoTransferRegressor(FineTunedRegressor):
         if self.choice_ in STRATEGIES:
             return super().save(path, meta, aoa=aoa)
         if self.choice_ in BUNDLE_METHODS:
-            return Path(self.estimator_.save(path, meta, aoa=aoa))
+            return save_transfer_bundle(self.estimator_, self.bundle, path, meta, aoa=aoa)
         raise ConfigError(
             f"auto chose {self.choice_!r}, a table-level model that a bundle cannot hold; "
-            f"to get a bundle, choose among candidates={list(AUTO_BUNDLE_CANDIDATES)!r}"
+            f"to get a bundle, choose among {[*BUNDLE_METHODS, *sorted(STRATEGIES)]!r}"
         )
+
+
+def save_transfer_bundle(
+    estimator: Any,
+    pretrained: str | Path,
+    path: str | Path,
+    metadata: Mapping[str, Any] | None = None,
+    *,
+    aoa: AreaOfApplicability | None = None,
+) -> Path:
+    """Write any fitted transfer model that a map can use as a bundle.
+
+    A fine-tuned network is written as is; a model of :data:`BUNDLE_METHODS` as the network
+    of its prior (or of ``pretrained``, for the forests, which do not use it) with its
+    :class:`~socmap.model.adjustment.RegionalAdjustment`.
+
+    Raises
+    ------
+    ConfigError
+        A model a bundle cannot hold (a stacked forest, a blend, a prior that is not a
+        bundle's network, such as the ensemble with ``global-gbm``).
+    """
+    from socmap.model.bundle import save_bundle
+
+    if isinstance(estimator, SocNetRegressor):
+        return Path(estimator.save(path, metadata, aoa=aoa))
+    make = getattr(estimator, "adjustment", None)
+    if make is None:
+        raise ConfigError(
+            f"a {type(estimator).__name__} cannot be saved as a bundle; choose one of "
+            f"{[*BUNDLE_METHODS, *sorted(STRATEGIES)]!r}"
+        )
+    adjustment = make()
+    prior = getattr(estimator, "prior_", None)
+    if adjustment.slope == 0:
+        if not str(pretrained):
+            raise ConfigError(
+                "a bundle holds a forest beside a pretrained network, and none was given; "
+                "pass bundle=<pretrained bundle>"
+            )
+        host = load_bundle(pretrained)
+    elif isinstance(prior, GlobalModel):
+        host = prior.bundle_
+    else:
+        raise ConfigError(
+            f"its prior {type(prior).__name__!r} is not a bundle's network, so a bundle "
+            "cannot hold it; use the pretrained bundle as the prior (bundle=..., prior=None)"
+        )
+    if host.adjustment is not None:
+        raise ConfigError(
+            f"bundle {str(host.path)!r} already carries a regional adjustment; build on the "
+            "bundle it was made from"
+        )
+    meta = {"band_units": host.band_units, **dict(metadata or {})}
+    return save_bundle(path, host.model, host.spec, host.config, meta, aoa=aoa,
+                       adjustment=adjustment)  # fmt: skip
 
 
 def _finite_or_none(value: float) -> float | None:

@@ -317,10 +317,33 @@ def mc_log(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pass means and log-variances of log1p(SOC), ``(passes, depths, n)`` each.
 
-    ``rows`` selects valid pixels of ``enc`` (a batch). A bundle's residual forest adds
-    its offset to every pass and its spread to every pass's variance, as
-    :meth:`~socmap.model.prior.PriorResidualRegressor.predict_log` does for tables.
+    ``rows`` selects valid pixels of ``enc`` (a batch). A bundle's regional adjustment
+    (:mod:`socmap.model.adjustment`) scales every pass by its slope, adds its constant, and
+    adds its forest's spread to every pass's variance, as it does for tables.
     """
+    adjustment = tm.bundle.adjustment
+    if adjustment is not None and adjustment.slope == 0:  # the forest alone
+        n = len(enc.where[rows])
+        means = np.zeros((len(masks), len(tm.intervals), n), dtype=np.float32)
+        logvars = np.full_like(means, -np.inf)
+    else:
+        means, logvars = _network_log(tm, enc, rows, masks)
+    if adjustment is None:
+        return means, logvars
+    cols = [enc.index[b] for b in adjustment.bands]
+    values = enc.pixels[cols][:, enc.where[rows]].T.astype(np.float64)
+    add, spread = adjustment.at_intervals(values, tm.intervals)
+    slope = np.float32(adjustment.slope)
+    means = (slope * means + add[None]).astype(np.float32)
+    with np.errstate(divide="ignore"):  # a forest alone with zero spread: log(0) = -inf
+        var = slope.astype(np.float64) ** 2 * np.exp(logvars.astype(np.float64)) + spread[None] ** 2
+        logvars = np.log(var).astype(np.float32)
+    return means, logvars
+
+
+def _network_log(
+    tm: TileModel, enc: EncodedBlock, rows: slice, masks: list[torch.Tensor]
+) -> tuple[np.ndarray, np.ndarray]:
     model = tm.bundle.model
     depth, weights = _depth_plan(tm)
     cont, mask, cat = enc.cont[rows], enc.mask[rows], enc.cat[rows]
@@ -328,23 +351,13 @@ def mc_log(
         fused = model.fuse(torch.from_numpy(cont), torch.from_numpy(mask), torch.from_numpy(cat))
         mean, logvar = model.map_passes(fused, depth, masks)
     means, logvars = mean.numpy(), logvar.numpy()
-    if weights is not None:
-        # Compose each mapped interval of its atoms, pass by pass: (P, A, n) -> (P, D, n).
-        w = weights.astype(np.float32)
-        soc = np.einsum("da,pan->pdn", w, np.expm1(np.minimum(means, MAX_LOG)))
-        var = np.einsum("da,pan->pdn", w, np.exp(logvars))
-        means, logvars = np.log1p(soc), np.log(var)
-    residual = tm.bundle.residual
-    if residual is None:
+    if weights is None:
         return means, logvars
-    cols = [enc.index[b] for b in residual.bands]
-    values = enc.pixels[cols][:, enc.where[rows]].T.astype(np.float64)
-    offset, spread = residual.offsets(values, tm.intervals)
-    means = (means + offset[None]).astype(np.float32)
-    if residual.shrink:
-        var = np.exp(logvars.astype(np.float64)) + spread[None] ** 2
-        logvars = np.log(var).astype(np.float32)
-    return means, logvars
+    # Compose each mapped interval of its atoms, pass by pass: (P, A, n) -> (P, D, n).
+    w = weights.astype(np.float32)
+    soc = np.einsum("da,pan->pdn", w, np.expm1(np.minimum(means, MAX_LOG)))
+    var = np.einsum("da,pan->pdn", w, np.exp(logvars))
+    return np.log1p(soc), np.log(var)
 
 
 def _stats(tm: TileModel, means: np.ndarray, logvars: np.ndarray) -> np.ndarray:

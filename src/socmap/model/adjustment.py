@@ -1,0 +1,167 @@
+"""The regional adjustment a bundle can carry beside its network.
+
+The table-level transfer methods are all of one form on the log1p(SOC) scale::
+
+    mean = slope * network + level + offset(depth) + shrink * forest(bands, depth)
+    sd   = hypot(|slope| * network sd, shrink * spread of the trees)
+
+- ``prior-residual`` (:class:`~socmap.model.prior.PriorResidualRegressor`): slope 1, a
+  shrunk level and a shrunk forest of the network's residual;
+- ``recalibrate`` (:class:`~socmap.model.prior.RecalibratedRegressor`): slope ``b``, level
+  ``a`` and an offset per depth interval, no forest;
+- ``rf-log`` and ``rf`` (:class:`~socmap.model.baselines.RegionalForest`): slope 0, the
+  forest alone (on log1p SOC, or on SOC in g/kg whose trees are then back-transformed).
+
+:class:`RegionalAdjustment` is that form in what a bundle stores (tensors and JSON, the
+forest as node arrays, :mod:`socmap.model.forest_arrays`), so the map engine applies the
+chosen method to every pixel and depth, and a map agrees with the table predictions.
+
+Examples
+--------
+>>> import numpy as np
+>>> from sklearn.ensemble import RandomForestRegressor
+>>> X = np.column_stack([np.arange(20.0), np.zeros(20), np.full(20, 30.0)])
+>>> rf = RandomForestRegressor(n_estimators=4, random_state=0).fit(X, X[:, 0] / 10)
+>>> adj = RegionalAdjustment(["ndvi"], level=0.1, shrink=0.5, forest=rf)
+>>> mean, sd = adj.apply(X[:3], np.ones(3), np.full(3, 0.2))
+>>> bool(np.all(sd >= 0.2)), mean.shape
+(True, (3,))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn.ensemble import RandomForestRegressor
+
+from socmap.errors import BundleError
+from socmap.model.forest_arrays import forest_arrays, forest_from_arrays
+
+__all__ = ["FOREST_TARGETS", "RegionalAdjustment"]
+
+#: What the forest predicts: log1p(SOC) (or its residual), or SOC in g/kg.
+FOREST_TARGETS = ("log1p", "identity")
+
+
+@dataclass(frozen=True, eq=False)
+class RegionalAdjustment:
+    """``slope * network + level + offset(depth) + shrink * forest`` on the log1p scale.
+
+    Attributes
+    ----------
+    bands
+        Covariates of the forest, in its column order (then ``top_cm``, ``bottom_cm``).
+    slope
+        Weight of the network's prediction (0: the network is not used).
+    level
+        Constant added (log1p units).
+    shrink
+        Factor of the forest's prediction.
+    forest
+        The fitted forest, or None.
+    target
+        ``"log1p"``: the trees predict log1p(SOC) (or a residual of it); ``"identity"``:
+        they predict SOC in g/kg, and the forest's term is log1p of their clipped mean.
+    depth_offsets
+        ``{(top_cm, bottom_cm): offset}`` added per depth interval (others get none).
+    """
+
+    bands: Sequence[str] = ()
+    slope: float = 1.0
+    level: float = 0.0
+    shrink: float = 1.0
+    forest: RandomForestRegressor | None = None
+    target: str = "log1p"
+    depth_offsets: Mapping[tuple[float, float], float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.target not in FOREST_TARGETS:
+            raise BundleError(f"forest target {self.target!r} must be one of {FOREST_TARGETS!r}")
+
+    def forest_part(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return the forest's term and its trees' spread for ``(n, bands + 2)`` rows.
+
+        Rows are the bands, then ``top_cm`` and ``bottom_cm``; zeros without a forest.
+        """
+        n = len(features)
+        if self.forest is None or self.shrink == 0:
+            return np.zeros(n), np.zeros(n)
+        per_tree = np.stack([t.predict(features) for t in self.forest.estimators_])
+        if self.target == "identity":
+            return (
+                np.log1p(np.clip(per_tree.mean(axis=0), 0, None)),
+                np.log1p(np.clip(per_tree, 0, None)).std(axis=0),
+            )
+        return per_tree.mean(axis=0), per_tree.std(axis=0)
+
+    def constant(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return what is added to ``slope * network``, and its sd, for ``(n, bands + 2)`` rows."""
+        f, spread = self.forest_part(features)
+        offset: np.ndarray | float = 0.0
+        if self.depth_offsets:
+            keys = zip(features[:, -2].tolist(), features[:, -1].tolist(), strict=True)
+            offset = np.array([self.depth_offsets.get(k, 0.0) for k in keys])
+        return self.level + offset + self.shrink * f, self.shrink * spread
+
+    def apply(
+        self, features: np.ndarray, mean: np.ndarray, sd: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return the adjusted mean and sd of log1p(SOC) from the network's ``mean`` and ``sd``."""
+        add, spread = self.constant(features)
+        if self.slope == 0:
+            return np.zeros(len(features)) + add, spread
+        return self.slope * mean + add, np.hypot(abs(self.slope) * sd, spread)
+
+    def at_intervals(
+        self, values: np.ndarray, intervals: Sequence[tuple[float, float]]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`constant` for ``(n, bands)`` values at every interval: ``(depths, n)`` each."""
+        n = len(values)
+        pairs = [
+            self.constant(np.column_stack([values, np.full(n, top, float), np.full(n, bot, float)]))
+            for top, bot in intervals
+        ]
+        return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+    def to_record(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Arrays and JSON-ready settings for a bundle."""
+        arrays: dict[str, np.ndarray] = {}
+        forest = None
+        if self.forest is not None:
+            arrays, forest = forest_arrays(self.forest)
+        record = {
+            "bands": list(self.bands), "slope": float(self.slope), "level": float(self.level),
+            "shrink": float(self.shrink), "target": self.target, "forest": forest,
+            "depth_offsets": [[t, b, float(v)] for (t, b), v in self.depth_offsets.items()],
+        }  # fmt: skip
+        return arrays, record
+
+    @classmethod
+    def from_record(
+        cls, record: Mapping[str, Any], arrays: Mapping[str, np.ndarray]
+    ) -> RegionalAdjustment:
+        """Inverse of :meth:`to_record`.
+
+        Raises
+        ------
+        BundleError
+            A malformed record or forest.
+        """
+        try:
+            forest = record.get("forest")
+            return cls(
+                bands=[str(b) for b in record["bands"]],
+                slope=float(record["slope"]),
+                level=float(record["level"]),
+                shrink=float(record["shrink"]),
+                forest=None if forest is None else forest_from_arrays(arrays, forest),
+                target=str(record["target"]),
+                depth_offsets={
+                    (float(t), float(b)): float(v) for t, b, v in record["depth_offsets"]
+                },
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(f"the bundle's regional adjustment is malformed ({exc!r})") from None
