@@ -32,13 +32,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.ensemble import RandomForestRegressor
 
 from socmap.errors import BundleError
 from socmap.model.forest_arrays import forest_arrays, forest_from_arrays
+
+if TYPE_CHECKING:
+    from sklearn.ensemble import RandomForestRegressor
 
 __all__ = ["FOREST_TARGETS", "RegionalAdjustment"]
 

@@ -22,14 +22,14 @@ True
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.ensemble import RandomForestRegressor
-from sklearn.tree import DecisionTreeRegressor
-from sklearn.tree._tree import NODE_DTYPE, Tree
 
 from socmap.errors import BundleError
+
+if TYPE_CHECKING:  # scikit-learn loads only when a bundle holds a forest (mapping start-up)
+    from sklearn.ensemble import RandomForestRegressor
 
 __all__ = ["forest_arrays", "forest_from_arrays"]
 
@@ -76,6 +76,10 @@ def forest_from_arrays(
         The arrays are from another format, or their node fields are not those of the
         installed scikit-learn's trees (re-fit the model with this version).
     """
+    from sklearn.ensemble import RandomForestRegressor
+    from sklearn.tree import DecisionTreeRegressor
+    from sklearn.tree._tree import NODE_DTYPE, Tree
+
     if meta.get("format") != FOREST_FORMAT:
         raise BundleError(
             f"forest format {meta.get('format')!r} is not {FOREST_FORMAT!r}; re-save the model"
