@@ -120,13 +120,14 @@ class RegionalAdjustment:
     def at_intervals(
         self, values: np.ndarray, intervals: Sequence[tuple[float, float]]
     ) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`constant` for ``(n, bands)`` values at every interval: ``(depths, n)`` each."""
-        n = len(values)
-        pairs = [
-            self.constant(np.column_stack([values, np.full(n, top, float), np.full(n, bot, float)]))
-            for top, bot in intervals
-        ]
-        return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+        """:meth:`constant` for ``(n, bands)`` values at every interval: ``(depths, n)`` each.
+
+        All intervals go through the trees at once (one call per tree, not per interval).
+        """
+        n, depths = len(values), len(intervals)
+        depth = np.repeat(np.asarray(intervals, dtype=float).reshape(depths, 2), n, axis=0)
+        add, spread = self.constant(np.column_stack([np.tile(values, (depths, 1)), depth]))
+        return add.reshape(depths, n), spread.reshape(depths, n)
 
     def to_record(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Arrays and JSON-ready settings for a bundle."""
