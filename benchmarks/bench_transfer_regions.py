@@ -351,7 +351,11 @@ def write_summary(out: Path, doc: Path, machine: str) -> None:
         "repeats. `rf` is the raw-target Random Forest with ranger-like defaults, the "
         "reference of ΔMAE %; paired differences (method minus reference, per fold, layer "
         "and repeat) are mean ± standard error (folds and layers are not independent, so "
-        "read the SE as a rough scale).",
+        "read the SE as a rough scale). `finetune:auto` (auto) chooses among rf, rf-log, "
+        "prior-residual and recalibrate by inner spatial CV on the training profiles only; "
+        "since commit abc7622 a bundle holds any of them (the pretrained network with a "
+        "regional adjustment, `socmap.model.adjustment`), so these are the numbers of the "
+        "maps that `socmap finetune --strategy auto` and `socmap run` make.",
         "",
         f"Settings: folds {settings['folds']}, block size {settings['block_size']}, sizes "
         f"{settings['sizes']}, repeats {settings['repeats']}, MC passes {settings['mc_passes']}, "
