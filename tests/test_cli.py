@@ -224,6 +224,12 @@ def test_top_level_help_lists_the_commands_in_data_flow_order(capsys, monkeypatc
     for panel in PANELS:
         assert panel in out
     assert "(the [ee] extra)" in out  # rich markup must not eat it
+    # flags take no value, so no type is shown beside them; options with values keep theirs
+    assert "--version" in out and "<bool>" not in out
+    code, out, _ = run(["view", "--help"], capsys)
+    assert "--no-open" in out and "<bool>" not in out
+    code, out, _ = run(["predict", "--help"], capsys)
+    assert re.search(r"--passes\s+<int>", out)
 
 
 def test_finetune_cv_and_benchmark_share_one_profile_option_group(capsys, monkeypatch):

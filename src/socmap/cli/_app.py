@@ -16,7 +16,7 @@ import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
-from typer.core import TyperGroup
+from typer.core import TyperGroup, TyperOption
 from typer.exceptions import TyperException
 
 from socmap._versions import __version__
@@ -35,6 +35,17 @@ PANELS: dict[str, tuple[str, ...]] = {
 
 
 _ORDER = [name for names in PANELS.values() for name in names]
+
+_type_column = TyperOption.display_type_rich
+
+
+def _flag_without_type(self: TyperOption, ctx: Any) -> str | None:
+    # Typer's rich help prints "<bool>" beside every flag (--help, --version, --open/--no-open),
+    # which reads as if the flag took a value; a flag has no value to describe.
+    return None if self.is_flag else _type_column(self, ctx)
+
+
+TyperOption.display_type_rich = _flag_without_type  # type: ignore[method-assign]
 
 
 _PANEL = {name: panel for panel, names in PANELS.items() for name in names}
