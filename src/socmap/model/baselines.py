@@ -171,13 +171,8 @@ class RegionalForest(RegressorMixin, BaseEstimator):
         """
         check_is_fitted(self, "forest_")
         features = self._features(self._prepare(X))
-        per_tree = np.stack([t.predict(features) for t in self.forest_.estimators_])
-        if self.target_transform == "identity":
-            return (
-                np.log1p(np.clip(per_tree.mean(axis=0), 0, None)),
-                np.log1p(np.clip(per_tree, 0, None)).std(axis=0),
-            )
-        return per_tree.mean(axis=0), per_tree.std(axis=0)
+        trees = RegionalAdjustment(forest=self.forest_, target=self.target_transform)
+        return trees.forest_part(features)
 
     def adjustment(self) -> RegionalAdjustment:
         """Return the forest as a bundle's adjustment: the forest alone (the network unused)."""
