@@ -217,3 +217,92 @@ def test_map_counts_the_cores_it_cannot_place_instead_of_dropping_them(tmp_path)
     assert drawn["cores_unplaced"] == 2
     assert [c["id"] for c in drawn["cores"]] == ["a"]
     assert (drawn["cores"][0]["row"], drawn["cores"][0]["col"]) == (2.5, 1.5)
+
+
+def _get(url):
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status, response.headers["Content-Type"], response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers["Content-Type"], err.read()
+
+
+def test_served_map_gives_full_resolution_tiles_and_the_cog_values(run):
+    import io
+    import json
+
+    import rasterio
+    from PIL import Image
+
+    from socmap.errors import ConfigError
+    from socmap.report.tiles import serve
+
+    with rasterio.open(run / "cogs" / "soc_0-15cm_mean.tif") as src:
+        mean = src.read(1)
+    server = serve(run)
+    try:
+        assert server.url.startswith("http://127.0.0.1:")
+        status, kind, page = _get(server.url)
+        assert status == 200 and kind.startswith("text/html")
+        data = json.loads(re.search(rb'id="socmap-data"[^>]*>(.*?)</script>', page, re.S)[1])
+        assert data["step"] == 1 and data["shape"] == list(mean.shape)
+        assert all("png" not in layer for layer in data["layers"])
+        ids = [layer["id"] for layer in data["layers"]]
+        assert "soc-mean-0" in ids and "strata" in ids
+        # zoom 0 is the grid itself, zoom -1 every second pixel: nodata is transparent
+        for z, step in ((0, 1), (-1, 2)):
+            status, kind, png = _get(f"{server.url}tiles/soc-mean-0/{z}/0/0.png")
+            assert status == 200 and kind == "image/png"
+            alpha = np.asarray(Image.open(io.BytesIO(png)))[..., 3]
+            window = mean[: 256 * step : step, : 256 * step : step]
+            expected = np.zeros((256, 256), dtype=bool)
+            expected[: window.shape[0], : window.shape[1]] = np.isfinite(window)
+            np.testing.assert_array_equal(alpha > 0, expected)
+        status, _, png = _get(f"{server.url}tiles/soc-mean-0/0/99/99.png")  # off the grid
+        assert status == 200 and not np.asarray(Image.open(io.BytesIO(png)))[..., 3].any()
+        r, c = (int(v) for v in np.argwhere(np.isfinite(mean))[100])
+        status, kind, body = _get(f"{server.url}value?row={r}&col={c}")
+        values = json.loads(body)
+        assert values["0-15cm"]["mean"] == pytest.approx(float(mean[r, c]), rel=1e-6)
+        assert values["stratum"] is not None
+        for bad in ("tiles/nope/0/0/0.png", "tiles/soc-mean-0/1/0/0.png", "value?row=-1&col=0",
+                    "value?row=x"):  # fmt: skip
+            status, _, body = _get(server.url + bad)
+            assert status == 400 and body, bad
+        assert _get(server.url + "etc/passwd")[0] == 404
+    finally:
+        server.stop()
+    with pytest.raises(ConfigError, match="not a loopback address"):
+        serve(run, host="0.0.0.0")
+
+
+def test_served_map_page_draws_tiles_and_shows_a_clicked_pixel(run, browser):
+    import rasterio
+
+    from socmap.report.tiles import serve
+
+    with rasterio.open(run / "cogs" / "soc_0-15cm_mean.tif") as src:
+        mean = src.read(1)
+    r, c = (int(v) for v in np.argwhere(np.isfinite(mean))[50])
+    server = serve(run)
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{server.url}#layer=SOC%20sd%200-15cm&pixel={r},{c}")
+        page.wait_for_function("document.body.dataset.map === 'ready'")
+        page.wait_for_function("document.body.dataset.clicked !== undefined")
+        assert page.get_attribute("body", "data-layer") == "SOC sd 0-15cm"
+        assert page.get_attribute("body", "data-clicked").startswith(f"row {r}, col {c}")
+        page.wait_for_function("document.querySelectorAll('img.leaflet-tile-loaded').length > 0")
+        popup = page.locator(".leaflet-popup-content").inner_html()
+        shown = re.findall(r"<tr><td>0-15cm</td><td>([^<]+)</td>", popup)[0]
+        assert float(shown.replace(",", "")) == pytest.approx(float(mean[r, c]), rel=5e-4)
+        assert not errors, errors
+        page.close()
+    finally:
+        server.stop()

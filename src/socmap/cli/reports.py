@@ -92,13 +92,37 @@ def view_cmd(
     open_browser: Annotated[
         bool, typer.Option("--open/--no-open", help="Open the page in the default browser.")
     ] = True,
+    serve_tiles: Annotated[
+        bool,
+        typer.Option(
+            "--serve",
+            help="Serve the map at full resolution (tiles and values from the run) on "
+            "127.0.0.1 until Ctrl-C, instead of writing one page strided to 600 pixels.",
+        ),
+    ] = False,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Port of --serve (0: any free port).")
+    ] = 8765,
 ) -> None:
     """Interactive offline map of a run: every layer, design sites, strata, values on click.
 
-    Example: [bold]socmap view runs/edgeroi[/bold]
+    Example: [bold]socmap view runs/edgeroi[/bold]; a large map at full resolution:
+    [bold]socmap view runs/edgeroi --serve[/bold]
     """
     import webbrowser
 
+    if serve_tiles:
+        from socmap.report.tiles import serve
+
+        server = serve(run_dir, port=port)
+        out.print(f"serving {run_dir} at {server.url} (Ctrl-C stops)")
+        if open_browser:
+            webbrowser.open(server.url)
+        try:
+            server.thread.join()
+        except KeyboardInterrupt:
+            server.stop()
+        return
     from socmap.report.map import build_map
 
     page = build_map(run_dir, out_path)

@@ -19,6 +19,8 @@ import base64
 import html
 import io
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,7 @@ from matplotlib import colormaps
 
 from socmap._io import atomic_path
 
-__all__ = ["build_map", "inline_map"]
+__all__ = ["LayerSource", "build_map", "inline_map", "layer_sources"]
 
 VENDOR = Path(__file__).parent / "vendor" / "leaflet"
 #: Statistics of SOC offered as layers (q50 is close to the mean and left out).
@@ -66,46 +68,108 @@ def build_map(
     from socmap.predict import open_run
 
     run = open_run(run_dir)
-    soc = run.open()
     step = max(1, int(np.ceil(max(run.grid.shape) / max_side)))
-    depths = [str(d) for d in run.depth_labels]
+    every = (slice(None, None, step), slice(None, None, step))
     layers: list[dict[str, Any]] = []
     values: dict[str, dict[str, str]] = {}
-    for depth in depths:
-        values[depth] = {}
-        for stat in MAP_STATS:
-            plane = _strided(soc["soc"].sel(stat=stat, depth=depth).values, step)
-            values[depth][stat] = _b64(plane)
-            layers.append(_layer(f"SOC {stat} {depth}", "SOC (g/kg)", plane, _CMAPS[stat]))
-    if run.stocks.get("status") in ("computed", "complete"):
-        stock = run.open("stock.zarr")["stock"]
-        for label in [str(v) for v in run.stocks["labels"]]:
-            plane = _strided(stock.sel(stat="mean", depth=label).values, step)
-            layers.append(_layer(f"stock mean {label}", "stock (t C/ha)", plane, "viridis"))
-    for name, units, cmap in (("di", "DI (unitless)", "cividis"), ("aoa", "AOA (1 in)", "RdYlGn")):
-        plane = _strided(soc[name].values, step)
-        if np.isfinite(plane).any():
-            layers.append(_layer(name.upper(), units, plane, cmap))
-    strata_codes, strata_labels = _strata_codes(run, step)
-    if strata_codes is not None:
-        layers.append(_class_layer("strata", strata_codes, strata_labels))
-    shape = [int(np.ceil(run.grid.height / step)), int(np.ceil(run.grid.width / step))]
+    strata_codes: np.ndarray | None = None
+    for source in layer_sources(run):
+        plane = source.read(*every)
+        if source.depth is not None:
+            values.setdefault(source.depth, {})[str(source.stat)] = _b64(plane)
+        if source.classes is not None:
+            strata_codes = plane
+            layers.append(_class_layer(source.label, plane, source.classes))
+        elif not source.optional or np.isfinite(plane).any():
+            layers.append(_layer(source.label, source.units, plane, source.cmap))
     data = {
-        "shape": shape,
-        "step": step,
-        "depths": depths,
+        **_overlays(run, step),
         "layers": layers,
         "values": values,
-        "sites": _design_sites(run, step),
-        **_cores(run, step),
-        "strata": _strata_polygons(run, step),
         "strata_codes": None if strata_codes is None else _b64(strata_codes),
-        "strata_labels": strata_labels,
     }
     path = Path(out) if out is not None else run.path / "report" / "map.html"
     with atomic_path(path, overwrite=True) as tmp:
         tmp.write_text(_page(title or f"socmap map: {run.path.name}", data), encoding="utf-8")
     return path
+
+
+@dataclass(frozen=True)
+class LayerSource:
+    """One raster layer of the map page and how to read a window of it.
+
+    Attributes
+    ----------
+    key
+        Short id (used in tile URLs).
+    label, units, cmap
+        Switcher label, legend units and colour map.
+    read
+        ``read(rows, cols)``: the 2-D values of a window (slices, steps allowed).
+    depth, stat
+        For SOC layers, the depth label and statistic (the click popup's values).
+    classes
+        Class labels of a categorical layer (codes ``0..n-1``, ``-1`` outside), else None.
+    optional
+        Left out of the page when it holds no value (DI and AOA without an AOA).
+    """
+
+    key: str
+    label: str
+    units: str
+    cmap: str
+    read: Callable[[slice, slice], np.ndarray]
+    depth: str | None = None
+    stat: str | None = None
+    classes: list[str] | None = None
+    optional: bool = False
+
+
+def layer_sources(run: Any) -> list[LayerSource]:
+    """Every raster layer of a run's map, in switcher order (nothing is read yet)."""
+    soc = run.open()
+    out: list[LayerSource] = []
+
+    def reader(array: Any) -> Callable[[slice, slice], np.ndarray]:
+        return lambda rows, cols: np.asarray(array[rows, cols], dtype=np.float32)
+
+    for i, depth in enumerate(str(d) for d in run.depth_labels):
+        for stat in MAP_STATS:
+            array = soc["soc"].sel(stat=stat, depth=depth).data
+            out.append(LayerSource(f"soc-{stat}-{i}", f"SOC {stat} {depth}", "SOC (g/kg)",
+                                   _CMAPS[stat], reader(array), depth, stat))  # fmt: skip
+    if run.stocks.get("status") in ("computed", "complete"):
+        stock = run.open("stock.zarr")["stock"]
+        for i, label in enumerate(str(v) for v in run.stocks["labels"]):
+            array = stock.sel(stat="mean", depth=label).data
+            out.append(LayerSource(f"stock-{i}", f"stock mean {label}", "stock (t C/ha)",
+                                   "viridis", reader(array)))  # fmt: skip
+    for name, units, cmap in (("di", "DI (unitless)", "cividis"), ("aoa", "AOA (1 in)", "RdYlGn")):
+        out.append(LayerSource(name, name.upper(), units, cmap, reader(soc[name].data),
+                               optional=True))  # fmt: skip
+    labels = [str(v) for v in ((run.strata or {}).get("options") or {}).get("strata_labels", [])]
+    path = run.path / "strata_codes.zarr"
+    if labels and path.exists():
+        import zarr
+
+        codes = zarr.open_array(store=str(path), mode="r")
+        out.append(LayerSource("strata", "strata", "stratum", "tab20", reader(codes),
+                               classes=labels))  # fmt: skip
+    return out
+
+
+def _overlays(run: Any, step: int) -> dict[str, Any]:
+    """Return what the page shows besides the rasters: shape, depths, cores, sites, polygons."""
+    labels = [str(v) for v in ((run.strata or {}).get("options") or {}).get("strata_labels", [])]
+    return {
+        "shape": [int(np.ceil(run.grid.height / step)), int(np.ceil(run.grid.width / step))],
+        "step": step,
+        "depths": [str(d) for d in run.depth_labels],
+        "sites": _design_sites(run, step),
+        **_cores(run, step),
+        "strata": _strata_polygons(run, step),
+        "strata_labels": labels,
+    }
 
 
 def inline_map(page: str | Path, height: int = 520) -> Any:
@@ -133,71 +197,72 @@ def inline_map(page: str | Path, height: int = 520) -> Any:
     )
 
 
-def _strided(values: np.ndarray, step: int) -> np.ndarray:
-    return np.asarray(values[::step, ::step], dtype=np.float32)
-
-
 def _b64(plane: np.ndarray) -> str:
     return base64.b64encode(np.ascontiguousarray(plane, dtype="<f4").tobytes()).decode("ascii")
 
 
 def _layer(label: str, units: str, plane: np.ndarray, cmap: str) -> dict[str, Any]:
     """Colour ``plane`` into a PNG (NaN transparent) and give its legend range."""
-    from PIL import Image
+    legend = continuous_legend(label, units, plane, cmap)
+    png = png_bytes(colour(plane, legend["low"], legend["high"], cmap))
+    return {**legend, "png": "data:image/png;base64," + base64.b64encode(png).decode("ascii")}
 
+
+def continuous_legend(label: str, units: str, plane: np.ndarray, cmap: str) -> dict[str, Any]:
+    """Legend of a continuous layer: its 2-98 % range in ``plane`` and the colour gradient."""
     finite = plane[np.isfinite(plane)]
     lo, hi = (float(v) for v in np.percentile(finite, [2, 98])) if finite.size else (0.0, 1.0)
     hi = hi if hi > lo else lo + 1.0
-    scaled = np.clip((plane - lo) / (hi - lo), 0, 1)
-    rgba = (colormaps[cmap](np.nan_to_num(scaled)) * 255).astype(np.uint8)
-    rgba[~np.isfinite(plane), 3] = 0
-    buf = io.BytesIO()
-    Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
     stops = [colormaps[cmap](t) for t in np.linspace(0, 1, 6)]
     gradient = ", ".join(f"rgb({r * 255:.0f},{g * 255:.0f},{b * 255:.0f})" for r, g, b, _ in stops)
-    return {
-        "label": label,
-        "units": units,
-        "png": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii"),
-        "low": lo,
-        "high": hi,
-        "gradient": f"linear-gradient(to right, {gradient})",
-    }
+    return {"label": label, "units": units, "low": lo, "high": hi,
+            "gradient": f"linear-gradient(to right, {gradient})"}  # fmt: skip
 
 
-def _strata_codes(run: Any, step: int) -> tuple[np.ndarray | None, list[str]]:
-    """Return the stratum code per displayed pixel (-1 outside every stratum) and the labels."""
-    labels = [str(v) for v in ((run.strata or {}).get("options") or {}).get("strata_labels", [])]
-    path = run.path / "strata_codes.zarr"
-    if not labels or not path.exists():
-        return None, []
-    import zarr
+def colour(plane: np.ndarray, low: float, high: float, cmap: str) -> np.ndarray:
+    """RGBA ``uint8`` of ``plane`` scaled from ``low`` to ``high``; NaN is transparent."""
+    scaled = np.clip((plane - low) / (high - low), 0, 1)
+    rgba = (colormaps[cmap](np.nan_to_num(scaled)) * 255).astype(np.uint8)
+    rgba[~np.isfinite(plane), 3] = 0
+    return rgba
 
-    codes = np.asarray(zarr.open_array(store=str(path), mode="r")[...])
-    return _strided(codes, step), labels
+
+def png_bytes(rgba: np.ndarray) -> bytes:
+    """Encode an RGBA ``uint8`` image as PNG."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def _class_layer(label: str, codes: np.ndarray, classes: list[str]) -> dict[str, Any]:
     """Colour a categorical plane (one colour per class, none outside); give its swatches."""
-    from PIL import Image
+    png = png_bytes(class_colour(codes, len(classes)))
+    return {**class_legend(label, classes),
+            "png": "data:image/png;base64," + base64.b64encode(png).decode("ascii")}  # fmt: skip
 
+
+def _class_colours(n: int) -> list[tuple[float, ...]]:
     palette = colormaps["tab20"]
-    colours = [palette(i % 20) for i in range(len(classes))]
+    return [tuple(palette(i % 20)) for i in range(n)]
+
+
+def class_colour(codes: np.ndarray, n: int) -> np.ndarray:
+    """RGBA ``uint8`` of class codes ``0..n-1`` (others transparent)."""
     rgba = np.zeros((*codes.shape, 4), dtype=np.uint8)
-    for i, colour in enumerate(colours):
-        rgba[codes == i] = [int(c * 255) for c in colour[:3]] + [200]
-    buf = io.BytesIO()
-    Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
+    for i, rgb in enumerate(_class_colours(n)):
+        rgba[codes == i] = [int(c * 255) for c in rgb[:3]] + [200]
+    return rgba
+
+
+def class_legend(label: str, classes: list[str]) -> dict[str, Any]:
+    """Legend of a categorical layer: one swatch per class."""
     swatches = [
         {"name": name, "colour": f"rgb({r * 255:.0f},{g * 255:.0f},{b * 255:.0f})"}
-        for name, (r, g, b, _) in zip(classes, colours, strict=True)
+        for name, (r, g, b, _) in zip(classes, _class_colours(len(classes)), strict=True)
     ]
-    return {
-        "label": label,
-        "units": "stratum",
-        "png": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii"),
-        "classes": swatches,
-    }
+    return {"label": label, "units": "stratum", "classes": swatches}
 
 
 def _design_sites(run: Any, step: int) -> list[dict[str, Any]]:
@@ -277,6 +342,8 @@ def _page(heading: str, data: dict[str, Any]) -> str:
     note = (
         f"Shown every {data['step']} pixels of the grid. " if data["step"] > 1 else ""
     ) + "Click a pixel for SOC at every depth (mean, sd, 90 % interval)."
+    if data.get("tiles"):
+        note = "Full resolution, served as tiles from the run. " + note
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -285,7 +352,7 @@ def _page(heading: str, data: dict[str, Any]) -> str:
 html,body{{margin:0;height:100%;font-family:system-ui,sans-serif}}
 #map{{position:absolute;top:2.4rem;bottom:0;left:0;right:0;background:#f4f4f4}}
 header{{height:2.4rem;display:flex;align-items:center;gap:1rem;padding:0 .8rem;font-size:.9rem}}
-.socmap-layer{{image-rendering:pixelated}}
+.socmap-layer,.socmap-layer img{{image-rendering:pixelated}}
 .legend{{background:#fff;padding:.4rem .6rem;border-radius:4px;font-size:.8rem;min-width:12rem}}
 .legend .bar{{height:.7rem;margin:.2rem 0}}
 .legend .ends{{display:flex;justify-content:space-between}}
@@ -304,9 +371,13 @@ header{{height:2.4rem;display:flex;align-items:center;gap:1rem;padding:0 .8rem;f
   var map = L.map('map', {{crs: L.CRS.Simple, minZoom: -5, maxZoom: 6, zoomSnap: 0.25,
     attributionControl: false}});
   map.fitBounds(bounds);
-  var base = {{}}, first = null;
+  var base = {{}}, first = null, tiles = data.tiles || null;
   data.layers.forEach(function (layer) {{
-    var overlay = L.imageOverlay(layer.png, bounds, {{className: 'socmap-layer'}});
+    // served runs draw full-resolution tiles (z <= 0 from the server, Leaflet enlarges them)
+    var overlay = tiles
+      ? L.tileLayer(tiles.url.replace('{{id}}', layer.id), {{tileSize: 256, bounds: bounds,
+          noWrap: true, minZoom: -20, maxZoom: 6, maxNativeZoom: 0, className: 'socmap-layer'}})
+      : L.imageOverlay(layer.png, bounds, {{className: 'socmap-layer'}});
     overlay.socmap = layer;
     base[layer.label] = overlay;
     if (first === null) {{ first = overlay; }}
@@ -365,7 +436,7 @@ header{{height:2.4rem;display:flex;align-items:center;gap:1rem;padding:0 .8rem;f
   if (first !== null) {{ first.addTo(map); show(first); }}
   var switcher = L.control.layers(base, overlays, {{collapsed: false}}).addTo(map);
   var planes = {{}};
-  data.depths.forEach(function (d) {{
+  (tiles ? [] : data.depths).forEach(function (d) {{
     planes[d] = {{}};
     Object.keys(data.values[d]).forEach(function (stat) {{
       var raw = atob(data.values[d][stat]), bytes = new Uint8Array(raw.length);
@@ -385,29 +456,43 @@ header{{height:2.4rem;display:flex;align-items:center;gap:1rem;padding:0 .8rem;f
       var i = row * w + col, p = planes[d];
       out[d] = {{mean: p.mean[i], sd: p.sd[i], q05: p.q05[i], q95: p.q95[i]}};
     }});
+    var code = strataCodes === null ? null : strataCodes[row * w + col];
+    out.stratum = code === null ? null : (code >= 0 ? data.strata_labels[code] : 'none');
     return out;
   }};
+  function valueAt(row, col, done) {{
+    if (!tiles) {{ done(window.socmapValueAt(row, col)); return; }}
+    fetch(tiles.value + '?row=' + row + '&col=' + col).then(function (r) {{ return r.json(); }})
+      .then(function (v) {{
+        data.depths.forEach(function (d) {{  // JSON has no NaN: null is no value
+          ['mean', 'sd', 'q05', 'q95'].forEach(function (k) {{
+            if (v[d][k] === null) {{ v[d][k] = NaN; }}
+          }});
+        }});
+        done(v);
+      }});
+  }}
   map.on('click', function (e) {{
     var row = Math.floor(-e.latlng.lat), col = Math.floor(e.latlng.lng);  // displayed pixel
     if (row < 0 || row >= h || col < 0 || col >= w) {{ return; }}
-    var v = window.socmapValueAt(row, col), rows = '';
+    valueAt(row, col, function (v) {{ popup(e.latlng, row, col, v); }});
+  }});
+  function popup(latlng, row, col, v) {{
+    var rows = '';
     data.depths.forEach(function (d) {{
       rows += '<tr><td>' + d + '</td><td>' + fmt(v[d].mean) + '</td><td>' + fmt(v[d].sd) +
         '</td><td>' + fmt(v[d].q05) + ' – ' + fmt(v[d].q95) + '</td></tr>';
     }});
     var where = 'row ' + row * data.step + ', col ' + col * data.step;  // grid pixel
-    if (strataCodes !== null) {{
-      var code = strataCodes[row * w + col];
-      where += ', stratum ' + (code >= 0 ? data.strata_labels[code] : 'none');
-    }}
+    if (v.stratum !== null && v.stratum !== undefined) {{ where += ', stratum ' + v.stratum; }}
     // pan the popup clear of the layer switcher, not only of the map's edge
     var right = switcher.getContainer().offsetWidth + 20;
     L.popup({{autoPanPaddingTopLeft: [10, 10], autoPanPaddingBottomRight: [right, 10]}})
-      .setLatLng(e.latlng).setContent('<div>' + where + ' (SOC g/kg)</div><table>' +
+      .setLatLng(latlng).setContent('<div>' + where + ' (SOC g/kg)</div><table>' +
       '<tr><th>depth</th><th>mean</th><th>sd</th><th>90 % interval</th></tr>' + rows +
       '</table>').openOn(map);
     document.body.setAttribute('data-clicked', where);
-  }});
+  }}
   // Links can open a layer and a pixel: map.html#layer=SOC%20sd%200-30cm&pixel=120,85
   // (grid row, column), which is also how the tests drive the page.
   var hash = new URLSearchParams(window.location.hash.slice(1));
