@@ -47,9 +47,7 @@ def test_finetune_writes_a_bundle_with_the_regional_group(cube, tmp_path, capsys
 
 
 @pytest.mark.slow
-def test_finetune_prior_residual_writes_the_network_with_its_adjustment(
-    cube, tmp_path, capsys
-):
+def test_finetune_prior_residual_writes_the_network_with_its_adjustment(cube, tmp_path, capsys):
     out = tmp_path / "pr"
     code, text, _ = run(
         ["finetune", BUNDLE, "--format", "edgeroi", "--cube", cube, "--strategy",
