@@ -282,3 +282,33 @@ def test_bundles_that_can_only_map_nan_are_refused_on_load(tmp_path, trained):
     (out / "model.json").write_text(json.dumps(doc))
     with pytest.raises(BundleError, match=r"normalisation is unusable.*std\['t'\]\": 0\.0"):
         load_bundle(out)
+
+
+def test_an_adjustment_round_trips_and_an_altered_forest_is_refused(tmp_path, trained):
+    from safetensors.torch import load_file
+    from sklearn.ensemble import RandomForestRegressor
+
+    from socmap._records import file_sha256
+    from socmap.model.adjustment import RegionalAdjustment
+
+    model, spec, table = trained
+    x = table[["t", "top_cm", "bottom_cm"]].to_numpy(dtype=float, copy=True)
+    x[::7, 0] = np.nan  # trees that learned where missing values go
+    forest = RandomForestRegressor(10, random_state=0).fit(x, np.log1p(table["soc_g_kg"]))
+    adj = RegionalAdjustment(["t"], slope=0.5, level=0.1, shrink=0.8, forest=forest,
+                             depth_offsets={(0.0, 5.0): 0.2})  # fmt: skip
+    out = save_bundle(tmp_path / "m", model, spec, adjustment=adj)
+    loaded = load_bundle(out).adjustment
+    assert loaded is not None and loaded.depth_offsets == {(0.0, 5.0): 0.2}
+    mean, sd = np.ones(len(x)), np.full(len(x), 0.3)
+    for got, want in zip(loaded.apply(x, mean, sd), adj.apply(x, mean, sd), strict=True):
+        np.testing.assert_array_equal(got, want)
+    # a forest whose child index points outside its tree is refused, even with a matching hash
+    tensors = {k: v.clone() for k, v in load_file(str(out / "weights.safetensors")).items()}
+    tensors["adjustment.left_child"][0] = 10**6
+    save_file(tensors, str(out / "weights.safetensors"))
+    doc = json.loads((out / "model.json").read_text())
+    doc["weights"]["sha256"] = file_sha256(out / "weights.safetensors")
+    (out / "model.json").write_text(json.dumps(doc))
+    with pytest.raises(BundleError, match="tree 0 of the stored forest has invalid nodes"):
+        load_bundle(out)

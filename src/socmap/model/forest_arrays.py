@@ -92,12 +92,18 @@ def forest_from_arrays(
         )
     n_features = int(meta["n_features"])
     offsets = np.asarray(arrays["offsets"], dtype=np.int64)
+    if len(offsets) != len(meta["max_depths"]) + 1:
+        raise BundleError(
+            f"the stored forest has {len(offsets)} tree offsets for "
+            f"{len(meta['max_depths'])} trees; re-save the model"
+        )
     estimators = []
     for i, depth in enumerate(meta["max_depths"]):
         lo, hi = int(offsets[i]), int(offsets[i + 1])
         nodes = np.empty(hi - lo, dtype=NODE_DTYPE)
         for name in fields:
             nodes[name] = arrays[name][lo:hi]
+        _check_tree(nodes, np.asarray(arrays["values"][lo:hi]), n_features, i)
         tree = Tree(n_features, np.ones(1, dtype=np.intp), 1)
         tree.__setstate__({
             "max_depth": int(depth), "node_count": hi - lo, "nodes": nodes,
@@ -107,7 +113,27 @@ def forest_from_arrays(
         est.tree_, est.n_features_in_, est.n_outputs_ = tree, n_features, 1
         est.max_features_ = n_features
         estimators.append(est)
-    forest = RandomForestRegressor(n_estimators=len(estimators))
+    forest = RandomForestRegressor(n_estimators=len(estimators))  # a shell for the trees
     forest.estimators_, forest.n_features_in_, forest.n_outputs_ = estimators, n_features, 1
     forest.estimator_ = DecisionTreeRegressor()
     return forest
+
+
+def _check_tree(nodes: np.ndarray, values: np.ndarray, n_features: int, index: int) -> None:
+    """Refuse node arrays that scikit-learn's unchecked traversal could misread.
+
+    Trees are stored depth first, so every child comes after its parent: with children in
+    ``(node, node_count)`` or both ``-1`` (a leaf), a traversal always ends at a leaf and
+    never reads outside the arrays, whatever a bundle file holds.
+    """
+    n = len(nodes)
+    node = np.arange(n)
+    left, right, feature = nodes["left_child"], nodes["right_child"], nodes["feature"]
+    leaf = (left == -1) & (right == -1)
+    inside = (left > node) & (left < n) & (right > node) & (right < n)
+    split_ok = (feature >= 0) & (feature < n_features) & np.isfinite(nodes["threshold"])
+    if n == 0 or not np.all(leaf | (inside & split_ok)) or not np.isfinite(values).all():
+        raise BundleError(
+            f"tree {index} of the stored forest has invalid nodes (children, features or "
+            "values out of range); the bundle is corrupt or was altered, re-save the model"
+        )
