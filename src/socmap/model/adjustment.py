@@ -166,5 +166,7 @@ class RegionalAdjustment:
                     (float(t), float(b)): float(v) for t, b, v in record["depth_offsets"]
                 },
             )
+        except BundleError:
+            raise
         except (KeyError, TypeError, ValueError) as exc:
             raise BundleError(f"the bundle's regional adjustment is malformed ({exc!r})") from None
