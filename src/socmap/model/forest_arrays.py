@@ -131,7 +131,8 @@ def _check_tree(nodes: np.ndarray, values: np.ndarray, n_features: int, index: i
     left, right, feature = nodes["left_child"], nodes["right_child"], nodes["feature"]
     leaf = (left == -1) & (right == -1)
     inside = (left > node) & (left < n) & (right > node) & (right < n)
-    split_ok = (feature >= 0) & (feature < n_features) & np.isfinite(nodes["threshold"])
+    # a split of missing against present values has an infinite threshold: only NaN is wrong
+    split_ok = (feature >= 0) & (feature < n_features) & ~np.isnan(nodes["threshold"])
     if n == 0 or not np.all(leaf | (inside & split_ok)) or not np.isfinite(values).all():
         raise BundleError(
             f"tree {index} of the stored forest has invalid nodes (children, features or "
