@@ -156,7 +156,7 @@ def finetune_bundle(
         metadata["calibration"] = calibrator.to_dict()
         metadata["cv_metrics"] = result.metrics.to_dict(orient="records")
         metadata["cv_protocol"] = {
-            "method": "spatial block k-fold, same strategy fine-tuned on the other folds",
+            "method": "spatial block k-fold, the same method fitted on the other folds",
             "folds": cv_folds,
             "block_size": block_size,
             "profiles_whole": True,
