@@ -306,3 +306,27 @@ def test_served_map_page_draws_tiles_and_shows_a_clicked_pixel(run, browser):
         page.close()
     finally:
         server.stop()
+
+
+def test_view_serve_prints_the_address_and_serves_until_stopped(run, capsys, monkeypatch):
+    import threading
+
+    from socmap.cli import main
+    from socmap.report import tiles
+
+    started, real_serve = {}, tiles.serve
+
+    def fake_serve(run_dir, port=0, host="127.0.0.1"):
+        started.update(run_dir=run_dir, port=port)
+        server = real_serve(run_dir, port=0)
+        server.stop()  # the command waits on the thread: let it end at once
+        return server
+
+    monkeypatch.setattr(tiles, "serve", fake_serve)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["view", str(run), "--serve", "--port", "0", "--no-open"])
+    assert exit_info.value.code in (0, None)
+    assert started == {"run_dir": run, "port": 0}
+    printed = capsys.readouterr().out
+    assert re.search(r"serving .* at http://127\.0\.0\.1:\d+/ \(Ctrl-C stops\)", printed)
+    assert not [t for t in threading.enumerate() if t.name == "socmap-tiles"]
