@@ -7,7 +7,7 @@ A run configuration names everything a regional remapping needs::
     region: edgeroi                   # region name, grid YAML, raster or {crs, bbox, resolution}
     cube: {catalog: edgeroi, chunk: 512}
     profiles: {path: edgeroi}         # "edgeroi" (embedded) or a profile table file
-    model: {bundle: global_gsm, strategy: freeze-encoders, depths: globalsoilmap}
+    model: {bundle: global_gsm, strategy: auto, depths: globalsoilmap}
     predict: {passes: 32}
     stocks: {bd: auto}
     strata: {source: geology}
@@ -89,8 +89,17 @@ class ModelStep(_Step):
 
     bundle: str = "global_gsm"
     strategy: Literal[
-        "full", "freeze-encoders", "head", "l2sp", "instances", "prior-residual", "auto"
-    ] = "freeze-encoders"
+        "full",
+        "freeze-encoders",
+        "head",
+        "l2sp",
+        "instances",
+        "prior-residual",
+        "recalibrate",
+        "rf",
+        "rf-log",
+        "auto",
+    ] = "auto"
     depths: str = "globalsoilmap"
     max_depth_cm: float | None = Field(default=100.0, gt=0)
     cv_folds: int = Field(default=5, ge=0, le=20)
