@@ -353,7 +353,7 @@ def write_summary(out: Path, doc: Path, machine: str) -> None:
         "and repeat) are mean ± standard error (folds and layers are not independent, so "
         "read the SE as a rough scale). `finetune:auto` (auto) chooses among rf, rf-log, "
         "prior-residual and recalibrate by inner spatial CV on the training profiles only; "
-        "since commit abc7622 a bundle holds any of them (the pretrained network with a "
+        "since commit 1cb37d8 a bundle holds any of them (the pretrained network with a "
         "regional adjustment, `socmap.model.adjustment`), so these are the numbers of the "
         "maps that `socmap finetune --strategy auto` and `socmap run` make.",
         "",
