@@ -101,7 +101,8 @@ def finetune_bundle(
     """
     if strategy == "depthwise" or (strategy in BASELINES and strategy not in BUNDLE_METHODS):
         raise ConfigError(
-            f"strategy {strategy!r} does not give one network bundle; compare it with "
+            f"strategy {strategy!r} gives no model a bundle can hold; choose auto, one of "
+            f"{list(BUNDLE_METHODS)!r} or a fine-tuning strategy, or compare it with "
             "`socmap cv --method` or `socmap benchmark transfer`"
         )
     if cv_folds < 0 or cv_folds == 1:
