@@ -11,11 +11,11 @@ zoom-0 tiles for closer views. Nothing is reprojected or resampled, and nothing 
 
 Only loopback addresses are served: the run's data stays on this machine.
 
-Examples
---------
->>> import urllib.request                                    # doctest: +SKIP
->>> server = serve("runs/edgeroi")                            # doctest: +SKIP
->>> urllib.request.urlopen(server.url + "value?row=10&col=20").read()  # doctest: +SKIP
+Usage (``tests/test_report.py`` runs it on a real run)::
+
+    server = serve("runs/edgeroi")          # http://127.0.0.1:<free port>/
+    urllib.request.urlopen(server.url + "value?row=10&col=20").read()
+    server.stop()
 """
 
 from __future__ import annotations
