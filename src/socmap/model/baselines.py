@@ -285,6 +285,10 @@ class GlobalModel(RegressorMixin, BaseEstimator):
         from socmap.model.train import predict
 
         check_is_fitted(self, "bundle_")
+        adjustment = self.bundle_.adjustment
+        if adjustment is not None and adjustment.slope == 0:  # a forest alone: no network
+            zeros = np.zeros(len(X))
+            return adjustment.apply(table_features(X, list(adjustment.bands)), zeros, zeros)
         pred = predict(
             self.bundle_.model,
             self.bundle_.spec.encode(X),
@@ -292,7 +296,6 @@ class GlobalModel(RegressorMixin, BaseEstimator):
             seed=self.random_state,
         )
         mean, sd = np.asarray(pred.mean, dtype=float), np.asarray(pred.sd, dtype=float)
-        adjustment = self.bundle_.adjustment
         if adjustment is None:
             return mean, sd
         return adjustment.apply(table_features(X, list(adjustment.bands)), mean, sd)

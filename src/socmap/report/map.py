@@ -147,7 +147,7 @@ def layer_sources(run: Any) -> list[LayerSource]:
     for name, units, cmap in (("di", "DI (unitless)", "cividis"), ("aoa", "AOA (1 in)", "RdYlGn")):
         out.append(LayerSource(name, name.upper(), units, cmap, reader(soc[name].data),
                                optional=True))  # fmt: skip
-    labels = [str(v) for v in ((run.strata or {}).get("options") or {}).get("strata_labels", [])]
+    labels = _strata_labels(run)
     path = run.path / "strata_codes.zarr"
     if labels and path.exists():
         import zarr
@@ -158,9 +158,14 @@ def layer_sources(run: Any) -> list[LayerSource]:
     return out
 
 
+def _strata_labels(run: Any) -> list[str]:
+    """Stratum names of a run's stratum codes (empty before ``socmap strata``)."""
+    return [str(v) for v in ((run.strata or {}).get("options") or {}).get("strata_labels", [])]
+
+
 def _overlays(run: Any, step: int) -> dict[str, Any]:
     """Return what the page shows besides the rasters: shape, depths, cores, sites, polygons."""
-    labels = [str(v) for v in ((run.strata or {}).get("options") or {}).get("strata_labels", [])]
+    labels = _strata_labels(run)
     return {
         "shape": [int(np.ceil(run.grid.height / step)), int(np.ceil(run.grid.width / step))],
         "step": step,
