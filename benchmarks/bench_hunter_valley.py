@@ -30,7 +30,7 @@ from bench_edgeroi_transfer import paired_table, time_per_method
 from bench_transfer_regions import METHODS, region_bundle
 from socmap._io import atomic_path
 from socmap.model.transfer import transfer_methods
-from socmap.training import _lonlat, global_context_covariates
+from socmap.training import global_context_covariates, sites_lonlat
 from socmap.validate import BlockKFold
 from socmap.validate.benchmark import parse_sizes, transfer_benchmark
 
@@ -47,7 +47,7 @@ def hunter_valley_table() -> tuple[pd.DataFrame, tuple[float, float, float, floa
     """The staged sites with the 10' global covariates, and their lon/lat box (with margin)."""
     table = pd.read_csv(DATA)
     table = table.merge(global_context_covariates(table), on="site_id", how="left")
-    lon, lat = _lonlat(table)
+    lon, lat = sites_lonlat(table)
     bbox = (float(lon.min()) - MARGIN_DEG, float(lat.min()) - MARGIN_DEG,
             float(lon.max()) + MARGIN_DEG, float(lat.max()) + MARGIN_DEG)  # fmt: skip
     return table, bbox

@@ -24,7 +24,12 @@ from socmap.grid import normalise_crs
 if TYPE_CHECKING:  # depth imports scikit-learn: loaded only when harmonising
     from socmap.depth import Harmonised
 
-__all__ = ["RegionalTable", "global_context_covariates", "regional_training_table"]
+__all__ = [
+    "RegionalTable",
+    "global_context_covariates",
+    "regional_training_table",
+    "sites_lonlat",
+]
 
 #: Margin (degrees) around the sites when cropping the global grid.
 GLOBAL_CROP_MARGIN_DEG = 0.5
@@ -58,7 +63,8 @@ class RegionalTable:
     band_units: dict[str, str] = field(default_factory=dict)
 
 
-def _lonlat(sites: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+def sites_lonlat(sites: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Longitude and latitude of every row of ``sites`` (``x, y`` in each row's ``crs``)."""
     lon = pd.Series(index=sites.index, dtype=float)
     lat = pd.Series(index=sites.index, dtype=float)
     for crs, idx in sites.groupby(sites["crs"].astype(str)).groups.items():
@@ -90,7 +96,7 @@ def global_context_covariates(
     from socmap.extraction import extract
 
     uniq = sites.drop_duplicates("site_id")[["site_id", "x", "y", "crs"]]
-    lon, lat = _lonlat(uniq)
+    lon, lat = sites_lonlat(uniq)
     if lon.notna().sum() == 0:
         raise ProfileValidationError("no site has coordinates; cannot sample global covariates")
     cat = load_catalog(catalog)

@@ -102,10 +102,10 @@ class RegionalAdjustment:
     def constant(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return what is added to ``slope * network``, and its sd, for ``(n, bands + 2)`` rows."""
         f, spread = self.forest_part(features)
-        offset: np.ndarray | float = 0.0
-        if self.depth_offsets:
-            keys = zip(features[:, -2].tolist(), features[:, -1].tolist(), strict=True)
-            offset = np.array([self.depth_offsets.get(k, 0.0) for k in keys])
+        offset = np.zeros(len(features))
+        # One mask per interval (a handful), not one dict lookup per pixel.
+        for (top, bottom), value in self.depth_offsets.items():
+            offset[(features[:, -2] == top) & (features[:, -1] == bottom)] = value
         return self.level + offset + self.shrink * f, self.shrink * spread
 
     def apply(

@@ -1,0 +1,63 @@
+"""Tests of the regional adjustment's arithmetic (``socmap.model.adjustment``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.ensemble import RandomForestRegressor
+
+from socmap.errors import BundleError
+from socmap.model.adjustment import RegionalAdjustment
+
+
+def _rows(depths: list[tuple[float, float]]) -> np.ndarray:
+    """One band (its value is the row number), then top and bottom."""
+    return np.array([[float(i), t, b] for i, (t, b) in enumerate(depths)])
+
+
+def test_depth_offsets_go_to_their_own_interval_only():
+    adj = RegionalAdjustment(
+        ["b"], slope=2.0, level=0.1, depth_offsets={(0.0, 5.0): 0.5, (5.0, 15.0): -0.25}
+    )
+    rows = _rows([(0, 5), (5, 15), (15, 30), (0, 5), (0, 15)])
+    add, spread = adj.constant(rows)
+    np.testing.assert_array_equal(add, [0.6, -0.15, 0.1, 0.6, 0.1])
+    np.testing.assert_array_equal(spread, np.zeros(5))
+    mean, sd = adj.apply(rows, np.ones(5), np.full(5, 0.3))
+    np.testing.assert_allclose(mean, 2.0 + add)
+    np.testing.assert_allclose(sd, 0.6)
+
+
+def test_a_forest_only_adjustment_ignores_the_network():
+    x = _rows([(0, 5)] * 30)
+    forest = RandomForestRegressor(5, random_state=0).fit(x, np.log1p(x[:, 0]))
+    adj = RegionalAdjustment(["b"], slope=0.0, level=0.0, shrink=1.0, forest=forest)
+    a = adj.apply(x, np.zeros(30), np.ones(30))
+    b = adj.apply(x, np.full(30, 99.0), np.full(30, 7.0))
+    for got, want in zip(a, b, strict=True):
+        np.testing.assert_array_equal(got, want)
+    per_tree = np.stack([t.predict(x) for t in forest.estimators_])
+    np.testing.assert_allclose(a[0], per_tree.mean(axis=0))
+    np.testing.assert_allclose(a[1], per_tree.std(axis=0))
+
+
+def test_at_intervals_equals_constant_row_by_row():
+    values = np.arange(6.0).reshape(6, 1)
+    forest = RandomForestRegressor(4, random_state=1).fit(
+        _rows([(0, 5)] * 3 + [(5, 15)] * 3), np.arange(6.0) / 10
+    )
+    adj = RegionalAdjustment(["b"], level=0.2, shrink=0.5, forest=forest,
+                             depth_offsets={(5.0, 15.0): 0.3})  # fmt: skip
+    intervals = [(0.0, 5.0), (5.0, 15.0)]
+    add, spread = adj.at_intervals(values, intervals)
+    assert add.shape == spread.shape == (2, 6)
+    for k, (top, bottom) in enumerate(intervals):
+        rows = np.column_stack([values, np.full(6, top), np.full(6, bottom)])
+        want_add, want_spread = adj.constant(rows)
+        np.testing.assert_allclose(add[k], want_add)
+        np.testing.assert_allclose(spread[k], want_spread)
+
+
+def test_an_unknown_forest_target_is_refused():
+    with pytest.raises(BundleError, match=r"forest target 'sqrt' must be one of"):
+        RegionalAdjustment(target="sqrt")
