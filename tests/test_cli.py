@@ -2,6 +2,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -65,10 +66,28 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path, capsys):
     assert code != 0 and "--samples" in err
 
 
+def test_cube_build_names_the_bands_that_leave_gaps(
+    make_raster, make_catalog, utm_grid, tmp_path, capsys
+):
+    half = np.full(utm_grid.shape, 5.0, dtype="float32")
+    half[:, : utm_grid.width // 4] = -9999.0  # a source that misses the west quarter
+    entries = [
+        {"name": "full", "source": make_raster("full", utm_grid), "units": "m",
+         "kind": "continuous", "group": "terrain", "nodata": -9999},
+        {"name": "part", "source": make_raster("part", utm_grid, data=half), "units": "m",
+         "kind": "continuous", "group": "terrain", "nodata": -9999},
+    ]  # fmt: skip
+    catalog = make_catalog(entries, utm_grid)
+    code, out, _ = run(["cube", "build", str(catalog), "--out", str(tmp_path / "c.zarr")], capsys)
+    assert code == 0
+    assert "bands with gaps (nodata; the best-covered band 0.0 %): part 25.0 %." in out
+
+
 def test_cube_build_info_extract_round_trip(shared_local_catalog, tmp_path, capsys):
     cube = tmp_path / "c.zarr"
     code, out, _ = run(["cube", "build", str(shared_local_catalog), "--out", str(cube)], capsys)
     assert code == 0 and "wrote cube" in out and cube.exists()
+    assert "gaps" not in out  # its largest gap, 0.83 % of the grid, is within the tolerance
     code, out, _ = run(["cube", "info", str(cube)], capsys)
     assert code == 0
     for band in ("elev", "temp", "cover", "ndvi"):

@@ -265,6 +265,10 @@ def test_describe_cube_counts_nodata(shared_cube: Path, utm_grid: Grid) -> None:
         "stands_for",
         "nodata_fraction",
     ]
+    # gaps are measured against the best-covered band (here complete), beyond a tolerance
+    assert info.coverage_gaps() == {}
+    assert info.coverage_gaps(0.005) == pytest.approx({"elev": 25 / n, "cover": 40 / n})
+    assert info.coverage_gaps(0.006) == pytest.approx({"cover": 40 / n})
     text = info.to_text()
     for needle in ("EPSG:32755", "60 rows x 80 cols", "(4, 16, 16)", "elev", "cover", "0.83"):
         assert needle in text, needle

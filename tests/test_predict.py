@@ -648,6 +648,9 @@ def test_strata_polygons_that_cover_no_pixel_fail_clearly(meuse, finished_run, t
             "check the file's CRS"),
         "empty.gpkg": (gpd.GeoDataFrame({"stratum": ["a"]}, geometry=[None],
                                         crs="EPSG:28992"), "no feature with both"),
+        "unnamed.gpkg": (gpd.GeoDataFrame({"stratum": ["a", None]}, geometry=[inside, inside],
+                                          crs="EPSG:28992"),
+                         r"1 features .* geometry but no 'stratum' value \(feature rows \[1\]\)"),
     }  # fmt: skip
     for name, (frame, message) in cases.items():
         with pytest.raises(ConfigError, match=message):
@@ -658,13 +661,13 @@ def test_strata_polygons_that_cover_no_pixel_fail_clearly(meuse, finished_run, t
         strata_for_run(finished_run.path, corrupt, workers=0, progress=False)
     assert sorted(p.name for p in finished_run.path.iterdir()) == before  # nothing written
 
-    # a stratum smaller than a pixel is named, not silently dropped
+    # a stratum smaller than a pixel, or without geometry, is named, not silently dropped
     tiny = box(minx, miny, minx + 1.0, miny + 1.0)
-    frame = gpd.GeoDataFrame({"stratum": ["all", "tiny"]}, geometry=[inside, tiny],
+    frame = gpd.GeoDataFrame({"stratum": ["all", "tiny", "lost"]}, geometry=[inside, tiny, None],
                              crs="EPSG:28992")  # fmt: skip
     res = strata_for_run(finished_run.path, write("tiny.gpkg", frame), workers=0, progress=False)
     assert set(res.table["stratum"]) == {"all"}
-    assert res.metadata["strata_without_pixels"] == ["tiny"]
+    assert res.metadata["strata_without_pixels"] == ["lost", "tiny"]
 
 
 def test_strata_need_stocks_first(meuse, tmp_path):

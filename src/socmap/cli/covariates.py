@@ -52,6 +52,20 @@ def cube_build(
     print_unknown_classes(path)
     info = describe_cube(path, progress=False)
     out.print(f"wrote cube {str(path)!r}: {len(info.bands)} bands on {info.grid!r}")
+    gaps = info.coverage_gaps()
+    best = 100 * float(info.bands["nodata_fraction"].min())
+    if gaps:
+        listed = ", ".join(f"{k} {100 * v:.1f} %" for k, v in gaps.items())
+        out.print(
+            f"bands with gaps (nodata; the best-covered band {best:.1f} %): {listed}. Pixels "
+            "missing any band get no prediction: check the sources cover the grid "
+            "(`socmap cube info` lists every band)"
+        )
+    elif best > 1:
+        out.print(
+            f"every band is nodata on {best:.1f} % of the grid or more (outside the sources or "
+            "their mask); those pixels get no prediction"
+        )
 
 
 @cube_app.command("info")

@@ -193,7 +193,7 @@ def strata_cmd(
     if missing:
         out.print(
             f"{len(missing)} strata cover no pixel centre of the map and have no row: "
-            f"{', '.join(missing)} (smaller than a pixel, or outside the map)"
+            f"{', '.join(missing)} (smaller than a pixel, outside the map, or without geometry)"
         )
     out.print(f"stratum table: {res.path}")
 

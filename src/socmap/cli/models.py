@@ -127,10 +127,12 @@ def finetune_cmd(
     strategy: Annotated[
         str,
         typer.Option(
-            help="full, freeze-encoders, head, l2sp, instances, prior-residual (the "
-            "network plus a regional residual forest) or auto (chosen by inner CV)."
+            help="auto (chosen by inner spatial CV among rf, rf-log, prior-residual and "
+            "recalibrate); one of those (prior-residual: the network plus a regional "
+            "residual forest); or a network fine-tuning strategy: full, freeze-encoders, "
+            "head, l2sp, instances."
         ),
-    ] = "full",
+    ] = "auto",
     depths: Annotated[str, typer.Option(help="Depth set of the targets.")] = "globalsoilmap",
     max_depth: Annotated[
         float | None, typer.Option(help="Use intervals whose top is above this depth (cm).")
@@ -154,7 +156,7 @@ def finetune_cmd(
     strategy), its CV metrics and the area of applicability of the training sites.
 
     Example: [bold]socmap finetune global.socmap --profiles x --format edgeroi
-    --cube edgeroi.zarr --strategy freeze-encoders --out edgeroi.socmap[/bold]
+    --cube edgeroi.zarr --out edgeroi.socmap[/bold]
     """
     from socmap.cube import open_cube
     from socmap.model.bundle import load_bundle
@@ -196,7 +198,12 @@ def cv_cmd(
     cube: Annotated[Path, typer.Option(help="The region's covariate cube (Zarr).")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the CV tables.")],
     method: Annotated[
-        str, typer.Option(help="rf, stacked, global, depthwise, instances or a strategy.")
+        str,
+        typer.Option(
+            help="rf, rf-log, auto, prior-residual, recalibrate, blend, stacked, global, "
+            "global-gbm, depthwise, instances or a fine-tuning strategy (full, "
+            "freeze-encoders, head, l2sp)."
+        ),
     ] = "rf",
     bundle: Annotated[
         Path | None, typer.Option(help="Pretrained bundle (network methods and stacking).")

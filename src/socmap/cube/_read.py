@@ -299,6 +299,17 @@ class CubeInfo:
     dtype: str
     attrs: dict[str, Any] = field(repr=False)
 
+    def coverage_gaps(self, tolerance: float = 0.01) -> dict[str, float]:
+        """Bands with more nodata than the best-covered band by over ``tolerance``.
+
+        A map has no value where any band is missing, so these bands shrink it; returns
+        ``name -> nodata fraction``.
+        """
+        frac = self.bands.set_index("name")["nodata_fraction"].astype(float)
+        if frac.empty:
+            return {}
+        return {str(k): float(v) for k, v in frac.items() if v - frac.min() > tolerance}
+
     def to_text(self) -> str:
         """Human-readable summary for the CLI."""
         g = self.grid

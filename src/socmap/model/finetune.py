@@ -53,7 +53,7 @@ def finetune_bundle(
     data: RegionalTable,
     out: str | Path,
     *,
-    strategy: str = "freeze-encoders",
+    strategy: str = "auto",
     depth_set: str = "globalsoilmap",
     block_size: BlockSize = 2000.0,
     cv_folds: int = 5,

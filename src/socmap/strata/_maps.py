@@ -137,15 +137,24 @@ def _from_polygons(grid: Grid, path: Path, field: str) -> tuple[np.ndarray, list
         )
     if frame.crs is None:
         raise ConfigError(f"stratum polygons {str(path)!r} have no CRS; set one and retry")
-    usable = frame.geometry.notna() & ~frame.geometry.is_empty & frame[field].notna()
-    if not usable.any():
+    shaped = frame.geometry.notna() & ~frame.geometry.is_empty
+    named = frame[field].notna()
+    if not (shaped & named).any():
         raise ConfigError(
             f"stratum polygons {str(path)!r} have no feature with both a geometry and a "
             f"{field!r} value ({len(frame)} features); check the file and --field"
         )
+    unnamed = np.flatnonzero((shaped & ~named).to_numpy())
+    if len(unnamed):  # their area would silently belong to no stratum
+        raise ConfigError(
+            f"{len(unnamed)} features of {str(path)!r} have a geometry but no {field!r} value "
+            f"(feature rows {unnamed[:5].tolist()!r}); give each a stratum or delete it"
+        )
+    # A named feature without geometry keeps its label: it is then reported as a stratum
+    # without pixels, not dropped.
+    labels = sorted({str(v) for v in frame.loc[named, field]})
     file_crs = frame.crs.to_string()
-    frame = frame.loc[usable].to_crs(grid.crs)
-    labels = sorted({str(v) for v in frame[field]})
+    frame = frame.loc[shaped & named].to_crs(grid.crs)
     code_of = {lab: i for i, lab in enumerate(labels)}
     shapes = [(g, code_of[str(v)]) for g, v in zip(frame.geometry, frame[field], strict=True)]
     codes = rasterize(
