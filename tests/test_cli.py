@@ -251,6 +251,18 @@ def test_top_level_help_lists_the_commands_in_data_flow_order(capsys, monkeypatc
     assert re.search(r"--passes\s+<int>", out)
 
 
+def test_spectra_benchmark_help_shows_the_defaults_it_runs_with(capsys, monkeypatch):
+    from socmap.spectra.benchmark import SpectralBenchmarkConfig
+
+    monkeypatch.setenv("COLUMNS", "250")
+    code, out, _ = run(["spectra", "benchmark", "--help"], capsys)
+    assert code == 0
+    cfg = SpectralBenchmarkConfig()
+    shown = dict(re.findall(r"^│\s+--([a-z-]+)\s.*\[default: (\d+)", out, flags=re.M))
+    assert shown == {"n-local": str(cfg.n_local), "k": str(cfg.k), "repeats": str(cfg.repeats),
+                     "freeze-front": str(cfg.freeze_front), "seed": str(cfg.seed)}  # fmt: skip
+
+
 def test_finetune_cv_and_benchmark_share_one_profile_option_group(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     group = ["--profiles", "--format", "--samples", "--map", "--crs", "--soc-units",

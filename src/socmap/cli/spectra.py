@@ -151,21 +151,21 @@ def spectra_benchmark_cmd(
         ),
     ] = "all",
     n_local: Annotated[
-        int | None, typer.Option(help="Kennard-Stone local samples per site [default: 30].")
+        int | None, typer.Option(help="Kennard-Stone local samples per site \\[default: 30].")
     ] = None,
     k: Annotated[
         int | None,
-        typer.Option(help="RS-LOCAL instances borrowed from the library [default: 100]."),
+        typer.Option(help="RS-LOCAL instances borrowed from the library \\[default: 100]."),
     ] = None,
     repeats: Annotated[
         int | None,
-        typer.Option(help="Repeats with different seeds [default: 1, as the published table]."),
+        typer.Option(help="Repeats with different seeds \\[default: 1, as the published table]."),
     ] = None,
     freeze_front: Annotated[
-        int | None, typer.Option(help="Conv blocks frozen in DTL-R/IR [default: 2].")
+        int | None, typer.Option(help="Conv blocks frozen in DTL-R/IR \\[default: 2].")
     ] = None,
     seed: Annotated[
-        int | None, typer.Option(min=0, help="Seed of every random step [default: 0].")
+        int | None, typer.Option(min=0, help="Seed of every random step \\[default: 0].")
     ] = None,
 ) -> None:
     """Local, global and transfer models (DTL-I, DTL-R, DTL-IR) at the embedded field sites.
