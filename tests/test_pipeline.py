@@ -79,7 +79,9 @@ def test_first_run_publishes_a_complete_version(setup: dict[str, Any]) -> None:
     assert outcome.published and outcome.computed == ALL_STAGES
     assert root.latest_version() == outcome.version == root.versions()[-1]
     latest = root.latest.resolve()
-    for name in ("cube.zarr", "profiles", "bundle", "run/report/report.html", "run/strata"):
+    for name in ("cube.zarr", "profiles", "bundle", "run/report/report.html", "run/strata",
+                 "training/training_table.parquet", "training/cube_bands.png",
+                 "profiles/figures/spline_fits.png"):  # fmt: skip
         assert (latest / name).exists(), name
     manifest = json.loads((latest / "manifest.json").read_text())
     assert manifest["config_sha256"] == load_run_config(setup["config"]).sha256()
@@ -113,6 +115,39 @@ def test_rerun_with_nothing_changed_does_nothing(setup: dict[str, Any]) -> None:
     assert "nothing changed" in lines[-1] and setup["first"] in lines[-1]
     assert root.versions() == before and root.latest_version() == setup["first"]
     assert {p.status for p in preview_run(setup["config"])} == {"unchanged"}
+
+
+def test_the_demo_is_a_run_and_summarises_its_manifest(
+    setup: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socmap.demo as demo
+
+    # the demo with this small configuration: the same run, so nothing is recomputed
+    monkeypatch.setattr(demo, "demo_spec", lambda **_: load_run_config(setup["config"]))
+    lines: list[str] = []
+    res = demo.run_demo(setup["root"].path, progress=False, log=lines.append)
+    assert "nothing changed" in lines[-1]
+    manifest = setup["root"].manifest(setup["first"])
+    tuned = manifest["metrics"]["finetune"]
+    assert f"MAE {tuned['cv']['all:mae']:.2f} g/kg" in res.facts["fine-tuned"]
+    assert res.facts["fine-tuned"].startswith("head;")
+    assert res.facts["design"].startswith(f"{manifest['metrics']['strata']['design_sites']} new")
+    latest = setup["root"].latest
+    assert res.outputs["report"] == latest / "run" / "report" / "report.html"
+    assert res.outputs["training table"] == latest / "training" / "training_table.parquet"
+    assert all(p.exists() for p in res.outputs.values())
+    text = res.to_text()
+    assert text.splitlines()[-1] == f"report: {res.outputs['report']}"
+
+
+def test_the_demo_configuration_is_the_built_in_run_with_the_demo_title() -> None:
+    from socmap.demo import demo_spec
+
+    spec, builtin = demo_spec(passes=8), load_run_config("edgeroi")
+    assert spec.predict.passes == 8 and spec.report.title.startswith("socmap demo")
+    same = ("cube", "profiles", "model", "stocks", "strata", "design", "region", "keep")
+    assert all(getattr(spec, k) == getattr(builtin, k) for k in same)
+    assert spec.base_dir == builtin.base_dir  # its inputs resolve as the built-in's do
 
 
 def test_catalog_change_recomputes_the_cube_and_after_but_not_the_profiles(

@@ -3,7 +3,7 @@
 # Usage: make demo && bash docs/images/make_screenshots.sh [demo_output]
 set -euo pipefail
 out="$(cd "$(dirname "$0")" && pwd)"
-report="$(cd "${1:-demo_output}/run/report" && pwd)"
+report="$(cd "${1:-demo_output}/latest/run/report" && pwd)"
 profile="$(mktemp -d)"
 trap 'rm -rf "$profile" "$report/_strata_only.html"' EXIT
 shot() {  # name url width,height

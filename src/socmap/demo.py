@@ -1,21 +1,28 @@
-"""The main job on embedded data: from the Edgeroi cores to SOC and stock maps.
+"""The main job on embedded data: ``socmap run`` on the built-in Edgeroi configuration.
 
-Cube, profile QC, harmonisation, training table; fine-tuning of the shipped global bundle
-(pretrained without Edgeroi) with a calibration CV; tiled prediction with MC dropout into
-Zarr, COGs, quicklooks and a STAC Item; carbon stocks with joint Monte Carlo uncertainty.
+The demo is the scheduled-run pipeline (:func:`socmap.pipeline.run_pipeline`) on
+``catalogs/runs/edgeroi.yaml``: cube, profile QC and harmonisation, fine-tuning of the shipped
+global bundle (pretrained without Edgeroi) with a calibration CV, tiled prediction with MC
+dropout, carbon stocks, stratum stocks by geology unit with a design of new cores, and the
+report. It only adds a summary of what the run did; a second demo into the same folder reuses
+every unchanged stage.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from socmap.catalog import load_catalog
+if TYPE_CHECKING:
+    from socmap.pipeline.config import RunSpec
 
-__all__ = ["DemoResult", "run_demo"]
+__all__ = ["DEMO_CONFIG", "DemoResult", "demo_spec", "run_demo"]
+
+#: The built-in run configuration the demo runs.
+DEMO_CONFIG = "edgeroi"
 
 
 @dataclass
@@ -38,202 +45,130 @@ class DemoResult:
         return "\n".join(lines)
 
 
-#: Stratum layer of the demo's stock table (a categorical band of the Edgeroi cube).
-DEMO_STRATA = "geology"
-#: New cores the demo's sampling design places.
-DEMO_BUDGET = 20
+def demo_spec(*, strategy: str | None = None, passes: int | None = None) -> RunSpec:
+    """Return the demo's run configuration: the built-in ``edgeroi`` one, with overrides.
+
+    From a source checkout the report also shows the committed Edgeroi transfer benchmark
+    (``docs/benchmarks/edgeroi_transfer``).
+    """
+    from socmap.pipeline.config import load_run_config
+
+    spec = load_run_config(DEMO_CONFIG)
+    update: dict[str, Any] = {}
+    if strategy is not None:
+        update["model"] = spec.model.model_copy(update={"strategy": strategy})
+    if passes is not None:
+        update["predict"] = spec.predict.model_copy(update={"passes": passes})
+    report: dict[str, Any] = {"title": "socmap demo: Edgeroi SOC and carbon stocks"}
+    bench = Path(__file__).resolve().parents[2] / "docs" / "benchmarks" / "edgeroi_transfer"
+    if (bench / "summary.csv").is_file():
+        report["benchmark"] = str(bench)
+    update["report"] = spec.report.model_copy(update=report)
+    return spec.model_copy(update=update)
 
 
 def run_demo(
     out_dir: str | Path = "demo_output",
     *,
-    depths: str = "globalsoilmap",
-    strategy: str = "auto",
-    passes: int = 32,
-    maps: bool = True,
+    strategy: str | None = None,
+    passes: int | None = None,
+    progress: bool = True,
     log: Callable[[str], object] = print,
 ) -> DemoResult:
-    """Run the main job end to end on the embedded Edgeroi data.
-
-    Steps: build the Edgeroi covariate cube from ``catalogs/covariates/edgeroi.yaml`` on its
-    100 m grid; read and QC the 359 Edgeroi profiles; harmonise SOC to ``depths`` with the
-    equal-area spline; sample the cube at the sites (nearest pixel) into a training table;
-    draw quicklook figures; then (``maps``) fine-tune the shipped global bundle on the
-    profiles down to 100 cm, map SOC with ``passes`` MC dropout passes, compute stocks,
-    stratum stocks by geology unit and a design of new cores, and write the HTML report.
+    """Run the main job end to end on the embedded Edgeroi data (``socmap run edgeroi``).
 
     Parameters
     ----------
     out_dir
-        Output folder (created; files inside are replaced).
-    depths
-        Depth set from ``catalogs/depths.yaml``.
-    strategy
-        Fine-tuning strategy.
-    passes
-        Monte Carlo dropout passes of the maps.
-    maps
-        Fine-tune, map and compute stocks (otherwise stop after the training table).
+        The run root: versions under ``runs/``, the newest one behind ``latest``.
+    strategy, passes
+        Overrides of the configuration's fine-tuning strategy (``auto``) and Monte Carlo
+        dropout passes (32).
+    progress
+        Progress bars.
     log
-        Called with one line per step.
+        Called with one line per stage.
+
+    Returns
+    -------
+    DemoResult
+        Facts from the run's manifest and the paths of its outputs (through ``latest``).
     """
-    from socmap.cube import build_cube, open_cube
-    from socmap.depth import harmonise
-    from socmap.extraction import extract, write_table
-    from socmap.profiles import qc_profiles, read_edgeroi, write_qc
-    from socmap.report.figures import plot_cube_bands, plot_spline_fits
+    from socmap.pipeline import run_pipeline
+    from socmap.pipeline.versions import RunRoot
 
     start = time.perf_counter()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    res = DemoResult(out_dir=out)
-
-    catalog = load_catalog("edgeroi")
-    n = 10 if maps else 5
-    log(f"[1/{n}] building the Edgeroi cube ({len(catalog.covariates)} covariates)")
-    cube_path = build_cube(catalog, None, out / "edgeroi_cube.zarr", overwrite=True)
-    cube = open_cube(cube_path)
-    res.outputs["cube"] = cube_path
-    res.facts["cube"] = f"{cube.sizes['band']} bands x {cube.sizes['y']} x {cube.sizes['x']} px"
-
-    log(f"[2/{n}] reading and QC-ing the Edgeroi profiles")
-    profiles = read_edgeroi()
-    report = qc_profiles(profiles)
-    flags_path, summary_path = write_qc(report, out / "qc")
-    res.outputs["qc flags"] = flags_path
-    res.outputs["qc summary"] = summary_path
-    res.facts["profiles"] = (
-        f"{profiles['site_id'].nunique()} sites, {len(profiles)} horizons, "
-        f"{int(profiles['soc_g_kg'].notna().sum())} with SOC; {len(report.flags)} QC flags"
-    )
-
-    log(f"[3/{n}] harmonising SOC onto {depths} depths (equal-area spline, lambda 0.1)")
-    harmonised = harmonise(profiles, depths, value_cols=("soc_g_kg",))
-    h_path = write_table(harmonised.table, out / f"edgeroi_soc_{depths}.parquet")
-    s_path = write_table(harmonised.sites, out / f"edgeroi_soc_{depths}_sites.csv")
-    res.outputs["harmonised"] = h_path
-    res.outputs["spline fits"] = s_path
-    res.facts["harmonised"] = ", ".join(f"{k} {v}" for k, v in harmonised.summary().items())
-
-    log(f"[4/{n}] sampling the cube at the sites")
-    extraction = extract(cube, harmonised.table, method="nearest")
-    t_path = write_table(extraction.table, out / "training_table.parquet")
-    res.outputs["training table"] = t_path
-    res.facts["training table"] = (
-        f"{len(extraction.table)} rows x {len(extraction.table.columns)} columns; sites: "
-        + ", ".join(f"{k} {v}" for k, v in extraction.summary.items() if v)
-    )
-
-    log(f"[5/{n}] drawing quicklooks")
-    site_xy = extraction.table.drop_duplicates("site_id")
-    res.outputs["cube figure"] = plot_cube_bands(
-        cube, out / "figures" / "cube_bands.png", sites=site_xy
-    )
-    res.outputs["spline figure"] = plot_spline_fits(
-        profiles, harmonised.table, out / "figures" / "spline_fits.png"
-    )
-    if maps:
-        _maps(
-            res, profiles, harmonised, cube_path, depths=depths, strategy=strategy,
-            passes=passes, log=log,
-        )  # fmt: skip
-        _report(res, harmonised.table, log=log)
+    outcome = run_pipeline(demo_spec(strategy=strategy, passes=passes), output=out_dir,
+                           progress=progress, log=log)  # fmt: skip
+    root = RunRoot(outcome.root)
+    version = root.latest_version()
+    assert version is not None  # run_pipeline publishes or finds an unchanged latest
+    res = DemoResult(out_dir=Path(out_dir))
+    manifest = root.manifest(version)
+    res.facts = _facts(manifest["metrics"], manifest["config"])
+    res.outputs = _outputs(root.latest)
     res.seconds = time.perf_counter() - start
     return res
 
 
-def _maps(
-    res: DemoResult,
-    profiles: Any,
-    harmonised: Any,
-    cube_path: Path,
-    *,
-    depths: str,
-    strategy: str,
-    passes: int,
-    log: Callable[[str], object],
-) -> None:
-    """Fine-tune the shipped bundle, map SOC, compute stocks (steps 6 to 8)."""
-    res.outputs["run"] = res.out_dir / "run"
-    from socmap.catalog import embedded_data_dir
-    from socmap.cube import open_cube
-    from socmap.model.finetune import finetune_bundle
-    from socmap.predict import predict_cube
-    from socmap.stocks import stocks_for_run
-    from socmap.training import regional_training_table
-
-    out = res.out_dir
-    log(f"[6/10] fine-tuning the global bundle ({strategy}, 5-fold calibration CV)")
-    data = regional_training_table(
-        profiles, open_cube(cube_path), depths=depths, max_depth_cm=100, harmonised=harmonised
+def _facts(metrics: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, str]:
+    """One line per stage from the manifest's metrics and configuration."""
+    cube, prof, tune = metrics["cube"], metrics["profiles"], metrics["finetune"]
+    facts = {
+        "cube": f"{cube['bands']} bands x {cube['shape'][0]} x {cube['shape'][1]} px",
+        "profiles": f"{prof['sites']} sites, {prof['horizons']} horizons, "
+        f"{prof.get('horizons_with_soc', '?')} with SOC; {prof['qc_flags']} QC flags",
+        "harmonised": ", ".join(f"{k} {v}" for k, v in prof["harmonised"].items()),
+    }
+    cv = tune.get("cv", {})
+    facts["fine-tuned"] = (
+        f"{tune['strategy']}; 5-fold 2 km block CV MAE {cv.get('all:mae', float('nan')):.2f} "
+        f"g/kg, CCC {cv.get('all:ccc', float('nan')):.3f}, 90% intervals cover "
+        f"{cv.get('all:calibrated_picp_90', float('nan')):.3f} after calibration; AOA "
+        f"threshold {tune.get('aoa_threshold', float('nan')):.3f}"
     )
-    tuned = finetune_bundle(
-        embedded_data_dir() / "bundles" / "global_gsm",
-        data,
-        out / "edgeroi_bundle",
-        strategy=strategy,
-        depth_set=depths,
-        cv_folds=5,
-        n_jobs=2,
+    pred = metrics["predict"]
+    facts["maps"] = (
+        f"{pred['pixels_predicted']} pixels predicted, {pred['pixels_nodata']} nodata pixels "
+        "left NaN"
     )
-    res.outputs["bundle"] = tuned.bundle
-    assert tuned.cv is not None
-    cv = tuned.cv.summary().loc["all"]
-    m = tuned.cv.metrics.set_index(["depth", "metric"])["value"]
-    res.facts["fine-tuned"] = (
-        f"{tuned.strategy}; 5-fold 2 km block CV MAE {cv['mae']:.2f} g/kg, "
-        f"CCC {cv['ccc']:.3f}, 90% intervals cover {m[('all', 'calibrated_picp_90')]:.3f} "
-        f"after calibration; AOA threshold {tuned.aoa.threshold_:.3f}"
-    )
-    log(f"[7/10] mapping SOC ({passes} MC dropout passes)")
-    run = predict_cube(tuned.bundle, cube_path, out / "run", passes=passes, overwrite=True)
-    res.outputs["SOC maps"] = run.path / "cogs"
-    res.outputs["quicklooks"] = run.path / "quicklooks"
-    res.outputs["STAC item"] = run.path / "item.json"
-    s = run.summary
-    res.facts["maps"] = (
-        f"{s['pixels_predicted']} pixels x {len(run.config.intervals)} intervals, "
-        f"{s['pixels_nodata']} nodata pixels left NaN"
-    )
-    log("[8/10] carbon stocks (bulk density from the WoSIS pedotransfer function)")
-    stocks = stocks_for_run(run.path, overwrite=True)
-    res.outputs["stock maps"] = run.path / "cogs"
-    res.facts["stocks"] = stocks.describe()
+    facts["stocks"] = str(metrics["stocks"]["stocks"])
+    if "strata" in metrics:
+        st = metrics["strata"]
+        facts["strata"] = (
+            f"{st['strata']} {config['strata']['source']} strata, {st['area_ha']:,.0f} ha "
+            f"mapped; {st['layer']} "
+            f"{st['total_t_co2e']:,.0f} t CO2e (conservative {st['conservative_t_co2e']:,.0f}); "
+            f"{st.get('strata_short_of_cores', '?')} strata below the minimum cores, "
+            f"{st.get('strata_short_of_precision', '?')} above the target relative error"
+        )
+        if "design_sites" in st:
+            spacing = float(config["design"]["min_spacing_m"])
+            facts["design"] = (
+                f"{st['design_sites']} new core sites (Neyman allocation, {spacing:g} m apart "
+                "at least)"
+            )
+    return facts
 
 
-def _report(res: DemoResult, cores: Any, *, log: Callable[[str], object]) -> None:
-    """Stratum stocks by geology unit, a core design, and the HTML report (steps 9 and 10)."""
-    from socmap.design import design_for_run
-    from socmap.report.build import build_report
-    from socmap.strata import strata_for_run
-
-    run_dir = res.out_dir / "run"
-    log(f"[9/10] stratum stocks by {DEMO_STRATA} and a design of {DEMO_BUDGET} new cores")
-    strata = strata_for_run(run_dir, DEMO_STRATA, cores=cores)
-    res.outputs["stratum table"] = strata.path
-    deepest = strata.table[strata.table["layer"] == strata.table["layer"].iloc[-1]]
-    total = float(deepest["total_t_co2e"].sum())
-    conservative = float(deepest["conservative_t_co2e"].sum())
-    res.facts["strata"] = (
-        f"{len(deepest)} {DEMO_STRATA} strata, {deepest['area_ha'].sum():,.0f} ha mapped; "
-        f"{deepest['layer'].iloc[0]} {total:,.0f} t CO2e (conservative {conservative:,.0f}); "
-        f"{int((~deepest['min_cores_ok']).sum())} strata below 3 cores, "
-        f"{int((~deepest['precision_ok']).sum())} above 20 % relative error"
-    )
-    sites, _, paths = design_for_run(
-        run_dir, DEMO_STRATA, DEMO_BUDGET, run_dir / "design", min_spacing=1000.0, cores=cores
-    )
-    res.outputs["core design"] = paths["csv"]
-    res.facts["design"] = f"{len(sites)} new core sites (Neyman allocation, 1 km spacing)"
-    log("[10/10] writing the report")
-    # the committed Edgeroi transfer benchmark, when running from a source checkout
-    bench = Path(__file__).resolve().parents[2] / "docs" / "benchmarks" / "edgeroi_transfer"
-    qc_csv = res.out_dir / "qc" / "summary.csv"
-    report = build_report(
-        run_dir,
-        title="socmap demo: Edgeroi SOC and carbon stocks",
-        benchmark=bench if (bench / "summary.csv").is_file() else None,
-        qc=qc_csv if qc_csv.is_file() else None,
-    )
-    res.outputs["report"] = report["html"]
-    res.facts["report"] = f"{report['html']} (open it in a browser)"
+def _outputs(latest: Path) -> dict[str, Path]:
+    """Where the run's outputs are, through ``latest``."""
+    run = latest / "run"
+    candidates = {
+        "cube": latest / "cube.zarr",
+        "qc summary": latest / "profiles" / "qc" / "summary.md",
+        "harmonised": latest / "profiles" / "harmonised.parquet",
+        "spline figure": latest / "profiles" / "figures" / "spline_fits.png",
+        "training table": latest / "training" / "training_table.parquet",
+        "cube figure": latest / "training" / "cube_bands.png",
+        "bundle": latest / "bundle",
+        "SOC maps": run / "soc.zarr",
+        "COGs": run / "cogs",
+        "quicklooks": run / "quicklooks",
+        "STAC item": run / "item.json",
+        "stock maps": run / "stock.zarr",
+        "stratum table": run / "strata" / "strata.csv",
+        "core design": run / "design" / "design.csv",
+        "report": run / "report" / "report.html",
+    }
+    return {name: path for name, path in candidates.items() if path.exists()}

@@ -79,12 +79,13 @@ def demo_cmd(
         "demo_output"
     ),
 ) -> None:
-    """Run the main job on the embedded Edgeroi data.
+    """Run the main job on the embedded Edgeroi data: `socmap run edgeroi`, summarised.
 
     Builds the Edgeroi covariate cube, QCs and harmonises the Edgeroi profiles to
     GlobalSoilMap depths, writes the training table, fine-tunes the global bundle, maps SOC
     and stocks with uncertainty, tabulates stocks by geology unit, designs new cores, and ends
-    with the HTML report.
+    with the HTML report; outputs under OUT/latest. A second demo into the same folder reuses
+    every unchanged stage.
 
     Example: [bold]socmap demo --out demo_output[/bold]
     """

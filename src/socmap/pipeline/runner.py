@@ -47,6 +47,7 @@ PUBLISHED = {
     "cube.zarr": ("cube", "cube.zarr"),
     "profiles": ("profiles", "."),
     "bundle": ("finetune", "bundle"),
+    "training": ("finetune", "training"),
     "run": ("report", "run"),
 }
 

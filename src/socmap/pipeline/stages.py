@@ -249,6 +249,7 @@ def _read_profiles(spec: RunSpec) -> Any:
 def _profiles(ctx: StageContext, out: Path) -> dict[str, Any]:
     from socmap.depth import harmonise
     from socmap.profiles import qc_profiles, write_qc
+    from socmap.report.figures import plot_spline_fits
 
     spec = ctx.spec
     profiles = _read_profiles(spec)
@@ -260,9 +261,11 @@ def _profiles(ctx: StageContext, out: Path) -> dict[str, Any]:
     harmonised.table.to_parquet(out / "harmonised.parquet")
     harmonised.sites.to_parquet(out / "harmonised_sites.parquet")
     harmonised.horizons.to_parquet(out / "harmonised_horizons.parquet")
+    plot_spline_fits(profiles, harmonised.table, out / "figures" / "spline_fits.png")
     return {
         "sites": int(profiles["site_id"].nunique()),
         "horizons": len(profiles),
+        "horizons_with_soc": int(profiles["soc_g_kg"].notna().sum()),
         "qc_flags": len(report.flags),
         "qc_accepted": accepted,
         "harmonised": {k: int(v) for k, v in harmonised.summary().items()},
@@ -289,18 +292,32 @@ def _finetune(ctx: StageContext, out: Path) -> dict[str, Any]:
         profiles, cube, depths=m.depths, max_depth_cm=m.max_depth_cm,
         accept_qc=ctx.spec.profiles.accept_qc, harmonised=harmonised,
     )  # fmt: skip
+    _training_outputs(data.table, cube, out / "training")
     tuned = finetune_bundle(
         _bundle_path(ctx.spec), data, out / "bundle", strategy=m.strategy, depth_set=m.depths,
         block_size=f"{m.block_size_m}m", cv_folds=m.cv_folds, seed=m.seed, n_jobs=m.jobs,
         progress=ctx.progress,
     )  # fmt: skip
-    metrics: dict[str, Any] = {"strategy": tuned.strategy}
+    metrics: dict[str, Any] = {
+        "strategy": tuned.strategy,
+        "aoa_threshold": float(tuned.aoa.threshold_),
+    }
     if tuned.cv is not None:
         pooled = tuned.cv.metrics[tuned.cv.metrics["depth"] == "all"]
         metrics["cv"] = {
             f"all:{m}": float(v) for m, v in zip(pooled["metric"], pooled["value"], strict=True)
         }
     return metrics
+
+
+def _training_outputs(table: Any, cube: Any, folder: Path) -> None:
+    """Write the training table the model sees, and the cube's bands with its sites."""
+    from socmap.extraction import write_table
+    from socmap.report.figures import plot_cube_bands
+
+    folder.mkdir(parents=True)
+    write_table(table, folder / "training_table.parquet")
+    plot_cube_bands(cube, folder / "cube_bands.png", sites=table.drop_duplicates("site_id"))
 
 
 def _predict(ctx: StageContext, out: Path) -> dict[str, Any]:
@@ -364,6 +381,8 @@ def _strata(ctx: StageContext, out: Path) -> dict[str, Any]:
         "area_ha": float(deepest["area_ha"].sum()),
         "total_t_co2e": float(deepest["total_t_co2e"].sum()),
         "conservative_t_co2e": float(deepest["conservative_t_co2e"].sum()),
+        "strata_short_of_cores": int((~deepest["min_cores_ok"].astype(bool)).sum()),
+        "strata_short_of_precision": int((~deepest["precision_ok"].astype(bool)).sum()),
     }
     if spec.design is not None:
         sites, _, _ = design_for_run(
