@@ -54,6 +54,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.dropout import _DropoutNd
 
+from socmap._config_io import config_from_dict, config_to_dict
 from socmap.errors import BandMismatch, ConfigError
 from socmap.model.features import DEPTH_FEATURES, FeatureSpec
 
@@ -224,38 +225,12 @@ class NetworkConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
-        out = dataclasses.asdict(self)
-        out.update(
-            format=CONFIG_FORMAT,
-            head=list(self.head),
-            dropout=list(self.dropout),
-            logvar_range=list(self.logvar_range),
-        )
-        return out
+        return config_to_dict(self, CONFIG_FORMAT)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> NetworkConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        if not isinstance(data, Mapping) or data.get("format", CONFIG_FORMAT) != CONFIG_FORMAT:
-            got = data.get("format") if isinstance(data, Mapping) else type(data).__name__
-            raise ConfigError(
-                f"network config format {got!r} is not {CONFIG_FORMAT!r}; re-save the model"
-            )
-        body = {k: v for k, v in data.items() if k != "format"}
-        keys = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(body) - keys)
-        if unknown:
-            raise ConfigError(
-                f"network config has unknown keys {unknown!r}; allowed: {sorted(keys)!r}"
-            )
-        try:
-            return cls(**body)
-        except (TypeError, ValueError) as exc:
-            if isinstance(exc, ConfigError):
-                raise
-            raise ConfigError(
-                f"network config is malformed ({exc}); re-save the model".replace("\n", " ")
-            ) from exc
+        return config_from_dict(cls, data, CONFIG_FORMAT, "network config")
 
 
 class SocNet(nn.Module):

@@ -45,7 +45,6 @@ Gal, Y., Ghahramani, Z. (2016) Dropout as a Bayesian approximation. ICML 2016.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import math
 import numbers
@@ -66,6 +65,7 @@ from sklearn.model_selection import KFold
 from sklearn.utils.validation import check_is_fitted
 from torch import Tensor, nn
 
+from socmap._config_io import config_from_dict, config_to_dict
 from socmap._io import atomic_path
 from socmap._records import file_sha256
 from socmap.errors import (
@@ -240,30 +240,12 @@ class CNNConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
-        out = dataclasses.asdict(self)
-        out.update(
-            format=CONFIG_FORMAT,
-            conv_channels=list(self.conv_channels),
-            dense=list(self.dense),
-        )
-        return out
+        return config_to_dict(self, CONFIG_FORMAT)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CNNConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error, missing ones take defaults."""
-        if not isinstance(data, Mapping) or data.get("format", CONFIG_FORMAT) != CONFIG_FORMAT:
-            got = data.get("format") if isinstance(data, Mapping) else type(data).__name__
-            raise ConfigError(
-                f"spectral CNN config format {got!r} is not {CONFIG_FORMAT!r}; re-save the model"
-            )
-        body = {k: v for k, v in data.items() if k != "format"}
-        keys = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(body) - keys)
-        if unknown:
-            raise ConfigError(
-                f"spectral CNN config has unknown keys {unknown!r}; allowed: {sorted(keys)!r}"
-            )
-        return cls(**body)
+        return config_from_dict(cls, data, CONFIG_FORMAT, "spectral CNN config")
 
 
 class SpectralCNN(nn.Module):
