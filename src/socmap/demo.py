@@ -84,10 +84,8 @@ def run_demo(
     strategy, passes
         Overrides of the configuration's fine-tuning strategy (``auto``) and Monte Carlo
         dropout passes (32).
-    progress
-        Progress bars.
-    log
-        Called with one line per stage.
+    progress, log
+        As in :func:`~socmap.pipeline.run_pipeline`.
 
     Returns
     -------
