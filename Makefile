@@ -5,7 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.socmap-installed
 DEMO_OUT ?= demo_output
-PYTEST_ARGS ?= --durations=25
+# Two workers on the 2-core CI; a test file stays on one worker, in order (module fixtures).
+PYTEST_ARGS ?= --durations=25 -n 2 --dist loadfile
 
 .PHONY: install browser peers demo test lint typecheck bench clean
 

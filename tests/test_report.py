@@ -132,7 +132,8 @@ def test_cv_table_is_in_depth_order_and_benchmark_rows_name_their_strategy(tmp_p
 
     records = [{"depth": d, "metric": "mae", "value": 1.0, "n": 3}
                for d in ("0-5cm", "15-30cm", "30-60cm", "5-15cm", "60-100cm", "all")]  # fmt: skip
-    _, wide = _cv_tables({"cv_metrics": records})
+    note, wide = _cv_tables({"cv_metrics": records})
+    assert "of the median prediction (the q50 layer" in note  # not of the mean layer
     assert wide["depth"].tolist() == ["0-5cm", "5-15cm", "15-30cm", "30-60cm", "60-100cm", "all"]
     strategies = ("l2sp", "freeze-encoders", "auto")
     rows = [("rf", "-"), *(("finetune", s) for s in strategies)]

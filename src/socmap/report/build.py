@@ -246,7 +246,8 @@ def _cv_tables(meta: dict[str, Any]) -> list[Any]:
         f"Protocol: {protocol.get('method', 'spatial CV')}, {protocol.get('folds', '?')} folds, "
         f"blocks {protocol.get('block_size', protocol.get('block_size_deg', '?'))}. "
         "Spatial CV estimates map accuracy; it is not a design-based estimate. "
-        "SOC in g/kg."
+        "SOC in g/kg, of the median prediction (the q50 layer: the back-transformed mean of "
+        "log1p SOC); the mean layer, the log-normal mean that stocks use, lies above it."
     )
     return [note, wide]
 
