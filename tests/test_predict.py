@@ -322,6 +322,44 @@ def test_local_workers_are_threads_of_this_process(meuse, tmp_path, monkeypatch)
 
 
 @pytest.mark.slow
+def test_device_auto_maps_here_as_the_cpu_does_and_missing_cuda_is_refused(meuse, tmp_path):
+    from socmap.predict import resolve_device
+
+    common = {"passes": 4, "workers": 0, "exports": False, "progress": False}
+    cpu = predict_cube(meuse["bundle"], meuse["cube"], tmp_path / "cpu", **common)
+    auto = predict_cube(meuse["bundle"], meuse["cube"], tmp_path / "auto", device="auto", **common)
+    a, b = cpu.open()["soc"].values, auto.open()["soc"].values
+    if torch.cuda.is_available():  # auto took the GPU: the same map to float32 tolerance
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)
+    else:
+        np.testing.assert_array_equal(b, a)
+    # the device is how, not what: the run resumes (nothing to do) on another device
+    again = predict_cube(meuse["bundle"], meuse["cube"], tmp_path / "cpu", device="auto", **common)
+    assert again.summary["tiles_resumed"] == again.summary["tiles"]
+    with pytest.raises(ConfigError, match=r"device 'tpu' must be one of \['cpu', 'cuda', 'auto'\]"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match=r"device 'cuda': torch .* sees no CUDA GPU.*cpu"):
+            predict_cube(meuse["bundle"], meuse["cube"], tmp_path / "gpu", device="cuda", **common)
+        assert not (tmp_path / "gpu").exists()  # refused before anything was written
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_gpu_maps_soc_and_stocks_as_the_cpu_does(meuse, tmp_path):
+    from socmap.stocks import stocks_for_run
+
+    common = {"passes": 8, "workers": 0, "exports": False, "progress": False}
+    runs = {}
+    for device in ("cpu", "cuda"):
+        run = predict_cube(meuse["bundle"], meuse["cube"], tmp_path / device, device=device,
+                           **common)  # fmt: skip
+        stocks_for_run(run.path, bd=1.3, exports=False, progress=False, workers=0, device=device)
+        runs[device] = run
+    for store, var in (("soc.zarr", "soc"), ("stock.zarr", "stock")):
+        cpu, gpu = (runs[d].open(store)[var].values for d in ("cpu", "cuda"))
+        np.testing.assert_allclose(gpu, cpu, rtol=1e-4, atol=1e-3)
+
+
 def test_distributed_run_equals_the_local_run(meuse, tmp_path):
     dask = shutil.which("dask", path=str(Path(sys.executable).parent))
     assert dask is not None

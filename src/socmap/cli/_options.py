@@ -173,6 +173,15 @@ WorkersOpt = Annotated[
 ]
 
 
+DeviceOpt = Annotated[
+    str,
+    typer.Option(
+        help="Where the network runs: cpu, cuda (cuda:N) or auto (CUDA when torch sees a "
+        "GPU); the same map to float32 tolerance."
+    ),
+]
+
+
 JobsOpt = Annotated[
     int, typer.Option("--jobs", "-j", help="Folds fitted at once (processes); -1 = every core.")
 ]

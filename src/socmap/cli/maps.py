@@ -12,6 +12,7 @@ from socmap.cli._app import (
     out,
 )
 from socmap.cli._options import (
+    DeviceOpt,
     FieldOpt,
     SchedulerOpt,
     StrataOpt,
@@ -36,6 +37,7 @@ def predict_cmd(
     workers: WorkersOpt = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a run with another config.")] = False,
     seed: Annotated[int, typer.Option(min=0, help="Seed of the dropout masks and noise.")] = 0,
+    device: DeviceOpt = "cpu",
 ) -> None:
     """Map SOC over a cube, tile by tile: Zarr, COGs, quicklooks and a STAC Item.
 
@@ -60,6 +62,7 @@ def predict_cmd(
         scheduler=scheduler,
         workers=workers,
         overwrite=overwrite,
+        device=device,
     )
     s = run.summary
     out.print(
@@ -101,6 +104,7 @@ def stocks_cmd(
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = None,
     overwrite: Annotated[bool, typer.Option(help="Replace stocks with other options.")] = False,
+    device: DeviceOpt = "cpu",
 ) -> None:
     """Carbon stocks per depth interval and cumulative (t C/ha), with joint MC uncertainty.
 
@@ -128,6 +132,7 @@ def stocks_cmd(
         scheduler=scheduler,
         workers=workers,
         overwrite=overwrite,
+        device=device,
     )
     out.print(res.describe())
     out.print(f"stock maps: {run_dir / 'cogs'} (stock_*.tif); store: {run_dir / 'stock.zarr'}")
@@ -155,6 +160,7 @@ def strata_cmd(
     min_cores: Annotated[int, typer.Option(help="Minimum cores per stratum (VM0033: 3).")] = 3,
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = None,
+    device: DeviceOpt = "cpu",
 ) -> None:
     """Stratum stocks: area, mean and total (Mg C, t CO2e), SE, 90/95 % intervals, flags.
 
@@ -177,6 +183,7 @@ def strata_cmd(
         config=config,
         scheduler=scheduler,
         workers=workers,
+        device=device,
     )
     deepest = res.table["layer"].iloc[-1]
     for row in res.table[res.table["layer"] == deepest].itertuples(index=False):

@@ -433,7 +433,7 @@ class SocNet(nn.Module):
         h = torch.addmm(bias, fused, weight).relu_().reshape(n * n_depth, -1)
         layers = [*self.head_layers, self.out]
         passes = int(masks[0].shape[0])
-        raw = torch.empty((passes, n * n_depth, 2), dtype=h.dtype)
+        raw = torch.empty((passes, n * n_depth, 2), dtype=h.dtype, device=h.device)
         for t in range(passes):
             x = h
             for i, layer in enumerate(layers):

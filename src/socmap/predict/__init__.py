@@ -9,11 +9,20 @@ AOA) here, and the products that build on a run in their own packages,
 :mod:`socmap.predict._export` the COGs, quicklooks and STAC Item.
 """
 
-from socmap.predict._engine import STATS, TileModel, load_tile_model, predict_block, with_focal
+from socmap.predict._engine import (
+    DEVICES,
+    STATS,
+    TileModel,
+    load_tile_model,
+    predict_block,
+    resolve_device,
+    with_focal,
+)
 from socmap.predict._run import PredictionRun, RunConfig, open_run
 from socmap.predict._soc import predict_cube
 
 __all__ = [
+    "DEVICES",
     "STATS",
     "PredictionRun",
     "RunConfig",
@@ -22,5 +31,6 @@ __all__ = [
     "open_run",
     "predict_block",
     "predict_cube",
+    "resolve_device",
     "with_focal",
 ]

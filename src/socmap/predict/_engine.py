@@ -28,6 +28,7 @@ should not silently extrapolate over nodata).
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 from collections.abc import Sequence
@@ -39,7 +40,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from socmap.errors import BandMismatch, BundleError
+from socmap.errors import BandMismatch, BundleError, ConfigError
 from socmap.focal import FocalSpec, focal_mean
 from socmap.model.bundle import Bundle, load_bundle
 from socmap.model.depth_atoms import MAX_LOG, atom_weights
@@ -48,6 +49,7 @@ from socmap.validate.aoa import AreaOfApplicability
 from socmap.validate.calibrate import ConformalCalibrator
 
 __all__ = [
+    "DEVICES",
     "STATS",
     "EncodedBlock",
     "TileModel",
@@ -57,6 +59,7 @@ __all__ = [
     "load_tile_model",
     "mc_log",
     "predict_block",
+    "resolve_device",
     "with_focal",
 ]
 
@@ -170,6 +173,47 @@ def load_tile_model(path: str | Path) -> TileModel:
 @functools.lru_cache(maxsize=8)
 def _masks(tm: TileModel, passes: int, seed: int) -> list[torch.Tensor]:
     return tm.bundle.model.dropout_masks(passes, torch.Generator().manual_seed(seed))
+
+
+#: What ``device`` may say: ``auto`` takes CUDA when torch sees a GPU, else the CPU.
+DEVICES = ("cpu", "cuda", "auto")
+
+
+def resolve_device(device: str) -> str:
+    """Return the torch device that ``device`` names (``cpu``, ``cuda``, ``cuda:N``, ``auto``).
+
+    Raises
+    ------
+    ConfigError
+        An unknown name, or CUDA asked for where torch sees no GPU.
+    """
+    name = str(device).strip().lower()
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return name
+    if name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device {device!r}: torch {torch.__version__} sees no CUDA GPU on this "
+                "machine; use --device cpu (or auto, which falls back to the CPU)"
+            )
+        index = int(name[5:]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA "
+                "device(s); use cuda:0 or auto"
+            )
+        return name
+    raise ConfigError(f"device {device!r} must be one of {list(DEVICES)!r} or cuda:N")
+
+
+@functools.lru_cache(maxsize=8)
+def _network_on(tm: TileModel, device: str) -> Any:
+    """Return the network on ``device``: a copy, once per process (the CPU uses its own)."""
+    if device == "cpu":
+        return tm.bundle.model
+    return copy.deepcopy(tm.bundle.model).to(torch.device(device))
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -313,13 +357,20 @@ def _depth_plan(tm: TileModel) -> tuple[torch.Tensor, np.ndarray | None]:
 
 
 def mc_log(
-    tm: TileModel, enc: EncodedBlock, rows: slice, *, masks: list[torch.Tensor]
+    tm: TileModel,
+    enc: EncodedBlock,
+    rows: slice,
+    *,
+    masks: list[torch.Tensor],
+    device: str = "cpu",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pass means and log-variances of log1p(SOC), ``(passes, depths, n)`` each.
 
     ``rows`` selects valid pixels of ``enc`` (a batch). A bundle's regional adjustment
     (:mod:`socmap.model.adjustment`) scales every pass by its slope, adds its constant, and
-    adds its forest's spread to every pass's variance, as it does for tables.
+    adds its forest's spread to every pass's variance, as it does for tables. ``device``
+    (resolved, :func:`resolve_device`) runs the network there: the masks are the same, so
+    a GPU gives the CPU's numbers to float32 tolerance.
     """
     adjustment = tm.bundle.adjustment
     if adjustment is not None and adjustment.slope == 0:  # the forest alone
@@ -327,7 +378,7 @@ def mc_log(
         means = np.zeros((len(masks), len(tm.intervals), n), dtype=np.float32)
         logvars = np.full_like(means, -np.inf)
     else:
-        means, logvars = _network_log(tm, enc, rows, masks)
+        means, logvars = _network_log(tm, enc, rows, masks, device)
     if adjustment is None:
         return means, logvars
     cols = [enc.index[b] for b in adjustment.bands]
@@ -342,15 +393,21 @@ def mc_log(
 
 
 def _network_log(
-    tm: TileModel, enc: EncodedBlock, rows: slice, masks: list[torch.Tensor]
+    tm: TileModel, enc: EncodedBlock, rows: slice, masks: list[torch.Tensor], device: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    model = tm.bundle.model
+    model = _network_on(tm, device)
     depth, weights = _depth_plan(tm)
     cont, mask, cat = enc.cont[rows], enc.mask[rows], enc.cat[rows]
     with torch.inference_mode():
-        fused = model.fuse(torch.from_numpy(cont), torch.from_numpy(mask), torch.from_numpy(cat))
+        if device == "cpu":  # as it always was: no copies
+            inputs = [torch.from_numpy(a) for a in (cont, mask, cat)]
+        else:
+            dev = torch.device(device)
+            inputs = [torch.from_numpy(a).to(dev) for a in (cont, mask, cat)]
+            depth, masks = depth.to(dev), [m.to(dev) for m in masks]
+        fused = model.fuse(*inputs)
         mean, logvar = model.map_passes(fused, depth, masks)
-    means, logvars = mean.numpy(), logvar.numpy()
+    means, logvars = mean.cpu().numpy(), logvar.cpu().numpy()
     if weights is None:
         return means, logvars
     # Compose each mapped interval of its atoms, pass by pass: (P, A, n) -> (P, D, n).
@@ -405,6 +462,7 @@ def predict_block(
     passes: int = 32,
     batch_size: int = 1024,
     seed: int = 0,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Predict one tile.
 
@@ -424,6 +482,8 @@ def predict_block(
         the CPU cache.
     seed
         Run seed (the dropout masks; the same for every tile).
+    device
+        Where the network runs (a resolved name, :func:`resolve_device`).
 
     Returns
     -------
@@ -446,7 +506,7 @@ def predict_block(
     where = enc.where
     for start in range(0, len(where), int(batch_size)):
         sl = slice(start, start + int(batch_size))
-        means, logvars = mc_log(tm, enc, sl, masks=masks)
+        means, logvars = mc_log(tm, enc, sl, masks=masks, device=device)
         soc[:, :, where[sl]] = _stats(tm, means, logvars)
     di = np.full(h * w, np.nan, dtype=np.float32)
     inside = np.full(h * w, np.nan, dtype=np.float32)

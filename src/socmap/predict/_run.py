@@ -293,6 +293,7 @@ class _TileJob:
     kind: LayerKind
     options: str = "{}"
     stand_ins: str = "{}"
+    device: str = "cpu"  # where the network runs; not part of what the tile is
 
 
 def _run_tile(job: _TileJob, padded: np.ndarray | None = None) -> dict[str, Any]:
@@ -408,8 +409,13 @@ def compute_layers(
     scheduler: str | None = None,
     workers: int | None = None,
     progress: bool = True,
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """Compute every unfinished tile of one kind of layer; return the summary of all tiles."""
+    """Compute every unfinished tile of one kind of layer; return the summary of all tiles.
+
+    ``device`` (resolved, :func:`~socmap.predict.resolve_device`) is where each tile's
+    network runs; like ``workers`` it changes how fast, not what (to float32 tolerance).
+    """
     config, run_dir = run.config, run.path
     grid = run.grid
     store = run_dir / kind.store
@@ -439,6 +445,7 @@ def compute_layers(
             kind=kind,
             options=json.dumps(options or {}, sort_keys=True),
             stand_ins=json.dumps(config.stand_ins),
+            device=device,
         )
         for t in todo
     ]

@@ -17,7 +17,13 @@ from typing import Any
 import numpy as np
 
 from socmap.errors import BandMismatch, ConfigError, RasterError
-from socmap.predict._engine import STATS, TileModel, load_tile_model, predict_block
+from socmap.predict._engine import (
+    STATS,
+    TileModel,
+    load_tile_model,
+    predict_block,
+    resolve_device,
+)
 from socmap.predict._export import (
     export_layers,
     open_layer,
@@ -45,8 +51,9 @@ def soc_block(
 ) -> dict[str, Any]:
     """SOC statistics, DI and AOA of one tile (``options`` unused: the run holds them all)."""
     return predict_block(
-        tm, block, names, passes=job.passes, batch_size=job.batch_size, seed=job.seed
-    )
+        tm, block, names, passes=job.passes, batch_size=job.batch_size, seed=job.seed,
+        device=job.device,
+    )  # fmt: skip
 
 
 SOC = LayerKind(
@@ -101,6 +108,7 @@ def predict_cube(
     overwrite: bool = False,
     exports: bool = True,
     progress: bool = True,
+    device: str = "cpu",
 ) -> PredictionRun:
     """Map SOC over a covariate cube with a model bundle, tile by tile.
 
@@ -135,6 +143,10 @@ def predict_cube(
         Write COGs, PNG quicklooks and the STAC Item at the end.
     progress
         Progress bar over tiles.
+    device
+        Where the network runs: ``cpu``, ``cuda`` (``cuda:N``) or ``auto`` (CUDA when torch
+        sees a GPU). The dropout masks are drawn on the CPU, so a GPU gives the same map to
+        float32 tolerance; the run's configuration (and resuming it) does not depend on it.
 
     Returns
     -------
@@ -160,6 +172,7 @@ def predict_cube(
             )
     if int(passes) > MAX_MC_PASSES:
         raise ConfigError(f"--passes {passes!r} must be <= {MAX_MC_PASSES}; 32 to 256 is plenty")
+    where = resolve_device(device)
     tm = load_tile_model(bundle)
     cube_arr = open_cube(cube)
     grid = cube_grid(cube_arr)
@@ -192,8 +205,9 @@ def predict_cube(
 
         build_context(grid, context, run_dir / CONTEXT_STORE)
     run.summary = compute_layers(
-        run, SOC, tm.depth_labels, scheduler=scheduler, workers=workers, progress=progress
-    )
+        run, SOC, tm.depth_labels, scheduler=scheduler, workers=workers, progress=progress,
+        device=where,
+    )  # fmt: skip
     if run.summary["pixels_with_value"] == 0:
         run.status = "failed"
         run.save()

@@ -122,7 +122,7 @@ def layer_draws(
     for start in range(0, len(where), int(job.batch_size)):
         sel = where[start : start + int(job.batch_size)]
         sl = slice(start, start + len(sel))
-        means, logvars = mc_log(tm, enc, sl, masks=masks)
+        means, logvars = mc_log(tm, enc, sl, masks=masks, device=job.device)
         soc = draws_from(tm, means, logvars, job.seed, ids[sel])
         passes = soc.shape[0]
         counters = (
@@ -195,6 +195,7 @@ def stocks_for_run(
     overwrite: bool = False,
     exports: bool = True,
     progress: bool = True,
+    device: str = "cpu",
 ) -> StockRun:
     """Compute stock maps per depth interval and cumulative, in t C/ha, for a run.
 
@@ -218,7 +219,7 @@ def stocks_for_run(
         Coarse-fragment volume fraction: a constant in [0, 1) or a band name, and its sd.
     totals
         Cumulative depths; default those of the bundle's intervals (0-30 and 0-100 cm).
-    scheduler, workers, overwrite, exports, progress
+    scheduler, workers, overwrite, exports, progress, device
         As in :func:`~socmap.predict.predict_cube`; ``overwrite`` replaces stocks computed
         with other options.
 
@@ -233,8 +234,9 @@ def stocks_for_run(
     """
     from socmap.catalog import DepthSet
     from socmap.cube import open_cube
-    from socmap.predict._engine import load_tile_model
+    from socmap.predict._engine import load_tile_model, resolve_device
 
+    where = resolve_device(device)
     run = open_run(run_dir)
     if run.status not in ("predicted", "complete"):
         raise ConfigError(
@@ -295,7 +297,7 @@ def stocks_for_run(
     labels = labels_iv + total_labels
     summary = compute_layers(
         run, STOCK, labels, options=options, scheduler=scheduler, workers=workers,
-        progress=progress,
+        progress=progress, device=where,
     )  # fmt: skip
     run.stocks.update(status="computed", summary=summary)
     run.save()

@@ -29,7 +29,7 @@ from socmap._io import VECTOR_SUFFIXES, atomic_path
 from socmap._records import tree_sha256
 from socmap.errors import BandMismatch, ConfigError, InputNotFound
 from socmap.grid import Grid, Window
-from socmap.predict._engine import TileModel, encode_block
+from socmap.predict._engine import TileModel, encode_block, resolve_device
 from socmap.predict._run import LayerKind, PredictionRun, compute_layers, open_run
 from socmap.stocks._maps import layer_draws
 from socmap.strata._table import StrataConfig, core_stocks, project_table, stratum_table
@@ -257,6 +257,7 @@ def strata_for_run(
     scheduler: str | None = None,
     workers: int | None = None,
     progress: bool = True,
+    device: str = "cpu",
 ) -> StrataResult:
     """Stratum totals with intervals, conservative estimates and compliance flags.
 
@@ -276,7 +277,7 @@ def strata_for_run(
         cores needed (:func:`socmap.strata.core_stocks`).
     config
         Reporting rules (:class:`~socmap.strata.StrataConfig`).
-    scheduler, workers, progress
+    scheduler, workers, progress, device
         As in :func:`~socmap.predict.predict_cube`.
 
     Returns
@@ -291,6 +292,7 @@ def strata_for_run(
     """
     from socmap.cube import open_cube
 
+    where = resolve_device(device)
     run = open_run(run_dir)
     options = run.stocks.get("options")
     if run.stocks.get("status") not in ("computed", "complete") or not isinstance(options, dict):
@@ -325,7 +327,7 @@ def strata_for_run(
     layers = list(run.stocks["labels"])
     summary = compute_layers(
         run, STRATA, layers, options=strata_options, scheduler=scheduler, workers=workers,
-        progress=progress,
+        progress=progress, device=where,
     )  # fmt: skip
     draws, areas, unmapped = _aggregate(run, labels, len(layers))
     stocks_of_cores = None
