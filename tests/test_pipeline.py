@@ -110,11 +110,17 @@ def test_rerun_with_nothing_changed_does_nothing(setup: dict[str, Any]) -> None:
     root: RunRoot = setup["root"]
     before = root.versions()
     lines: list[str] = []
-    outcome = run_pipeline(setup["config"], workers=0, progress=False, log=lines.append)
+    # the device is how the maps are computed, not what: no key changes with it
+    outcome = run_pipeline(
+        setup["config"], workers=0, progress=False, log=lines.append, device="auto"
+    )
     assert not outcome.published and outcome.computed == []
     assert "nothing changed" in lines[-1] and setup["first"] in lines[-1]
     assert root.versions() == before and root.latest_version() == setup["first"]
     assert {p.status for p in preview_run(setup["config"])} == {"unchanged"}
+    with pytest.raises(ConfigError, match=r"device 'tpu' must be one of"):
+        run_pipeline(setup["config"], progress=False, log=lines.append, device="tpu")
+    assert root.versions() == before
 
 
 def test_the_demo_is_a_run_and_summarises_its_manifest(

@@ -12,6 +12,7 @@ from socmap.cli._app import (
     out,
 )
 from socmap.cli._options import (
+    DeviceOpt,
     SchedulerOpt,
     WorkersOpt,
 )
@@ -32,6 +33,7 @@ def run_cmd(
     ] = None,
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = None,
+    device: DeviceOpt = "cpu",
     plan: Annotated[
         bool, typer.Option("--plan", help="Only show which stages would be reused or computed.")
     ] = False,
@@ -67,6 +69,7 @@ def run_cmd(
         force=tuple(force or ()),
         scheduler=scheduler,
         workers=workers,
+        device=device,
         log=out.print,
     )
     if outcome.published:

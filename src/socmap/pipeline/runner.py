@@ -177,6 +177,7 @@ def run_pipeline(
     workers: int | None = None,
     progress: bool = True,
     log: Log = print,
+    device: str = "cpu",
 ) -> RunOutcome:
     """Run a configuration: recompute only the stages whose inputs changed, then publish.
 
@@ -188,9 +189,10 @@ def run_pipeline(
         The run root (default: the configuration's ``output``, else ``runs/NAME``).
     force
         Stages to recompute even if unchanged (their downstream stages follow).
-    scheduler, workers
-        Dask scheduler address or local worker count for the tiled stages (they do not
-        change the numbers, so they are not part of the cache keys).
+    scheduler, workers, device
+        Dask scheduler address, local worker count and the network's device
+        (:func:`~socmap.predict.resolve_device`) for the tiled stages (they do not change
+        the numbers beyond float32 rounding, so they are not part of the cache keys).
     progress
         Progress bars.
     log
@@ -207,7 +209,10 @@ def run_pipeline(
         An unknown stage in ``force`` or another run holding the root. A stage that fails
         raises its own error; the previous version and ``latest`` stay as they were.
     """
+    from socmap.predict import resolve_device
+
     spec, root = _prepare(config, output, force)
+    on_device = resolve_device(device)
     start = time.perf_counter()
     with root.lock():
         leftovers = root.clean_incomplete()
@@ -234,7 +239,7 @@ def run_pipeline(
                 log(f"[{i}/{len(plans)}] {plan.name}: computing {plan.key[:12]}")
                 ctx = StageContext(
                     spec, {u: outputs[u] for u in plan.upstream}, scheduler, workers, progress,
-                    log,
+                    log, on_device,
                 )  # fmt: skip
                 t0 = time.perf_counter()
                 with atomic_path(where, overwrite=True) as tmp:

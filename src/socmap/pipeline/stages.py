@@ -39,6 +39,7 @@ class StageContext:
     workers: int | None = None
     progress: bool = True
     log: Log = print
+    device: str = "cpu"  # where the maps' network runs (resolved); not part of any key
 
 
 @dataclass(frozen=True)
@@ -327,7 +328,7 @@ def _predict(ctx: StageContext, out: Path) -> dict[str, Any]:
     run = predict_cube(
         ctx.upstream["finetune"] / "bundle", ctx.upstream["cube"] / "cube.zarr", out / "run",
         passes=p.passes, seed=p.seed, batch_size=p.batch_size, scheduler=ctx.scheduler,
-        workers=ctx.workers, progress=ctx.progress,
+        workers=ctx.workers, progress=ctx.progress, device=ctx.device,
     )  # fmt: skip
     return {k: v for k, v in run.summary.items() if isinstance(v, int | float | str)}
 
@@ -348,7 +349,7 @@ def _stocks(ctx: StageContext, out: Path) -> dict[str, Any]:
     res = stocks_for_run(
         out / "run", bd=_number_or_name(s.bd), bd_sd=s.bd_sd, cf=_number_or_name(s.cf),
         cf_sd=s.cf_sd, bd_strata=strata, bd_default=default, scheduler=ctx.scheduler,
-        workers=ctx.workers, overwrite=True, progress=ctx.progress,
+        workers=ctx.workers, overwrite=True, progress=ctx.progress, device=ctx.device,
     )  # fmt: skip
     return {"stocks": res.describe()}
 
@@ -372,7 +373,7 @@ def _strata(ctx: StageContext, out: Path) -> dict[str, Any]:
             target_relative_error=st.target_relative_error,
             conservative_confidence=st.conservative, min_cores=st.min_cores,
         ),
-        scheduler=ctx.scheduler, workers=ctx.workers, progress=ctx.progress,
+        scheduler=ctx.scheduler, workers=ctx.workers, progress=ctx.progress, device=ctx.device,
     )  # fmt: skip
     deepest = res.table[res.table["layer"] == res.table["layer"].iloc[-1]]
     metrics: dict[str, Any] = {
