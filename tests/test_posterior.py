@@ -8,6 +8,7 @@ import rasterio
 from hypothesis import given
 from hypothesis import strategies as st
 
+from _runs import meuse_bundle, meuse_cores, meuse_cube
 from socmap.posterior import combine
 
 finite = st.floats(0.1, 100)
@@ -31,28 +32,12 @@ def test_missing_prior_passes_the_prediction_and_missing_prediction_stays_nan():
 
 
 def test_posterior_for_a_run(tmp_path, cli):
-    from socmap.cube import band_table, build_cube, open_cube
-    from socmap.model.estimator import SocNetRegressor
     from socmap.posterior import posterior_for_run
     from socmap.predict import predict_cube
 
-    cube_path = build_cube("meuse", None, tmp_path / "m.zarr", chunk=64, progress=False)
-    cube = open_cube(cube_path)
-    rng = np.random.default_rng(0)
-    valid = np.argwhere(np.isfinite(cube.values).all(axis=0))
-    rows = []
-    for i, (r, c) in enumerate(valid[rng.choice(len(valid), 60, replace=False)]):
-        dist, ffreq, soil = cube.values[:, r, c]
-        soc = float(np.exp(3 - dist))
-        rows.append({"site_id": f"s{i}", "x": float(cube.x[c]), "y": float(cube.y[r]),
-                     "crs": "EPSG:28992", "top_cm": 0.0, "bottom_cm": 15.0, "dist": dist,
-                     "ffreq": ffreq, "soil": soil, "soc_g_kg": soc})  # fmt: skip
-    import pandas as pd
-
-    est = SocNetRegressor(band_table(cube), network={"fusion_dim": 16, "head": (32, 16)},
-                          train={"max_epochs": 3}, block_size=500.0, units="metres").fit(
-        pd.DataFrame(rows))  # fmt: skip
-    bundle = est.save(tmp_path / "b", {"intervals": [(0.0, 15.0)]})
+    cube_path = meuse_cube(tmp_path, chunk=64)
+    bundle = meuse_bundle(cube_path, meuse_cores(cube_path, n=60), tmp_path / "b",
+                          intervals=[(0.0, 15.0)])  # fmt: skip
     run = predict_cube(bundle, cube_path, tmp_path / "run", passes=4, workers=0, exports=False,
                        progress=False)  # fmt: skip
     grid = run.grid
