@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -161,3 +163,30 @@ def test_listed_training_sets_user_folds_and_target():
     mae = tb.summary.set_index(["strategy", "n", "depth"]).loc[("-", 12, "all"), "mae"]
     mae_soc = plain.summary.set_index(["strategy", "n", "depth"]).loc[("-", 12, "all"), "mae"]
     assert mae > 2 * mae_soc
+
+
+def test_a_killed_benchmark_resumes_from_its_checkpoint(tmp_path):
+    table = synthetic_soil_field(60, depths="vm0033", seed=3).table
+    cv = BlockKFold(3, 10.0, random_state=0)
+
+    def run(path, key="k1"):
+        SEEN.clear()
+        methods = {"rf": Recorder("a", BANDS), "rf:two": Recorder("b", BANDS[:2])}
+        return transfer_benchmark(methods, table, cv, sizes=[10, None], repeats=2, seed=1,
+                                  progress=False, checkpoint=path, checkpoint_key=key)  # fmt: skip
+
+    full = run(tmp_path / "full.jsonl")
+    assert len(SEEN["a"]) == len(SEEN["b"]) == 3 * 3  # 3 runs x 3 folds, fitted
+    lines = (tmp_path / "full.jsonl").read_text().splitlines()
+    assert json.loads(lines[0]) == {"checkpoint_key": "k1"} and len(lines) == 1 + 3 * 2
+    # killed after 2 of 6 runs, in the middle of writing the third
+    part = tmp_path / "part.jsonl"
+    part.write_text("\n".join(lines[:3]) + "\n" + lines[3][:40])
+    resumed = run(part)
+    assert len(SEEN["a"]) + len(SEEN["b"]) == 4 * 3  # only the 4 runs not finished are fitted
+    pd.testing.assert_frame_equal(resumed.results, full.results)
+    pd.testing.assert_frame_equal(resumed.summary, full.summary)
+    again = run(part)  # complete: nothing is fitted
+    assert SEEN == {} and again.results.equals(full.results)
+    with pytest.raises(ConfigError, match=r"checkpoint .*part\.jsonl' belongs to other settings"):
+        run(part, key="k2")

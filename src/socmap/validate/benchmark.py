@@ -11,6 +11,8 @@ fold's fit chose is kept in ``fits``.
 
 from __future__ import annotations
 
+import json
+import os
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -223,6 +225,8 @@ def transfer_benchmark(
     train_sets: pd.DataFrame | None = None,
     n_jobs: int = 1,
     progress: bool = True,
+    checkpoint: str | Path | None = None,
+    checkpoint_key: str = "",
 ) -> TransferBenchmark:
     """Run every method at every training-set size under the same spatial folds.
 
@@ -261,6 +265,18 @@ def transfer_benchmark(
         Folds fitted at once (see :func:`~socmap.validate.cross_validate`).
     progress
         Progress bar over runs.
+    checkpoint, checkpoint_key
+        A JSON-lines file that every finished ``(n, repeat, method)`` is appended to, so a
+        benchmark killed after hours resumes where it stopped: runs already in the file are
+        read back, not fitted again (draws and fits are seeded, so the result is the one an
+        uninterrupted benchmark gives). ``checkpoint_key`` names the settings and code the
+        file belongs to (e.g. the commit and the options); a file written under another key
+        is an error.
+
+    Raises
+    ------
+    ConfigError
+        An unknown reference method, or a checkpoint written under another key.
     """
     if reference not in methods:
         raise ConfigError(f"reference method {reference!r} is not among {list(methods)!r}")
@@ -271,8 +287,16 @@ def transfer_benchmark(
     rows: list[dict[str, Any]] = []
     timings: list[dict[str, Any]] = []
     fits: list[dict[str, Any]] = []
+    done = _read_checkpoint(checkpoint, checkpoint_key)
     it = track(jobs, "transfer benchmark") if progress else jobs
     for (n, r, chosen), name in it:
+        job = json.dumps([n, r, name])
+        if job in done:
+            rows += done[job]["rows"]
+            timings += done[job]["timings"]
+            fits += done[job]["fits"]
+            continue
+        first = (len(rows), len(timings), len(fits))
         start = time.perf_counter()
         res = cross_validate(
             methods[name],
@@ -306,6 +330,10 @@ def transfer_benchmark(
         for fold, record in enumerate(res.fitted):
             fits += [{**base, "fold": str(label[fold]), "attribute": key, "value": value}
                      for key, value in record.items()]  # fmt: skip
+        if checkpoint is not None:
+            part = {"job": job, "rows": rows[first[0] :], "timings": timings[first[1] :],
+                    "fits": fits[first[2] :]}  # fmt: skip
+            _append_checkpoint(Path(checkpoint), checkpoint_key, part)
     results = pd.DataFrame(rows)
     return TransferBenchmark(
         results,
@@ -314,6 +342,47 @@ def transfer_benchmark(
         pd.DataFrame(timings),
         pd.DataFrame(fits, columns=_FIT_TABLE),
     )
+
+
+def _read_checkpoint(path: str | Path | None, key: str) -> dict[str, dict[str, Any]]:
+    """Finished runs of an interrupted benchmark: job -> its rows, timings and fits."""
+    if path is None or not Path(path).is_file():
+        return {}
+    lines = Path(path).read_text().splitlines()
+    head = json.loads(lines[0]) if lines else {}
+    if head.get("checkpoint_key") != key:
+        raise ConfigError(
+            f"checkpoint {str(path)!r} belongs to other settings or code "
+            f"({head.get('checkpoint_key')!r}, not {key!r}); delete it to start over"
+        )
+    done = {}
+    for line in lines[1:]:
+        try:
+            part = json.loads(line)
+        except json.JSONDecodeError:  # the last line of a killed write: that run reruns
+            continue
+        done[part["job"]] = part
+    return done
+
+
+def _append_checkpoint(path: Path, key: str, part: dict[str, Any]) -> None:
+    """Append one finished run, flushed to disk before the next run starts."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.is_file()
+    torn = not new and not path.read_bytes().endswith(b"\n")  # a killed write's half line
+    with path.open("a") as fh:
+        if new:
+            fh.write(json.dumps({"checkpoint_key": key}) + "\n")
+        elif torn:
+            fh.write("\n")
+        fh.write(json.dumps(part, default=_jsonable) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _jsonable(value: Any) -> Any:
+    """NumPy scalars as Python numbers; anything else a fit records as its text."""
+    return value.item() if isinstance(value, np.generic) else str(value)
 
 
 def _summarise(results: pd.DataFrame, reference: str) -> pd.DataFrame:
