@@ -17,7 +17,9 @@ boosting on the global table without the region), ``global`` (the pretrained net
 the transfer strategies and ``auto``.
 
 Results go to ``--out/regions/<region>/`` (tidy CSVs, one folder per region, so a run resumes
-region by region) and the summary to ``docs/benchmarks/transfer_regions.md``.
+region by region; inside a region every finished run is checkpointed in ``partial.jsonl``, so a
+killed region resumes at the same commit and settings, e.g. in the next session) and the
+summary to ``docs/benchmarks/transfer_regions.md``.
 
 Run::
 
