@@ -190,3 +190,7 @@ def test_a_killed_benchmark_resumes_from_its_checkpoint(tmp_path):
     assert SEEN == {} and again.results.equals(full.results)
     with pytest.raises(ConfigError, match=r"checkpoint .*part\.jsonl' belongs to other settings"):
         run(part, key="k2")
+    empty = tmp_path / "empty.jsonl"  # killed before its first line
+    empty.touch()
+    assert run(empty).results.equals(full.results)
+    assert len(SEEN["a"]) == 9 and json.loads(empty.read_text().splitlines()[0])["checkpoint_key"]

@@ -349,7 +349,12 @@ def _read_checkpoint(path: str | Path | None, key: str) -> dict[str, dict[str, A
     if path is None or not Path(path).is_file():
         return {}
     lines = Path(path).read_text().splitlines()
-    head = json.loads(lines[0]) if lines else {}
+    if not lines:  # killed before its first line: nothing finished
+        return {}
+    try:
+        head = json.loads(lines[0])
+    except json.JSONDecodeError:
+        head = {}
     if head.get("checkpoint_key") != key:
         raise ConfigError(
             f"checkpoint {str(path)!r} belongs to other settings or code "
@@ -368,8 +373,12 @@ def _read_checkpoint(path: str | Path | None, key: str) -> dict[str, dict[str, A
 def _append_checkpoint(path: Path, key: str, part: dict[str, Any]) -> None:
     """Append one finished run, flushed to disk before the next run starts."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.is_file()
-    torn = not new and not path.read_bytes().endswith(b"\n")  # a killed write's half line
+    new = not path.is_file() or path.stat().st_size == 0
+    torn = False
+    if not new:  # a killed write leaves a half line: end it before appending
+        with path.open("rb") as fh:
+            fh.seek(-1, os.SEEK_END)
+            torn = fh.read(1) != b"\n"
     with path.open("a") as fh:
         if new:
             fh.write(json.dumps({"checkpoint_key": key}) + "\n")
