@@ -118,9 +118,12 @@ class TileModel:
         """``"0-5cm"``-style labels of :attr:`intervals`."""
         return [f"{t:g}-{b:g}cm" for t, b in self.intervals]
 
-    def masks(self, passes: int, seed: int) -> list[torch.Tensor]:
-        """Return the run's dropout masks (the same for every tile; a function of the seed)."""
-        return _masks(self, int(passes), int(seed))
+    def masks(self, passes: int, seed: int, device: str = "cpu") -> list[torch.Tensor]:
+        """Return the run's dropout masks (the same for every tile; a function of the seed).
+
+        They are drawn on the CPU, then copied to ``device`` once per process.
+        """
+        return _masks(self, int(passes), int(seed), device)
 
 
 def _intervals(bundle: Bundle) -> tuple[tuple[float, float], ...]:
@@ -171,7 +174,9 @@ def load_tile_model(path: str | Path) -> TileModel:
 
 
 @functools.lru_cache(maxsize=8)
-def _masks(tm: TileModel, passes: int, seed: int) -> list[torch.Tensor]:
+def _masks(tm: TileModel, passes: int, seed: int, device: str) -> list[torch.Tensor]:
+    if device != "cpu":
+        return [m.to(torch.device(device)) for m in _masks(tm, passes, seed, "cpu")]
     return tm.bundle.model.dropout_masks(passes, torch.Generator().manual_seed(seed))
 
 
@@ -336,14 +341,18 @@ def encode_block(tm: TileModel, block: np.ndarray, band_names: Sequence[str]) ->
 
 
 @functools.lru_cache(maxsize=8)
-def _depth_plan(tm: TileModel) -> tuple[torch.Tensor, np.ndarray | None]:
+def _depth_plan(tm: TileModel, device: str = "cpu") -> tuple[torch.Tensor, np.ndarray | None]:
     """Depth features to evaluate, and how the mapped intervals are composed of them.
 
     A bundle with depth atoms (:mod:`socmap.model.depth_atoms`) is evaluated at its atoms;
     an interval inside one atom takes that atom's value and the others are its
     thickness-weighted mean (``(D, A)`` weights), as for tables. Without atoms, or when
-    every interval lies in one atom, no composition is needed (weights ``None``).
+    every interval lies in one atom, no composition is needed (weights ``None``). The
+    features are copied to ``device`` once per process.
     """
+    if device != "cpu":
+        depth, weights = _depth_plan(tm)
+        return depth.to(torch.device(device)), weights
     tops, bottoms = zip(*tm.intervals, strict=True)
     spec = tm.bundle.spec
     table = pd.DataFrame({"top_cm": tops, "bottom_cm": bottoms})
@@ -396,15 +405,11 @@ def _network_log(
     tm: TileModel, enc: EncodedBlock, rows: slice, masks: list[torch.Tensor], device: str
 ) -> tuple[np.ndarray, np.ndarray]:
     model = _network_on(tm, device)
-    depth, weights = _depth_plan(tm)
+    depth, weights = _depth_plan(tm, device)
     cont, mask, cat = enc.cont[rows], enc.mask[rows], enc.cat[rows]
     with torch.inference_mode():
-        if device == "cpu":  # as it always was: no copies
-            inputs = [torch.from_numpy(a) for a in (cont, mask, cat)]
-        else:
-            dev = torch.device(device)
-            inputs = [torch.from_numpy(a).to(dev) for a in (cont, mask, cat)]
-            depth, masks = depth.to(dev), [m.to(dev) for m in masks]
+        # the masks come from tm.masks(..., device): already there
+        inputs = [torch.from_numpy(a).to(torch.device(device)) for a in (cont, mask, cat)]
         fused = model.fuse(*inputs)
         mean, logvar = model.map_passes(fused, depth, masks)
     means, logvars = mean.cpu().numpy(), logvar.cpu().numpy()
@@ -502,7 +507,7 @@ def predict_block(
     enc = encode_block(tm, block, band_names)
     n_depth = len(tm.intervals)
     soc = np.full((len(STATS), n_depth, h * w), np.nan, dtype=np.float32)
-    masks = tm.masks(passes, seed)
+    masks = tm.masks(passes, seed, device)
     where = enc.where
     for start in range(0, len(where), int(batch_size)):
         sl = slice(start, start + int(batch_size))

@@ -117,7 +117,7 @@ def layer_draws(
     cf_band = _band(options.get("cf"), block, names)
     if cf_band is not None:
         cf_band = np.nan_to_num(cf_band)  # a pixel without CF data has no coarse fragments
-    masks = tm.masks(job.passes, job.seed)
+    masks = tm.masks(job.passes, job.seed, job.device)
     where = enc.where
     for start in range(0, len(where), int(job.batch_size)):
         sel = where[start : start + int(job.batch_size)]
