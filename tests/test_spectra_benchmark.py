@@ -1,5 +1,6 @@
 """Spectral transfer benchmark and the spectra CLI, on the embedded sites."""
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -92,6 +93,26 @@ def test_same_seed_same_results_for_the_deterministic_methods():
     )
 
 
+def test_dtl_i_intervals_are_calibrated_on_the_site_samples_only(monkeypatch):
+    from socmap.spectra import cnn
+
+    seen = []
+    real = cnn.SpectralCNNRegressor.fit
+
+    def spy(self, X, y, calibration_rows=None, predict_for=None):
+        seen.append((len(y), None if calibration_rows is None else int(np.sum(calibration_rows)),
+                     None if predict_for is None else len(predict_for)))  # fmt: skip
+        return real(self, X, y, calibration_rows, predict_for)
+
+    monkeypatch.setattr(cnn.SpectralCNNRegressor, "fit", spy)
+    for calibration, rows, targets in (("site-weighted", 20, 12), ("all-rows", None, None)):
+        seen.clear()
+        cfg = dataclasses.replace(FAST, calibration=calibration)
+        spectral_benchmark(["O.32"], ["local-pls", "dtl-i"], cfg, progress=False)
+        # the final fit (40 rows: library instances + 20 site samples), then its folds
+        assert seen[0] == (40, rows, targets)
+
+
 def test_unknown_methods_are_refused():
     with pytest.raises(ConfigError, match="unknown methods"):
         spectral_benchmark(["O.32"], ["magic"], FAST, progress=False)
@@ -128,6 +149,10 @@ def test_cli_spectra_bad_input_is_one_line(tmp_path, capsys):
     code, _, err = run(["spectra", "benchmark", "--sites", "SSP.58", "--out", str(tmp_path / "b")],
                        capsys)  # fmt: skip
     assert code == EXIT_BAD_INPUT and "g/dm3" in err and not (tmp_path / "b").exists()
+    code, _, err = run(["spectra", "benchmark", "--sites", "O.32", "--calibration", "loo",
+                        "--out", str(tmp_path / "c")], capsys)  # fmt: skip
+    assert code == EXIT_BAD_INPUT and err.count("\n") == 1 and "'loo'" in err
+    assert "site-weighted" in err and not (tmp_path / "c").exists()
 
 
 @pytest.mark.parametrize(

@@ -322,6 +322,37 @@ def test_calibration_folds_validated() -> None:
             SpectralCNNRegressor(CFG, calibration_folds=folds).fit(X, y)  # type: ignore[arg-type]
 
 
+def test_calibration_on_chosen_rows_and_weighted_to_the_targets(
+    library: SpectralCNNRegressor,
+) -> None:
+    # DTL-I: library rows always train; only the site's rows are scored out of fold
+    XL, yL = spectra(40, 21)
+    Xs, ys = spectra(20, 22, site=True)
+    X, y = np.vstack([XL, Xs]), np.r_[yL, ys]
+    site = np.arange(60) >= 40
+    cfg = dataclasses.replace(CFG, max_epochs=5)
+    model = SpectralCNNRegressor(cfg, mc_passes=4, calibration_folds=4)
+    targets, _ = spectra(50, 23, site=True)
+    fitted = model.fit(X, y, calibration_rows=site, predict_for=targets)
+    cal = fitted.calibrator_
+    assert cal is not None and cal.n_ == 20 and cal.weighted_
+    # indices select the same rows as the mask; without targets nothing is weighted
+    by_index = clone(model).fit(X, y, calibration_rows=np.flatnonzero(site))
+    assert by_index.calibrator_ is not None and by_index.calibrator_.n_ == 20
+    assert not by_index.calibrator_.weighted_
+    # the default scores every row, as before
+    every = clone(model).fit(X, y)
+    assert every.calibrator_ is not None and every.calibrator_.n_ == 60
+    with pytest.raises(ConfigError, match="one per row"):
+        clone(model).fit(X, y, calibration_rows=site[:10])
+    with pytest.raises(ConfigError, match="outside"):
+        clone(model).fit(X, y, calibration_rows=[0, 60])
+    with pytest.raises(ConfigError, match="fewer than calibration_folds=4"):
+        clone(model).fit(X, y, calibration_rows=[1, 2, 3])
+    with pytest.raises(BandMismatch, match="predict_for has 10 bands"):
+        clone(model).fit(X, y, predict_for=targets[:, :10])
+
+
 # ---------------------------------------------------------------------- persistence
 
 

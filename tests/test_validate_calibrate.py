@@ -13,7 +13,12 @@ from scipy.stats import norm
 from sklearn.exceptions import NotFittedError
 
 from socmap.errors import BundleError, ConfigError, ProfileValidationError
-from socmap.validate.calibrate import DEFAULT_GRID, ConformalCalibrator, conformal_quantiles
+from socmap.validate.calibrate import (
+    DEFAULT_GRID,
+    ConformalCalibrator,
+    conformal_quantiles,
+    nearest_share,
+)
 from socmap.validate.metrics import picp
 
 
@@ -191,3 +196,74 @@ def test_property_coverage_guarantee_on_exchangeable_data(
     # (a fixed tolerance made this property flaky over hypothesis's many seeds).
     se = covered.std(ddof=1) / np.sqrt(reps)
     assert covered.mean() >= level - 4 * se - 0.005
+
+
+# ---------------------------------------------------------------------- covariate shift
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 200), scale=st.floats(0.01, 100.0), seed=st.integers(0, 2**31 - 1))
+def test_property_equal_weights_give_the_unweighted_quantiles(
+    n: int, scale: float, seed: int
+) -> None:
+    scores = np.random.default_rng(seed).exponential(size=n)
+    levels = np.asarray(DEFAULT_GRID)
+    weighted = conformal_quantiles(scores, levels, np.full(n, scale))
+    np.testing.assert_array_equal(weighted, conformal_quantiles(scores, levels))
+
+
+def test_weights_move_the_quantile_towards_heavily_weighted_scores() -> None:
+    scores = np.array([0.1, 0.2, 0.3, 0.4, 5.0])
+    # five equal weights: the 0.6 quantile is the ceil(6 * 0.6) = 4th score
+    assert conformal_quantiles(scores, [0.6]).tolist() == [0.4]
+    # the largest score stands for almost nothing: its rank is out of reach at 0.8
+    light = conformal_quantiles(scores, [0.8], [1, 1, 1, 1, 0.01])
+    assert light.tolist() == [0.4]
+    # the smallest stands for most of the targets: the median falls on it
+    assert conformal_quantiles(scores, [0.5], [20, 1, 1, 1, 1]).tolist() == [0.1]
+
+
+def test_nearest_share_counts_targets_by_nearest_sample() -> None:
+    calibration = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    targets = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [9.0, 0.0], [0.0, 20.0]])
+    w = nearest_share(calibration, targets)
+    # counts 3, 1, 1 plus one each: 4, 2, 2 -> mean 1
+    np.testing.assert_allclose(w, [1.5, 0.75, 0.75])
+    # blocks of targets give the same counts as one pass
+    many = np.random.default_rng(0).normal(size=(9000, 2))
+    np.testing.assert_allclose(
+        nearest_share(calibration, many),
+        nearest_share(calibration, np.vstack([many[:4096], many[4096:]])),
+    )
+    with pytest.raises(ProfileValidationError, match="same number of columns"):
+        nearest_share(calibration, targets[:, :1])
+    with pytest.raises(ProfileValidationError, match="finite"):
+        nearest_share(calibration, np.array([[np.nan, 0.0]]))
+
+
+def test_weighted_calibration_corrects_edge_chosen_samples() -> None:
+    # calibration samples at the edges of x have wider residuals than the bulk of the
+    # targets, as Kennard-Stone samples do; weighting by the targets' nearest share brings
+    # the coverage of the targets back towards the level
+    rng = np.random.default_rng(3)
+    x_cal = np.r_[rng.uniform(-3, -2, 30), rng.uniform(2, 3, 30), rng.uniform(-2, 2, 20)]
+    x_new = rng.normal(0, 0.8, 4000)
+    noise = lambda x: (0.3 + 0.5 * np.abs(x)) * rng.normal(size=x.size)  # noqa: E731
+    obs_cal, obs_new = noise(x_cal), noise(x_new)
+    ones_cal, ones_new = np.ones(x_cal.size), np.ones(x_new.size)
+    plain = ConformalCalibrator().fit(obs_cal, 0 * ones_cal, ones_cal)
+    w = nearest_share(x_cal[:, None], x_new[:, None])
+    shifted = ConformalCalibrator().fit(obs_cal, 0 * ones_cal, ones_cal, weights=w)
+    assert shifted.weighted_ and not plain.weighted_
+
+    def cover(cal: ConformalCalibrator) -> float:
+        lo, hi = cal.interval(0 * ones_new, ones_new, 0.9)
+        return float(np.mean((obs_new >= lo) & (obs_new <= hi)))
+
+    assert cover(plain) > 0.97
+    assert abs(cover(shifted) - 0.9) < abs(cover(plain) - 0.9)
+    again = ConformalCalibrator.from_dict(json.loads(json.dumps(shifted.to_dict())))
+    assert again.weighted_ and again.scale(0.9) == shifted.scale(0.9)
+    for bad in (w[:-1], np.r_[w[:-1], 0.0], np.r_[w[:-1], np.nan]):
+        with pytest.raises(ProfileValidationError, match="weights must be 80 finite values"):
+            ConformalCalibrator().fit(obs_cal, 0 * ones_cal, ones_cal, weights=bad)

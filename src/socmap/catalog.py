@@ -55,7 +55,7 @@ import datetime as dt
 import hashlib
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -529,6 +529,39 @@ def get_depth_set(name: str | DepthSet, path: str | Path | None = None) -> Depth
     return sets[key]
 
 
+def _file_or_builtin(spec: str | Path, folder: str, unknown: Callable[[list[str]], str]) -> Path:
+    """Resolve a file path, or a bare name of a built-in YAML in ``catalog_dir()/folder``.
+
+    Parameters
+    ----------
+    spec
+        A path, or a name without suffix that is not an existing file
+        (``catalog_dir()/folder/NAME.yaml``).
+    folder
+        Folder of the built-in YAML files under :func:`catalog_dir`.
+    unknown
+        Builds the error message from the sorted built-in names.
+
+    Returns
+    -------
+    pathlib.Path
+        ``spec`` as a path, or the built-in file it names.
+
+    Raises
+    ------
+    InputNotFound
+        A bare name that is no built-in file.
+    """
+    p = Path(spec)
+    if not p.exists() and not p.suffix:
+        builtin = catalog_dir() / folder / f"{spec}.yaml"
+        if not builtin.exists():
+            known = sorted(f.stem for f in (catalog_dir() / folder).glob("*.yaml"))
+            raise InputNotFound(unknown(known))
+        p = builtin
+    return p
+
+
 def load_grid(spec: str | Path | Grid) -> Grid:
     """Resolve a grid specification to a :class:`~socmap.grid.Grid`.
 
@@ -548,16 +581,14 @@ def load_grid(spec: str | Path | Grid) -> Grid:
     """
     if isinstance(spec, Grid):
         return spec
-    p = Path(spec)
-    if not p.exists() and not p.suffix:
-        region = catalog_dir() / "regions" / f"{spec}.yaml"
-        if not region.exists():
-            known = sorted(f.stem for f in (catalog_dir() / "regions").glob("*.yaml"))
-            raise InputNotFound(
-                f"grid {str(spec)!r} is neither a file nor a built-in region; regions: {known!r}, "
-                "or pass a raster (.tif) or a YAML file with a grid: mapping"
-            )
-        p = region
+    p = _file_or_builtin(
+        spec,
+        "regions",
+        lambda known: (
+            f"grid {str(spec)!r} is neither a file nor a built-in region; regions: {known!r}, "
+            "or pass a raster (.tif) or a YAML file with a grid: mapping"
+        ),
+    )
     if p.suffix.lower() in (".yaml", ".yml"):
         data, _ = _read_yaml(p, "grid file")
         body = data.get("grid") if isinstance(data, Mapping) else None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -30,6 +30,66 @@ from socmap.cli._options import (
     user_folds,
     with_target,
 )
+
+if TYPE_CHECKING:
+    from socmap.training import RegionalTable
+    from socmap.validate import ColumnFolds
+
+
+def _print_cv_and_bundle(cv: Any, bundle: Path, title: str) -> None:
+    """Print a fit's CV summary (when it ran one) and where its bundle went.
+
+    Parameters
+    ----------
+    cv
+        The fit's :class:`~socmap.validate.CVResult`, or ``None`` when it ran no CV.
+    bundle
+        The bundle written.
+    title
+        Title of the CV table.
+    """
+    if cv is not None:
+        print_frame(cv.summary().round(3).reset_index(), title)
+    out.print(f"bundle: {bundle}")
+
+
+def _cv_inputs(
+    profiles: ProfileSource,
+    target: str,
+    folds_column: str | None,
+    cube: Path,
+    depths: str,
+    max_depth: float,
+    block_size: str,
+) -> tuple[RegionalTable, ColumnFolds | None, float]:
+    """Read what a spatial CV of a region needs, in the order its checks should fail.
+
+    Parameters
+    ----------
+    profiles, target
+        The profile options and the column modelled (``--target``).
+    folds_column
+        ``--folds-column``: user folds, checked on the profile table.
+    cube, depths, max_depth
+        The region's covariate cube, the depth set and the deepest interval top (cm).
+    block_size
+        ``--block-size`` as given.
+
+    Returns
+    -------
+    tuple
+        The regional training table, the user folds (or ``None``) and the block size in the
+        units of the table's CRS.
+    """
+    from socmap.cube import open_cube
+    from socmap.training import regional_training_table
+
+    table = with_target(profiles.load(), target)
+    own_folds = user_folds(folds_column, table)
+    data = regional_training_table(
+        table, open_cube(cube), depths=depths, max_depth_cm=max_depth, accept_qc=profiles.accept_qc
+    )
+    return data, own_folds, block_size_for(block_size, data.table)
 
 
 @command("pretrain")
@@ -112,9 +172,7 @@ def pretrain_cmd(
         f"pretrained on {result.counts['rows_with_target']} samples from "
         f"{result.counts['profiles_read'] - result.counts.get('excluded_by_bbox', 0)} profiles"
     )
-    if result.cv is not None:
-        print_frame(result.cv.summary().round(3).reset_index(), "spatial CV (SOC g/kg)")
-    out.print(f"bundle: {result.bundle}")
+    _print_cv_and_bundle(result.cv, result.bundle, "spatial CV (SOC g/kg)")
 
 
 @command("finetune")
@@ -187,9 +245,7 @@ def finetune_cmd(
         f"{data.table['site_id'].nunique()} sites, {len(data.regional_bands)} regional "
         f"covariates{epochs}; AOA threshold {res.aoa.threshold_:.3f} ({res.aoa.cv_})"
     )
-    if res.cv is not None:
-        print_frame(res.cv.summary().round(3).reset_index(), "calibration CV (SOC g/kg)")
-    out.print(f"bundle: {res.bundle}")
+    _print_cv_and_bundle(res.cv, res.bundle, "calibration CV (SOC g/kg)")
 
 
 @command("cv")
@@ -231,10 +287,8 @@ def cv_cmd(
 
     Example: [bold]socmap cv --format edgeroi --cube edgeroi.zarr --method rf --out cv/[/bold]
     """
-    from socmap.cube import open_cube
     from socmap.extraction import write_table
     from socmap.model.transfer import BASELINES, method_names, transfer_methods
-    from socmap.training import regional_training_table
     from socmap.validate import BlockKFold, cross_validate, read_train_sets
 
     known = method_names()
@@ -244,12 +298,9 @@ def cv_cmd(
         raise typer.BadParameter(f"--method {method} needs --bundle (a pretrained bundle)")
     check_block_size(block_size)
     chosen = read_train_sets(train_sets) if train_sets is not None else None
-    table = with_target(profiles.load(), target)
-    own_folds = user_folds(folds_column, table)
-    data = regional_training_table(
-        table, open_cube(cube), depths=depths, max_depth_cm=max_depth, accept_qc=profiles.accept_qc
+    data, own_folds, size = _cv_inputs(
+        profiles, target, folds_column, cube, depths, max_depth, block_size
     )
-    size = block_size_for(block_size, data.table)
     (estimator,) = transfer_methods(
         [method],
         bundle if bundle is not None else "",
@@ -313,9 +364,7 @@ def benchmark_transfer_cmd(
     Example: [bold]socmap benchmark transfer --format edgeroi --cube edgeroi.zarr
     --bundle global.socmap --sizes 20,50,100,all --repeats 5 --out bench/[/bold]
     """
-    from socmap.cube import open_cube
     from socmap.model.transfer import transfer_methods
-    from socmap.training import regional_training_table
     from socmap.validate import BlockKFold, read_train_sets
     from socmap.validate.benchmark import parse_sizes, transfer_benchmark
 
@@ -328,12 +377,9 @@ def benchmark_transfer_cmd(
         ("--n-estimators", n_estimators, 1),
     )
     chosen = read_train_sets(train_sets) if train_sets is not None else None
-    table = with_target(profiles.load(), target)
-    own_folds = user_folds(folds_column, table)
-    data = regional_training_table(
-        table, open_cube(cube), depths=depths, max_depth_cm=max_depth, accept_qc=profiles.accept_qc
+    data, own_folds, size = _cv_inputs(
+        profiles, target, folds_column, cube, depths, max_depth, block_size
     )
-    size = block_size_for(block_size, data.table)
     estimators = transfer_methods(
         [m.strip() for m in methods.split(",") if m.strip()],
         bundle,

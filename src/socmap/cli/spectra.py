@@ -167,6 +167,14 @@ def spectra_benchmark_cmd(
     seed: Annotated[
         int | None, typer.Option(min=0, help="Seed of every random step \\[default: 0].")
     ] = None,
+    calibration: Annotated[
+        str | None,
+        typer.Option(
+            help="What calibrates the CNN intervals: site-weighted (the local samples, "
+            "weighted by the share of test scans nearest to each), site, or all-rows "
+            "(library instances too) \\[default: site-weighted]."
+        ),
+    ] = None,
 ) -> None:
     """Local, global and transfer models (DTL-I, DTL-R, DTL-IR) at the embedded field sites.
 
@@ -184,7 +192,8 @@ def spectra_benchmark_cmd(
     # an option not given keeps SpectralBenchmarkConfig's default, so the CLI, the API and
     # the published table agree
     given: dict[str, Any] = {"n_local": n_local, "k": k, "repeats": repeats,
-                             "freeze_front": freeze_front, "seed": seed}  # fmt: skip
+                             "freeze_front": freeze_front, "seed": seed,
+                             "calibration": calibration}  # fmt: skip
     config = SpectralBenchmarkConfig(**{key: v for key, v in given.items() if v is not None})
     names = [s.strip() for s in sites.split(",") if s.strip()] if sites else None
     chosen = [m.strip() for m in methods.split(",") if m.strip()]

@@ -28,8 +28,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from socmap.catalog import GridSpec, _format_validation_error, _read_yaml, catalog_dir
-from socmap.errors import ConfigError, InputNotFound, SocmapError
+from socmap.catalog import GridSpec, _file_or_builtin, _format_validation_error, _read_yaml
+from socmap.errors import ConfigError, SocmapError
 from socmap.units import BD_RANGE, MAX_MC_PASSES
 
 __all__ = [
@@ -244,16 +244,14 @@ def load_run_config(path: str | Path) -> RunSpec:
     ConfigError
         Invalid YAML or a field that fails validation (the message names it).
     """
-    p = Path(path)
-    if not p.exists() and not p.suffix:
-        builtin = catalog_dir() / "runs" / f"{path}.yaml"
-        if not builtin.exists():
-            known = sorted(f.stem for f in (catalog_dir() / "runs").glob("*.yaml"))
-            raise InputNotFound(
-                f"run configuration {str(path)!r} is neither a file nor a built-in one "
-                f"({known!r}); pass a YAML file"
-            )
-        p = builtin
+    p = _file_or_builtin(
+        path,
+        "runs",
+        lambda known: (
+            f"run configuration {str(path)!r} is neither a file nor a built-in one "
+            f"({known!r}); pass a YAML file"
+        ),
+    )
     data, _ = _read_yaml(p, "run configuration")
     if not isinstance(data, Mapping):
         raise ConfigError(

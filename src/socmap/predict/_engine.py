@@ -314,6 +314,20 @@ class EncodedBlock:
     index: dict[str, int]
     unknown: dict[str, int]
 
+    def counts(self) -> dict[str, Any]:
+        """Pixel counts a tile's result carries for its record.
+
+        Returns
+        -------
+        dict
+            ``n_valid`` and ``n_nodata`` pixels, and ``unknown_classes`` (:attr:`unknown`).
+        """
+        return {
+            "n_valid": int(self.valid.sum()),
+            "n_nodata": int((~self.valid).sum()),
+            "unknown_classes": self.unknown,
+        }
+
 
 def encode_block(tm: TileModel, block: np.ndarray, band_names: Sequence[str]) -> EncodedBlock:
     """Encode a ``(bands, h, w)`` block's pixels with the bundle's feature spec.
@@ -526,8 +540,6 @@ def predict_block(
         "soc": soc.reshape(len(STATS), n_depth, h, w),
         "di": di.reshape(h, w),
         "aoa": inside.reshape(h, w),
-        "n_valid": int(enc.valid.sum()),
-        "n_nodata": int((~enc.valid).sum()),
+        **enc.counts(),
         "n_with_value": int(np.isfinite(soc[0]).all(axis=0).sum()),
-        "unknown_classes": enc.unknown,
     }

@@ -231,6 +231,34 @@ class _Collector:
         )
         self.marks.append((np.asarray(pos), check))
 
+    def missing(self, check: str, pos: np.ndarray, message: str) -> None:
+        """Row-level flags of a missing value (``nan``) at ``pos``, all with ``message``."""
+        self.rows(check, pos, ["nan"] * len(pos), [message] * len(pos))
+
+    def pairs(
+        self,
+        check: str,
+        pos: np.ndarray,
+        first: np.ndarray,
+        second: np.ndarray,
+        message: Callable[[str, str], str],
+    ) -> None:
+        """Row-level flags at ``pos`` whose value is the pair ``(first[i], second[i])``.
+
+        Parameters
+        ----------
+        check
+            Name of the check (a key of :data:`QC_CHECKS`).
+        pos
+            Row positions flagged.
+        first, second
+            The two values of every row, shown with :func:`_fmt`.
+        message
+            Builds a row's message from its two shown values.
+        """
+        shown = [(_fmt(first[i]), _fmt(second[i])) for i in pos]
+        self.rows(check, pos, [f"({a}, {b})" for a, b in shown], [message(a, b) for a, b in shown])
+
     def group(self, check: str, site_id: Any, pos: np.ndarray, value: str, message: str) -> None:
         """One flag for a site or source, marking every row in ``pos``."""
         self.frames.append(
@@ -313,12 +341,10 @@ class _Ctx:
 
 
 def _check_ids(c: _Ctx) -> None:
-    pos = np.flatnonzero(~c.site_ok)
-    c.out.rows(
+    c.out.missing(
         "missing_site_id",
-        pos,
-        ["nan"] * len(pos),
-        ["site_id is empty; give every horizon the id of its profile or core"] * len(pos),
+        np.flatnonzero(~c.site_ok),
+        "site_id is empty; give every horizon the id of its profile or core",
     )
     for sid in pd.unique(c.site[c.empty_site & c.site_ok]):
         rows = c.site_rows[sid]
@@ -338,24 +364,21 @@ def _check_coordinates(c: _Ctx) -> None:
     x = t["x"].to_numpy(dtype=float)
     y = t["y"].to_numpy(dtype=float)
     crs = t["crs"]
-    pos = np.flatnonzero(crs.isna().to_numpy())
-    c.out.rows(
+    c.out.missing(
         "missing_crs",
-        pos,
-        ["nan"] * len(pos),
-        ["crs is empty; pass crs= to read_profiles or fill the crs column"] * len(pos),
+        np.flatnonzero(crs.isna().to_numpy()),
+        "crs is empty; pass crs= to read_profiles or fill the crs column",
     )
     miss = np.isnan(x) | np.isnan(y)
-    pos = np.flatnonzero(miss)
-    c.out.rows(
+    c.out.pairs(
         "missing_coordinates",
-        pos,
-        [f"({_fmt(x[i])}, {_fmt(y[i])})" for i in pos],
-        [
-            f"x/y is ({_fmt(x[i])}, {_fmt(y[i])}); add the site's coordinates (for blue-carbon "
-            "cores: add the core to core_locations.csv)"
-            for i in pos
-        ],
+        np.flatnonzero(miss),
+        x,
+        y,
+        lambda a, b: (
+            f"x/y is ({a}, {b}); add the site's coordinates (for blue-carbon cores: add the core "
+            "to core_locations.csv)"
+        ),
     )
     out_pos: list[np.ndarray] = []
     swap_pos: list[np.ndarray] = []
@@ -393,28 +416,21 @@ def _check_coordinates(c: _Ctx) -> None:
             if pc.is_geographic
             else f"the area of use of {name} ({aou.name if aou else 'unknown'})"
         )
-        pos = rows[bad]
-        c.out.rows(
-            "coordinates_out_of_range",
-            pos,
-            [f"({_fmt(x[i])}, {_fmt(y[i])})" for i in pos],
-            [
-                f"(x, y) = ({_fmt(x[i])}, {_fmt(y[i])}) is outside {where}; check the CRS and "
-                "which columns hold x and y"
-                for i in pos
-            ],
-        )
-        pos = rows[swapped]
-        c.out.rows(
-            "swapped_lat_lon",
-            pos,
-            [f"({_fmt(x[i])}, {_fmt(y[i])})" for i in pos],
-            [
-                f"(x, y) = ({_fmt(x[i])}, {_fmt(y[i])}) looks like y/x (latitude/longitude) "
-                f"swapped for {name}; swap the columns (mapping={{'x': ..., 'y': ...}})"
-                for i in pos
-            ],
-        )
+
+        def outside(a: str, b: str, where: str = where) -> str:
+            return (
+                f"(x, y) = ({a}, {b}) is outside {where}; check the CRS and which columns hold "
+                "x and y"
+            )
+
+        def swapped_axes(a: str, b: str, name: str = name) -> str:
+            return (
+                f"(x, y) = ({a}, {b}) looks like y/x (latitude/longitude) swapped for {name}; "
+                "swap the columns (mapping={'x': ..., 'y': ...})"
+            )
+
+        c.out.pairs("coordinates_out_of_range", rows[bad], x, y, outside)
+        c.out.pairs("swapped_lat_lon", rows[swapped], x, y, swapped_axes)
 
 
 def _check_locations(c: _Ctx) -> None:
@@ -466,41 +482,35 @@ def _check_locations(c: _Ctx) -> None:
 def _check_depths(c: _Ctx) -> None:
     top, bottom = c.top, c.bottom
     miss = (np.isnan(top) | np.isnan(bottom)) & ~c.empty_site
-    pos = np.flatnonzero(miss)
-    c.out.rows(
+    c.out.pairs(
         "missing_depth",
-        pos,
-        [f"({_fmt(top[i])}, {_fmt(bottom[i])})" for i in pos],
-        [
-            f"top_cm/bottom_cm is ({_fmt(top[i])}, {_fmt(bottom[i])}); give both horizon "
-            "limits in cm"
-            for i in pos
-        ],
+        np.flatnonzero(miss),
+        top,
+        bottom,
+        lambda a, b: f"top_cm/bottom_cm is ({a}, {b}); give both horizon limits in cm",
     )
     with np.errstate(invalid="ignore"):
         neg = (top < 0) | (bottom < 0)
         thin = bottom <= top
-    pos = np.flatnonzero(neg)
-    c.out.rows(
+    c.out.pairs(
         "negative_depth",
-        pos,
-        [f"({_fmt(top[i])}, {_fmt(bottom[i])})" for i in pos],
-        [
-            f"depths ({_fmt(top[i])}, {_fmt(bottom[i])}) cm include a negative value; depths "
-            "are cm below the (mineral) surface: re-reference organic layers to start at 0"
-            for i in pos
-        ],
+        np.flatnonzero(neg),
+        top,
+        bottom,
+        lambda a, b: (
+            f"depths ({a}, {b}) cm include a negative value; depths are cm below the (mineral) "
+            "surface: re-reference organic layers to start at 0"
+        ),
     )
-    pos = np.flatnonzero(thin)
-    c.out.rows(
+    c.out.pairs(
         "nonpositive_thickness",
-        pos,
-        [f"({_fmt(top[i])}, {_fmt(bottom[i])})" for i in pos],
-        [
-            f"bottom_cm {_fmt(bottom[i])} <= top_cm {_fmt(top[i])}; the bottom must be deeper "
-            "than the top (swap them if reversed)"
-            for i in pos
-        ],
+        np.flatnonzero(thin),
+        top,
+        bottom,
+        lambda a, b: (
+            f"bottom_cm {b} <= top_cm {a}; the bottom must be deeper than the top (swap them if "
+            "reversed)"
+        ),
     )
     # Overlaps: sort each site's valid horizons by top; a top above the running maximum
     # bottom of the earlier horizons overlaps one of them.
@@ -566,13 +576,10 @@ def _check_depth_units(c: _Ctx) -> None:
 def _check_values(c: _Ctx) -> None:
     t = c.t
     soc = c.soc
-    pos = np.flatnonzero(np.isnan(soc) & ~c.empty_site)
-    c.out.rows(
+    c.out.missing(
         "missing_soc",
-        pos,
-        ["nan"] * len(pos),
-        ["soc_g_kg is missing; the horizon is kept but cannot train or validate a model"]
-        * len(pos),
+        np.flatnonzero(np.isnan(soc) & ~c.empty_site),
+        "soc_g_kg is missing; the horizon is kept but cannot train or validate a model",
     )
     _flag_outside(
         c, "soc_out_of_range", "soc_g_kg", soc, c.soc_range, "g/kg",

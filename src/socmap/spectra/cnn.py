@@ -77,7 +77,7 @@ from socmap.errors import (
 )
 from socmap.model.loop import regression_loss, train_loop
 from socmap.model.network import mc_dropout
-from socmap.validate.calibrate import ConformalCalibrator
+from socmap.validate.calibrate import ConformalCalibrator, nearest_share
 
 __all__ = ["CNNConfig", "SpectralCNN", "SpectralCNNRegressor"]
 
@@ -93,6 +93,32 @@ PREDICT_CHUNK = 2048
 
 #: Fields of :class:`CNNConfig` that define the architecture (the rest is training).
 ARCHITECTURE_FIELDS = ("conv_channels", "kernel_size", "pool", "pool_type", "dense", "dropout")
+
+
+def _calibration_rows(rows: npt.ArrayLike | None, n: int, folds: int) -> np.ndarray:
+    """Return the calibration rows' indices from a mask or indices, enough for the folds."""
+    if rows is None:
+        return np.arange(n)
+    r = np.asarray(rows)
+    if r.dtype == bool:
+        if r.shape != (n,):
+            raise ConfigError(
+                f"calibration_rows as a mask needs {n!r} values (one per row), got "
+                f"{r.shape!r}; pass a boolean mask or row indices"
+            )
+        r = np.flatnonzero(r)
+    r = np.unique(r.astype(np.int64, copy=False).ravel())
+    if r.size and (r[0] < 0 or r[-1] >= n):
+        raise ConfigError(
+            f"calibration_rows holds row {int(r[0] if r[0] < 0 else r[-1])!r} outside "
+            f"[0, {n - 1}]; pass indices of X's rows"
+        )
+    if r.size < folds:
+        raise ConfigError(
+            f"calibration_rows selects {r.size!r} rows, fewer than calibration_folds="
+            f"{folds!r}; select more rows or use fewer folds"
+        )
+    return r
 
 
 def _is_int(v: Any) -> bool:
@@ -494,7 +520,13 @@ class SpectralCNNRegressor(RegressorMixin, BaseEstimator):
             )
         return self.config
 
-    def fit(self, X: npt.ArrayLike, y: npt.ArrayLike) -> Self:
+    def fit(
+        self,
+        X: npt.ArrayLike,
+        y: npt.ArrayLike,
+        calibration_rows: npt.ArrayLike | None = None,
+        predict_for: npt.ArrayLike | None = None,
+    ) -> Self:
         """Train on spectra ``X`` and SOC ``y``, from ``init`` when given.
 
         Parameters
@@ -503,6 +535,17 @@ class SpectralCNNRegressor(RegressorMixin, BaseEstimator):
             ``(n, n_bands)`` preprocessed spectra (finite).
         y
             ``(n,)`` SOC in g/kg (finite, >= 0).
+        calibration_rows
+            With ``calibration_folds``: boolean mask (or indices) of the rows whose
+            out-of-fold predictions calibrate the intervals, e.g. the site's own samples
+            when ``X`` also holds library spectra (DTL-I); the folds split these rows and
+            every other row always trains. ``None``: all rows.
+        predict_for
+            With ``calibration_folds``: spectra the intervals are for (e.g. the site's
+            unlabelled scans). The calibration scores are then weighted by the share of
+            these spectra nearest to each calibration sample
+            (:func:`~socmap.validate.calibrate.nearest_share`), for calibration samples
+            chosen to span the spectra (Kennard-Stone) rather than at random.
 
         Returns
         -------
@@ -583,7 +626,16 @@ class SpectralCNNRegressor(RegressorMixin, BaseEstimator):
         self.frozen_blocks_ = int(freeze_front)
         self.calibrator_ = None
         if calibration_folds:
-            self.calibrator_ = self._calibrate(A, t, init, int(freeze_front), calibration_folds)
+            rows = _calibration_rows(calibration_rows, n, calibration_folds)
+            targets = None if predict_for is None else _as_spectra(predict_for)
+            if targets is not None and targets.shape[1] != n_bands:
+                raise BandMismatch(
+                    f"predict_for has {targets.shape[1]!r} bands but X has {n_bands!r}; pass "
+                    "the spectra to predict, preprocessed as X"
+                )
+            self.calibrator_ = self._calibrate(
+                A, t, init, int(freeze_front), calibration_folds, rows, targets
+            )
         return self
 
     def _calibrate(
@@ -593,17 +645,22 @@ class SpectralCNNRegressor(RegressorMixin, BaseEstimator):
         init: SpectralCNNRegressor | None,
         freeze_front: int,
         folds: int,
+        rows: np.ndarray,
+        targets: np.ndarray | None,
     ) -> ConformalCalibrator:
-        oof_mean = np.empty(len(t))
-        oof_sd = np.empty(len(t))
+        oof_mean = np.empty(len(rows))
+        oof_sd = np.empty(len(rows))
+        always = np.setdiff1d(np.arange(len(t)), rows)  # rows that train in every fold
         splitter = KFold(n_splits=folds, shuffle=True, random_state=self.config_.seed)
-        for train, test in splitter.split(A):
+        for train, test in splitter.split(rows):
+            fit_rows = np.concatenate([always, rows[train]])
             fold = SpectralCNNRegressor(
                 self.config_, self.mc_passes, False, init=init, freeze_front=freeze_front
             )
-            fold.fit(A[train], t[train])
-            oof_mean[test], oof_sd[test] = fold.predict_distribution(A[test])
-        return ConformalCalibrator().fit(np.log1p(t), oof_mean, oof_sd)
+            fold.fit(A[fit_rows], t[fit_rows])
+            oof_mean[test], oof_sd[test] = fold.predict_distribution(A[rows[test]])
+        weights = None if targets is None else nearest_share(A[rows], targets)
+        return ConformalCalibrator().fit(np.log1p(t[rows]), oof_mean, oof_sd, weights=weights)
 
     # ------------------------------------------------------------------ prediction
     def _passes(self, mc_passes: int | None) -> int:

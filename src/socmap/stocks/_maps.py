@@ -161,9 +161,7 @@ def stock_block(
             out[i][:, sel] = getattr(summary, stat)
     return {
         "stock": out.reshape(len(STATS), n_layers, h, w),
-        "n_valid": int(enc.valid.sum()),
-        "n_nodata": int((~enc.valid).sum()),
-        "unknown_classes": enc.unknown,
+        **enc.counts(),
     }
 
 

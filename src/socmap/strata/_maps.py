@@ -228,9 +228,7 @@ def stratum_block(
         }
     return {
         "strata": strata,
-        "n_valid": int(enc.valid.sum()),
-        "n_nodata": int((~enc.valid).sum()),
-        "unknown_classes": enc.unknown,
+        **enc.counts(),
     }
 
 

@@ -39,7 +39,7 @@ import pandas as pd
 from socmap.errors import BundleError, ConfigError, ProfileValidationError
 from socmap.validate._fitted import check_fitted
 
-__all__ = ["DEFAULT_GRID", "ConformalCalibrator", "conformal_quantiles"]
+__all__ = ["DEFAULT_GRID", "ConformalCalibrator", "conformal_quantiles", "nearest_share"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -49,7 +49,9 @@ DEFAULT_GRID: tuple[float, ...] = tuple(round(i / 100, 2) for i in range(1, 100)
 _METHOD = "normalised_split_conformal"
 
 
-def conformal_quantiles(scores: npt.ArrayLike, levels: npt.ArrayLike) -> FloatArray:
+def conformal_quantiles(
+    scores: npt.ArrayLike, levels: npt.ArrayLike, weights: npt.ArrayLike | None = None
+) -> FloatArray:
     """Finite-sample conformal quantiles of ``scores`` at ``levels``.
 
     Parameters
@@ -58,27 +60,91 @@ def conformal_quantiles(scores: npt.ArrayLike, levels: npt.ArrayLike) -> FloatAr
         Nonconformity scores (1-D, no NaN).
     levels
         Levels in (0, 1).
+    weights
+        Optional weight per score (> 0): the weighted conformal quantile under covariate
+        shift (Tibshirani et al. 2019), with the new point's own weight taken as the mean
+        weight. Equal weights give the unweighted quantile.
 
     Returns
     -------
     numpy.ndarray
-        The ``ceil((n + 1) level)``-th smallest score per level, ``inf`` where that rank
-        exceeds ``n``.
+        The ``ceil((n + 1) level)``-th smallest score per level (weighted: the smallest score
+        whose cumulative weight, over the total plus one mean weight, reaches the level),
+        ``inf`` where that rank exceeds ``n``.
 
     Examples
     --------
     >>> conformal_quantiles([0.3, 0.1, 0.2, 0.4], [0.2, 0.5, 0.8, 0.9]).tolist()
     [0.1, 0.3, 0.4, inf]
+    >>> conformal_quantiles([0.3, 0.1, 0.2, 0.4], [0.5], weights=[1, 1, 1, 1]).tolist()
+    [0.3]
+    >>> conformal_quantiles([0.3, 0.1, 0.2, 0.4], [0.5], weights=[1, 5, 1, 1]).tolist()
+    [0.1]
     """
-    s = np.sort(np.asarray(scores, dtype=np.float64).ravel())
+    raw = np.asarray(scores, dtype=np.float64).ravel()
+    order = np.argsort(raw, kind="stable")
+    s = raw[order]
     lv = np.asarray(levels, dtype=np.float64)
     n = s.size
-    # round before ceil so that (n + 1) * 0.9 = 90.00000000000001 gives rank 90, not 91
-    k = np.ceil(np.round((n + 1) * lv, 9)).astype(np.int64)
+    if weights is None:
+        # round before ceil so that (n + 1) * 0.9 = 90.00000000000001 gives rank 90, not 91
+        k = np.ceil(np.round((n + 1) * lv, 9)).astype(np.int64)
+    else:
+        w = np.asarray(weights, dtype=np.float64).ravel()[order]
+        # cumulative share with one mean weight left for the new point: equal weights give
+        # exactly (i + 1) / (n + 1), so the rank is the unweighted one
+        share = np.round(np.cumsum(w) / (w.sum() * (n + 1) / n), 9)
+        k = np.searchsorted(share, np.round(lv, 9), side="left").astype(np.int64) + 1
     out = np.full(lv.shape, np.inf)
     ok = (k >= 1) & (k <= n)
     out[ok] = s[k[ok] - 1]
     return out
+
+
+def nearest_share(calibration: npt.ArrayLike, targets: npt.ArrayLike) -> FloatArray:
+    """Weight of each calibration sample: the share of ``targets`` nearest to it.
+
+    A nearest-neighbour estimate of the density ratio between the points the intervals are
+    for and the calibration samples (Euclidean distance; ties go to the first sample): a
+    calibration sample in a sparse corner of the targets' space counts little, one among
+    many targets counts much. Every sample keeps a floor of one target, so no weight is 0.
+    Use it where calibration samples are chosen to span the space (Kennard-Stone) and so
+    sit more often at its edges than the points to predict.
+
+    Parameters
+    ----------
+    calibration
+        ``(n, p)`` features of the calibration samples.
+    targets
+        ``(m, p)`` features of the points to predict (unlabelled).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n,)`` weights with mean 1.
+
+    Examples
+    --------
+    >>> nearest_share([[0.0], [10.0]], [[1.0], [2.0], [9.0]]).tolist()
+    [1.2, 0.8]
+    """
+    c = np.asarray(calibration, dtype=np.float64)
+    t = np.asarray(targets, dtype=np.float64)
+    if c.ndim != 2 or t.ndim != 2 or c.shape[1] != t.shape[1] or len(c) == 0:
+        raise ProfileValidationError(
+            f"calibration and targets must be 2-D with the same number of columns, got shapes "
+            f"{c.shape!r} and {t.shape!r}; pass one row of features per sample"
+        )
+    if not (np.isfinite(c).all() and np.isfinite(t).all()):
+        raise ProfileValidationError(
+            "calibration and targets features must be finite; drop or fill the rows with NaN"
+        )
+    counts = np.ones(len(c))
+    for lo in range(0, len(t), 4096):  # blocks bound the (block, n) distance matrix
+        block = t[lo : lo + 4096]
+        d2 = (block**2).sum(1)[:, None] - 2.0 * block @ c.T + (c**2).sum(1)[None, :]
+        counts += np.bincount(np.argmin(d2, axis=1), minlength=len(c))
+    return counts / counts.mean()
 
 
 def _interp(level: float, grid: FloatArray, q: FloatArray) -> float:
@@ -176,6 +242,7 @@ class ConformalCalibrator:
         mean: npt.ArrayLike,
         sd: npt.ArrayLike,
         groups: npt.ArrayLike | None = None,
+        weights: npt.ArrayLike | None = None,
     ) -> Self:
         """Fit the score quantiles on out-of-fold predictions.
 
@@ -187,6 +254,11 @@ class ConformalCalibrator:
             Out-of-fold predictive mean and standard deviation in the same space; ``sd > 0``.
         groups
             Optional label per sample (e.g. depth interval ``"0-5"``) for per-group tables.
+        weights
+            Optional weight per sample (finite, > 0) for covariate shift: how much each
+            calibration sample stands for the points the intervals are for (e.g.
+            :func:`nearest_share`); the quantiles are weighted conformal quantiles
+            (:func:`conformal_quantiles`).
 
         Returns
         -------
@@ -210,8 +282,16 @@ class ConformalCalibrator:
             raise ConfigError(
                 f"min_group_size must be a positive integer, got {self.min_group_size!r}"
             )
+        w = None if weights is None else np.asarray(weights, dtype=np.float64).ravel()
+        if w is not None and (w.size != o.size or not (np.isfinite(w) & (w > 0)).all()):
+            raise ProfileValidationError(
+                f"weights must be {o.size!r} finite values > 0 (one per sample), got "
+                f"{w.size!r} values with minimum {float(np.min(w, initial=np.inf))!r}; pass "
+                "e.g. socmap.validate.calibrate.nearest_share(...) or None"
+            )
         ok = ~(np.isnan(o) | np.isnan(m) | np.isnan(s))
         o, m, s = o[ok], m[ok], s[ok]
+        w = None if w is None else w[ok]
         if not (np.isfinite(o).all() and np.isfinite(m).all() and np.isfinite(s).all()):
             raise ProfileValidationError(
                 "obs, mean and sd must be finite (NaN is dropped and counted, infinity is not); "
@@ -232,7 +312,8 @@ class ConformalCalibrator:
         self.levels_ = grid
         self.n_ = int(scores.size)
         self.n_dropped_ = int((~ok).sum())
-        self.quantiles_ = conformal_quantiles(scores, grid)
+        self.weighted_ = w is not None
+        self.quantiles_ = conformal_quantiles(scores, grid, w)
         self.group_tables_: dict[Hashable, tuple[int, FloatArray]] | None = None
         self.fallback_groups_: list[Hashable] = []
         if groups is not None:
@@ -251,7 +332,7 @@ class ConformalCalibrator:
             for label, pos in g.groupby(g, sort=True).indices.items():
                 key = _plain(label)
                 if len(pos) >= self.min_group_size:
-                    q = conformal_quantiles(scores[pos], grid)
+                    q = conformal_quantiles(scores[pos], grid, None if w is None else w[pos])
                 else:
                     q = self.quantiles_
                     self.fallback_groups_.append(key)
@@ -381,6 +462,7 @@ class ConformalCalibrator:
             "quantiles": _encode(self.quantiles_),
             "min_group_size": int(self.min_group_size),
             "groups": groups,
+            "weighted": bool(getattr(self, "weighted_", False)),
         }
 
     @classmethod
@@ -419,6 +501,7 @@ class ConformalCalibrator:
         cal.levels_ = cal._grid()
         cal.n_ = int(data["n"])
         cal.n_dropped_ = int(data.get("n_dropped", 0))
+        cal.weighted_ = bool(data.get("weighted", False))
         cal.quantiles_ = _decode(data["quantiles"], "pooled")
         if cal.quantiles_.size != cal.levels_.size:
             raise BundleError(
