@@ -25,7 +25,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,6 +212,58 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+def cpu_weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Detached, contiguous CPU copies of a module's state dict, ready to save.
+
+    Parameters
+    ----------
+    module
+        The network.
+
+    Returns
+    -------
+    dict
+        Parameter and buffer name -> tensor.
+    """
+    return {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
+
+
+def write_weights_dir(
+    dest: Path,
+    tensors: dict[str, torch.Tensor],
+    document: Callable[[str], dict[str, Any]],
+    *,
+    overwrite: bool,
+) -> Path:
+    """Write a model directory atomically: the weights file, then its ``model.json``.
+
+    The directory is written next to ``dest`` and renamed into place, so a failure leaves
+    nothing half-written.
+
+    Parameters
+    ----------
+    dest
+        Directory to create.
+    tensors
+        Tensors of the weights file (safetensors).
+    document
+        Builds the ``model.json`` content from the weights file's SHA-256.
+    overwrite
+        Replace an existing ``dest`` (otherwise :class:`~socmap.errors.OutputExists`).
+
+    Returns
+    -------
+    pathlib.Path
+        ``dest``.
+    """
+    with atomic_path(dest, overwrite=overwrite) as tmp:
+        tmp.mkdir(parents=True)
+        save_file(tensors, str(tmp / WEIGHTS))
+        doc = document(file_sha256(tmp / WEIGHTS))
+        (tmp / MODEL_JSON).write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
+    return dest
+
+
 def save_bundle(
     path: str | os.PathLike[str],
     model: SocNet,
@@ -288,16 +340,15 @@ def save_bundle(
         ) from None
     from socmap._versions import __version__
 
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    tensors = cpu_weights(model)
     if aoa is not None:
         for key, arr in aoa.arrays().items():
             tensors[AOA_PREFIX + key] = torch.from_numpy(np.ascontiguousarray(arr, np.float64))
     for key, arr in adjustment_arrays.items():
         tensors[ADJUSTMENT_PREFIX + key] = torch.from_numpy(np.ascontiguousarray(arr))
-    with atomic_path(dest, overwrite=overwrite) as tmp:
-        tmp.mkdir(parents=True)
-        save_file(tensors, str(tmp / WEIGHTS))
-        doc = {
+
+    def document(sha256: str) -> dict[str, Any]:
+        return {
             "format": BUNDLE_FORMAT,
             "socmap_version": __version__,
             "target_transform": spec.target,
@@ -306,13 +357,13 @@ def save_bundle(
             "features": spec.to_dict(),
             "weights": {
                 "file": WEIGHTS,
-                "sha256": file_sha256(tmp / WEIGHTS),
+                "sha256": sha256,
                 "tensors": {k: list(v.shape) for k, v in tensors.items()},
             },
             "metadata": meta_json,
         }
-        (tmp / MODEL_JSON).write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
-    return dest
+
+    return write_weights_dir(dest, tensors, document, overwrite=overwrite)
 
 
 def load_bundle(path: str | os.PathLike[str]) -> Bundle:

@@ -59,14 +59,13 @@ from typing import Any, Literal, Self, cast
 import numpy as np
 import numpy.typing as npt
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.model_selection import KFold
 from sklearn.utils.validation import check_is_fitted
 from torch import Tensor, nn
 
 from socmap._config_io import config_from_dict, config_to_dict
-from socmap._io import atomic_path
 from socmap._records import file_sha256
 from socmap.errors import (
     BandMismatch,
@@ -75,6 +74,7 @@ from socmap.errors import (
     InputNotFound,
     ProfileValidationError,
 )
+from socmap.model.bundle import cpu_weights, write_weights_dir
 from socmap.model.loop import regression_loss, train_loop
 from socmap.model.network import mc_dropout
 from socmap.validate.calibrate import ConformalCalibrator, nearest_share
@@ -780,14 +780,8 @@ class SpectralCNNRegressor(RegressorMixin, BaseEstimator):
         check_is_fitted(self, "network_")
         from socmap._versions import __version__
 
-        tensors = {
-            k: v.detach().cpu().contiguous().clone() for k, v in self.network_.state_dict().items()
-        }
-        dest = Path(path)
-        with atomic_path(dest, overwrite=overwrite) as tmp:
-            tmp.mkdir(parents=True)
-            save_file(tensors, str(tmp / WEIGHTS))
-            doc = {
+        def document(sha256: str) -> dict[str, Any]:
+            return {
                 "format": MODEL_FORMAT,
                 "socmap_version": __version__,
                 "target": "log1p(soc_g_kg)",
@@ -801,10 +795,12 @@ class SpectralCNNRegressor(RegressorMixin, BaseEstimator):
                 "frozen_blocks": self.frozen_blocks_,
                 "calibration": None if self.calibrator_ is None else self.calibrator_.to_dict(),
                 "history": _json_history(self.history_),
-                "weights": {"file": WEIGHTS, "sha256": file_sha256(tmp / WEIGHTS)},
+                "weights": {"file": WEIGHTS, "sha256": sha256},
             }
-            (tmp / MODEL_JSON).write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
-        return dest
+
+        return write_weights_dir(
+            Path(path), cpu_weights(self.network_), document, overwrite=overwrite
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> SpectralCNNRegressor:
