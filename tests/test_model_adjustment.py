@@ -61,3 +61,27 @@ def test_at_intervals_equals_constant_row_by_row():
 def test_an_unknown_forest_target_is_refused():
     with pytest.raises(BundleError, match=r"forest target 'sqrt' must be one of"):
         RegionalAdjustment(target="sqrt")
+
+
+@pytest.mark.parametrize("target", ["log1p", "identity"])
+def test_streamed_tree_moments_equal_the_stack_of_every_tree(target, monkeypatch):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4))
+    y = np.abs(X[:, 0] + rng.normal(size=300)) if target == "identity" else X[:, 0]
+    forest = RandomForestRegressor(n_estimators=123, random_state=0).fit(X, y)  # 3 blocks
+    rows = rng.normal(size=(500, 4))
+    mean, spread = RegionalAdjustment(forest=forest, target=target).forest_part(rows)
+    per_tree = np.stack([t.predict(rows) for t in forest.estimators_])
+    if target == "identity":
+        want = np.log1p(np.clip(per_tree.mean(0), 0, None))
+        want_spread = np.log1p(np.clip(per_tree, 0, None)).std(0)
+    else:
+        want, want_spread = per_tree.mean(0), per_tree.std(0)
+    np.testing.assert_allclose(mean, want, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(spread, want_spread, rtol=0, atol=1e-12)
+    assert spread.min() > 0
+    # the blocks are fixed, so one thread gives the very same bits as several
+    monkeypatch.setattr("socmap.model.adjustment.os.cpu_count", lambda: 1)
+    again = RegionalAdjustment(forest=forest, target=target).forest_part(rows)
+    np.testing.assert_array_equal(again[0], mean)
+    np.testing.assert_array_equal(again[1], spread)

@@ -30,7 +30,9 @@ Examples
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -91,13 +93,13 @@ class RegionalAdjustment:
         n = len(features)
         if self.forest is None or self.shrink == 0:
             return np.zeros(n), np.zeros(n)
-        per_tree = np.stack([t.predict(features) for t in self.forest.estimators_])
-        if self.target == "identity":
-            return (
-                np.log1p(np.clip(per_tree.mean(axis=0), 0, None)),
-                np.log1p(np.clip(per_tree, 0, None)).std(axis=0),
-            )
-        return per_tree.mean(axis=0), per_tree.std(axis=0)
+        identity = self.target == "identity"
+        total, m2 = _tree_moments(self.forest.estimators_, features, identity)
+        trees = len(self.forest.estimators_)
+        spread = np.sqrt(m2 / trees)
+        if identity:
+            return np.log1p(np.clip(total / trees, 0, None)), spread
+        return total / trees, spread
 
     def constant(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return what is added to ``slope * network``, and its sd, for ``(n, bands + 2)`` rows."""
@@ -170,3 +172,50 @@ class RegionalAdjustment:
             raise
         except (KeyError, TypeError, ValueError) as exc:
             raise BundleError(f"the bundle's regional adjustment is malformed ({exc!r})") from None
+
+
+#: Trees per task of :func:`_tree_moments`: fixed, so its sums do not depend on the threads.
+TREE_BLOCK = 50
+
+_Moments = tuple[int, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _tree_moments(
+    trees: Sequence[Any], features: np.ndarray, identity: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the sum of the trees' predictions and the M2 of what their spread is of.
+
+    M2 is the sum of squared deviations from the mean over trees.
+    The spread is of the predictions themselves, or of ``log1p`` of them (clipped at 0) for
+    a forest on SOC (``identity``). Streaming moments (Welford within a block of
+    :data:`TREE_BLOCK` trees, Chan et al. between blocks, always in block order) hold a few
+    ``(n,)`` arrays instead of one ``(trees, n)`` stack, and the blocks run on threads (tree
+    traversal releases the GIL): the result does not depend on how many.
+    """
+    x = np.ascontiguousarray(features, dtype=np.float32)  # the trees' own dtype, cast once
+    blocks = [trees[i : i + TREE_BLOCK] for i in range(0, len(trees), TREE_BLOCK)]
+
+    def block(chunk: Sequence[Any]) -> _Moments:
+        total, mean, m2 = (np.zeros(len(x)) for _ in range(3))
+        for k, tree in enumerate(chunk, 1):
+            p = tree.predict(x, check_input=False).astype(np.float64, copy=False)
+            total += p
+            q = np.log1p(np.clip(p, 0, None)) if identity else p
+            delta = q - mean
+            mean += delta / k
+            m2 += delta * (q - mean)
+        return len(chunk), total, mean, m2
+
+    workers = min(len(blocks), os.cpu_count() or 1)
+    if workers > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            parts = list(pool.map(block, blocks))
+    else:
+        parts = [block(b) for b in blocks]
+    n, total, mean, m2 = parts[0]
+    for nb, total_b, mean_b, m2_b in parts[1:]:
+        delta = mean_b - mean
+        mean = mean + delta * (nb / (n + nb))
+        m2 = m2 + m2_b + delta**2 * (n * nb / (n + nb))
+        total, n = total + total_b, n + nb
+    return total, m2
