@@ -1,5 +1,6 @@
 """The model commands end to end on Edgeroi with the shipped global bundle."""
 
+import inspect
 import json
 
 import numpy as np
@@ -30,7 +31,7 @@ def test_finetune_writes_a_bundle_with_the_regional_group(cube, tmp_path, capsys
     out = tmp_path / "ft"
     code, text, _ = run(
         ["finetune", BUNDLE, "--format", "edgeroi", "--cube", cube, "--strategy", "head",
-         "--out", out],
+         "--cv-folds", 3, "--out", out],
         capsys,
     )  # fmt: skip
     assert code == 0 and "fine-tuned (head)" in text
@@ -40,7 +41,11 @@ def test_finetune_writes_a_bundle_with_the_regional_group(cube, tmp_path, capsys
     assert "regional" in doc["features"]["groups"]
     # map-ready: intervals, a calibration from the spatial CV, and the area of applicability
     meta = doc["metadata"]
-    assert len(meta["intervals"]) == 5 and meta["cv_protocol"]["folds"] == 5
+    assert len(meta["intervals"]) == 5 and meta["cv_protocol"]["folds"] == 3
+    # without --cv-folds the calibration CV has 5 folds (three keep this test quick)
+    from socmap.cli.models import finetune_cmd
+
+    assert inspect.signature(finetune_cmd).parameters["cv_folds"].default == 5
     assert {g["label"] for g in meta["calibration"]["groups"]} >= {"0-5cm", "60-100cm"}
     assert meta["aoa"]["threshold"] > 0 and "aoa.train" in doc["weights"]["tensors"]
     assert "geology" in doc["features"]["categorical"]
