@@ -20,8 +20,10 @@ Methods (targets are ``log1p`` SOC throughout):
 - ``dtl-ir``: both: the library CNN, front frozen, retrained on instances + local.
 
 The CNNs give MC-dropout intervals; the local and transfer CNNs are conformally calibrated
-on out-of-fold predictions of their own training rows, the global CNN on the local samples
-(which it never trained on). PICP and MPIW of the 90 % intervals are reported for them.
+on out-of-fold predictions of the site's local samples (library instances always train), the
+global CNN on the local samples (which it never trained on). By default the scores are weighted
+by the share of the site's test scans nearest to each local sample (``calibration``). PICP and
+MPIW of the 90 % intervals are reported for them.
 
 Libraries: NIRsoil for the vis-NIR and NIR sites (over the shared range only); vis-NIR spectra
 cannot serve a MIR site, so each MIR site gets the pool of the other MIR sites (leave one site
@@ -431,11 +433,11 @@ def _run_site(
 
     def with_library(model: Any) -> Any:
         """Fit on library instances + local samples; calibrate as ``cfg.calibration`` says."""
-        rows = np.r_[yL[instances()], yq]
-        local = np.arange(len(rows)) >= len(rows) - len(yq)
+        y_fit = np.r_[yL[instances()], yq]
+        local = np.arange(len(y_fit)) >= len(y_fit) - len(yq)
         only = None if cfg.calibration == "all-rows" else local
         X_fit = np.vstack([XL[instances()], Xq])
-        return model.fit(X_fit, rows, calibration_rows=only, predict_for=weighted)
+        return model.fit(X_fit, y_fit, calibration_rows=only, predict_for=weighted)
 
     fits: dict[str, Callable[[], Any]] = {
         "local-pls": lambda: PLSRRegressor(random_state=seed).fit(Xq, yq),
