@@ -347,8 +347,12 @@ def test_calibration_on_chosen_rows_and_weighted_to_the_targets(
         clone(model).fit(X, y, calibration_rows=site[:10])
     with pytest.raises(ConfigError, match="outside"):
         clone(model).fit(X, y, calibration_rows=[0, 60])
+    with pytest.raises(ConfigError, match="integer row indices, got dtype float64"):
+        clone(model).fit(X, y, calibration_rows=[0.5, 1.7, 2.2, 3.9])
     with pytest.raises(ConfigError, match="fewer than calibration_folds=4"):
         clone(model).fit(X, y, calibration_rows=[1, 2, 3])
+    with pytest.raises(ConfigError, match="calibration_folds is 0"):
+        SpectralCNNRegressor(cfg).fit(X, y, predict_for=targets)
     with pytest.raises(BandMismatch, match="predict_for has 10 bands"):
         clone(model).fit(X, y, predict_for=targets[:, :10])
 

@@ -107,6 +107,11 @@ def _calibration_rows(rows: npt.ArrayLike | None, n: int, folds: int) -> np.ndar
                 f"{r.shape!r}; pass a boolean mask or row indices"
             )
         r = np.flatnonzero(r)
+    if r.size and not np.issubdtype(r.dtype, np.integer):
+        raise ConfigError(
+            f"calibration_rows must be a boolean mask or integer row indices, got dtype "
+            f"{r.dtype!s}; pass e.g. np.arange(n) >= n_library"
+        )
     r = np.unique(r.astype(np.int64, copy=False).ravel())
     if r.size and (r[0] < 0 or r[-1] >= n):
         raise ConfigError(
@@ -592,6 +597,11 @@ class SpectralCNNRegressor(RegressorMixin, BaseEstimator):
             raise ConfigError(
                 f"calibration_folds must be 0 or an integer in [2, {n}] (the number of rows), "
                 f"got {calibration_folds!r}; use e.g. 5"
+            )
+        if not calibration_folds and (calibration_rows is not None or predict_for is not None):
+            raise ConfigError(
+                "calibration_rows and predict_for choose and weight the calibration samples, "
+                "but calibration_folds is 0 (no calibration); set calibration_folds, e.g. 5"
             )
         if init is not None:
             if n_bands != init.n_features_in_:
