@@ -353,8 +353,10 @@ def test_calibration_on_chosen_rows_and_weighted_to_the_targets(
         clone(model).fit(X, y, calibration_rows=[1, 2, 3])
     with pytest.raises(ConfigError, match="calibration_folds is 0"):
         SpectralCNNRegressor(cfg).fit(X, y, predict_for=targets)
+    refused = clone(model)
     with pytest.raises(BandMismatch, match="predict_for has 10 bands"):
-        clone(model).fit(X, y, predict_for=targets[:, :10])
+        refused.fit(X, y, predict_for=targets[:, :10])
+    assert not hasattr(refused, "network_")  # refused before any training
 
 
 # ---------------------------------------------------------------------- persistence

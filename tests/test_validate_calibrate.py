@@ -229,12 +229,12 @@ def test_nearest_share_counts_targets_by_nearest_sample() -> None:
     w = nearest_share(calibration, targets)
     # counts 3, 1, 1 plus one each: 4, 2, 2 -> mean 1
     np.testing.assert_allclose(w, [1.5, 0.75, 0.75])
-    # blocks of targets give the same counts as one pass
-    many = np.random.default_rng(0).normal(size=(9000, 2))
-    np.testing.assert_allclose(
-        nearest_share(calibration, many),
-        nearest_share(calibration, np.vstack([many[:4096], many[4096:]])),
-    )
+    # many columns (the blocked search, not the k-d tree): the counts of a brute-force argmin
+    rng = np.random.default_rng(0)
+    cal_wide, many = rng.normal(size=(7, 20)), rng.normal(size=(3000, 20))
+    nearest = np.argmin(((many[:, None, :] - cal_wide[None]) ** 2).sum(-1), axis=1)
+    want = 1.0 + np.bincount(nearest, minlength=7)
+    np.testing.assert_allclose(nearest_share(cal_wide, many), want / want.mean())
     with pytest.raises(ProfileValidationError, match="same number of columns"):
         nearest_share(calibration, targets[:, :1])
     with pytest.raises(ProfileValidationError, match="finite"):

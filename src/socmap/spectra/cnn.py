@@ -603,6 +603,14 @@ class SpectralCNNRegressor(RegressorMixin, BaseEstimator):
                 "calibration_rows and predict_for choose and weight the calibration samples, "
                 "but calibration_folds is 0 (no calibration); set calibration_folds, e.g. 5"
             )
+        # checked before training: a bad calibration set must not cost a fit first
+        rows = _calibration_rows(calibration_rows, n, calibration_folds or 1)
+        targets = None if predict_for is None else _as_spectra(predict_for)
+        if targets is not None and targets.shape[1] != n_bands:
+            raise BandMismatch(
+                f"predict_for has {targets.shape[1]!r} bands but X has {n_bands!r}; pass "
+                "the spectra to predict, preprocessed as X"
+            )
         if init is not None:
             if n_bands != init.n_features_in_:
                 raise BandMismatch(
@@ -636,13 +644,6 @@ class SpectralCNNRegressor(RegressorMixin, BaseEstimator):
         self.frozen_blocks_ = int(freeze_front)
         self.calibrator_ = None
         if calibration_folds:
-            rows = _calibration_rows(calibration_rows, n, calibration_folds)
-            targets = None if predict_for is None else _as_spectra(predict_for)
-            if targets is not None and targets.shape[1] != n_bands:
-                raise BandMismatch(
-                    f"predict_for has {targets.shape[1]!r} bands but X has {n_bands!r}; pass "
-                    "the spectra to predict, preprocessed as X"
-                )
             self.calibrator_ = self._calibrate(
                 A, t, init, int(freeze_front), calibration_folds, rows, targets
             )

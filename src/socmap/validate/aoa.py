@@ -50,7 +50,13 @@ from socmap._progress import track
 from socmap.errors import BandMismatch, BundleError, ConfigError, ProfileValidationError
 from socmap.validate._fitted import check_fitted
 
-__all__ = ["KDTREE_MAX_DIMS", "AreaOfApplicability", "site_aoa", "training_aoa"]
+__all__ = [
+    "KDTREE_MAX_DIMS",
+    "AreaOfApplicability",
+    "nearest_neighbours",
+    "site_aoa",
+    "training_aoa",
+]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -61,29 +67,35 @@ _METHOD = "meyer_pebesma_2021"
 _CHUNK_ELEMENTS = 1 << 22  # query x reference distances per brute-force chunk (32 MiB)
 
 
-def _nearest(
+def nearest_neighbours(
     query: FloatArray,
     ref: FloatArray,
     *,
     workers: int = 1,
     exclude_self: bool = False,
     tree: cKDTree | None = None,
-) -> FloatArray:
-    """Euclidean distance from each query row to its nearest ``ref`` row.
+    what: str = "AOA nearest neighbours",
+) -> tuple[FloatArray, npt.NDArray[np.intp]]:
+    """Euclidean distance from each query row to its nearest ``ref`` row, and that row.
 
-    With ``exclude_self`` the query is ``ref`` itself and row ``i`` skips reference ``i``
-    (leave-one-out; exact duplicates elsewhere still give 0).
+    Exact either way: a k-d tree up to :data:`KDTREE_MAX_DIMS` columns, else a blocked
+    matrix product (a progress bar named ``what`` over many blocks). With ``exclude_self``
+    the query is ``ref`` itself and row ``i`` skips reference ``i`` (leave-one-out; exact
+    duplicates elsewhere still give 0).
     """
     if ref.shape[1] <= KDTREE_MAX_DIMS:
         t = tree if tree is not None else cKDTree(ref)
         if exclude_self:
-            return np.asarray(t.query(query, k=2, workers=workers)[0][:, 1], dtype=np.float64)
-        return np.asarray(t.query(query, k=1, workers=workers)[0], dtype=np.float64)
+            dist, idx = t.query(query, k=2, workers=workers)
+            return np.asarray(dist[:, 1], dtype=np.float64), np.asarray(idx[:, 1], dtype=np.intp)
+        dist, idx = t.query(query, k=1, workers=workers)
+        return np.asarray(dist, dtype=np.float64), np.asarray(idx, dtype=np.intp)
     ref_sq = np.einsum("ij,ij->i", ref, ref)
     out = np.empty(len(query))
+    index = np.empty(len(query), dtype=np.intp)
     step = max(1, _CHUNK_ELEMENTS // max(len(ref), 1))
     starts = range(0, len(query), step)
-    for s in track(starts, "AOA nearest neighbours") if len(starts) > 8 else starts:
+    for s in track(starts, what) if len(starts) > 8 else starts:
         q = query[s : s + step]
         # |q|^2 is constant per row, so it does not change the argmin
         d2 = q @ ref.T
@@ -93,7 +105,20 @@ def _nearest(
             d2[np.arange(len(q)), np.arange(s, s + len(q))] = np.inf
         j = np.argmin(d2, axis=1)
         out[s : s + len(q)] = np.sqrt(((q - ref[j]) ** 2).sum(axis=1))
-    return out
+        index[s : s + len(q)] = j
+    return out, index
+
+
+def _nearest(
+    query: FloatArray,
+    ref: FloatArray,
+    *,
+    workers: int = 1,
+    exclude_self: bool = False,
+    tree: cKDTree | None = None,
+) -> FloatArray:
+    """Euclidean distance from each query row to its nearest ``ref`` row."""
+    return nearest_neighbours(query, ref, workers=workers, exclude_self=exclude_self, tree=tree)[0]
 
 
 def _matrix(X: Any, what: str) -> tuple[FloatArray, list[str] | None]:

@@ -38,6 +38,7 @@ import pandas as pd
 
 from socmap.errors import BundleError, ConfigError, ProfileValidationError
 from socmap.validate._fitted import check_fitted
+from socmap.validate.aoa import nearest_neighbours
 
 __all__ = ["DEFAULT_GRID", "ConformalCalibrator", "conformal_quantiles", "nearest_share"]
 
@@ -105,7 +106,8 @@ def nearest_share(calibration: npt.ArrayLike, targets: npt.ArrayLike) -> FloatAr
     """Weight of each calibration sample: the share of ``targets`` nearest to it.
 
     A nearest-neighbour estimate of the density ratio between the points the intervals are
-    for and the calibration samples (Euclidean distance; ties go to the first sample): a
+    for and the calibration samples (exact Euclidean nearest neighbours, the search of the
+    area of applicability, :func:`~socmap.validate.aoa.nearest_neighbours`): a
     calibration sample in a sparse corner of the targets' space counts little, one among
     many targets counts much. Every sample keeps a floor of one target, so no weight is 0.
     Use it where calibration samples are chosen to span the space (Kennard-Stone) and so
@@ -139,11 +141,8 @@ def nearest_share(calibration: npt.ArrayLike, targets: npt.ArrayLike) -> FloatAr
         raise ProfileValidationError(
             "calibration and targets features must be finite; drop or fill the rows with NaN"
         )
-    counts = np.ones(len(c))
-    for lo in range(0, len(t), 4096):  # blocks bound the (block, n) distance matrix
-        block = t[lo : lo + 4096]
-        d2 = (block**2).sum(1)[:, None] - 2.0 * block @ c.T + (c**2).sum(1)[None, :]
-        counts += np.bincount(np.argmin(d2, axis=1), minlength=len(c))
+    _, nearest = nearest_neighbours(t, c, what="calibration weights")
+    counts = 1.0 + np.bincount(nearest, minlength=len(c))
     return counts / counts.mean()
 
 
@@ -462,7 +461,7 @@ class ConformalCalibrator:
             "quantiles": _encode(self.quantiles_),
             "min_group_size": int(self.min_group_size),
             "groups": groups,
-            "weighted": bool(getattr(self, "weighted_", False)),
+            "weighted": bool(self.weighted_),
         }
 
     @classmethod
