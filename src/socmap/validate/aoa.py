@@ -109,18 +109,6 @@ def nearest_neighbours(
     return out, index
 
 
-def _nearest(
-    query: FloatArray,
-    ref: FloatArray,
-    *,
-    workers: int = 1,
-    exclude_self: bool = False,
-    tree: cKDTree | None = None,
-) -> FloatArray:
-    """Euclidean distance from each query row to its nearest ``ref`` row."""
-    return nearest_neighbours(query, ref, workers=workers, exclude_self=exclude_self, tree=tree)[0]
-
-
 def _matrix(X: Any, what: str) -> tuple[FloatArray, list[str] | None]:
     names = [str(c) for c in X.columns] if isinstance(X, pd.DataFrame) else None
     try:
@@ -263,12 +251,12 @@ class AreaOfApplicability:
             )
         tree = cKDTree(Z) if p <= KDTREE_MAX_DIMS else None
         if fold_arr is None:
-            d = _nearest(Z, Z, workers=self.workers, exclude_self=True, tree=tree)
+            d, _ = nearest_neighbours(Z, Z, workers=self.workers, exclude_self=True, tree=tree)
         else:
             d = np.empty(len(Z))
             for f in np.unique(fold_arr):
                 inside = fold_arr == f
-                d[inside] = _nearest(Z[inside], Z[~inside], workers=self.workers)
+                d[inside] = nearest_neighbours(Z[inside], Z[~inside], workers=self.workers)[0]
         train_di = d / mean_dist
         q1, q3 = np.percentile(train_di, [25.0, 75.0])
         fence = float(q3 + 1.5 * (q3 - q1))
@@ -332,7 +320,7 @@ class AreaOfApplicability:
         di = np.full(len(arr), np.nan)
         if ok.any():
             Z = (arr[ok] - self.center_) / self.scale_ * self.weights_
-            d = _nearest(Z, self.train_, workers=self.workers, tree=self.tree_)
+            d, _ = nearest_neighbours(Z, self.train_, workers=self.workers, tree=self.tree_)
             di[ok] = d / self.mean_dist_
         return di
 
