@@ -109,6 +109,27 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     spectra.assign(sample_id="a").to_csv(root / "spectra_one_id.csv", index=False)
     holed = spectra.mask(spectra == spectra.iloc[2, 4], np.nan)
     holed.to_csv(root / "spectra_nan.csv", index=False)
+    bands = spectra.columns[1:]
+    spectra.assign(**{c: np.where(spectra.index == 2, np.nan, spectra[c]) for c in bands}).to_csv(
+        root / "spectra_empty_row.csv", index=False
+    )
+    spectra.assign(**{c: spectra[c] * 1.5 for c in bands}).to_csv(
+        root / "spectra_above_one.csv", index=False
+    )
+    spectra.iloc[:, :4].to_csv(root / "spectra_three_bands.csv", index=False)
+    first = cores["site_id"].unique()
+    cores.loc[cores["site_id"] == first[0], cols].to_csv(root / "one_site.csv", index=False)
+    cores.loc[cores["site_id"].isin(first[:3]), cols].to_csv(root / "three_sites.csv", index=False)
+    (root / "bd_table.csv").write_text("stratum,bd_g_cm3,bd_sd_g_cm3\n1,1.3,0.1\n")
+    (root / "cfg_bd_table.yaml").write_text(
+        base + good + f"stocks: {{bd: 1.3, bd_table: {root / 'bd_table.csv'}}}\n"
+    )
+    no_iv = root / "bundle_no_intervals"  # an old bundle: no intervals, no depth set
+    shutil.copytree(bundle, no_iv)
+    doc = json.loads((no_iv / "model.json").read_text())
+    doc["metadata"].pop("intervals", None)
+    doc["metadata"].pop("depth_set", None)
+    (no_iv / "model.json").write_text(json.dumps(doc))
     return {"root": root, "cube": cube, "bundle": bundle, "run": run, "cores": root / "cores.csv"}
 
 
@@ -134,7 +155,7 @@ CASES: list[tuple[str, Args, str]] = [
      lambda w, t: ["cube", "build", "meuse", "-o", w["root"] / "mine", "--overwrite"],
      "not a socmap cube"),
     ("cube-exists", lambda w, t: ["cube", "build", "meuse", "-o", w["root"] / "afile.txt"],
-     "afile.txt.*already exists"),
+     "afile.txt.*already exists and is not a socmap cube; choose another path"),
     ("cube-unknown-classes-policy",
      lambda w, t: ["cube", "build", "meuse", "-o", t / "out.zarr", "--unknown-classes", "drop"],
      "drop"),
@@ -221,7 +242,22 @@ CASES: list[tuple[str, Args, str]] = [
      lambda w, t: ["finetune", w["bundle"], "--cube", w["cube"], "--profiles",
                    w["root"] / "off_the_cube.csv", "-o", t / "out"],
      r"none of the 40 profiles has a covariate value: 40 lie outside the cube"),
+    ("finetune-one-site",  # once 'lower inner_folds' or '--folds-column', neither a finetune option
+     lambda w, t: ["finetune", w["bundle"], "--cube", w["cube"], "--profiles",
+                   w["root"] / "one_site.csv", "-o", t / "out"],
+     r"fine-tuning needs profiles at 2 places or more.*1 profile\(s\) with SOC at 1 place"),
+    ("finetune-fewer-places-than-cv-folds",  # once 'use a smaller block size': none helps
+     lambda w, t: ["finetune", w["bundle"], "--cube", w["cube"], "--profiles",
+                   w["root"] / "three_sites.csv", "--strategy", "rf", "-o", t / "out"],
+     r"--cv-folds 5 .*needs profiles at 5 places or more.*pass --cv-folds 3 or 0"),
+    ("finetune-auto-with-three-profiles",
+     lambda w, t: ["finetune", w["bundle"], "--cube", w["cube"], "--profiles",
+                   w["root"] / "three_sites.csv", "--cv-folds", 3, "-o", t / "out"],
+     r"--strategy auto chooses its method by 5-fold inner CV.*--strategy rf"),
     # predict
+    ("predict-bundle-without-intervals",  # once 're-save it', which the CLI cannot do
+     lambda w, t: ["predict", w["root"] / "bundle_no_intervals", w["cube"], "-o", t / "out"],
+     r"neither 'intervals' nor a 'depth_set'; re-create it with `socmap finetune`"),
     ("predict-missing-bundle",
      lambda w, t: ["predict", t / "nob", w["cube"], "-o", t / "out"], "nob"),
     ("predict-missing-cube",
@@ -264,7 +300,21 @@ CASES: list[tuple[str, Args, str]] = [
                    w["root"] / "bd_misspelt.csv"], r"\['bd_sd'\] that look like bulk density"),
     ("stocks-unknown-strata-band", lambda w, t: ["stocks", w["run"], "--bd", "strata:nope"],
      "nope"),
+    ("stocks-bd-units-with-a-constant",  # cg/cm3 was ignored for a constant
+     lambda w, t: ["stocks", w["run"], "--bd", "1.3", "--bd-units", "cg/cm3"],
+     r"--bd-units 'cg/cm3' applies to a BD band only, and --bd 1.3"),
+    ("stocks-bd-units-when-auto-finds-no-band",
+     lambda w, t: ["stocks", w["run"], "--bd-units", "cg/cm3"], r"--bd 'auto' uses 'ptf'"),
+    ("stocks-bd-table-without-strata",  # the table was read and ignored
+     lambda w, t: ["stocks", w["run"], "--bd", "1.3", "--bd-table", w["root"] / "bd_table.csv"],
+     r"--bd-table is read only with --bd strata:BAND, and --bd is 1.3"),
+    ("stocks-cf-sd-in-percent",
+     lambda w, t: ["stocks", w["run"], "--bd", "1.3", "--cf", "dist", "--cf-sd", "5"],
+     r"--cf-sd 5.0 must be the sd of a volume fraction"),
     # strata
+    ("strata-target-error-zero",
+     lambda w, t: ["strata", w["run"], "--strata", "soil", "--target-error", 0],
+     "--target-error 0.0"),
     ("strata-unknown-source", lambda w, t: ["strata", w["run"], "--strata", "nope"], "'nope'"),
     ("strata-polygons-off-the-map",
      lambda w, t: ["strata", w["run"], "--strata", w["root"] / "far.gpkg"], "far.gpkg"),
@@ -274,9 +324,10 @@ CASES: list[tuple[str, Args, str]] = [
      lambda w, t: ["strata", w["run"], "--strata", w["root"] / "far.gpkg", "--field", "zone"],
      "zone"),
     ("strata-low-confidence",
-     lambda w, t: ["strata", w["run"], "--strata", "soil", "--confidence", 0.3], "0.3"),
+     lambda w, t: ["strata", w["run"], "--strata", "soil", "--confidence", 0.3],
+     "--confidence 0.3"),  # once 'target_confidence', a Python name
     ("strata-zero-min-cores",
-     lambda w, t: ["strata", w["run"], "--strata", "soil", "--min-cores", 0], "0"),
+     lambda w, t: ["strata", w["run"], "--strata", "soil", "--min-cores", 0], "--min-cores 0"),
     ("strata-missing-run", lambda w, t: ["strata", t / "norun", "--strata", "soil"], "norun"),
     # design
     ("design-zero-budget",
@@ -294,6 +345,9 @@ CASES: list[tuple[str, Args, str]] = [
     ("design-unknown-layer",
      lambda w, t: ["design", w["run"], "--strata", "soil", "--budget", 5, "--layer", "0-999cm",
                    "-o", t / "out"], "0-999cm"),
+    ("design-negative-min-cores",  # once read as 0 without a word
+     lambda w, t: ["design", w["run"], "--strata", "soil", "--budget", 5, "--min-cores", -1,
+                   "-o", t / "out"], "--min-cores -1"),
     # posterior
     ("posterior-missing-prior",
      lambda w, t: ["posterior", w["run"], "--prior", f"0-15cm={t / 'm.tif'},{t / 's.tif'}"],
@@ -331,11 +385,18 @@ CASES: list[tuple[str, Args, str]] = [
     ("cv-missing-cube",
      lambda w, t: ["cv", "--cube", t / "no.zarr", "--profiles", w["cores"], "-o", t / "out"],
      "no.zarr"),
+    ("cv-fewer-places-than-folds",  # once 'use a smaller block size such as 60m'
+     lambda w, t: ["cv", "--cube", w["cube"], "--profiles", w["root"] / "three_sites.csv",
+                   "--block-size", "100m", "--folds", 5, "-o", t / "out"],
+     r"the profiles lie at only 3 distinct places, so no block size helps; use 3 folds"),
     # compare
     ("compare-missing-run",
      lambda w, t: ["compare", t / "norun", w["run"], "-o", t / "out"], "norun"),
     ("compare-out-inside-a-run",
      lambda w, t: ["compare", w["run"], w["run"], "-o", w["run"] / "change"], "inside"),
+    ("compare-out-is-a-users-file",  # once "pass --overwrite", which then refused too
+     lambda w, t: ["compare", w["run"], w["run"], "-o", w["root"] / "afile.txt"],
+     r"afile.txt' already exists and is not a socmap comparison; choose another path"),
     ("compare-unknown-layer",
      lambda w, t: ["compare", w["run"], w["run"], "-o", t / "out", "--layer", "0-999cm"],
      "0-999cm"),
@@ -356,6 +417,9 @@ CASES: list[tuple[str, Args, str]] = [
     ("run-profiles-swapped-plan",
      lambda w, t: ["run", w["root"] / "cfg_swapped.yaml", "--plan"],
      "none of the 40 profiles lies on the run's grid.*swapped 40"),
+    ("run-bd-table-without-strata-plan",  # the table was ignored
+     lambda w, t: ["run", w["root"] / "cfg_bd_table.yaml", "--plan"],
+     r"bd_table .*bd_table.csv' is read only with bd: strata:BAND"),
     ("run-output-is-a-file-plan",
      lambda w, t: ["run", w["root"] / "cfg_output_file.yaml", "--plan"], "afile.txt.*is a file"),
     ("run-unknown-forced-stage",
@@ -416,6 +480,20 @@ CASES: list[tuple[str, Args, str]] = [
     ("spectra-nan-names-the-cli-option",
      lambda w, t: ["spectra", "select", w["root"] / "spectra_nan.csv", "--n", 2, "-o",
                    t / "out.csv"], "sample 'c' at 506 nm.*--nan interpolate"),
+    ("spectra-select-xlsx",  # once CSV text under an .xlsx name, exit 0
+     lambda w, t: ["spectra", "select", w["root"] / "spectra.csv", "--n", 2, "--grid",
+                   "measured", "-o", t / "out.xlsx"], r"out\.xlsx.*\.parquet or \.csv"),
+    ("spectra-empty-row-interpolate",  # once "drop them with nan='drop'", a Python argument
+     lambda w, t: ["spectra", "select", w["root"] / "spectra_empty_row.csv", "--n", 2,
+                   "--nan", "interpolate", "-o", t / "out.csv"],
+     r"all NaN.*--nan drop"),
+    ("spectra-reflectance-above-one",  # once "use percent='auto' (Python)", the default
+     lambda w, t: ["spectra", "select", w["root"] / "spectra_above_one.csv", "--n", 2,
+                   "-o", t / "out.csv"],
+     r"--quantity absorbance.*divided by 100 when the largest value is above 1\.5"),
+    ("spectra-three-bands",
+     lambda w, t: ["spectra", "select", w["root"] / "spectra_three_bands.csv", "--n", 2,
+                   "-o", t / "out.csv"], r"found 3 spectral columns.*one per wavelength"),
     ("spectra-missing-table",
      lambda w, t: ["spectra", "select", t / "no.csv", "--n", 2, "-o", t / "out.csv"], "no.csv"),
     ("view-out-is-a-users-folder",  # once replaced the folder, and its files, by the page
@@ -462,6 +540,40 @@ def test_bad_input_is_one_clear_line_and_nothing_written(
     assert sorted(p.name for p in world["root"].iterdir()) == listing
     assert (world["root"] / "mine" / "thesis.docx").read_text() == "years of work\n"
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+#: Options refused by a range check alone: the refusal must not wait for torch (seconds).
+CHEAP: list[tuple[str, list[str]]] = [
+    ("stocks-cf", ["stocks", "RUN", "--bd", "1.3", "--cf", "1.5"]),
+    ("stocks-bd-units", ["stocks", "RUN", "--bd", "1.3", "--bd-units", "kg/m3"]),
+    ("design-budget", ["design", "RUN", "--strata", "soil", "--budget", "0", "-o", "out"]),
+    ("strata-confidence", ["strata", "RUN", "--strata", "soil", "--confidence", "0.3"]),
+    ("cv-folds", ["cv", "--cube", "c.zarr", "--profiles", "k.csv", "--folds", "1", "-o", "o"]),
+    ("finetune-cv-folds", ["finetune", "b", "--cube", "c.zarr", "--profiles", "k.csv",
+                           "--cv-folds", "1", "-o", "o"]),
+    ("predict-passes", ["predict", "b", "c.zarr", "-o", "out", "--passes", "0"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "argv"), CHEAP, ids=[c[0] for c in CHEAP])
+def test_cheap_checks_refuse_before_torch_loads(
+    world: W, tmp_path: Path, name: str, argv: list[str]
+) -> None:
+    import subprocess
+    import sys
+
+    args = [str(world["run"]) if a == "RUN" else a for a in argv]
+    code = (
+        "import sys\nfrom socmap.cli import main\n"
+        f"try:\n    main({args!r})\nexcept SystemExit as e:\n"
+        "    print(e.code, 'torch' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout.split() == ["2", "False"], (done.stdout, done.stderr)
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not list(tmp_path.iterdir())
 
 
 # ---------------------------------------------------------------------- fuzzing

@@ -65,6 +65,12 @@ def check_replaceable(
     if not (dest.exists() or dest.is_symlink()):
         return
     empty = dest.is_dir() and not dest.is_symlink() and not any(dest.iterdir())
+    if not overwrite and not empty and not is_ours(dest):
+        # recommending --overwrite here would only lead to the refusal below
+        raise OutputExists(
+            f"output {str(dest)!r} already exists and is not a socmap {what}; choose another "
+            "path (--overwrite replaces only socmap's own outputs)"
+        )
     if not overwrite and not empty:
         raise OutputExists(
             f"output {str(dest)!r} already exists; pass --overwrite (Python: overwrite=True) "

@@ -329,16 +329,19 @@ def design_for_run(
     sites, allocation, paths
         As :func:`design_sites`, and the files written (:func:`write_design`).
     """
-    from socmap.cube import open_cube
-    from socmap.predict import open_run
-    from socmap.strata._maps import cores_with_strata, rasterise_strata
-
+    # the options first: refusing a bad number must not wait for the run and torch to load
     if int(budget) < 1:
         raise ConfigError(f"core budget {budget!r} places no core; give --budget 1 or more")
     if not (math.isfinite(min_spacing) and min_spacing >= 0):
         raise ConfigError(
             f"--min-spacing {min_spacing!r} m must be a distance >= 0 (0: no minimum)"
         )
+    if int(minimum) < 0:  # once read as 0 without a word
+        raise ConfigError(f"--min-cores {minimum!r} must be >= 0 (0: no minimum per stratum)")
+    from socmap.cube import open_cube
+    from socmap.predict import open_run
+    from socmap.strata._maps import cores_with_strata, rasterise_strata
+
     run = open_run(run_dir)
     grid = run.grid
     if run.stocks.get("status") in ("computed", "complete"):

@@ -20,6 +20,7 @@ from socmap.cli._options import (
     check_at_least,
     check_at_most,
 )
+from socmap.errors import ConfigError
 from socmap.units import MAX_MC_PASSES
 
 
@@ -110,9 +111,7 @@ def stocks_cmd(
 
     Example: [bold]socmap stocks runs/edgeroi --bd ptf[/bold]
     """
-    from socmap.stocks import read_stratum_bd, stocks_for_run
-
-    strata, default = read_stratum_bd(bd_table) if bd_table is not None else (None, None)
+    from socmap.stocks._options import check_stock_options
 
     def number_or_name(text: str) -> str | float:
         try:
@@ -120,12 +119,20 @@ def stocks_cmd(
         except ValueError:
             return text
 
+    # before the network loads (seconds) and before the table is read
+    bd_value, cf_value = number_or_name(bd), number_or_name(cf)
+    check_stock_options(
+        bd_value, bd_sd, bd_units, cf_value, cf_sd, None if bd_table is None else {}
+    )
+    from socmap.stocks import read_stratum_bd, stocks_for_run
+
+    strata, default = read_stratum_bd(bd_table) if bd_table is not None else (None, None)
     res = stocks_for_run(
         run_dir,
-        bd=number_or_name(bd),
+        bd=bd_value,
         bd_sd=bd_sd,
         bd_units=bd_units,
-        cf=number_or_name(cf),
+        cf=cf_value,
         cf_sd=cf_sd,
         bd_strata=strata,
         bd_default=default,
@@ -166,6 +173,13 @@ def strata_cmd(
 
     Example: [bold]socmap strata runs/edgeroi --strata geology --cores vm0033.parquet[/bold]
     """
+    # in the CLI's words (StrataConfig names its Python fields), before the run loads
+    if not 0 < target_error < 1:
+        raise ConfigError(f"--target-error {target_error!r} must be in (0, 1), e.g. 0.2 for 20 %")
+    for option, value in (("--confidence", confidence), ("--conservative", conservative)):
+        if not 0.5 <= value < 1:
+            raise ConfigError(f"{option} {value!r} must be in [0.5, 1), e.g. 0.9 or 0.95")
+    check_at_least(("--min-cores", min_cores, 1))
     from socmap.profiles import read_table
     from socmap.strata import StrataConfig, strata_for_run
 

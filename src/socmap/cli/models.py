@@ -30,6 +30,7 @@ from socmap.cli._options import (
     user_folds,
     with_target,
 )
+from socmap.errors import ConfigError
 
 if TYPE_CHECKING:
     from socmap.training import RegionalTable
@@ -216,12 +217,14 @@ def finetune_cmd(
     Example: [bold]socmap finetune global.socmap --profiles x --format edgeroi
     --cube edgeroi.zarr --out edgeroi.socmap[/bold]
     """
+    check_block_size(block_size)
+    if cv_folds < 0 or cv_folds == 1:  # before torch loads (seconds)
+        raise ConfigError(f"--cv-folds {cv_folds!r} must be 0 (no calibration) or at least 2")
     from socmap.cube import open_cube
     from socmap.model.bundle import load_bundle
     from socmap.model.finetune import finetune_bundle
     from socmap.training import regional_training_table
 
-    check_block_size(block_size)
     load_bundle(bundle)  # a missing or broken bundle fails before the table work
     table = profiles.load()
     data = regional_training_table(
@@ -287,6 +290,7 @@ def cv_cmd(
 
     Example: [bold]socmap cv --format edgeroi --cube edgeroi.zarr --method rf --out cv/[/bold]
     """
+    check_at_least(("--folds", folds, 2))  # before torch loads (seconds)
     from socmap.extraction import write_table
     from socmap.model.transfer import BASELINES, method_names, transfer_methods
     from socmap.validate import BlockKFold, cross_validate, read_train_sets
@@ -364,18 +368,18 @@ def benchmark_transfer_cmd(
     Example: [bold]socmap benchmark transfer --format edgeroi --cube edgeroi.zarr
     --bundle global.socmap --sizes 20,50,100,all --repeats 5 --out bench/[/bold]
     """
-    from socmap.model.transfer import transfer_methods
-    from socmap.validate import BlockKFold, read_train_sets
-    from socmap.validate.benchmark import parse_sizes, transfer_benchmark
-
     check_block_size(block_size)
-    size_list = parse_sizes(sizes)
     check_at_least(
         ("--repeats", repeats, 1),
         ("--folds", folds, 2),
         ("--mc-passes", mc_passes, 1),
         ("--n-estimators", n_estimators, 1),
     )
+    from socmap.model.transfer import transfer_methods  # torch: after the cheap checks
+    from socmap.validate import BlockKFold, read_train_sets
+    from socmap.validate.benchmark import parse_sizes, transfer_benchmark
+
+    size_list = parse_sizes(sizes)
     chosen = read_train_sets(train_sets) if train_sets is not None else None
     data, own_folds, size = _cv_inputs(
         profiles, target, folds_column, cube, depths, max_depth, block_size

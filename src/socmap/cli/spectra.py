@@ -27,7 +27,9 @@ def spectra_select_cmd(
     out_path: Annotated[
         Path,
         typer.Option(
-            "--out", "-o", help="CSV of the chosen rows, with selection_order and input_row."
+            "--out",
+            "-o",
+            help="CSV (or .parquet) of the chosen rows, with selection_order and input_row.",
         ),
     ],
     method: Annotated[SelectMethod, typer.Option(help="Selection algorithm.")] = (
@@ -67,7 +69,7 @@ def spectra_select_cmd(
     selects on every measured band instead).
     Example: [bold]socmap spectra select field_scans.csv --n 30 --out to_lab.csv[/bold]
     """
-    from socmap._io import atomic_path
+    from socmap.extraction import check_table_path, write_table
     from socmap.spectra import (
         Preprocess,
         kennard_stone,
@@ -78,6 +80,8 @@ def spectra_select_cmd(
     )
     from socmap.spectra.benchmark import benchmark_grid, selection_rule
 
+    # an .xlsx was once written as CSV text under that name; refuse it before any work
+    check_table_path(out_path)
     if quantity not in ("reflectance", "absorbance"):
         raise ConfigError(f"--quantity {quantity!r} must be 'reflectance' or 'absorbance'")
     if grid not in ("library", "measured"):
@@ -112,8 +116,7 @@ def spectra_select_cmd(
     # The row in the user's file (1 = the first row below the header), so a table without
     # sample ids can still be matched back to its samples.
     chosen.insert(1, "input_row", [int(i) + 1 for i in idx])
-    with atomic_path(out_path) as tmp:
-        chosen.to_csv(tmp, index=False)
+    write_table(chosen, out_path)
     rule = "Kennard-Stone" if method == SelectMethod.kennard_stone else "k-means"
     out.print(f"selection: {selection_rule(chain, library_name, rule)}")
     out.print(f"chose {len(idx)} of {spectra.n_samples} samples ({method.value}): {out_path}")

@@ -304,7 +304,8 @@ class FeatureSpec:
             if finite.size == 0:
                 raise ProfileValidationError(
                     f"continuous band {band!r} has no finite value in the {len(table)}-row "
-                    "fitting table; drop the band (bands=...) or fill its source"
+                    "fitting table; drop the band from the cube's catalog (Python: bands=...) "
+                    "or fill its source where the profiles are"
                 )
             mean[band] = float(finite.mean())
             std[band] = max(float(finite.std()), self.std_floor)

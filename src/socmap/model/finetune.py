@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from sklearn.base import clone
 
-from socmap.errors import ConfigError
+from socmap.errors import ConfigError, ProfileValidationError
 from socmap.model.bundle import fingerprint, load_bundle
 from socmap.model.transfer import (
     BASELINES,
     BUNDLE_METHODS,
+    default_inner_folds,
     save_transfer_bundle,
     transfer_methods,
 )
@@ -98,6 +100,10 @@ def finetune_bundle(
     ------
     ConfigError
         A strategy that does not give one network, or ``cv_folds`` of 1 or below 0.
+    ProfileValidationError
+        Too few profiles or places for the splits: the early-stopping split and the AOA
+        need two places, the calibration CV ``cv_folds`` places, ``auto`` its inner folds'
+        worth of profiles.
     """
     if strategy == "depthwise" or (strategy in BASELINES and strategy not in BUNDLE_METHODS):
         raise ConfigError(
@@ -117,6 +123,7 @@ def finetune_bundle(
         seed=seed,
     ).values()
     table = data.table
+    _check_enough_profiles(table, strategy, cv_folds, estimator)
     chosen = estimator
     if strategy == "auto":
         # Choose by inner spatial CV on all rows once, then calibrate the chosen method
@@ -181,3 +188,38 @@ def finetune_bundle(
         bundle=path, estimator=estimator, aoa=aoa, cv=result, strategy=metadata["strategy"],
         epochs=None if history is None else int(history.epochs_run),
     )  # fmt: skip
+
+
+def _check_enough_profiles(
+    table: pd.DataFrame, strategy: str, cv_folds: int, estimator: Any
+) -> None:
+    """Refuse a table too small for the splits before any fitting, with remedies that work.
+
+    The splitters would otherwise fail deep inside a fit, proposing a smaller block size
+    (useless when the profiles are at fewer places than folds) or options of other commands.
+    """
+    sites = table.loc[table["soc_g_kg"].notna()].drop_duplicates("site_id")
+    n_sites = len(sites)
+    n_places = len(sites[["x", "y"]].drop_duplicates())
+    have = f"the table has {n_sites} profile(s) with SOC at {n_places} place(s)"
+    if n_places < 2:
+        ids = ", ".join(repr(str(i)) for i in sites["site_id"].head(3))
+        raise ProfileValidationError(
+            f"fine-tuning needs profiles at 2 places or more (its early-stopping split and "
+            f"area of applicability compare places); {have} ({ids or 'none'}); add profiles "
+            "from other places"
+        )
+    if cv_folds and n_places < cv_folds:
+        raise ProfileValidationError(
+            f"--cv-folds {cv_folds} (model.cv_folds in a run) needs profiles at {cv_folds} "
+            f"places or more; {have}: pass --cv-folds {n_places} or 0 (no calibration), or "
+            "add profiles"
+        )
+    if strategy == "auto":
+        inner = estimator.inner_folds or default_inner_folds(estimator.candidates)
+        if n_sites < inner:
+            raise ProfileValidationError(
+                f"--strategy auto chooses its method by {inner}-fold inner CV, which needs "
+                f"{inner} profiles or more; {have}: name a method (e.g. --strategy rf; "
+                "model.strategy in a run) or add profiles"
+            )

@@ -76,6 +76,7 @@ __all__ = [
     "DepthwiseRegressor",
     "FineTunedRegressor",
     "InstanceTransferRegressor",
+    "default_inner_folds",
     "method_names",
     "save_transfer_bundle",
     "transfer_methods",
@@ -599,9 +600,7 @@ class AutoTransferRegressor(FineTunedRegressor):
             raise ConfigError(f"tie_se {self.tie_se!r} must be >= 0; pass e.g. 1.0")
         rows = self._rows_with_target(X)
         n_without = self.n_rows_without_target_
-        self.inner_folds_ = self.inner_folds or (
-            2 if any(c in STRATEGIES for c in self.candidates) else 5
-        )
+        self.inner_folds_ = self.inner_folds or default_inner_folds(self.candidates)
         splits, self.inner_split_ = inner_splits(
             rows, self.inner_folds_, self.block_size, self.units, self.random_state
         )
@@ -683,6 +682,15 @@ class AutoTransferRegressor(FineTunedRegressor):
             f"auto chose {self.choice_!r}, a table-level model that a bundle cannot hold; "
             f"to get a bundle, choose among {[*BUNDLE_METHODS, *sorted(STRATEGIES)]!r}"
         )
+
+
+def default_inner_folds(candidates: Sequence[str]) -> int:
+    """Inner CV folds of :class:`AutoTransferRegressor` when not given.
+
+    5 for table-level candidates only, 2 when a fine-tuned network is among them (each
+    network candidate costs a fit per fold).
+    """
+    return 2 if any(c in STRATEGIES for c in candidates) else 5
 
 
 def save_transfer_bundle(

@@ -154,6 +154,16 @@ class StocksStep(_Step):
             raise ValueError("coarse fragments are a volume fraction in [0, 1), e.g. 0.15")
         return value
 
+    @model_validator(mode="after")
+    def _table_needs_strata(self) -> StocksStep:
+        # the table is read only for per-stratum BD; anything else would ignore it silently
+        if self.bd_table is not None and not str(self.bd).startswith("strata:"):
+            raise ValueError(
+                f"bd_table {self.bd_table!r} is read only with bd: strata:BAND, and bd is "
+                f"{self.bd!r}; name the stratum band (e.g. bd: 'strata:soil') or remove bd_table"
+            )
+        return self
+
 
 class StrataStep(_Step):
     """Stratum totals: a polygon file, a stratum raster or a categorical cube band."""

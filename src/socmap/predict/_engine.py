@@ -135,7 +135,8 @@ def _intervals(bundle: Bundle) -> tuple[tuple[float, float], ...]:
     else:
         raise BundleError(
             f"bundle {str(bundle.path)!r} records neither 'intervals' nor a 'depth_set'; "
-            "re-save it with the depth intervals it was trained on"
+            "re-create it with `socmap finetune` or `socmap pretrain` (Python: save it with "
+            "metadata={'intervals': [...]}, the depth intervals it was trained on)"
         )
     return tuple(pairs)
 

@@ -206,8 +206,9 @@ def _check_reflectance(
             f"reflectance must be in (0, {upper:g}]: sample {_label(meta, row)!r} has "
             f"{values[row, col]:g} at {axis[col]:g} {unit} ({int(bad.any(axis=1).sum())!r} spectra "
             "affected); if these are absorbances say so (CLI: --quantity absorbance; Python: "
-            "quantity='absorbance'), for percent reflectance use percent='auto' (Python), or "
-            "crop the range to where the instrument is valid"
+            "quantity='absorbance'); percent reflectance is divided by 100 when the largest "
+            "value is above 1.5 (Python: percent=True to force it); otherwise crop the table "
+            "to the bands where the instrument is valid"
         )
 
 
@@ -243,7 +244,8 @@ def spectral_columns(columns: Sequence[str], prefix: str | None = None) -> tuple
     if len(cols) < _MIN_BANDS:
         raise SpectraError(
             f"found {len(cols)!r} spectral columns with prefix {prefix!r} (need >= {_MIN_BANDS}); "
-            "name them like 'wl_350' or '350' (Python: prefix=)"
+            "name the band columns like 'wl_350' or '350', one per wavelength (Python: "
+            "prefix= picks the prefix)"
         )
     return cols, prefix
 
@@ -381,7 +383,8 @@ def _handle_nan(
     if empty.any():
         raise SpectraError(
             f"{int(empty.sum())!r} spectra are all NaN (first row {int(np.argmax(empty))!r}); "
-            "nothing to interpolate: drop them with nan='drop'"
+            "nothing to interpolate: leave them out with --nan drop (Python: nan='drop') or "
+            "remove those rows"
         )
     filled = values.copy()
     for r in np.flatnonzero(rows):  # only the spectra with gaps

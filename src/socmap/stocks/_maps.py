@@ -16,7 +16,6 @@ in cg/cm³), the WoSIS 2017 pedotransfer function (SOC and depth), or a constant
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,7 @@ from socmap.stocks._bulk_density import BandBD, PedotransferBD, StratumBD
 from socmap.stocks._draws import cumulative_draws, stock_draws, summarise
 from socmap.stocks._formula import from_soilgrids
 from socmap.stocks._intervals import default_totals
+from socmap.stocks._options import check_stock_options
 
 __all__ = ["STOCK", "StockRun", "export_stocks", "layer_draws", "stock_block", "stocks_for_run"]
 
@@ -230,6 +230,8 @@ def stocks_for_run(
     OutputExists
         Stocks with other options exist and ``overwrite`` is false.
     """
+    # the options first: refusing a bad number must not wait for torch to load
+    check_stock_options(bd, bd_sd, bd_units, cf, cf_sd, bd_strata)
     from socmap.catalog import DepthSet
     from socmap.cube import open_cube
     from socmap.predict._engine import load_tile_model, resolve_device
@@ -240,7 +242,6 @@ def stocks_for_run(
         raise ConfigError(
             f"run {str(run.path)!r} is {run.status!r}; finish it (rerun `socmap predict`) first"
         )
-    _check_stock_options(bd_sd, bd_units, cf, cf_sd)
     if load_tile_model(run.config.bundle).weights_sha256 != run.config.bundle_sha256:
         raise ConfigError(
             f"bundle {run.config.bundle!r} changed since run {str(run.path)!r} was predicted; "
@@ -249,6 +250,12 @@ def stocks_for_run(
     cube = open_cube(run.config.cube)
     names = [str(b) for b in cube.band.values]
     bd_option = _resolve_bd(bd, names)
+    if bd_units != "g/cm3" and not bd_option.startswith("band:"):  # 'auto' found no BD band
+        raise UnitsError(
+            f"--bd-units {bd_units!r} applies to a BD band only, and --bd {bd!r} uses "
+            f"{bd_option!r} (the cube has no bd_g_cm3 or bdod band); drop --bd-units or name "
+            "the BD band with --bd"
+        )
     strata_table: dict[str, list[float]] | None = None
     if bd_option.startswith("strata:"):
         strata_table = _stratum_table(cube, bd_option.split(":", 1)[1], bd_strata, bd_default)
@@ -348,28 +355,6 @@ def _stratum_table(
                 "them to the table or give a default"
             )
     return {f"{k:g}": [float(m), float(sd)] for k, (m, sd) in checked.table.items()}
-
-
-#: Units ``stocks_for_run`` understands for a BD band.
-BD_UNITS = ("g/cm3", "cg/cm3")
-
-
-def _check_stock_options(bd_sd: float, bd_units: str, cf: str | float, cf_sd: float) -> None:
-    """Refuse bad numeric options before anything is written (the tiles would fail later)."""
-    for name, value in (("--bd-sd", bd_sd), ("--cf-sd", cf_sd)):
-        if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-            raise ConfigError(f"{name} {value!r} must be a finite number >= 0 (g/cm3 or fraction)")
-    if bd_units not in BD_UNITS:
-        raise UnitsError(
-            f"--bd-units {bd_units!r} is not one socmap reads; give one of {list(BD_UNITS)!r} "
-            "(kg/m3 = g/cm3 x 1000: convert the band, or describe it with scale 0.001 in the "
-            "catalog)"
-        )
-    if not isinstance(cf, str) and not (math.isfinite(float(cf)) and 0 <= float(cf) < 1):
-        raise ConfigError(
-            f"--cf {cf!r} must be a coarse-fragment volume fraction in [0, 1) (e.g. 0.15 for "
-            "15 %) or a cube band name"
-        )
 
 
 def _resolve_bd(bd: str | float, names: list[str]) -> str:

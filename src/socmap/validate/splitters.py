@@ -326,6 +326,7 @@ class _Blocks:
     size: float  # in the coordinates' units
     frame: _Frame
     span: tuple[float, float]  # x and y extent of the profile locations
+    places: int = 0  # distinct profile locations
 
 
 def _blocks(X: pd.DataFrame, groups: Any, block_size: BlockSize, units: str, crs: Any) -> _Blocks:
@@ -357,7 +358,8 @@ def _blocks(X: pd.DataFrame, groups: Any, block_size: BlockSize, units: str, crs
     _, block_of_group = np.unique(np.stack([bx, by], axis=1), axis=0, return_inverse=True)
     ids = np.asarray(block_of_group, dtype=np.int64).ravel()[codes]
     span = (float(np.ptp(x[first])), float(np.ptp(y[first])))
-    return _Blocks(ids, size, frame, span)
+    places = len(np.unique(np.stack([x[first], y[first]], axis=1), axis=0))
+    return _Blocks(ids, size, frame, span, places)
 
 
 def _fmt_size(metres: float, units: str) -> str:
@@ -404,6 +406,11 @@ def _too_few_blocks(
             f"{head}: every profile is at one location, so no block size helps; spatial CV "
             "needs profiles at several places (or folds of your own: CLI --folds-column, Python "
             "ColumnFolds)"
+        )
+    if blk.places < n_needed:  # a block holds one place at least: no size gives more blocks
+        return (
+            f"{head}: the profiles lie at only {blk.places} distinct places, so no block size "
+            f"helps; use {blk.places} folds or fewer, or add profiles from other places"
         )
     # about 2 * n_needed blocks along the longer side usually leaves n_needed of them non-empty
     smaller = _round_down(max(dx, dy) / (2 * n_needed)) * f.metres_per_unit  # in metres

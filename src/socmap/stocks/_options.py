@@ -1,0 +1,73 @@
+"""Checks of the ``stocks`` options that need neither the run nor the network.
+
+They live apart from :mod:`socmap.stocks._maps` (which loads torch) so that the CLI refuses a
+bad number at once, before anything is loaded or written.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from socmap.errors import ConfigError, UnitsError
+
+__all__ = ["BD_UNITS", "check_stock_options"]
+
+#: Units ``stocks_for_run`` understands for a BD band.
+BD_UNITS = ("g/cm3", "cg/cm3")
+
+
+def check_stock_options(
+    bd: str | float,
+    bd_sd: float,
+    bd_units: str,
+    cf: str | float,
+    cf_sd: float,
+    bd_strata: Mapping[Any, tuple[float, float]] | None,
+) -> None:
+    """Refuse bad numeric options before anything is written (the tiles would fail later).
+
+    Raises
+    ------
+    ConfigError, UnitsError
+        A value out of its range, or an option the chosen BD source would ignore.
+
+    Notes
+    -----
+    Also refuses options that the chosen BD source would silently ignore: ``--bd-units``
+    applies to a BD band only, ``--bd-table`` to ``--bd strata:BAND`` only.
+    """
+    for name, value in (("--bd-sd", bd_sd), ("--cf-sd", cf_sd)):
+        if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+            raise ConfigError(f"{name} {value!r} must be a finite number >= 0 (g/cm3 or fraction)")
+    if cf_sd >= 1:  # the sd of a fraction in [0, 1) is below 0.5; 1 or more is a percentage
+        raise ConfigError(
+            f"--cf-sd {cf_sd!r} must be the sd of a volume fraction, below 1 (e.g. 0.05 for "
+            "5 percentage points)"
+        )
+    if bd_units not in BD_UNITS:
+        raise UnitsError(
+            f"--bd-units {bd_units!r} is not one socmap reads; give one of {list(BD_UNITS)!r} "
+            "(kg/m3 = g/cm3 x 1000: convert the band, or describe it with scale 0.001 in the "
+            "catalog)"
+        )
+    is_number = isinstance(bd, int | float)
+    if is_number and not 0 < float(bd) < 2.65:
+        raise ConfigError(f"bulk density {bd!r} g/cm3 is implausible; give 0 < BD < 2.65")
+    if bd_units != "g/cm3" and (is_number or bd == "ptf" or str(bd).startswith("strata:")):
+        raise UnitsError(
+            f"--bd-units {bd_units!r} applies to a BD band only, and --bd {bd!r} is not one "
+            "(a constant and the --bd-table values are in g/cm3); drop --bd-units or give "
+            "the constant in g/cm3"
+        )
+    if bd_strata is not None and (is_number or not str(bd).startswith("strata:")):
+        raise ConfigError(
+            f"--bd-table is read only with --bd strata:BAND, and --bd is {bd!r}; name the "
+            "stratum band (e.g. --bd strata:soil) or drop --bd-table"
+        )
+    if not isinstance(cf, str) and not (math.isfinite(float(cf)) and 0 <= float(cf) < 1):
+        raise ConfigError(
+            f"--cf {cf!r} must be a coarse-fragment volume fraction in [0, 1) (e.g. 0.15 for "
+            "15 %) or a cube band name"
+        )
