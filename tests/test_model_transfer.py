@@ -297,3 +297,34 @@ def test_auto_mixes_table_and_network_candidates(pretrained, region, tmp_path):
     meta = load_bundle(net.save(tmp_path / "net")).metadata
     assert meta["auto"]["choice"] == "head" and meta["auto"]["network"] is True
     assert meta["auto"]["inner_mae"]["head"] == pytest.approx(net.inner_mae_["head"])
+
+
+def test_auto_adds_the_network_from_network_from_profiles(pretrained, region):
+    from socmap.model.transfer import AUTO_NETWORK, AutoTransferRegressor
+
+    _, bundle = pretrained
+    train, _ = region
+    profiles = train["site_id"].nunique()
+    common = {
+        "candidates": ("rf-log", "recalibrate"),
+        "inner_folds": 2,
+        "train": {"max_epochs": 3},
+        "block_size": 1.0,
+        "mc_passes": 2,
+        "n_estimators": 20,
+    }
+    many = AutoTransferRegressor(bundle, network_from=profiles, **common).fit(train)
+    assert many.candidates_ == ["rf-log", "recalibrate", AUTO_NETWORK]
+    assert set(many.inner_mae_) == set(many.candidates_)
+    assert many.summary()["candidates"] == many.candidates_
+    # one profile short of the threshold, or None: the table-level candidates only
+    for few in (profiles + 1, None):
+        est = AutoTransferRegressor(bundle, network_from=few, **common).fit(train)
+        assert est.candidates_ == ["rf-log", "recalibrate"]
+        assert est.inner_mae_["rf-log"] == many.inner_mae_["rf-log"]
+    # a network among the candidates already: none is added
+    net = AutoTransferRegressor(bundle, network_from=1, **{**common, "candidates": ("head",)})
+    assert net.fit(train).candidates_ == ["head"]
+    for bad in ("200", 0, True, 2.5):
+        with pytest.raises(ConfigError, match="network_from"):
+            AutoTransferRegressor(bundle, network_from=bad, **common).fit(train)

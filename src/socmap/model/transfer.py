@@ -64,6 +64,8 @@ from socmap.validate.aoa import AreaOfApplicability
 
 __all__ = [
     "AUTO_CANDIDATES",
+    "AUTO_NETWORK",
+    "AUTO_NETWORK_FROM",
     "BASELINES",
     "BUNDLE_METHODS",
     "FINETUNE_DEFAULTS",
@@ -430,11 +432,16 @@ TABLE_METHODS = (
     "blend",
 )
 #: Candidates :class:`AutoTransferRegressor` chooses among by default: both forests and the two
-#: prior-based estimators. No fine-tuned network: with 20-50 cores a network candidate won
-#: the noisy inner CV by more than 1 SE and then lost out of fold (southern Africa in the quick
-#: leave-region-out benchmark), and each one costs far more than the others; pass
-#: ``candidates=`` to add one.
+#: prior-based estimators. A fine-tuned network (:data:`AUTO_NETWORK`) joins them only from
+#: :data:`AUTO_NETWORK_FROM` training profiles: with 20-50 cores a network candidate won the
+#: noisy inner CV by more than 1 SE and then lost out of fold (southern Africa in the quick
+#: leave-region-out benchmark), and at 100 it lost slightly more often than it won
+#: (docs/benchmarks/auto_candidates.md); pass ``candidates=`` to add one at any size.
 AUTO_CANDIDATES = ("rf", "rf-log", "prior-residual", "recalibrate")
+#: The fine-tuning strategy :class:`AutoTransferRegressor` adds with many training profiles.
+AUTO_NETWORK = "freeze-encoders"
+#: Training profiles from which :data:`AUTO_NETWORK` joins the candidates by default.
+AUTO_NETWORK_FROM = 200
 #: Table-level methods whose fitted model a bundle can hold (the pretrained network with a
 #: regional adjustment, :mod:`socmap.model.adjustment`), so they map like a fine-tuned
 #: network: every default candidate of ``auto``.
@@ -468,10 +475,16 @@ class AutoTransferRegressor(FineTunedRegressor):
         (:data:`TABLE_METHODS`, named as in :func:`transfer_methods`); default
         :data:`AUTO_CANDIDATES`. :meth:`save` writes any choice among :data:`BUNDLE_METHODS` and
         the fine-tuning strategies as a bundle.
+    network_from
+        Training profiles (with SOC) from which the fine-tuned network :data:`AUTO_NETWORK`
+        joins ``candidates`` when none of them is a network; ``None`` never adds it. With
+        a few hundred profiles the inner CV can tell when the network is the better model
+        (in West Africa, with about 1,600, it was 13 % better than the forest on log SOC).
     inner_folds
         Spatial folds of the inner CV (blocks of ``block_size``). Default (``None``): 5 for
-        table-level candidates only, 2 when a fine-tuned network is among them (about
-        ``len(candidates) + 1`` network fits).
+        table-level ``candidates`` only, 2 when ``candidates`` name a fine-tuned network
+        (about ``len(candidates) + 1`` network fits); the network added by ``network_from``
+        keeps 5 (it comes with many profiles, where a fold is worth its fit).
     n_estimators
         Trees of the forests (``rf``, ``rf-log``, ``prior-residual``, ``blend``).
     prior
@@ -492,6 +505,9 @@ class AutoTransferRegressor(FineTunedRegressor):
     ----------
     choice_
         The chosen candidate (also in ``strategy_``).
+    candidates_
+        The candidates compared: ``candidates``, plus :data:`AUTO_NETWORK` from
+        ``network_from`` profiles.
     inner_mae_, inner_ccc_
         Pooled inner-CV MAE (g/kg) and CCC of every candidate.
     reason_
@@ -522,6 +538,7 @@ class AutoTransferRegressor(FineTunedRegressor):
         prior: Any = None,
         tie_se: float = 1.0,
         prefer: str | None = "prior-residual",
+        network_from: int | None = AUTO_NETWORK_FROM,
     ) -> None:
         super().__init__(
             bundle=bundle,
@@ -543,6 +560,7 @@ class AutoTransferRegressor(FineTunedRegressor):
         self.prior = prior
         self.tie_se = tie_se
         self.prefer = prefer
+        self.network_from = network_from
 
     def _forest_bands(self) -> list[str]:
         bands = list(
@@ -598,9 +616,24 @@ class AutoTransferRegressor(FineTunedRegressor):
             )
         if not (np.isfinite(self.tie_se) and self.tie_se >= 0):
             raise ConfigError(f"tie_se {self.tie_se!r} must be >= 0; pass e.g. 1.0")
+        if self.network_from is not None and not (
+            isinstance(self.network_from, int | np.integer)
+            and not isinstance(self.network_from, bool)
+            and self.network_from >= 1
+        ):
+            raise ConfigError(
+                f"network_from {self.network_from!r} must be a number of profiles or None"
+            )
         rows = self._rows_with_target(X)
         n_without = self.n_rows_without_target_
         self.inner_folds_ = self.inner_folds or default_inner_folds(self.candidates)
+        self.candidates_ = list(self.candidates)
+        if (
+            self.network_from is not None
+            and rows["site_id"].nunique() >= self.network_from
+            and not any(c in STRATEGIES for c in self.candidates_)
+        ):
+            self.candidates_.append(AUTO_NETWORK)
         splits, self.inner_split_ = inner_splits(
             rows, self.inner_folds_, self.block_size, self.units, self.random_state
         )
@@ -608,7 +641,7 @@ class AutoTransferRegressor(FineTunedRegressor):
         self.inner_mae_: dict[str, float] = {}
         self.inner_ccc_: dict[str, float] = {}
         errors: dict[str, np.ndarray] = {}
-        for name in self.candidates:
+        for name in self.candidates_:
             mean, _ = oof_log(self._candidate(name), rows, splits)
             pred = np.expm1(mean)
             scores = regression_metrics(obs, pred)
@@ -616,7 +649,7 @@ class AutoTransferRegressor(FineTunedRegressor):
             self.inner_ccc_[name] = float(scores["ccc"])
             errors[name] = np.abs(obs - pred)
         self.choice_, self.reason_ = _choose(
-            list(self.candidates),
+            self.candidates_,
             self.inner_mae_,
             errors,
             rows["site_id"].to_numpy(),
@@ -647,7 +680,7 @@ class AutoTransferRegressor(FineTunedRegressor):
             "choice": self.choice_,
             "network": self.choice_ in STRATEGIES,
             "reason": self.reason_,
-            "candidates": list(self.candidates),
+            "candidates": list(self.candidates_),
             "inner_mae": {k: _finite_or_none(v) for k, v in self.inner_mae_.items()},
             "inner_ccc": {k: _finite_or_none(v) for k, v in self.inner_ccc_.items()},
             "inner_folds": int(self.inner_folds_),

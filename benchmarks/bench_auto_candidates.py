@@ -1,0 +1,177 @@
+"""Should ``auto`` consider the fine-tuned network, and from how many profiles?
+
+On every held-out region of ``bench_transfer_regions.py`` (same boxes, same region-excluded
+pretraining, same 10' covariates, same 0.5-degree blocks), at n = 100 and all profiles:
+
+- ``auto-table``: ``auto`` among its table-level candidates only (rf, rf-log,
+  prior-residual, recalibrate), as before commit "auto adds the network";
+- ``auto-always``: the same plus the fine-tuned network (``freeze-encoders``) at any n;
+- ``auto``: the default, which adds the network from ``AUTO_NETWORK_FROM`` training
+  profiles;
+- ``rf``, ``rf-log`` and ``freeze-encoders`` alone, for reference.
+
+Fewer folds and repeats than the full benchmark (5 folds, 1 repeat), so every region runs in
+one go; paired differences are per fold and layer. Writes
+``docs/benchmarks/auto_candidates/`` (tidy CSVs per region) and
+``docs/benchmarks/auto_candidates.md``.
+
+Run::
+
+    .venv/bin/python benchmarks/bench_auto_candidates.py            # about 40 min on 2 cores
+    .venv/bin/python benchmarks/bench_auto_candidates.py --summary-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from pathlib import Path
+
+import pandas as pd
+from sklearn.base import clone
+
+from _common import paired_differences, pin_two_cores
+from bench_transfer_regions import REGIONS, _commit, region_bundle, region_table
+from socmap._io import atomic_path
+from socmap.catalog import load_catalog
+from socmap.model.transfer import AUTO_NETWORK_FROM, transfer_methods
+from socmap.validate import BlockKFold
+from socmap.validate.benchmark import parse_sizes, transfer_benchmark
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "docs" / "benchmarks" / "auto_candidates"
+DOC = ROOT / "docs" / "benchmarks" / "auto_candidates.md"
+LABELS = ("rf", "rf-log", "finetune:freeze-encoders", "finetune:auto-table",
+          "finetune:auto-always", "finetune:auto")  # fmt: skip
+
+
+def run_region(name: str, args: argparse.Namespace) -> None:
+    """Run the six methods on one region; write its folder."""
+    bbox = tuple(float(v) for v in REGIONS[name]["bbox"])
+    start = time.perf_counter()
+    commit = _commit()
+    bundle = region_bundle(name, bbox, args.cache, args.seed)
+    table = region_table(bbox)  # type: ignore[arg-type]
+    bands = load_catalog("global_10arcmin").band_names
+    names = ["rf", "rf-log", "freeze-encoders", "auto"]
+    methods = transfer_methods(
+        names, bundle, bands, [], block_size=args.block_size, mc_passes=16, seed=args.seed
+    )
+    auto = methods["finetune:auto"]
+    methods["finetune:auto-table"] = clone(auto).set_params(network_from=None)
+    methods["finetune:auto-always"] = clone(auto).set_params(network_from=1)
+    bench = transfer_benchmark(
+        methods, table, BlockKFold(args.folds, args.block_size, random_state=args.seed),
+        sizes=parse_sizes(args.sizes), repeats=1, seed=args.seed, reference="rf", n_jobs=2,
+        progress=False,
+    )  # fmt: skip
+    out = args.out / name
+    bench.write(out)
+    seconds = time.perf_counter() - start
+    with atomic_path(out / "wall.txt") as tmp:
+        tmp.write_text(f"{table['site_id'].nunique()} profiles, {seconds:.0f} s, commit {commit}\n")
+    print(f"{name}: {seconds:.0f} s", flush=True)
+
+
+def write_summary(out: Path, doc: Path, machine: str) -> None:
+    """Tables of MAE/CCC per region and paired differences of the auto variants."""
+    res, walls = [], []
+    for folder in sorted(p for p in out.glob("*/") if (p / "results.csv").exists()):
+        res.append(pd.read_csv(folder / "results.csv").assign(region=folder.name))
+        walls.append(f"{folder.name} ({(folder / 'wall.txt').read_text().strip()})")
+    if not res:
+        raise SystemExit(f"no finished region under {out}; run the benchmark first")
+    r = pd.concat(res, ignore_index=True)
+    r["label"] = r["method"].where(r["strategy"] == "-", r["method"] + ":" + r["strategy"])
+    r["n"] = r["n"].astype(str)
+    pooled = r[(r["fold"].astype(str) == "all") & (r["depth"] == "all")]
+    lines = [
+        "# Which candidates should `auto` compare?",
+        "",
+        "`benchmarks/bench_auto_candidates.py` (this page is generated). The held-out regions "
+        "of [transfer_regions.md](transfer_regions.md) (region-excluded pretraining, 10' "
+        "covariates, 0.5-degree blocks), 5-fold spatial block CV, 1 repeat, n = "
+        f"{', '.join(sorted(r['n'].unique()))} training profiles. `auto-table` chooses among "
+        "rf, rf-log, prior-residual and recalibrate (the candidates before this benchmark); "
+        "`auto-always` adds the fine-tuned network (`freeze-encoders`) at any n; `auto` (the "
+        f"default) adds it from {AUTO_NETWORK_FROM} training profiles. SOC g/kg, both layers "
+        "(0-30, 30-60 cm) pooled.",
+        "",
+        f"Machine: {machine}. Regions (profiles, wall time): {'; '.join(walls)}.",
+        "",
+        "## MAE (g/kg) and CCC, pooled out of fold",
+        "",
+        "| region | n | " + " | ".join(LABELS) + " |",
+        "|---|---:|" + "---:|" * len(LABELS),
+    ]
+    wide = pooled.pivot_table(index=["region", "n"], columns=["metric", "label"], values="value")
+    for (region, n), row in wide.iterrows():
+        cells = [
+            f"{row.get(('mae', lab), float('nan')):.2f} / {row.get(('ccc', lab), float('nan')):.3f}"
+            for lab in LABELS
+        ]
+        lines.append(f"| {region} | {n} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "## Paired differences (per fold and layer), mean ± SE",
+        "",
+        "| region | n | auto − auto-table MAE | auto-always − auto-table MAE "
+        "| auto − rf-log MAE | auto − rf-log CCC |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    table_ref = paired_differences(r, "finetune:auto-table")
+    log_ref = paired_differences(r, "rf-log")
+
+    def cell(frame: pd.DataFrame, region: str, n: str, label: str, metric: str) -> str:
+        hit = frame[(frame["region"] == region) & (frame["n"] == n) & (frame["label"] == label)
+                    & (frame["metric"] == metric)]  # fmt: skip
+        if hit.empty:
+            return "-"
+        return f"{hit['mean'].iloc[0]:+.3f} ± {hit['se'].iloc[0]:.3f}"
+
+    for region, n in wide.index:
+        lines.append(
+            f"| {region} | {n} | {cell(table_ref, region, n, 'finetune:auto', 'mae')} | "
+            f"{cell(table_ref, region, n, 'finetune:auto-always', 'mae')} | "
+            f"{cell(log_ref, region, n, 'finetune:auto', 'mae')} | "
+            f"{cell(log_ref, region, n, 'finetune:auto', 'ccc')} |"
+        )
+    means = pooled[pooled["metric"] == "mae"].pivot_table(index="n", columns="label",
+                                                          values="value")  # fmt: skip
+    lines += ["", "## Mean MAE over regions (g/kg)", "",
+              "| n | " + " | ".join(LABELS) + " |", "|---:|" + "---:|" * len(LABELS)]  # fmt: skip
+    for n, row in means.iterrows():
+        lines.append(f"| {n} | " + " | ".join(f"{row.get(lab, float('nan')):.3f}"
+                                              for lab in LABELS) + " |")  # fmt: skip
+    with atomic_path(doc) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    """Parse options, run the regions not yet done, write the summary."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--regions", default=",".join(REGIONS))
+    p.add_argument("--sizes", default="100,all")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--block-size", default="0.5deg")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--cache", type=Path, default=ROOT / ".bench_cache" / "transfer_regions")
+    p.add_argument("--doc", type=Path, default=DOC)
+    p.add_argument("--summary-only", action="store_true")
+    args = p.parse_args()
+    machine = f"{platform.machine()}, {pin_two_cores()}"
+    if not args.summary_only:
+        for name in args.regions.split(","):
+            if (args.out / name / "results.csv").exists():
+                print(f"{name}: done, skipped", flush=True)
+                continue
+            run_region(name, args)
+            write_summary(args.out, args.doc, machine)
+    write_summary(args.out, args.doc, machine)
+    print(f"wrote {args.doc}")
+
+
+if __name__ == "__main__":
+    main()
