@@ -144,6 +144,22 @@ def write_summary(out: Path, doc: Path, machine: str) -> None:
     for n, row in means.iterrows():
         lines.append(f"| {n} | " + " | ".join(f"{row.get(lab, float('nan')):.3f}"
                                               for lab in LABELS) + " |")  # fmt: skip
+    lines += ["", "## What `auto` chose (folds per candidate)", "",
+              "| region | n | auto | auto-always |", "|---|---:|---|---|"]  # fmt: skip
+    fits = pd.concat(
+        [pd.read_csv(f / "fits.csv").assign(region=f.name)
+         for f in sorted(out.glob("*/")) if (f / "fits.csv").exists()],
+        ignore_index=True,
+    )  # fmt: skip
+    chosen = fits[fits["attribute"] == "strategy_"].assign(n=lambda f: f["n"].astype(str))
+    for region, n in wide.index:
+        cells = []
+        for strategy in ("auto", "auto-always"):
+            hit = chosen[(chosen["region"] == region) & (chosen["n"] == n)
+                         & (chosen["strategy"] == strategy)]  # fmt: skip
+            counts = hit["value"].value_counts()
+            cells.append(", ".join(f"{k} {v}" for k, v in counts.items()) or "-")
+        lines.append(f"| {region} | {n} | {cells[0]} | {cells[1]} |")
     with atomic_path(doc) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
 

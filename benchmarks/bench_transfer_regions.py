@@ -377,7 +377,11 @@ def write_summary(out: Path, doc: Path, machine: str) -> None:
         "prior-residual and recalibrate by inner spatial CV on the training profiles only; "
         "since commit 1cb37d8 a bundle holds any of them (the pretrained network with a "
         "regional adjustment, `socmap.model.adjustment`), so these are the numbers of the "
-        "maps that `socmap finetune --strategy auto` and `socmap run` make.",
+        "maps that `socmap finetune --strategy auto` and `socmap run` make. Since commit "
+        "80cc51b `auto` also compares the fine-tuned network (`freeze-encoders`) from 200 "
+        "training profiles; a region run before that commit has the older `auto`, and "
+        "[auto_candidates.md](auto_candidates.md) measures the change on every region at "
+        "n = 100 and all (5 folds, 1 repeat).",
         "",
         f"Settings: folds {settings['folds']}, block size {settings['block_size']}, sizes "
         f"{settings['sizes']}, repeats {settings['repeats']}, MC passes {settings['mc_passes']}, "

@@ -187,7 +187,8 @@ def finetune_cmd(
         str,
         typer.Option(
             help="auto (chosen by inner spatial CV among rf, rf-log, prior-residual and "
-            "recalibrate); one of those (prior-residual: the network plus a regional "
+            "recalibrate, and freeze-encoders from 200 profiles); one of those "
+            "(prior-residual: the network plus a regional "
             "residual forest); or a network fine-tuning strategy: full, freeze-encoders, "
             "head, l2sp, instances."
         ),

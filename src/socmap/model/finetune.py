@@ -78,7 +78,9 @@ def finetune_bundle(
         ``instances``), a method the bundle holds as the pretrained network plus a regional
         adjustment (``prior-residual``, ``recalibrate``, ``rf``, ``rf-log``;
         :data:`~socmap.model.transfer.BUNDLE_METHODS`), or ``auto``: the one of
-        :data:`~socmap.model.transfer.AUTO_CANDIDATES` that inner spatial CV prefers.
+        :data:`~socmap.model.transfer.AUTO_CANDIDATES` (and, from
+        :data:`~socmap.model.transfer.AUTO_NETWORK_FROM` profiles,
+        :data:`~socmap.model.transfer.AUTO_NETWORK`) that inner spatial CV prefers.
         (``depthwise`` gives one network per interval, which no bundle holds.)
     depth_set
         Name of the depth set of ``data`` (recorded in the bundle).
