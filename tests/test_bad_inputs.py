@@ -480,6 +480,10 @@ CASES: list[tuple[str, Args, str]] = [
     ("spectra-nan-names-the-cli-option",
      lambda w, t: ["spectra", "select", w["root"] / "spectra_nan.csv", "--n", 2, "-o",
                    t / "out.csv"], "sample 'c' at 506 nm.*--nan interpolate"),
+    ("spectra-select-out-under-a-file",  # once refused only after the selection had run
+     lambda w, t: ["spectra", "select", w["root"] / "spectra.csv", "--n", 2, "--grid",
+                   "measured", "-o", w["root"] / "afile.txt" / "x.csv"],
+     r"afile.txt' is a file, not a folder"),
     ("spectra-select-xlsx",  # once CSV text under an .xlsx name, exit 0
      lambda w, t: ["spectra", "select", w["root"] / "spectra.csv", "--n", 2, "--grid",
                    "measured", "-o", t / "out.xlsx"], r"out\.xlsx.*\.parquet or \.csv"),

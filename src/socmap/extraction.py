@@ -336,6 +336,13 @@ def check_table_path(path: str | Path) -> Path:
             f"output {str(path)!r} must end in .parquet or .csv (socmap does not write "
             f"{path.suffix or 'files without a suffix'}); e.g. {path.stem}.csv"
         )
+    # the nearest existing folder above must be one: a file there fails only at the write
+    taken = next((p for p in path.parents if p.exists() or p.is_symlink()), None)
+    if taken is not None and not taken.is_dir():
+        raise ConfigError(
+            f"output {str(path)!r} cannot be written: {str(taken)!r} is a file, not a folder; "
+            "choose another path"
+        )
     return path
 
 
