@@ -385,6 +385,9 @@ CASES: list[tuple[str, Args, str]] = [
     ("cv-missing-cube",
      lambda w, t: ["cv", "--cube", t / "no.zarr", "--profiles", w["cores"], "-o", t / "out"],
      "no.zarr"),
+    ("cv-one-profile",  # once suggested --folds-column, which cannot split one profile
+     lambda w, t: ["cv", "--cube", w["cube"], "--profiles", w["root"] / "one_site.csv",
+                   "-o", t / "out"], r"there is only one profile.*needs 10 profiles or more"),
     ("cv-fewer-places-than-folds",  # once 'use a smaller block size such as 60m'
      lambda w, t: ["cv", "--cube", w["cube"], "--profiles", w["root"] / "three_sites.csv",
                    "--block-size", "100m", "--folds", 5, "-o", t / "out"],

@@ -327,6 +327,7 @@ class _Blocks:
     frame: _Frame
     span: tuple[float, float]  # x and y extent of the profile locations
     places: int = 0  # distinct profile locations
+    profiles: int = 0  # groups (profiles)
 
 
 def _blocks(X: pd.DataFrame, groups: Any, block_size: BlockSize, units: str, crs: Any) -> _Blocks:
@@ -359,7 +360,7 @@ def _blocks(X: pd.DataFrame, groups: Any, block_size: BlockSize, units: str, crs
     ids = np.asarray(block_of_group, dtype=np.int64).ravel()[codes]
     span = (float(np.ptp(x[first])), float(np.ptp(y[first])))
     places = len(np.unique(np.stack([x[first], y[first]], axis=1), axis=0))
-    return _Blocks(ids, size, frame, span, places)
+    return _Blocks(ids, size, frame, span, places, len(first))
 
 
 def _fmt_size(metres: float, units: str) -> str:
@@ -401,6 +402,11 @@ def _too_few_blocks(
             f"{_num(dy * per_km)} km)"
         )
     head = f"{n_blocks!r} non-empty spatial blocks of size {block_size!r} ({size}) cannot {need}"
+    if blk.profiles == 1:  # neither blocks nor folds of one's own can split one profile
+        return (
+            f"{head}: there is only one profile, and cross-validation holds out whole "
+            f"profiles; it needs {n_needed} profiles or more, so add profiles"
+        )
     if max(dx, dy) <= 0:
         return (
             f"{head}: every profile is at one location, so no block size helps; spatial CV "
