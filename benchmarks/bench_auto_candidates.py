@@ -117,10 +117,11 @@ def write_summary(out: Path, doc: Path, machine: str) -> None:
         "## Paired differences (per fold and layer), mean ± SE",
         "",
         "| region | n | auto − auto-table MAE | auto-always − auto-table MAE "
-        "| auto − rf-log MAE | auto − rf-log CCC |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| auto − rf MAE | auto − rf CCC | auto − rf-log MAE | auto − rf-log CCC |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     table_ref = paired_differences(r, "finetune:auto-table")
+    raw_ref = paired_differences(r, "rf")
     log_ref = paired_differences(r, "rf-log")
 
     def cell(frame: pd.DataFrame, region: str, n: str, label: str, metric: str) -> str:
@@ -134,6 +135,8 @@ def write_summary(out: Path, doc: Path, machine: str) -> None:
         lines.append(
             f"| {region} | {n} | {cell(table_ref, region, n, 'finetune:auto', 'mae')} | "
             f"{cell(table_ref, region, n, 'finetune:auto-always', 'mae')} | "
+            f"{cell(raw_ref, region, n, 'finetune:auto', 'mae')} | "
+            f"{cell(raw_ref, region, n, 'finetune:auto', 'ccc')} | "
             f"{cell(log_ref, region, n, 'finetune:auto', 'mae')} | "
             f"{cell(log_ref, region, n, 'finetune:auto', 'ccc')} |"
         )
@@ -144,6 +147,7 @@ def write_summary(out: Path, doc: Path, machine: str) -> None:
     for n, row in means.iterrows():
         lines.append(f"| {n} | " + " | ".join(f"{row.get(lab, float('nan')):.3f}"
                                               for lab in LABELS) + " |")  # fmt: skip
+    lines += _against_forests(wide, raw_ref, log_ref)
     lines += ["", "## What `auto` chose (folds per candidate)", "",
               "| region | n | auto | auto-always |", "|---|---:|---|---|"]  # fmt: skip
     fits = pd.concat(
@@ -162,6 +166,54 @@ def write_summary(out: Path, doc: Path, machine: str) -> None:
         lines.append(f"| {region} | {n} | {cells[0]} | {cells[1]} |")
     with atomic_path(doc) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
+
+
+def _against_forests(wide: pd.DataFrame, raw_ref: pd.DataFrame, log_ref: pd.DataFrame) -> list[str]:
+    """Each auto variant against both forests: wins beyond 1 SE, worst loss, mean change."""
+    lines = [
+        "",
+        "## Against both forests (rf on SOC, rf-log on log1p SOC)",
+        "",
+        "Beats both: paired MAE lower and CCC higher than rf and than rf-log, each by more "
+        "than 1 SE. Worst loss: pooled MAE against the better of rf and rf-log. Mean Δ: "
+        "pooled MAE against each forest, mean of the regions.",
+        "",
+        "| method | n | beats both (regions) | worst loss to the better forest "
+        "| mean ΔMAE vs rf | mean ΔMAE vs rf-log |",
+        "|---|---:|---:|---|---:|---:|",
+    ]
+
+    def beyond(frame: pd.DataFrame, region: str, n: str, label: str) -> bool:
+        hit = frame[(frame["region"] == region) & (frame["n"] == n) & (frame["label"] == label)]
+        d = hit.set_index("metric")
+        return bool(
+            {"mae", "ccc"} <= set(d.index)
+            and d.loc["mae", "mean"] < -d.loc["mae", "se"]
+            and d.loc["ccc", "mean"] > d.loc["ccc", "se"]
+        )
+
+    for label in ("finetune:auto-table", "finetune:auto"):
+        for n in sorted({k[1] for k in wide.index}):
+            regions = [k[0] for k in wide.index if k[1] == n]
+            wins = sum(
+                beyond(raw_ref, g, n, label) and beyond(log_ref, g, n, label) for g in regions
+            )
+            mae = {g: wide.loc[(g, n)] for g in regions}
+            loss = {
+                g: 100 * (m[("mae", label)] / min(m[("mae", "rf")], m[("mae", "rf-log")]) - 1)
+                for g, m in mae.items()
+            }
+            worst = max(loss, key=lambda g: loss[g])
+            vs = {
+                ref: sum(100 * (m[("mae", label)] / m[("mae", ref)] - 1) for m in mae.values())
+                / len(mae)
+                for ref in ("rf", "rf-log")
+            }
+            lines.append(
+                f"| {label.removeprefix('finetune:')} | {n} | {wins} of {len(regions)} | "
+                f"{loss[worst]:+.1f} % ({worst}) | {vs['rf']:+.1f} % | {vs['rf-log']:+.1f} % |"
+            )
+    return lines
 
 
 def main() -> None:
