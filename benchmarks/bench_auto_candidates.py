@@ -4,7 +4,7 @@ On every held-out region of ``bench_transfer_regions.py`` (same boxes, same regi
 pretraining, same 10' covariates, same 0.5-degree blocks), at n = 100 and all profiles:
 
 - ``auto-table``: ``auto`` among its table-level candidates only (rf, rf-log,
-  prior-residual, recalibrate), as before commit "auto adds the network";
+  prior-residual, recalibrate), as before commit 80cc51b;
 - ``auto-always``: the same plus the fine-tuned network (``freeze-encoders``) at any n;
 - ``auto``: the default, which adds the network from ``AUTO_NETWORK_FROM`` training
   profiles;
@@ -17,7 +17,7 @@ one go; paired differences are per fold and layer. Writes
 
 Run::
 
-    .venv/bin/python benchmarks/bench_auto_candidates.py            # about 40 min on 2 cores
+    .venv/bin/python benchmarks/bench_auto_candidates.py            # 63 min on 2 cores (10 regions)
     .venv/bin/python benchmarks/bench_auto_candidates.py --summary-only
 """
 
