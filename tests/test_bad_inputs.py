@@ -559,6 +559,14 @@ CHEAP: list[tuple[str, list[str]]] = [
     ("finetune-cv-folds", ["finetune", "b", "--cube", "c.zarr", "--profiles", "k.csv",
                            "--cv-folds", "1", "-o", "o"]),
     ("predict-passes", ["predict", "b", "c.zarr", "-o", "out", "--passes", "0"]),
+    ("finetune-strategy", ["finetune", "b", "--cube", "c.zarr", "--profiles", "k.csv",
+                           "--strategy", "magic", "-o", "o"]),
+    ("finetune-strategy-no-bundle", ["finetune", "b", "--cube", "c.zarr", "--profiles",
+                                     "k.csv", "--strategy", "stacked", "-o", "o"]),
+    ("cv-method", ["cv", "--cube", "c.zarr", "--profiles", "k.csv", "--method", "magic",
+                   "-o", "o"]),
+    ("benchmark-methods", ["benchmark", "transfer", "--cube", "c.zarr", "--profiles", "k.csv",
+                           "--bundle", "b", "--methods", "rf,magic", "-o", "o"]),
 ]  # fmt: skip
 
 

@@ -31,6 +31,7 @@ from socmap.cli._options import (
     with_target,
 )
 from socmap.errors import ConfigError
+from socmap.model.methods import BASELINES, check_bundle_strategy, check_methods, method_names
 
 if TYPE_CHECKING:
     from socmap.training import RegionalTable
@@ -219,7 +220,8 @@ def finetune_cmd(
     --cube edgeroi.zarr --out edgeroi.socmap[/bold]
     """
     check_block_size(block_size)
-    if cv_folds < 0 or cv_folds == 1:  # before torch loads (seconds)
+    check_bundle_strategy(strategy)  # before torch loads (seconds)
+    if cv_folds < 0 or cv_folds == 1:
         raise ConfigError(f"--cv-folds {cv_folds!r} must be 0 (no calibration) or at least 2")
     from socmap.cube import open_cube
     from socmap.model.bundle import load_bundle
@@ -292,15 +294,15 @@ def cv_cmd(
     Example: [bold]socmap cv --format edgeroi --cube edgeroi.zarr --method rf --out cv/[/bold]
     """
     check_at_least(("--folds", folds, 2))  # before torch loads (seconds)
-    from socmap.extraction import write_table
-    from socmap.model.transfer import BASELINES, method_names, transfer_methods
-    from socmap.validate import BlockKFold, cross_validate, read_train_sets
-
     known = method_names()
     if method not in known:
         raise typer.BadParameter(f"--method {method!r} is not a method; choose from {known!r}")
     if method != "rf" and bundle is None:
         raise typer.BadParameter(f"--method {method} needs --bundle (a pretrained bundle)")
+    from socmap.extraction import write_table
+    from socmap.model.transfer import transfer_methods
+    from socmap.validate import BlockKFold, cross_validate, read_train_sets
+
     check_block_size(block_size)
     chosen = read_train_sets(train_sets) if train_sets is not None else None
     data, own_folds, size = _cv_inputs(
@@ -376,6 +378,7 @@ def benchmark_transfer_cmd(
         ("--mc-passes", mc_passes, 1),
         ("--n-estimators", n_estimators, 1),
     )
+    method_list = check_methods([m.strip() for m in methods.split(",") if m.strip()])
     from socmap.model.transfer import transfer_methods  # torch: after the cheap checks
     from socmap.validate import BlockKFold, read_train_sets
     from socmap.validate.benchmark import parse_sizes, transfer_benchmark
@@ -386,7 +389,7 @@ def benchmark_transfer_cmd(
         profiles, target, folds_column, cube, depths, max_depth, block_size
     )
     estimators = transfer_methods(
-        [m.strip() for m in methods.split(",") if m.strip()],
+        method_list,
         bundle,
         data.regional_bands,
         data.continuous_regional_bands,

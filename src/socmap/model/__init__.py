@@ -12,10 +12,34 @@ Typical use::
 
 from __future__ import annotations
 
-from socmap.model.bundle import Bundle, fingerprint, load_bundle, save_bundle
-from socmap.model.features import Encoded, FeatureSpec
-from socmap.model.network import NetworkConfig, SocNet, mc_dropout
-from socmap.model.train import History, Prediction, TrainConfig, fit, predict
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from socmap.model.bundle import Bundle, fingerprint, load_bundle, save_bundle
+    from socmap.model.features import Encoded, FeatureSpec
+    from socmap.model.network import NetworkConfig, SocNet, mc_dropout
+    from socmap.model.train import History, Prediction, TrainConfig, fit, predict
+
+# Imported on first use, so that torch-free submodules (e.g. socmap.model.methods, which the
+# CLI uses to check names before any heavy work) do not load torch through this package.
+_HOMES = {
+    "bundle": ("Bundle", "fingerprint", "load_bundle", "save_bundle"),
+    "features": ("Encoded", "FeatureSpec"),
+    "network": ("NetworkConfig", "SocNet", "mc_dropout"),
+    "train": ("History", "Prediction", "TrainConfig", "fit", "predict"),
+}
+_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOME_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'socmap.model' has no attribute {name!r}")
+    value = getattr(import_module(f"socmap.model.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Bundle",

@@ -18,9 +18,8 @@ from sklearn.base import clone
 
 from socmap.errors import ConfigError, ProfileValidationError
 from socmap.model.bundle import fingerprint, load_bundle
+from socmap.model.methods import check_bundle_strategy
 from socmap.model.transfer import (
-    BASELINES,
-    BUNDLE_METHODS,
     default_inner_folds,
     save_transfer_bundle,
     transfer_methods,
@@ -107,12 +106,7 @@ def finetune_bundle(
         need two places, the calibration CV ``cv_folds`` places, ``auto`` its inner folds'
         worth of profiles.
     """
-    if strategy == "depthwise" or (strategy in BASELINES and strategy not in BUNDLE_METHODS):
-        raise ConfigError(
-            f"strategy {strategy!r} gives no model a bundle can hold; choose auto, one of "
-            f"{list(BUNDLE_METHODS)!r} or a fine-tuning strategy, or compare it with "
-            "`socmap cv --method` or `socmap benchmark transfer`"
-        )
+    check_bundle_strategy(strategy)
     if cv_folds < 0 or cv_folds == 1:
         raise ConfigError(f"cv_folds {cv_folds!r} must be 0 (no CV) or at least 2")
     block_size = resolve_block_size(block_size, data.table)

@@ -49,6 +49,17 @@ from socmap.errors import BandMismatch, ConfigError
 from socmap.model.baselines import RANGER_DEFAULTS, GlobalModel, RegionalForest, StackedForest
 from socmap.model.bundle import load_bundle
 from socmap.model.estimator import SocNetRegressor
+from socmap.model.methods import (
+    AUTO_CANDIDATES,
+    AUTO_NETWORK,
+    AUTO_NETWORK_FROM,
+    BASELINES,
+    BUNDLE_METHODS,
+    FORESTS,
+    TABLE_METHODS,
+    check_methods,
+    method_names,
+)
 from socmap.model.prior import (
     BlendRegressor,
     GlobalEnsemble,
@@ -419,33 +430,6 @@ class InstanceTransferRegressor(FineTunedRegressor):
 
 
 _INSTANCE_PREFIX = "instance:"
-
-#: The forests :class:`AutoTransferRegressor` falls back to (:func:`transfer_methods` names).
-FORESTS = ("rf", "rf-log")
-#: Candidates of :class:`AutoTransferRegressor` that are table-level models, not one network.
-TABLE_METHODS = (
-    *FORESTS,
-    "prior-residual",
-    "prior-residual-ens",
-    "prior-residual-best",
-    "recalibrate",
-    "blend",
-)
-#: Candidates :class:`AutoTransferRegressor` chooses among by default: both forests and the two
-#: prior-based estimators. A fine-tuned network (:data:`AUTO_NETWORK`) joins them only from
-#: :data:`AUTO_NETWORK_FROM` training profiles: with 20-50 cores a network candidate won the
-#: noisy inner CV by more than 1 SE and then lost out of fold (southern Africa in the quick
-#: leave-region-out benchmark), and at 100 it lost slightly more often than it won
-#: (docs/benchmarks/auto_candidates.md); pass ``candidates=`` to add one at any size.
-AUTO_CANDIDATES = ("rf", "rf-log", "prior-residual", "recalibrate")
-#: The fine-tuning strategy :class:`AutoTransferRegressor` adds with many training profiles.
-AUTO_NETWORK = "freeze-encoders"
-#: Training profiles from which :data:`AUTO_NETWORK` joins the candidates by default.
-AUTO_NETWORK_FROM = 200
-#: Table-level methods whose fitted model a bundle can hold (the pretrained network with a
-#: regional adjustment, :mod:`socmap.model.adjustment`), so they map like a fine-tuned
-#: network: every default candidate of ``auto``.
-BUNDLE_METHODS = ("rf", "rf-log", "prior-residual", "recalibrate")
 
 
 class AutoTransferRegressor(FineTunedRegressor):
@@ -828,21 +812,6 @@ def _global_instances() -> pd.DataFrame:
     return global_training_table().table
 
 
-#: Method names understood by :func:`transfer_methods` that give no single fine-tuned
-#: network (benchmark output names are the method names themselves).
-BASELINES = (
-    "rf",
-    "rf-log",
-    "stacked",
-    "global",
-    "global-gbm",
-    "global-ens",
-    "prior-residual",
-    "prior-residual-ens",
-    "prior-residual-best",
-    "recalibrate",
-    "blend",
-)
 #: Transfer methods with their own estimator class (the others are :data:`STRATEGIES`).
 NETWORK_METHODS: dict[str, type[FineTunedRegressor]] = {
     "auto": AutoTransferRegressor,
@@ -963,14 +932,7 @@ def transfer_methods(
         :data:`BASELINES` names as given, ``"finetune:<name>"`` for strategies and
         :data:`NETWORK_METHODS` (``auto`` included) -> estimator.
     """
-    known = method_names()
-    unknown = [n for n in names if n not in known]
-    if unknown or not names:
-        raise ConfigError(
-            f"unknown methods {unknown!r}; choose from {known!r}"
-            if unknown
-            else f"no method given; choose some of {known!r}, e.g. rf,rf-log,auto"
-        )
+    check_methods(names)
     global_model = GlobalModel(str(bundle), mc_passes=mc_passes, random_state=seed)
     network: dict[str, Any] = {
         "regional_bands": continuous_bands,
@@ -1013,11 +975,6 @@ def transfer_methods(
         else:
             out[f"finetune:{name}"] = FineTunedRegressor(bundle, strategy=name, **network)
     return out
-
-
-def method_names() -> list[str]:
-    """Every name :func:`transfer_methods` understands, in the order its errors list them."""
-    return [*BASELINES, *NETWORK_METHODS, *sorted(STRATEGIES)]
 
 
 def _global_gbm(bundle: str | Path, seed: int) -> Any:

@@ -1,0 +1,114 @@
+"""Names of the transfer methods, checked without loading torch.
+
+:mod:`socmap.model.transfer` builds the estimators; this module only knows their names, so
+the CLI and a run's preflight refuse a misspelt ``--strategy`` or ``--method`` in
+milliseconds instead of after torch, the bundle and the profile table are loaded.
+
+Examples
+--------
+>>> check_bundle_strategy("auto")
+'auto'
+>>> "freeze-encoders" in method_names()
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from socmap.errors import ConfigError
+
+#: Fine-tuning strategies of one network (:data:`socmap.model.transfer.STRATEGIES` says which
+#: parameters each one trains).
+STRATEGY_NAMES = ("freeze-encoders", "full", "head", "l2sp")
+#: The forests :class:`~socmap.model.transfer.AutoTransferRegressor` falls back to.
+FORESTS = ("rf", "rf-log")
+#: Candidates of ``auto`` that are table-level models, not one network.
+TABLE_METHODS = (
+    *FORESTS,
+    "prior-residual",
+    "prior-residual-ens",
+    "prior-residual-best",
+    "recalibrate",
+    "blend",
+)
+#: Candidates ``auto`` chooses among by default: both forests and the two prior-based
+#: estimators. A fine-tuned network (:data:`AUTO_NETWORK`) joins them only from
+#: :data:`AUTO_NETWORK_FROM` training profiles: with 20-50 cores a network candidate won the
+#: noisy inner CV by more than 1 SE and then lost out of fold (southern Africa in the quick
+#: leave-region-out benchmark), and at 100 it lost slightly more often than it won
+#: (docs/benchmarks/auto_candidates.md); pass ``candidates=`` to add one at any size.
+AUTO_CANDIDATES = ("rf", "rf-log", "prior-residual", "recalibrate")
+#: The fine-tuning strategy ``auto`` adds with many training profiles.
+AUTO_NETWORK = "freeze-encoders"
+#: Training profiles from which :data:`AUTO_NETWORK` joins the candidates by default.
+AUTO_NETWORK_FROM = 200
+#: Table-level methods whose fitted model a bundle can hold (the pretrained network with a
+#: regional adjustment, :mod:`socmap.model.adjustment`), so they map like a fine-tuned
+#: network: every default candidate of ``auto``.
+BUNDLE_METHODS = ("rf", "rf-log", "prior-residual", "recalibrate")
+#: Method names that give no single fine-tuned network (benchmark output names are the
+#: method names themselves).
+BASELINES = (
+    "rf",
+    "rf-log",
+    "stacked",
+    "global",
+    "global-gbm",
+    "global-ens",
+    "prior-residual",
+    "prior-residual-ens",
+    "prior-residual-best",
+    "recalibrate",
+    "blend",
+)
+#: Transfer methods with their own estimator class (the others are strategies).
+NETWORK_METHOD_NAMES = ("auto", "depthwise", "instances")
+#: What ``socmap finetune --strategy`` (and a run's ``model.strategy``) accepts: every name
+#: that gives one model a bundle can hold.
+BUNDLE_STRATEGIES = ("auto", *BUNDLE_METHODS, *sorted(STRATEGY_NAMES), "instances")
+
+
+def method_names() -> list[str]:
+    """Every name :func:`~socmap.model.transfer.transfer_methods` understands, in error order."""
+    return [*BASELINES, *NETWORK_METHOD_NAMES, *sorted(STRATEGY_NAMES)]
+
+
+def check_methods(names: Sequence[str]) -> list[str]:
+    """Return ``names`` as a list, or raise :class:`ConfigError` naming an unknown one.
+
+    Examples
+    --------
+    >>> check_methods(["rf", "auto"])
+    ['rf', 'auto']
+    """
+    known = method_names()
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise ConfigError(
+            f"unknown methods {unknown!r}; choose from {known!r}"
+            if unknown
+            else f"no method given; choose some of {known!r}, e.g. rf,rf-log,auto"
+        )
+    return list(names)
+
+
+def check_bundle_strategy(strategy: str) -> str:
+    """Return ``strategy`` if it fine-tunes a model a bundle can hold, else raise.
+
+    Raises
+    ------
+    ConfigError
+        An unknown name, or a method that gives no single model (``depthwise``, ``stacked``,
+        the global models, ``blend``, ...): those are compared, not mapped.
+    """
+    bundles = list(BUNDLE_STRATEGIES)
+    if strategy not in method_names():
+        raise ConfigError(f"strategy {strategy!r} is unknown; choose one of {bundles!r}")
+    if strategy == "depthwise" or (strategy in BASELINES and strategy not in BUNDLE_METHODS):
+        raise ConfigError(
+            f"strategy {strategy!r} gives no model a bundle can hold; choose one of "
+            f"{bundles!r}, or compare it with `socmap cv --method` or "
+            "`socmap benchmark transfer`"
+        )
+    return strategy
