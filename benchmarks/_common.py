@@ -101,3 +101,18 @@ def paired_differences(results: Any, reference: str) -> Any:
                 stats = {"mean": g.mean(), "se": se, "pairs": len(g)}
                 rows.append({**where, "label": label, "metric": metric, **stats})
     return pd.DataFrame(rows)
+
+
+def beats_beyond_se(paired: Any, region: str, n: str, label: str) -> bool:
+    """Whether ``label`` has a lower MAE and a higher CCC than the reference of ``paired``.
+
+    ``paired`` is :func:`paired_differences` output; both differences must exceed one
+    standard error (the issue-14 rule).
+    """
+    hit = paired[(paired["region"] == region) & (paired["n"] == n) & (paired["label"] == label)]
+    d = hit.set_index("metric")
+    return bool(
+        {"mae", "ccc"} <= set(d.index)
+        and d.loc["mae", "mean"] < -d.loc["mae", "se"]
+        and d.loc["ccc", "mean"] > d.loc["ccc", "se"]
+    )

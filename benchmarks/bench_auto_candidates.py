@@ -31,7 +31,7 @@ from pathlib import Path
 import pandas as pd
 from sklearn.base import clone
 
-from _common import paired_differences, pin_two_cores
+from _common import beats_beyond_se, paired_differences, pin_two_cores
 from bench_transfer_regions import REGIONS, _commit, region_bundle, region_table
 from socmap._io import atomic_path
 from socmap.catalog import load_catalog
@@ -183,20 +183,12 @@ def _against_forests(wide: pd.DataFrame, raw_ref: pd.DataFrame, log_ref: pd.Data
         "|---|---:|---:|---|---:|---:|",
     ]
 
-    def beyond(frame: pd.DataFrame, region: str, n: str, label: str) -> bool:
-        hit = frame[(frame["region"] == region) & (frame["n"] == n) & (frame["label"] == label)]
-        d = hit.set_index("metric")
-        return bool(
-            {"mae", "ccc"} <= set(d.index)
-            and d.loc["mae", "mean"] < -d.loc["mae", "se"]
-            and d.loc["ccc", "mean"] > d.loc["ccc", "se"]
-        )
-
     for label in ("finetune:auto-table", "finetune:auto"):
         for n in sorted({k[1] for k in wide.index}):
             regions = [k[0] for k in wide.index if k[1] == n]
             wins = sum(
-                beyond(raw_ref, g, n, label) and beyond(log_ref, g, n, label) for g in regions
+                beats_beyond_se(raw_ref, g, n, label) and beats_beyond_se(log_ref, g, n, label)
+                for g in regions
             )
             mae = {g: wide.loc[(g, n)] for g in regions}
             loss = {

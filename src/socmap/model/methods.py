@@ -29,6 +29,7 @@ TABLE_METHODS = (
     "prior-residual",
     "prior-residual-ens",
     "prior-residual-best",
+    "prior-residual-krige",
     "recalibrate",
     "blend",
 )
@@ -59,6 +60,7 @@ BASELINES = (
     "prior-residual",
     "prior-residual-ens",
     "prior-residual-best",
+    "prior-residual-krige",
     "recalibrate",
     "blend",
 )

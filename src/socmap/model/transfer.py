@@ -856,6 +856,7 @@ def _table_method(
             n_estimators=n_estimators,
             block_size=block_size,
             units=units,
+            kriging=name == "prior-residual-krige",
         )
     if name == "recalibrate":
         return RecalibratedRegressor(**prior_args)
@@ -907,7 +908,9 @@ def transfer_methods(
         shrunk regional residual forest), ``prior-residual-best`` (the same on the network,
         ``global-gbm`` or their mean, whichever fits the training cores best,
         :class:`~socmap.model.prior.SelectedPrior`), ``prior-residual-ens`` (the same on the
-        ensemble prior; table-level only: a bundle cannot hold the booster), ``recalibrate``
+        ensemble prior; table-level only: a bundle cannot hold the booster),
+        ``prior-residual-krige`` (``prior-residual`` plus kriging of its inner-CV residuals,
+        :class:`~socmap.model.kriging.ResidualKriging`; table-level only), ``recalibrate``
         (ridge-shrunk ``a + b * global``), ``blend`` (network fine-tuned with
         ``freeze-encoders`` and ``rf``, weighted by inner CV),
         ``depthwise`` (one fine-tuned network per interval), ``instances`` (fine-tuning with

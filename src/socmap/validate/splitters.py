@@ -53,6 +53,7 @@ __all__ = [
     "BlockSize",
     "ColumnFolds",
     "block_ids",
+    "coordinate_units",
     "parse_block_size",
     "resolve_block_size",
     "spatial_train_val_split",
@@ -262,6 +263,28 @@ def _convert(value: float, given: str | None, frame: _Frame) -> float:
         return value
     metres = value if given == "metres" else value * METRES_PER_DEGREE
     return metres / frame.metres_per_unit
+
+
+def coordinate_units(X: pd.DataFrame, units: Units = "auto") -> tuple[str, float]:
+    """Units of a table's ``x``/``y`` (from its ``crs`` column) and metres per unit.
+
+    Returns
+    -------
+    units, metres_per_unit : str, float
+        ``"degrees"`` (:data:`METRES_PER_DEGREE` per unit, a degree of latitude) or
+        ``"metres"`` (a projected CRS; its linear unit in metres).
+
+    Examples
+    --------
+    >>> coordinate_units(pd.DataFrame({"x": [0.0], "y": [0.0], "crs": ["EPSG:4326"]}))
+    ('degrees', 111320.0)
+    """
+    if units not in _UNITS:
+        raise ConfigError(
+            f"units must be one of {_UNITS!r}, got {units!r}; pass 'degrees', 'metres' or 'auto'"
+        )
+    frame = _frame(units, _resolve_crs(X, None))
+    return frame.units, frame.metres_per_unit
 
 
 def resolve_block_size(

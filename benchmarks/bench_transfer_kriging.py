@@ -1,0 +1,189 @@
+"""Does kriging the residuals of ``prior-residual`` help on held-out regions?
+
+On every held-out region of ``bench_transfer_regions.py`` (same boxes, same region-excluded
+pretraining, same 10' covariates, same 0.5-degree blocks), at n = 20, 50 and 100 training
+profiles:
+
+- ``prior-residual``: the pretrained network plus a shrunk regional residual forest (one of
+  ``auto``'s candidates);
+- ``prior-residual-krige``: the same plus kriging (a Gaussian process per depth interval,
+  :class:`socmap.model.kriging.ResidualKriging`) of its inner-CV residuals over the
+  profiles' coordinates;
+- ``rf`` and ``rf-log``, the forests users run.
+
+Fewer folds and repeats than the full benchmark (5 folds, 2 repeats), so every region runs
+in one go; paired differences are per fold, layer and repeat. Writes
+``docs/benchmarks/transfer_kriging/`` (tidy CSVs per region) and
+``docs/benchmarks/transfer_kriging.md``.
+
+Run::
+
+    .venv/bin/python benchmarks/bench_transfer_kriging.py            # all 10 regions
+    .venv/bin/python benchmarks/bench_transfer_kriging.py --summary-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from _common import beats_beyond_se, paired_differences, pin_two_cores
+from bench_transfer_regions import REGIONS, _commit, region_bundle, region_table
+from socmap._io import atomic_path
+from socmap.catalog import load_catalog
+from socmap.model.transfer import transfer_methods
+from socmap.validate import BlockKFold
+from socmap.validate.benchmark import parse_sizes, transfer_benchmark
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "docs" / "benchmarks" / "transfer_kriging"
+DOC = ROOT / "docs" / "benchmarks" / "transfer_kriging.md"
+LABELS = ("rf", "rf-log", "prior-residual", "prior-residual-krige")
+KRIGED, PLAIN = "prior-residual-krige", "prior-residual"
+
+
+def run_region(name: str, args: argparse.Namespace) -> None:
+    """Run the four methods on one region; write its folder."""
+    bbox = tuple(float(v) for v in REGIONS[name]["bbox"])
+    start = time.perf_counter()
+    commit = _commit()
+    bundle = region_bundle(name, bbox, args.cache, args.seed)
+    table = region_table(bbox)  # type: ignore[arg-type]
+    bands = load_catalog("global_10arcmin").band_names
+    methods = transfer_methods(
+        list(LABELS), bundle, bands, [], block_size=args.block_size, mc_passes=16, seed=args.seed
+    )
+    bench = transfer_benchmark(
+        methods, table, BlockKFold(args.folds, args.block_size, random_state=args.seed),
+        sizes=parse_sizes(args.sizes), repeats=args.repeats, seed=args.seed, reference="rf",
+        n_jobs=2, progress=False,
+    )  # fmt: skip
+    out = args.out / name
+    bench.write(out)
+    seconds = time.perf_counter() - start
+    with atomic_path(out / "wall.txt") as tmp:
+        tmp.write_text(f"{table['site_id'].nunique()} profiles, {seconds:.0f} s, commit {commit}\n")
+    print(f"{name}: {seconds:.0f} s", flush=True)
+
+
+def _cell(frame: pd.DataFrame, region: str, n: str, label: str, metric: str) -> str:
+    hit = frame[(frame["region"] == region) & (frame["n"] == n) & (frame["label"] == label)
+                & (frame["metric"] == metric)]  # fmt: skip
+    if hit.empty:
+        return "-"
+    return f"{hit['mean'].iloc[0]:+.3f} ± {hit['se'].iloc[0]:.3f}"
+
+
+def write_summary(out: Path, doc: Path, machine: str) -> None:
+    """MAE/CCC per region, kriged minus plain, and both against the two forests."""
+    res, walls = [], []
+    for folder in sorted(p for p in out.glob("*/") if (p / "results.csv").exists()):
+        res.append(pd.read_csv(folder / "results.csv").assign(region=folder.name))
+        walls.append(f"{folder.name} ({(folder / 'wall.txt').read_text().strip()})")
+    if not res:
+        raise SystemExit(f"no finished region under {out}; run the benchmark first")
+    r = pd.concat(res, ignore_index=True)
+    r["label"] = r["method"].where(r["strategy"] == "-", r["method"] + ":" + r["strategy"])
+    r["n"] = r["n"].astype(str)
+    pooled = r[(r["fold"].astype(str) == "all") & (r["depth"] == "all")]
+    wide = pooled.pivot_table(index=["region", "n"], columns=["metric", "label"], values="value")
+    plain_ref = paired_differences(r, PLAIN)
+    raw_ref, log_ref = paired_differences(r, "rf"), paired_differences(r, "rf-log")
+    lines = [
+        "# Kriging the residuals of prior + residual",
+        "",
+        "`benchmarks/bench_transfer_kriging.py` (this page is generated). The held-out regions "
+        "of [transfer_regions.md](transfer_regions.md) (region-excluded pretraining, 10' "
+        "covariates, 0.5-degree blocks), 5-fold spatial block CV, 2 repeats, n = "
+        f"{', '.join(sorted(r['n'].unique(), key=int))} training profiles. "
+        "`prior-residual-krige` adds to `prior-residual` a Gaussian process per depth "
+        "interval (Matérn 3/2 plus nugget, sill, range and nugget by maximum likelihood) of "
+        "its inner-CV residuals over the profiles' coordinates. SOC g/kg, both layers (0-30, "
+        "30-60 cm) pooled; paired differences per fold, layer and repeat, mean ± SE.",
+        "",
+        f"Machine: {machine}. Regions (profiles, wall time, commit): {'; '.join(walls)}.",
+        "",
+        "## MAE (g/kg) / CCC, pooled out of fold, and the kriged minus the plain model",
+        "",
+        "| region | n | " + " | ".join(LABELS) + " | krige − plain MAE | krige − plain CCC |",
+        "|---|---:|" + "---:|" * (len(LABELS) + 2),
+    ]
+    for (region, n), row in wide.iterrows():
+        cells = [
+            f"{row.get(('mae', lab), float('nan')):.2f} / {row.get(('ccc', lab), float('nan')):.3f}"
+            for lab in LABELS
+        ]
+        diffs = [_cell(plain_ref, region, n, KRIGED, m) for m in ("mae", "ccc")]
+        lines.append(f"| {region} | {n} | " + " | ".join(cells + diffs) + " |")
+    lines += [
+        "",
+        "## Against both forests (rf on SOC, rf-log on log1p SOC)",
+        "",
+        "Beats both: paired MAE lower and CCC higher than rf and than rf-log, each by more "
+        "than 1 SE (the rule of issue 14's acceptance). Worst loss: pooled MAE against the "
+        "better of rf and rf-log. Mean MAE and CCC: over the regions.",
+        "",
+        "| method | n | beats both (regions) | worst loss to the better forest | mean MAE "
+        "| mean CCC | kriged better than plain beyond 1 SE (MAE, regions) |",
+        "|---|---:|---:|---|---:|---:|---:|",
+    ]
+    for label in (PLAIN, KRIGED):
+        for n in sorted({k[1] for k in wide.index}, key=int):
+            regions = [k[0] for k in wide.index if k[1] == n]
+            wins = sum(
+                beats_beyond_se(raw_ref, g, n, label) and beats_beyond_se(log_ref, g, n, label)
+                for g in regions
+            )
+            rows = {g: wide.loc[(g, n)] for g in regions}
+            loss = {
+                g: 100 * (m[("mae", label)] / min(m[("mae", "rf")], m[("mae", "rf-log")]) - 1)
+                for g, m in rows.items()
+            }
+            worst = max(loss, key=lambda g: loss[g])
+            better = "-"
+            if label == KRIGED:
+                d = plain_ref[(plain_ref["label"] == KRIGED) & (plain_ref["n"] == n)
+                              & (plain_ref["metric"] == "mae")]  # fmt: skip
+                better = f"{int((d['mean'] < -d['se']).sum())} (worse: {int((d['mean'] > d['se']).sum())})"
+            mean_mae = sum(m[("mae", label)] for m in rows.values()) / len(rows)
+            mean_ccc = sum(m[("ccc", label)] for m in rows.values()) / len(rows)
+            lines.append(
+                f"| {label} | {n} | {wins} of {len(regions)} | {loss[worst]:+.1f} % ({worst}) "
+                f"| {mean_mae:.3f} | {mean_ccc:.3f} | {better} |"
+            )
+    with atomic_path(doc) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    """Parse options, run the regions not yet done, write the summary."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--regions", default=",".join(REGIONS))
+    p.add_argument("--sizes", default="20,50,100")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--block-size", default="0.5deg")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--cache", type=Path, default=ROOT / ".bench_cache" / "transfer_regions")
+    p.add_argument("--doc", type=Path, default=DOC)
+    p.add_argument("--summary-only", action="store_true")
+    args = p.parse_args()
+    machine = f"{platform.machine()}, {pin_two_cores()}"
+    if not args.summary_only:
+        for name in args.regions.split(","):
+            if (args.out / name / "results.csv").exists():
+                print(f"{name}: done, skipped", flush=True)
+                continue
+            run_region(name, args)
+            write_summary(args.out, args.doc, machine)
+    write_summary(args.out, args.doc, machine)
+    print(f"wrote {args.doc}")
+
+
+if __name__ == "__main__":
+    main()
