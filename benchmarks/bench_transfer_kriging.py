@@ -112,7 +112,8 @@ def write_summary(out: Path, doc: Path, machine: str) -> None:
         "| region | n | " + " | ".join(LABELS) + " | krige − plain MAE | krige − plain CCC |",
         "|---|---:|" + "---:|" * (len(LABELS) + 2),
     ]
-    for (region, n), row in wide.iterrows():
+    for region, n in sorted(wide.index, key=lambda k: (k[0], int(k[1]))):
+        row = wide.loc[(region, n)]
         cells = [
             f"{row.get(('mae', lab), float('nan')):.2f} / {row.get(('ccc', lab), float('nan')):.3f}"
             for lab in LABELS
@@ -148,15 +149,36 @@ def write_summary(out: Path, doc: Path, machine: str) -> None:
             if label == KRIGED:
                 d = plain_ref[(plain_ref["label"] == KRIGED) & (plain_ref["n"] == n)
                               & (plain_ref["metric"] == "mae")]  # fmt: skip
-                better = f"{int((d['mean'] < -d['se']).sum())} (worse: {int((d['mean'] > d['se']).sum())})"
+                won, lost = int((d["mean"] < -d["se"]).sum()), int((d["mean"] > d["se"]).sum())
+                better = f"{won} (worse: {lost})"
             mean_mae = sum(m[("mae", label)] for m in rows.values()) / len(rows)
             mean_ccc = sum(m[("ccc", label)] for m in rows.values()) / len(rows)
             lines.append(
                 f"| {label} | {n} | {wins} of {len(regions)} | {loss[worst]:+.1f} % ({worst}) "
                 f"| {mean_mae:.3f} | {mean_ccc:.3f} | {better} |"
             )
+    lines += _chosen_weights(out)
     with atomic_path(doc) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
+
+
+def _chosen_weights(out: Path) -> list[str]:
+    """Fits per kriging weight that the inner CV chose (``kriging_weight_`` in fits.csv)."""
+    fits = pd.concat(
+        [pd.read_csv(f / "fits.csv").assign(region=f.name)
+         for f in sorted(out.glob("*/")) if (f / "fits.csv").exists()],
+        ignore_index=True,
+    )  # fmt: skip
+    chosen = fits[(fits["method"] == KRIGED) & (fits["attribute"] == "kriging_weight_")]
+    counts = chosen.assign(n=chosen["n"].astype(int), w=chosen["value"].astype(float))
+    table = counts.pivot_table(index="n", columns="w", values="value", aggfunc="count")
+    weights = list(table.columns)
+    lines = ["", "## Kriging weight chosen by the inner CV (fits, all regions)", "",
+             "| n | " + " | ".join(f"weight {w:g}" for w in weights) + " |",
+             "|---:|" + "---:|" * len(weights)]  # fmt: skip
+    for n, row in table.fillna(0).iterrows():
+        lines.append(f"| {n} | " + " | ".join(str(int(v)) for v in row) + " |")
+    return lines
 
 
 def main() -> None:
