@@ -175,7 +175,7 @@ def test_cli_api_and_published_table_share_the_default_settings(monkeypatch, tmp
     doc = (Path(__file__).parents[1] / "docs" / "benchmarks" / "spectral_transfer.md").read_text()
     published = {k: int(v) for k, v in re.findall(r"^- `(\w+)`: (\d+)$", doc, flags=re.M)}
     default = bench.SpectralBenchmarkConfig()
-    for name in ("repeats", "n_local", "k", "freeze_front"):
+    for name in ("repeats", "n_local", "k", "freeze_front", "calibration_folds"):
         assert published[name] == getattr(default, name), name
     seen = {}
 
@@ -188,8 +188,8 @@ def test_cli_api_and_published_table_share_the_default_settings(monkeypatch, tmp
         main(["spectra", "benchmark", "--out", str(tmp_path / "b")])
     assert seen["config"] == default
     with pytest.raises(SystemExit):
-        main(["spectra", "benchmark", "--out", str(tmp_path / "b"), "--repeats", "3"])
-    assert seen["config"].repeats == 3 and seen["config"].n_local == default.n_local
+        main(["spectra", "benchmark", "--out", str(tmp_path / "b"), "--repeats", "2"])
+    assert seen["config"].repeats == 2 and seen["config"].n_local == default.n_local
 
 
 def test_a_users_site_table_runs_end_to_end_and_a_table_in_percent_is_refused(tmp_path, capsys):

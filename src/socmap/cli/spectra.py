@@ -162,7 +162,7 @@ def spectra_benchmark_cmd(
     ] = None,
     repeats: Annotated[
         int | None,
-        typer.Option(help="Repeats with different seeds \\[default: 1, as the published table]."),
+        typer.Option(help="Repeats with different seeds \\[default: 3, as the published table]."),
     ] = None,
     freeze_front: Annotated[
         int | None, typer.Option(help="Conv blocks frozen in DTL-R/IR \\[default: 2].")
