@@ -116,3 +116,79 @@ def beats_beyond_se(paired: Any, region: str, n: str, label: str) -> bool:
         and d.loc["mae", "mean"] < -d.loc["mae", "se"]
         and d.loc["ccc", "mean"] > d.loc["ccc", "se"]
     )
+
+
+def region_study(
+    description: str,
+    regions: Any,
+    defaults: dict[str, Any],
+    run_region: Any,
+    write_summary: Any,
+) -> None:
+    """Command line of a per-region study of the held-out regions (resumable by region).
+
+    Parses ``--regions`` (of ``regions``), ``--sizes``, ``--folds``, ``--block-size``,
+    ``--seed``, ``--out``, ``--cache``, ``--doc``, ``--summary-only`` and, when ``defaults``
+    has ``repeats``, ``--repeats``; runs ``run_region(name, args)`` for every region whose
+    ``results.csv`` is missing, then ``write_summary(out, doc, machine)``.
+    """
+    import argparse
+    import platform
+    from pathlib import Path
+
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--regions", default=",".join(regions))
+    p.add_argument("--sizes", default=defaults["sizes"])
+    p.add_argument("--folds", type=int, default=5)
+    if "repeats" in defaults:
+        p.add_argument("--repeats", type=int, default=defaults["repeats"])
+    p.add_argument("--block-size", default="0.5deg")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=defaults["out"])
+    p.add_argument("--cache", type=Path, default=defaults["cache"])
+    p.add_argument("--doc", type=Path, default=defaults["doc"])
+    p.add_argument("--summary-only", action="store_true")
+    args = p.parse_args()
+    machine = f"{platform.machine()}, {pin_two_cores()}"
+    if not args.summary_only:
+        for name in args.regions.split(","):
+            if (args.out / name / "results.csv").exists():
+                print(f"{name}: done, skipped", flush=True)
+                continue
+            run_region(name, args)
+            write_summary(args.out, args.doc, machine)
+    write_summary(args.out, args.doc, machine)
+    print(f"wrote {args.doc}")
+
+
+def load_study(out: Any) -> tuple[Any, list[str]]:
+    """Stacked ``results.csv`` of a per-region study (``label``, ``n`` as text) and its walls."""
+    import pandas as pd
+
+    res, walls = [], []
+    for folder in sorted(p for p in out.glob("*/") if (p / "results.csv").exists()):
+        res.append(pd.read_csv(folder / "results.csv").assign(region=folder.name))
+        walls.append(f"{folder.name} ({(folder / 'wall.txt').read_text().strip()})")
+    if not res:
+        raise SystemExit(f"no finished region under {out}; run the benchmark first")
+    r = pd.concat(res, ignore_index=True)
+    r["label"] = r["method"].where(r["strategy"] == "-", r["method"] + ":" + r["strategy"])
+    r["n"] = r["n"].astype(str)
+    return r, walls
+
+
+def write_wall(folder: Any, profiles: int, seconds: float, commit: str) -> None:
+    """``wall.txt`` of a region: its profiles, wall time and the commit that ran."""
+    from socmap._io import atomic_path
+
+    with atomic_path(folder / "wall.txt") as tmp:
+        tmp.write_text(f"{profiles} profiles, {seconds:.0f} s, commit {commit}\n")
+
+
+def paired_cell(paired: Any, region: str, n: str, label: str, metric: str) -> str:
+    """``mean ± se`` of one paired difference, or ``-``."""
+    hit = paired[(paired["region"] == region) & (paired["n"] == n) & (paired["label"] == label)
+                 & (paired["metric"] == metric)]  # fmt: skip
+    if hit.empty:
+        return "-"
+    return f"{hit['mean'].iloc[0]:+.3f} ± {hit['se'].iloc[0]:.3f}"

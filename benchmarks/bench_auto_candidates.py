@@ -24,14 +24,20 @@ Run::
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from pathlib import Path
 
 import pandas as pd
 from sklearn.base import clone
 
-from _common import beats_beyond_se, paired_differences, pin_two_cores
+from _common import (
+    beats_beyond_se,
+    load_study,
+    paired_cell,
+    paired_differences,
+    region_study,
+    write_wall,
+)
 from bench_transfer_regions import REGIONS, _commit, region_bundle, region_table
 from socmap._io import atomic_path
 from socmap.catalog import load_catalog
@@ -69,22 +75,13 @@ def run_region(name: str, args: argparse.Namespace) -> None:
     out = args.out / name
     bench.write(out)
     seconds = time.perf_counter() - start
-    with atomic_path(out / "wall.txt") as tmp:
-        tmp.write_text(f"{table['site_id'].nunique()} profiles, {seconds:.0f} s, commit {commit}\n")
+    write_wall(out, table["site_id"].nunique(), seconds, commit)
     print(f"{name}: {seconds:.0f} s", flush=True)
 
 
 def write_summary(out: Path, doc: Path, machine: str) -> None:
     """Tables of MAE/CCC per region and paired differences of the auto variants."""
-    res, walls = [], []
-    for folder in sorted(p for p in out.glob("*/") if (p / "results.csv").exists()):
-        res.append(pd.read_csv(folder / "results.csv").assign(region=folder.name))
-        walls.append(f"{folder.name} ({(folder / 'wall.txt').read_text().strip()})")
-    if not res:
-        raise SystemExit(f"no finished region under {out}; run the benchmark first")
-    r = pd.concat(res, ignore_index=True)
-    r["label"] = r["method"].where(r["strategy"] == "-", r["method"] + ":" + r["strategy"])
-    r["n"] = r["n"].astype(str)
+    r, walls = load_study(out)
     pooled = r[(r["fold"].astype(str) == "all") & (r["depth"] == "all")]
     lines = [
         "# Which candidates should `auto` compare?",
@@ -124,21 +121,14 @@ def write_summary(out: Path, doc: Path, machine: str) -> None:
     raw_ref = paired_differences(r, "rf")
     log_ref = paired_differences(r, "rf-log")
 
-    def cell(frame: pd.DataFrame, region: str, n: str, label: str, metric: str) -> str:
-        hit = frame[(frame["region"] == region) & (frame["n"] == n) & (frame["label"] == label)
-                    & (frame["metric"] == metric)]  # fmt: skip
-        if hit.empty:
-            return "-"
-        return f"{hit['mean'].iloc[0]:+.3f} ± {hit['se'].iloc[0]:.3f}"
-
     for region, n in wide.index:
         lines.append(
-            f"| {region} | {n} | {cell(table_ref, region, n, 'finetune:auto', 'mae')} | "
-            f"{cell(table_ref, region, n, 'finetune:auto-always', 'mae')} | "
-            f"{cell(raw_ref, region, n, 'finetune:auto', 'mae')} | "
-            f"{cell(raw_ref, region, n, 'finetune:auto', 'ccc')} | "
-            f"{cell(log_ref, region, n, 'finetune:auto', 'mae')} | "
-            f"{cell(log_ref, region, n, 'finetune:auto', 'ccc')} |"
+            f"| {region} | {n} | {paired_cell(table_ref, region, n, 'finetune:auto', 'mae')} | "
+            f"{paired_cell(table_ref, region, n, 'finetune:auto-always', 'mae')} | "
+            f"{paired_cell(raw_ref, region, n, 'finetune:auto', 'mae')} | "
+            f"{paired_cell(raw_ref, region, n, 'finetune:auto', 'ccc')} | "
+            f"{paired_cell(log_ref, region, n, 'finetune:auto', 'mae')} | "
+            f"{paired_cell(log_ref, region, n, 'finetune:auto', 'ccc')} |"
         )
     means = pooled[pooled["metric"] == "mae"].pivot_table(index="n", columns="label",
                                                           values="value")  # fmt: skip
@@ -210,27 +200,9 @@ def _against_forests(wide: pd.DataFrame, raw_ref: pd.DataFrame, log_ref: pd.Data
 
 def main() -> None:
     """Parse options, run the regions not yet done, write the summary."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--regions", default=",".join(REGIONS))
-    p.add_argument("--sizes", default="100,all")
-    p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--block-size", default="0.5deg")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=OUT)
-    p.add_argument("--cache", type=Path, default=ROOT / ".bench_cache" / "transfer_regions")
-    p.add_argument("--doc", type=Path, default=DOC)
-    p.add_argument("--summary-only", action="store_true")
-    args = p.parse_args()
-    machine = f"{platform.machine()}, {pin_two_cores()}"
-    if not args.summary_only:
-        for name in args.regions.split(","):
-            if (args.out / name / "results.csv").exists():
-                print(f"{name}: done, skipped", flush=True)
-                continue
-            run_region(name, args)
-            write_summary(args.out, args.doc, machine)
-    write_summary(args.out, args.doc, machine)
-    print(f"wrote {args.doc}")
+    defaults = {"sizes": "100,all", "out": OUT, "doc": DOC,
+                "cache": ROOT / ".bench_cache" / "transfer_regions"}  # fmt: skip
+    region_study(__doc__.splitlines()[0], REGIONS, defaults, run_region, write_summary)
 
 
 if __name__ == "__main__":

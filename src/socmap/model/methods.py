@@ -23,16 +23,16 @@ from socmap.errors import ConfigError
 STRATEGY_NAMES = ("freeze-encoders", "full", "head", "l2sp")
 #: The forests :class:`~socmap.model.transfer.AutoTransferRegressor` falls back to.
 FORESTS = ("rf", "rf-log")
-#: Candidates of ``auto`` that are table-level models, not one network.
-TABLE_METHODS = (
-    *FORESTS,
+#: The global prediction plus a regional residual model, on the network, on the mean of the
+#: network and gradient boosting, on the better of them, and with kriging.
+PRIOR_RESIDUALS = (
     "prior-residual",
     "prior-residual-ens",
     "prior-residual-best",
     "prior-residual-krige",
-    "recalibrate",
-    "blend",
 )
+#: Candidates of ``auto`` that are table-level models, not one network.
+TABLE_METHODS = (*FORESTS, *PRIOR_RESIDUALS, "recalibrate", "blend")
 #: Candidates ``auto`` chooses among by default: both forests and the two prior-based
 #: estimators. A fine-tuned network (:data:`AUTO_NETWORK`) joins them only from
 #: :data:`AUTO_NETWORK_FROM` training profiles: with 20-50 cores a network candidate won the
@@ -51,16 +51,12 @@ BUNDLE_METHODS = ("rf", "rf-log", "prior-residual", "recalibrate")
 #: Method names that give no single fine-tuned network (benchmark output names are the
 #: method names themselves).
 BASELINES = (
-    "rf",
-    "rf-log",
+    *FORESTS,
     "stacked",
     "global",
     "global-gbm",
     "global-ens",
-    "prior-residual",
-    "prior-residual-ens",
-    "prior-residual-best",
-    "prior-residual-krige",
+    *PRIOR_RESIDUALS,
     "recalibrate",
     "blend",
 )
