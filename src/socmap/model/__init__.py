@@ -33,6 +33,7 @@ _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 
 
 def __getattr__(name: str) -> Any:
+    """Import a public member from its submodule on first use (PEP 562)."""
     module = _HOME_OF.get(name)
     if module is None:
         raise AttributeError(f"module 'socmap.model' has no attribute {name!r}")

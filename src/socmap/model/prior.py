@@ -596,7 +596,7 @@ class PriorResidualRegressor(RegressorMixin, BaseEstimator):
             )
         if self.kriging and self.shrink != "cv" and self.level != "cv":
             raise ConfigError(
-                "kriging=True krige the inner-CV residuals, but with a fixed shrink and level "
+                "kriging=True kriges the inner-CV residuals, but with a fixed shrink and level "
                 "no inner CV runs; pass shrink='cv' (the default) or kriging=False"
             )
         _check_strength(self.prior_strength)
@@ -756,7 +756,7 @@ class PriorResidualRegressor(RegressorMixin, BaseEstimator):
         Raises
         ------
         ConfigError
-            A linear residual model, which a bundle cannot hold.
+            A linear residual model or a kriged residual, which a bundle cannot hold.
         """
         check_is_fitted(self, "residual_model_")
         if self.residual != "forest":
@@ -768,6 +768,10 @@ class PriorResidualRegressor(RegressorMixin, BaseEstimator):
                 "a kriged residual cannot be saved in a bundle yet; map with prior-residual "
                 "(kriging=False), or compare prior-residual-krige with `socmap cv --method`"
             )
+        return self._forest_adjustment()
+
+    def _forest_adjustment(self) -> RegionalAdjustment:
+        """Level plus the shrunk residual forest, in the form a bundle stores."""
         return RegionalAdjustment(
             list(self.bands or ()), 1.0, self.level_, float(self.shrinkage_["residual"]),
             self.residual_model_,
@@ -786,9 +790,7 @@ class PriorResidualRegressor(RegressorMixin, BaseEstimator):
         if s != 0:
             features = table_features(X, list(self.bands or ()))
             if self.residual == "forest":
-                forest = RegionalAdjustment(list(self.bands or ()), 1.0, self.level_, s,
-                                            self.residual_model_)  # fmt: skip
-                offset, spread = forest.constant(features)
+                offset, spread = self._forest_adjustment().constant(features)
             else:
                 offset = self.level_ + s * self.residual_model_.predict(features)
         if self.kriging_ is not None:
