@@ -192,3 +192,24 @@ def paired_cell(paired: Any, region: str, n: str, label: str, metric: str) -> st
     if hit.empty:
         return "-"
     return f"{hit['mean'].iloc[0]:+.3f} ± {hit['se'].iloc[0]:.3f}"
+
+
+def against_forests(wide: Any, raw_ref: Any, log_ref: Any, label: str, n: str) -> dict[str, Any]:
+    """``label`` at size ``n`` against both forests, over the regions of ``wide``.
+
+    ``wide`` is pooled MAE/CCC indexed by ``(region, n)`` with ``(metric, label)`` columns;
+    returns ``regions``, ``rows`` (per region), ``wins`` (beats rf and rf-log beyond 1 SE),
+    ``loss`` (per region, % MAE against the better forest) and ``worst`` (its region).
+    """
+    regions = [k[0] for k in wide.index if k[1] == n]
+    wins = sum(
+        beats_beyond_se(raw_ref, g, n, label) and beats_beyond_se(log_ref, g, n, label)
+        for g in regions
+    )
+    rows = {g: wide.loc[(g, n)] for g in regions}
+    loss = {
+        g: 100 * (m[("mae", label)] / min(m[("mae", "rf")], m[("mae", "rf-log")]) - 1)
+        for g, m in rows.items()
+    }
+    worst = max(loss, key=lambda g: loss[g])
+    return {"regions": regions, "rows": rows, "wins": wins, "loss": loss, "worst": worst}

@@ -31,7 +31,7 @@ import pandas as pd
 from sklearn.base import clone
 
 from _common import (
-    beats_beyond_se,
+    against_forests,
     load_study,
     paired_cell,
     paired_differences,
@@ -175,17 +175,9 @@ def _against_forests(wide: pd.DataFrame, raw_ref: pd.DataFrame, log_ref: pd.Data
 
     for label in ("finetune:auto-table", "finetune:auto"):
         for n in sorted({k[1] for k in wide.index}):
-            regions = [k[0] for k in wide.index if k[1] == n]
-            wins = sum(
-                beats_beyond_se(raw_ref, g, n, label) and beats_beyond_se(log_ref, g, n, label)
-                for g in regions
-            )
-            mae = {g: wide.loc[(g, n)] for g in regions}
-            loss = {
-                g: 100 * (m[("mae", label)] / min(m[("mae", "rf")], m[("mae", "rf-log")]) - 1)
-                for g, m in mae.items()
-            }
-            worst = max(loss, key=lambda g: loss[g])
+            cmp = against_forests(wide, raw_ref, log_ref, label, n)
+            regions, mae, wins = cmp["regions"], cmp["rows"], cmp["wins"]
+            loss, worst = cmp["loss"], cmp["worst"]
             vs = {
                 ref: sum(100 * (m[("mae", label)] / m[("mae", ref)] - 1) for m in mae.values())
                 / len(mae)

@@ -31,7 +31,7 @@ from pathlib import Path
 import pandas as pd
 
 from _common import (
-    beats_beyond_se,
+    against_forests,
     load_study,
     paired_cell,
     paired_differences,
@@ -123,17 +123,9 @@ def write_summary(out: Path, doc: Path, machine: str) -> None:
     ]
     for label in (PLAIN, KRIGED):
         for n in sorted({k[1] for k in wide.index}, key=int):
-            regions = [k[0] for k in wide.index if k[1] == n]
-            wins = sum(
-                beats_beyond_se(raw_ref, g, n, label) and beats_beyond_se(log_ref, g, n, label)
-                for g in regions
-            )
-            rows = {g: wide.loc[(g, n)] for g in regions}
-            loss = {
-                g: 100 * (m[("mae", label)] / min(m[("mae", "rf")], m[("mae", "rf-log")]) - 1)
-                for g, m in rows.items()
-            }
-            worst = max(loss, key=lambda g: loss[g])
+            cmp = against_forests(wide, raw_ref, log_ref, label, n)
+            regions, rows, wins = cmp["regions"], cmp["rows"], cmp["wins"]
+            loss, worst = cmp["loss"], cmp["worst"]
             better = "-"
             if label == KRIGED:
                 d = plain_ref[(plain_ref["label"] == KRIGED) & (plain_ref["n"] == n)
