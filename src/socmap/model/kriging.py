@@ -30,7 +30,6 @@ Examples
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -183,8 +182,3 @@ class ResidualKriging:
             if len(rows):
                 mean[rows], sd[rows] = field.predict(coords[rows])
         return mean, sd
-
-    @property
-    def summary(self) -> Mapping[str, Mapping[str, float]]:
-        """What the likelihood chose per interval (``params_``)."""
-        return dict(self.params_)
