@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -65,6 +67,40 @@ class PeakMemory:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+PEAK_RSS = """
+def _peak_rss():
+    # VmHWM is this process's own high-water mark. ru_maxrss is not: on Linux it inherits the
+    # parent's peak across vfork/exec, which would blur the number.
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+"""
+
+
+def run_child(code: str, *args: str) -> tuple[float, int]:
+    """Run ``python -c code args``; return (wall seconds, peak RSS bytes) of that child."""
+    env = {**os.environ, "SOCMAP_PROGRESS": "0"}
+    script = PEAK_RSS + code + "\nprint('PEAK_RSS', _peak_rss())\n"
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *args], env=env, capture_output=True, text=True
+    )
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr)
+        raise SystemExit(f"child failed with exit code {proc.returncode}")
+    peak = next(
+        int(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith("PEAK_RSS")
+    )
+    return wall, peak
 
 
 def paired_differences(results: Any, reference: str) -> Any:

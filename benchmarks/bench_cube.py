@@ -20,8 +20,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -37,6 +35,7 @@ from rasterio.windows import Window
 
 import socmap
 import socmap.cube as socmap_cube
+from _common import run_child
 from socmap.grid import Grid
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,40 +160,6 @@ def write_catalog(folder: Path, target: Grid, paths: dict[str, Path]) -> Path:
     path = folder / "catalog.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
-
-
-PEAK_RSS = """
-def _peak_rss():
-    # VmHWM is this process's own high-water mark. ru_maxrss is not: on Linux it inherits the
-    # parent's peak across vfork/exec, which would blur the number.
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-"""
-
-
-def run_child(code: str, *args: str) -> tuple[float, int]:
-    """Run ``python -c code args``; return (wall seconds, peak RSS bytes) of that child."""
-    env = {**os.environ, "SOCMAP_PROGRESS": "0"}
-    script = PEAK_RSS + code + "\nprint('PEAK_RSS', _peak_rss())\n"
-    t0 = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-c", script, *args], env=env, capture_output=True, text=True
-    )
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr)
-        raise SystemExit(f"child failed with exit code {proc.returncode}")
-    peak = next(
-        int(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith("PEAK_RSS")
-    )
-    return wall, peak
 
 
 BUILD = """

@@ -63,6 +63,22 @@ def test_mir_tables_and_bad_tables(tmp_path):
         read_ossl(tmp_path / "mir.csv", tmp_path / "mir.csv", "mir")
     with pytest.raises(InputNotFound, match=r"nope\.csv"):
         read_ossl(tmp_path / "nope.csv", tmp_path / "lab.csv", "mir")
+    twice = pd.DataFrame({"id.layer_uuid_txt": ["m0", "m0"], "oc_iso.10694_w.pct": [1.0, 2.0]})
+    twice.to_csv(tmp_path / "twice.csv", index=False)
+    with pytest.raises(SpectraError, match=r"lists id.layer_uuid_txt 'm0' more than once"):
+        read_ossl(tmp_path / "mir.csv", tmp_path / "twice.csv", "mir")
+
+
+def test_scans_missing_from_the_soil_lab_table_are_left_out_and_counted(tmp_path):
+    lib, (scans, lab) = _visnir_fixture(tmp_path, one_without_carbon=False)
+    table = pd.read_csv(lab)
+    table.drop(index=[5, 9]).iloc[::-1].to_csv(lab, index=False)  # two gone, the rest reversed
+    got = read_ossl(scans, lab, "visnir")
+    assert (
+        got.n_samples == lib.n_samples - 2 and "left out 2 scans without a carbon" in got.notes[1]
+    )
+    keep = np.setdiff1d(np.arange(lib.n_samples), [5, 9])
+    np.testing.assert_allclose(got.target(), lib.target()[keep], rtol=1e-12)
 
 
 def test_cli_turns_ossl_tables_into_a_library_the_benchmark_reads(tmp_path, cli):

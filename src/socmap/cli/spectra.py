@@ -233,7 +233,7 @@ def spectra_ossl_cmd(
     --library-quantity absorbance.
     Example: [bold]socmap spectra ossl ossl_visnir.csv ossl_soillab.csv --out lib.csv[/bold]
     """
-    from socmap.extraction import check_table_path, write_table
+    from socmap.extraction import check_table_path
     from socmap.spectra.ossl import read_ossl
 
     if kind not in ("visnir", "mir"):
@@ -242,7 +242,7 @@ def spectra_ossl_cmd(
     library = read_ossl(spectra, soillab, kind, oc_column=oc_column)  # type: ignore[arg-type]
     for note in library.notes:
         out.print(f"note: {note}")
-    write_table(library.to_frame(), out_path)
+    library.write(out_path)
     out.print(
         f"library: {library.n_samples} scans x {library.n_bands} bands ({library.quantity}, "
         f"{library.unit}): {out_path}"

@@ -26,6 +26,13 @@ import pandas as pd
 
 from socmap._io import duplicated_header
 from socmap.errors import BandMismatch, InputNotFound, SpectraError
+from socmap.spectra._tables import (
+    BATCH_ROWS,
+    compact_rows,
+    read_bands,
+    table_columns,
+    write_bands,
+)
 
 __all__ = [
     "AxisUnit",
@@ -177,11 +184,25 @@ class Spectra:
             raise SpectraError(f"no target column {column!r}; meta has {list(self.meta.columns)!r}")
         return self.meta[column].to_numpy(dtype=np.float64, na_value=np.nan)
 
-    def to_frame(self, prefix: str | None = None) -> pd.DataFrame:
-        """Meta columns followed by one column per band (``wl_`` or ``wn_`` + the axis value)."""
+    def band_columns(self, prefix: str | None = None) -> list[str]:
+        """One column name per band: ``wl_`` (nm) or ``wn_`` (cm-1) and the axis value."""
         pre = prefix if prefix is not None else ("wl_" if self.unit == "nm" else "wn_")
-        bands = pd.DataFrame(self.values, columns=[f"{pre}{a:g}" for a in self.axis])
+        return [f"{pre}{a:g}" for a in self.axis]
+
+    def to_frame(self, prefix: str | None = None) -> pd.DataFrame:
+        """Meta columns followed by one column per band (see :meth:`band_columns`)."""
+        bands = pd.DataFrame(self.values, columns=self.band_columns(prefix))
         return pd.concat([self.meta.reset_index(drop=True), bands], axis=1)
+
+    def write(self, path: str | Path) -> Path:
+        """Write :meth:`to_frame`'s table (CSV or Parquet) atomically, in row batches.
+
+        A large library is never copied whole into a frame, so writing it costs one batch
+        beyond the array itself.
+        """
+        path = Path(path)
+        write_bands(self.meta, self.values, self.band_columns(), path)
+        return path
 
 
 def _label(meta: pd.DataFrame, row: int) -> object:
@@ -304,13 +325,12 @@ def read_spectra(
     """
     if isinstance(source, pd.DataFrame):
         frame = source.reset_index(drop=True)
+        columns = [str(c) for c in frame.columns]
     else:
         path = Path(source)
         if not path.exists():
             raise InputNotFound(f"spectra table {str(path)!r} does not exist; check the path")
-        if path.suffix == ".parquet":
-            frame = pd.read_parquet(path)
-        else:
+        if path.suffix.lower() != ".parquet":
             repeated = duplicated_header(path)
             if repeated:
                 raise SpectraError(
@@ -318,8 +338,8 @@ def read_spectra(
                     "duplicated band columns (pandas would read the second one as e.g. "
                     f"'{repeated[0]}.1')"
                 )
-            frame = pd.read_csv(path)
-    cols, prefix = spectral_columns(list(frame.columns), prefix)
+        columns = table_columns(path)
+    cols, prefix = spectral_columns(columns, prefix)
     axis = np.array([float(c[len(prefix) :]) for c in cols])
     uniq, counts = np.unique(axis, return_counts=True)
     if (counts > 1).any():
@@ -330,9 +350,13 @@ def read_spectra(
     if unit is None:
         unit = "cm-1" if prefix.lower().startswith("wn") or axis.max() > 3000 else "nm"
     order = np.argsort(axis)
-    values = frame[cols].to_numpy(dtype=np.float64)[:, order]
     axis = axis[order]
-    meta = frame.drop(columns=cols)
+    bands = [cols[i] for i in order]
+    others = [c for c in columns if c not in set(cols)]
+    if isinstance(source, pd.DataFrame):
+        values, meta = frame[bands].to_numpy(dtype=np.float64, copy=True), frame[others]
+    else:
+        values, meta = read_bands(path, bands, others)
     if id_column is not None:
         if id_column not in meta.columns:
             raise SpectraError(f"id_column {id_column!r} is not a column of the table")
@@ -359,12 +383,21 @@ def read_spectra(
         notes.append(f"cropped to {axis[0]:g}-{axis[-1]:g} {unit} ({int(keep.sum())} bands)")
     values, meta = _handle_nan(values, axis, meta, nan, notes)
     if quantity == "reflectance":
-        finite = values[np.isfinite(values)]
-        top = float(finite.max()) if finite.size else 0.0
+        top = _finite_max(values)
         if percent is True or (percent == "auto" and top > 1.5):
-            values = values / 100.0
+            values /= 100.0  # values is this function's own array
             notes.append(f"reflectance read as percent (largest value {top:g}); divided by 100")
     return Spectra(values, axis, unit, quantity, meta, tuple(notes), max_reflectance)
+
+
+def _finite_max(values: np.ndarray) -> float:
+    """Return the largest finite value (0 if none), without a masked copy of the array."""
+    top = 0.0
+    for start in range(0, len(values), BATCH_ROWS):
+        block = values[start : start + BATCH_ROWS]
+        finite = block[np.isfinite(block)]
+        top = max(top, float(finite.max())) if finite.size else top
+    return top
 
 
 def _handle_nan(
@@ -376,7 +409,7 @@ def _handle_nan(
     rows = bad.any(axis=1)
     if policy == "drop":
         notes.append(f"dropped {int(rows.sum())} spectra with NaN values (nan='drop')")
-        return values[~rows], meta[~rows].reset_index(drop=True)
+        return compact_rows(values, ~rows), meta[~rows].reset_index(drop=True)
     if policy != "interpolate":
         raise SpectraError(f"nan {policy!r} must be 'error', 'interpolate' or 'drop'")
     empty = bad.all(axis=1)
@@ -386,14 +419,13 @@ def _handle_nan(
             "nothing to interpolate: leave them out with --nan drop (Python: nan='drop') or "
             "remove those rows"
         )
-    filled = values.copy()
-    for r in np.flatnonzero(rows):  # only the spectra with gaps
+    for r in np.flatnonzero(rows):  # only the spectra with gaps, in place (read_spectra's array)
         ok = ~bad[r]
-        filled[r, ~ok] = np.interp(axis[~ok], axis[ok], values[r, ok])
+        values[r, ~ok] = np.interp(axis[~ok], axis[ok], values[r, ok])
     notes.append(
         f"interpolated {int(bad.sum())} NaN values in {int(rows.sum())} spectra along the axis"
     )
-    return filled, meta
+    return values, meta
 
 
 def check_same_axis(a: Spectra, b: Spectra, what: str = "spectra") -> None:
@@ -420,6 +452,8 @@ def concat(parts: Sequence[Spectra]) -> Spectra:
     if not parts:
         raise SpectraError("nothing to concatenate; pass at least one Spectra")
     first = parts[0]
+    if len(parts) == 1:  # immutable: no copy of a library that may be gigabytes
+        return first
     for p in parts[1:]:
         check_same_axis(first, p, "concat")
         if p.quantity != first.quantity:

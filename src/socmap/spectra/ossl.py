@@ -14,8 +14,9 @@ Licences differ between the OSSL's source datasets, so ``dataset.code_ascii_txt`
 ``dataset.license.title_ascii_txt`` are kept in ``meta`` when the tables have them (filter
 on them before training on a library you mean to use commercially).
 
-Only the needed columns are read (Parquet and CSV alike), the spectra as float32: a
-100 000 x 1 700 library is 0.7 GB read, and 1.4 GB as the float64 :class:`Spectra` holds.
+Only the needed columns are read (Parquet and CSV alike), in row batches into the one float64
+array the :class:`Spectra` keeps: a 100 000 x 1 701 library is 1.3 GB, and reading it peaks
+at about that plus the interpreter (``docs/benchmarks/spectral_library.md``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import pandas as pd
 
 from socmap.errors import InputNotFound, SpectraError
 from socmap.spectra._spectra import Spectra
+from socmap.spectra._tables import compact_rows, read_bands, table_columns
 
 __all__ = ["OC_COLUMNS", "read_ossl"]
 
@@ -42,18 +44,10 @@ _SCANS = {
 }
 
 
-def _columns(path: Path) -> list[str]:
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq  # type: ignore[import-untyped]
-
-        return list(pq.read_schema(path).names)
-    return list(pd.read_csv(path, nrows=0).columns)
-
-
-def _read(path: Path, columns: list[str], dtypes: dict[str, str] | None = None) -> pd.DataFrame:
-    if path.suffix == ".parquet":
+def _read(path: Path, columns: list[str]) -> pd.DataFrame:
+    if path.suffix.lower() == ".parquet":
         return pd.read_parquet(path, columns=columns)
-    return pd.read_csv(path, usecols=columns, dtype=dtypes)
+    return pd.read_csv(path, usecols=columns)[columns]
 
 
 def read_ossl(
@@ -97,7 +91,7 @@ def read_ossl(
     for what, path in paths.items():
         if not path.is_file():
             raise InputNotFound(f"OSSL {what} table {str(path)!r} does not exist; check the path")
-    names = _columns(paths["spectra"])
+    names = table_columns(paths["spectra"])
     scans = [(c, float(m.group(1))) for c in names if (m := pattern.match(c))]
     if not scans:
         raise SpectraError(
@@ -106,7 +100,7 @@ def read_ossl(
             "scan_mir.*_abs)"
         )
     scans.sort(key=lambda cb: cb[1])
-    lab_names = _columns(paths["soil-lab"])
+    lab_names = table_columns(paths["soil-lab"])
     for what, cols in (("spectra", names), ("soil-lab", lab_names)):
         if _ID not in cols:
             raise SpectraError(f"the OSSL {what} table has no {_ID!r} column to join on")
@@ -117,13 +111,22 @@ def read_ossl(
             "name one with oc_column="
         )
     keep = [c for c in _KEEP if c in names or c in lab_names]
-    spec_cols = [_ID, *[c for c in keep if c in names], *[c for c, _ in scans]]
-    frame = _read(paths["spectra"], spec_cols, {c: "float32" for c, _ in scans})
     lab_cols = [_ID, oc, *[c for c in keep if c in lab_names and c not in names]]
     lab = _read(paths["soil-lab"], lab_cols)
-    joined = frame.merge(lab, on=_ID, how="left")
-    values = joined[[c for c, _ in scans]].to_numpy(dtype=np.float32)
-    carbon = pd.to_numeric(joined[oc], errors="coerce").to_numpy(dtype=np.float64)
+    repeated = lab[_ID][lab[_ID].duplicated()]
+    if len(repeated):
+        raise SpectraError(
+            f"the OSSL soil-lab table lists {_ID} {repeated.iloc[0]!r} more than once "
+            f"({len(repeated)} repeated rows): which carbon value belongs to the scan is "
+            "ambiguous; keep one row per layer"
+        )
+    values, joined = read_bands(
+        paths["spectra"], [c for c, _ in scans], [_ID, *[c for c in keep if c in names]]
+    )
+    lab = lab.set_index(_ID).reindex(joined[_ID])  # the scans' order; no lab row gives NaN
+    for c in lab_cols[2:]:
+        joined[c] = lab[c].to_numpy()
+    carbon = pd.to_numeric(lab[oc], errors="coerce").to_numpy(dtype=np.float64)
     no_carbon = ~np.isfinite(carbon) | (carbon < 0)
     gaps = ~np.isfinite(values).all(axis=1) & ~no_carbon
     ok = ~no_carbon & ~gaps
@@ -138,7 +141,7 @@ def read_ossl(
         f"{int(gaps.sum())} with gaps in the spectrum, of {len(joined)}",
     ]
     return Spectra(
-        values[ok],
+        compact_rows(values, ok),
         np.asarray([b for _, b in scans], dtype=np.float64),
         unit,  # type: ignore[arg-type]
         quantity,  # type: ignore[arg-type]

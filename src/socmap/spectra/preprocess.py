@@ -20,6 +20,7 @@ from scipy.signal import savgol_filter
 
 from socmap.errors import BandMismatch, ConfigError, SpectraError
 from socmap.spectra._spectra import Spectra, _label
+from socmap.spectra._tables import BATCH_ROWS
 
 __all__ = [
     "Preprocess",
@@ -128,15 +129,17 @@ def resample(spectra: Spectra, axis: np.ndarray) -> Spectra:
     src_spacing = np.interp(target, src, np.gradient(src))
     average = spacing > src_spacing * (1 + 1e-9)
     out = np.empty((spectra.n_samples, target.size))
-    if (~average).any():
-        t = target[~average]
-        out[:, ~average] = np.stack([np.interp(t, src, row) for row in v])
-    if average.any():
-        cum = _cumulative_integral(src, v)
-        lo = np.clip(target[average] - spacing[average] / 2, src[0], src[-1])
-        hi = np.clip(target[average] + spacing[average] / 2, src[0], src[-1])
-        width = hi - lo
-        out[:, average] = (_integral_at(src, v, cum, hi) - _integral_at(src, v, cum, lo)) / width
+    lo = np.clip(target[average] - spacing[average] / 2, src[0], src[-1])
+    hi = np.clip(target[average] + spacing[average] / 2, src[0], src[-1])
+    for start in range(0, len(v), BATCH_ROWS):  # row batches: temporaries stay one batch big
+        rows, part = slice(start, start + BATCH_ROWS), v[start : start + BATCH_ROWS]
+        if (~average).any():
+            t = target[~average]
+            out[rows, ~average] = np.stack([np.interp(t, src, row) for row in part])
+        if average.any():
+            cum = _cumulative_integral(src, part)
+            top, bottom = _integral_at(src, part, cum, hi), _integral_at(src, part, cum, lo)
+            out[rows, average] = (top - bottom) / (hi - lo)
     note = (
         f"resampled {spectra.n_bands} bands ({src[0]:g}-{src[-1]:g}) onto {target.size} bands "
         f"({target[0]:g}-{target[-1]:g} {spectra.unit})"
