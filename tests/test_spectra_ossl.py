@@ -67,6 +67,10 @@ def test_mir_tables_and_bad_tables(tmp_path):
     twice.to_csv(tmp_path / "twice.csv", index=False)
     with pytest.raises(SpectraError, match=r"lists id.layer_uuid_txt 'm0' more than once"):
         read_ossl(tmp_path / "mir.csv", tmp_path / "twice.csv", "mir")
+    other = pd.DataFrame({"id.layer_uuid_txt": ["x1", "x2"], "oc_iso.10694_w.pct": [1.0, 2.0]})
+    other.to_csv(tmp_path / "other.csv", index=False)
+    with pytest.raises(SpectraError, match=r"none of the 32 scans.*'m0'.*'x1'.*belong together"):
+        read_ossl(tmp_path / "mir.csv", tmp_path / "other.csv", "mir")
 
 
 def test_scans_missing_from_the_soil_lab_table_are_left_out_and_counted(tmp_path):

@@ -123,6 +123,7 @@ def read_ossl(
     values, joined = read_bands(
         paths["spectra"], [c for c, _ in scans], [_ID, *[c for c in keep if c in names]]
     )
+    lab_ids = lab[_ID]
     lab = lab.set_index(_ID).reindex(joined[_ID])  # the scans' order; no lab row gives NaN
     for c in lab_cols[2:]:
         joined[c] = lab[c].to_numpy()
@@ -130,6 +131,13 @@ def read_ossl(
     no_carbon = ~np.isfinite(carbon) | (carbon < 0)
     gaps = ~np.isfinite(values).all(axis=1) & ~no_carbon
     ok = ~no_carbon & ~gaps
+    if len(ok) and not ok.any():
+        raise SpectraError(
+            f"none of the {len(ok)} scans has both a complete spectrum and a carbon value in "
+            f"{oc!r} (scan ids like {str(joined[_ID].iloc[0])!r}, soil-lab ids like "
+            f"{str(lab_ids.iloc[0]) if len(lab_ids) else 'none'!r}); check that the two tables "
+            "belong together and that the column holds numbers"
+        )
     meta = pd.DataFrame(
         {"sample_id": joined[_ID].astype(str).to_numpy(), "soc_g_kg": carbon * 10.0}
     )
