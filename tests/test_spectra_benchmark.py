@@ -28,10 +28,13 @@ FAST = SpectralBenchmarkConfig(
 
 
 def run(args, capsys):
-    with pytest.raises(SystemExit) as exc:
+    try:
         main(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
     captured = capsys.readouterr()
-    return exc.value.code, captured.out, captured.err
+    return code, captured.out, captured.err
 
 
 def test_sites_share_the_library_range_and_keep_local_and_test_apart():
@@ -283,3 +286,85 @@ def test_every_embedded_site_passes_the_unit_check_with_the_ratios_the_docs_stat
         ratios.append(np.median(site.target()) / np.median(library))
     assert 0.7 <= min(ratios) < 0.75 and 8.5 < max(ratios) <= 9.1
     assert min(ratios) * UNIT_RATIO_LIMIT > 1  # far from the refusal threshold
+
+
+def _tables_for_bad_input(folder: Path) -> dict[str, Path]:
+    """A real site (CV.98) and library (NIRsoil) as tables, and broken copies of them."""
+    from socmap.spectra.datasets import load_nirsoil
+
+    site = load_limesoda("CV.98").to_frame()
+    library = load_nirsoil().to_frame().sample(300, random_state=0)
+    tables = {
+        "site": site,
+        "library": library,
+        "site_text_soc": site.astype({"soc_g_kg": object}),
+        "library_percent": library.assign(soc_g_kg=library["soc_g_kg"] / 10),
+        "site_empty": site.head(0),
+        "site_one_row": site.head(1),
+        "site_visible": site[
+            ["sample_id", "soc_g_kg", *[c for c in site if c[:3] == "wl_" and float(c[3:]) <= 700]]
+        ],
+    }
+    tables["site_text_soc"].loc[3, "soc_g_kg"] = "<0.5"
+    paths = {}
+    for name, frame in tables.items():
+        paths[name] = folder / f"{name}.csv"
+        frame.to_csv(paths[name], index=False)
+    return paths
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (["benchmark", "--sites", "{site_text_soc}", "--library", "{library}"],
+         r"site table .*site_text_soc.csv' has 1 rows whose soc_g_kg is .*not a number.*'<0\.5'"),
+        (["benchmark", "--sites", "{site}", "--library", "{site_text_soc}"],
+         r"library table .*site_text_soc.csv' has 1 rows"),
+        (["benchmark", "--sites", "{site}", "--library", "{library_percent}"],
+         r"library 'library_percent.csv' has a median SOC of 1.* it looks like SOC in %"),
+        (["benchmark", "--sites", "{site}", "--library", "{library}", "--methods", ","],
+         r"no method given; choose at least one of"),
+        (["benchmark", "--sites", "{site_empty}", "--library", "{library}"],
+         r"site table .*site_empty.csv' has no spectra \(0 rows\)"),
+        (["benchmark", "--sites", "{site}", "--library", "{nowhere}"],
+         r"library table .*nowhere.csv' does not exist; check the path \(--library\)"),
+        (["benchmark", "--sites", "{site_visible}", "--library", "{library}"],
+         r"share less than one step of 10 nm; give a library that covers the site's range"),
+        (["select", "{site_one_row}", "--n", "2"], r"selection needs at least 2 spectra, got 1"),
+        (["select", "{site_visible}", "--n", "5"], r"spectra select --grid measured"),
+        (["select", "{site}", "--n", "5", "--grid", "measured", "--components", "0"],
+         r"n_components 0 \(CLI: --components\)"),
+    ],
+)  # fmt: skip
+def test_bad_site_and_library_tables_are_one_line_naming_the_value(
+    tmp_path, capsys, command, message
+):
+    paths = _tables_for_bad_input(tmp_path)
+    paths["nowhere"] = tmp_path / "nowhere.csv"
+    out = tmp_path / ("out.csv" if command[0] == "select" else "out")
+    args = ["spectra", *[a.format(**paths) for a in command], "--out", str(out)]
+    if command[0] == "benchmark":
+        args += ["--library-quantity", "absorbance", "--repeats", "1"]
+        args += [] if "--methods" in command else ["--methods", "local-pls"]
+    code, _, err = run(args, capsys)
+    assert code == EXIT_BAD_INPUT, err
+    assert err.count("\n") == 1 and re.search(message, err), err
+    assert not out.exists()
+
+
+def test_the_reference_alone_is_reported_without_a_comparison_plot(tmp_path, capsys):
+    paths = _tables_for_bad_input(tmp_path)
+    out = tmp_path / "ref"
+    args = ["spectra", "benchmark", "--sites", str(paths["site"]), "--library",
+            str(paths["library"]), "--library-quantity", "absorbance", "--methods", "local-pls",
+            "--repeats", "1", "--out", str(out)]  # fmt: skip
+    code, _, err = run(args, capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == [
+        "report.md",
+        "results.csv",
+        "sites.csv",
+        "summary.csv",
+    ]
+    assert "delta_rmse.png" not in (out / "report.md").read_text()
+    assert "local-pls" in pd.read_csv(out / "summary.csv")["method"].tolist()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -110,3 +112,84 @@ def test_a_users_site_and_an_ossl_library_run_end_to_end_from_the_cli(tmp_path, 
     # float32 round trip of the spectra
     assert pd.read_csv(tmp_path / "ossl" / "sites.csv").loc[0, "n_library"] == 732
     np.testing.assert_allclose(ossl["rmse"], embedded["rmse"], rtol=5e-3)  # measured: 0.16 %
+
+
+def _broken_ossl_inputs(folder):
+    """Small OSSL vis-NIR tables (20 scans) and broken variants, by name."""
+    rng = np.random.default_rng(0)
+    ids = [f"u{i}" for i in range(20)]
+
+    def scans(ids, bands=range(400, 2501, 10)):
+        return pd.DataFrame(
+            {"id.layer_uuid_txt": ids, **{f"scan_visnir.{b}_ref": rng.uniform(0.1, 0.6, len(ids))
+                                          for b in bands}}
+        )  # fmt: skip
+
+    lab = pd.DataFrame({"id.layer_uuid_txt": ids, "oc_usda.c729_w.pct": rng.uniform(0.2, 5, 20)})
+    files = {
+        "spec.csv": scans(ids),
+        "lab.csv": lab,
+        "header_only.csv": scans([]),
+        "twice.csv": scans([*ids, "u0"]),
+        "three_bands.csv": scans(ids, [500, 1000, 1500]),
+    }
+    for name, frame in files.items():
+        frame.to_csv(folder / name, index=False)
+    (folder / "empty.csv").write_bytes(b"")
+    import zipfile
+
+    with zipfile.ZipFile(folder / "workbook.xlsx", "w") as z:
+        z.writestr("xl/workbook.xml", "<workbook/>")
+    (folder / "broken.parquet").write_bytes(b"not a parquet file")
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("spectra", "soillab", "extra", "message"),
+    [
+        ("spec.csv", "empty.csv", [], r"'.*empty.csv' is empty \(no header row\)"),
+        ("workbook.xlsx", "lab.csv", [], r"workbook.xlsx' cannot be read as CSV .*save it as CSV"),
+        ("broken.parquet", "lab.csv", [], r"'.*broken.parquet' cannot be read as Parquet"),
+        ("header_only.csv", "lab.csv", [], r"has no scans \(a header only\)"),
+        ("twice.csv", "lab.csv", [], r"spectra table lists id.layer_uuid_txt 'u0' more than once"),
+        ("three_bands.csv", "lab.csv", [], r"has 3 OSSL visnir band columns \(need >= 10\)"),
+        ("spec.csv", "lab.csv", ["--oc-column", "oc"], r"\('oc'\); name one with --oc-column"),
+        ("spec.csv", "lab.csv", ["--kind", "mir"], r"it holds visnir scans: pass --kind visnir"),
+    ],
+)  # fmt: skip
+def test_broken_ossl_tables_are_refused_in_one_line(
+    tmp_path, capsys, cli, spectra, soillab, extra, message
+):
+    folder = _broken_ossl_inputs(tmp_path)
+    out = tmp_path / "lib.csv"
+    code = cli(["spectra", "ossl", folder / spectra, folder / soillab, *extra, "--out", out])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and re.search(message, err), err
+    assert not out.exists()
+
+
+def test_impossible_carbon_is_left_out_and_counted_and_ids_join_as_text(tmp_path):
+    lib, (scans, lab) = _visnir_fixture(tmp_path, "parquet", one_without_carbon=False)
+    table = pd.read_parquet(lab)
+    table.loc[[2, 7], "oc_usda.c729_w.pct"] = [250.0, 1e9]  # above 100 weight %
+    numbered = {f"uuid{i:04d}": i for i in range(len(table))}
+    table["id.layer_uuid_txt"] = table["id.layer_uuid_txt"].map(numbered)  # numbers here...
+    table.to_parquet(lab)
+    spectra = pd.read_parquet(scans)
+    spectra["id.layer_uuid_txt"] = spectra["id.layer_uuid_txt"].map(numbered).astype(str)
+    spectra.to_parquet(scans)  # ...and text there: they still join
+    got = read_ossl(scans, lab, "visnir")
+    assert got.n_samples == lib.n_samples - 2
+    assert "0 scans without a carbon value, 2 with carbon above 100 %" in got.notes[1]
+    assert got.target().max() <= 1000.0
+
+
+def test_percent_reflectance_in_an_ossl_table_is_converted_and_said(tmp_path):
+    lib, (scans, lab) = _visnir_fixture(tmp_path, one_without_carbon=False)
+    table = pd.read_csv(scans)
+    bands = [c for c in table if c.startswith("scan_visnir.")]
+    table[bands] *= 100.0
+    table.to_csv(scans, index=False)
+    got = read_ossl(scans, lab, "visnir")
+    np.testing.assert_allclose(-np.log10(got.values), lib.values, rtol=1e-5, atol=1e-6)
+    assert any("read as percent" in n for n in got.notes)

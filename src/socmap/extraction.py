@@ -334,7 +334,7 @@ def check_table_path(path: str | Path) -> Path:
     if path.suffix.lower() not in TABLE_SUFFIXES:
         raise ConfigError(
             f"output {str(path)!r} must end in .parquet or .csv (socmap does not write "
-            f"{path.suffix or 'files without a suffix'}); e.g. {path.stem}.csv"
+            f"{path.suffix or 'files without a suffix'}); e.g. {path.name.split('.')[0]}.csv"
         )
     # the nearest existing folder above must be one: a file there fails only at the write
     taken = next((p for p in path.parents if p.exists() or p.is_symlink()), None)

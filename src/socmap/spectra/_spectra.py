@@ -27,8 +27,8 @@ import pandas as pd
 from socmap._io import duplicated_header
 from socmap.errors import BandMismatch, InputNotFound, SpectraError
 from socmap.spectra._tables import (
-    BATCH_ROWS,
     compact_rows,
+    finite_max,
     read_bands,
     table_columns,
     write_bands,
@@ -49,7 +49,8 @@ Quantity = Literal["reflectance", "absorbance"]
 NanPolicy = Literal["error", "interpolate", "drop"]
 
 _COLUMN = re.compile(r"^(?P<prefix>[A-Za-z_\-]*?)(?P<value>\d+(?:\.\d+)?)$")
-_MIN_BANDS = 10
+#: Fewest band columns a spectra table may have.
+MIN_BANDS = 10
 
 
 @dataclass(frozen=True, eq=False)
@@ -262,9 +263,9 @@ def spectral_columns(columns: Sequence[str], prefix: str | None = None) -> tuple
     if prefix is None:
         prefix = max(found, key=lambda k: len(found[k]), default="")
     cols = found.get(prefix, [])
-    if len(cols) < _MIN_BANDS:
+    if len(cols) < MIN_BANDS:
         raise SpectraError(
-            f"found {len(cols)!r} spectral columns with prefix {prefix!r} (need >= {_MIN_BANDS}); "
+            f"found {len(cols)!r} spectral columns with prefix {prefix!r} (need >= {MIN_BANDS}); "
             "name the band columns like 'wl_350' or '350', one per wavelength (Python: "
             "prefix= picks the prefix)"
         )
@@ -383,21 +384,11 @@ def read_spectra(
         notes.append(f"cropped to {axis[0]:g}-{axis[-1]:g} {unit} ({int(keep.sum())} bands)")
     values, meta = _handle_nan(values, axis, meta, nan, notes)
     if quantity == "reflectance":
-        top = _finite_max(values)
+        top = finite_max(values)
         if percent is True or (percent == "auto" and top > 1.5):
             values /= 100.0  # values is this function's own array
             notes.append(f"reflectance read as percent (largest value {top:g}); divided by 100")
     return Spectra(values, axis, unit, quantity, meta, tuple(notes), max_reflectance)
-
-
-def _finite_max(values: np.ndarray) -> float:
-    """Return the largest finite value (0 if none), without a masked copy of the array."""
-    top = 0.0
-    for start in range(0, len(values), BATCH_ROWS):
-        block = values[start : start + BATCH_ROWS]
-        finite = block[np.isfinite(block)]
-        top = max(top, float(finite.max())) if finite.size else top
-    return top
 
 
 def _handle_nan(

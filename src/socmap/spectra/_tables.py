@@ -21,7 +21,14 @@ import pandas as pd
 from socmap._io import atomic_path
 from socmap.errors import SpectraError
 
-__all__ = ["BATCH_ROWS", "compact_rows", "read_bands", "table_columns", "write_bands"]
+__all__ = [
+    "BATCH_ROWS",
+    "compact_rows",
+    "finite_max",
+    "read_bands",
+    "table_columns",
+    "write_bands",
+]
 
 #: Rows per batch: 8,192 x 1,700 float64 is 110 MB, small next to a library it streams.
 BATCH_ROWS = 8192
@@ -39,12 +46,31 @@ def _is_parquet(path: Path) -> bool:
 
 
 def table_columns(path: Path) -> list[str]:
-    """Column names of a CSV (any compression pandas reads) or Parquet table."""
-    if _is_parquet(path):
-        import pyarrow.parquet as pq  # type: ignore[import-untyped]
+    """Column names of a CSV (any compression pandas reads) or Parquet table.
 
-        return [str(c) for c in pq.read_schema(path).names]
-    return [str(c) for c in pd.read_csv(path, nrows=0).columns]
+    Raises
+    ------
+    SpectraError
+        The file is empty or is not a table of its kind (e.g. an Excel workbook).
+    """
+    try:
+        if _is_parquet(path):
+            import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+            return [str(c) for c in pq.read_schema(path).names]
+        return [str(c) for c in pd.read_csv(path, nrows=0).columns]
+    except pd.errors.EmptyDataError:
+        raise SpectraError(
+            f"table {str(path)!r} is empty (no header row); give a table with a header and "
+            "one row per spectrum"
+        ) from None
+    except (ValueError, OSError) as exc:  # not CSV text, or not Parquet: say which and why
+        kind = "Parquet" if _is_parquet(path) else "CSV"
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SpectraError(
+            f"table {str(path)!r} cannot be read as {kind} ({reason}); save it as CSV (UTF-8) "
+            "or Parquet with a .csv or .parquet name"
+        ) from None
 
 
 def _csv_row_bound(path: Path) -> int | None:
@@ -163,6 +189,16 @@ def _concat_meta(path: Path, metas: list[pd.DataFrame], others: Sequence[str]) -
     if len({tuple(m.dtypes) for m in metas}) > 1:  # batches disagree: infer over the whole column
         return pd.read_csv(path, usecols=list(others))[list(others)]
     return pd.concat(metas, ignore_index=True)
+
+
+def finite_max(values: np.ndarray) -> float:
+    """Return the largest finite value (0 if none), without a masked copy of the array."""
+    top = 0.0
+    for start in range(0, len(values), BATCH_ROWS):
+        block = values[start : start + BATCH_ROWS]
+        finite = block[np.isfinite(block)]
+        top = max(top, float(finite.max())) if finite.size else top
+    return top
 
 
 def compact_rows(values: np.ndarray, keep: np.ndarray) -> np.ndarray:

@@ -44,7 +44,7 @@ import pandas as pd
 from socmap._io import atomic_path
 from socmap._progress import track
 from socmap._tables import markdown_table
-from socmap.errors import ConfigError, UnitsError
+from socmap.errors import BandMismatch, ConfigError, UnitsError
 from socmap.model.rslocal import rs_local
 from socmap.spectra._spectra import Spectra, concat, read_spectra
 from socmap.spectra.baselines import PLSRRegressor, SpectralForest
@@ -148,8 +148,9 @@ class SpectralBenchmarkConfig:
             )
         if self.n_local < 5 or self.k < 2 or self.repeats < 1 or self.freeze_front < 0:
             raise ConfigError(
-                f"need n_local >= 5, k >= 2, repeats >= 1 and freeze_front >= 0; got "
-                f"{self.n_local!r}, {self.k!r}, {self.repeats!r}, {self.freeze_front!r}"
+                f"need n_local >= 5, k >= 2, repeats >= 1 and freeze_front >= 0 (CLI: "
+                f"--n-local, --k, --repeats, --freeze-front); got {self.n_local!r}, {self.k!r}, "
+                f"{self.repeats!r}, {self.freeze_front!r}"
             )
 
 
@@ -185,7 +186,7 @@ def _library_for(
 ) -> tuple[list[Spectra], str]:
     """Return a site's library: ``library`` (a table), else the other MIR sites or NIRsoil."""
     if library is not None:
-        lib = _load_site(str(library), quantity)
+        lib = _load_site(str(library), quantity, role="library")
         if lib.unit != unit:
             raise ConfigError(
                 f"library {str(library)!r} is on a {lib.unit} axis and site {name!r} on {unit}; "
@@ -205,13 +206,22 @@ def _library_for(
 UNIT_RATIO_LIMIT = 6.0
 
 
+#: A library whose median SOC is below this (and :data:`UNIT_RATIO_LIMIT` times below its
+#: site's) is taken to be in %: the embedded NIRsoil's median is 12 g/kg, and a library in %
+#: read as g/kg has a median near 1. An organic site far above a mineral library (NRW.42 is
+#: 12 times NIRsoil's median) is not a unit error, hence the floor.
+LIBRARY_PERCENT_MEDIAN = 5.0
+
+
 def check_target_units(site: np.ndarray, library: np.ndarray, name: str, library_name: str) -> None:
-    """Refuse a site whose SOC looks like % against a library in g/kg.
+    """Refuse a site or a library whose SOC looks like % against the other in g/kg.
 
     Raises
     ------
     UnitsError
-        The site's median SOC is below the library's divided by :data:`UNIT_RATIO_LIMIT`.
+        The site's median SOC is below the library's divided by :data:`UNIT_RATIO_LIMIT`,
+        or the library's is below both :data:`LIBRARY_PERCENT_MEDIAN` and the site's
+        divided by :data:`UNIT_RATIO_LIMIT`.
     """
     a, b = float(np.nanmedian(site)), float(np.nanmedian(library))
     if a >= 0 and b > 0 and a * UNIT_RATIO_LIMIT < b:
@@ -220,10 +230,16 @@ def check_target_units(site: np.ndarray, library: np.ndarray, name: str, library
             f"below its library {library_name!r} ({b:.3g} g/kg): it looks like SOC in %. Give "
             "the site's soc_g_kg in g/kg (SOC % x 10)"
         )
+    if 0 <= b < LIBRARY_PERCENT_MEDIAN and a > 0 and b * UNIT_RATIO_LIMIT < a:
+        raise UnitsError(
+            f"library {library_name!r} has a median SOC of {b:.3g} 'g/kg', "
+            f"{a / max(b, 1e-12):.1f} times below site {name!r} ({a:.3g} g/kg): it looks like "
+            "SOC in %. Give the library's soc_g_kg in g/kg (SOC % x 10)"
+        )
 
 
-def _load_site(name: str, quantity: str = "reflectance") -> Spectra:
-    """Load a built-in site, or a user's site table (band columns and ``soc_g_kg`` in g/kg)."""
+def _load_site(name: str, quantity: str = "reflectance", role: str = "site") -> Spectra:
+    """Load a built-in site, or a user's ``role`` table (band columns and ``soc_g_kg``, g/kg)."""
     if name in SITES:
         if not SITES[name].has_soc:
             raise ConfigError(
@@ -232,6 +248,8 @@ def _load_site(name: str, quantity: str = "reflectance") -> Spectra:
             )
         return load_limesoda(name)
     path = Path(name)
+    if not path.is_file() and role == "library":
+        raise ConfigError(f"library table {name!r} does not exist; check the path (--library)")
     if not path.is_file():
         raise ConfigError(
             f"{name!r} is neither an embedded spectral site ({', '.join(spectral_sites())}) nor "
@@ -242,15 +260,21 @@ def _load_site(name: str, quantity: str = "reflectance") -> Spectra:
     site = read_spectra(path, quantity=quantity)  # type: ignore[arg-type]
     if "soc_g_kg" not in site.meta.columns:
         raise ConfigError(
-            f"site table {name!r} has no soc_g_kg column (columns besides the bands: "
+            f"{role} table {name!r} has no soc_g_kg column (columns besides the bands: "
             f"{list(site.meta.columns)!r}); add SOC in g/kg (SOC % x 10)"
         )
-    y = site.target()
-    if not (np.isfinite(y).all() and (y >= 0).all()):
+    raw = site.meta["soc_g_kg"]
+    y = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = ~np.isfinite(y) | (y < 0)
+    if bad.any():
+        first = int(np.argmax(bad))
         raise ConfigError(
-            f"site table {name!r} has {int((~np.isfinite(y) | (y < 0)).sum())} rows whose "
-            "soc_g_kg is missing, infinite or negative; fix or remove them"
+            f"{role} table {name!r} has {int(bad.sum())} rows whose soc_g_kg is missing, not a "
+            f"number, infinite or negative (first: sample {site.meta['sample_id'].iloc[first]!r} "
+            f"with {raw.iloc[first]!r}); fix or remove them"
         )
+    if site.n_samples == 0:
+        raise ConfigError(f"{role} table {name!r} has no spectra (0 rows); give one row per scan")
     return site
 
 
@@ -276,7 +300,17 @@ def benchmark_grid(
     cfg = config or SpectralBenchmarkConfig()
     parts, library_name = _library_for(name, site.unit, library, library_quantity)
     step = cfg.nm_step if site.unit == "nm" else cfg.cm_step
-    axis = common_axis(site, *parts, step=step)
+    try:
+        axis = common_axis(site, *parts, step=step)
+    except BandMismatch:
+        measured = f"{site.axis[0]:g}-{site.axis[-1]:g} {site.unit}"
+        covered = ", ".join(f"{p.axis[0]:g}-{p.axis[-1]:g}" for p in parts)
+        raise BandMismatch(
+            f"site {name or 'table'!r} ({measured}) and library {library_name!r} ({covered} "
+            f"{site.unit}) share less than one step of {step:g} {site.unit}; give a library "
+            "that covers the site's range (--library), or select on the measured bands "
+            "(spectra select --grid measured)"
+        ) from None
     return Preprocess(float(axis[0]), float(axis[-1]), step, unit=site.unit), parts, library_name
 
 
@@ -321,7 +355,8 @@ def prepare_site(
     if raw.n_samples < cfg.n_local + 5:
         raise ConfigError(
             f"site {name!r} has {raw.n_samples!r} samples; n_local={cfg.n_local!r} leaves too "
-            "few to test on: lower n_local"
+            f"few to test on (at least {cfg.n_local + 5} needed): lower n_local (CLI: --n-local, "
+            "at least 5) or give a site with more scans"
         )
     chain, parts, library_name = benchmark_grid(raw, name, cfg, library, library_quantity)
     library_y = np.concatenate([p.target() for p in parts])
@@ -574,6 +609,8 @@ def spectral_benchmark(
     """
     cfg = config or SpectralBenchmarkConfig()
     names = list(sites) if sites else spectral_sites()
+    if not list(methods):
+        raise ConfigError(f"no method given; choose at least one of {list(METHODS)!r} or all")
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ConfigError(f"unknown methods {unknown!r}; choose from {list(METHODS)!r}")
@@ -614,15 +651,20 @@ def _markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
     return markdown_table(frame, fmt)
 
 
-def plot_delta_rmse(summary: pd.DataFrame, path: Path) -> None:
-    """Bar chart of ΔRMSE% against the local PLSR, per site and method."""
+def plot_delta_rmse(summary: pd.DataFrame, path: Path) -> bool:
+    """Bar chart of ΔRMSE% against the local PLSR, per site and method.
+
+    Returns False, drawing nothing, when the reference is the only method (nothing to compare).
+    """
+    table = summary.pivot(index="site", columns="method", values="delta_rmse_pct")
+    table = table[[m for m in METHODS if m in table.columns and m != REFERENCE]]
+    if table.empty or not len(table.columns):
+        return False
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    table = summary.pivot(index="site", columns="method", values="delta_rmse_pct")
-    table = table[[m for m in METHODS if m in table.columns and m != REFERENCE]]
     fig, ax = plt.subplots(figsize=(10, 4.5))
     table.plot.bar(ax=ax, width=0.85)
     ax.axhline(0, color="k", lw=0.8)
@@ -632,6 +674,7 @@ def plot_delta_rmse(summary: pd.DataFrame, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    return True
 
 
 def write_spectral_benchmark(
@@ -659,9 +702,10 @@ def write_spectral_benchmark(
         result.results.to_csv(tmp / "results.csv", index=False)
         result.summary.to_csv(tmp / "summary.csv", index=False)
         result.sites.to_csv(tmp / "sites.csv", index=False)
-        plot_delta_rmse(result.summary[result.summary["site"] != "mean"], tmp / "delta_rmse.png")
+        per_site = result.summary[result.summary["site"] != "mean"]
+        plotted = plot_delta_rmse(per_site, tmp / "delta_rmse.png")
         (tmp / "report.md").write_text(
-            markdown_report(result, header=header, figure="delta_rmse.png")
+            markdown_report(result, header=header, figure="delta_rmse.png" if plotted else "")
         )
     return {
         k: out / f
@@ -669,7 +713,7 @@ def write_spectral_benchmark(
             ("results", "results.csv"),
             ("summary", "summary.csv"),
             ("sites", "sites.csv"),
-            ("plot", "delta_rmse.png"),
+            *([("plot", "delta_rmse.png")] if plotted else []),
             ("report", "report.md"),
         ]
     }

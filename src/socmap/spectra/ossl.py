@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 
 from socmap.errors import InputNotFound, SpectraError
-from socmap.spectra._spectra import Spectra
-from socmap.spectra._tables import compact_rows, read_bands, table_columns
+from socmap.spectra._spectra import MIN_BANDS, Spectra
+from socmap.spectra._tables import compact_rows, finite_max, read_bands, table_columns
 
 __all__ = ["OC_COLUMNS", "read_ossl"]
 
@@ -94,10 +94,20 @@ def read_ossl(
     names = table_columns(paths["spectra"])
     scans = [(c, float(m.group(1))) for c in names if (m := pattern.match(c))]
     if not scans:
+        other = next((k for k, (p, _, _) in _SCANS.items() if any(map(p.match, names))), None)
+        hint = (
+            f"it holds {other} scans: pass --kind {other} (Python: kind={other!r})"
+            if other
+            else "give the OSSL vis-NIR (scan_visnir.<nm>_ref) or MIR (scan_mir.<cm-1>_abs) table"
+        )
         raise SpectraError(
             f"{str(paths['spectra'])!r} has no OSSL {kind} columns (scan_{kind}.<band>_"
-            f"{'ref' if kind == 'visnir' else 'abs'}); is it the {kind} table? (kind='mir' for "
-            "scan_mir.*_abs)"
+            f"{'ref' if kind == 'visnir' else 'abs'}); {hint}"
+        )
+    if len(scans) < MIN_BANDS:
+        raise SpectraError(
+            f"{str(paths['spectra'])!r} has {len(scans)} OSSL {kind} band columns (need >= "
+            f"{MIN_BANDS}); give the whole spectra table"
         )
     scans.sort(key=lambda cb: cb[1])
     lab_names = table_columns(paths["soil-lab"])
@@ -108,30 +118,39 @@ def read_ossl(
     if oc is None or oc not in lab_names:
         raise SpectraError(
             f"the OSSL soil-lab table has no organic-carbon column ({oc_column or OC_COLUMNS!r}); "
-            "name one with oc_column="
+            "name one with --oc-column (Python: oc_column=)"
         )
     keep = [c for c in _KEEP if c in names or c in lab_names]
     lab_cols = [_ID, oc, *[c for c in keep if c in lab_names and c not in names]]
     lab = _read(paths["soil-lab"], lab_cols)
-    repeated = lab[_ID][lab[_ID].duplicated()]
-    if len(repeated):
-        raise SpectraError(
-            f"the OSSL soil-lab table lists {_ID} {repeated.iloc[0]!r} more than once "
-            f"({len(repeated)} repeated rows): which carbon value belongs to the scan is "
-            "ambiguous; keep one row per layer"
-        )
     values, joined = read_bands(
         paths["spectra"], [c for c, _ in scans], [_ID, *[c for c in keep if c in names]]
     )
+    # ids as text on both sides: a Parquet table may hold them as numbers, a CSV as text
+    lab[_ID], joined[_ID] = lab[_ID].astype(str), joined[_ID].astype(str)
+    for what, ids in (("soil-lab", lab[_ID]), ("spectra", joined[_ID])):
+        repeated = ids[ids.duplicated()]
+        if len(repeated):
+            raise SpectraError(
+                f"the OSSL {what} table lists {_ID} {repeated.iloc[0]!r} more than once "
+                f"({len(repeated)} repeated rows): which carbon value belongs to which scan is "
+                "ambiguous; keep one row per layer"
+            )
+    if not len(joined):
+        raise SpectraError(
+            f"the OSSL spectra table {str(paths['spectra'])!r} has no scans (a header only); "
+            "give the table with its rows"
+        )
     lab_ids = lab[_ID]
     lab = lab.set_index(_ID).reindex(joined[_ID])  # the scans' order; no lab row gives NaN
     for c in lab_cols[2:]:
         joined[c] = lab[c].to_numpy()
     carbon = pd.to_numeric(lab[oc], errors="coerce").to_numpy(dtype=np.float64)
     no_carbon = ~np.isfinite(carbon) | (carbon < 0)
-    gaps = ~np.isfinite(values).all(axis=1) & ~no_carbon
-    ok = ~no_carbon & ~gaps
-    if len(ok) and not ok.any():
+    above = carbon > 100.0  # weight % cannot exceed 100: a unit or entry error
+    gaps = ~np.isfinite(values).all(axis=1) & ~no_carbon & ~above
+    ok = ~no_carbon & ~above & ~gaps
+    if not ok.any():
         raise SpectraError(
             f"none of the {len(ok)} scans has both a complete spectrum and a carbon value in "
             f"{oc!r} (scan ids like {str(joined[_ID].iloc[0])!r}, soil-lab ids like "
@@ -145,11 +164,17 @@ def read_ossl(
         meta[c] = joined[c].to_numpy()
     notes = [
         f"OSSL: {oc} (weight %) x 10 = soc_g_kg",
-        f"OSSL: left out {int(no_carbon.sum())} scans without a carbon value and "
-        f"{int(gaps.sum())} with gaps in the spectrum, of {len(joined)}",
+        f"OSSL: left out {int(no_carbon.sum())} scans without a carbon value, "
+        f"{int(above.sum())} with carbon above 100 % and {int(gaps.sum())} with gaps in the "
+        f"spectrum, of {len(joined)}",
     ]
+    values = compact_rows(values, ok)
+    top = finite_max(values) if quantity == "reflectance" else 0.0
+    if top > 1.5:  # the OSSL documents fractions; a table in percent is converted, and said so
+        values /= 100.0
+        notes.append(f"OSSL: reflectance read as percent (largest value {top:g}); divided by 100")
     return Spectra(
-        compact_rows(values, ok),
+        values,
         np.asarray([b for _, b in scans], dtype=np.float64),
         unit,  # type: ignore[arg-type]
         quantity,  # type: ignore[arg-type]

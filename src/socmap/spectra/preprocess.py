@@ -42,7 +42,9 @@ def regular_axis(start: float, stop: float, step: float) -> np.ndarray:
     [1100.0, 1110.0, 1120.0, 1130.0]
     """
     if not (step > 0 and stop > start):
-        raise ConfigError(f"need stop > start and step > 0, got {(start, stop, step)!r}")
+        raise ConfigError(
+            f"need stop > start and step > 0 (CLI: --step), got {(start, stop, step)!r}"
+        )
     n = int(np.floor((stop - start) / step + 1e-9)) + 1
     return start + step * np.arange(n, dtype=np.float64)
 

@@ -34,12 +34,19 @@ def _matrix(X: npt.ArrayLike, n: int, n_components: int | None) -> np.ndarray:
             f"selection needs a finite 2-D array (samples x bands), got shape {A.shape!r}"
             + ("" if A.ndim != 2 else " with NaN or infinite values")
         )
+    if len(A) < 2:
+        raise SpectraError(
+            f"selection needs at least 2 spectra, got {len(A)!r}; give a table with more rows"
+        )
     if not (isinstance(n, int | np.integer) and 2 <= n <= len(A)):
-        raise ConfigError(f"n {n!r} must be an integer in [2, {len(A)}] (the number of samples)")
+        raise ConfigError(
+            f"n {n!r} (CLI: --n) must be an integer in [2, {len(A)}] (the number of samples)"
+        )
     if n_components is not None:
         if not 1 <= n_components <= min(A.shape):
             raise ConfigError(
-                f"n_components {n_components!r} must be in [1, {min(A.shape)}] for {A.shape!r}"
+                f"n_components {n_components!r} (CLI: --components) must be in "
+                f"[1, {min(A.shape)}] for {A.shape!r} (samples x bands)"
             )
         A = PCA(n_components=n_components, svd_solver="full").fit_transform(A)
     return A
