@@ -124,6 +124,31 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (root / "cfg_bd_table.yaml").write_text(
         base + good + f"stocks: {{bd: 1.3, bd_table: {root / 'bd_table.csv'}}}\n"
     )
+    # runs damaged after the fact, each a copy of the shared run
+    for name in ("run_bad_table", "run_unfinished", "run_no_strata"):
+        shutil.copytree(run, root / name)
+    (root / "run_bad_table" / "strata" / "strata.csv").write_text("garbage,,,\n")
+    doc = json.loads((root / "run_unfinished" / "run.json").read_text())
+    doc["status"] = "running"  # as a `socmap predict` interrupted by Ctrl-C leaves it
+    (root / "run_unfinished" / "run.json").write_text(json.dumps(doc))
+    shutil.rmtree(root / "run_no_strata" / "strata")
+    (root / "spectral_bench").mkdir()  # `socmap spectra benchmark` writes a summary.csv too
+    (root / "spectral_bench" / "summary.csv").write_text(
+        "site,method,rmse,me,ccc,r2\nsite.csv,local-pls,3.9,-0.4,0.79,0.59\n"
+    )
+    from socmap.predict import open_run
+
+    x0, y0, x1, y1 = open_run(run).grid.bounds
+    xm = (x0 + x1) / 2
+    halves = [box(x0, y0, xm, y1), box(xm, y0, x1, y1)]
+    gpd.GeoDataFrame({"stratum": ["all", "west"]}, geometry=[box(x0, y0, x1, y1), halves[0]],
+                     crs="EPSG:28992").to_file(root / "overlap.gpkg")  # fmt: skip
+    gpd.GeoDataFrame({"stratum": ["west", "east"]}, geometry=halves, crs="EPSG:4326").to_file(
+        root / "metres_as_degrees.gpkg"
+    )
+    gpd.GeoDataFrame({"stratum": ["a"]}, geometry=[halves[0].centroid],
+                     crs="EPSG:28992").to_file(root / "points.gpkg")  # fmt: skip
+    (root / "empty.geojson").write_text('{"type":"FeatureCollection","features":[]}')
     no_iv = root / "bundle_no_intervals"  # an old bundle: no intervals, no depth set
     shutil.copytree(bundle, no_iv)
     doc = json.loads((no_iv / "model.json").read_text())
@@ -329,6 +354,32 @@ CASES: list[tuple[str, Args, str]] = [
     ("strata-zero-min-cores",
      lambda w, t: ["strata", w["run"], "--strata", "soil", "--min-cores", 0], "--min-cores 0"),
     ("strata-missing-run", lambda w, t: ["strata", t / "norun", "--strata", "soil"], "norun"),
+    ("strata-overlapping-polygons",  # the overlap once went silently to one stratum
+     lambda w, t: ["strata", w["run"], "--strata", w["root"] / "overlap.gpkg"],
+     r"strata 'all' and 'west' of .*overlap.gpkg' overlap on \d+ pixels of the map "
+     r"\([\d.]+ ha\).*make the polygons disjoint"),
+    ("strata-point-layer",  # once a 0.2 ha stratum
+     lambda w, t: ["strata", w["run"], "--strata", w["root"] / "points.gpkg"],
+     r"points.gpkg' hold Point geometries .*strata must be areas \(Polygon or MultiPolygon\)"),
+    ("strata-empty-geojson",  # once "lack the column 'stratum'; pick one of []"
+     lambda w, t: ["strata", w["run"], "--strata", w["root"] / "empty.geojson"],
+     r"empty.geojson' have no feature with both a geometry and a 'stratum' value "
+     r"\(0 features\)"),
+    ("strata-polygons-metres-labelled-degrees",  # once "polygons span x inf..inf"
+     lambda w, t: ["strata", w["run"], "--strata", w["root"] / "metres_as_degrees.gpkg"],
+     r"2 of 2 stratum polygons .* e.g. the point x 1\d{5}, y 3\d{5} does not exist in the "
+     r"file's CRS EPSG:4326, so that CRS label is probably wrong; assign the CRS"),
+    ("strata-cores-metres-labelled-degrees",  # once exit 0, a numpy warning and 0 cores
+     lambda w, t: ["strata", w["run"], "--strata", "soil", "--cores",
+                   w["root"] / "metres_as_degrees.csv"],
+     r"40 of the 40 cores without a stratum have no position in the map's CRS EPSG:28992: "
+     r"e.g. core 's\d+' at x 1\d{5}, y 3\d{5} is no place in its crs EPSG:4326.*"
+     r"set the crs column of the --cores table"),
+    ("strata-cores-off-the-map",
+     lambda w, t: ["strata", w["run"], "--strata", "soil", "--cores",
+                   w["root"] / "off_the_cube.csv"],
+     r"none of the 40 cores without a stratum lies on the map \(x 178440\.\.181560.*e\.g\. "
+     r"core 's\d+' at x 2\d{5}"),
     # design
     ("design-zero-budget",
      lambda w, t: ["design", w["run"], "--strata", "soil", "--budget", 0, "-o", t / "out"],
@@ -348,6 +399,14 @@ CASES: list[tuple[str, Args, str]] = [
     ("design-negative-min-cores",  # once read as 0 without a word
      lambda w, t: ["design", w["run"], "--strata", "soil", "--budget", 5, "--min-cores", -1,
                    "-o", t / "out"], "--min-cores -1"),
+    ("design-cores-metres-labelled-degrees",  # the cores silently counted in no stratum
+     lambda w, t: ["design", w["run"], "--strata", "soil", "--budget", 5, "--cores",
+                   w["root"] / "metres_as_degrees.csv", "-o", t / "out"],
+     r"40 of the 40 cores .*no position in the map's CRS .*crs EPSG:4326"),
+    ("design-unfinished-run",  # once "none of the 3 strata has a mapped pixel"
+     lambda w, t: ["design", w["root"] / "run_unfinished", "--strata", "soil", "--budget", 5,
+                   "-o", t / "out"],
+     r"run_unfinished' is 'running'; finish it \(rerun `socmap predict`\) first"),
     # posterior
     ("posterior-missing-prior",
      lambda w, t: ["posterior", w["run"], "--prior", f"0-15cm={t / 'm.tif'},{t / 's.tif'}"],
@@ -363,6 +422,22 @@ CASES: list[tuple[str, Args, str]] = [
     ("report-missing-benchmark",
      lambda w, t: ["report", w["run"], "--benchmark", t / "no.csv", "-o", t / "out"], "no.csv"),
     ("report-not-a-run", lambda w, t: ["report", w["root"] / "mine", "-o", t / "out"], "mine"),
+    ("report-damaged-stratum-table",  # once KeyError: 'layer'
+     lambda w, t: ["report", w["root"] / "run_bad_table", "-o", t / "out"],
+     r"stratum table '.*run_bad_table/strata/strata.csv' lacks the columns \['stratum', "
+     r"'layer', .*\(it has \['garbage', .*rerun `socmap strata .*run_bad_table --strata soil`"),
+    ("report-spectral-benchmark",  # once KeyError: 'depth'
+     lambda w, t: ["report", w["run"], "--benchmark", w["root"] / "spectral_bench", "-o",
+                   t / "out"],
+     r"benchmark summary .*spectral_bench/summary.csv' lacks the columns \['depth', 'n', "
+     r"'mae', .*--benchmark takes the folder that `socmap benchmark transfer -o DIR` writes"),
+    ("report-unfinished-run",  # once a report of half a map, exit 0
+     lambda w, t: ["report", w["root"] / "run_unfinished", "-o", t / "out"],
+     r"run_unfinished' is 'running'; finish it \(rerun `socmap predict`\) first"),
+    ("report-strata-folder-deleted",  # once "No project totals yet", exit 0
+     lambda w, t: ["report", w["root"] / "run_no_strata", "-o", t / "out"],
+     r"lists stratum totals \(run.json\) but their folder '.*run_no_strata/strata' is "
+     r"missing; rerun `socmap strata .*run_no_strata --strata soil`"),
     # cv
     ("cv-unknown-method",
      lambda w, t: ["cv", "--cube", w["cube"], "--profiles", w["cores"], "--method", "xgb",
@@ -547,6 +622,32 @@ def test_bad_input_is_one_clear_line_and_nothing_written(
     assert sorted(p.name for p in world["root"].iterdir()) == listing
     assert (world["root"] / "mine" / "thesis.docx").read_text() == "years of work\n"
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_cores_off_every_stratum_are_counted_on_the_console(
+    world: W, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cores off the map are kept (strata/cores.csv) and counted in one line, not only listed."""
+    monkeypatch.setenv("SOCMAP_PROGRESS", "0")
+    run = tmp_path / "run"
+    shutil.copytree(world["run"], run)
+    cores = pd.read_csv(world["cores"])
+    moved = cores["site_id"].isin(cores["site_id"].unique()[:2])
+    cores.loc[moved, "x"] += 1e5
+    cores.to_csv(tmp_path / "cores.csv", index=False)
+    with pytest.raises(SystemExit) as exc:
+        main(["strata", str(run), "--strata", "soil", "--cores", str(tmp_path / "cores.csv"),
+              "--workers", "0"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert exc.value.code == 0, captured.err
+    listing = run / "strata" / "cores.csv"
+    assert (
+        f"2 of 40 cores fall outside every stratum; listed in {listing} (stratum 'outside "
+        "strata')" in captured.out
+    )
+    assert (pd.read_csv(listing)["stratum"] == "outside strata").sum() == 2
+    assert json.loads((run / "strata" / "strata.json").read_text())["cores"]["outside"] == 2
+    assert captured.err == ""
 
 
 #: Options refused by a range check alone: the refusal must not wait for torch (seconds).

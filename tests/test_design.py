@@ -113,3 +113,32 @@ def test_design_refuses_strata_without_a_mapped_pixel_and_keeps_columns_when_non
     assert len(sites) == 1 and alloc["placed"].tolist() == [1]
     assert list(sites.columns) == ["core_id", "stratum", "x", "y", "longitude", "latitude",
                                    "uncertainty", "inside_aoa"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("status", "stocks", "message"),
+    [
+        ("running", {}, r"run '.*run' is 'running'; finish it \(rerun `socmap predict`\) first"),
+        ("predicted", {"status": "running"}, r"the stocks of run '.*run' are 'running'; finish "
+         r"them \(rerun `socmap stocks .*run` with the options it was started with\) first"),
+    ],
+)  # fmt: skip
+def test_design_refuses_an_unfinished_run_before_it_looks_at_the_strata(
+    tmp_path, status, stocks, message
+):
+    """As `socmap stocks` does; once "none of the 2 strata has a mapped pixel"."""
+    from socmap.design import design_for_run
+    from socmap.predict import PredictionRun, RunConfig
+
+    grid = Grid("EPSG:32756", Affine(30.0, 0, 500000.0, 0, -30.0, 7000000.0), (10, 10))
+    config = RunConfig(
+        bundle="bundle", bundle_sha256="0", cube=str(tmp_path / "cube.zarr"), cube_id="0",
+        grid=grid.to_dict(), chunk=32, bands=["dist"], context_bands=[], intervals=[[0.0, 15.0]],
+        stats=["mean", "sd"], passes=2, batch_size=64, seed=0,
+    )  # fmt: skip
+    (tmp_path / "run").mkdir()
+    PredictionRun(tmp_path / "run", config, status=status, stocks=stocks).save()
+    with pytest.raises(ConfigError, match=message):
+        design_for_run(tmp_path / "run", "soil", 5, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["run.json"]

@@ -680,7 +680,7 @@ def test_strata_polygons_that_cover_no_pixel_fail_clearly(meuse, finished_run, t
     inside = box(minx, miny, maxx, maxy)
     cases = {  # the most common mistake: metre coordinates labelled as degrees
         "wrong_crs.gpkg": (gpd.GeoDataFrame({"stratum": ["a"]}, geometry=[inside],
-                                            crs="EPSG:4326"), "covers a pixel centre"),
+                                            crs="EPSG:4326"), "CRS label is probably wrong"),
         "outside.gpkg": (gpd.GeoDataFrame({"stratum": ["a"]}, geometry=[
             box(maxx + 1e4, maxy + 1e4, maxx + 2e4, maxy + 2e4)], crs="EPSG:28992"),
             "check the file's CRS"),

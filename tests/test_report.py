@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -331,3 +333,106 @@ def test_view_serve_prints_the_address_and_serves_until_stopped(run, capsys, mon
     printed = capsys.readouterr().out
     assert re.search(r"serving .* at http://127\.0\.0\.1:\d+/ \(Ctrl-C stops\)", printed)
     assert not [t for t in threading.enumerate() if t.name == "socmap-tiles"]
+
+
+def _copy(run, tmp_path):
+    """A copy of the module's run to damage, and a fingerprint of its files."""
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("report"))  # another test's
+    return copy, _files(copy)
+
+
+def _files(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_damaged_stratum_table_is_refused_naming_the_file_and_the_fix(run, tmp_path):
+    from socmap.errors import ConfigError
+
+    copy, before = _copy(run, tmp_path)
+    (copy / "strata" / "strata.csv").write_text("garbage,,,\n")
+    damaged = _files(copy)
+    # once KeyError: 'layer', halfway through the report
+    with pytest.raises(
+        ConfigError,
+        match=r"stratum table '.*strata.csv' lacks the columns "
+        r"\['stratum', 'layer', .*\(it has \['garbage', 'Unnamed: 1'.*rerun "
+        r"`socmap strata .*run --strata soil`",
+    ):
+        build_report(copy)  # fmt: skip
+    assert _files(copy) == damaged  # no report folder, nothing changed
+    (copy / "strata" / "strata.csv").write_bytes(before[Path("strata/strata.csv")])
+    doc = json.loads((copy / "strata" / "strata.json").read_text())
+    del doc["config"]["min_cores"]
+    (copy / "strata" / "strata.json").write_text(json.dumps(doc))
+    with pytest.raises(ConfigError, match=r"strata.json' lacks the keys \['config.min_cores'\]"):
+        build_report(copy)
+    (copy / "design" / "allocation.csv").write_text("stratum\nx\n")
+    (copy / "strata" / "strata.json").write_bytes(before[Path("strata/strata.json")])
+    with pytest.raises(
+        ConfigError,
+        match=r"sampling design .*allocation.csv' lacks the columns "
+        r"\['allocated', 'placed'\]",
+    ):
+        build_report(copy)  # fmt: skip
+    assert not (copy / "report").exists()
+
+
+def test_a_deleted_strata_folder_is_refused_not_reported_as_no_totals_yet(run, tmp_path):
+    import shutil
+
+    from socmap.errors import InputNotFound
+
+    copy, _ = _copy(run, tmp_path)
+    shutil.rmtree(copy / "strata")
+    with pytest.raises(
+        InputNotFound,
+        match=r"lists stratum totals \(run.json\) but their folder "
+        r"'.*run/strata' is missing; rerun `socmap strata .*run --strata soil`",
+    ):
+        build_report(copy)  # fmt: skip
+    assert not (copy / "report").exists()
+
+
+def test_an_unfinished_run_is_refused_as_stocks_refuses_it(run, tmp_path):
+    from socmap.errors import ConfigError
+
+    copy, before = _copy(run, tmp_path)
+    doc = json.loads((copy / "run.json").read_text())
+    for status, step, message in [
+        ("running", None, r"run '.*run' is 'running'; finish it \(rerun `socmap predict`\) first"),
+        ("failed", None, r"is 'failed'; finish it"),
+        ("complete", "strata", r"the strata of run '.*run' are 'running'; finish them \(rerun "
+         r"`socmap strata .*run --strata soil` with the options it was started with\) first"),
+    ]:  # fmt: skip
+        changed = json.loads(json.dumps(doc))
+        changed["status"] = status
+        if step is not None:
+            changed[step]["status"] = "running"
+        (copy / "run.json").write_text(json.dumps(changed))
+        with pytest.raises(ConfigError, match=message):
+            build_report(copy)
+    (copy / "run.json").write_bytes(before[Path("run.json")])
+    assert _files(copy) == before  # no report folder, nothing else changed
+
+
+def test_a_benchmark_folder_of_another_kind_is_refused(run, tmp_path):
+    from socmap.errors import ConfigError, InputNotFound
+
+    spectral = tmp_path / "spectral"  # `socmap spectra benchmark` writes a summary.csv too
+    spectral.mkdir()
+    (spectral / "summary.csv").write_text("site,method,rmse,ccc\nsite.csv,local-pls,3.9,0.8\n")
+    # once KeyError: 'depth'
+    with pytest.raises(
+        ConfigError,
+        match=r"benchmark summary .*summary.csv' lacks the columns "
+        r"\['depth', 'n', 'mae', 'delta_mae_pct', 'delta_ccc_pct'\] \(it has "
+        r"\['site', 'method', 'rmse', 'ccc'\]\); --benchmark takes the folder "
+        r"that `socmap benchmark transfer -o DIR` writes",
+    ):
+        build_report(run, tmp_path / "report", benchmark=spectral)  # fmt: skip
+    with pytest.raises(InputNotFound, match=r"--benchmark '.*summary.csv' is not a folder"):
+        build_report(run, tmp_path / "report", benchmark=spectral / "summary.csv")
+    assert not (tmp_path / "report").exists()

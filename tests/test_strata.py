@@ -1,15 +1,20 @@
-"""Stratum totals: a hand-computed case, the cores formula, conservative estimates, units."""
+"""Stratum totals and their sources: the table math, polygons and cores checked on a map."""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
+from affine import Affine
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
+from shapely.geometry import LineString, Point, box
 
-from socmap.errors import ConfigError
+from socmap.errors import ConfigError, CRSError
+from socmap.grid import Grid
 from socmap.strata import CO2_PER_C, StrataConfig, cores_needed, project_table, stratum_table
 
 
@@ -164,3 +169,129 @@ def test_core_table_puts_each_core_on_the_grid_with_its_stock_per_layer():
     # a core given in lon/lat lands in the grid's CRS (MGA zone 55 eastings near 149 E)
     assert 690000 < table.loc[1, "x"] < 710000 and np.isnan(table.loc[1, "stock_0-30cm"])
     assert np.isnan(table.loc[2, "x"]) and table.loc[2, "stock_0-30cm"] == 13.0
+
+
+# ---------------------------------------------------------------------- stratum sources
+#: The meuse map's grid (EPSG:28992, 40 m pixels), split at x = 180000 on a pixel edge.
+MEUSE = Grid("EPSG:28992", Affine(40.0, 0.0, 178440.0, 0.0, -40.0, 333760.0), (104, 78))
+MID_X = 180000.0
+
+
+def _layer(tmp_path, name, strata, geometries, crs="EPSG:28992"):
+    import geopandas as gpd
+
+    gpd.GeoDataFrame({"stratum": strata}, geometry=geometries, crs=crs).to_file(tmp_path / name)
+    return tmp_path / name
+
+
+def test_overlapping_strata_are_refused_naming_both_and_the_shared_pixels(tmp_path):
+    from socmap.strata import rasterise_strata
+
+    x0, y0, x1, y1 = MEUSE.bounds
+    west, east = box(x0, y0, MID_X, y1), box(MID_X, y0, x1, y1)
+    both = _layer(tmp_path, "overlap.gpkg", ["all", "west"], [box(x0, y0, x1, y1), west])
+    # the whole west half (39 columns x 104 rows) once went silently to one of the two
+    with pytest.raises(
+        ConfigError,
+        match=r"strata 'all' and 'west' of .*overlap.gpkg' overlap "
+        r"on 4056 pixels of the map \(64\d\.?\d* ha\).*make the polygons disjoint",
+    ):
+        rasterise_strata(MEUSE, both)  # fmt: skip
+    # polygons that only share an edge are disjoint: every pixel in exactly one stratum
+    codes, labels = rasterise_strata(MEUSE, _layer(tmp_path, "halves.gpkg", ["w", "e"],
+                                                   [west, east]))  # fmt: skip
+    assert labels == ["e", "w"] and (codes >= 0).all() and (codes[:, :39] == 1).all()
+
+
+def test_a_layer_of_points_or_lines_is_not_a_stratum(tmp_path):
+    from socmap.strata import rasterise_strata
+
+    x0, y0, x1, y1 = MEUSE.bounds
+    shapes = [box(x0, y0, MID_X, y1), Point(180500.0, 332000.0), LineString([(x0, y0), (x1, y1)])]
+    path = _layer(tmp_path, "mixed.gpkg", ["a", "b", "c"], shapes)
+    # a point burnt one pixel: a 0.2 ha stratum nobody drew
+    with pytest.raises(
+        ConfigError,
+        match=r"mixed.gpkg' hold LineString, Point geometries \(2 "
+        r"features, rows \[1, 2\]\); strata must be areas",
+    ):
+        rasterise_strata(MEUSE, path)  # fmt: skip
+
+
+def test_an_empty_feature_collection_says_it_has_no_feature(tmp_path):
+    from socmap.strata import rasterise_strata
+
+    path = tmp_path / "empty.geojson"
+    path.write_text('{"type":"FeatureCollection","features":[]}')
+    # once "lack the column 'stratum'; pick one of []": a file without columns to pick
+    with pytest.raises(
+        ConfigError,
+        match=r"have no feature with both a geometry and a "
+        r"'stratum' value \(0 features\)",
+    ):
+        rasterise_strata(MEUSE, path)  # fmt: skip
+
+
+def test_polygons_whose_crs_label_is_wrong_name_a_coordinate_and_the_fix(tmp_path):
+    from socmap.strata import rasterise_strata
+
+    x0, y0, x1, y1 = MEUSE.bounds
+    halves = [box(x0, y0, MID_X, y1), box(MID_X, y0, x1, y1)]
+    path = _layer(tmp_path, "degrees.gpkg", ["w", "e"], halves, crs="EPSG:4326")
+    # once "the polygons span x inf..inf": metres labelled as degrees
+    with pytest.raises(
+        ConfigError,
+        match=r"2 of 2 stratum polygons .* e.g. the point x "
+        r"179220, y 331680 does not exist in the file's CRS EPSG:4326, so that "
+        r"CRS label is probably wrong; assign the CRS",
+    ):
+        rasterise_strata(MEUSE, path)  # fmt: skip
+
+
+def test_cores_off_the_map_or_with_a_wrong_crs_label_are_refused_without_warnings():
+    from socmap.strata import cores_with_strata
+
+    codes = np.zeros(MEUSE.shape, dtype=np.int32)
+    cores = pd.DataFrame({"site_id": ["s0", "s0", "s1"], "x": [179540.0, 179540.0, 180020.0],
+                          "y": [330820.0, 330820.0, 332020.0], "crs": "EPSG:28992"})  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a numpy cast warning once leaked
+        assert cores_with_strata(cores, MEUSE, codes, ["m"])["stratum"].tolist() == ["m"] * 3
+        # metres labelled as degrees: once 0 cores in every stratum, silently
+        with pytest.raises(
+            CRSError,
+            match=r"2 of the 2 cores without a stratum have no "
+            r"position in the map's CRS EPSG:28992: e.g. core 's0' at x 179540, "
+            r"y 330820 is no place in its crs EPSG:4326",
+        ):
+            cores_with_strata(cores.assign(crs="EPSG:4326"), MEUSE, codes, ["m"])  # fmt: skip
+        with pytest.raises(
+            ConfigError,
+            match=r"none of the 2 cores without a stratum lies on "
+            r"the map \(x 178440..181560.*core 's0' at x 279540",
+        ):
+            cores_with_strata(cores.assign(x=cores["x"] + 1e5), MEUSE, codes, ["m"])
+        with pytest.raises(
+            ConfigError,
+            match=r"1 of the 2 cores without a stratum have no x, y"
+            r" .*\(e.g. core 's1'\)",
+        ):
+            cores_with_strata(cores.assign(y=[330820.0, 330820.0, np.nan]), MEUSE, codes,
+                              ["m"])  # fmt: skip
+
+
+def test_cores_in_no_stratum_are_kept_and_counted():
+    from socmap.strata._maps import _core_counts, cores_with_strata
+
+    codes = np.zeros(MEUSE.shape, dtype=np.int32)
+    codes[:, :39] = -1  # the west half lies outside every stratum
+    cores = pd.DataFrame({"site_id": ["w", "e", "own"], "stratum": [None, None, "typo"],
+                          "x": [179540.0, 180020.0, np.nan], "y": [330820.0] * 3,
+                          "crs": "EPSG:28992"})  # fmt: skip
+    located = cores_with_strata(cores, MEUSE, codes, ["m"])
+    assert located["stratum"].tolist() == ["outside strata", "m", "typo"]
+    assert _core_counts(located, ["m"], ["m"]) == {
+        "total": 3, "outside": 1, "unknown_strata": 1, "unknown_names": ["typo"],
+        "without_pixels": 0,
+    }  # fmt: skip
+    assert _core_counts(located, ["m"], [])["without_pixels"] == 1

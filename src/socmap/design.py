@@ -328,6 +328,13 @@ def design_for_run(
     -------
     sites, allocation, paths
         As :func:`design_sites`, and the files written (:func:`write_design`).
+
+    Raises
+    ------
+    ConfigError
+        A bad option, an unfinished run (or stocks), an unknown layer, strata without a
+        mapped pixel, or cores that cannot be found on the map
+        (:func:`socmap.strata.cores_with_strata`).
     """
     # the options first: refusing a bad number must not wait for the run and torch to load
     if int(budget) < 1:
@@ -343,6 +350,8 @@ def design_for_run(
     from socmap.strata._maps import cores_with_strata, rasterise_strata
 
     run = open_run(run_dir)
+    # an interrupted run's maps are part NaN: refuse it as such, not as strata off the map
+    run.require_finished(["stocks"])
     grid = run.grid
     if run.stocks.get("status") in ("computed", "complete"):
         ds = run.open("stock.zarr")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -216,7 +216,33 @@ def strata_cmd(
             f"{len(missing)} strata cover no pixel centre of the map and have no row: "
             f"{', '.join(missing)} (smaller than a pixel, outside the map, or without geometry)"
         )
+    for line in _cores_lines(res.metadata.get("cores"), res.path.parent / "cores.csv"):
+        out.print(line)
     out.print(f"stratum table: {res.path}")
+
+
+def _cores_lines(counts: dict[str, Any] | None, listing: Path) -> list[str]:
+    """Console lines counting the cores that count in no stratum (none when all do)."""
+    if not counts:
+        return []
+    total, where = counts["total"], f"listed in {listing}"
+    lines = []
+    if counts["outside"]:
+        lines.append(
+            f"{counts['outside']} of {total} cores fall outside every stratum; {where} "
+            "(stratum 'outside strata')"
+        )
+    if counts["unknown_strata"]:
+        lines.append(
+            f"{counts['unknown_strata']} of {total} cores name strata the map does not have "
+            f"({', '.join(counts['unknown_names'])}) and count in no stratum; {where}"
+        )
+    if counts["without_pixels"]:
+        lines.append(
+            f"{counts['without_pixels']} of {total} cores are in strata that cover no pixel "
+            f"centre and have no row; {where}"
+        )
+    return lines
 
 
 @command("posterior")

@@ -68,6 +68,10 @@ __all__ = [
 RUN_FORMAT = "socmap-prediction-run/1"
 RUN_JSON = "run.json"
 SOC_STORE = "soc.zarr"
+#: Statuses of a run whose prediction finished (``predicted``; ``complete`` once exported).
+FINISHED_RUN = ("predicted", "complete")
+#: Statuses of a finished later step (stocks, strata).
+FINISHED_STEP = ("computed", "complete")
 CONTEXT_STORE = "context.zarr"
 TILES_DIR = "tiles"
 
@@ -131,6 +135,43 @@ class PredictionRun:
                 f"`{step}` on it first, or predict again into a new folder"
             )
         return xr.open_zarr(self.path / store, zarr_format=3, consolidated=False)
+
+    def require_finished(self, steps: Sequence[str] = ()) -> None:
+        """Refuse a run whose prediction, or one of ``steps``, did not finish.
+
+        An interrupted or failed step leaves ``run.json`` saying ``"running"`` (or
+        ``"failed"``) beside half-written stores: reading them would report tiles that were
+        never computed, or a previous call's tables as if they were this one's.
+
+        Parameters
+        ----------
+        steps
+            Later steps to check as well, where the run has started them: ``"stocks"``,
+            ``"strata"``.
+
+        Raises
+        ------
+        ConfigError
+            The prediction, or a started step, is not finished.
+        """
+        if self.status not in FINISHED_RUN:
+            raise ConfigError(
+                f"run {str(self.path)!r} is {self.status!r}; finish it (rerun `socmap predict`) "
+                "first"
+            )
+        for step in steps:
+            record: dict[str, Any] = getattr(self, step)
+            status = record.get("status")
+            if status is None or status in FINISHED_STEP:
+                continue
+            options = record.get("options") or {}
+            again = f"socmap {step} {self.path}"
+            if step == "strata":  # the one option without which the command cannot rerun
+                again += f" --strata {options.get('strata_source', 'STRATA')}"
+            raise ConfigError(
+                f"the {step} of run {str(self.path)!r} are {status!r}; finish them (rerun "
+                f"`{again}` with the options it was started with) first"
+            )
 
     def save(self) -> None:
         """Write ``run.json`` (atomically)."""

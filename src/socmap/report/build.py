@@ -23,7 +23,6 @@ import base64
 import datetime as dt
 import html
 import io
-import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,8 @@ import pandas as pd
 from socmap._io import atomic_path
 from socmap._tables import html_table, markdown_table
 from socmap._versions import versions
+from socmap.errors import InputNotFound
+from socmap.report._inputs import read_checked_json, read_checked_table
 from socmap.report.map import build_map
 
 __all__ = ["Report", "build_report"]
@@ -51,6 +52,14 @@ STRATA_COLUMNS = [
     "total_t_co2e", "conservative_t_co2e", "n_cores", "cores_needed", "additional_cores",
     "min_cores_ok", "precision_ok",
 ]  # fmt: skip
+#: Columns of ``strata/project.csv`` the summary reads.
+PROJECT_COLUMNS = [
+    "layer", "area_ha", "total_mg_c", "total_ci95_low", "total_ci95_high", "total_t_co2e",
+    "co2e_ci95_low", "co2e_ci95_high", "conservative_t_co2e", "relative_error",
+    "strata_left_out",
+]  # fmt: skip
+#: Columns of a transfer benchmark's ``summary.csv`` (``socmap benchmark transfer``).
+BENCHMARK_COLUMNS = ["method", "depth", "n", "mae", "ccc", "delta_mae_pct", "delta_ccc_pct"]
 
 
 @dataclass
@@ -289,7 +298,15 @@ def _calibration_table(meta: dict[str, Any]) -> pd.DataFrame | str:
 def _benchmark_blocks(folder: Path | None) -> list[Any]:
     if folder is None:
         return ["No transfer benchmark given (socmap report --benchmark DIR)."]
-    summary = pd.read_csv(folder / "summary.csv")
+    fix = (
+        "--benchmark takes the folder that `socmap benchmark transfer -o DIR` writes (a "
+        "spectral benchmark, `socmap spectra benchmark`, is not one)"
+    )
+    if not folder.is_dir():
+        raise InputNotFound(f"--benchmark {str(folder)!r} is not a folder; {fix}")
+    summary = read_checked_table(
+        folder / "summary.csv", BENCHMARK_COLUMNS, "benchmark summary", fix, empty_ok=True
+    )
     if "strategy" in summary.columns:  # four fine-tuning strategies are four methods
         named = summary["strategy"].notna() & ~summary["strategy"].isin(["-", ""])
         summary.loc[named, "method"] = (
@@ -328,22 +345,60 @@ def _maps(run: Any) -> list[Any]:
     return [_map_figure(panels)]
 
 
-def _read_strata(run: Any) -> tuple[pd.DataFrame, dict[str, Any]] | None:
-    """Read the stratum table and its metadata (``socmap strata``) once per report."""
-    path = run.path / "strata" / "strata.csv"
-    if not path.is_file():
+@dataclass
+class StrataOutputs:
+    """What ``socmap strata`` (and ``socmap design``) wrote into a run, checked."""
+
+    table: pd.DataFrame
+    meta: dict[str, Any]
+    project: pd.DataFrame
+    design: pd.DataFrame | None
+
+
+def _read_strata(run: Any) -> StrataOutputs | None:
+    """Read the stratum outputs once per report, checked before anything is written.
+
+    None before ``socmap strata``; a folder that ``run.json`` lists but that is missing or
+    damaged is refused, never reported as "no stratum table yet".
+    """
+    folder = run.path / "strata"
+    if not run.strata and not (folder / "strata.csv").is_file():
         return None
-    table = pd.read_csv(path, dtype={"stratum": str})
-    return table, json.loads((path.parent / "strata.json").read_text())
+    source = (run.strata.get("options") or {}).get("strata_source", "STRATA")
+    fix = f"rerun `socmap strata {run.path} --strata {source}`"
+    if not folder.is_dir():
+        raise InputNotFound(
+            f"run {str(run.path)!r} lists stratum totals (run.json) but their folder "
+            f"{str(folder)!r} is missing; {fix}"
+        )
+    required = [c for c in STRATA_COLUMNS if c != "unmapped_area_ha"]  # older tables lack it
+    table = read_checked_table(
+        folder / "strata.csv", required, "stratum table", fix, dtype={"stratum": str}
+    )
+    meta = read_checked_json(
+        folder / "strata.json",
+        {"config": ("min_cores", "target_relative_error", "conservative_confidence"),
+         "approximation": ()},
+        "stratum metadata",
+        fix,
+    )  # fmt: skip
+    project = read_checked_table(folder / "project.csv", PROJECT_COLUMNS, "project totals", fix)
+    allocation = run.path / "design" / "allocation.csv"
+    design = None
+    if allocation.is_file():
+        design = read_checked_table(
+            allocation, ["stratum", "allocated", "placed"], "sampling design",
+            f"rerun `socmap design {run.path} --strata {source} --budget N -o "
+            f"{run.path / 'design'}`, or move that folder away",
+        )  # fmt: skip
+    return StrataOutputs(table, meta, project, design)
 
 
-def _strata_blocks(
-    run: Any, outputs: tuple[pd.DataFrame, dict[str, Any]] | None
-) -> tuple[list[Any], list[Any]]:
+def _strata_blocks(run: Any, outputs: StrataOutputs | None) -> tuple[list[Any], list[Any]]:
     if outputs is None:
         msg = "No stratum table yet (socmap strata RUN --strata ...)."
         return [msg], [msg]
-    table, meta = outputs
+    table, meta = outputs.table, outputs.meta
     cfg = meta["config"]
     totals = [str(t) for t in run.stocks.get("options", {}).get("total_labels", [])]
     reported = [t for t in totals if t in set(table["layer"])] or [str(table["layer"].iloc[-1])]
@@ -361,10 +416,9 @@ def _strata_blocks(
             [table[[c for c in STRATA_COLUMNS if c in table.columns]]],
         )
     )
-    design = run.path / "design" / "allocation.csv"
     recs: list[Any]
-    if design.is_file():
-        recs = ["Sampling design (socmap design):", pd.read_csv(design)]
+    if outputs.design is not None:
+        recs = ["Sampling design (socmap design):", outputs.design]
     else:
         deepest = table["layer"].iloc[-1]
         need = table[table["layer"] == deepest][
@@ -457,13 +511,12 @@ def _cube_nodata(run: Any) -> list[str]:
     return out
 
 
-def _summary_blocks(run: Any, strata: tuple[pd.DataFrame, dict[str, Any]] | None) -> list[Any]:
+def _summary_blocks(run: Any, strata: StrataOutputs | None) -> list[Any]:
     """Project totals per layer, precision compliance and cores needed, for the first screen."""
-    blocks: list[Any] = _unmapped_notes(run, None if strata is None else strata[0])
-    project_path = run.path / "strata" / "project.csv"
-    if not project_path.is_file():
+    blocks: list[Any] = _unmapped_notes(run, None if strata is None else strata.table)
+    if strata is None:
         return [*blocks, "No project totals yet (socmap strata RUN --strata ...)."]
-    project = pd.read_csv(project_path)
+    project = strata.project
     rows = [
         {
             "layer": r["layer"],
@@ -485,24 +538,23 @@ def _summary_blocks(run: Any, strata: tuple[pd.DataFrame, dict[str, Any]] | None
     left_out = project["strata_left_out"].dropna().astype(str)
     if (left_out != "").any():
         blocks.append(f"Strata without mapped pixels, not in the totals: {left_out.iloc[0]}.")
-    if strata is not None:
-        table, meta = strata
-        deepest = table["layer"].iloc[-1]
-        last = table[table["layer"] == deepest]
-        ok = int(last["precision_ok"].astype(bool).sum())
-        extra = pd.to_numeric(last["additional_cores"], errors="coerce")
-        target = meta["config"]["target_relative_error"]
-        blocks.append(
-            f"{ok} of {len(last)} strata meet the precision target for {deepest} (95 % "
-            f"half-width of the mapped stock at most {target:.0%} of the mean). "
-            + (
-                f"Sized from the cores' own variability, a design-based estimate at that "
-                f"precision needs {int(extra.sum()):,} more cores (see Sampling "
-                "recommendations)."
-                if extra.notna().any()
-                else "No cores were given to size a design-based check."
-            )
+    table, meta = strata.table, strata.meta
+    deepest = table["layer"].iloc[-1]
+    last = table[table["layer"] == deepest]
+    ok = int(last["precision_ok"].astype(bool).sum())
+    extra = pd.to_numeric(last["additional_cores"], errors="coerce")
+    target = meta["config"]["target_relative_error"]
+    blocks.append(
+        f"{ok} of {len(last)} strata meet the precision target for {deepest} (95 % "
+        f"half-width of the mapped stock at most {target:.0%} of the mean). "
+        + (
+            f"Sized from the cores' own variability, a design-based estimate at that "
+            f"precision needs {int(extra.sum()):,} more cores (see Sampling "
+            "recommendations)."
+            if extra.notna().any()
+            else "No cores were given to size a design-based check."
         )
+    )
     return blocks
 
 
@@ -561,16 +613,27 @@ def build_report(
     dict
         ``html``, ``markdown`` and ``map`` (the interactive map page,
         :func:`socmap.report.map.build_map`) paths, and ``pdf``.
+
+    Raises
+    ------
+    ConfigError
+        The run, its stocks or its strata did not finish; a table it reads (stratum
+        table, project totals, design, benchmark summary) lacks columns or is damaged.
+    InputNotFound
+        A file or folder that ``run.json`` lists, or ``benchmark``, is missing.
     """
     from socmap.model.bundle import load_bundle
     from socmap.predict import open_run
 
     run = open_run(run_dir)
+    run.require_finished(["stocks", "strata"])  # as `socmap stocks` refuses it
+    # every input is read and checked before the first file is written
+    strata_outputs = _read_strata(run)
+    benchmark_blocks = _benchmark_blocks(Path(benchmark) if benchmark is not None else None)
     meta = dict(load_bundle(run.config.bundle).metadata)
     out = Path(out_dir) if out_dir is not None else run.path / "report"
     report = Report(title or f"socmap report: {run.path.name}")
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    strata_outputs = _read_strata(run)
     report.add("Summary", *_summary_blocks(run, strata_outputs))
     report.add(
         "Inputs and provenance",
@@ -596,9 +659,7 @@ def build_report(
         )
     report.add("Quality control", *(qc_blocks or ["No QC information recorded."]))
     report.add("Spatial cross-validation", *_cv_tables(meta))
-    report.add("Transfer benchmark and skill against n", *_benchmark_blocks(
-        Path(benchmark) if benchmark is not None else None
-    ))  # fmt: skip
+    report.add("Transfer benchmark and skill against n", *benchmark_blocks)
     report.add("Calibration (PICP at each nominal level)", _calibration_table(meta))
     map_page = build_map(run.path, out / "map.html", title=f"{report.title}: map")
     report.add(

@@ -272,12 +272,16 @@ def class_legend(label: str, classes: list[str]) -> dict[str, Any]:
 
 def _design_sites(run: Any, step: int) -> list[dict[str, Any]]:
     """Return the design's new core sites in displayed-pixel coordinates."""
-    import pandas as pd
+    from socmap.report._inputs import read_checked_table
 
     path = run.path / "design" / "design.csv"
     if not path.is_file():
         return []
-    sites = pd.read_csv(path)
+    sites = read_checked_table(
+        path, ["core_id", "stratum", "x", "y"], "design sites",
+        f"rerun `socmap design {run.path} ... -o {path.parent}`, or move that folder away",
+        empty_ok=True,
+    )  # fmt: skip
     row, col = run.grid.rowcol(sites["x"].to_numpy(float), sites["y"].to_numpy(float))
     return [
         {"id": str(cid), "stratum": str(s), "row": float(r) / step, "col": float(c) / step}
@@ -293,10 +297,17 @@ def _cores(run: Any, step: int) -> dict[str, Any]:
     """
     import pandas as pd
 
+    from socmap.report._inputs import read_checked_table
+
     path = run.path / "strata" / "cores.csv"
     if not path.is_file():
         return {"cores": [], "cores_unplaced": 0}
-    cores = pd.read_csv(path)
+    options = (getattr(run, "strata", None) or {}).get("options") or {}
+    source = options.get("strata_source", "STRATA")
+    cores = read_checked_table(
+        path, ["site_id", "stratum", "x", "y"], "core table",
+        f"rerun `socmap strata {run.path} --strata {source} --cores ...`", empty_ok=True,
+    )  # fmt: skip
     placed = cores[["x", "y"]].notna().all(axis=1)
     unplaced = int((~placed).sum())
     cores = cores.loc[placed]

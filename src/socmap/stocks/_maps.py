@@ -238,10 +238,7 @@ def stocks_for_run(
 
     where = resolve_device(device)
     run = open_run(run_dir)
-    if run.status not in ("predicted", "complete"):
-        raise ConfigError(
-            f"run {str(run.path)!r} is {run.status!r}; finish it (rerun `socmap predict`) first"
-        )
+    run.require_finished()
     if load_tile_model(run.config.bundle).weights_sha256 != run.config.bundle_sha256:
         raise ConfigError(
             f"bundle {run.config.bundle!r} changed since run {str(run.path)!r} was predicted; "

@@ -27,10 +27,11 @@ import pandas as pd
 
 from socmap._io import VECTOR_SUFFIXES, atomic_path
 from socmap._records import tree_sha256
-from socmap.errors import BandMismatch, ConfigError, InputNotFound
+from socmap.errors import BandMismatch, ConfigError, CRSError, InputNotFound
 from socmap.grid import Grid, Window
 from socmap.predict._engine import TileModel, encode_block, resolve_device
 from socmap.predict._run import LayerKind, PredictionRun, compute_layers, open_run
+from socmap.sources.sites import sites_to_grid_crs
 from socmap.stocks._maps import layer_draws
 from socmap.strata._table import StrataConfig, core_stocks, project_table, stratum_table
 from socmap.units import CO2_PER_C
@@ -46,6 +47,8 @@ __all__ = [
 ]
 
 STRATA_DIR = "strata"
+#: The stratum of a core off every stratum of the map (listed in ``strata/cores.csv``).
+OUTSIDE = "outside strata"
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img")
 
 APPROXIMATION = (
@@ -130,6 +133,8 @@ def _from_polygons(grid: Grid, path: Path, field: str) -> tuple[np.ndarray, list
             f"cannot read stratum polygons {str(path)!r} ({type(exc).__name__}: {exc}); check "
             "that it opens in QGIS or ogrinfo, or export it again as GeoPackage"
         ) from exc
+    if frame.empty:  # before the column check: an empty GeoJSON has no columns to pick from
+        raise _no_features(path, field, 0)
     if field not in frame.columns:
         raise ConfigError(
             f"stratum polygons {str(path)!r} lack the column {field!r}; pick one of "
@@ -140,23 +145,32 @@ def _from_polygons(grid: Grid, path: Path, field: str) -> tuple[np.ndarray, list
     shaped = frame.geometry.notna() & ~frame.geometry.is_empty
     named = frame[field].notna()
     if not (shaped & named).any():
-        raise ConfigError(
-            f"stratum polygons {str(path)!r} have no feature with both a geometry and a "
-            f"{field!r} value ({len(frame)} features); check the file and --field"
-        )
+        raise _no_features(path, field, len(frame))
     unnamed = np.flatnonzero((shaped & ~named).to_numpy())
     if len(unnamed):  # their area would silently belong to no stratum
         raise ConfigError(
             f"{len(unnamed)} features of {str(path)!r} have a geometry but no {field!r} value "
             f"(feature rows {unnamed[:5].tolist()!r}); give each a stratum or delete it"
         )
+    kinds = frame.geometry.geom_type.where(shaped)
+    flat = np.flatnonzero((shaped & ~kinds.isin(["Polygon", "MultiPolygon"])).to_numpy())
+    if len(flat):  # a point or a line burns a pixel or two and would pass for a tiny stratum
+        found = sorted(set(kinds.iloc[flat].astype(str)))
+        raise ConfigError(
+            f"stratum polygons {str(path)!r} hold {', '.join(found)} geometries ({len(flat)} "
+            f"features, rows {flat[:5].tolist()!r}); strata must be areas (Polygon or "
+            "MultiPolygon): buffer points and lines into polygons or delete them"
+        )
     # A named feature without geometry keeps its label: it is then reported as a stratum
     # without pixels, not dropped.
     labels = sorted({str(v) for v in frame.loc[named, field]})
     file_crs = frame.crs.to_string()
-    frame = frame.loc[shaped & named].to_crs(grid.crs)
+    given = frame.loc[shaped & named]
+    frame = given.to_crs(grid.crs)
+    _require_finite(given, frame, path, grid)
     code_of = {lab: i for i, lab in enumerate(labels)}
     shapes = [(g, code_of[str(v)]) for g, v in zip(frame.geometry, frame[field], strict=True)]
+    _require_disjoint(shapes, labels, grid, path)
     codes = rasterize(
         shapes, out_shape=grid.shape, transform=grid.transform, fill=-1, dtype="int32"
     )
@@ -170,6 +184,71 @@ def _from_polygons(grid: Grid, path: Path, field: str) -> tuple[np.ndarray, list
             "is it the one the coordinates are in?) and that it overlaps the mapped area"
         )
     return codes, labels
+
+
+def _no_features(path: Path, field: str, n: int) -> ConfigError:
+    """Refuse a polygon file without a usable feature (empty, or none named)."""
+    return ConfigError(
+        f"stratum polygons {str(path)!r} have no feature with both a geometry and a "
+        f"{field!r} value ({n} features); check the file and --field"
+    )
+
+
+def _require_finite(given: Any, mapped: Any, path: Path, grid: Grid) -> None:
+    """Refuse polygons that do not reproject to finite coordinates: a wrong CRS label.
+
+    ``given`` are the features in the file's CRS, ``mapped`` the same in the map's.
+    """
+    bounds = mapped.geometry.bounds.to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(bounds).all(axis=1))
+    if not len(bad):
+        return
+    x, y = given.geometry.iloc[bad[0]].representative_point().coords[0][:2]
+    raise ConfigError(
+        f"{len(bad)} of {len(given)} stratum polygons of {str(path)!r} have no position in the "
+        f"map's CRS {grid.crs}: e.g. the point x {x:.6g}, y {y:.6g} does not exist in the "
+        f"file's CRS {given.crs.to_string()}, so that CRS label is probably wrong; assign the "
+        "CRS the coordinates are in (QGIS: Layer > Set CRS; or `ogr2ogr -a_srs EPSG:XXXX "
+        "out.gpkg in.gpkg`) and retry"
+    )
+
+
+def _require_disjoint(
+    shapes: list[tuple[Any, int]], labels: list[str], grid: Grid, path: Path
+) -> None:
+    """Refuse strata that share pixel centres: the overlap would silently go to one of them.
+
+    Each stratum is burnt on its own, by the rule the stratum map uses (pixel centres), so
+    the check sees exactly the pixels whose area would be given to the wrong stratum.
+    """
+    from rasterio.features import rasterize
+
+    if len({code for _, code in shapes}) < 2:
+        return
+    owner = np.full(grid.shape, -1, dtype=np.int32)  # the first stratum at each pixel
+    area_ha: np.ndarray | None = None
+    pairs: dict[tuple[int, int], tuple[int, float]] = {}
+    for code in sorted({code for _, code in shapes}):
+        mine = [(g, 1) for g, c in shapes if c == code]
+        mask = rasterize(mine, out_shape=grid.shape, transform=grid.transform, fill=0,
+                         dtype="uint8").astype(bool)  # fmt: skip
+        clash = mask & (owner >= 0)
+        if clash.any():
+            area_ha = grid.pixel_areas_m2() / 1e4 if area_ha is None else area_ha
+            for other in np.unique(owner[clash]):
+                both = clash & (owner == other)
+                pairs[(int(other), code)] = (int(both.sum()), float(area_ha[both].sum()))
+        owner[mask & (owner < 0)] = code
+    if not pairs:
+        return
+    (a, b), (n, hectares) = max(pairs.items(), key=lambda item: item[1][0])
+    more = f"; {len(pairs)} pairs of strata overlap in all" if len(pairs) > 1 else ""
+    raise ConfigError(
+        f"strata {labels[a]!r} and {labels[b]!r} of {str(path)!r} overlap on {n} pixels of the "
+        f"map ({hectares:.4g} ha{more}), whose area would count in one of them only; make the "
+        "polygons disjoint (e.g. cut one by the other: QGIS Vector > Geoprocessing > "
+        "Difference) and retry"
+    )
 
 
 def _write_codes(path: Path, codes: np.ndarray, chunk: int) -> None:
@@ -286,12 +365,15 @@ def strata_for_run(
     Raises
     ------
     ConfigError
-        The run has no stocks yet.
+        The run or its stocks did not finish, or it has no stocks yet; stratum polygons
+        that overlap, are not areas or do not reproject (a wrong CRS label); cores that
+        cannot be found on the map. Each is refused before anything is written.
     """
     from socmap.cube import open_cube
 
     where = resolve_device(device)
     run = open_run(run_dir)
+    run.require_finished(["stocks"])
     options = run.stocks.get("options")
     if run.stocks.get("status") not in ("computed", "complete") or not isinstance(options, dict):
         raise ConfigError(
@@ -304,6 +386,16 @@ def strata_for_run(
     path = Path(str(strata))
     source_id = tree_sha256(path) if path.exists() else f"band:{strata}"
     codes, labels = rasterise_strata(grid, strata, field=field, cube=cube)
+    stocks_of_cores = None
+    with_strata = None
+    if cores is not None:  # checked before anything is written: a refusal changes nothing
+        with_strata = cores_with_strata(cores, grid, codes, labels)
+        stocks_of_cores = core_stocks(
+            with_strata,
+            [(float(t), float(b)) for t, b in run.config.intervals],
+            [(float(t), float(b)) for t, b in options["totals"]],
+            cf=float(options["cf"]) if isinstance(options.get("cf"), int | float) else 0.0,
+        )
     codes_path = run.path / STRATA.store
     strata_options = {
         **options,
@@ -328,21 +420,13 @@ def strata_for_run(
         progress=progress, device=where,
     )  # fmt: skip
     draws, areas, unmapped = _aggregate(run, labels, len(layers))
-    stocks_of_cores = None
-    with_strata = None
-    if cores is not None:
-        with_strata = cores_with_strata(cores, grid, codes, labels)
-        stocks_of_cores = core_stocks(
-            with_strata,
-            [(float(t), float(b)) for t, b in run.config.intervals],
-            [(float(t), float(b)) for t, b in options["totals"]],
-            cf=float(options["cf"]) if isinstance(options.get("cf"), int | float) else 0.0,
-        )
     table = stratum_table(draws, areas, layers, stocks_of_cores, cfg)
     table.insert(3, "unmapped_area_ha", table["stratum"].map(unmapped))
     metadata = _metadata(run, cfg, strata_options, summary)
     # Strata whose polygons hold no pixel centre have no row; they are named, not dropped.
     metadata["strata_without_pixels"] = [lab for lab in labels if lab not in draws]
+    if with_strata is not None:  # cores in no stratum are counted, not dropped
+        metadata["cores"] = _core_counts(with_strata, labels, draws)
     out = run.path / STRATA_DIR
     out.mkdir(exist_ok=True)
     with atomic_path(out / "strata.csv", overwrite=True) as tmp:
@@ -369,11 +453,18 @@ def cores_with_strata(
 
     A core's own stratum wins; cores without one (no column, or an empty value) get the
     stratum of the map at their location ("outside strata" off every stratum).
+
+    Raises
+    ------
+    ConfigError
+        Cores without a stratum lack coordinates, or none of them lies on the map.
+    CRSError
+        Their coordinates are no place in their ``crs`` (a wrong label), or it is unknown.
     """
     out = cores.reset_index(drop=True)  # a repeated index would misalign the assignments below
     own = out["stratum"] if "stratum" in out.columns else pd.Series(pd.NA, index=out.index)
     known = own.notna() & (own.astype(str).str.strip() != "")
-    out["stratum"] = own.where(known, "outside strata").astype(str)
+    out["stratum"] = own.where(known, OUTSIDE).astype(str)
     if known.all():
         return out
     absent = [c for c in ("x", "y", "crs") if c not in cores.columns]
@@ -382,17 +473,80 @@ def cores_with_strata(
             f"{int((~known).sum())} cores have no stratum and lack {absent!r} to find it on "
             "the map; add a stratum column or coordinates"
         )
-    from pyproj import Transformer
-
-    for crs, group in out.loc[~known].groupby("crs"):
-        to_grid = Transformer.from_crs(str(crs), grid.crs, always_xy=True)
-        x, y = to_grid.transform(group["x"].to_numpy(float), group["y"].to_numpy(float))
-        row, col = (np.floor(v).astype(int) for v in grid.rowcol(x, y))
-        inside = (row >= 0) & (row < grid.height) & (col >= 0) & (col < grid.width)
-        code = np.full(len(group), -1)
-        code[inside] = codes[row[inside], col[inside]]
-        out.loc[group.index, "stratum"] = [labels[c] if c >= 0 else "outside strata" for c in code]
+    todo = out.loc[~known]
+    todo = todo.assign(site_id=todo["site_id"] if "site_id" in todo.columns else todo.index)
+    x, y = sites_to_grid_crs(todo, grid)
+    _require_cores_on_map(todo, x, y, grid)
+    row, col = grid.rowcol(x, y)
+    inside = (row >= 0) & (row < grid.height) & (col >= 0) & (col < grid.width)
+    code = np.full(len(todo), -1)
+    code[inside] = codes[row[inside].astype(int), col[inside].astype(int)]
+    out.loc[todo.index, "stratum"] = [labels[c] if c >= 0 else OUTSIDE for c in code]
     return out
+
+
+def _require_cores_on_map(cores: pd.DataFrame, x: np.ndarray, y: np.ndarray, grid: Grid) -> None:
+    """Refuse cores that cannot be looked up on the map, or none of which lies on it.
+
+    ``cores`` are those without a stratum of their own (``site_id, x, y, crs``), ``x, y``
+    their position in the map's CRS.
+    """
+
+    def core(i: int) -> str:
+        c = cores.iloc[i]
+        return f"core {str(c['site_id'])!r} at x {float(c['x']):.6g}, y {float(c['y']):.6g}"
+
+    def count(mask: np.ndarray) -> str:
+        return f"{cores.loc[mask, 'site_id'].nunique()} of the {n} cores without a stratum"
+
+    n = cores["site_id"].nunique()
+    unplaced = ~(np.isfinite(cores["x"].to_numpy(float)) & np.isfinite(cores["y"].to_numpy(float)))
+    if unplaced.any():
+        first = str(cores["site_id"].iloc[int(np.flatnonzero(unplaced)[0])])
+        raise ConfigError(
+            f"{count(unplaced)} have no x, y to find their stratum on the map (e.g. core "
+            f"{first!r}); give them coordinates, or a stratum column, in the --cores table"
+        )
+    unmapped = ~(np.isfinite(x) & np.isfinite(y))
+    if unmapped.any():  # finite coordinates that are no place in their CRS: a wrong label
+        i = int(np.flatnonzero(unmapped)[0])
+        raise CRSError(
+            f"{count(unmapped)} have no position in the map's CRS {grid.crs}: e.g. {core(i)} is "
+            f"no place in its crs {cores['crs'].iloc[i]!s}, so that label is probably wrong "
+            "(metres labelled EPSG:4326?); set the crs column of the --cores table to the CRS "
+            "the x, y are in"
+        )
+    row, col = grid.rowcol(x, y)
+    if not ((row >= 0) & (row < grid.height) & (col >= 0) & (col < grid.width)).any():
+        b = grid.bounds
+        raise ConfigError(
+            f"none of the {n} cores without a stratum lies on the map (x {b[0]:.6g}..{b[2]:.6g}"
+            f", y {b[1]:.6g}..{b[3]:.6g} in {grid.crs}): e.g. {core(0)} in "
+            f"{cores['crs'].iloc[0]!s} lies at x {x[0]:.6g}, y {y[0]:.6g} there; check the "
+            "x, y and crs columns of the --cores table (is crs the CRS the coordinates are "
+            "in? are x and y swapped?) or give each core a stratum column"
+        )
+
+
+def _core_counts(cores: pd.DataFrame, labels: list[str], rows: Any) -> dict[str, int | list[str]]:
+    """How many cores there are, and how many count in no stratum's row, and why.
+
+    ``outside`` lie off every stratum of the map; ``unknown_strata`` name, in their own
+    stratum column, a stratum the map does not have (listed as ``unknown_names``);
+    ``without_pixels`` are in a stratum that covers no pixel centre (``rows`` are the strata
+    that have a row).
+    """
+    per_core = cores.drop_duplicates("site_id") if "site_id" in cores.columns else cores
+    stratum = per_core["stratum"].astype(str)
+    outside = stratum == OUTSIDE
+    unknown = ~outside & ~stratum.isin(labels)
+    return {
+        "total": len(per_core),
+        "outside": int(outside.sum()),
+        "unknown_strata": int(unknown.sum()),
+        "unknown_names": sorted(set(stratum[unknown])),
+        "without_pixels": int((stratum.isin(labels) & ~stratum.isin(list(rows))).sum()),
+    }
 
 
 def core_table(cores: pd.DataFrame, stocks: pd.DataFrame, grid: Grid) -> pd.DataFrame:
