@@ -212,13 +212,16 @@ CASES: list[tuple[str, Args, str]] = [
      "afile.txt"),
     ("harmonise-xlsx", lambda w, t: ["profiles", "harmonise", w["cores"], "-o", t / "out.xlsx"],
      r"\.xlsx"),
+    ("harmonise-depths-in-metres",  # once harmonised silently: 0-30 cm from 0-0.3 cm
+     lambda w, t: ["profiles", "harmonise", w["root"] / "depths_in_m.csv", "-o", t / "h.parquet"],
+     "likely_metre_depths"),
     ("extract-xlsx", lambda w, t: ["extract", w["cube"], w["cores"], "-o", t / "out.xlsx"],
      r"out\.xlsx.*\.parquet or \.csv"),
     ("harmonise-missing-input",
      lambda w, t: ["profiles", "harmonise", t / "no.csv", "-o", t / "out.csv"], "no.csv"),
     ("harmonise-top-and-bottom-swapped",
      lambda w, t: ["profiles", "harmonise", w["root"] / "swapped_depths.csv", "-o",
-                   t / "out.csv"], r"none of the 40 sites.*'invalid_depths': 40.*swapped"),
+                   t / "out.csv"], r"fail QC: nonpositive_thickness \(80 rows, 40 sites.*swap them"),
     # extract
     ("extract-missing-cube", lambda w, t: ["extract", t / "no.zarr", w["cores"], "-o",
                                            t / "out.csv"], "no.zarr"),
@@ -250,6 +253,10 @@ CASES: list[tuple[str, Args, str]] = [
     ("finetune-bad-depths",
      lambda w, t: ["finetune", w["bundle"], "--cube", w["cube"], "--profiles", w["cores"],
                    "--depths", "deep", "-o", t / "out"], "deep"),
+    ("finetune-out-is-a-users-folder",  # once replaced by the bundle: the user's files gone
+     lambda w, t: ["finetune", w["bundle"], "--cube", w["cube"], "--profiles", w["cores"],
+                   "--strategy", "rf", "-o", w["root"] / "mine"],
+     "'.*mine' exists and is not a socmap model bundle, so socmap will not replace it"),
     ("finetune-negative-max-depth",
      lambda w, t: ["finetune", w["bundle"], "--cube", w["cube"], "--profiles", w["cores"],
                    "--max-depth", -5, "-o", t / "out"], "-5"),
@@ -478,6 +485,43 @@ CASES: list[tuple[str, Args, str]] = [
     ("compare-unknown-layer",
      lambda w, t: ["compare", w["run"], w["run"], "-o", t / "out", "--layer", "0-999cm"],
      "0-999cm"),
+    ("compare-a-run-with-itself",  # once exit 0: a zero change with a conservative loss
+     lambda w, t: ["compare", w["run"], w["run"], "-o", t / "out", "--workers", 0],
+     r"runs A '.*run' and B '.*run' are the same folder.*a change needs two different runs"),
+    ("compare-a-run-with-its-copy",
+     lambda w, t: ["compare", w["run"], w["root"] / "run_no_strata", "-o", t / "out"],
+     r"run_no_strata' hold the same predictions.*a change needs two different runs"),
+    ("compare-scheduler-not-an-address",  # once silently ignored
+     lambda w, t: ["compare", w["run"], w["run"], "-o", t / "out", "--scheduler",
+                   "notanaddress"], r"--scheduler 'notanaddress' is not a dask scheduler address"),
+    # --scheduler: checked before the first write (once a 30 s wait that blamed the path and
+    # left a run behind, or exit 1 'missing port number')
+    ("predict-scheduler-unreachable",
+     lambda w, t: ["predict", w["bundle"], w["cube"], "-o", t / "out", "--passes", 2,
+                   "--scheduler", "tcp://127.0.0.1:1"],
+     r"--scheduler 'tcp://127.0.0.1:1': no dask scheduler answered.*drop --scheduler"),
+    ("predict-scheduler-not-an-address",
+     lambda w, t: ["predict", w["bundle"], w["cube"], "-o", t / "out", "--passes", 2,
+                   "--scheduler", "notanaddress"],
+     r"--scheduler 'notanaddress' is not a dask scheduler address.*tcp://host:port"),
+    ("stocks-scheduler-unreachable",
+     lambda w, t: ["stocks", w["run"], "--bd", 1.3, "--scheduler", "tcp://127.0.0.1:1"],
+     r"--scheduler 'tcp://127.0.0.1:1': no dask scheduler answered"),
+    ("stocks-scheduler-not-an-address",
+     lambda w, t: ["stocks", w["run"], "--bd", 1.3, "--scheduler", "notanaddress"],
+     r"--scheduler 'notanaddress' is not a dask scheduler address"),
+    ("strata-scheduler-not-an-address",
+     lambda w, t: ["strata", w["run"], "--strata", "soil", "--scheduler", "notanaddress"],
+     r"--scheduler 'notanaddress' is not a dask scheduler address"),
+    # --jobs (once exit 1: 'n_jobs == 0 in Parallel has no meaning')
+    ("cv-jobs-0",
+     lambda w, t: ["cv", "--cube", w["cube"], "--profiles", w["cores"], "--jobs", 0,
+                   "--block-size", "500m", "-o", t / "out"],
+     r"--jobs 0 must be .*1 or more, or -1 for every core"),
+    ("finetune-jobs-0",
+     lambda w, t: ["finetune", w["bundle"], "--cube", w["cube"], "--profiles", w["cores"],
+                   "--jobs", 0, "--block-size", "500m", "-o", t / "out"],
+     r"--jobs 0 must be .*1 or more, or -1 for every core"),
     # run
     ("run-missing-config", lambda w, t: ["run", t / "none.yaml"], "none.yaml"),
     ("run-typo-in-config", lambda w, t: ["run", w["root"] / "typo_config.yaml"], "modle"),
@@ -606,6 +650,7 @@ def test_bad_input_is_one_clear_line_and_nothing_written(
     pattern: str,
 ) -> None:
     monkeypatch.setenv("SOCMAP_PROGRESS", "0")
+    monkeypatch.setattr("socmap._parallel.SCHEDULER_TIMEOUT_S", 1.0)  # nothing listens on :1
     monkeypatch.chdir(tmp_path)
     run_json = (world["run"] / "run.json").read_text()
     listing = sorted(p.name for p in world["root"].iterdir())
@@ -666,6 +711,9 @@ CHEAP: list[tuple[str, list[str]]] = [
                                      "k.csv", "--strategy", "stacked", "-o", "o"]),
     ("cv-method", ["cv", "--cube", "c.zarr", "--profiles", "k.csv", "--method", "magic",
                    "-o", "o"]),
+    ("cv-jobs-0", ["cv", "--cube", "c.zarr", "--profiles", "k.csv", "--jobs", "0", "-o", "o"]),
+    ("finetune-jobs-0", ["finetune", "b", "--cube", "c.zarr", "--profiles", "k.csv",
+                         "--jobs", "0", "-o", "o"]),
     ("benchmark-methods", ["benchmark", "transfer", "--cube", "c.zarr", "--profiles", "k.csv",
                            "--bundle", "b", "--methods", "rf,magic", "-o", "o"]),
 ]  # fmt: skip
@@ -754,3 +802,44 @@ def test_fuzzed_catalogs_load_or_fail_clearly(
         load_catalog(path)
     except SocmapError as exc:
         assert str(exc)
+
+
+def test_harmonise_takes_accepted_qc_failures_and_says_so(world, tmp_path, capsys) -> None:
+    out = tmp_path / "h.parquet"
+    args = ["profiles", "harmonise", str(world["root"] / "depths_in_m.csv"), "-o", str(out),
+            "--accept-qc", "likely_metre_depths"]  # fmt: skip
+    try:
+        main(args)
+    except SystemExit as exc:
+        assert not exc.code, capsys.readouterr().err
+    assert "likely_metre_depths fails on" in capsys.readouterr().out and out.exists()
+
+
+def test_finetune_refuses_a_cube_that_cannot_serve_the_pretrained_network(world) -> None:
+    from socmap.cube import open_cube
+    from socmap.errors import BandMismatch
+    from socmap.predict import check_cube_serves
+
+    cube = open_cube(world["cube"]).sel(band=["dist"])
+    with pytest.raises(BandMismatch, match=r"lacks bands \['ffreq', 'soil'\].*could not map"):
+        check_cube_serves(world["bundle"], cube, "The result could not map this cube")
+    check_cube_serves(world["bundle"], open_cube(world["cube"]), "unused")  # all there
+
+
+def test_too_few_profiles_for_calibration_give_a_bundle_with_null_widths(
+    world, tmp_path, capsys
+) -> None:
+    cores = pd.read_csv(world["cores"])
+    eight = cores[cores["site_id"].isin(cores["site_id"].drop_duplicates().head(8))]
+    eight.to_csv(tmp_path / "eight.csv", index=False)
+    out = tmp_path / "ft"
+    args = ["finetune", str(world["bundle"]), "--cube", str(world["cube"]), "--profiles",
+            str(tmp_path / "eight.csv"), "--strategy", "rf", "--cv-folds", "2", "--block-size",
+            "500m", "--depths", "0-30", "--max-depth", "30", "-o", str(out)]  # fmt: skip
+    try:
+        main(args)
+    except SystemExit as exc:  # once: "bundle metadata must be JSON-serialisable"
+        assert not exc.code, capsys.readouterr().err
+    metrics = json.loads((out / "model.json").read_text())["metadata"]["cv_metrics"]
+    widths = [m.get("calibrated_mpiw_95") for m in metrics]
+    assert None in widths  # infinite: 4 residuals per fold cannot bound a 95 % interval

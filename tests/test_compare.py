@@ -154,40 +154,37 @@ def test_stratum_table_matches_a_hand_computation(runs):
     assert meta["same_strata_source"] and meta["strata_only_a"] == meta["strata_only_b"] == []
 
 
-def test_a_run_compared_with_itself_shows_no_change(runs, tmp_path):
-    # in a fresh interpreter, as the CLI calls it (nothing imported beforehand)
+def test_a_run_compared_with_itself_a_link_or_a_copy_is_refused(runs, tmp_path, cli, capsys):
+    # one run twice is no change: independent sds would call a loss out of nothing
+    a = runs["a"]
+    link = tmp_path / "link"
+    link.symlink_to(a, target_is_directory=True)
+    copy = tmp_path / "copy"
+    shutil.copytree(a, copy)
+    out = tmp_path / "out"
+    for b, why in ((a, "are the same folder"), (link, "are the same folder"),
+                   (copy, "hold the same predictions")):  # fmt: skip
+        with pytest.raises(ConfigError, match=rf"runs A .* and B '{re.escape(str(b))}' {why}"):
+            compare_runs(a, b, out, exports=False, progress=False)
+        assert not out.exists()
+    assert cli(["compare", a, copy, "--out", out, "--strata", "soil", "--workers", "0"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "a change needs two different runs" in err
+    assert str(a) in err and str(copy) in err and not out.exists()
+    assert not runs["result"].metadata["same_run"]
+    # two different runs compare in a fresh interpreter, as the CLI calls it (nothing
+    # imported beforehand)
     code = (
         "import sys; from socmap.compare import compare_runs; "
-        "compare_runs(sys.argv[1], sys.argv[1], sys.argv[2], exports=False, progress=False)"
+        "compare_runs(sys.argv[1], sys.argv[2], sys.argv[3], exports=False, progress=False)"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code, str(runs["a"]), str(tmp_path / "self")],
+        [sys.executable, "-c", code, str(a), str(runs["b"]), str(out)],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    res = compare_runs(
-        runs["a"], runs["a"], tmp_path / "self", overwrite=True, exports=False, progress=False
-    )
-    change = _change(res)
-    for layer in res.layers:
-        ma, sa = _stock(runs["a"], layer)
-        valid = np.isfinite(ma)
-        got = change.sel(depth=layer)
-        assert (got.sel(stat="mean").values[valid] == 0).all()
-        assert np.isnan(got.sel(stat="mean").values[~valid]).all()
-        np.testing.assert_allclose(got.sel(stat="sd").values[valid], np.sqrt(2) * sa[valid])
-        assert (got.sel(stat="significant").values[valid] == 0).all()
-        assert res.pixels[layer]["area_ha_increase"] == res.pixels[layer]["area_ha_decrease"] == 0
-    t = res.table
-    assert (t["change_t_c_ha"] == 0).all() and not t["significant_90"].any()
-    assert (t["direction"] == "no significant change").all()
-    assert (t["p_increase"] == 0.5).all() and (t["conservative_change_t_c_ha"] < 0).all()
-    assert res.layers_only_a == res.layers_only_b == []
-    assert res.metadata["same_run"] and "0 of 3 strata" in res.describe()
-    assert res.metadata["same_stock_options"] and "options differ" not in res.describe()
-    assert not (res.path / "cogs").exists()  # exports=False
 
 
 def test_pixels_missing_in_one_run_stay_nan_and_are_counted(runs, tmp_path):

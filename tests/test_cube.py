@@ -321,7 +321,7 @@ def test_overwrite_never_deletes_a_folder_socmap_did_not_write(
     mine = tmp_path / "thesis"
     mine.mkdir()
     (mine / "chapter1.docx").write_text("years of work")
-    with pytest.raises(OutputExists, match=r"is not a socmap cube, so --overwrite will not"):
+    with pytest.raises(OutputExists, match=r"not a socmap cube, so socmap will not replace it"):
         build_cube(local_catalog, None, mine, chunk=16, overwrite=True)
     assert (mine / "chapter1.docx").read_text() == "years of work"
     empty = tmp_path / "empty.zarr"

@@ -114,6 +114,11 @@ def test_bad_input(cube):
         extract(cube, good.assign(elev=1.0))
     with pytest.raises(ProfileValidationError, match="no CRS"):
         extract(cube, good.assign(crs=None))
+    two = _sites(grid, [1, 3], [1, 3]).assign(site_id="s0")  # one id at two places
+    with pytest.raises(ProfileValidationError, match=r"site_id 's0' is at 2 places .*own site_id"):
+        extract(cube, two)
+    same = pd.concat([good, good.assign(top_cm=30)])  # two layers of one site: one place
+    assert len(extract(cube, same).table) == 2
 
 
 def test_write_table_round_trip(tmp_path, cube):

@@ -312,3 +312,25 @@ def test_an_adjustment_round_trips_and_an_altered_forest_is_refused(tmp_path, tr
     (out / "model.json").write_text(json.dumps(doc))
     with pytest.raises(BundleError, match="tree 0 of the stored forest has invalid nodes"):
         load_bundle(out)
+
+
+def test_a_save_replaces_only_a_socmap_model_never_a_users_folder(tmp_path, trained):
+    model, spec, _ = trained
+    mine = tmp_path / "thesis"
+    (mine / "sub").mkdir(parents=True)
+    (mine / "thesis.docx").write_text("years of work")
+    with pytest.raises(OutputExists, match=r"'.*thesis' exists and is not a socmap model bundle"):
+        save_bundle(mine, model, spec)
+    assert (mine / "thesis.docx").read_text() == "years of work" and (mine / "sub").is_dir()
+    first = save_bundle(tmp_path / "m.socmap", model, spec, metadata={"run": 1})
+    save_bundle(first, model, spec, metadata={"run": 2})  # its own bundle: replaced
+    assert load_bundle(first).metadata["run"] == 2
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert save_bundle(empty, model, spec).joinpath("model.json").is_file()  # nothing to lose
+
+
+def test_a_file_given_as_a_bundle_is_named_as_a_file(tmp_path):
+    (tmp_path / "model.socmap").write_text("junk")
+    with pytest.raises(BundleError, match=r"'.*model.socmap' is a file; a bundle is a folder"):
+        load_bundle(tmp_path / "model.socmap")

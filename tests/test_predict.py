@@ -167,6 +167,28 @@ def test_rerun_resumes_and_another_config_is_refused(meuse, tmp_path):
     assert redone.config.passes == 5 and redone.summary["tiles_resumed"] == 0
 
 
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [("tcp://127.0.0.1:1", "no dask scheduler answered within 1 s; start one there"),
+     ("notanaddress", "is not a dask scheduler address (missing port number")],
+)  # fmt: skip
+def test_a_bad_scheduler_is_refused_before_the_run_exists(
+    meuse, tmp_path, cli, capsys, monkeypatch, address, message
+):
+    monkeypatch.setattr("socmap._parallel.SCHEDULER_TIMEOUT_S", 1.0)  # nothing listens on :1
+    out = tmp_path / "run"
+    argv = ["predict", meuse["bundle"], meuse["cube"], "--out", out, "--passes", "2"]
+    start = time.perf_counter()
+    assert cli([*argv, "--scheduler", address]) == 2
+    assert time.perf_counter() - start < 15
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert f"--scheduler {address!r}" in err and message in err and "drop --scheduler" in err
+    assert not out.exists()
+    # the corrected command, with other options, is not refused as "another configuration"
+    assert cli([*argv[:-1], "3", "--workers", "0"]) == 0
+
+
 def test_damaged_runs_are_one_line(meuse, tmp_path, cli, capsys):
     import shutil
 
@@ -580,11 +602,16 @@ def test_stock_exports_join_the_stac_item(meuse, tmp_path):
      (["--cf", "nan"], "--cf nan"),
      (["--bd-sd", "-0.1"], "--bd-sd -0.1 must be a finite number >= 0"),
      (["--cf-sd", "inf"], "--cf-sd inf"),
-     (["--bd-units", "kg/m3"], "--bd-units 'kg/m3' is not one socmap reads")],
+     (["--bd-units", "kg/m3"], "--bd-units 'kg/m3' is not one socmap reads"),
+     (["--scheduler", "tcp://127.0.0.1:1"],
+      "--scheduler 'tcp://127.0.0.1:1': no dask scheduler answered within 1 s"),
+     (["--scheduler", "notanaddress"],
+      "--scheduler 'notanaddress' is not a dask scheduler address")],
 )  # fmt: skip
 def test_bad_stock_options_are_refused_before_anything_is_written(
-    meuse, tmp_path, cli, capsys, option, message
+    meuse, tmp_path, cli, capsys, monkeypatch, option, message
 ):
+    monkeypatch.setattr("socmap._parallel.SCHEDULER_TIMEOUT_S", 1.0)
     out = tmp_path / "run"
     predict_cube(meuse["bundle"], meuse["cube"], out, passes=2, workers=0, exports=False,
                  progress=False)  # fmt: skip

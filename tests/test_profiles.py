@@ -392,7 +392,7 @@ def test_mixed_units_column_raises() -> None:
 
 def test_units_column_disagreeing_with_argument_raises() -> None:
     df = generic_frame().assign(units="percent")
-    with pytest.raises(UnitsError, match="pass soc_units='%'"):
+    with pytest.raises(UnitsError, match=r"pass --soc-units % \(Python: soc_units='%'\)"):
         read_profiles(df, mapping=GENERIC_MAPPING, crs=4326)
 
 
@@ -998,3 +998,15 @@ def test_a_repeated_column_in_a_profile_table_is_refused(tmp_path: Path) -> None
     )
     with pytest.raises(ProfileValidationError, match=r"repeats the column\(s\) \['soc_g_kg'\]"):
         read_profiles(tmp_path / "p.csv")
+
+
+def test_a_missing_column_gets_cli_mapping_hints_never_a_column_in_use() -> None:
+    df = pd.DataFrame({"site_id": ["a"], "x": [1.0], "y": [2.0], "crs": ["EPSG:4326"],
+                       "top_cm": [0], "soc_g_kg": [10.0]})  # fmt: skip
+    with pytest.raises(ProfileValidationError, match=r"\['bottom_cm'\]") as exc:
+        read_profiles(df)
+    assert "perhaps" not in str(exc.value)  # top_cm is taken: suggesting it would be nonsense
+    renamed = df.rename(columns={"top_cm": "Top", "soc_g_kg": "OC"}).assign(Bottom=30)
+    with pytest.raises(ProfileValidationError, match=r"perhaps --map top_cm=Top --map "
+                       r"bottom_cm=Bottom --map soc_g_kg=OC \(Python: mapping="):  # fmt: skip
+        read_profiles(renamed)

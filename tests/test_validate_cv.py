@@ -1,9 +1,11 @@
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from socmap.datasets import synthetic_soil_field
-from socmap.errors import ProfileValidationError
+from socmap.errors import ConfigError, ProfileValidationError
 from socmap.model.baselines import RegionalForest
 from socmap.validate import BlockKFold
 from socmap.validate.cv import cross_validate
@@ -50,6 +52,28 @@ class Overconfident(RegionalForest):
     def predict_log(self, X):
         mean, sd = super().predict_log(X)
         return mean, 0.3 * sd
+
+
+def test_infinite_calibrated_intervals_are_said_not_reported_as_coverage(field):
+    # 8 profiles, one interval, 2 folds: each fold is calibrated on about 4 residuals, and
+    # the 90 % conformal rank ceil(0.9 (n + 1)) exceeds n below 9: infinite intervals
+    top = field[field["top_cm"] == field["top_cm"].min()]
+    few = top[top["site_id"].isin(top["site_id"].unique()[:8])]
+    res = cross_validate(_forest(), few, BlockKFold(2, 10.0, random_state=0), progress=False)
+    m = res.metrics.set_index(["depth", "metric"])["value"]
+    assert m[("all", "calibrated_mpiw_90")] == np.inf  # kept visible in metrics.csv
+    assert m[("all", "calibrated_picp_90")] == 1.0
+    line = res.coverage_line(0.9)
+    assert "1.000 calibrated" not in line
+    assert re.search(
+        r"calibrated 90% intervals are infinite for \d+ of \d+ rows \(calibrated_mpiw_90 = "
+        r"inf in metrics.csv\): too few profiles per fold to calibrate, [1-8] calibration "
+        r"residuals where the 90% level needs at least 9; use more profiles$",
+        line,
+    ), line
+    # enough profiles: the calibrated coverage is reported as such
+    full = cross_validate(_forest(), field, _cv(), progress=False).coverage_line(0.9)
+    assert re.fullmatch(r"90% intervals cover 0\.\d{3} raw, 0\.\d{3} calibrated", full), full
 
 
 def test_calibration_brings_coverage_to_nominal(field):
@@ -101,6 +125,13 @@ def test_bad_input(field):
         cross_validate(_forest(), field.drop(columns="soc_g_kg"), _cv(), progress=False)
     with pytest.raises(ProfileValidationError, match="no row"):
         cross_validate(_forest(), field.assign(soc_g_kg=np.nan), _cv(), progress=False)
+
+
+@pytest.mark.parametrize("n_jobs", [0, -2, 1.5])
+def test_n_jobs_that_joblib_cannot_use_are_refused_before_any_fit(field, n_jobs):
+    # n_jobs=0 once failed inside joblib ('n_jobs == 0 in Parallel has no meaning')
+    with pytest.raises(ConfigError, match=rf"--jobs {n_jobs!r} must be .* -1 for every core"):
+        cross_validate(_forest(), field, _cv(), n_jobs=n_jobs, progress=False)
 
 
 def test_parallel_folds_give_the_same_table(field):

@@ -78,9 +78,31 @@ def check_replaceable(
         )
     if not empty and not is_ours(dest):
         raise OutputExists(
-            f"output {str(dest)!r} exists and is not a socmap {what}, so --overwrite will not "
-            "delete it; choose another path, or move it away yourself"
+            f"output {str(dest)!r} exists and is not a socmap {what}, so socmap will not "
+            "replace it (not even with --overwrite); choose another path, or move it away "
+            "yourself"
         )
+
+
+def is_socmap_model_dir(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a model folder socmap wrote (a ``model.json`` with a socmap format).
+
+    Map bundles and spectral CNNs both qualify; they are the only folders a model save may
+    replace.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> is_socmap_model_dir(tempfile.mkdtemp())
+    False
+    """
+    import json
+
+    try:
+        doc = json.loads((Path(path) / "model.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and str(doc.get("format", "")).startswith("socmap-")
 
 
 def duplicated_header(path: str | os.PathLike[str], **read_csv: object) -> list[str]:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import numbers
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from typing import TypeVar
 
-__all__ = ["bounded_map"]
+__all__ = ["SCHEDULER_TIMEOUT_S", "bounded_map", "check_scheduler"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -40,3 +41,95 @@ def bounded_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Itera
 
 
 _SENTINEL = object()
+
+
+#: Seconds :func:`check_scheduler` waits for a dask scheduler to answer (tests shorten it).
+SCHEDULER_TIMEOUT_S = 10.0
+
+_SCHEDULER_FIX = "drop --scheduler to compute here (--workers N sets the threads)"
+
+
+def check_scheduler(address: str | None) -> None:
+    """Refuse a ``--scheduler`` that is no address or where no dask scheduler answers.
+
+    Commands call it before their first write, so a wrong address leaves nothing behind
+    (and never blocks the corrected command). The connection is closed again: the tiles
+    connect on their own once the run is set up.
+
+    Parameters
+    ----------
+    address
+        ``tcp://host:port`` (or another dask.distributed scheme); None: nothing to check.
+
+    Raises
+    ------
+    ConfigError
+        Not an address, or no scheduler answered within :data:`SCHEDULER_TIMEOUT_S`.
+    MissingDependency
+        dask.distributed is not installed.
+    """
+    from socmap.errors import ConfigError, MissingDependency
+
+    if address is None:
+        return
+    try:
+        from distributed import Client
+        from distributed.comm.addressing import parse_address, parse_host_port
+        from distributed.comm.registry import get_backend
+    except ImportError as exc:  # pragma: no cover - distributed is a dependency
+        raise MissingDependency(
+            f"--scheduler {address!r} needs dask.distributed (pip install distributed); "
+            f"or {_SCHEDULER_FIX}"
+        ) from exc
+    try:
+        # parsed first: an unknown scheme fails an assertion deep in Client otherwise
+        scheme, location = parse_address(address.strip())
+        get_backend(scheme)
+        if scheme in ("tcp", "tls"):
+            parse_host_port(location)
+    except ValueError as exc:
+        raise ConfigError(
+            f"--scheduler {address!r} is not a dask scheduler address ({exc}); give "
+            f"tcp://host:port, e.g. tcp://127.0.0.1:8786, or {_SCHEDULER_FIX}"
+        ) from None
+    timeout = SCHEDULER_TIMEOUT_S
+    try:
+        with Client(address.strip(), timeout=timeout):
+            pass
+    except ValueError as exc:  # a scheme-specific address dask could not use
+        raise ConfigError(
+            f"--scheduler {address!r} is not a dask scheduler address ({exc}); give "
+            f"tcp://host:port, e.g. tcp://127.0.0.1:8786, or {_SCHEDULER_FIX}"
+        ) from None
+    except OSError:  # refused, unreachable or timed out: dask reports them all as OSError
+        raise ConfigError(
+            f"--scheduler {address!r}: no dask scheduler answered within {timeout:g} s; start "
+            f"one there (`dask scheduler`, then `dask worker {address.strip()}`), or "
+            f"{_SCHEDULER_FIX}"
+        ) from None
+
+
+def check_n_jobs(n_jobs: int) -> None:
+    """Refuse a number of parallel fits joblib cannot use (0, or below -1).
+
+    Parameters
+    ----------
+    n_jobs
+        Folds fitted at once: 1 or more, or -1 for every core.
+
+    Raises
+    ------
+    ConfigError
+        ``n_jobs`` is 0 or below -1 (joblib fails on 0 deep inside the first fit).
+    """
+    if (
+        isinstance(n_jobs, bool)
+        or not isinstance(n_jobs, numbers.Integral)
+        or (n_jobs < 1 and n_jobs != -1)
+    ):
+        from socmap.errors import ConfigError
+
+        raise ConfigError(
+            f"--jobs {n_jobs!r} must be a number of folds fitted at once, 1 or more, or -1 "
+            "for every core (Python: n_jobs=)"
+        )

@@ -50,6 +50,7 @@ import pandas as pd
 from scipy import special
 
 from socmap._io import atomic_path, check_replaceable
+from socmap._parallel import check_scheduler
 from socmap._progress import track
 from socmap.errors import ConfigError, GridMismatch
 from socmap.units import CO2_PER_C, Z90, Z95
@@ -485,7 +486,8 @@ def compare_runs(
     ConfigError
         Not a run, a run without stocks, a layer that is not in both runs, no shared
         layer, no stratum table and no ``strata``, stratum tables stale or from other
-        strata, ``out`` inside a run.
+        strata, ``out`` inside a run; A and B the same folder or runs with identical
+        predictions (a copy); a ``scheduler`` that is no address or does not answer.
     GridMismatch
         The runs are on different grids.
     OutputExists
@@ -493,6 +495,8 @@ def compare_runs(
     """
     from socmap.predict import open_run
 
+    # checked even when no stratum table is computed: a wrong address is never ignored
+    check_scheduler(scheduler)
     a, b = open_run(run_a), open_run(run_b)
     for run, which in ((a, "A"), (b, "B")):
         if (
@@ -539,6 +543,7 @@ def compare_runs(
                 "choose a directory apart from both runs"
             )
     check_replaceable(dest, "comparison", lambda p: (p / SUMMARY_JSON).is_file(), overwrite)
+    _check_two_runs(a, b)
     tables = _stratum_tables(a, b, strata, field, scheduler, workers, progress)
     table = change_by_stratum(tables[0], tables[1], chosen)
     with atomic_path(dest, overwrite=True) as tmp:  # replaceable: checked above
@@ -596,6 +601,40 @@ def _json_ready(value: Any) -> Any:
 def _stock_labels(run: Any) -> list[str]:
     ds = run.open("stock.zarr")
     return [str(v) for v in ds["depth"].values]
+
+
+#: Run settings that do not change the predicted numbers: where the inputs were read from
+#: (a copied bundle or cube is identified by its hash) and how the work was cut up.
+_NOT_PREDICTION = ("bundle", "cube", "chunk", "batch_size")
+
+
+def _prediction_key(run: Any) -> dict[str, Any]:
+    """Return what determines a run's predictions: its configuration less the paths."""
+    from dataclasses import asdict
+
+    return {k: v for k, v in asdict(run.config).items() if k not in _NOT_PREDICTION}
+
+
+def _check_two_runs(a: Any, b: Any) -> None:
+    """Refuse a run compared with itself, a link to it or a copy of it.
+
+    The sd of the change treats A and B as independent, so one run twice gives a zero
+    change with a doubled sd and a negative conservative change: a loss from nothing.
+    """
+    if a.path.resolve() == b.path.resolve():
+        why = f"are the same folder ({str(a.path.resolve())!r})"
+    elif _prediction_key(a) == _prediction_key(b):
+        why = (
+            "hold the same predictions (same bundle hash, cube, seed and passes in run.json: "
+            "one is a copy of the other)"
+        )
+    else:
+        return
+    raise ConfigError(
+        f"runs A {str(a.path)!r} and B {str(b.path)!r} {why}; a change needs two different "
+        "runs, e.g. the earlier survey's run as A and a later survey's run (its own bundle "
+        "or cube) as B"
+    )
 
 
 def _run_record(run: Any) -> dict[str, Any]:

@@ -65,11 +65,21 @@ def _site_frame(sites: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in required if c not in sites.columns]
     if missing:
         raise ProfileValidationError(
-            f"site table lacks columns {missing!r}; expected {required!r} "
-            "(read profiles with socmap.profiles first)"
+            f"site table lacks columns {missing!r}; expected {required!r} (`socmap profiles "
+            "harmonise` writes such a table from a profile file)"
         )
     if sites.empty:
         raise ProfileValidationError("site table is empty; nothing to extract")
+    places = sites.groupby("site_id", sort=False)[["x", "y", "crs"]].nunique(dropna=False)
+    moved = places.index[(places > 1).any(axis=1)]
+    if len(moved):  # one id, two places: the second would silently get the first's covariates
+        rows = sites[sites["site_id"] == moved[0]].drop_duplicates(["x", "y", "crs"])
+        shown = ", ".join(f"({r.x:.6g}, {r.y:.6g}, {r.crs})" for r in rows.head(2).itertuples())
+        raise ProfileValidationError(
+            f"site_id {moved[0]!r} is at {len(rows)} places ({shown}; {len(moved)} site ids "
+            "like it): give each location its own site_id (`socmap profiles qc` lists them as "
+            "site_multiple_locations)"
+        )
     uniq = sites.drop_duplicates("site_id")[required].reset_index(drop=True)
     return uniq
 
@@ -220,7 +230,10 @@ def _where_to_look(sites: pd.DataFrame, grid: Grid, what: str) -> str:
             f"with x and y swapped {fits} of them would lie on the {what}: the table's x "
             "column probably holds y (latitude or northing); swap the two columns"
         )
-    return f"check the profiles' x, y and crs (--crs; profiles.crs in a run) against the {what}"
+    return (
+        f"check the table's x, y and crs columns against the {what} (reading a profile file: "
+        "--crs; in a run configuration: profiles.crs)"
+    )
 
 
 def _bounds(grid: Grid) -> str:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from socmap._parallel import check_n_jobs
 from socmap.cli._app import (
     benchmark_app,
     command,
@@ -94,6 +95,13 @@ def _cv_inputs(
     return data, own_folds, block_size_for(block_size, data.table)
 
 
+def check_bundle_out(path: Path) -> None:
+    """Refuse an --out that holds a user's files: a bundle replaces only a socmap model."""
+    from socmap._io import check_replaceable, is_socmap_model_dir
+
+    check_replaceable(path, "model bundle", is_socmap_model_dir, overwrite=True)
+
+
 @command("pretrain")
 def pretrain_cmd(
     out_path: Annotated[Path, typer.Option("--out", "-o", help="Bundle directory to write.")],
@@ -145,6 +153,7 @@ def pretrain_cmd(
     Example: [bold]socmap pretrain --out global.socmap --exclude-region edgeroi --seed 0[/bold]
     """
     check_at_least(("--max-epochs", max_epochs, 1), ("--mc-passes", mc_passes, 1))
+    check_bundle_out(out_path)
     from socmap.model.pretrain import pretrain, region_bbox_lonlat
     from socmap.validate import resolve_block_size
 
@@ -221,17 +230,26 @@ def finetune_cmd(
     """
     check_block_size(block_size)
     check_bundle_strategy(strategy)  # before torch loads (seconds)
+    check_n_jobs(jobs)
+    check_bundle_out(out_path)  # before the training, not after it
     if cv_folds < 0 or cv_folds == 1:
         raise ConfigError(f"--cv-folds {cv_folds!r} must be 0 (no calibration) or at least 2")
     from socmap.cube import open_cube
     from socmap.model.bundle import load_bundle
     from socmap.model.finetune import finetune_bundle
+    from socmap.predict import check_cube_serves
     from socmap.training import regional_training_table
 
     load_bundle(bundle)  # a missing or broken bundle fails before the table work
+    cube_arr = open_cube(cube)
+    # the fine-tuned bundle keeps the pretrained network, so it maps only where it can read it
+    check_cube_serves(
+        bundle, cube_arr, "The fine-tuned bundle could not map this cube: rebuild the cube with "
+        "those bands, or fine-tune a bundle pretrained on the bands you have",
+    )  # fmt: skip
     table = profiles.load()
     data = regional_training_table(
-        table, open_cube(cube), depths=depths, max_depth_cm=max_depth, accept_qc=profiles.accept_qc
+        table, cube_arr, depths=depths, max_depth_cm=max_depth, accept_qc=profiles.accept_qc
     )
     res = finetune_bundle(
         bundle,
@@ -294,6 +312,7 @@ def cv_cmd(
     Example: [bold]socmap cv --format edgeroi --cube edgeroi.zarr --method rf --out cv/[/bold]
     """
     check_at_least(("--folds", folds, 2))  # before torch loads (seconds)
+    check_n_jobs(jobs)
     known = method_names()
     if method not in known:
         raise typer.BadParameter(f"--method {method!r} is not a method; choose from {known!r}")
@@ -330,11 +349,7 @@ def cv_cmd(
     folds_path = write_table(result.folds, out_dir / "folds.csv")
     label = method if method in BASELINES else f"finetune:{method}"
     print_frame(result.summary().round(3).reset_index(), f"{label}: spatial CV (SOC g/kg)")
-    m = result.metrics.set_index(["depth", "metric"])["value"]
-    out.print(
-        f"90% intervals cover {m[('all', 'picp_90')]:.3f} raw, "
-        f"{m[('all', 'calibrated_picp_90')]:.3f} calibrated"
-    )
+    out.print(result.coverage_line(0.9))  # says so when calibrated widths are infinite
     print_frame(result.folds.round(3), "folds: training sites and area of applicability")
     out.print(f"out-of-fold predictions: {oof_path}\nmetrics: {metrics_path}\nfolds: {folds_path}")
 

@@ -14,6 +14,7 @@ from socmap.cli._app import (
     profiles_app,
 )
 from socmap.cli._options import (
+    AcceptQcOpt,
     CrsOpt,
     ExtractMethod,
     FormatOpt,
@@ -76,17 +77,33 @@ def profiles_harmonise(
         str, typer.Option(help="Depth set from catalogs/depths.yaml.")
     ] = "globalsoilmap",
     lam: Annotated[float, typer.Option(help="Spline smoothing parameter lambda.")] = 0.1,
+    accept_qc: AcceptQcOpt = None,
 ) -> None:
     """Harmonise horizons onto standard depths with an equal-area spline.
+
+    The profiles pass the error-level checks of `socmap profiles qc` first (depths in metres,
+    SOC in %, overlapping horizons...): a harmonised table no longer shows those mistakes,
+    so they stop here unless --accept-qc names them.
 
     Example: [bold]socmap profiles harmonise --format edgeroi --depths vm0033 -o h.parquet[/bold]
     """
     from socmap.depth import harmonise
+    from socmap.errors import ProfileValidationError
     from socmap.extraction import check_table_path, write_table
+    from socmap.profiles import qc_profiles
 
     check_table_path(out_path)
     table = load_profiles(fmt, input_path, samples, mapping, crs, soc_units)
+    accepted = qc_profiles(table).require(tuple(accept_qc or ()))
+    for check, rows in accepted.items():
+        out.print(f"note: QC check {check} fails on {rows} rows; accepted (--accept-qc)")
     cols = [c for c in ("soc_g_kg", "bd_g_cm3") if c in table.columns and table[c].notna().any()]
+    if not cols:
+        raise ProfileValidationError(
+            f"the profiles have no SOC or bulk-density value to harmonise (soc_g_kg and "
+            f"bd_g_cm3 are missing or empty in all {len(table)} rows); check the column "
+            "names (--map soc_g_kg=YOUR_COLUMN) and --soc-units"
+        )
     result = harmonise(table, depths, value_cols=cols, lam=lam)
     result.require_values()
     write_table(result.table, out_path)

@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
-from socmap._io import atomic_path
+from socmap._io import atomic_path, check_replaceable, is_socmap_model_dir
 from socmap._records import file_sha256
 from socmap.catalog import DepthSet
 from socmap.errors import BandMismatch, BundleError, InputNotFound, SocmapError
@@ -256,6 +256,8 @@ def write_weights_dir(
     pathlib.Path
         ``dest``.
     """
+    # a user's folder at dest is never replaced, --overwrite or not (only socmap's own models)
+    check_replaceable(dest, "model bundle", is_socmap_model_dir, overwrite)
     with atomic_path(dest, overwrite=overwrite) as tmp:
         tmp.mkdir(parents=True)
         save_file(tensors, str(tmp / WEIGHTS))
@@ -381,6 +383,11 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
         do not fit the recorded architecture.
     """
     root = Path(path)
+    if root.exists() and not root.is_dir():
+        raise BundleError(
+            f"model bundle {str(root)!r} is a file; a bundle is a folder holding model.json "
+            "and weights.safetensors (give that folder's path)"
+        )
     if not root.is_dir():
         raise InputNotFound(
             f"model bundle {str(root)!r} does not exist; check the path or train one first"

@@ -9,6 +9,7 @@ depth intervals trained on and the area of applicability of the training sites i
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,7 +159,8 @@ def finetune_bundle(
             oof["obs_log"], oof["mean_log"], oof["sd_log"], groups=oof["depth"]
         )
         metadata["calibration"] = calibrator.to_dict()
-        metadata["cv_metrics"] = result.metrics.to_dict(orient="records")
+        # to_json writes infinite widths (too few out-of-fold residuals for a level) as null
+        metadata["cv_metrics"] = json.loads(result.metrics.to_json(orient="records"))
         metadata["cv_protocol"] = {
             "method": "spatial block k-fold, the same method fitted on the other folds",
             "folds": cv_folds,

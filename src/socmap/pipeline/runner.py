@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from socmap._io import atomic_path
+from socmap._parallel import check_scheduler
 from socmap._versions import versions
 from socmap.errors import ConfigError
 from socmap.pipeline.config import RunSpec, load_run_config
@@ -211,6 +212,7 @@ def run_pipeline(
     """
     from socmap.predict import resolve_device
 
+    check_scheduler(scheduler)  # before the run root is locked or cleaned
     spec, root = _prepare(config, output, force)
     on_device = resolve_device(device)
     start = time.perf_counter()

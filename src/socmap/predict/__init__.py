@@ -19,7 +19,7 @@ from socmap.predict._engine import (
     with_focal,
 )
 from socmap.predict._run import PredictionRun, RunConfig, open_run
-from socmap.predict._soc import predict_cube
+from socmap.predict._soc import check_cube_serves, predict_cube
 
 __all__ = [
     "DEVICES",
@@ -27,6 +27,7 @@ __all__ = [
     "PredictionRun",
     "RunConfig",
     "TileModel",
+    "check_cube_serves",
     "load_tile_model",
     "open_run",
     "predict_block",

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from socmap._parallel import check_scheduler
 from socmap.errors import BandMismatch, ConfigError, RasterError
 from socmap.predict._engine import (
     STATS,
@@ -78,7 +79,11 @@ def _cube_id(cube: Any) -> str:
     return "sha256:" + hashlib.sha256(ident.encode()).hexdigest()
 
 
-def _context_bands(needed: Sequence[str], have: Sequence[str]) -> list[str]:
+def _context_bands(
+    needed: Sequence[str],
+    have: Sequence[str],
+    remedy: str = "Rebuild the cube with those bands or fine-tune a model on the bands you have",
+) -> list[str]:
     from socmap.predict._context import context_bands
 
     missing = [b for b in needed if b not in have]
@@ -89,10 +94,28 @@ def _context_bands(needed: Sequence[str], have: Sequence[str]) -> list[str]:
     if unavailable:
         raise BandMismatch(
             f"the cube lacks bands {unavailable!r} that the model reads, and the global context "
-            f"catalog does not have them either; the cube has {list(have)!r}. Rebuild the cube "
-            "with those bands or fine-tune a model on the bands you have"
+            f"catalog does not have them either; the cube has {list(have)!r}. {remedy}"
         )
     return missing
+
+
+def check_cube_serves(bundle: str | Path, cube: Any, remedy: str) -> None:
+    """Refuse a cube that cannot give every band the bundle's network reads.
+
+    A band comes from the cube, a stand-in band of the cube, or the global context
+    (as :func:`predict_cube` takes them); ``remedy`` ends the message.
+
+    Raises
+    ------
+    BandMismatch
+        A band the network reads is in none of them.
+    """
+    from socmap.cube import stand_ins
+
+    tm = load_tile_model(bundle)
+    have = [str(b) for b in cube.band.values]
+    standing = {g: b for g, b in stand_ins(cube).items() if g in tm.input_bands}
+    _context_bands(tm.input_bands, [*have, *standing], remedy)
 
 
 def predict_cube(
@@ -160,7 +183,8 @@ def predict_cube(
     OutputExists
         ``out`` holds a run with another configuration and ``overwrite`` is false.
     ConfigError
-        Bad ``passes``, ``batch_size`` or ``workers``.
+        Bad ``passes``, ``batch_size`` or ``workers``; a ``scheduler`` that is no address
+        or does not answer (checked before anything is written).
     """
     from socmap.cube import band_table, cube_grid, open_cube, stand_ins
 
@@ -172,6 +196,7 @@ def predict_cube(
             )
     if int(passes) > MAX_MC_PASSES:
         raise ConfigError(f"--passes {passes!r} must be <= {MAX_MC_PASSES}; 32 to 256 is plenty")
+    check_scheduler(scheduler)  # before the run folder exists: a refusal leaves nothing
     where = resolve_device(device)
     tm = load_tile_model(bundle)
     cube_arr = open_cube(cube)

@@ -367,7 +367,7 @@ def _check_coordinates(c: _Ctx) -> None:
     c.out.missing(
         "missing_crs",
         np.flatnonzero(crs.isna().to_numpy()),
-        "crs is empty; pass crs= to read_profiles or fill the crs column",
+        "crs is empty; pass --crs (Python: crs= to read_profiles) or fill the crs column",
     )
     miss = np.isnan(x) | np.isnan(y)
     c.out.pairs(
@@ -643,7 +643,8 @@ def _check_percent(c: _Ctx) -> None:
                 f"{label}: topsoil median {med:.3g}, q99 {q99:.3g}, n={len(vals)}",
                 f"{label}: topsoil SOC median {med:.3g} and 99th percentile {q99:.3g} over "
                 f"{len(vals)} "
-                "horizons look like % rather than g/kg; if so, re-read with soc_units='%'",
+                "horizons look like % rather than g/kg; if so, read them with --soc-units % "
+                "(Python: soc_units='%')",
             )
     cand = topsoil & c.site_ok & ~np.isin(src, list(flagged_groups))
     if not cand.any():
@@ -823,7 +824,8 @@ def _raise_first(report: QCReport) -> None:
         where += f" row {int(first['row'])}"
     msg = (
         f"QC {first['check']} at {where}: {first['message']} ({len(errors)} error(s) and "
-        f"{n_warn} warning(s) in total; run qc_profiles(strict=False) and write_qc() to list them)"
+        f"{n_warn} warning(s) in total; `socmap profiles qc` without --strict lists them; "
+        "Python: qc_profiles(strict=False) and write_qc())"
     )
     cls = UnitsError if first["check"] == "likely_percent_units" else ProfileValidationError
     raise cls(_one_line(msg))

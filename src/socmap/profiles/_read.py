@@ -177,7 +177,7 @@ def _points_to_xy(gdf: Any, p: Path) -> pd.DataFrame:
     if not isinstance(gdf, gpd.GeoDataFrame) or gdf._geometry_column_name not in gdf.columns:
         raise ProfileValidationError(
             f"{str(p)!r} has no point geometry (an attribute-only table); add point geometry "
-            "or export it as CSV with coordinate columns and pass crs="
+            "or export it as CSV with coordinate columns and pass --crs (Python: crs=)"
         )
     geom = gdf.geometry
     absent = geom.isna().to_numpy() | geom.is_empty.to_numpy()
@@ -217,7 +217,7 @@ def _normalise_unit(unit: object, what: str = "soc_units") -> str:
         raise UnitsError(
             f"{what} {unit!r} looks like organic matter; socmap reads organic carbon only. "
             "Convert OM to OC yourself (any factor, e.g. 0.58, is an assumption socmap will not "
-            "make) and pass the OC unit, e.g. soc_units='%'"
+            "make) and pass the OC unit, e.g. --soc-units % (Python: soc_units='%')"
         )
     raise UnitsError(
         f"{what} {unit!r} is not a known SOC unit; use one of {sorted(SOC_UNITS)!r} "
@@ -325,12 +325,13 @@ def read_profiles(
         if len(found) > 1:
             raise UnitsError(
                 f"{what} column {units_col!r} mixes SOC units {sorted(set(present))!r}; convert to "
-                "one unit first or split the table and read each part with its soc_units"
+                "one unit first or split the table and read each part with its --soc-units"
             )
         if found and found[0] != unit:
             raise UnitsError(
                 f"{what} column {units_col!r} says SOC is in {present.iloc[0]!r} but soc_units "
-                f"resolves to {unit!r}; pass soc_units={found[0]!r}"
+                f"resolves to {unit!r}; pass --soc-units {found[0]} (Python: "
+                f"soc_units={found[0]!r})"
             )
 
     out: dict[str, pd.Series] = {}
@@ -395,15 +396,23 @@ def _resolve_columns(
     if missing:
         lower = {str(c).lower(): str(c) for c in raw.columns}
         suggest: dict[str, str] = {}
+        taken = set(cols.values())  # a column that already fills a role is no candidate
         for key in missing:
             cands = [lower[a] for a in _ALIASES.get(key, ()) if a in lower]
-            cands += _close(key, list(raw.columns), n=1)
+            cands += _close(key, [c for c in raw.columns if c not in taken], n=1)
+            cands = [c for c in cands if c not in taken]
             if cands:
                 suggest[key] = cands[0]
-        hint = f"; perhaps mapping={suggest!r}" if suggest else ""
+        hint = (
+            "; perhaps "
+            + " ".join(f"--map {k}={v}" for k, v in suggest.items())
+            + f" (Python: mapping={suggest!r})"
+            if suggest
+            else ""
+        )
         raise ProfileValidationError(
             f"{what} lacks required column(s) {missing!r}; expected {list(REQUIRED_COLUMNS)!r} "
-            f"(crs may come from crs=), found {list(raw.columns)!r}{hint}"
+            f"(crs may come from --crs), found {list(raw.columns)!r}{hint}"
         )
     return cols
 
@@ -414,13 +423,16 @@ def _resolve_crs(raw: pd.DataFrame, cols: Mapping[str, str], crs: Any, what: str
     if "crs" not in cols:
         if given is None:
             raise CRSError(
-                f"{what} has x/y but no CRS; pass crs= (e.g. crs='EPSG:4326' for longitude/"
-                "latitude) or add a 'crs' column"
+                f"{what} has x/y but no CRS; pass --crs (e.g. --crs EPSG:4326 for longitude/"
+                "latitude; Python: crs=) or add a 'crs' column"
             )
         return pd.Series(given, index=raw.index, dtype="str")
     col = _as_str(raw[cols["crs"]])
     if col.isna().all() and given is None:
-        raise CRSError(f"{what} column {cols['crs']!r} is empty; pass crs= (e.g. crs='EPSG:4326')")
+        raise CRSError(
+            f"{what} column {cols['crs']!r} is empty; pass --crs (e.g. --crs EPSG:4326; "
+            "Python: crs=) or fill the column"
+        )
     norm = {v: normalise_crs(v) for v in col.dropna().unique()}
     out = col.map(norm).astype("str")
     if given is not None:

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from socmap._parallel import check_scheduler
 from socmap.errors import BandMismatch, ConfigError, OutputExists, UnitsError
 from socmap.predict._engine import (
     STATS,
@@ -224,7 +225,8 @@ def stocks_for_run(
     Raises
     ------
     ConfigError
-        Not a finished run, or intervals that do not cover a total.
+        Not a finished run, intervals that do not cover a total, or a ``scheduler`` that
+        is no address or does not answer.
     BandMismatch
         A BD or CF band the cube lacks.
     OutputExists
@@ -232,6 +234,7 @@ def stocks_for_run(
     """
     # the options first: refusing a bad number must not wait for torch to load
     check_stock_options(bd, bd_sd, bd_units, cf, cf_sd, bd_strata)
+    check_scheduler(scheduler)  # before stock.zarr exists: a refusal leaves nothing
     from socmap.catalog import DepthSet
     from socmap.cube import open_cube
     from socmap.predict._engine import load_tile_model, resolve_device

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from socmap._io import VECTOR_SUFFIXES, atomic_path
+from socmap._parallel import check_scheduler
 from socmap._records import tree_sha256
 from socmap.errors import BandMismatch, ConfigError, CRSError, InputNotFound
 from socmap.grid import Grid, Window
@@ -371,6 +372,7 @@ def strata_for_run(
     """
     from socmap.cube import open_cube
 
+    check_scheduler(scheduler)  # before anything is written
     where = resolve_device(device)
     run = open_run(run_dir)
     run.require_finished(["stocks"])

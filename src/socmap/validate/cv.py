@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
+from socmap._parallel import check_n_jobs
 from socmap._progress import track
 from socmap.errors import ConfigError, InputNotFound, ProfileValidationError
 from socmap.validate.calibrate import ConformalCalibrator
@@ -35,6 +36,7 @@ __all__ = [
     "CVResult",
     "SocEstimator",
     "TrainSites",
+    "check_n_jobs",
     "cross_validate",
     "depth_label",
     "fitted_attributes",
@@ -112,6 +114,42 @@ class CVResult:
         return wide.loc[
             [d for d in order if d in wide.index], [c for c in metrics if c in wide.columns]
         ]
+
+    def coverage_line(self, level: float = 0.9) -> str:
+        """One line on the coverage of the ``level`` intervals, raw and calibrated.
+
+        A fold calibrated on ``n`` residuals has an infinite interval at ``level`` when the
+        conformal rank ``ceil((n + 1) level)`` exceeds ``n``. Such an interval covers every
+        observation, so its coverage of 1 says nothing: the line reports the infinite width
+        and the residuals it would need instead (``metrics.csv`` keeps ``mpiw`` = inf).
+
+        Parameters
+        ----------
+        level
+            A nominal level of the CV (a ``picp_XX`` metric), e.g. 0.9.
+
+        Returns
+        -------
+        str
+        """
+        tag = f"{round(100 * level):02d}"
+        m = self.metrics.set_index(["depth", "metric"])["value"]
+        line = f"{100 * level:g}% intervals cover {m[('all', f'picp_{tag}')]:.3f} raw"
+        width = float(m[("all", f"calibrated_mpiw_{tag}")])
+        if not math.isinf(width):
+            return f"{line}, {m[('all', f'calibrated_picp_{tag}')]:.3f} calibrated"
+        infinite = np.isinf(self.oof[f"chi{level}"].to_numpy(dtype=float))
+        folds = self.oof["fold"].to_numpy()
+        # each fold is calibrated on the out-of-fold residuals of the other folds
+        fewest = min(int((folds != k).sum()) for k in np.unique(folds[infinite]))
+        need = next(n for n in range(1, 100_000) if math.ceil(round((n + 1) * level, 9)) <= n)
+        return (
+            f"{line}; calibrated {100 * level:g}% intervals are infinite for "
+            f"{int(infinite.sum())} of {infinite.size} rows (calibrated_mpiw_{tag} = inf in "
+            f"metrics.csv): too few profiles per fold to calibrate, {fewest} calibration "
+            f"residuals where the {100 * level:g}% level needs at least {need}; use more "
+            f"profiles{' or fewer --folds' if len(np.unique(folds)) > 2 else ''}"
+        )
 
 
 def _metrics(oof: pd.DataFrame, levels: Sequence[float]) -> pd.DataFrame:
@@ -395,6 +433,7 @@ def cross_validate(
     only through ``predict_log``. Calibration of fold ``k`` uses the out-of-fold residuals of
     the other folds only, so the calibrated coverage is itself an honest estimate.
     """
+    check_n_jobs(n_jobs)
     if target not in table.columns:
         raise ProfileValidationError(
             f"table lacks the target column {target!r}; name one of its numeric columns"
