@@ -221,7 +221,7 @@ CASES: list[tuple[str, Args, str]] = [
      lambda w, t: ["profiles", "harmonise", t / "no.csv", "-o", t / "out.csv"], "no.csv"),
     ("harmonise-top-and-bottom-swapped",
      lambda w, t: ["profiles", "harmonise", w["root"] / "swapped_depths.csv", "-o",
-                   t / "out.csv"], r"fail QC: nonpositive_thickness \(80 rows, 40 sites.*swap them"),
+                   t / "out.csv"], r"fail QC: nonpositive_thickness \(80 rows, 40 sites.*swap"),
     # extract
     ("extract-missing-cube", lambda w, t: ["extract", t / "no.zarr", w["cores"], "-o",
                                            t / "out.csv"], "no.zarr"),
@@ -711,6 +711,9 @@ CHEAP: list[tuple[str, list[str]]] = [
                                      "k.csv", "--strategy", "stacked", "-o", "o"]),
     ("cv-method", ["cv", "--cube", "c.zarr", "--profiles", "k.csv", "--method", "magic",
                    "-o", "o"]),
+    ("pretrain-jobs-0", ["pretrain", "-o", "o.socmap", "--jobs", "0"]),
+    ("benchmark-transfer-jobs-0", ["benchmark", "transfer", "--cube", "c.zarr", "--profiles",
+                                   "k.csv", "--jobs", "0", "-o", "o"]),
     ("cv-jobs-0", ["cv", "--cube", "c.zarr", "--profiles", "k.csv", "--jobs", "0", "-o", "o"]),
     ("finetune-jobs-0", ["finetune", "b", "--cube", "c.zarr", "--profiles", "k.csv",
                          "--jobs", "0", "-o", "o"]),

@@ -153,6 +153,7 @@ def pretrain_cmd(
     Example: [bold]socmap pretrain --out global.socmap --exclude-region edgeroi --seed 0[/bold]
     """
     check_at_least(("--max-epochs", max_epochs, 1), ("--mc-passes", mc_passes, 1))
+    check_n_jobs(jobs)
     check_bundle_out(out_path)
     from socmap.model.pretrain import pretrain, region_bbox_lonlat
     from socmap.validate import resolve_block_size
@@ -393,6 +394,7 @@ def benchmark_transfer_cmd(
         ("--mc-passes", mc_passes, 1),
         ("--n-estimators", n_estimators, 1),
     )
+    check_n_jobs(jobs)
     method_list = check_methods([m.strip() for m in methods.split(",") if m.strip()])
     from socmap.model.transfer import transfer_methods  # torch: after the cheap checks
     from socmap.validate import BlockKFold, read_train_sets
