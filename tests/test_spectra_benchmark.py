@@ -288,6 +288,12 @@ def test_every_embedded_site_passes_the_unit_check_with_the_ratios_the_docs_stat
     assert min(ratios) * UNIT_RATIO_LIMIT > 1  # far from the refusal threshold
 
 
+@pytest.fixture(scope="module")
+def bad_tables(tmp_path_factory) -> dict[str, Path]:
+    """The tables of :func:`_tables_for_bad_input`, written once for the module."""
+    return _tables_for_bad_input(tmp_path_factory.mktemp("spectra_tables"))
+
+
 def _tables_for_bad_input(folder: Path) -> dict[str, Path]:
     """A real site (CV.98) and library (NIRsoil) as tables, and broken copies of them."""
     from socmap.spectra.datasets import load_nirsoil
@@ -337,10 +343,9 @@ def _tables_for_bad_input(folder: Path) -> dict[str, Path]:
     ],
 )  # fmt: skip
 def test_bad_site_and_library_tables_are_one_line_naming_the_value(
-    tmp_path, capsys, command, message
+    tmp_path, capsys, bad_tables, command, message
 ):
-    paths = _tables_for_bad_input(tmp_path)
-    paths["nowhere"] = tmp_path / "nowhere.csv"
+    paths = {**bad_tables, "nowhere": tmp_path / "nowhere.csv"}
     out = tmp_path / ("out.csv" if command[0] == "select" else "out")
     args = ["spectra", *[a.format(**paths) for a in command], "--out", str(out)]
     if command[0] == "benchmark":
@@ -352,8 +357,8 @@ def test_bad_site_and_library_tables_are_one_line_naming_the_value(
     assert not out.exists()
 
 
-def test_the_reference_alone_is_reported_without_a_comparison_plot(tmp_path, capsys):
-    paths = _tables_for_bad_input(tmp_path)
+def test_the_reference_alone_is_reported_without_a_comparison_plot(tmp_path, capsys, bad_tables):
+    paths = bad_tables
     out = tmp_path / "ref"
     args = ["spectra", "benchmark", "--sites", str(paths["site"]), "--library",
             str(paths["library"]), "--library-quantity", "absorbance", "--methods", "local-pls",
