@@ -693,6 +693,12 @@ def test_cores_off_every_stratum_are_counted_on_the_console(
     assert (pd.read_csv(listing)["stratum"] == "outside strata").sum() == 2
     assert json.loads((run / "strata" / "strata.json").read_text())["cores"]["outside"] == 2
     assert captured.err == ""
+    with pytest.raises(SystemExit) as exc:  # design counts them too
+        main(["design", str(run), "--strata", "soil", "--budget", "5", "--cores",
+              str(tmp_path / "cores.csv"), "-o", str(tmp_path / "design")])  # fmt: skip
+    captured = capsys.readouterr()
+    assert exc.value.code == 0, captured.err
+    assert "2 of 40 cores given with --cores lie in no stratum" in captured.out
 
 
 #: Options refused by a range check alone: the refusal must not wait for torch (seconds).

@@ -45,10 +45,20 @@ def design_cmd(
     from socmap.design import design_for_run
     from socmap.profiles import read_table
 
+    taken = read_table(cores) if cores is not None else None
     sites, allocation, paths = design_for_run(
         run_dir, strata, budget, out_dir, field=field, layer=layer, min_spacing=min_spacing,
-        minimum=min_cores, cores=read_table(cores) if cores is not None else None, seed=seed,
+        minimum=min_cores, cores=taken, seed=seed,
     )  # fmt: skip
+    if taken is not None:  # cores off every stratum are counted, as `socmap strata` does
+        total = taken["site_id"].nunique() if "site_id" in taken.columns else len(taken)
+        lost = total - int(allocation["existing_cores"].sum())
+        if lost:
+            out.print(
+                f"{lost} of {total} cores given with --cores lie in no stratum of the design "
+                "(outside every stratum, or in one without mapped pixels); they do not count "
+                "towards --min-cores"
+            )
     for stratum, allocated, placed in zip(
         allocation["stratum"], allocation["allocated"], allocation["placed"], strict=True
     ):
