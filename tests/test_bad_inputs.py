@@ -322,6 +322,12 @@ CASES: list[tuple[str, Args, str]] = [
      "1.5"),
     ("stocks-negative-bd-sd", lambda w, t: ["stocks", w["run"], "--bd", "1.3", "--bd-sd", "-1"],
      "-1"),
+    ("stocks-bd-sd-wider-than-bd",  # once: draws clipped silently, mean stock +2 %
+     lambda w, t: ["stocks", w["run"], "--bd", "1.3", "--bd-sd", "5"],
+     r"--bd-sd 5.0 around --bd 1.3 puts 79% of the BD draws outside 0.05-2.65"),
+    ("stocks-bd-sd-wide-with-a-band",
+     lambda w, t: ["stocks", w["run"], "--bd", "ptf", "--bd-sd", "0.8"],
+     r"--bd-sd 0.8 g/cm3 spans most of the physical range"),
     ("stocks-kg-m3", lambda w, t: ["stocks", w["run"], "--bd", "1.3", "--bd-units", "kg/m3"],
      "kg/m3"),
     ("stocks-missing-bd-table",

@@ -66,8 +66,43 @@ def check_stock_options(
             f"--bd-table is read only with --bd strata:BAND, and --bd is {bd!r}; name the "
             "stratum band (e.g. --bd strata:soil) or drop --bd-table"
         )
+    _check_bd_spread(bd, bd_sd)
     if not isinstance(cf, str) and not (math.isfinite(float(cf)) and 0 <= float(cf) < 1):
         raise ConfigError(
             f"--cf {cf!r} must be a coarse-fragment volume fraction in [0, 1) (e.g. 0.15 for "
             "15 %) or a cube band name"
+        )
+
+
+#: Largest share of BD draws that may fall outside :data:`~socmap.units.BD_RANGE` (and be
+#: clipped to it, which shifts the mean stock) before an sd is refused as implausible.
+MAX_CLIPPED = 0.01
+#: Largest BD sd accepted with a BD band, whose values the check cannot see beforehand.
+MAX_BAND_BD_SD = 0.5
+
+
+def _check_bd_spread(bd: str | float, bd_sd: float) -> None:
+    """Refuse a BD sd so wide that its draws would often be clipped to the physical range."""
+    from socmap.units import BD_RANGE
+
+    if not bd_sd:
+        return
+    lo, hi = BD_RANGE
+    if isinstance(bd, int | float):
+
+        def below(x: float) -> float:  # P(BD draw < x)
+            return 0.5 * (1.0 + math.erf((x - float(bd)) / (bd_sd * math.sqrt(2.0))))
+
+        clipped = below(lo) + 1.0 - below(hi)
+        if clipped > MAX_CLIPPED:
+            raise ConfigError(
+                f"--bd-sd {bd_sd!r} around --bd {bd!r} puts {clipped:.0%} of the BD draws "
+                f"outside {lo}-{hi} g/cm3, where they would be clipped and shift the stocks; "
+                "give the sd of the bulk density itself (typically 0.05-0.2 g/cm3)"
+            )
+    elif bd_sd > MAX_BAND_BD_SD:
+        raise ConfigError(
+            f"--bd-sd {bd_sd!r} g/cm3 spans most of the physical range {lo}-{hi} g/cm3, so many "
+            f"draws would be clipped; give the sd of the bulk density itself (at most "
+            f"{MAX_BAND_BD_SD} here, typically 0.05-0.2 g/cm3)"
         )
