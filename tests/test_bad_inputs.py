@@ -49,6 +49,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     mine = root / "mine"
     mine.mkdir()
     (mine / "thesis.docx").write_text("years of work\n")
+    foreign = root / "foreign_run"  # a user's folder that happens to hold a run.json
+    foreign.mkdir()
+    (foreign / "run.json").write_text('{"name": "mine"}')
     (root / "garbage.yaml").write_text("name: [unclosed\n  - : :\n")
     (root / "big_grid.yaml").write_text(
         "grid:\n  crs: 'EPSG:28992'\n  bbox: [0, 0, 1000000, 1000000]\n  resolution: 0.5\n"
@@ -312,6 +315,10 @@ CASES: list[tuple[str, Args, str]] = [
     ("predict-overwrite-user-folder",
      lambda w, t: ["predict", w["bundle"], w["cube"], "-o", w["root"] / "mine", "--overwrite"],
      "not a socmap prediction run"),
+    ("predict-overwrite-a-foreign-run-json",  # once: "redo the run"
+     lambda w, t: ["predict", w["bundle"], w["cube"], "-o", w["root"] / "foreign_run",
+                   "--overwrite"],
+     r"holds a run.json of format None, not a socmap prediction run.*a folder of its own"),
     ("predict-negative-workers",
      lambda w, t: ["predict", w["bundle"], w["cube"], "-o", t / "out", "--workers", -2], "-2"),
     # stocks (the shared run must stay as it is)

@@ -215,7 +215,9 @@ def open_run(path: str | Path) -> PredictionRun:
         raise ConfigError(f"{damaged} (it holds a {type(doc).__name__}, not an object)")
     if doc.get("format") != RUN_FORMAT:
         raise ConfigError(
-            f"run {str(p)!r} has format {doc.get('format')!r}, not {RUN_FORMAT!r}; redo the run"
+            f"{str(p)!r} holds a {RUN_JSON} of format {doc.get('format')!r}, not a socmap "
+            f"prediction run ({RUN_FORMAT!r}); give socmap a folder of its own (predict "
+            "into a new --out), or predict again if the run is from another socmap version"
         )
     try:
         return PredictionRun(
