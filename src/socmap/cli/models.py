@@ -236,14 +236,13 @@ def finetune_cmd(
     if cv_folds < 0 or cv_folds == 1:
         raise ConfigError(f"--cv-folds {cv_folds!r} must be 0 (no calibration) or at least 2")
     from socmap.cube import open_cube
-    from socmap.model.bundle import load_bundle
     from socmap.model.finetune import finetune_bundle
     from socmap.predict import check_cube_serves
     from socmap.training import regional_training_table
 
-    load_bundle(bundle)  # a missing or broken bundle fails before the table work
     cube_arr = open_cube(cube)
-    # the fine-tuned bundle keeps the pretrained network, so it maps only where it can read it
+    # loads the bundle (a missing or broken one fails before the table work); the fine-tuned
+    # bundle keeps the pretrained network, so it maps only where it can read it
     check_cube_serves(
         bundle, cube_arr, "The fine-tuned bundle could not map this cube: rebuild the cube with "
         "those bands, or fine-tune a bundle pretrained on the bands you have",
