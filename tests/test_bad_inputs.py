@@ -727,7 +727,7 @@ CHEAP: list[tuple[str, list[str]]] = [
     ("finetune-strategy", ["finetune", "b", "--cube", "c.zarr", "--profiles", "k.csv",
                            "--strategy", "magic", "-o", "o"]),
     ("finetune-strategy-no-bundle", ["finetune", "b", "--cube", "c.zarr", "--profiles",
-                                     "k.csv", "--strategy", "stacked", "-o", "o"]),
+                                     "k.csv", "--strategy", "blend", "-o", "o"]),
     ("cv-method", ["cv", "--cube", "c.zarr", "--profiles", "k.csv", "--method", "magic",
                    "-o", "o"]),
     ("pretrain-jobs-0", ["pretrain", "-o", "o.socmap", "--jobs", "0"]),

@@ -58,6 +58,28 @@ def test_at_intervals_equals_constant_row_by_row():
         np.testing.assert_allclose(spread[k], want_spread)
 
 
+def test_a_forest_reading_the_prior_gets_it_before_the_depth_columns():
+    rows = _rows([(0, 5)] * 40)
+    prior = np.linspace(-1.0, 1.0, 40)
+    # the trees see (band, prior, top, bottom); the target is the prior itself
+    stacked = np.column_stack([rows[:, :1], prior, rows[:, 1:]])
+    forest = RandomForestRegressor(10, random_state=0).fit(stacked, 2.0 * prior)
+    adj = RegionalAdjustment(["b"], slope=0.0, forest=forest, prior_input=True)
+    mean, _ = adj.apply(rows, prior, np.zeros(40))
+    np.testing.assert_allclose(mean, forest.predict(stacked))
+    assert np.corrcoef(mean, prior)[0, 1] > 0.99
+    add, _ = adj.at_intervals(rows[:, :1], [(0.0, 5.0), (0.0, 5.0)], np.stack([prior, -prior]))
+    np.testing.assert_allclose(add[0], mean)
+    np.testing.assert_allclose(add[1], forest.predict(stacked * [1, -1, 1, 1]))
+    with pytest.raises(BundleError, match=r"reads the network's prediction; pass prior="):
+        adj.constant(rows)
+    arrays, record = adj.to_record()
+    assert RegionalAdjustment.from_record(record, arrays).prior_input
+    # a record written before the field existed reads as a forest without the prior
+    del record["prior_input"]
+    assert not RegionalAdjustment.from_record(record, arrays).prior_input
+
+
 def test_an_unknown_forest_target_is_refused():
     with pytest.raises(BundleError, match=r"forest target 'sqrt' must be one of"):
         RegionalAdjustment(target="sqrt")

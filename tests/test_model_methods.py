@@ -44,7 +44,7 @@ def test_importing_the_names_loads_no_torch() -> None:
     ("strategy", "message"),
     [
         ("magic", r"strategy 'magic' is unknown; choose one of \['auto', 'rf'"),
-        ("stacked", "gives no model a bundle can hold"),
+        ("blend", "gives no model a bundle can hold"),
         ("depthwise", "gives no model a bundle can hold"),
         ("global", "gives no model a bundle can hold"),
     ],
@@ -54,7 +54,9 @@ def test_a_strategy_a_bundle_cannot_hold_is_refused(strategy: str, message: str)
         methods.check_bundle_strategy(strategy)
 
 
-@pytest.mark.parametrize("strategy", ["auto", "rf", "prior-residual", "l2sp", "instances"])
+@pytest.mark.parametrize(
+    "strategy", ["auto", "rf", "stacked", "prior-residual", "l2sp", "instances"]
+)
 def test_a_bundle_strategy_passes(strategy: str) -> None:
     assert methods.check_bundle_strategy(strategy) == strategy
 

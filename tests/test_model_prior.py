@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator, clone
 
 from socmap.datasets import synthetic_soil_field
 from socmap.errors import BandMismatch, ConfigError, ProfileValidationError
-from socmap.model.baselines import RANGER_DEFAULTS, GlobalModel, RegionalForest
+from socmap.model.baselines import RANGER_DEFAULTS, GlobalModel, RegionalForest, table_features
 from socmap.model.prior import (
     SHRINK_GRID,
     BlendRegressor,
@@ -120,6 +120,31 @@ def test_prior_residual_recovers_a_constant_shift_and_beats_the_forest(region, f
     linear = _residual(Oracle(shift=-0.4), residual="linear").fit(train)
     assert abs(_bias(linear, test)) < 0.03
     np.testing.assert_array_equal(linear.predict_log(test)[1], 0.2)
+
+
+def test_a_residual_model_reading_the_prior_corrects_a_compressed_prior(region):
+    # the prior squeezes the range (slope 0.5): its residual is a function of the prior itself
+    train, test = region
+    prior = Oracle(shift=1.0, slope=0.5)
+    truth = test["soc_true_g_kg"].to_numpy()
+
+    def error(est):  # against the noise-free field: the noise would hide the difference
+        return float(np.mean(np.abs(est.predict(test) - truth)))
+
+    plain = _residual(prior, shrink=1.0).fit(train)
+    reading = _residual(prior, shrink=1.0, prior_feature=True).fit(train)
+    assert error(reading) < 0.8 * error(plain)
+    adjustment = reading.adjustment()
+    assert adjustment.prior_input and not plain.adjustment().prior_input
+    # the adjustment a bundle stores predicts what the estimator does, given the prior
+    p, sd = prior.predict_log(test)
+    features = table_features(test, BANDS)
+    mean, _ = adjustment.apply(features, p, sd)
+    np.testing.assert_allclose(mean, reading.predict_log(test)[0], rtol=1e-12)
+    linear = _residual(prior, shrink=1.0, residual="linear")
+    assert error(clone(linear).set_params(prior_feature=True).fit(train)) < 0.8 * error(
+        linear.fit(train)
+    )
 
 
 def test_recalibration_recovers_level_and_slope(region, forest_mae):

@@ -849,7 +849,7 @@ def test_pass_and_batch_counts_out_of_range_are_refused_before_any_write(
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("method", ["prior-residual", "recalibrate", "rf-log", "rf"])
+@pytest.mark.parametrize("method", ["prior-residual", "recalibrate", "rf-log", "rf", "stacked"])
 def test_a_table_method_in_a_bundle_maps_what_it_predicts_for_tables(meuse, tmp_path, method):
     from socmap.model.baselines import GlobalModel
     from socmap.model.bundle import load_bundle
@@ -875,7 +875,6 @@ def test_a_table_method_in_a_bundle_maps_what_it_predicts_for_tables(meuse, tmp_
     base = predict_block(base_tm, cube.values, bands, passes=8, seed=2)["soc"]
     res = predict_block(tm, cube.values, bands, passes=8, seed=2)["soc"]
     valid = np.isfinite(cube.values).all(axis=0)
-    add, spread = adj.at_intervals(cube.values[:, valid].T.astype(np.float64), INTERVALS)
     q50, q95 = STATS.index("q50"), STATS.index("q95")
 
     def log_median_and_sd(soc, q90):
@@ -883,6 +882,10 @@ def test_a_table_method_in_a_bundle_maps_what_it_predicts_for_tables(meuse, tmp_
         return median, (np.log1p(soc[q95][:, valid].astype(np.float64)) - median) / q90[:, None]
 
     m_base, sd_base = log_median_and_sd(base, base_tm.q90)
+    # a stacked forest reads the network's map (its mean over the same passes)
+    assert adj.prior_input == (method == "stacked")
+    prior = m_base if adj.prior_input else None
+    add, spread = adj.at_intervals(cube.values[:, valid].T.astype(np.float64), INTERVALS, prior)
     m_res, sd_res = log_median_and_sd(res, tm.q90)
     np.testing.assert_allclose(m_res, adj.slope * m_base + add, atol=5e-5)
     np.testing.assert_allclose(sd_res**2, adj.slope**2 * sd_base**2 + spread**2, atol=2e-4)

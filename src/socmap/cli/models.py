@@ -200,7 +200,8 @@ def finetune_cmd(
             help="auto (chosen by inner spatial CV among rf, rf-log, prior-residual and "
             "recalibrate, and freeze-encoders from 200 profiles); one of those "
             "(prior-residual: the network plus a regional "
-            "residual forest); or a network fine-tuning strategy: full, freeze-encoders, "
+            "residual forest); stacked (a log forest reading the network's prediction); "
+            "or a network fine-tuning strategy: full, freeze-encoders, "
             "head, l2sp, instances."
         ),
     ] = "auto",

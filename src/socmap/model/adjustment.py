@@ -10,7 +10,9 @@ The table-level transfer methods are all of one form on the log1p(SOC) scale::
 - ``recalibrate`` (:class:`~socmap.model.prior.RecalibratedRegressor`): slope ``b``, level
   ``a`` and an offset per depth interval, no forest;
 - ``rf-log`` and ``rf`` (:class:`~socmap.model.baselines.RegionalForest`): slope 0, the
-  forest alone (on log1p SOC, or on SOC in g/kg whose trees are then back-transformed).
+  forest alone (on log1p SOC, or on SOC in g/kg whose trees are then back-transformed);
+- ``stacked`` (:class:`~socmap.model.baselines.StackedForest`): slope 0, a log1p forest
+  that reads the network's prediction as one more covariate (``prior_input``).
 
 :class:`RegionalAdjustment` is that form in what a bundle stores (tensors and JSON, the
 forest as node arrays, :mod:`socmap.model.forest_arrays`), so the map engine applies the
@@ -44,10 +46,25 @@ from socmap.model.forest_arrays import forest_arrays, forest_from_arrays
 if TYPE_CHECKING:
     from sklearn.ensemble import RandomForestRegressor
 
-__all__ = ["FOREST_TARGETS", "RegionalAdjustment"]
+__all__ = ["FOREST_TARGETS", "RegionalAdjustment", "with_prior"]
 
 #: What the forest predicts: log1p(SOC) (or its residual), or SOC in g/kg.
 FOREST_TARGETS = ("log1p", "identity")
+
+
+def with_prior(features: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """Insert ``prior`` (``(n,)``) as a column before the two depth columns of ``features``.
+
+    The column order of a forest that reads the network's prediction: bands, prior, top,
+    bottom.
+
+    Examples
+    --------
+    >>> with_prior(np.array([[1.0, 0.0, 30.0]]), np.array([2.5])).tolist()
+    [[1.0, 2.5, 0.0, 30.0]]
+    """
+    column = np.asarray(prior, dtype=float).reshape(len(features), 1)
+    return np.concatenate([features[:, :-2], column, features[:, -2:]], axis=1)
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,6 +88,9 @@ class RegionalAdjustment:
         they predict SOC in g/kg, and the forest's term is log1p of their clipped mean.
     depth_offsets
         ``{(top_cm, bottom_cm): offset}`` added per depth interval (others get none).
+    prior_input
+        The forest reads the network's mean log1p(SOC) as a covariate after ``bands`` (a
+        stacked forest), so callers pass it as ``prior``.
     """
 
     bands: Sequence[str] = ()
@@ -80,19 +100,36 @@ class RegionalAdjustment:
     forest: RandomForestRegressor | None = None
     target: str = "log1p"
     depth_offsets: Mapping[tuple[float, float], float] = field(default_factory=dict)
+    prior_input: bool = False
 
     def __post_init__(self) -> None:
         if self.target not in FOREST_TARGETS:
             raise BundleError(f"forest target {self.target!r} must be one of {FOREST_TARGETS!r}")
 
-    def forest_part(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def forest_part(
+        self, features: np.ndarray, prior: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Return the forest's term and its trees' spread for ``(n, bands + 2)`` rows.
 
         Rows are the bands, then ``top_cm`` and ``bottom_cm``; zeros without a forest.
+        ``prior`` (``(n,)``, the network's mean log1p SOC) is required with
+        :attr:`prior_input`, and joins the rows before the depth columns.
+
+        Raises
+        ------
+        BundleError
+            ``prior`` missing for a forest that reads it.
         """
         n = len(features)
         if self.forest is None or self.shrink == 0:
             return np.zeros(n), np.zeros(n)
+        if self.prior_input:
+            if prior is None:
+                raise BundleError(
+                    "this regional adjustment's forest reads the network's prediction; "
+                    "pass prior= (the network's mean log1p SOC per row)"
+                )
+            features = with_prior(features, prior)
         identity = self.target == "identity"
         total, m2 = _tree_moments(self.forest.estimators_, features, identity)
         trees = len(self.forest.estimators_)
@@ -101,9 +138,14 @@ class RegionalAdjustment:
             return np.log1p(np.clip(total / trees, 0, None)), spread
         return total / trees, spread
 
-    def constant(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Return what is added to ``slope * network``, and its sd, for ``(n, bands + 2)`` rows."""
-        f, spread = self.forest_part(features)
+    def constant(
+        self, features: np.ndarray, prior: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return what is added to ``slope * network``, and its sd, for ``(n, bands + 2)`` rows.
+
+        ``prior`` as in :meth:`forest_part`.
+        """
+        f, spread = self.forest_part(features, prior)
         offset = np.zeros(len(features))
         # One mask per interval (a handful), not one dict lookup per pixel.
         for (top, bottom), value in self.depth_offsets.items():
@@ -113,22 +155,31 @@ class RegionalAdjustment:
     def apply(
         self, features: np.ndarray, mean: np.ndarray, sd: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Return the adjusted mean and sd of log1p(SOC) from the network's ``mean`` and ``sd``."""
-        add, spread = self.constant(features)
+        """Return the adjusted mean and sd of log1p(SOC) from the network's ``mean`` and ``sd``.
+
+        ``mean`` is also the forest's prior covariate when it reads one (:attr:`prior_input`).
+        """
+        add, spread = self.constant(features, mean if self.prior_input else None)
         if self.slope == 0:
             return np.zeros(len(features)) + add, spread
         return self.slope * mean + add, np.hypot(abs(self.slope) * sd, spread)
 
     def at_intervals(
-        self, values: np.ndarray, intervals: Sequence[tuple[float, float]]
+        self,
+        values: np.ndarray,
+        intervals: Sequence[tuple[float, float]],
+        prior: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`constant` for ``(n, bands)`` values at every interval: ``(depths, n)`` each.
 
         All intervals go through the trees at once (one call per tree, not per interval).
+        ``prior`` is ``(depths, n)`` when the forest reads the network's prediction.
         """
         n, depths = len(values), len(intervals)
         depth = np.repeat(np.asarray(intervals, dtype=float).reshape(depths, 2), n, axis=0)
-        add, spread = self.constant(np.column_stack([np.tile(values, (depths, 1)), depth]))
+        flat = None if prior is None else np.asarray(prior, dtype=float).reshape(depths * n)
+        features = np.column_stack([np.tile(values, (depths, 1)), depth])
+        add, spread = self.constant(features, flat)
         return add.reshape(depths, n), spread.reshape(depths, n)
 
     def to_record(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -141,6 +192,7 @@ class RegionalAdjustment:
             "bands": list(self.bands), "slope": float(self.slope), "level": float(self.level),
             "shrink": float(self.shrink), "target": self.target, "forest": forest,
             "depth_offsets": [[t, b, float(v)] for (t, b), v in self.depth_offsets.items()],
+            "prior_input": bool(self.prior_input),
         }  # fmt: skip
         return arrays, record
 
@@ -167,6 +219,7 @@ class RegionalAdjustment:
                 depth_offsets={
                     (float(t), float(b)): float(v) for t, b, v in record["depth_offsets"]
                 },
+                prior_input=bool(record.get("prior_input", False)),
             )
         except BundleError:
             raise

@@ -248,6 +248,36 @@ class StackedForest(RegionalForest):
             raise ProfileValidationError("StackedForest needs global_predict=callable")
         return X.assign(**{self.GLOBAL_COLUMN: np.asarray(self.global_predict(X), dtype=float)})
 
+    def fit(self, X: pd.DataFrame, y: Any = None) -> StackedForest:
+        """Fit the forest on the bands, the global prediction and depth (``y`` is ignored)."""
+        super().fit(X, y)
+        # The network behind the global prediction, when it is one: a bundle can then hold
+        # the stack (that network plus this forest, see :meth:`adjustment`).
+        self.prior_ = getattr(self.global_predict, "model", None)
+        return self
+
+    def adjustment(self) -> RegionalAdjustment:
+        """Return the stack as a bundle's adjustment: a forest that reads the network's mean.
+
+        A map evaluates the bundle's network at every pixel and gives its mean log1p SOC to
+        the forest, as :attr:`global_predict` gave it to the table (a map's Monte Carlo
+        passes differ from the table's, so the two agree to Monte Carlo noise).
+
+        Raises
+        ------
+        ConfigError
+            A forest on SOC itself (a stack is a log1p forest).
+        """
+        check_is_fitted(self, "forest_")
+        if self.target_transform != "log1p":
+            raise ConfigError(
+                f"a stacked forest on target_transform={self.target_transform!r} cannot be "
+                "saved in a bundle; use target_transform='log1p'"
+            )
+        return RegionalAdjustment(
+            list(self.bands or ()), slope=0.0, forest=self.forest_, prior_input=True
+        )
+
 
 class GlobalModel(RegressorMixin, BaseEstimator):
     """The pretrained global network used as is (no fine-tuning): the transfer floor.
@@ -286,7 +316,8 @@ class GlobalModel(RegressorMixin, BaseEstimator):
 
         check_is_fitted(self, "bundle_")
         adjustment = self.bundle_.adjustment
-        if adjustment is not None and adjustment.slope == 0:  # a forest alone: no network
+        if adjustment is not None and adjustment.slope == 0 and not adjustment.prior_input:
+            # a forest alone: the network is not evaluated
             zeros = np.zeros(len(X))
             return adjustment.apply(table_features(X, list(adjustment.bands)), zeros, zeros)
         pred = predict(

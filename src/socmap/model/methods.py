@@ -31,8 +31,9 @@ PRIOR_RESIDUALS = (
     "prior-residual-best",
     "prior-residual-krige",
 )
-#: Candidates of ``auto`` that are table-level models, not one network.
-TABLE_METHODS = (*FORESTS, *PRIOR_RESIDUALS, "recalibrate", "blend")
+#: Candidates of ``auto`` that are table-level models, not one network (``stacked``: the
+#: log forest with the network's prediction as one more covariate).
+TABLE_METHODS = (*FORESTS, "stacked", *PRIOR_RESIDUALS, "recalibrate", "blend")
 #: Candidates ``auto`` chooses among by default: both forests and the two prior-based
 #: estimators. A fine-tuned network (:data:`AUTO_NETWORK`) joins them only from
 #: :data:`AUTO_NETWORK_FROM` training profiles: with 20-50 cores a network candidate won the
@@ -46,8 +47,8 @@ AUTO_NETWORK = "freeze-encoders"
 AUTO_NETWORK_FROM = 200
 #: Table-level methods whose fitted model a bundle can hold (the pretrained network with a
 #: regional adjustment, :mod:`socmap.model.adjustment`), so they map like a fine-tuned
-#: network: every default candidate of ``auto``.
-BUNDLE_METHODS = ("rf", "rf-log", "prior-residual", "recalibrate")
+#: network: every default candidate of ``auto``, and ``stacked``.
+BUNDLE_METHODS = ("rf", "rf-log", "stacked", "prior-residual", "recalibrate")
 #: Method names that give no single fine-tuned network (benchmark output names are the
 #: method names themselves).
 BASELINES = (
@@ -97,8 +98,8 @@ def check_bundle_strategy(strategy: str) -> str:
     Raises
     ------
     ConfigError
-        An unknown name, or a method that gives no single model (``depthwise``, ``stacked``,
-        the global models, ``blend``, ...): those are compared, not mapped.
+        An unknown name, or a method that gives no single model (``depthwise``, the global
+        models, ``blend``, ...): those are compared, not mapped.
     """
     bundles = list(BUNDLE_STRATEGIES)
     if strategy not in method_names():

@@ -51,7 +51,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 from socmap.errors import BandMismatch, ConfigError, ProfileValidationError
-from socmap.model.adjustment import RegionalAdjustment
+from socmap.model.adjustment import RegionalAdjustment, with_prior
 from socmap.model.baselines import GlobalModel, table_features
 
 __all__ = [
@@ -488,6 +488,10 @@ class PriorResidualRegressor(RegressorMixin, BaseEstimator):
         inner fold kriged from the others' residuals) have the lowest MAE (ties to the
         smaller); its sd joins the sd. Needs the inner CV (``shrink="cv"`` or
         ``level="cv"``); a bundle cannot hold it yet.
+    prior_feature
+        The residual model also reads the prior's log1p SOC as a covariate, so it can
+        correct the prior differently where the prior is low or high (a bundle's forest
+        then reads the network's prediction, ``RegionalAdjustment.prior_input``).
 
     Attributes
     ----------
@@ -541,12 +545,14 @@ class PriorResidualRegressor(RegressorMixin, BaseEstimator):
         random_state: int = 0,
         n_jobs: int | None = None,
         kriging: bool = False,
+        prior_feature: bool = False,
     ) -> None:
         self.bundle = bundle
         self.prior = prior
         self.bands = bands
         self.residual = residual
         self.kriging = kriging
+        self.prior_feature = prior_feature
         self.shrink = shrink
         self.shrink_grid = shrink_grid
         self.level = level
@@ -683,7 +689,7 @@ class PriorResidualRegressor(RegressorMixin, BaseEstimator):
         prior = _fitted_prior(self.prior, self.bundle, self.mc_passes, self.random_state, rows)
         p, _ = _prior_log(prior, rows)
         resid = _log_target(rows) - p
-        features = table_features(rows, list(self.bands or ()))
+        features = self._features(rows, p)
         sites = rows["site_id"].to_numpy()
         blocks = self._blocks(rows)
         stats = self._level_stats()
@@ -770,11 +776,16 @@ class PriorResidualRegressor(RegressorMixin, BaseEstimator):
             )
         return self._forest_adjustment()
 
+    def _features(self, X: pd.DataFrame, p: np.ndarray) -> np.ndarray:
+        """Return the residual model's covariates (the prior too, with ``prior_feature``), depth."""
+        features = table_features(X, list(self.bands or ()))
+        return with_prior(features, p) if self.prior_feature else features
+
     def _forest_adjustment(self) -> RegionalAdjustment:
         """Level plus the shrunk residual forest, in the form a bundle stores."""
         return RegionalAdjustment(
             list(self.bands or ()), 1.0, self.level_, float(self.shrinkage_["residual"]),
-            self.residual_model_,
+            self.residual_model_, prior_input=bool(self.prior_feature),
         )  # fmt: skip
 
     def predict_log(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -790,9 +801,10 @@ class PriorResidualRegressor(RegressorMixin, BaseEstimator):
         if s != 0:
             features = table_features(X, list(self.bands or ()))
             if self.residual == "forest":
-                offset, spread = self._forest_adjustment().constant(features)
+                prior = p if self.prior_feature else None
+                offset, spread = self._forest_adjustment().constant(features, prior)
             else:
-                offset = self.level_ + s * self.residual_model_.predict(features)
+                offset = self.level_ + s * self.residual_model_.predict(self._features(X, p))
         if self.kriging_ is not None:
             kriged, kriged_sd = self.kriging_.predict(X)
             w = self.kriging_weight_

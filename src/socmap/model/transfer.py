@@ -728,8 +728,8 @@ def save_transfer_bundle(
     Raises
     ------
     ConfigError
-        A model a bundle cannot hold (a stacked forest, a blend, a prior that is not a
-        bundle's network, such as the ensemble with ``global-gbm``).
+        A model a bundle cannot hold (a blend, a prior that is not a bundle's network, such
+        as the ensemble with ``global-gbm``).
     """
     from socmap.model.bundle import save_bundle
 
@@ -743,7 +743,7 @@ def save_transfer_bundle(
         )
     adjustment = make()
     prior = getattr(estimator, "prior_", None)
-    if adjustment.slope == 0:
+    if adjustment.slope == 0 and not adjustment.prior_input:
         if not str(pretrained):
             raise ConfigError(
                 "a bundle holds a forest beside a pretrained network, and none was given; "
@@ -860,6 +860,11 @@ def _table_method(
         )
     if name == "recalibrate":
         return RecalibratedRegressor(**prior_args)
+    if name == "stacked":
+        network_prior = prior if prior is not None else GlobalModel(str(bundle), mc_passes, seed)
+        return StackedForest(
+            _GlobalLogPrediction(network_prior), bands, n_estimators, random_state=seed
+        )
     if name == "blend":
         return BlendRegressor(
             network=FineTunedRegressor(bundle, strategy="freeze-encoders", **network),
@@ -958,10 +963,6 @@ def transfer_methods(
                 units="auto",
                 mc_passes=mc_passes,
                 seed=seed,
-            )
-        elif name == "stacked":
-            out[name] = StackedForest(
-                _GlobalLogPrediction(global_model), regional_bands, n_estimators, random_state=seed
             )
         elif name == "global":
             out[name] = global_model

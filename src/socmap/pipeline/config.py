@@ -98,6 +98,7 @@ class ModelStep(_Step):
         "recalibrate",
         "rf",
         "rf-log",
+        "stacked",
         "auto",
     ] = "auto"
     depths: str = "globalsoilmap"

@@ -392,12 +392,14 @@ def mc_log(
 
     ``rows`` selects valid pixels of ``enc`` (a batch). A bundle's regional adjustment
     (:mod:`socmap.model.adjustment`) scales every pass by its slope, adds its constant, and
-    adds its forest's spread to every pass's variance, as it does for tables. ``device``
+    adds its forest's spread to every pass's variance, as it does for tables; a forest that
+    reads the network's prediction gets its mean over the passes. ``device``
     (resolved, :func:`resolve_device`) runs the network there: the masks are the same, so
     a GPU gives the CPU's numbers to float32 tolerance.
     """
     adjustment = tm.bundle.adjustment
-    if adjustment is not None and adjustment.slope == 0:  # the forest alone
+    if adjustment is not None and adjustment.slope == 0 and not adjustment.prior_input:
+        # the forest alone: the network is not evaluated
         n = len(enc.where[rows])
         means = np.zeros((len(masks), len(tm.intervals), n), dtype=np.float32)
         logvars = np.full_like(means, -np.inf)
@@ -407,7 +409,9 @@ def mc_log(
         return means, logvars
     cols = [enc.index[b] for b in adjustment.bands]
     values = enc.pixels[cols][:, enc.where[rows]].T.astype(np.float64)
-    add, spread = adjustment.at_intervals(values, tm.intervals)
+    # A stacked forest reads the network's mean over the passes, as a table's prior.
+    prior = means.mean(axis=0, dtype=np.float64) if adjustment.prior_input else None
+    add, spread = adjustment.at_intervals(values, tm.intervals, prior)
     slope = np.float32(adjustment.slope)
     means = (slope * means + add[None]).astype(np.float32)
     with np.errstate(divide="ignore"):  # a forest alone with zero spread: log(0) = -inf
