@@ -7,7 +7,7 @@ import pytest
 from sklearn.ensemble import RandomForestRegressor
 
 from socmap.errors import BundleError
-from socmap.model.adjustment import RegionalAdjustment
+from socmap.model.adjustment import RegionalAdjustment, with_prior
 
 
 def _rows(depths: list[tuple[float, float]]) -> np.ndarray:
@@ -78,6 +78,32 @@ def test_a_forest_reading_the_prior_gets_it_before_the_depth_columns():
     # a record written before the field existed reads as a forest without the prior
     del record["prior_input"]
     assert not RegionalAdjustment.from_record(record, arrays).prior_input
+
+
+def test_a_mixture_is_the_weighted_mean_of_its_parts_and_round_trips():
+    rows = np.column_stack([np.arange(30.0), np.linspace(0, 1, 30), _rows([(0, 5)] * 30)[:, 1:]])
+    prior, sd = np.linspace(1.0, 3.0, 30), np.full(30, 0.2)
+    f1 = RandomForestRegressor(5, random_state=0).fit(rows[:, [0, 2, 3]], rows[:, 0] / 30)
+    f2 = RandomForestRegressor(5, random_state=1).fit(with_prior(rows[:, [1, 2, 3]], prior),
+                                                      prior + rows[:, 1])  # fmt: skip
+    residual = RegionalAdjustment(["a"], slope=1.0, level=0.1, shrink=0.5, forest=f1)
+    stacked = RegionalAdjustment(["b"], slope=0.0, forest=f2, prior_input=True)
+    mixed = RegionalAdjustment.mix([(0.25, residual), (0.75, stacked)])
+    assert list(mixed.bands) == ["a", "b"] and mixed.slope == 0.25 and mixed.prior_input
+    mean, msd = mixed.apply(rows, prior, sd)
+    m1, _ = residual.apply(rows[:, [0, 2, 3]], prior, sd)
+    m2, _ = stacked.apply(rows[:, [1, 2, 3]], prior, sd)
+    np.testing.assert_allclose(mean, 0.25 * m1 + 0.75 * m2)
+    s1 = residual.constant(rows[:, [0, 2, 3]])[1]
+    s2 = stacked.constant(rows[:, [1, 2, 3]], prior)[1]
+    np.testing.assert_allclose(msd, np.sqrt((0.25 * sd) ** 2 + (0.25 * s1) ** 2 + (0.75 * s2) ** 2))
+    arrays, record = mixed.to_record()
+    again = RegionalAdjustment.from_record(record, arrays)
+    np.testing.assert_array_equal(again.apply(rows, prior, sd)[0], mean)
+    with pytest.raises(BundleError, match=r"weights \[0.5, 0.6\] must be positive and sum to 1"):
+        RegionalAdjustment.mix([(0.5, residual), (0.6, stacked)])
+    with pytest.raises(BundleError, match="two or more adjustments that are not mixtures"):
+        RegionalAdjustment.mix([(0.5, mixed), (0.5, stacked)])
 
 
 def test_an_unknown_forest_target_is_refused():

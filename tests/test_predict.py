@@ -849,7 +849,9 @@ def test_pass_and_batch_counts_out_of_range_are_refused_before_any_write(
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("method", ["prior-residual", "recalibrate", "rf-log", "rf", "stacked"])
+@pytest.mark.parametrize(
+    "method", ["prior-residual", "recalibrate", "rf-log", "rf", "stacked", "prior-stacked"]
+)
 def test_a_table_method_in_a_bundle_maps_what_it_predicts_for_tables(meuse, tmp_path, method):
     from socmap.model.baselines import GlobalModel
     from socmap.model.bundle import load_bundle
@@ -863,7 +865,8 @@ def test_a_table_method_in_a_bundle_maps_what_it_predicts_for_tables(meuse, tmp_
     est.fit(shifted)
     path = save_transfer_bundle(est, meuse["bundle"], tmp_path / "b", {"intervals": INTERVALS})
     adj = load_bundle(path).adjustment
-    assert adj is not None and (adj.forest is None) == (method == "recalibrate")
+    assert adj is not None and (adj.forest is None and not adj.parts) == (method == "recalibrate")
+    assert len(adj.parts) == (2 if method == "prior-stacked" else 0)
     assert adj.slope == (0.0 if method.startswith("rf") else pytest.approx(est.adjustment().slope))
     # tables: the bundle predicts what the fitted estimator does
     m, s = est.predict_log(shifted)
@@ -883,7 +886,7 @@ def test_a_table_method_in_a_bundle_maps_what_it_predicts_for_tables(meuse, tmp_
 
     m_base, sd_base = log_median_and_sd(base, base_tm.q90)
     # a stacked forest reads the network's map (its mean over the same passes)
-    assert adj.prior_input == (method == "stacked")
+    assert adj.prior_input == (method in ("stacked", "prior-stacked"))
     prior = m_base if adj.prior_input else None
     add, spread = adj.at_intervals(cube.values[:, valid].T.astype(np.float64), INTERVALS, prior)
     m_res, sd_res = log_median_and_sd(res, tm.q90)

@@ -201,6 +201,7 @@ def finetune_cmd(
             "recalibrate, and freeze-encoders from 200 profiles); one of those "
             "(prior-residual: the network plus a regional "
             "residual forest); stacked (a log forest reading the network's prediction); "
+            "prior-stacked (the mean of those two); "
             "or a network fine-tuning strategy: full, freeze-encoders, "
             "head, l2sp, instances."
         ),
@@ -281,8 +282,8 @@ def cv_cmd(
     method: Annotated[
         str,
         typer.Option(
-            help="rf, rf-log, auto, prior-residual, recalibrate, blend, stacked, global, "
-            "global-gbm, depthwise, instances or a fine-tuning strategy (full, "
+            help="rf, rf-log, auto, prior-residual, prior-stacked, recalibrate, blend, stacked, "
+            "global, global-gbm, depthwise, instances or a fine-tuning strategy (full, "
             "freeze-encoders, head, l2sp)."
         ),
     ] = "rf",

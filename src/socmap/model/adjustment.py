@@ -12,7 +12,10 @@ The table-level transfer methods are all of one form on the log1p(SOC) scale::
 - ``rf-log`` and ``rf`` (:class:`~socmap.model.baselines.RegionalForest`): slope 0, the
   forest alone (on log1p SOC, or on SOC in g/kg whose trees are then back-transformed);
 - ``stacked`` (:class:`~socmap.model.baselines.StackedForest`): slope 0, a log1p forest
-  that reads the network's prediction as one more covariate (``prior_input``).
+  that reads the network's prediction as one more covariate (``prior_input``);
+- ``prior-stacked`` (:class:`~socmap.model.prior.MixedRegressor`): a weighted mean of two of
+  these (:meth:`RegionalAdjustment.mix`), still of the same form in the network, since each
+  part is linear in it: ``sum(w * slope)`` times the network plus the weighted constants.
 
 :class:`RegionalAdjustment` is that form in what a bundle stores (tensors and JSON, the
 forest as node arrays, :mod:`socmap.model.forest_arrays`), so the map engine applies the
@@ -91,6 +94,10 @@ class RegionalAdjustment:
     prior_input
         The forest reads the network's mean log1p(SOC) as a covariate after ``bands`` (a
         stacked forest), so callers pass it as ``prior``.
+    parts
+        ``((weight, adjustment), ...)`` of a mixture made by :meth:`mix`: its constant is
+        the weighted sum of theirs (and its spread adds theirs, weighted, as independent);
+        its own ``level``, ``shrink``, ``forest`` and offsets are then unused.
     """
 
     bands: Sequence[str] = ()
@@ -101,10 +108,49 @@ class RegionalAdjustment:
     target: str = "log1p"
     depth_offsets: Mapping[tuple[float, float], float] = field(default_factory=dict)
     prior_input: bool = False
+    parts: tuple[tuple[float, RegionalAdjustment], ...] = ()
 
     def __post_init__(self) -> None:
         if self.target not in FOREST_TARGETS:
             raise BundleError(f"forest target {self.target!r} must be one of {FOREST_TARGETS!r}")
+
+    @classmethod
+    def mix(cls, parts: Sequence[tuple[float, RegionalAdjustment]]) -> RegionalAdjustment:
+        """Return the weighted mean ``sum(w * part)`` of adjustments (weights sum to 1).
+
+        Raises
+        ------
+        BundleError
+            Fewer than two parts, a part that is a mixture, or weights that are not
+            positive or do not sum to 1.
+        """
+        weights = [float(w) for w, _ in parts]
+        if len(parts) < 2 or any(a.parts for _, a in parts):
+            raise BundleError("a mixture needs two or more adjustments that are not mixtures")
+        if not all(w > 0 for w in weights) or not np.isclose(sum(weights), 1.0):
+            raise BundleError(f"mixture weights {weights!r} must be positive and sum to 1")
+        bands = list(dict.fromkeys(b for _, a in parts for b in a.bands))
+        return cls(
+            bands,
+            slope=sum(w * a.slope for w, a in parts),
+            level=0.0,
+            shrink=0.0,
+            prior_input=any(a.prior_input for _, a in parts),
+            parts=tuple((float(w), a) for w, a in parts),
+        )
+
+    def _mixed(
+        self, features: np.ndarray, prior: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`constant` of a mixture: each part reads its own bands of ``features``."""
+        index = {b: i for i, b in enumerate(self.bands)}
+        add, var = np.zeros(len(features)), np.zeros(len(features))
+        for weight, part in self.parts:
+            cols = [index[b] for b in part.bands] + [-2, -1]
+            a, spread = part.constant(features[:, cols], prior if part.prior_input else None)
+            add += weight * a
+            var += (weight * spread) ** 2
+        return add, np.sqrt(var)
 
     def forest_part(
         self, features: np.ndarray, prior: np.ndarray | None = None
@@ -145,6 +191,8 @@ class RegionalAdjustment:
 
         ``prior`` as in :meth:`forest_part`.
         """
+        if self.parts:
+            return self._mixed(features, prior)
         f, spread = self.forest_part(features, prior)
         offset = np.zeros(len(features))
         # One mask per interval (a handful), not one dict lookup per pixel.
@@ -183,17 +231,23 @@ class RegionalAdjustment:
         return add.reshape(depths, n), spread.reshape(depths, n)
 
     def to_record(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """Arrays and JSON-ready settings for a bundle."""
+        """Arrays and JSON-ready settings for a bundle (a mixture's parts under ``parts``)."""
         arrays: dict[str, np.ndarray] = {}
         forest = None
         if self.forest is not None:
             arrays, forest = forest_arrays(self.forest)
-        record = {
+        record: dict[str, Any] = {
             "bands": list(self.bands), "slope": float(self.slope), "level": float(self.level),
             "shrink": float(self.shrink), "target": self.target, "forest": forest,
             "depth_offsets": [[t, b, float(v)] for (t, b), v in self.depth_offsets.items()],
             "prior_input": bool(self.prior_input),
         }  # fmt: skip
+        if self.parts:
+            record["parts"] = []
+            for k, (weight, part) in enumerate(self.parts):
+                part_arrays, part_record = part.to_record()
+                arrays.update({f"{_PART}{k}.{name}": a for name, a in part_arrays.items()})
+                record["parts"].append({"weight": weight, **part_record})
         return arrays, record
 
     @classmethod
@@ -208,6 +262,11 @@ class RegionalAdjustment:
             A malformed record or forest.
         """
         try:
+            if record.get("parts"):
+                return cls.mix([
+                    (float(part["weight"]), cls.from_record(part, _part_arrays(arrays, k)))
+                    for k, part in enumerate(record["parts"])
+                ])  # fmt: skip
             forest = record.get("forest")
             return cls(
                 bands=[str(b) for b in record["bands"]],
@@ -225,6 +284,15 @@ class RegionalAdjustment:
             raise
         except (KeyError, TypeError, ValueError) as exc:
             raise BundleError(f"the bundle's regional adjustment is malformed ({exc!r})") from None
+
+
+#: Prefix of a mixture part's arrays in :meth:`RegionalAdjustment.to_record`.
+_PART = "part"
+
+
+def _part_arrays(arrays: Mapping[str, np.ndarray], k: int) -> dict[str, np.ndarray]:
+    prefix = f"{_PART}{k}."
+    return {name[len(prefix) :]: a for name, a in arrays.items() if name.startswith(prefix)}
 
 
 #: Trees per task of :func:`_tree_moments`: fixed, so its sums do not depend on the threads.

@@ -32,8 +32,9 @@ PRIOR_RESIDUALS = (
     "prior-residual-krige",
 )
 #: Candidates of ``auto`` that are table-level models, not one network (``stacked``: the
-#: log forest with the network's prediction as one more covariate).
-TABLE_METHODS = (*FORESTS, "stacked", *PRIOR_RESIDUALS, "recalibrate", "blend")
+#: log forest with the network's prediction as one more covariate; ``prior-stacked``: the
+#: mean of ``prior-residual`` and ``stacked``).
+TABLE_METHODS = (*FORESTS, "stacked", *PRIOR_RESIDUALS, "prior-stacked", "recalibrate", "blend")
 #: Candidates ``auto`` chooses among by default: both forests and the two prior-based
 #: estimators. A fine-tuned network (:data:`AUTO_NETWORK`) joins them only from
 #: :data:`AUTO_NETWORK_FROM` training profiles: with 20-50 cores a network candidate won the
@@ -47,8 +48,8 @@ AUTO_NETWORK = "freeze-encoders"
 AUTO_NETWORK_FROM = 200
 #: Table-level methods whose fitted model a bundle can hold (the pretrained network with a
 #: regional adjustment, :mod:`socmap.model.adjustment`), so they map like a fine-tuned
-#: network: every default candidate of ``auto``, and ``stacked``.
-BUNDLE_METHODS = ("rf", "rf-log", "stacked", "prior-residual", "recalibrate")
+#: network: every default candidate of ``auto``, ``stacked`` and ``prior-stacked``.
+BUNDLE_METHODS = ("rf", "rf-log", "stacked", "prior-residual", "prior-stacked", "recalibrate")
 #: Method names that give no single fine-tuned network (benchmark output names are the
 #: method names themselves).
 BASELINES = (
@@ -58,6 +59,7 @@ BASELINES = (
     "global-gbm",
     "global-ens",
     *PRIOR_RESIDUALS,
+    "prior-stacked",
     "recalibrate",
     "blend",
 )

@@ -865,6 +865,16 @@ def _table_method(
         return StackedForest(
             _GlobalLogPrediction(network_prior), bands, n_estimators, random_state=seed
         )
+    if name == "prior-stacked":
+        from socmap.model.mixture import MixedRegressor
+
+        parts = ("prior-residual", "stacked")
+        return MixedRegressor([
+            _table_method(part, bundle=bundle, prior=prior, bands=bands, network=network,
+                          n_estimators=n_estimators, block_size=block_size, units=units,
+                          mc_passes=mc_passes, seed=seed)
+            for part in parts
+        ])  # fmt: skip
     if name == "blend":
         return BlendRegressor(
             network=FineTunedRegressor(bundle, strategy="freeze-encoders", **network),
@@ -905,8 +915,8 @@ def transfer_methods(
     names
         ``rf`` (regional-only forest on SOC with R ranger's defaults,
         :data:`~socmap.model.baselines.RANGER_DEFAULTS`), ``rf-log`` (regional forest on
-        log1p SOC), ``stacked`` (log forest + global prediction), ``global`` (pretrained
-        network as is), ``global-gbm`` (gradient boosting on the global table with the
+        log1p SOC), ``stacked`` (log forest reading the network's prediction), ``global``
+        (pretrained network as is), ``global-gbm`` (gradient boosting on the global table with the
         bundle's excluded region left out, :class:`~socmap.model.global_gbm.GlobalGBM`),
         ``global-ens`` (the mean of both in log space,
         :class:`~socmap.model.prior.GlobalEnsemble`), ``prior-residual`` (global prediction +
@@ -914,6 +924,8 @@ def transfer_methods(
         ``global-gbm`` or their mean, whichever fits the training cores best,
         :class:`~socmap.model.prior.SelectedPrior`), ``prior-residual-ens`` (the same on the
         ensemble prior; table-level only: a bundle cannot hold the booster),
+        ``prior-stacked`` (the mean of ``prior-residual`` and ``stacked`` on log1p SOC,
+        :class:`~socmap.model.mixture.MixedRegressor`),
         ``prior-residual-krige`` (``prior-residual`` plus kriging of its inner-CV residuals,
         :class:`~socmap.model.kriging.ResidualKriging`; table-level only), ``recalibrate``
         (ridge-shrunk ``a + b * global``), ``blend`` (network fine-tuned with

@@ -99,6 +99,7 @@ class ModelStep(_Step):
         "rf",
         "rf-log",
         "stacked",
+        "prior-stacked",
         "auto",
     ] = "auto"
     depths: str = "globalsoilmap"
