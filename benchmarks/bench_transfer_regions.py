@@ -87,7 +87,7 @@ REGIONS: dict[str, dict[str, Any]] = {
 QUICK_REGIONS = ("europe_central_east", "andes_north", "southern_africa")
 METHODS = (
     "rf", "rf-log", "stacked", "global-gbm", "global", "global-ens", "freeze-encoders",
-    "prior-residual", "prior-residual-ens", "recalibrate", "blend", "auto",
+    "prior-residual", "prior-residual-ens", "prior-stacked", "recalibrate", "blend", "auto",
 )  # fmt: skip
 DEPTHS = "0-30-60"
 
@@ -223,6 +223,43 @@ def _load(out: Path) -> tuple[pd.DataFrame, pd.DataFrame, list[dict[str, Any]]]:
     return res, summ, records
 
 
+def _forest_pairs(res: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Paired differences of every method against ``rf`` and against ``rf-log``."""
+    return {ref: paired_differences(res, ref) for ref in ("rf", "rf-log")}
+
+
+def _beats_both_forests(pairs: dict[str, pd.DataFrame], label: str, region: str, n: str) -> bool:
+    """Lower MAE and higher CCC than rf and than rf-log, each beyond 1 paired SE."""
+    for table in pairs.values():
+        d = table[(table["region"] == region) & (table["label"] == label) & (table["n"] == n)]
+        if d.empty:
+            return False
+        mae, ccc = d.set_index("metric").loc["mae"], d.set_index("metric").loc["ccc"]
+        if not (mae["mean"] < -mae["se"] and ccc["mean"] > ccc["se"]):
+            return False
+    return True
+
+
+def _wins(res: pd.DataFrame) -> list[str]:
+    """Per method and n: the regions where it beats both forests in MAE and CCC (> 1 SE)."""
+    pairs = _forest_pairs(res)
+    regions = sorted(res["region"].unique())
+    sizes = list(dict.fromkeys(res["n"]))
+    lines = [
+        "| method | " + " | ".join(f"n = {n}" for n in sizes) + " |",
+        "|---|" + "---|" * len(sizes),
+    ]
+    for label in dict.fromkeys(res["label"]):
+        if label in ("rf", "rf-log"):
+            continue
+        cells = []
+        for n in sizes:
+            won = [r for r in regions if _beats_both_forests(pairs, label, r, n)]
+            cells.append(f"{len(won)} of {len(regions)}" + (f" ({', '.join(won)})" if won else ""))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _acceptance(res: pd.DataFrame, summ: pd.DataFrame) -> list[str]:
     """The issue's acceptance lines, computed from the results."""
     pooled = summ[summ["depth"] == "all"]
@@ -249,20 +286,9 @@ def _acceptance(res: pd.DataFrame, summ: pd.DataFrame) -> list[str]:
         auto = "auto"
     if auto not in set(pooled["label"]):
         return lines
-    pairs = {ref: paired_differences(res, ref) for ref in ("rf", "rf-log")}
+    pairs = _forest_pairs(res)
     for n in ("20", "50"):
-        won = []
-        for r in regions:
-            ok = True
-            for table in pairs.values():
-                d = table[(table["region"] == r) & (table["label"] == auto) & (table["n"] == n)]
-                if d.empty:
-                    ok = False
-                    continue
-                mae, ccc = d.set_index("metric").loc["mae"], d.set_index("metric").loc["ccc"]
-                ok &= bool(mae["mean"] < -mae["se"]) and bool(ccc["mean"] > ccc["se"])
-            if ok:
-                won.append(r)
+        won = [r for r in regions if _beats_both_forests(pairs, auto, r, n)]
         lines.append(
             f"| auto beats rf and rf-log in MAE and CCC beyond 1 SE at n = {n}, regions | "
             f"{len(won)} of {len(regions)} | {len(won) >= 7} |"
@@ -374,7 +400,9 @@ def write_summary(out: Path, doc: Path, machine: str) -> None:
         "reference of ΔMAE %; paired differences (method minus reference, per fold, layer "
         "and repeat) are mean ± standard error (folds and layers are not independent, so "
         "read the SE as a rough scale). `finetune:auto` (auto) chooses among rf, rf-log, "
-        "prior-residual and recalibrate by inner spatial CV on the training profiles only; "
+        "prior-residual, prior-stacked and recalibrate by inner spatial CV on the training "
+        "profiles only, keeping prior-stacked unless another beats it by > 1 SE (a region run "
+        "before commit 5862a3a had no prior-stacked and kept prior-residual); "
         "since commit 1cb37d8 a bundle holds any of them (the pretrained network with a "
         "regional adjustment, `socmap.model.adjustment`), so these are the numbers of the "
         "maps that `socmap finetune --strategy auto` and `socmap run` make. Since commit "
@@ -407,6 +435,13 @@ def write_summary(out: Path, doc: Path, machine: str) -> None:
             "care, or rerun the older ones (`--rerun --regions ...`).**",
         ]
     lines += ["", "## Acceptance checks (issue 14)", "", *_acceptance(res, summ), ""]
+    lines += [
+        "Regions where each method beats **both** forests, in MAE and in CCC, each by more "
+        "than one paired standard error (the test of the second line, for every method):",
+        "",
+        *_wins(res),
+        "",
+    ]
     lines += [
         "Regions are run one at a time (resumable); the full list is `REGIONS` in the script, "
         "and a region missing above has not been run yet. Wall times are on a shared 2-core "

@@ -37,24 +37,23 @@ def test_prior_stacked_is_the_mean_of_its_two_members_in_log_space(setting):
     mixed = methods["prior-stacked"].fit(table)
     residual = methods["prior-residual"].fit(table)
     stacked = methods["stacked"].fit(table)
-    assert mixed.weights_ == [0.5, 0.5]
+    assert mixed.weights_ == pytest.approx([2 / 3, 1 / 3])  # PRIOR_STACKED, normalised
     mean, sd = mixed.predict_log(table)
     (m1, s1), (m2, s2) = residual.predict_log(table), stacked.predict_log(table)
-    np.testing.assert_allclose(mean, (m1 + m2) / 2, rtol=1e-12)
-    # the network's sd enters once, times the summed slope (1/2: only prior-residual has
-    # one), and the tree spreads add as independent: here that is hypot(s1, s2) / 2
-    np.testing.assert_allclose(sd, np.hypot(s1, s2) / 2, rtol=1e-12)
-    assert mixed.adjustment().slope == 0.5
-    # weights are normalised
-    heavy = clone(mixed).set_params(weights=[3, 1]).fit(table)
-    np.testing.assert_allclose(heavy.predict_log(table)[0], 0.75 * m1 + 0.25 * m2, rtol=1e-12)
+    np.testing.assert_allclose(mean, (2 * m1 + m2) / 3, rtol=1e-12)
+    # the network's sd enters once, times the summed slope (2/3: only prior-residual has
+    # one), and the tree spreads add as independent: here that is hypot(2 s1, s2) / 3
+    np.testing.assert_allclose(sd, np.hypot(2 * s1, s2) / 3, rtol=1e-12)
+    assert mixed.adjustment().slope == pytest.approx(2 / 3)
+    even = clone(mixed).set_params(weights=[1, 1]).fit(table)
+    np.testing.assert_allclose(even.predict_log(table)[0], (m1 + m2) / 2, rtol=1e-12)
 
 
 def test_members_that_do_not_share_one_network_or_weights_that_do_not_fit_are_refused(setting):
     _, table, _ = setting
     residual = _methods(setting, ["prior-residual"])["prior-residual"]
     other = _methods(setting, ["stacked"], seed=1)["stacked"]  # another dropout seed
-    with pytest.raises(ConfigError, match="must use the same pretrained network as its prior"):
+    with pytest.raises(ConfigError, match="must use the same pretrained network as its"):
         MixedRegressor([residual, other]).fit(table)
     with pytest.raises(ConfigError, match=r"two or more members and one positive weight each"):
         MixedRegressor([residual]).fit(table)

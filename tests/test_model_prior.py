@@ -240,15 +240,30 @@ def test_auto_keeps_the_preferred_candidate_within_tie_se(region):
     assert prior_first.choice_ == "prior-residual" and "within" in prior_first.reason_
 
 
+def test_prior_stacked_mixes_its_members_on_any_prior(region, forest_mae):
+    train, test = region
+    est = _auto(Oracle(shift=-0.4), candidates=("rf", "prior-stacked"), prefer="prior-stacked")
+    est.fit(train)
+    assert est.choice_ == "prior-stacked"
+    mixed = est.estimator_
+    assert [type(m).__name__ for m in mixed.members_] == ["PriorResidualRegressor",
+                                                          "StackedForest"]  # fmt: skip
+    (m1, _), (m2, _) = (m.predict_log(test) for m in mixed.members_)
+    np.testing.assert_allclose(mixed.predict_log(test)[0], (2 * m1 + m2) / 3, rtol=1e-12)
+    assert _mae(est, test) < 0.75 * forest_mae
+
+
 def _auto(prior, **kw):
+    # the candidates and incumbent these tests were written for (the defaults add
+    # prior-stacked, which test_prior_stacked_mixes_its_members_on_any_prior covers)
+    settings = {"candidates": TABLE_ONLY, "prefer": "prior-residual", **kw}
     return AutoTransferRegressor(
-        candidates=TABLE_ONLY,
         prior=prior,
         regional_bands=BANDS[:4],
         regional_categorical=BANDS[4:],
         n_estimators=30,
         block_size=1.0,
-        **kw,
+        **settings,
     )
 
 

@@ -76,7 +76,8 @@ def finetune_bundle(
     strategy
         A fine-tuning strategy (``full``, ``freeze-encoders``, ``head``, ``l2sp``,
         ``instances``), a method the bundle holds as the pretrained network plus a regional
-        adjustment (``prior-residual``, ``recalibrate``, ``rf``, ``rf-log``;
+        adjustment (``prior-residual``, ``prior-stacked``, ``stacked``, ``recalibrate``,
+        ``rf``, ``rf-log``;
         :data:`~socmap.model.transfer.BUNDLE_METHODS`), or ``auto``: the one of
         :data:`~socmap.model.transfer.AUTO_CANDIDATES` (and, from
         :data:`~socmap.model.transfer.AUTO_NETWORK_FROM` profiles,

@@ -23,7 +23,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from socmap.errors import ConfigError
 from socmap.model.adjustment import RegionalAdjustment
-from socmap.model.baselines import GlobalModel, table_features
+from socmap.model.baselines import table_features
 
 __all__ = ["MixedRegressor"]
 
@@ -34,8 +34,9 @@ class MixedRegressor(RegressorMixin, BaseEstimator):
     Parameters
     ----------
     members
-        Unfitted estimators with ``adjustment()`` after fitting and a ``prior_`` that is the
-        same pretrained network (:class:`~socmap.model.baselines.GlobalModel`), e.g.
+        Unfitted estimators with ``adjustment()`` after fitting and a ``prior_`` that
+        predicts the same as every other member's (one pretrained network,
+        :class:`~socmap.model.baselines.GlobalModel`, or any one prior), e.g.
         :class:`~socmap.model.prior.PriorResidualRegressor` and
         :class:`~socmap.model.baselines.StackedForest`.
     weights
@@ -46,7 +47,7 @@ class MixedRegressor(RegressorMixin, BaseEstimator):
     members_
         The fitted members (clones).
     prior_
-        The network they share.
+        The prior (network) they share.
     weights_
         The normalised weights.
     """
@@ -70,16 +71,24 @@ class MixedRegressor(RegressorMixin, BaseEstimator):
         self.weights_ = self._weights()
         self.members_ = [clone(m).fit(X) for m in self.members]
         priors: list[Any] = [getattr(m, "prior_", None) for m in self.members_]
-        first = priors[0]
-        if not all(isinstance(p, GlobalModel) for p in priors) or any(
-            p.get_params() != first.get_params() for p in priors
-        ):
+        if not all(callable(getattr(p, "predict_log", None)) for p in priors):
             raise ConfigError(
-                "every member of a MixedRegressor must use the same pretrained network as its "
-                "prior (GlobalModels of one bundle with the same mc_passes and random_state); "
-                "build them with one bundle= and prior=None"
+                "every member of a MixedRegressor needs a prior_ with predict_log (the "
+                "network it adjusts), as prior-residual and stacked have"
             )
-        self.prior_: GlobalModel = first
+        # One network for all: the members' priors must predict the same on the rows.
+        first = [np.asarray(v) for v in priors[0].predict_log(X)]
+        for other in priors[1:]:
+            if not all(
+                np.array_equal(a, np.asarray(b), equal_nan=True)
+                for a, b in zip(first, other.predict_log(X), strict=True)
+            ):
+                raise ConfigError(
+                    "every member of a MixedRegressor must use the same pretrained network as "
+                    "its prior (one bundle, the same mc_passes and random_state); build them "
+                    "with one bundle= and prior="
+                )
+        self.prior_: Any = priors[0]
         self.adjustment_ = RegionalAdjustment.mix(
             [(w, m.adjustment()) for w, m in zip(self.weights_, self.members_, strict=True)]
         )

@@ -53,9 +53,11 @@ from socmap.model.methods import (
     AUTO_CANDIDATES,
     AUTO_NETWORK,
     AUTO_NETWORK_FROM,
+    AUTO_PREFER,
     BASELINES,
     BUNDLE_METHODS,
     FORESTS,
+    PRIOR_STACKED,
     TABLE_METHODS,
     check_methods,
     method_names,
@@ -77,6 +79,7 @@ __all__ = [
     "AUTO_CANDIDATES",
     "AUTO_NETWORK",
     "AUTO_NETWORK_FROM",
+    "AUTO_PREFER",
     "BASELINES",
     "BUNDLE_METHODS",
     "FINETUNE_DEFAULTS",
@@ -446,11 +449,12 @@ class AutoTransferRegressor(FineTunedRegressor):
     unless the winner beats it by more than ``tie_se`` standard errors of the paired MAE
     difference (the standard error clusters rows by profile): ``prefer`` when it is among
     the candidates, else the best forest (:data:`FORESTS`). With 20 to 100 cores the inner
-    CV rarely resolves the candidates; the default incumbent ``prior-residual`` nests the
-    forest (the pretrained prediction, a shrunk level correction and a shrunk forest of the
-    residual, its shrinkage itself chosen by inner CV), so a forest or a fine-tuned network
-    must beat it by more than the inner CV can resolve to be chosen. The chosen candidate
-    is then fitted on every training row.
+    CV rarely resolves the candidates; the default incumbent ``prior-stacked``
+    (:data:`AUTO_PREFER`: two thirds ``prior-residual``, i.e. the pretrained prediction, a
+    shrunk level correction and a shrunk forest of the residual, and one third ``stacked``,
+    a log forest that reads the pretrained prediction) uses both the prior and the regional
+    covariates, so a forest or a fine-tuned network must beat it by more than the inner CV
+    can resolve to be chosen. The chosen candidate is then fitted on every training row.
 
     Parameters
     ----------
@@ -522,7 +526,7 @@ class AutoTransferRegressor(FineTunedRegressor):
         n_estimators: int = 500,
         prior: Any = None,
         tie_se: float = 1.0,
-        prefer: str | None = "prior-residual",
+        prefer: str | None = AUTO_PREFER,
         network_from: int | None = AUTO_NETWORK_FROM,
     ) -> None:
         super().__init__(
@@ -868,13 +872,12 @@ def _table_method(
     if name == "prior-stacked":
         from socmap.model.mixture import MixedRegressor
 
-        parts = ("prior-residual", "stacked")
         return MixedRegressor([
             _table_method(part, bundle=bundle, prior=prior, bands=bands, network=network,
                           n_estimators=n_estimators, block_size=block_size, units=units,
                           mc_passes=mc_passes, seed=seed)
-            for part in parts
-        ])  # fmt: skip
+            for part in PRIOR_STACKED
+        ], weights=list(PRIOR_STACKED.values()))  # fmt: skip
     if name == "blend":
         return BlendRegressor(
             network=FineTunedRegressor(bundle, strategy="freeze-encoders", **network),
@@ -1028,6 +1031,7 @@ class _GlobalLogPrediction:
         self.model = model
 
     def __call__(self, table: pd.DataFrame) -> Any:
-        if not hasattr(self.model, "bundle_"):
+        # a GlobalModel loads its bundle on first use; any other prior is used as it is
+        if isinstance(self.model, GlobalModel) and not hasattr(self.model, "bundle_"):
             self.model.fit(None)
         return self.model.predict_log(table)[0]
