@@ -177,6 +177,20 @@ def run_region(name: str, args: argparse.Namespace) -> dict[str, Any]:
     return record
 
 
+def _same_code(commits: list[str]) -> bool:
+    """Whether clean commits (no ``+changes``) all hold the same ``src/`` tree."""
+    if any(not c or "+" in c or c == "unknown" for c in commits):
+        return False
+    try:
+        return all(
+            subprocess.run(["git", "diff", "--quiet", commits[0], c, "--", "src"],
+                           cwd=ROOT, capture_output=True).returncode == 0
+            for c in commits[1:]
+        )  # fmt: skip
+    except OSError:
+        return False
+
+
 def _commit() -> str:
     """Short git commit of the code that ran, with ``+changes`` when the tree was dirty."""
     try:
@@ -257,6 +271,33 @@ def _wins(res: pd.DataFrame) -> list[str]:
             won = [r for r in regions if _beats_both_forests(pairs, label, r, n)]
             cells.append(f"{len(won)} of {len(regions)}" + (f" ({', '.join(won)})" if won else ""))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _method_summary(summ: pd.DataFrame) -> list[str]:
+    """Per method: the acceptance's averages and worst case, for every method run."""
+    pooled = summ[summ["depth"] == "all"].set_index(["region", "n", "label"])
+    lines = [
+        "| method | ΔMAE % vs rf | ΔCCC % vs rf | ΔMAE % vs rf-log | worst ΔMAE % vs the "
+        "better forest | PICP90 cal. |",
+        "|---|---:|---:|---:|---|---|",
+    ]
+    forests = ("rf", "rf-log")
+    for label in dict.fromkeys(summ["label"]):
+        if label in forests:
+            continue
+        rows = pooled.xs(label, level="label")
+        ref = {f: pooled.xs(f, level="label").loc[rows.index] for f in forests}
+        better = np.minimum(ref["rf"]["mae"], ref["rf-log"]["mae"])
+        worst = 100 * (rows["mae"] / better - 1)
+        where = worst.idxmax()
+        lines.append(
+            f"| {label} | {100 * (rows['mae'] / ref['rf']['mae'] - 1).mean():+.1f} | "
+            f"{100 * (rows['ccc'] / ref['rf']['ccc'] - 1).mean():+.1f} | "
+            f"{100 * (rows['mae'] / ref['rf-log']['mae'] - 1).mean():+.1f} | "
+            f"{worst.max():+.1f} ({where[0]}, n = {where[1]}) | "
+            f"{rows['calibrated_picp_90'].min():.3f}-{rows['calibrated_picp_90'].max():.3f} |"
+        )
     return lines
 
 
@@ -379,7 +420,7 @@ def _plot(summ: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def write_summary(out: Path, doc: Path, machine: str) -> None:
+def write_summary(out: Path, doc: Path, machine: str, preface: str = "") -> None:
     """Combine every finished region into the Markdown report and the skill plot."""
     res, summ, records = _load(out)
     plot = doc.parent / doc.stem / "skill_vs_n.png"
@@ -390,6 +431,7 @@ def write_summary(out: Path, doc: Path, machine: str) -> None:
     lines = [
         "# Leave-region-out transfer benchmark",
         "",
+        *([preface, ""] if preface else []),
         "`benchmarks/bench_transfer_regions.py` (this page is generated). Each region is a "
         "longitude/latitude box cut from the embedded global table; the global network and "
         "`global-gbm` are trained **without it**. The region's profiles (harmonised onto "
@@ -428,18 +470,34 @@ def write_summary(out: Path, doc: Path, machine: str) -> None:
         for r in records
     ]
     commits = {r.get("commit") for r in records}
-    if len(commits) > 1:
+    if len(commits) > 1 and _same_code(sorted(str(c) for c in commits)):
+        lines += [
+            "",
+            f"The regions were run at {len(commits)} commits that differ only outside `src/`: "
+            "the same socmap code.",
+        ]
+    elif len(commits) > 1:
         lines += [
             "",
             f"**The regions were run at {len(commits)} different commits: compare them with "
             "care, or rerun the older ones (`--rerun --regions ...`).**",
         ]
-    lines += ["", "## Acceptance checks (issue 14)", "", *_acceptance(res, summ), ""]
+    checks = _acceptance(res, summ)
+    if len(checks) <= 2:  # the header alone: neither auto nor the global pair was run
+        checks = ["Not measured here: this run has neither `auto` nor `global` and `global-gbm`."]
+    lines += ["", "## Acceptance checks (issue 14)", "", *checks, ""]
     lines += [
         "Regions where each method beats **both** forests, in MAE and in CCC, each by more "
         "than one paired standard error (the test of the second line, for every method):",
         "",
         *_wins(res),
+        "",
+        "Every method against the forests, averaged over regions and the sizes run (ΔCCC % "
+        "is the mean of per-region ratios, so a region whose rf CCC is near 0 weighs a lot), "
+        "its largest MAE loss against the better forest, and the range of its calibrated "
+        "90 % coverage:",
+        "",
+        *_method_summary(summ),
         "",
     ]
     lines += [
@@ -484,6 +542,7 @@ def main() -> None:
     p.add_argument("--doc", type=Path, default=DOC)
     p.add_argument("--rerun", action="store_true", help="recompute finished regions")
     p.add_argument("--summary-only", action="store_true")
+    p.add_argument("--preface", default="", help="a paragraph on this run, under the title")
     args = p.parse_args()  # fmt: skip
     if args.quick:
         args.regions = ",".join(QUICK_REGIONS)
@@ -501,8 +560,8 @@ def main() -> None:
             record = run_region(name, args)
             print(f"{name}: {record['profiles']} profiles, "
                   f"{record['benchmark_seconds']:.0f} s", flush=True)  # fmt: skip
-            write_summary(args.out, args.doc, machine)
-    write_summary(args.out, args.doc, machine)
+            write_summary(args.out, args.doc, machine, args.preface)
+    write_summary(args.out, args.doc, machine, args.preface)
     print(f"wrote {args.doc}")
 
 
