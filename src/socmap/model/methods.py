@@ -36,9 +36,10 @@ PRIOR_RESIDUALS = (
 #: mean of ``prior-residual`` and ``stacked``).
 TABLE_METHODS = (*FORESTS, "stacked", *PRIOR_RESIDUALS, "prior-stacked", "recalibrate", "blend")
 #: Members of ``prior-stacked`` and their weights (normalised): two thirds ``prior-residual``
-#: (the higher CCC), one third ``stacked`` (the lower MAE). On the eight leave-region-out
-#: regions at n = 20 and 50 (3 repeats), the mean beat both forests in MAE and CCC in more
-#: regions with these weights than with 1/4, 1/2 or 3/4 (or either member alone).
+#: (the higher CCC), one third ``stacked`` (the lower MAE). On eight leave-region-out regions
+#: at n = 20 and 50 (3 repeats), the mixture beat both forests in MAE and CCC in more regions
+#: with these weights than with shares of 0.5 or 0.75, either member alone, or a share of the
+#: raw-target forest (docs/benchmarks/prior_stacked_weights.md).
 PRIOR_STACKED = {"prior-residual": 2.0, "stacked": 1.0}
 #: Candidates ``auto`` chooses among by default: both forests and the prior-based
 #: estimators. A fine-tuned network (:data:`AUTO_NETWORK`) joins them only from
