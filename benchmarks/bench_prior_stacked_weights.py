@@ -182,7 +182,7 @@ def main() -> None:
         f"{machine}; {(time.perf_counter() - start) / 60:.1f} min (regions already on disk "
         "are read, not refitted).",
         "",
-        markdown_table(table.head(20)),
+        markdown_table(table),
         "",
     ]
     doc = args.out.with_suffix(".md")
