@@ -177,6 +177,20 @@ def test_catalog_change_recomputes_the_cube_and_after_but_not_the_profiles(
     ]  # fmt: skip
 
 
+def test_new_socmap_code_recomputes_every_stage(
+    setup: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socmap._versions
+
+    spec = load_run_config(setup["config"])
+    old = {p.name: p.key for p in plan_run(spec)}
+    # the same version number, other code (a development build after a change)
+    monkeypatch.setattr(socmap._versions, "code_sha256", lambda: "0" * 64)
+    new = {p.name: p.key for p in plan_run(spec)}
+    assert [s for s in ALL_STAGES if new[s] == old[s]] == []
+    assert {p.status for p in preview_run(setup["config"])} == {"compute"}
+
+
 def test_new_cores_recompute_from_their_stages_on(setup: dict[str, Any]) -> None:
     root: RunRoot = setup["root"]
     first = root.runs / setup["first"]

@@ -6,10 +6,13 @@ or an auditor asks for).
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import platform
 from importlib import metadata
+from pathlib import Path
 
-__all__ = ["LIBRARIES", "__version__", "show_versions", "versions"]
+__all__ = ["LIBRARIES", "__version__", "code_sha256", "show_versions", "versions"]
 
 try:
     __version__ = metadata.version("socmap")
@@ -51,6 +54,25 @@ def versions(missing: str | None = None) -> dict[str, str]:
             if missing is not None:
                 found[name] = missing
     return found
+
+
+@functools.lru_cache(maxsize=1)
+def code_sha256() -> str:
+    """SHA-256 of socmap's own source (every ``.py`` file of the package, names and bytes).
+
+    The version number alone does not change between development builds, so a cached result
+    keyed on it would survive a change of the code that made it.
+
+    Examples
+    --------
+    >>> len(code_sha256())
+    64
+    """
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 def show_versions() -> None:

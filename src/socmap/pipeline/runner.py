@@ -83,7 +83,7 @@ class RunOutcome:
 
 
 def _key(stage: Stage, spec: RunSpec, inputs: dict[str, str], upstream: dict[str, str]) -> str:
-    from socmap._versions import __version__
+    from socmap._versions import __version__, code_sha256
 
     doc = {
         "stage": stage.name,
@@ -91,6 +91,8 @@ def _key(stage: Stage, spec: RunSpec, inputs: dict[str, str], upstream: dict[str
         "inputs": inputs,
         "upstream": upstream,
         "socmap": __version__,
+        # new code recomputes: a development build keeps its version number
+        "socmap_code": code_sha256(),
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
