@@ -36,7 +36,7 @@ PRIOR_RESIDUALS = (
 #: mean of ``prior-residual`` and ``stacked``).
 TABLE_METHODS = (*FORESTS, "stacked", *PRIOR_RESIDUALS, "prior-stacked", "recalibrate", "blend")
 #: Members of ``prior-stacked`` and their weights (normalised): two thirds ``prior-residual``
-#: (the higher CCC), one third ``stacked`` (the lower MAE). On eight leave-region-out regions
+#: (mostly the higher CCC), one third ``stacked``. On eight leave-region-out regions
 #: at n = 20 and 50 (3 repeats), the mixture beat both forests in MAE and CCC in more regions
 #: with these weights than with shares of 0.5 or 0.75, either member alone, or a share of the
 #: raw-target forest (docs/benchmarks/prior_stacked_weights.md).

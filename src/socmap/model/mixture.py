@@ -2,9 +2,10 @@
 
 ``prior-stacked`` averages ``prior-residual`` (the network plus a shrunk residual forest) and
 ``stacked`` (a log forest that reads the network's prediction). They err in different ways:
-on the ten-minute covariates of the leave-region-out benchmark, ``stacked`` had the lower MAE
-and ``prior-residual`` the higher CCC, and their mean had a lower MAE than either. The
-weights are fixed rather than chosen by inner CV, which with 20 cores would mostly fit noise.
+on the ten-minute covariates of the leave-region-out benchmark, ``prior-residual`` mostly had
+the higher CCC, and their mean a lower MAE than either alone
+(docs/benchmarks/prior_stacked_weights.md). The weights are fixed rather than chosen by
+inner CV, which with 20 cores would mostly fit noise.
 
 Each member is of the form ``slope * network + constant`` (:mod:`socmap.model.adjustment`),
 so their weighted mean is too (:meth:`~socmap.model.adjustment.RegionalAdjustment.mix`): a
