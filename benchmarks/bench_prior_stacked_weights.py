@@ -57,13 +57,23 @@ PR_WEIGHTS = tuple(
 RF_SHARES = (0.0, 0.1, 0.2)
 
 
-def region_predictions(name: str, args: argparse.Namespace) -> pd.DataFrame:
-    """Out-of-fold log1p predictions of every member, one row per (n, repeat, sample)."""
+def region_predictions(
+    name: str,
+    args: argparse.Namespace,
+    members: dict[str, str] = MEMBERS,
+    *,
+    with_sd: bool = False,
+) -> pd.DataFrame:
+    """Out-of-fold log1p predictions of every member, one row per (n, repeat, sample).
+
+    ``members`` maps a method to its column; ``with_sd`` adds each method's predictive sd
+    of log1p SOC as ``<column>_sd``.
+    """
     bbox = tuple(float(v) for v in REGIONS[name]["bbox"])
     bundle = region_bundle(name, bbox, args.cache, args.seed)
     table = region_table(bbox)  # type: ignore[arg-type]
     bands = load_catalog("global_10arcmin").band_names
-    methods = transfer_methods(list(MEMBERS), bundle, bands, [], block_size=args.block_size,
+    methods = transfer_methods(list(members), bundle, bands, [], block_size=args.block_size,
                                mc_passes=args.mc_passes, seed=args.seed)  # fmt: skip
     cv = BlockKFold(args.folds, args.block_size, random_state=args.seed)
     parts = []
@@ -71,7 +81,7 @@ def region_predictions(name: str, args: argparse.Namespace) -> pd.DataFrame:
         for r in range(args.repeats):
             pick = _sampler(n, zlib.crc32(f"{args.seed}:{r}".encode()))
             frame = None
-            for method, column in MEMBERS.items():
+            for method, column in members.items():
                 oof = cross_validate(methods[method], table, cv, train_sites=pick,
                                      n_jobs=args.jobs, progress=False).oof  # fmt: skip
                 if frame is None:
@@ -80,9 +90,35 @@ def region_predictions(name: str, args: argparse.Namespace) -> pd.DataFrame:
                     same = (oof["site_id"].to_numpy() == frame["site_id"].to_numpy()).all()
                     assert same and (oof["top_cm"].to_numpy() == frame["top_cm"]).all()
                 frame[column] = oof["mean_log"].to_numpy()
+                if with_sd:
+                    frame[f"{column}_sd"] = oof["sd_log"].to_numpy()
             parts.append(frame)
             print(f"{name}: n = {n}, repeat {r} done", flush=True)
     return pd.concat(parts, ignore_index=True)
+
+
+def all_predictions(
+    args: argparse.Namespace, members: dict[str, str] = MEMBERS, *, with_sd: bool = False
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Every region's out-of-fold predictions (fitted once, then read from ``args.out``).
+
+    Returns the predictions with a ``region`` column, and each region's fit seconds (kept
+    beside its predictions; NaN where a region's file predates them).
+    """
+    args.out.mkdir(parents=True, exist_ok=True)
+    frames, seconds = [], {}
+    for name in args.regions.split(","):
+        path = args.out / f"{name}.csv.gz"
+        timing = path.with_name(f"{name}.seconds")  # the fit's wall time, kept with its output
+        if not path.exists():
+            start = time.perf_counter()
+            with atomic_path(path) as tmp:
+                preds = region_predictions(name, args, members, with_sd=with_sd)
+                preds.to_csv(tmp, index=False, compression="gzip")
+            timing.write_text(f"{time.perf_counter() - start:.1f}\n")
+        frames.append(pd.read_csv(path).assign(region=name))
+        seconds[name] = float(timing.read_text()) if timing.exists() else float("nan")
+    return pd.concat(frames, ignore_index=True), seconds
 
 
 def score(preds: pd.DataFrame) -> pd.DataFrame:
@@ -136,10 +172,10 @@ def summarise(scores: pd.DataFrame) -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
-def main() -> None:
-    """Fit the members region by region (resumable), then score the weights."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--regions", default=",".join(TUNING_REGIONS))
+def study_arguments(doc: str | None, out: str, regions: str) -> argparse.Namespace:
+    """The command line shared by the out-of-fold studies (``out``: their folder's name)."""
+    p = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    p.add_argument("--regions", default=regions)
     p.add_argument("--sizes", default="20,50")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--folds", type=int, default=10)
@@ -148,24 +184,18 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache", type=Path, default=ROOT / ".bench_cache" / "transfer_regions")
-    p.add_argument("--out", type=Path,
-                   default=ROOT / "docs" / "benchmarks" / "prior_stacked_weights")  # fmt: skip
+    p.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / out)
     args = p.parse_args()
     args.sizes = [int(s) for s in args.sizes.split(",")]
+    return args
+
+
+def main() -> None:
+    """Fit the members region by region (resumable), then score the weights."""
+    args = study_arguments(__doc__, "prior_stacked_weights", ",".join(TUNING_REGIONS))
     machine = pin_two_cores()
-    args.out.mkdir(parents=True, exist_ok=True)
-    frames, seconds = [], {}
-    for name in args.regions.split(","):
-        path = args.out / f"{name}.csv.gz"
-        timing = path.with_name(f"{name}.seconds")  # the fit's wall time, kept with its output
-        if not path.exists():
-            start = time.perf_counter()
-            with atomic_path(path) as tmp:
-                region_predictions(name, args).to_csv(tmp, index=False, compression="gzip")
-            timing.write_text(f"{time.perf_counter() - start:.1f}\n")
-        frames.append(pd.read_csv(path).assign(region=name))
-        seconds[name] = float(timing.read_text()) if timing.exists() else float("nan")
-    scores = score(pd.concat(frames, ignore_index=True))
+    preds, seconds = all_predictions(args)
+    scores = score(preds)
     table = summarise(scores)
     shipped = PRIOR_STACKED["prior-residual"] / sum(PRIOR_STACKED.values())
     lines = [
