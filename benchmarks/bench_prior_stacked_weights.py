@@ -85,7 +85,7 @@ def region_predictions(
                 oof = cross_validate(methods[method], table, cv, train_sites=pick,
                                      n_jobs=args.jobs, progress=False).oof  # fmt: skip
                 if frame is None:
-                    frame = oof[["site_id", "top_cm", "obs_g_kg"]].assign(n=n, repeat=r)
+                    frame = oof[["site_id", "top_cm", "fold", "obs_g_kg"]].assign(n=n, repeat=r)
                 else:  # every method predicts the same rows in the same order
                     same = (oof["site_id"].to_numpy() == frame["site_id"].to_numpy()).all()
                     assert same and (oof["top_cm"].to_numpy() == frame["top_cm"]).all()
