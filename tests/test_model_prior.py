@@ -17,7 +17,13 @@ from sklearn.base import BaseEstimator, clone
 
 from socmap.datasets import synthetic_soil_field
 from socmap.errors import BandMismatch, ConfigError, ProfileValidationError
-from socmap.model.baselines import RANGER_DEFAULTS, GlobalModel, RegionalForest, table_features
+from socmap.model.baselines import (
+    RANGER_DEFAULTS,
+    GlobalModel,
+    RegionalForest,
+    StackedForest,
+    table_features,
+)
 from socmap.model.prior import (
     SHRINK_GRID,
     BlendRegressor,
@@ -25,6 +31,7 @@ from socmap.model.prior import (
     RecalibratedRegressor,
     SelectedPrior,
     inner_splits,
+    oof_log,
 )
 from socmap.model.transfer import (
     AUTO_CANDIDATES,
@@ -251,6 +258,31 @@ def test_prior_stacked_mixes_its_members_on_any_prior(region, forest_mae):
     (m1, _), (m2, _) = (m.predict_log(test) for m in mixed.members_)
     np.testing.assert_allclose(mixed.predict_log(test)[0], (2 * m1 + m2) / 3, rtol=1e-12)
     assert _mae(est, test) < 0.75 * forest_mae
+
+
+def test_auto_scores_a_mixture_from_its_members_fitting_each_once(region, monkeypatch):
+    train, _ = region
+    fits = {"PriorResidualRegressor": 0, "StackedForest": 0}
+    for cls in (PriorResidualRegressor, StackedForest):
+        real = cls.fit
+
+        def counted(self, X, y=None, _real=real):
+            fits[type(self).__name__] += 1
+            return _real(self, X, y)
+
+        monkeypatch.setattr(cls, "fit", counted)
+    est = _auto(Oracle(noise=0.3), candidates=("prior-residual", "prior-stacked"), prefer=None)
+    est.fit(train)
+    folds = est.inner_folds_
+    # each member once per inner fold, plus the final fit of the choice (and of its members)
+    final = {"prior-residual": (1, 0), "prior-stacked": (1, 1)}[est.choice_]
+    assert fits == {"PriorResidualRegressor": folds + final[0], "StackedForest": folds + final[1]}
+    # and the score is the one the mixture fitted on its own gets, fold by fold
+    rows = est._rows_with_target(train)
+    splits, _ = inner_splits(rows, folds, est.block_size, est.units, est.random_state)
+    mean, _ = oof_log(est._candidate("prior-stacked"), rows, splits)
+    own = np.abs(rows["soc_g_kg"].to_numpy(dtype=float) - np.expm1(mean)).mean()
+    assert est.inner_mae_["prior-stacked"] == pytest.approx(own, rel=1e-10)
 
 
 def _auto(prior, **kw):

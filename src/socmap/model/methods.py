@@ -41,6 +41,10 @@ TABLE_METHODS = (*FORESTS, "stacked", *PRIOR_RESIDUALS, "prior-stacked", "recali
 #: with these weights than with shares of 0.5 or 0.75, either member alone, or a share of the
 #: raw-target forest (docs/benchmarks/prior_stacked_weights.md).
 PRIOR_STACKED = {"prior-residual": 2.0, "stacked": 1.0}
+#: Methods that are fixed-weight means of other methods on log1p SOC -> their members and
+#: weights. ``auto`` scores such a candidate from its members' inner out-of-fold
+#: predictions instead of fitting the members again.
+MIXTURES = {"prior-stacked": PRIOR_STACKED}
 #: Candidates ``auto`` chooses among by default: both forests and the prior-based
 #: estimators. A fine-tuned network (:data:`AUTO_NETWORK`) joins them only from
 #: :data:`AUTO_NETWORK_FROM` training profiles: with 20-50 cores a network candidate won the

@@ -57,7 +57,7 @@ from socmap.model.methods import (
     BASELINES,
     BUNDLE_METHODS,
     FORESTS,
-    PRIOR_STACKED,
+    MIXTURES,
     TABLE_METHODS,
     check_methods,
     method_names,
@@ -630,9 +630,9 @@ class AutoTransferRegressor(FineTunedRegressor):
         self.inner_mae_: dict[str, float] = {}
         self.inner_ccc_: dict[str, float] = {}
         errors: dict[str, np.ndarray] = {}
+        inner: dict[str, np.ndarray] = {}
         for name in self.candidates_:
-            mean, _ = oof_log(self._candidate(name), rows, splits)
-            pred = np.expm1(mean)
+            pred = np.expm1(self._inner_mean(name, rows, splits, inner))
             scores = regression_metrics(obs, pred)
             self.inner_mae_[name] = float(scores["mae"])
             self.inner_ccc_[name] = float(scores["ccc"])
@@ -653,6 +653,31 @@ class AutoTransferRegressor(FineTunedRegressor):
             self.strategy_ = self.choice_
         self.n_rows_without_target_ = n_without
         return self
+
+    def _inner_mean(
+        self,
+        name: str,
+        rows: pd.DataFrame,
+        splits: Sequence[tuple[np.ndarray, np.ndarray]],
+        done: dict[str, np.ndarray],
+    ) -> np.ndarray:
+        """Inner out-of-fold mean of log1p(SOC) of a method, each method fitted once.
+
+        A mixture (:data:`~socmap.model.methods.MIXTURES`) is the weighted mean of its
+        members' out-of-fold means: its adjustment is linear in theirs, so fitting it would
+        fit each member again (``prior-residual`` is also a candidate of its own).
+        """
+        if name not in done:
+            if name in MIXTURES:
+                parts = MIXTURES[name]
+                total = sum(parts.values())
+                mean = np.zeros(len(rows))
+                for part, w in parts.items():
+                    mean = mean + (w / total) * self._inner_mean(part, rows, splits, done)
+                done[name] = mean
+            else:
+                done[name] = oof_log(self._candidate(name), rows, splits)[0]
+        return done[name]
 
     def predict_log(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Mean and sd of log1p(SOC) of the chosen candidate."""
@@ -869,15 +894,15 @@ def _table_method(
         return StackedForest(
             _GlobalLogPrediction(network_prior), bands, n_estimators, random_state=seed
         )
-    if name == "prior-stacked":
+    if name in MIXTURES:
         from socmap.model.mixture import MixedRegressor
 
         return MixedRegressor([
             _table_method(part, bundle=bundle, prior=prior, bands=bands, network=network,
                           n_estimators=n_estimators, block_size=block_size, units=units,
                           mc_passes=mc_passes, seed=seed)
-            for part in PRIOR_STACKED
-        ], weights=list(PRIOR_STACKED.values()))  # fmt: skip
+            for part in MIXTURES[name]
+        ], weights=list(MIXTURES[name].values()))  # fmt: skip
     if name == "blend":
         return BlendRegressor(
             network=FineTunedRegressor(bundle, strategy="freeze-encoders", **network),
