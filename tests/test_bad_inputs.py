@@ -70,6 +70,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     far = gpd.GeoDataFrame({"stratum": ["a"]}, geometry=[box(0, 0, 10, 10)], crs="EPSG:28992")
     far.to_file(root / "far.gpkg")
     (root / "corrupt.gpkg").write_bytes(b"SQLite format 3\x00 not really")
+    shutil.copy(root / "cores.csv", root / "h_sites.csv")  # what `-o h.csv` names its sites
+    shutil.copy(root / "cores.csv", root / "flags.csv")  # what `profiles qc -o DIR` writes
+    decimal = cores[cols].assign(soc_g_kg=cores["soc_g_kg"].map(lambda v: f"{v:.2f}"))
+    decimal["soc_g_kg"] = decimal["soc_g_kg"].str.replace(".", ",")
+    decimal.to_csv(root / "decimal_comma.csv", sep=";", index=False)
     (root / "bd_misspelt.csv").write_text("stratum,bd_g_cm3,bd_sd,notes\n1,1.3,0.1,x\n")
     import rasterio
     from rasterio.transform import from_origin
@@ -635,6 +640,77 @@ CASES: list[tuple[str, Args, str]] = [
                    "-o", t / "out.csv"], r"found 3 spectral columns.*one per wavelength"),
     ("spectra-missing-table",
      lambda w, t: ["spectra", "select", t / "no.csv", "--n", 2, "-o", t / "out.csv"], "no.csv"),
+    # outputs that are, hold or lie inside an input (once: the input replaced by the result,
+    # or a cube that warned of a stray folder on every later read)
+    ("harmonise-out-is-the-input",
+     lambda w, t: ["profiles", "harmonise", w["cores"], "-o", w["cores"]],
+     r"--out '.*cores.csv' is the input '.*cores.csv'; writing there would replace the input"),
+    ("harmonise-sites-table-is-the-input",
+     lambda w, t: ["profiles", "harmonise", w["root"] / "h_sites.csv", "-o", w["root"] / "h.csv"],
+     r"its per-site table\) '.*h_sites.csv' is the input"),
+    ("extract-out-is-the-table",
+     lambda w, t: ["extract", w["cube"], w["cores"], "-o", w["cores"]],
+     r"--out '.*cores.csv' is the input"),
+    ("extract-out-inside-the-cube",
+     lambda w, t: ["extract", w["cube"], w["cores"], "-o", w["cube"] / "out.csv"],
+     r"--out '.*meuse32.zarr/out.csv' lies inside the input '.*meuse32.zarr'"),
+    ("finetune-out-is-the-input-bundle",  # once: the pretrained bundle replaced, exit 0
+     lambda w, t: ["finetune", w["bundle"], "--cube", w["cube"], "--profiles", w["cores"],
+                   "--strategy", "rf", "-o", w["bundle"]], r"--out '.*bundle' is the input"),
+    ("finetune-out-holds-the-inputs",
+     lambda w, t: ["finetune", w["bundle"], "--cube", w["cube"], "--profiles", w["cores"],
+                   "--strategy", "rf", "-o", w["root"]], r"holds the input"),
+    ("predict-out-inside-the-cube",
+     lambda w, t: ["predict", w["bundle"], w["cube"], "-o", w["cube"] / "out", "--passes", 2],
+     r"--out '.*meuse32.zarr/out' lies inside the input"),
+    ("cv-out-is-the-cube",  # once: oof.parquet and friends written into the cube
+     lambda w, t: ["cv", "--cube", w["cube"], "--profiles", w["cores"], "--block-size", "500m",
+                   "-o", w["cube"]], r"--out '.*meuse32.zarr' is the input"),
+    ("cv-out-is-a-file",  # once refused only after the whole CV had run
+     lambda w, t: ["cv", "--cube", w["cube"], "--profiles", w["cores"], "--block-size", "500m",
+                   "-o", w["root"] / "afile.txt"],
+     r"--out '.*afile.txt' cannot be a folder: '.*afile.txt' is a file"),
+    ("bench-out-is-a-file",  # once 'File exists' after the whole benchmark
+     lambda w, t: ["benchmark", "transfer", "--cube", w["cube"], "--bundle", w["bundle"],
+                   "--profiles", w["cores"], "--methods", "rf", "--sizes", "10",
+                   "--block-size", "500m", "-o", w["root"] / "afile.txt"],
+     r"afile.txt' is a file"),
+    ("qc-out-is-a-file",
+     lambda w, t: ["profiles", "qc", w["cores"], "-o", w["root"] / "afile.txt"],
+     r"--out '.*afile.txt' cannot be a folder"),
+    ("qc-flags-would-replace-the-input",
+     lambda w, t: ["profiles", "qc", w["root"] / "flags.csv", "-o", w["root"]],
+     r"\(its flags.csv\) '.*flags.csv' is the input"),
+    # numbers out of range (once a LinAlgError, or a --workers -1 run at exit 0)
+    ("harmonise-huge-lambda",
+     lambda w, t: ["profiles", "harmonise", w["cores"], "--lam", "1e300", "-o", t / "out.csv"],
+     r"--lam 1e\+300 is above 1e\+06"),
+    ("stocks-negative-workers",
+     lambda w, t: ["stocks", w["run"], "--bd", "1.3", "--workers", -1, "--overwrite"],
+     r"'--workers'.*greater than or equal to 0 \(got '-1'\)"),
+    ("ee-pull-zero-workers",
+     lambda w, t: ["ee", "pull", "soilgrids_priors", "--key", t / "key.json", "--workers", 0,
+                   "-o", t / "out.zarr"], r"'--workers'.*greater than or equal to 1"),
+    ("ee-pull-zero-chunk",
+     lambda w, t: ["ee", "pull", "soilgrids_priors", "--key", t / "key.json", "--chunk", 0,
+                   "-o", t / "out.zarr"], r"--chunk 0 must be >= 1"),
+    ("ee-pull-negative-retries",
+     lambda w, t: ["ee", "pull", "soilgrids_priors", "--key", t / "key.json", "--max-retries",
+                   -1, "-o", t / "out.zarr"], r"'--max-retries'.*\(got '-1'\)"),
+    # grids that are no grid (once a GDAL message, or a rasterio warning on a second line)
+    ("cube-grid-is-a-csv",
+     lambda w, t: ["cube", "build", "meuse", "-o", t / "out.zarr", "--grid", w["cores"]],
+     r"cannot read '.*cores.csv' as a raster .*--grid takes a built-in region name"),
+    ("cube-grid-is-a-cube",
+     lambda w, t: ["cube", "build", "meuse", "-o", t / "out.zarr", "--grid", w["cube"]],
+     r"raster '.*meuse32.zarr' has no CRS.*--grid takes"),
+    # remedies in CLI terms (once pandas.read_csv(...) and soc_units=)
+    ("qc-decimal-comma",
+     lambda w, t: ["profiles", "qc", w["root"] / "decimal_comma.csv", "-o", t / "out"],
+     r"decimal comma: save the table again with '\.' as the decimal mark"),
+    ("qc-empty-soc-units",
+     lambda w, t: ["profiles", "qc", w["cores"], "--soc-units", "", "-o", t / "out"],
+     r"--soc-units '' is not a known SOC unit"),
     ("view-out-is-a-users-folder",  # once replaced the folder, and its files, by the page
      lambda w, t: ["view", w["run"], "--out", w["root"] / "mine", "--no-open"],
      "'.*mine' is a folder; socmap writes a file there"),

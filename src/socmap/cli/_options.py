@@ -169,7 +169,9 @@ SchedulerOpt = Annotated[
 
 WorkersOpt = Annotated[
     int | None,
-    typer.Option(help="Tiles computed at once (threads, one torch thread each); 0: one by one."),
+    typer.Option(
+        min=0, help="Tiles computed at once (threads, one torch thread each); 0: one by one."
+    ),
 ]
 
 
@@ -351,11 +353,11 @@ UrlOpt = Annotated[
 ]
 
 
-EEWorkersOpt = Annotated[int, typer.Option("--workers", help="Requests in flight at once.")]
+EEWorkersOpt = Annotated[int, typer.Option("--workers", min=1, help="Requests in flight at once.")]
 
 
 RetriesOpt = Annotated[
-    int, typer.Option(help="Retries per request on 429/5xx (exponential backoff).")
+    int, typer.Option(min=0, help="Retries per request on 429/5xx (exponential backoff).")
 ]
 
 

@@ -81,7 +81,7 @@ def spectra_select_cmd(
     from socmap.spectra.benchmark import benchmark_grid, selection_rule
 
     # an .xlsx was once written as CSV text under that name; refuse it before any work
-    check_table_path(out_path)
+    check_table_path(out_path, [table])
     if quantity not in ("reflectance", "absorbance"):
         raise ConfigError(f"--quantity {quantity!r} must be 'reflectance' or 'absorbance'")
     if grid not in ("library", "measured"):
@@ -238,7 +238,7 @@ def spectra_ossl_cmd(
 
     if kind not in ("visnir", "mir"):
         raise ConfigError(f"--kind {kind!r} must be 'visnir' or 'mir'")
-    check_table_path(out_path)
+    check_table_path(out_path, [spectra, soillab])
     library = read_ossl(spectra, soillab, kind, oc_column=oc_column)  # type: ignore[arg-type]
     for note in library.notes:
         out.print(f"note: {note}")

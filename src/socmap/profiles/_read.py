@@ -208,7 +208,7 @@ def _points_to_xy(gdf: Any, p: Path) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------- units
-def _normalise_unit(unit: object, what: str = "soc_units") -> str:
+def _normalise_unit(unit: object, what: str = "--soc-units") -> str:
     """Map a unit spelling onto a key of :data:`SOC_UNITS`."""
     text = " ".join(str(unit).strip().lower().split())
     if text in _UNIT_ALIASES:
