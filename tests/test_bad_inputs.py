@@ -156,6 +156,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     )
     gpd.GeoDataFrame({"stratum": ["a"]}, geometry=[halves[0].centroid],
                      crs="EPSG:28992").to_file(root / "points.gpkg")  # fmt: skip
+    cover = {**far_prior, "crs": "EPSG:28992", "transform": from_origin(x0, y1, (x1 - x0) / 10,
+             (y1 - y0) / 10)}  # fmt: skip
+    for name, value in (("prior_mean", 20.0), ("prior_se", 5.0), ("prior_se_zero", 0.0)):
+        with rasterio.open(root / f"{name}.tif", "w", **cover) as dst:
+            dst.write(np.full((1, 10, 10), value, dtype="float32"))
+    cores[cols].head(0).to_csv(root / "cores_header_only.csv", index=False)
+    cores[cols].assign(top_cm=cores["top_cm"] + 1).to_csv(root / "cores_other_depths.csv",
+                                                          index=False)  # fmt: skip
+    cores[cols].assign(soc_g_kg=np.nan).to_csv(root / "cores_without_soc.csv", index=False)
     (root / "empty.geojson").write_text('{"type":"FeatureCollection","features":[]}')
     no_iv = root / "bundle_no_intervals"  # an old bundle: no intervals, no depth set
     shutil.copytree(bundle, no_iv)
@@ -711,6 +720,55 @@ CASES: list[tuple[str, Args, str]] = [
     ("qc-empty-soc-units",
      lambda w, t: ["profiles", "qc", w["cores"], "--soc-units", "", "-o", t / "out"],
      r"--soc-units '' is not a known SOC unit"),
+    # strata and cores that say nothing (once exit 0: thousands of strata, --field ignored,
+    # '0 cores' per stratum)
+    ("strata-continuous-band",
+     lambda w, t: ["strata", w["run"], "--strata", "dist"],
+     r"strata 'dist' is a continuous cube band; strata are classes.*\['ffreq', 'soil'\]"),
+    ("design-continuous-band",
+     lambda w, t: ["design", w["run"], "--strata", "dist", "--budget", 5, "-o", t / "out"],
+     r"strata 'dist' is a continuous cube band"),
+    ("strata-field-with-a-band",
+     lambda w, t: ["strata", w["run"], "--strata", "soil", "--field", "zone"],
+     r"--field 'zone' names a column of a polygon file.*drop --field"),
+    ("strata-cores-header-only",
+     lambda w, t: ["strata", w["run"], "--strata", "soil", "--cores",
+                   w["root"] / "cores_header_only.csv"],
+     r"--cores '.*cores_header_only.csv' has no rows"),
+    ("design-cores-header-only",
+     lambda w, t: ["design", w["run"], "--strata", "soil", "--budget", 5, "--cores",
+                   w["root"] / "cores_header_only.csv", "-o", t / "out"], r"has no rows"),
+    ("strata-cores-on-other-depths",
+     lambda w, t: ["strata", w["run"], "--strata", "soil", "--cores",
+                   w["root"] / "cores_other_depths.csv"],
+     r"none of the 40 cores given with --cores has a stock: their depths \['1-15cm', "
+     r"'16-30cm'\] match none of the run's intervals \['0-15cm', '15-30cm'\]"),
+    ("strata-cores-without-soc",
+     lambda w, t: ["strata", w["run"], "--strata", "soil", "--cores",
+                   w["root"] / "cores_without_soc.csv"], r"none of its 80 samples has a soc_g_kg"),
+    # posterior (once: --scale 0 and an SE of 0 gave a posterior equal to the run, exit 0)
+    ("posterior-zero-scale",
+     lambda w, t: ["posterior", w["run"], "--prior",
+                   f"0-15cm={w['root'] / 'prior_mean.tif'},{w['root'] / 'prior_se.tif'}",
+                   "--scale", 0], r"--scale 0.0 must be a finite number > 0"),
+    ("posterior-nan-scale",  # once blamed the prior's coverage
+     lambda w, t: ["posterior", w["run"], "--prior",
+                   f"0-15cm={w['root'] / 'prior_mean.tif'},{w['root'] / 'prior_se.tif'}",
+                   "--scale", "nan"], r"--scale nan must be"),
+    ("posterior-zero-se",
+     lambda w, t: ["posterior", w["run"], "--prior",
+                   f"0-15cm={w['root'] / 'prior_mean.tif'},{w['root'] / 'prior_se_zero.tif'}"],
+     r"prior SE '.*prior_se_zero.tif' \(0-15cm\) is not > 0 at any of the run's \d+ mapped"),
+    ("posterior-depth-twice",
+     lambda w, t: ["posterior", w["run"], "--prior",
+                   f"0-15cm={w['root'] / 'prior_mean.tif'},{w['root'] / 'prior_se.tif'}",
+                   "--prior",
+                   f"0-15cm={w['root'] / 'prior_mean.tif'},{w['root'] / 'prior_se_zero.tif'}"],
+     r"gives depth '0-15cm' a second time"),
+    ("posterior-unknown-layer",
+     lambda w, t: ["posterior", w["run"], "--prior",
+                   f"0-15cm={w['root'] / 'prior_mean.tif'},{w['root'] / 'prior_se.tif'}",
+                   "--layer", "carbon"], r"--layer 'carbon' must be 'soc' or 'stock'"),
     ("view-out-is-a-users-folder",  # once replaced the folder, and its files, by the page
      lambda w, t: ["view", w["run"], "--out", w["root"] / "mine", "--no-open"],
      "'.*mine' is a folder; socmap writes a file there"),

@@ -254,6 +254,22 @@ def check_at_most(*checks: tuple[str, int | None, int]) -> None:
             raise typer.BadParameter(f"{option} {value} must be <= {most}")
 
 
+def read_cores(path: Path | None) -> pd.DataFrame | None:
+    """Read a --cores table as it is; a table without rows is refused (once 0 cores, exit 0)."""
+    if path is None:
+        return None
+    from socmap.errors import ProfileValidationError
+    from socmap.profiles import read_table
+
+    table = read_table(path)
+    if len(table) == 0:
+        raise ProfileValidationError(
+            f"--cores {str(path)!r} has no rows (columns {[str(c) for c in table.columns]!r}); "
+            "give the cores already taken, or drop --cores"
+        )
+    return table
+
+
 def check_block_size(text: str) -> None:
     """Fail fast, before loading anything, on a block size that cannot be parsed."""
     from socmap.validate import parse_block_size

@@ -19,6 +19,7 @@ from socmap.cli._options import (
     WorkersOpt,
     check_at_least,
     check_at_most,
+    read_cores,
 )
 from socmap.errors import ConfigError
 from socmap.units import MAX_MC_PASSES
@@ -180,7 +181,6 @@ def strata_cmd(
         if not 0.5 <= value < 1:
             raise ConfigError(f"{option} {value!r} must be in [0.5, 1), e.g. 0.9 or 0.95")
     check_at_least(("--min-cores", min_cores, 1))
-    from socmap.profiles import read_table
     from socmap.strata import StrataConfig, strata_for_run
 
     config = StrataConfig(
@@ -193,7 +193,7 @@ def strata_cmd(
         run_dir,
         strata,
         field=field,
-        cores=read_table(cores) if cores is not None else None,
+        cores=read_cores(cores),
         config=config,
         scheduler=scheduler,
         workers=workers,
@@ -271,6 +271,10 @@ def posterior_cmd(
         if not depth or len(paths) != 2 or not all(paths):
             raise typer.BadParameter(
                 f"--prior {item!r} must be DEPTH=MEAN.tif,SE.tif, e.g. 0-5cm=mean.tif,se.tif"
+            )
+        if depth in priors:  # once: the later one replaced the earlier without a word
+            raise typer.BadParameter(
+                f"--prior {item!r} gives depth {depth!r} a second time; give each depth once"
             )
         priors[depth] = (paths[0], paths[1])
     res = posterior_for_run(run_dir, priors, layer=layer, soilgrids=soilgrids, scale=scale)
