@@ -172,6 +172,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     doc["metadata"].pop("intervals", None)
     doc["metadata"].pop("depth_set", None)
     (no_iv / "model.json").write_text(json.dumps(doc))
+    for name, edit in {  # bundles damaged after the fact, each a copy of the shared one
+        "bundle_reversed_interval": lambda d: d["metadata"].update(intervals=[[30, 0]]),
+        "bundle_interval_twice": lambda d: d["metadata"].update(intervals=[[0, 15], [0, 15]]),
+        "bundle_other_classes": lambda d: d["features"]["categorical"].update(soil=[7, 8, 9]),
+    }.items():
+        shutil.copytree(bundle, root / name)
+        doc = json.loads((root / name / "model.json").read_text())
+        edit(doc)
+        (root / name / "model.json").write_text(json.dumps(doc))
     return {"root": root, "cube": cube, "bundle": bundle, "run": run, "cores": root / "cores.csv"}
 
 
@@ -769,6 +778,15 @@ CASES: list[tuple[str, Args, str]] = [
      lambda w, t: ["posterior", w["run"], "--prior",
                    f"0-15cm={w['root'] / 'prior_mean.tif'},{w['root'] / 'prior_se.tif'}",
                    "--layer", "carbon"], r"--layer 'carbon' must be 'soc' or 'stock'"),
+    # bundles checked on load (once: a reversed interval refused inside the first tile, after
+    # the run folder existed; an interval given twice mapped twice at exit 0)
+    ("predict-bundle-reversed-interval",
+     lambda w, t: ["predict", w["root"] / "bundle_reversed_interval", w["cube"], "-o",
+                   t / "out", "--passes", 2],
+     r"records the depth interval 30-0 cm; intervals need 0 <= top_cm < bottom_cm"),
+    ("predict-bundle-interval-twice",
+     lambda w, t: ["predict", w["root"] / "bundle_interval_twice", w["cube"], "-o",
+                   t / "out", "--passes", 2], r"records the depth interval 0-15 cm twice"),
     ("view-out-is-a-users-folder",  # once replaced the folder, and its files, by the page
      lambda w, t: ["view", w["run"], "--out", w["root"] / "mine", "--no-open"],
      "'.*mine' is a folder; socmap writes a file there"),
@@ -999,3 +1017,16 @@ def test_too_few_profiles_for_calibration_give_a_bundle_with_null_widths(
     metrics = json.loads((out / "model.json").read_text())["metadata"]["cv_metrics"]
     widths = [m.get("calibrated_mpiw_95") for m in metrics]
     assert None in widths  # infinite: 4 residuals per fold cannot bound a 95 % interval
+
+
+def test_predict_counts_pixels_of_classes_the_model_never_saw(world, tmp_path, capsys) -> None:
+    """A cube coded otherwise than the training data is said on the console (once run.json only)."""
+    out = tmp_path / "run"
+    args = ["predict", str(world["root"] / "bundle_other_classes"), str(world["cube"]), "-o",
+            str(out), "--passes", "2", "--workers", "0"]  # fmt: skip
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    printed = capsys.readouterr().out
+    assert exc.value.code == 0
+    assert re.search(r"note: (\d+) of \1 mapped pixels hold classes of 'soil' that the model "
+                     r"was not trained on", printed), printed  # fmt: skip

@@ -73,6 +73,13 @@ def predict_cmd(
         f"{s['pixels_nodata']} nodata (NaN), {len(run.config.intervals)} depth "
         f"intervals, {s['seconds']:.1f} s"
     )
+    for band, n in (s.get("unknown_class_pixels") or {}).items():
+        if n:  # once only in run.json: a cube coded otherwise than the training data
+            out.print(
+                f"note: {n} of {s['pixels_predicted']} mapped pixels hold classes of {band!r} "
+                "that the model was not trained on; it read them as an unknown class (check "
+                f"that the cube codes {band!r} as the training data did)"
+            )
     for kind, paths in run.exports.items():
         out.print(f"{kind}: {len(paths)} files under {run.path}")
     out.print(f"run: {run.path}")
