@@ -46,6 +46,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     doc["metadata"]["band_units"]["dist"] = "km"
     (km / "model.json").write_text(json.dumps(doc))
     (root / "afile.txt").write_text("a user's file\n")
+    (root / "empty.csv").write_text("")
     mine = root / "mine"
     mine.mkdir()
     (mine / "thesis.docx").write_text("years of work\n")
@@ -787,6 +788,15 @@ CASES: list[tuple[str, Args, str]] = [
     ("predict-bundle-interval-twice",
      lambda w, t: ["predict", w["root"] / "bundle_interval_twice", w["cube"], "-o",
                    t / "out", "--passes", 2], r"records the depth interval 0-15 cm twice"),
+    ("report-qc-empty-file",  # once exit 1: EmptyDataError
+     lambda w, t: ["report", w["run"], "--qc", w["root"] / "empty.csv", "-o", t / "out"],
+     r"QC summary '.*empty.csv' is not a readable CSV table.*--qc takes the summary.csv"),
+    ("report-qc-not-a-qc-summary",  # once a profile table shown as the QC summary, exit 0
+     lambda w, t: ["report", w["run"], "--qc", w["cores"], "-o", t / "out"],
+     r"QC summary '.*cores.csv' lacks the columns \['check', 'severity'"),
+    ("report-out-is-the-cube",  # once report.html and map.html written into the run's cube
+     lambda w, t: ["report", w["run"], "-o", w["cube"]],
+     r"--out '.*meuse32.zarr' is the input .*inside the input"),
     ("view-out-is-a-users-folder",  # once replaced the folder, and its files, by the page
      lambda w, t: ["view", w["run"], "--out", w["root"] / "mine", "--no-open"],
      "'.*mine' is a folder; socmap writes a file there"),

@@ -128,6 +128,11 @@ def refuse_input_as_output(
         if given is None or not Path(given).exists():
             continue
         source = Path(given).resolve()
+        if source == target and not replaces:
+            raise ConfigError(
+                f"{flag} {str(out)!r} is the input {str(given)!r}; writing there would put the "
+                "output's files inside the input; choose another output folder"
+            )
         if source == target:
             raise ConfigError(
                 f"{flag} {str(out)!r} is the input {str(given)!r}; writing there would replace "

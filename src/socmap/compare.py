@@ -522,7 +522,7 @@ def compare_runs(
         unknown = [lay for lay in layers if lay not in shared]
         if unknown or not layers:
             raise ConfigError(
-                f"layers {list(layers)!r} must be stock layers of both runs; the runs share "
+                f"--layer {list(layers)!r} must be stock layers of both runs; the runs share "
                 f"{shared!r} (A only {only_a!r}, B only {only_b!r})"
             )
         chosen = list(dict.fromkeys(layers))
