@@ -103,6 +103,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "cfg_bd_band": base + good + "stocks: {bd: bulk}\n",
         "cfg_cf": base + good + "stocks: {cf: 1.5}\n",
         "cfg_strata": base + good + "strata: {source: nope}\n",
+        "cfg_strata_field": base + good + "strata: {source: soil, field: zone}\n",
         "cfg_depths": base + f"profiles: {{path: {root / 'cores.csv'}}}\nmodel: {{depths: deep}}\n",
         "cfg_swapped": base + f"profiles: {{path: {root / 'swapped_xy.csv'}}}\n",
         "cfg_output_file": f"name: x\noutput: {root / 'afile.txt'}\ncube: {{catalog: meuse}}\n"
@@ -571,6 +572,9 @@ CASES: list[tuple[str, Args, str]] = [
      "stocks.cf.*1.5"),
     ("run-unknown-strata-plan", lambda w, t: ["run", w["root"] / "cfg_strata.yaml", "--plan"],
      "strata.source 'nope'"),
+    ("run-strata-field-with-a-band-plan",  # once passed --plan, to stop at the strata stage
+     lambda w, t: ["run", w["root"] / "cfg_strata_field.yaml", "--plan"],
+     r"strata.field 'zone' names a column of a polygon file.*remove field"),
     ("run-unknown-depths-plan", lambda w, t: ["run", w["root"] / "cfg_depths.yaml", "--plan"],
      "model.depths.*'deep'"),
     ("run-profiles-swapped-plan",
