@@ -127,6 +127,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         root / "spectra_above_one.csv", index=False
     )
     spectra.iloc[:, :4].to_csv(root / "spectra_three_bands.csv", index=False)
+    spectra.head(0).to_csv(root / "spectra_header_only.csv", index=False)
     first = cores["site_id"].unique()
     cores.loc[cores["site_id"] == first[0], cols].to_csv(root / "one_site.csv", index=False)
     cores.loc[cores["site_id"].isin(first[:3]), cols].to_csv(root / "three_sites.csv", index=False)
@@ -801,6 +802,22 @@ CASES: list[tuple[str, Args, str]] = [
     ("report-out-is-the-cube",  # once report.html and map.html written into the run's cube
      lambda w, t: ["report", w["run"], "-o", w["cube"]],
      r"--out '.*meuse32.zarr' is the input .*inside the input"),
+    # spectra select: counts and steps checked on the table (once blamed on the library grid,
+    # or 'target axis must be increasing', a Python message)
+    ("spectra-more-samples-than-rows",
+     lambda w, t: ["spectra", "select", w["root"] / "spectra.csv", "--n", 7, "-o",
+                   t / "out.csv"], r"--n 7 is more than the 6 spectra of .*choose at most 6"),
+    ("spectra-header-only",
+     lambda w, t: ["spectra", "select", w["root"] / "spectra_header_only.csv", "--n", 2, "-o",
+                   t / "out.csv"], r"spectra_header_only.csv' holds 0 spectra.*add rows"),
+    ("spectra-step-wider-than-the-range",
+     lambda w, t: ["spectra", "select", w["root"] / "spectra.csv", "--n", 2, "--grid",
+                   "measured", "--step", 1000, "-o", t / "out.csv"],
+     r"--step 1000 leaves fewer than 2 bands over the measured range 500-522 nm"),
+    ("spectra-infinite-step",
+     lambda w, t: ["spectra", "select", w["root"] / "spectra.csv", "--n", 2, "--grid",
+                   "measured", "--step", "inf", "-o", t / "out.csv"],
+     r"--step inf must be a positive number"),
     ("view-out-is-a-users-folder",  # once replaced the folder, and its files, by the page
      lambda w, t: ["view", w["run"], "--out", w["root"] / "mine", "--no-open"],
      "'.*mine' is a folder; socmap writes a file there"),
