@@ -99,8 +99,8 @@ def spectra_select_cmd(
     spectra = read_spectra(table, quantity=quantity, nan=nan.value)  # type: ignore[arg-type]
     if spectra.n_samples < 2:  # before the library grid, which would blame the bands
         raise ConfigError(
-            f"spectra table {str(table)!r} holds {spectra.n_samples} spectra; choosing needs 2 "
-            "or more: add rows"
+            f"selection needs at least 2 spectra, got {spectra.n_samples} in spectra table "
+            f"{str(table)!r}; add rows"
         )
     if spectra.n_samples < n:
         raise ConfigError(
