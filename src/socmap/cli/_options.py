@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -328,10 +329,14 @@ def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
         values = ()
-    if len(values) != 4:
+    ok = len(values) == 4 and all(math.isfinite(v) for v in values)
+    if ok:
+        minlon, minlat, maxlon, maxlat = values
+        ok = -180 <= minlon < maxlon <= 180 and -90 <= minlat < maxlat <= 90
+    if not ok:  # once 'exclude_bbox ... must be', the Python name, for nan or a swapped box
         raise typer.BadParameter(
-            f"--exclude-bbox {text!r} must be minlon,minlat,maxlon,maxlat, "
-            "e.g. 149.2,-30.6,150.1,-29.8"
+            f"--exclude-bbox {text!r} must be minlon,minlat,maxlon,maxlat in degrees with "
+            "min < max, e.g. 149.2,-30.6,150.1,-29.8"
         )
     return values[0], values[1], values[2], values[3]
 

@@ -27,6 +27,7 @@ from socmap.cli._options import (
     TrainSetsOpt,
     block_size_for,
     check_at_least,
+    check_at_most,
     check_block_size,
     parse_bbox,
     profile_options,
@@ -35,6 +36,7 @@ from socmap.cli._options import (
 )
 from socmap.errors import ConfigError
 from socmap.model.methods import BASELINES, check_bundle_strategy, check_methods, method_names
+from socmap.units import MAX_MC_PASSES
 
 if TYPE_CHECKING:
     from socmap.training import RegionalTable
@@ -160,6 +162,7 @@ def pretrain_cmd(
     Example: [bold]socmap pretrain --out global.socmap --exclude-region edgeroi --seed 0[/bold]
     """
     check_at_least(("--max-epochs", max_epochs, 1), ("--mc-passes", mc_passes, 1))
+    check_at_most(("--mc-passes", mc_passes, MAX_MC_PASSES))  # as `socmap predict --passes`
     check_n_jobs(jobs)
     check_bundle_out(out_path)
     from socmap.model.pretrain import pretrain, region_bbox_lonlat
@@ -405,6 +408,7 @@ def benchmark_transfer_cmd(
         ("--mc-passes", mc_passes, 1),
         ("--n-estimators", n_estimators, 1),
     )
+    check_at_most(("--mc-passes", mc_passes, MAX_MC_PASSES))  # as `socmap predict --passes`
     check_n_jobs(jobs)
     method_list = check_methods([m.strip() for m in methods.split(",") if m.strip()])
     from socmap.model.transfer import transfer_methods  # torch: after the cheap checks
