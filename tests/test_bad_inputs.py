@@ -835,6 +835,21 @@ CASES: list[tuple[str, Args, str]] = [
     ("view-out-is-a-users-folder",  # once replaced the folder, and its files, by the page
      lambda w, t: ["view", w["run"], "--out", w["root"] / "mine", "--no-open"],
      "'.*mine' is a folder; socmap writes a file there"),
+    ("view-out-is-the-run-json",  # once exit 0: run.json replaced by the page, the run lost
+     lambda w, t: ["view", w["run"], "--out", w["run"] / "run.json", "--no-open"],
+     r"--out '.*run.json' must end in .html"),
+    ("view-out-inside-the-cube",
+     lambda w, t: ["view", w["run"], "--out", w["cube"] / "map.html", "--no-open"],
+     r"--out '.*meuse32.zarr/map.html' lies inside the input"),
+    ("view-out-inside-a-store-of-the-run",
+     lambda w, t: ["view", w["run"], "--out", w["run"] / "soc.zarr" / "map.html", "--no-open"],
+     r"lies inside the input '.*soc.zarr'"),
+    ("demo-out-is-a-cube",  # once a demo started in the cube, leaving a .lock there
+     lambda w, t: ["demo", "-o", w["cube"]],
+     r"the run's output '.*meuse32.zarr' is or lies inside .*a Zarr store"),
+    ("run-out-inside-a-bundle-plan",
+     lambda w, t: ["run", w["root"] / "run_config.yaml", "--out", w["bundle"] / "runs",
+                   "--plan"], r"is or lies inside '.*bundle', which is a model bundle"),
     ("demo-file-in-the-way", lambda w, t: ["demo", "-o", w["root"] / "afile.txt" / "d"],
      "afile.txt"),
 ]  # fmt: skip
