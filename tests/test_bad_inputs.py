@@ -76,6 +76,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     decimal = cores[cols].assign(soc_g_kg=cores["soc_g_kg"].map(lambda v: f"{v:.2f}"))
     decimal["soc_g_kg"] = decimal["soc_g_kg"].str.replace(".", ",")
     decimal.to_csv(root / "decimal_comma.csv", sep=";", index=False)
+    cores[cols].rename(columns={"soc_g_kg": " SOC_g_kg "}).to_csv(root / "spaced_header.csv",
+                                                               index=False)  # fmt: skip
     (root / "bd_misspelt.csv").write_text("stratum,bd_g_cm3,bd_sd,notes\n1,1.3,0.1,x\n")
     import rasterio
     from rasterio.transform import from_origin
@@ -745,6 +747,9 @@ CASES: list[tuple[str, Args, str]] = [
     ("qc-decimal-comma",
      lambda w, t: ["profiles", "qc", w["root"] / "decimal_comma.csv", "-o", t / "out"],
      r"decimal comma: save the table again with '\.' as the decimal mark"),
+    ("qc-spaced-header",  # once '--map soc_g_kg= SOC_g_kg ', which --map cannot take
+     lambda w, t: ["profiles", "qc", w["root"] / "spaced_header.csv", "-o", t / "out"],
+     r"found \[.*'SOC_g_kg'\]; perhaps --map soc_g_kg=SOC_g_kg \("),
     ("qc-empty-soc-units",
      lambda w, t: ["profiles", "qc", w["cores"], "--soc-units", "", "-o", t / "out"],
      r"--soc-units '' is not a known SOC unit"),
@@ -1090,3 +1095,13 @@ def test_predict_counts_pixels_of_classes_the_model_never_saw(world, tmp_path, c
     assert exc.value.code == 0
     assert re.search(r"note: (\d+) of \1 mapped pixels hold classes of 'soil' that the model "
                      r"was not trained on", printed), printed  # fmt: skip
+
+
+def test_the_map_a_refusal_suggests_works(world, tmp_path, capsys) -> None:
+    """The --map remedy for a header with spaces around a name runs as written."""
+    args = ["profiles", "qc", str(world["root"] / "spaced_header.csv"), "--map",
+            "soc_g_kg=SOC_g_kg", "-o", str(tmp_path / "qc")]  # fmt: skip
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 0, capsys.readouterr().err
+    assert "QC of 80 horizons in 40 sites" in capsys.readouterr().out
