@@ -371,6 +371,11 @@ CASES: list[tuple[str, Args, str]] = [
     ("stocks-misspelt-bd-sd-column",  # the sd was silently 0
      lambda w, t: ["stocks", w["run"], "--bd", "strata:soil", "--bd-table",
                    w["root"] / "bd_misspelt.csv"], r"\['bd_sd'\] that look like bulk density"),
+    ("stocks-bd-table-misses-a-class",  # once 'or give a default', not said how
+     lambda w, t: ["stocks", w["run"], "--bd", "strata:soil", "--bd-table",
+                   w["root"] / "bd_table.csv"],
+     r"classes \['2', '3'\] without a bulk density; add them to the --bd-table, or a row with "
+     r"stratum 'default'"),
     ("stocks-unknown-strata-band", lambda w, t: ["stocks", w["run"], "--bd", "strata:nope"],
      "nope"),
     ("stocks-bd-units-with-a-constant",  # cg/cm3 was ignored for a constant

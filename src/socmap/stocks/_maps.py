@@ -352,7 +352,8 @@ def _stratum_table(
         if missing:
             raise ConfigError(
                 f"stratum band {band!r} has classes {missing!r} without a bulk density; add "
-                "them to the table or give a default"
+                "them to the --bd-table, or a row with stratum 'default' for every class it "
+                "does not list"
             )
     return {f"{k:g}": [float(m), float(sd)] for k, (m, sd) in checked.table.items()}
 
