@@ -528,6 +528,9 @@ CASES: list[tuple[str, Args, str]] = [
     ("compare-out-is-a-users-file",  # once "pass --overwrite", which then refused too
      lambda w, t: ["compare", w["run"], w["run"], "-o", w["root"] / "afile.txt"],
      r"afile.txt' already exists and is not a socmap comparison; choose another path"),
+    ("compare-field-without-strata",  # once ignored: both runs kept their own strata
+     lambda w, t: ["compare", w["run"], w["root"] / "run_no_strata", "-o", t / "out",
+                   "--field", "zone"], r"--field 'zone' names the stratum column .*add --strata"),
     ("compare-unknown-layer",
      lambda w, t: ["compare", w["run"], w["run"], "-o", t / "out", "--layer", "0-999cm"],
      "0-999cm"),

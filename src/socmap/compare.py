@@ -670,10 +670,10 @@ def _stratum_tables(
             _check_strata(run, which, strata, field)
         elif strata is None:
             other = (b if which == "A" else a).strata.get("options") or {}
-            hint = f", e.g. strata={other['strata_source']!r} as the other run" if other else ""
+            hint = f", e.g. --strata {other['strata_source']} as the other run" if other else ""
             raise ConfigError(
                 f"run {which} {str(run.path)!r} has no stratum table ({_STRATA_CSV}) and no "
-                f"strata were given; pass strata (CLI: --strata S{hint}) or run "
+                f"strata were given; pass --strata S{hint} (Python: strata=) or run "
                 f"`socmap strata {run.path} --strata S` first"
             )
     tables = []

@@ -319,6 +319,12 @@ def compare_cmd(
     """
     from socmap.compare import compare_runs
 
+    if field is not None and strata is None:  # once ignored without a word
+        raise ConfigError(
+            f"--field {field!r} names the stratum column of the --strata polygon file, and no "
+            "--strata was given; add --strata FILE or drop --field"
+        )
+
     res = compare_runs(
         run_a,
         run_b,
