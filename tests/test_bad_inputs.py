@@ -133,6 +133,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     first = cores["site_id"].unique()
     cores.loc[cores["site_id"] == first[0], cols].to_csv(root / "one_site.csv", index=False)
     cores.loc[cores["site_id"].isin(first[:3]), cols].to_csv(root / "three_sites.csv", index=False)
+    (root / "sets_unknown.csv").write_text("fold,site_id\n0,nope\n1,s1\n2,s2\n")
     (root / "bd_table.csv").write_text("stratum,bd_g_cm3,bd_sd_g_cm3\n1,1.3,0.1\n")
     (root / "cfg_bd_table.yaml").write_text(
         base + good + f"stocks: {{bd: 1.3, bd_table: {root / 'bd_table.csv'}}}\n"
@@ -507,6 +508,10 @@ CASES: list[tuple[str, Args, str]] = [
     ("cv-missing-train-sets",
      lambda w, t: ["cv", "--cube", w["cube"], "--profiles", w["cores"], "--train-sets",
                    t / "sets.csv", "-o", t / "out"], "sets.csv"),
+    ("cv-train-sets-unknown-sites",  # once 'train_sites lists', the Python name only
+     lambda w, t: ["cv", "--cube", w["cube"], "--profiles", w["cores"], "--block-size", "500m",
+                   "--train-sets", w["root"] / "sets_unknown.csv", "-o", t / "out"],
+     r"--train-sets \(train_sites\) lists 1 site ids for fold 0 .*\['nope'\]"),
     ("cv-unknown-target",
      lambda w, t: ["cv", "--cube", w["cube"], "--profiles", w["cores"], "--target", "clay",
                    "-o", t / "out"], "clay"),
