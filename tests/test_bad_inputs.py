@@ -377,6 +377,21 @@ CASES: list[tuple[str, Args, str]] = [
                    w["root"] / "bd_table.csv"],
      r"classes \['2', '3'\] without a bulk density; add them to the --bd-table, or a row with "
      r"stratum 'default'"),
+    # BD and CF bands checked before the stocks change (once inside the tiles, after
+    # stocks.status=running: the corrected command met 'exist with other options')
+    ("stocks-categorical-bd-band",
+     lambda w, t: ["stocks", w["run"], "--bd", "soil"],
+     r"--bd 'soil' is a categorical band \(class codes, not a quantity\)"),
+    ("stocks-bd-band-out-of-range",
+     lambda w, t: ["stocks", w["run"], "--bd", "dist"],
+     r"--bd band 'dist' must lie in \[0.05, 2.65\] g/cm3 where the run mapped SOC; \d+ of "
+     r"\d+ pixels do not"),
+    ("stocks-bd-band-in-cg-out-of-range",
+     lambda w, t: ["stocks", w["run"], "--bd", "dist", "--bd-units", "cg/cm3"],
+     r"--bd band 'dist' must lie in \[5, 265\] cg/cm3"),
+    ("stocks-categorical-cf-band",
+     lambda w, t: ["stocks", w["run"], "--bd", "1.3", "--cf", "ffreq"],
+     r"--cf 'ffreq' is a categorical band"),
     ("stocks-unknown-strata-band", lambda w, t: ["stocks", w["run"], "--bd", "strata:nope"],
      "nope"),
     ("stocks-bd-units-with-a-constant",  # cg/cm3 was ignored for a constant
@@ -1118,3 +1133,21 @@ def test_the_map_a_refusal_suggests_works(world, tmp_path, capsys) -> None:
         main(args)
     assert exc.value.code == 0, capsys.readouterr().err
     assert "QC of 80 horizons in 40 sites" in capsys.readouterr().out
+
+
+def test_a_bad_bd_band_leaves_the_stocks_and_the_corrected_command_works(
+    world, tmp_path, capsys
+) -> None:
+    """--overwrite with a bad band refuses before the old stocks go (once they were gone)."""
+    run = tmp_path / "run"
+    shutil.copytree(world["run"], run)
+    before = (run / "run.json").read_text()
+    for bad in (["--bd", "soil"], ["--bd", "dist"], ["--bd", "1.3", "--cf", "ffreq"]):
+        with pytest.raises(SystemExit) as exc:
+            main(["stocks", str(run), *bad, "--overwrite", "--workers", "0"])
+        assert exc.value.code == 2, capsys.readouterr().err
+        assert (run / "run.json").read_text() == before
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:  # the run's own options: no --overwrite needed
+        main(["stocks", str(run), "--bd", "1.3", "--bd-sd", "0.1", "--workers", "0"])
+    assert exc.value.code == 0, capsys.readouterr().err
