@@ -106,6 +106,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "cfg_cf": base + good + "stocks: {cf: 1.5}\n",
         "cfg_strata": base + good + "strata: {source: nope}\n",
         "cfg_strata_field": base + good + "strata: {source: soil, field: zone}\n",
+        "cfg_profiles_in_metres": base + f"profiles: {{path: {root / 'depths_in_m.csv'}}}\n"
+        f"model: {{bundle: {bundle}}}\n",
+        "cfg_profiles_without_soc": base + f"profiles: {{path: {root / 'cores_without_soc.csv'}}}\n"
+        f"model: {{bundle: {bundle}}}\n",
         "cfg_depths": base + f"profiles: {{path: {root / 'cores.csv'}}}\nmodel: {{depths: deep}}\n",
         "cfg_swapped": base + f"profiles: {{path: {root / 'swapped_xy.csv'}}}\n",
         "cfg_output_file": f"name: x\noutput: {root / 'afile.txt'}\ncube: {{catalog: meuse}}\n"
@@ -606,6 +610,12 @@ CASES: list[tuple[str, Args, str]] = [
     ("run-strata-field-with-a-band-plan",  # once passed --plan, to stop at the strata stage
      lambda w, t: ["run", w["root"] / "cfg_strata_field.yaml", "--plan"],
      r"strata.field 'zone' names a column of a polygon file.*remove field"),
+    ("run-profiles-fail-qc-plan",  # once passed --plan, to stop after the cube was built
+     lambda w, t: ["run", w["root"] / "cfg_profiles_in_metres.yaml", "--plan"],
+     r"fail QC: likely_metre_depths .*in the run configuration: profiles.accept_qc"),
+    ("run-profiles-without-soc-plan",
+     lambda w, t: ["run", w["root"] / "cfg_profiles_without_soc.yaml", "--plan"],
+     r"profiles.path '.*cores_without_soc.csv' has no soc_g_kg value in its 80 rows"),
     ("run-unknown-depths-plan", lambda w, t: ["run", w["root"] / "cfg_depths.yaml", "--plan"],
      "model.depths.*'deep'"),
     ("run-profiles-swapped-plan",
