@@ -555,6 +555,12 @@ CASES: list[tuple[str, Args, str]] = [
     ("compare-field-without-strata",  # once ignored: both runs kept their own strata
      lambda w, t: ["compare", w["run"], w["root"] / "run_no_strata", "-o", t / "out",
                    "--field", "zone"], r"--field 'zone' names the stratum column .*add --strata"),
+    ("compare-out-inside-the-cube",  # once change.zarr and tables written into the cube
+     lambda w, t: ["compare", w["run"], w["root"] / "run_no_strata", "-o", w["cube"] / "out"],
+     r"--out '.*meuse32.zarr/out' lies inside the input"),
+    ("design-out-is-the-cube",  # once design.csv and allocation.csv written into the cube
+     lambda w, t: ["design", w["run"], "--strata", "soil", "--budget", 5, "-o", w["cube"]],
+     r"--out '.*meuse32.zarr' is the input .*inside the input"),
     ("compare-unknown-layer",
      lambda w, t: ["compare", w["run"], w["run"], "-o", t / "out", "--layer", "0-999cm"],
      "0-999cm"),

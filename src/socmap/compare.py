@@ -49,7 +49,7 @@ import numpy.typing as npt
 import pandas as pd
 from scipy import special
 
-from socmap._io import atomic_path, check_replaceable
+from socmap._io import atomic_path, check_replaceable, refuse_input_as_output
 from socmap._parallel import check_scheduler
 from socmap._progress import track
 from socmap.errors import ConfigError, GridMismatch
@@ -542,6 +542,8 @@ def compare_runs(
                 f"output {str(dest)!r} is inside or contains run {which} {str(run.path)!r}; "
                 "choose a directory apart from both runs"
             )
+    for run in (a, b):  # nor into a run's cube or bundle (once a comparison in the cube)
+        refuse_input_as_output(dest, [run.config.cube, run.config.bundle])
     check_replaceable(dest, "comparison", lambda p: (p / SUMMARY_JSON).is_file(), overwrite)
     _check_two_runs(a, b)
     tables = _stratum_tables(a, b, strata, field, scheduler, workers, progress)
