@@ -46,6 +46,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     doc["metadata"]["band_units"]["dist"] = "km"
     (km / "model.json").write_text(json.dumps(doc))
     (root / "afile.txt").write_text("a user's file\n")
+    (root / "empty.csv").write_text("")
     mine = root / "mine"
     mine.mkdir()
     (mine / "thesis.docx").write_text("years of work\n")
@@ -70,6 +71,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     far = gpd.GeoDataFrame({"stratum": ["a"]}, geometry=[box(0, 0, 10, 10)], crs="EPSG:28992")
     far.to_file(root / "far.gpkg")
     (root / "corrupt.gpkg").write_bytes(b"SQLite format 3\x00 not really")
+    shutil.copy(root / "cores.csv", root / "h_sites.csv")  # what `-o h.csv` names its sites
+    shutil.copy(root / "cores.csv", root / "flags.csv")  # what `profiles qc -o DIR` writes
+    decimal = cores[cols].assign(soc_g_kg=cores["soc_g_kg"].map(lambda v: f"{v:.2f}"))
+    decimal["soc_g_kg"] = decimal["soc_g_kg"].str.replace(".", ",")
+    decimal.to_csv(root / "decimal_comma.csv", sep=";", index=False)
+    cores[cols].rename(columns={"soc_g_kg": " SOC_g_kg "}).to_csv(root / "spaced_header.csv",
+                                                               index=False)  # fmt: skip
     (root / "bd_misspelt.csv").write_text("stratum,bd_g_cm3,bd_sd,notes\n1,1.3,0.1,x\n")
     import rasterio
     from rasterio.transform import from_origin
@@ -97,6 +105,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "cfg_bd_band": base + good + "stocks: {bd: bulk}\n",
         "cfg_cf": base + good + "stocks: {cf: 1.5}\n",
         "cfg_strata": base + good + "strata: {source: nope}\n",
+        "cfg_strata_field": base + good + "strata: {source: soil, field: zone}\n",
+        "cfg_profiles_in_metres": base + f"profiles: {{path: {root / 'depths_in_m.csv'}}}\n"
+        f"model: {{bundle: {bundle}}}\n",
+        "cfg_profiles_without_soc": base + f"profiles: {{path: {root / 'cores_without_soc.csv'}}}\n"
+        f"model: {{bundle: {bundle}}}\n",
         "cfg_depths": base + f"profiles: {{path: {root / 'cores.csv'}}}\nmodel: {{depths: deep}}\n",
         "cfg_swapped": base + f"profiles: {{path: {root / 'swapped_xy.csv'}}}\n",
         "cfg_output_file": f"name: x\noutput: {root / 'afile.txt'}\ncube: {{catalog: meuse}}\n"
@@ -120,9 +133,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         root / "spectra_above_one.csv", index=False
     )
     spectra.iloc[:, :4].to_csv(root / "spectra_three_bands.csv", index=False)
+    spectra.head(0).to_csv(root / "spectra_header_only.csv", index=False)
     first = cores["site_id"].unique()
     cores.loc[cores["site_id"] == first[0], cols].to_csv(root / "one_site.csv", index=False)
     cores.loc[cores["site_id"].isin(first[:3]), cols].to_csv(root / "three_sites.csv", index=False)
+    (root / "sets_unknown.csv").write_text("fold,site_id\n0,nope\n1,s1\n2,s2\n")
     (root / "bd_table.csv").write_text("stratum,bd_g_cm3,bd_sd_g_cm3\n1,1.3,0.1\n")
     (root / "cfg_bd_table.yaml").write_text(
         base + good + f"stocks: {{bd: 1.3, bd_table: {root / 'bd_table.csv'}}}\n"
@@ -151,6 +166,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     )
     gpd.GeoDataFrame({"stratum": ["a"]}, geometry=[halves[0].centroid],
                      crs="EPSG:28992").to_file(root / "points.gpkg")  # fmt: skip
+    cover = {**far_prior, "crs": "EPSG:28992", "transform": from_origin(x0, y1, (x1 - x0) / 10,
+             (y1 - y0) / 10)}  # fmt: skip
+    for name, value in (("prior_mean", 20.0), ("prior_se", 5.0), ("prior_se_zero", 0.0)):
+        with rasterio.open(root / f"{name}.tif", "w", **cover) as dst:
+            dst.write(np.full((1, 10, 10), value, dtype="float32"))
+    cores[cols].head(0).to_csv(root / "cores_header_only.csv", index=False)
+    cores[cols].assign(top_cm=cores["top_cm"] + 1).to_csv(root / "cores_other_depths.csv",
+                                                          index=False)  # fmt: skip
+    cores[cols].assign(soc_g_kg=np.nan).to_csv(root / "cores_without_soc.csv", index=False)
     (root / "empty.geojson").write_text('{"type":"FeatureCollection","features":[]}')
     no_iv = root / "bundle_no_intervals"  # an old bundle: no intervals, no depth set
     shutil.copytree(bundle, no_iv)
@@ -158,6 +182,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     doc["metadata"].pop("intervals", None)
     doc["metadata"].pop("depth_set", None)
     (no_iv / "model.json").write_text(json.dumps(doc))
+    for name, edit in {  # bundles damaged after the fact, each a copy of the shared one
+        "bundle_reversed_interval": lambda d: d["metadata"].update(intervals=[[30, 0]]),
+        "bundle_interval_twice": lambda d: d["metadata"].update(intervals=[[0, 15], [0, 15]]),
+        "bundle_other_classes": lambda d: d["features"]["categorical"].update(soil=[7, 8, 9]),
+    }.items():
+        shutil.copytree(bundle, root / name)
+        doc = json.loads((root / name / "model.json").read_text())
+        edit(doc)
+        (root / name / "model.json").write_text(json.dumps(doc))
     return {"root": root, "cube": cube, "bundle": bundle, "run": run, "cores": root / "cores.csv"}
 
 
@@ -343,6 +376,26 @@ CASES: list[tuple[str, Args, str]] = [
     ("stocks-misspelt-bd-sd-column",  # the sd was silently 0
      lambda w, t: ["stocks", w["run"], "--bd", "strata:soil", "--bd-table",
                    w["root"] / "bd_misspelt.csv"], r"\['bd_sd'\] that look like bulk density"),
+    ("stocks-bd-table-misses-a-class",  # once 'or give a default', not said how
+     lambda w, t: ["stocks", w["run"], "--bd", "strata:soil", "--bd-table",
+                   w["root"] / "bd_table.csv"],
+     r"classes \['2', '3'\] without a bulk density; add them to the --bd-table, or a row with "
+     r"stratum 'default'"),
+    # BD and CF bands checked before the stocks change (once inside the tiles, after
+    # stocks.status=running: the corrected command met 'exist with other options')
+    ("stocks-categorical-bd-band",
+     lambda w, t: ["stocks", w["run"], "--bd", "soil"],
+     r"--bd 'soil' is a categorical band \(class codes, not a quantity\)"),
+    ("stocks-bd-band-out-of-range",
+     lambda w, t: ["stocks", w["run"], "--bd", "dist"],
+     r"--bd band 'dist' must lie in \[0.05, 2.65\] g/cm3 where the run mapped SOC; \d+ of "
+     r"\d+ pixels do not"),
+    ("stocks-bd-band-in-cg-out-of-range",
+     lambda w, t: ["stocks", w["run"], "--bd", "dist", "--bd-units", "cg/cm3"],
+     r"--bd band 'dist' must lie in \[5, 265\] cg/cm3"),
+    ("stocks-categorical-cf-band",
+     lambda w, t: ["stocks", w["run"], "--bd", "1.3", "--cf", "ffreq"],
+     r"--cf 'ffreq' is a categorical band"),
     ("stocks-unknown-strata-band", lambda w, t: ["stocks", w["run"], "--bd", "strata:nope"],
      "nope"),
     ("stocks-bd-units-with-a-constant",  # cg/cm3 was ignored for a constant
@@ -474,6 +527,10 @@ CASES: list[tuple[str, Args, str]] = [
     ("cv-missing-train-sets",
      lambda w, t: ["cv", "--cube", w["cube"], "--profiles", w["cores"], "--train-sets",
                    t / "sets.csv", "-o", t / "out"], "sets.csv"),
+    ("cv-train-sets-unknown-sites",  # once 'train_sites lists', the Python name only
+     lambda w, t: ["cv", "--cube", w["cube"], "--profiles", w["cores"], "--block-size", "500m",
+                   "--train-sets", w["root"] / "sets_unknown.csv", "-o", t / "out"],
+     r"--train-sets \(train_sites\) lists 1 site ids for fold 0 .*\['nope'\]"),
     ("cv-unknown-target",
      lambda w, t: ["cv", "--cube", w["cube"], "--profiles", w["cores"], "--target", "clay",
                    "-o", t / "out"], "clay"),
@@ -495,6 +552,15 @@ CASES: list[tuple[str, Args, str]] = [
     ("compare-out-is-a-users-file",  # once "pass --overwrite", which then refused too
      lambda w, t: ["compare", w["run"], w["run"], "-o", w["root"] / "afile.txt"],
      r"afile.txt' already exists and is not a socmap comparison; choose another path"),
+    ("compare-field-without-strata",  # once ignored: both runs kept their own strata
+     lambda w, t: ["compare", w["run"], w["root"] / "run_no_strata", "-o", t / "out",
+                   "--field", "zone"], r"--field 'zone' names the stratum column .*add --strata"),
+    ("compare-out-inside-the-cube",  # once change.zarr and tables written into the cube
+     lambda w, t: ["compare", w["run"], w["root"] / "run_no_strata", "-o", w["cube"] / "out"],
+     r"--out '.*meuse32.zarr/out' lies inside the input"),
+    ("design-out-is-the-cube",  # once design.csv and allocation.csv written into the cube
+     lambda w, t: ["design", w["run"], "--strata", "soil", "--budget", 5, "-o", w["cube"]],
+     r"--out '.*meuse32.zarr' is the input .*inside the input"),
     ("compare-unknown-layer",
      lambda w, t: ["compare", w["run"], w["run"], "-o", t / "out", "--layer", "0-999cm"],
      "0-999cm"),
@@ -547,6 +613,15 @@ CASES: list[tuple[str, Args, str]] = [
      "stocks.cf.*1.5"),
     ("run-unknown-strata-plan", lambda w, t: ["run", w["root"] / "cfg_strata.yaml", "--plan"],
      "strata.source 'nope'"),
+    ("run-strata-field-with-a-band-plan",  # once passed --plan, to stop at the strata stage
+     lambda w, t: ["run", w["root"] / "cfg_strata_field.yaml", "--plan"],
+     r"strata.field 'zone' names a column of a polygon file.*remove field"),
+    ("run-profiles-fail-qc-plan",  # once passed --plan, to stop after the cube was built
+     lambda w, t: ["run", w["root"] / "cfg_profiles_in_metres.yaml", "--plan"],
+     r"fail QC: likely_metre_depths .*in the run configuration: profiles.accept_qc"),
+    ("run-profiles-without-soc-plan",
+     lambda w, t: ["run", w["root"] / "cfg_profiles_without_soc.yaml", "--plan"],
+     r"profiles.path '.*cores_without_soc.csv' has no soc_g_kg value in its 80 rows"),
     ("run-unknown-depths-plan", lambda w, t: ["run", w["root"] / "cfg_depths.yaml", "--plan"],
      "model.depths.*'deep'"),
     ("run-profiles-swapped-plan",
@@ -582,6 +657,19 @@ CASES: list[tuple[str, Args, str]] = [
      "lots"),
     ("pretrain-bad-bbox", lambda w, t: ["pretrain", "-o", t / "out", "--exclude-bbox", "1,2,3"],
      "1,2,3"),
+    ("pretrain-a-million-mc-passes",  # once unbounded: a whole pretraining, then the passes
+     lambda w, t: ["pretrain", "-o", t / "out", "--mc-passes", 10**6],
+     r"--mc-passes 1000000 must be <= 1024"),
+    ("pretrain-swapped-bbox",  # once 'exclude_bbox (...) must be', the Python name
+     lambda w, t: ["pretrain", "-o", t / "out", "--exclude-bbox", "150.1,-29.8,149.2,-30.6"],
+     r"--exclude-bbox '150.1,-29.8,149.2,-30.6' must be .*min < max"),
+    ("pretrain-nan-bbox",
+     lambda w, t: ["pretrain", "-o", t / "out", "--exclude-bbox", "nan,0,1,1"],
+     r"--exclude-bbox 'nan,0,1,1' must be"),
+    ("bench-a-million-mc-passes",
+     lambda w, t: ["benchmark", "transfer", "--cube", w["cube"], "--bundle", w["bundle"],
+                   "--profiles", w["cores"], "--mc-passes", 10**6, "-o", t / "out"],
+     r"--mc-passes 1000000 must be <= 1024"),
     ("pretrain-unknown-catalog",
      lambda w, t: ["pretrain", "-o", t / "out", "--catalog", "nope"], "nope"),
     ("pretrain-unknown-region",
@@ -635,9 +723,182 @@ CASES: list[tuple[str, Args, str]] = [
                    "-o", t / "out.csv"], r"found 3 spectral columns.*one per wavelength"),
     ("spectra-missing-table",
      lambda w, t: ["spectra", "select", t / "no.csv", "--n", 2, "-o", t / "out.csv"], "no.csv"),
+    # outputs that are, hold or lie inside an input (once: the input replaced by the result,
+    # or a cube that warned of a stray folder on every later read)
+    ("harmonise-out-is-the-input",
+     lambda w, t: ["profiles", "harmonise", w["cores"], "-o", w["cores"]],
+     r"--out '.*cores.csv' is the input '.*cores.csv'; writing there would replace the input"),
+    ("harmonise-sites-table-is-the-input",
+     lambda w, t: ["profiles", "harmonise", w["root"] / "h_sites.csv", "-o", w["root"] / "h.csv"],
+     r"its per-site table\) '.*h_sites.csv' is the input"),
+    ("extract-out-is-the-table",
+     lambda w, t: ["extract", w["cube"], w["cores"], "-o", w["cores"]],
+     r"--out '.*cores.csv' is the input"),
+    ("extract-out-inside-the-cube",
+     lambda w, t: ["extract", w["cube"], w["cores"], "-o", w["cube"] / "out.csv"],
+     r"--out '.*meuse32.zarr/out.csv' lies inside the input '.*meuse32.zarr'"),
+    ("finetune-out-is-the-input-bundle",  # once: the pretrained bundle replaced, exit 0
+     lambda w, t: ["finetune", w["bundle"], "--cube", w["cube"], "--profiles", w["cores"],
+                   "--strategy", "rf", "-o", w["bundle"]], r"--out '.*bundle' is the input"),
+    ("finetune-out-holds-the-inputs",
+     lambda w, t: ["finetune", w["bundle"], "--cube", w["cube"], "--profiles", w["cores"],
+                   "--strategy", "rf", "-o", w["root"]], r"holds the input"),
+    ("predict-out-inside-the-cube",
+     lambda w, t: ["predict", w["bundle"], w["cube"], "-o", w["cube"] / "out", "--passes", 2],
+     r"--out '.*meuse32.zarr/out' lies inside the input"),
+    ("cv-out-is-the-cube",  # once: oof.parquet and friends written into the cube
+     lambda w, t: ["cv", "--cube", w["cube"], "--profiles", w["cores"], "--block-size", "500m",
+                   "-o", w["cube"]], r"--out '.*meuse32.zarr' is the input"),
+    ("cv-out-is-a-file",  # once refused only after the whole CV had run
+     lambda w, t: ["cv", "--cube", w["cube"], "--profiles", w["cores"], "--block-size", "500m",
+                   "-o", w["root"] / "afile.txt"],
+     r"--out '.*afile.txt' cannot be a folder: '.*afile.txt' is a file"),
+    ("bench-out-is-a-file",  # once 'File exists' after the whole benchmark
+     lambda w, t: ["benchmark", "transfer", "--cube", w["cube"], "--bundle", w["bundle"],
+                   "--profiles", w["cores"], "--methods", "rf", "--sizes", "10",
+                   "--block-size", "500m", "-o", w["root"] / "afile.txt"],
+     r"afile.txt' is a file"),
+    ("qc-out-is-a-file",
+     lambda w, t: ["profiles", "qc", w["cores"], "-o", w["root"] / "afile.txt"],
+     r"--out '.*afile.txt' cannot be a folder"),
+    ("qc-flags-would-replace-the-input",
+     lambda w, t: ["profiles", "qc", w["root"] / "flags.csv", "-o", w["root"]],
+     r"\(its flags.csv\) '.*flags.csv' is the input"),
+    # numbers out of range (once a LinAlgError, or a --workers -1 run at exit 0)
+    ("harmonise-huge-lambda",
+     lambda w, t: ["profiles", "harmonise", w["cores"], "--lam", "1e300", "-o", t / "out.csv"],
+     r"--lam 1e\+300 is above 1e\+06"),
+    ("stocks-negative-workers",
+     lambda w, t: ["stocks", w["run"], "--bd", "1.3", "--workers", -1, "--overwrite"],
+     r"'--workers'.*greater than or equal to 0 \(got '-1'\)"),
+    ("ee-pull-zero-workers",
+     lambda w, t: ["ee", "pull", "soilgrids_priors", "--key", t / "key.json", "--workers", 0,
+                   "-o", t / "out.zarr"], r"'--workers'.*greater than or equal to 1"),
+    ("ee-pull-zero-chunk",
+     lambda w, t: ["ee", "pull", "soilgrids_priors", "--key", t / "key.json", "--chunk", 0,
+                   "-o", t / "out.zarr"], r"--chunk 0 must be >= 1"),
+    ("ee-pull-negative-retries",
+     lambda w, t: ["ee", "pull", "soilgrids_priors", "--key", t / "key.json", "--max-retries",
+                   -1, "-o", t / "out.zarr"], r"'--max-retries'.*\(got '-1'\)"),
+    # grids that are no grid (once a GDAL message, or a rasterio warning on a second line)
+    ("cube-grid-is-a-csv",
+     lambda w, t: ["cube", "build", "meuse", "-o", t / "out.zarr", "--grid", w["cores"]],
+     r"cannot read '.*cores.csv' as a raster .*--grid takes a built-in region name"),
+    ("cube-grid-is-a-cube",
+     lambda w, t: ["cube", "build", "meuse", "-o", t / "out.zarr", "--grid", w["cube"]],
+     r"raster '.*meuse32.zarr' has no CRS.*--grid takes"),
+    # remedies in CLI terms (once pandas.read_csv(...) and soc_units=)
+    ("qc-decimal-comma",
+     lambda w, t: ["profiles", "qc", w["root"] / "decimal_comma.csv", "-o", t / "out"],
+     r"decimal comma: save the table again with '\.' as the decimal mark"),
+    ("qc-spaced-header",  # once '--map soc_g_kg= SOC_g_kg ', which --map cannot take
+     lambda w, t: ["profiles", "qc", w["root"] / "spaced_header.csv", "-o", t / "out"],
+     r"found \[.*'SOC_g_kg'\]; perhaps --map soc_g_kg=SOC_g_kg \("),
+    ("qc-empty-soc-units",
+     lambda w, t: ["profiles", "qc", w["cores"], "--soc-units", "", "-o", t / "out"],
+     r"--soc-units '' is not a known SOC unit"),
+    # strata and cores that say nothing (once exit 0: thousands of strata, --field ignored,
+    # '0 cores' per stratum)
+    ("strata-continuous-band",
+     lambda w, t: ["strata", w["run"], "--strata", "dist"],
+     r"strata 'dist' is a continuous cube band; strata are classes.*\['ffreq', 'soil'\]"),
+    ("design-continuous-band",
+     lambda w, t: ["design", w["run"], "--strata", "dist", "--budget", 5, "-o", t / "out"],
+     r"strata 'dist' is a continuous cube band"),
+    ("strata-field-with-a-band",
+     lambda w, t: ["strata", w["run"], "--strata", "soil", "--field", "zone"],
+     r"--field 'zone' names a column of a polygon file.*drop --field"),
+    ("strata-cores-header-only",
+     lambda w, t: ["strata", w["run"], "--strata", "soil", "--cores",
+                   w["root"] / "cores_header_only.csv"],
+     r"--cores '.*cores_header_only.csv' has no rows"),
+    ("design-cores-header-only",
+     lambda w, t: ["design", w["run"], "--strata", "soil", "--budget", 5, "--cores",
+                   w["root"] / "cores_header_only.csv", "-o", t / "out"], r"has no rows"),
+    ("strata-cores-on-other-depths",
+     lambda w, t: ["strata", w["run"], "--strata", "soil", "--cores",
+                   w["root"] / "cores_other_depths.csv"],
+     r"none of the 40 cores given with --cores has a stock: their depths \['1-15cm', "
+     r"'16-30cm'\] match none of the run's intervals \['0-15cm', '15-30cm'\]"),
+    ("strata-cores-without-soc",
+     lambda w, t: ["strata", w["run"], "--strata", "soil", "--cores",
+                   w["root"] / "cores_without_soc.csv"], r"none of its 80 samples has a soc_g_kg"),
+    # posterior (once: --scale 0 and an SE of 0 gave a posterior equal to the run, exit 0)
+    ("posterior-zero-scale",
+     lambda w, t: ["posterior", w["run"], "--prior",
+                   f"0-15cm={w['root'] / 'prior_mean.tif'},{w['root'] / 'prior_se.tif'}",
+                   "--scale", 0], r"--scale 0.0 must be a finite number > 0"),
+    ("posterior-nan-scale",  # once blamed the prior's coverage
+     lambda w, t: ["posterior", w["run"], "--prior",
+                   f"0-15cm={w['root'] / 'prior_mean.tif'},{w['root'] / 'prior_se.tif'}",
+                   "--scale", "nan"], r"--scale nan must be"),
+    ("posterior-zero-se",
+     lambda w, t: ["posterior", w["run"], "--prior",
+                   f"0-15cm={w['root'] / 'prior_mean.tif'},{w['root'] / 'prior_se_zero.tif'}"],
+     r"prior SE '.*prior_se_zero.tif' \(0-15cm\) is not > 0 at any of the run's \d+ mapped"),
+    ("posterior-depth-twice",
+     lambda w, t: ["posterior", w["run"], "--prior",
+                   f"0-15cm={w['root'] / 'prior_mean.tif'},{w['root'] / 'prior_se.tif'}",
+                   "--prior",
+                   f"0-15cm={w['root'] / 'prior_mean.tif'},{w['root'] / 'prior_se_zero.tif'}"],
+     r"gives depth '0-15cm' a second time"),
+    ("posterior-unknown-layer",
+     lambda w, t: ["posterior", w["run"], "--prior",
+                   f"0-15cm={w['root'] / 'prior_mean.tif'},{w['root'] / 'prior_se.tif'}",
+                   "--layer", "carbon"], r"--layer 'carbon' must be 'soc' or 'stock'"),
+    # bundles checked on load (once: a reversed interval refused inside the first tile, after
+    # the run folder existed; an interval given twice mapped twice at exit 0)
+    ("predict-bundle-reversed-interval",
+     lambda w, t: ["predict", w["root"] / "bundle_reversed_interval", w["cube"], "-o",
+                   t / "out", "--passes", 2],
+     r"records the depth interval 30-0 cm; intervals need 0 <= top_cm < bottom_cm"),
+    ("predict-bundle-interval-twice",
+     lambda w, t: ["predict", w["root"] / "bundle_interval_twice", w["cube"], "-o",
+                   t / "out", "--passes", 2], r"records the depth interval 0-15 cm twice"),
+    ("report-qc-empty-file",  # once exit 1: EmptyDataError
+     lambda w, t: ["report", w["run"], "--qc", w["root"] / "empty.csv", "-o", t / "out"],
+     r"QC summary '.*empty.csv' is not a readable CSV table.*--qc takes the summary.csv"),
+    ("report-qc-not-a-qc-summary",  # once a profile table shown as the QC summary, exit 0
+     lambda w, t: ["report", w["run"], "--qc", w["cores"], "-o", t / "out"],
+     r"QC summary '.*cores.csv' lacks the columns \['check', 'severity'"),
+    ("report-out-is-the-cube",  # once report.html and map.html written into the run's cube
+     lambda w, t: ["report", w["run"], "-o", w["cube"]],
+     r"--out '.*meuse32.zarr' is the input .*inside the input"),
+    # spectra select: counts and steps checked on the table (once blamed on the library grid,
+    # or 'target axis must be increasing', a Python message)
+    ("spectra-more-samples-than-rows",
+     lambda w, t: ["spectra", "select", w["root"] / "spectra.csv", "--n", 7, "-o",
+                   t / "out.csv"], r"--n 7 is more than the 6 spectra of .*choose at most 6"),
+    ("spectra-header-only",
+     lambda w, t: ["spectra", "select", w["root"] / "spectra_header_only.csv", "--n", 2, "-o",
+                   t / "out.csv"],
+     r"needs at least 2 spectra, got 0 in .*spectra_header_only.csv'; add rows"),
+    ("spectra-step-wider-than-the-range",
+     lambda w, t: ["spectra", "select", w["root"] / "spectra.csv", "--n", 2, "--grid",
+                   "measured", "--step", 1000, "-o", t / "out.csv"],
+     r"--step 1000 leaves fewer than 2 bands over the measured range 500-522 nm"),
+    ("spectra-infinite-step",
+     lambda w, t: ["spectra", "select", w["root"] / "spectra.csv", "--n", 2, "--grid",
+                   "measured", "--step", "inf", "-o", t / "out.csv"],
+     r"--step inf must be a positive number"),
     ("view-out-is-a-users-folder",  # once replaced the folder, and its files, by the page
      lambda w, t: ["view", w["run"], "--out", w["root"] / "mine", "--no-open"],
      "'.*mine' is a folder; socmap writes a file there"),
+    ("view-out-is-the-run-json",  # once exit 0: run.json replaced by the page, the run lost
+     lambda w, t: ["view", w["run"], "--out", w["run"] / "run.json", "--no-open"],
+     r"--out '.*run.json' must end in .html"),
+    ("view-out-inside-the-cube",
+     lambda w, t: ["view", w["run"], "--out", w["cube"] / "map.html", "--no-open"],
+     r"--out '.*meuse32.zarr/map.html' lies inside the input"),
+    ("view-out-inside-a-store-of-the-run",
+     lambda w, t: ["view", w["run"], "--out", w["run"] / "soc.zarr" / "map.html", "--no-open"],
+     r"lies inside the input '.*soc.zarr'"),
+    ("demo-out-is-a-cube",  # once a demo started in the cube, leaving a .lock there
+     lambda w, t: ["demo", "-o", w["cube"]],
+     r"the run's output '.*meuse32.zarr' is or lies inside .*a Zarr store"),
+    ("run-out-inside-a-bundle-plan",
+     lambda w, t: ["run", w["root"] / "run_config.yaml", "--out", w["bundle"] / "runs",
+                   "--plan"], r"is or lies inside '.*bundle', which is a model bundle"),
     ("demo-file-in-the-way", lambda w, t: ["demo", "-o", w["root"] / "afile.txt" / "d"],
      "afile.txt"),
 ]  # fmt: skip
@@ -865,3 +1126,44 @@ def test_too_few_profiles_for_calibration_give_a_bundle_with_null_widths(
     metrics = json.loads((out / "model.json").read_text())["metadata"]["cv_metrics"]
     widths = [m.get("calibrated_mpiw_95") for m in metrics]
     assert None in widths  # infinite: 4 residuals per fold cannot bound a 95 % interval
+
+
+def test_predict_counts_pixels_of_classes_the_model_never_saw(world, tmp_path, capsys) -> None:
+    """A cube coded otherwise than the training data is said on the console (once run.json only)."""
+    out = tmp_path / "run"
+    args = ["predict", str(world["root"] / "bundle_other_classes"), str(world["cube"]), "-o",
+            str(out), "--passes", "2", "--workers", "0"]  # fmt: skip
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    printed = capsys.readouterr().out
+    assert exc.value.code == 0
+    assert re.search(r"note: (\d+) of \1 mapped pixels hold classes of 'soil' that the model "
+                     r"was not trained on", printed), printed  # fmt: skip
+
+
+def test_the_map_a_refusal_suggests_works(world, tmp_path, capsys) -> None:
+    """The --map remedy for a header with spaces around a name runs as written."""
+    args = ["profiles", "qc", str(world["root"] / "spaced_header.csv"), "--map",
+            "soc_g_kg=SOC_g_kg", "-o", str(tmp_path / "qc")]  # fmt: skip
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 0, capsys.readouterr().err
+    assert "QC of 80 horizons in 40 sites" in capsys.readouterr().out
+
+
+def test_a_bad_bd_band_leaves_the_stocks_and_the_corrected_command_works(
+    world, tmp_path, capsys
+) -> None:
+    """--overwrite with a bad band refuses before the old stocks go (once they were gone)."""
+    run = tmp_path / "run"
+    shutil.copytree(world["run"], run)
+    before = (run / "run.json").read_text()
+    for bad in (["--bd", "soil"], ["--bd", "dist"], ["--bd", "1.3", "--cf", "ffreq"]):
+        with pytest.raises(SystemExit) as exc:
+            main(["stocks", str(run), *bad, "--overwrite", "--workers", "0"])
+        assert exc.value.code == 2, capsys.readouterr().err
+        assert (run / "run.json").read_text() == before
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:  # the run's own options: no --overwrite needed
+        main(["stocks", str(run), "--bd", "1.3", "--bd-sd", "0.1", "--workers", "0"])
+    assert exc.value.code == 0, capsys.readouterr().err

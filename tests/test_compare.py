@@ -232,7 +232,7 @@ def test_strata_of_one_run_only_are_flagged_not_dropped(runs):
 def test_missing_strata_are_computed_when_given_and_refused_otherwise(runs, tmp_path):
     c = meuse_run(runs["bundle_a"], runs["cube"], tmp_path / "c", seed=2, strata=None)
     out = tmp_path / "out"
-    with pytest.raises(ConfigError, match=r"run B .* no stratum table .*strata='soil'"):
+    with pytest.raises(ConfigError, match=r"run B .* no stratum table .*--strata soil as the"):
         compare_runs(runs["a"], c, out, progress=False)
     with pytest.raises(ConfigError, match=r"run A .* stratum table of other strata"):
         compare_runs(runs["a"], c, out, strata="ffreq", progress=False)

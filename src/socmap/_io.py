@@ -10,7 +10,7 @@ import contextlib
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from socmap.errors import OutputExists
@@ -18,9 +18,11 @@ from socmap.errors import OutputExists
 __all__ = [
     "VECTOR_SUFFIXES",
     "atomic_path",
+    "check_out_folder",
     "check_replaceable",
     "duplicated_header",
     "publish_path",
+    "refuse_input_as_output",
     "remove_path",
 ]
 
@@ -82,6 +84,109 @@ def check_replaceable(
             "replace it (not even with --overwrite); choose another path, or move it away "
             "yourself"
         )
+
+
+def refuse_input_as_output(
+    dest: str | os.PathLike[str],
+    inputs: Iterable[str | os.PathLike[str] | None],
+    flag: str = "--out",
+    *,
+    replaces: bool = True,
+) -> None:
+    """Refuse an output that is one of the command's inputs, holds one, or lies inside one.
+
+    ``replaces=False`` says the output is a folder the command only adds its own files to
+    (``profiles qc``, ``cv``): one that holds an input is then fine.
+
+    Writing there would replace the input with the result (a command's output is written
+    whole, then renamed over whatever stood there), or put files inside an input folder (a
+    cube, a bundle) that then no longer reads as one.
+
+    Raises
+    ------
+    ConfigError
+        ``dest`` is an existing input, an input lies inside ``dest``, or ``dest`` lies inside
+        an input folder.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> (d / "cores.csv").write_text("site_id")
+    7
+    >>> refuse_input_as_output(d / "cores.csv", [d / "cores.csv"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    socmap.errors.ConfigError: --out '...cores.csv' is the input '...cores.csv'...
+    >>> refuse_input_as_output(d / "out.csv", [d / "cores.csv"])  # a sibling is fine
+    """
+    from socmap.errors import ConfigError
+
+    out = Path(dest)
+    target = out.resolve()
+    for given in inputs:
+        if given is None or not Path(given).exists():
+            continue
+        source = Path(given).resolve()
+        if source == target and not replaces:
+            raise ConfigError(
+                f"{flag} {str(out)!r} is the input {str(given)!r}; writing there would put the "
+                "output's files inside the input; choose another output folder"
+            )
+        if source == target:
+            raise ConfigError(
+                f"{flag} {str(out)!r} is the input {str(given)!r}; writing there would replace "
+                "the input with the result; choose another output path"
+            )
+        if replaces and target in source.parents:
+            raise ConfigError(
+                f"{flag} {str(out)!r} holds the input {str(given)!r}; writing there would "
+                "replace the input; choose an output path outside it"
+            )
+        if source.is_dir() and source in target.parents:
+            raise ConfigError(
+                f"{flag} {str(out)!r} lies inside the input {str(given)!r}; writing there "
+                "would change the input; choose an output path outside it"
+            )
+
+
+def check_out_folder(
+    dest: str | os.PathLike[str],
+    inputs: Iterable[str | os.PathLike[str] | None] = (),
+    flag: str = "--out",
+    files: Iterable[str] = (),
+) -> Path:
+    """Refuse, before any work, an output folder that cannot be one or would touch an input.
+
+    The command adds its files to the folder (or, when it does not exist yet, the nearest
+    path above it that does), which must be a folder, not a file, and neither an input folder
+    nor inside one (see :func:`refuse_input_as_output`); nor may the ``files`` it writes there
+    be inputs.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> (d / "notes.txt").write_text("mine")
+    4
+    >>> check_out_folder(d / "notes.txt" / "cv")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    socmap.errors.ConfigError: --out '...cv' cannot be a folder: '...notes.txt' is a file...
+    """
+    from socmap.errors import ConfigError
+
+    out = Path(dest)
+    taken = next((p for p in (out, *out.parents) if p.exists() or p.is_symlink()), None)
+    if taken is not None and not taken.is_dir():
+        raise ConfigError(
+            f"{flag} {str(out)!r} cannot be a folder: {str(taken)!r} is a file; choose another path"
+        )
+    inputs = list(inputs)
+    refuse_input_as_output(out, inputs, flag, replaces=False)
+    for name in files:  # the files it writes there must not be inputs either
+        refuse_input_as_output(out / name, inputs, f"{flag} (its {name})")
+    return out
 
 
 def is_socmap_model_dir(path: str | os.PathLike[str]) -> bool:

@@ -49,7 +49,7 @@ import numpy.typing as npt
 import pandas as pd
 from scipy import special
 
-from socmap._io import atomic_path, check_replaceable
+from socmap._io import atomic_path, check_replaceable, refuse_input_as_output
 from socmap._parallel import check_scheduler
 from socmap._progress import track
 from socmap.errors import ConfigError, GridMismatch
@@ -522,7 +522,7 @@ def compare_runs(
         unknown = [lay for lay in layers if lay not in shared]
         if unknown or not layers:
             raise ConfigError(
-                f"layers {list(layers)!r} must be stock layers of both runs; the runs share "
+                f"--layer {list(layers)!r} must be stock layers of both runs; the runs share "
                 f"{shared!r} (A only {only_a!r}, B only {only_b!r})"
             )
         chosen = list(dict.fromkeys(layers))
@@ -542,6 +542,8 @@ def compare_runs(
                 f"output {str(dest)!r} is inside or contains run {which} {str(run.path)!r}; "
                 "choose a directory apart from both runs"
             )
+    for run in (a, b):  # nor into a run's cube or bundle (once a comparison in the cube)
+        refuse_input_as_output(dest, [run.config.cube, run.config.bundle])
     check_replaceable(dest, "comparison", lambda p: (p / SUMMARY_JSON).is_file(), overwrite)
     _check_two_runs(a, b)
     tables = _stratum_tables(a, b, strata, field, scheduler, workers, progress)
@@ -670,10 +672,10 @@ def _stratum_tables(
             _check_strata(run, which, strata, field)
         elif strata is None:
             other = (b if which == "A" else a).strata.get("options") or {}
-            hint = f", e.g. strata={other['strata_source']!r} as the other run" if other else ""
+            hint = f", e.g. --strata {other['strata_source']} as the other run" if other else ""
             raise ConfigError(
                 f"run {which} {str(run.path)!r} has no stratum table ({_STRATA_CSV}) and no "
-                f"strata were given; pass strata (CLI: --strata S{hint}) or run "
+                f"strata were given; pass --strata S{hint} (Python: strata=) or run "
                 f"`socmap strata {run.path} --strata S` first"
             )
     tables = []

@@ -542,12 +542,22 @@ class Harmonised:
         )
 
 
+#: Largest spline smoothing ``lam`` accepted (--lam).
+LAM_MAX = 1e6
+
+
 def _check_lam(lam: float) -> None:
     if isinstance(lam, bool) or not isinstance(lam, int | float | np.floating | np.integer):
         raise ProfileValidationError(f"lam must be a number >= 0, got {lam!r}; the default is 0.1")
     if not math.isfinite(float(lam)) or lam < 0:
         raise ProfileValidationError(
             f"lam must be finite and >= 0, got {lam!r}; use 0 for an exact fit or 0.1 (default)"
+        )
+    if lam > LAM_MAX:
+        # the spline's system overflows long before: 1e300 gave a singular matrix
+        raise ProfileValidationError(
+            f"--lam {lam!r} is above {LAM_MAX:g}: the spline's equations lose their precision "
+            f"and then overflow; use 0.1 (the default) or a value up to {LAM_MAX:g}"
         )
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from socmap._io import atomic_path
+from socmap._io import atomic_path, check_out_folder
 from socmap.errors import ConfigError
 from socmap.grid import Grid
 
@@ -350,6 +350,8 @@ def design_for_run(
     from socmap.strata._maps import cores_with_strata, rasterise_strata
 
     run = open_run(run_dir)
+    # not into the run's cube or bundle (once design.csv written into the cube)
+    check_out_folder(out_dir, [run.config.cube, run.config.bundle])
     # an interrupted run's maps are part NaN: refuse it as such, not as strata off the map
     run.require_finished(["stocks"])
     grid = run.grid

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from socmap._io import atomic_path
+from socmap._io import atomic_path, refuse_input_as_output
 from socmap.errors import BandMismatch, ConfigError, ProfileValidationError
 from socmap.focal import FocalSpec, check_focal_bands, focal_mean, window_at
 from socmap.grid import Grid
@@ -333,8 +333,13 @@ def extract_focal(cube: xr.DataArray, sites: pd.DataFrame, spec: FocalSpec) -> p
 TABLE_SUFFIXES = (".parquet", ".csv")
 
 
-def check_table_path(path: str | Path) -> Path:
+def check_table_path(
+    path: str | Path, inputs: Sequence[str | Path | None] = (), flag: str = "--out"
+) -> Path:
     """Refuse an output table whose suffix socmap does not write (before any work).
+
+    ``inputs`` are the command's input files: an output that is one of them is refused too
+    (it would replace the input with the result).
 
     Examples
     --------
@@ -356,6 +361,7 @@ def check_table_path(path: str | Path) -> Path:
             f"output {str(path)!r} cannot be written: {str(taken)!r} is a file, not a folder; "
             "choose another path"
         )
+    refuse_input_as_output(path, inputs, flag)
     return path
 
 

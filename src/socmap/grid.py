@@ -21,7 +21,7 @@ from affine import Affine
 from pyproj import CRS
 from pyproj.exceptions import CRSError as PyprojCRSError
 
-from socmap.errors import CRSError, GridMismatch, InputNotFound
+from socmap.errors import CRSError, GridMismatch, InputNotFound, RasterError
 
 __all__ = ["MAX_PIXELS", "Grid", "Tile", "Window", "check_grid_size", "normalise_crs"]
 
@@ -220,16 +220,29 @@ class Grid:
     @classmethod
     def from_raster(cls, path: str | Path) -> Grid:
         """Read the grid of a raster file (GeoTIFF/COG or anything rasterio opens)."""
+        import warnings
+
         import rasterio
+        from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
         path = Path(path)
         if not path.exists():
             raise InputNotFound(f"raster {str(path)!r} does not exist; check the path")
-        with rasterio.open(path) as src:
+        what = "--grid takes a built-in region name, a YAML file with a grid: mapping or a "
+        what += "georeferenced raster (.tif)"
+        try:
+            with warnings.catch_warnings():  # a file without a transform is refused below
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                src = rasterio.open(path)
+        except RasterioIOError as exc:
+            raise RasterError(
+                f"cannot read {str(path)!r} as a raster ({str(exc).rstrip('.')}); {what}"
+            ) from None
+        with src:
             if src.crs is None:
                 raise CRSError(
                     f"raster {str(path)!r} has no CRS; assign one with "
-                    "`gdal_edit.py -a_srs EPSG:XXXX` or `rio.write_crs()`"
+                    f"`gdal_edit.py -a_srs EPSG:XXXX` or `rio.write_crs()` ({what})"
                 )
             return cls(src.crs, src.transform, (src.height, src.width))
 

@@ -17,6 +17,7 @@ prediction (``w0`` = 0, counted); where the prediction has none it stays NaN.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from socmap._io import atomic_path
-from socmap.errors import ConfigError, GridMismatch
+from socmap.errors import ConfigError, GridMismatch, RasterError
 
 __all__ = ["PosteriorResult", "combine", "posterior_for_run"]
 
@@ -122,9 +123,16 @@ def posterior_for_run(
     from socmap.sources.local import read_raster
     from socmap.stocks import from_soilgrids
 
-    run = open_run(run_dir)
     if layer not in ("soc", "stock"):
-        raise ConfigError(f"layer {layer!r} must be 'soc' or 'stock'")
+        raise ConfigError(f"--layer {layer!r} must be 'soc' or 'stock'")
+    if isinstance(scale, bool) or not (
+        isinstance(scale, int | float) and math.isfinite(scale) and scale > 0
+    ):  # once: 0 or -1 gave a posterior at exit 0, nan blamed the prior's coverage
+        raise ConfigError(
+            f"--scale {scale!r} must be a finite number > 0 (the factor from the rasters' "
+            "stored values to the run's units, e.g. 0.1; --soilgrids applies SoilGrids' own)"
+        )
+    run = open_run(run_dir)
     store = "soc.zarr" if layer == "soc" else "stock.zarr"
     if not (run.path / store).exists():
         raise ConfigError(
@@ -155,7 +163,17 @@ def posterior_for_run(
         mean, se, w0 = combine(pred_mean, pred_sd, prior[0], prior[1])
         out[0, k], out[1, k], out[2, k] = mean, se, w0
         mapped = np.isfinite(pred_mean)
-        missing[depth] = int((mapped & ~(np.isfinite(prior[0]) & np.isfinite(prior[1]))).sum())
+        valued = np.isfinite(prior[0]) & np.isfinite(prior[1])
+        with np.errstate(invalid="ignore"):
+            usable = valued & (prior[1] > 0)  # what combine() uses: an SE <= 0 is no prior
+        missing[depth] = int((mapped & ~usable).sum())
+        if mapped.any() and missing[depth] == int(mapped.sum()) and (mapped & valued).any():
+            bad = prior[1][mapped & valued]
+            raise RasterError(
+                f"prior SE {str(se_path)!r} ({depth}) is not > 0 at any of the run's "
+                f"{int(mapped.sum())} mapped pixels (e.g. {float(bad[0]):g}), so the prior "
+                "would change nothing; give the standard error of the prior mean (> 0)"
+            )
         if mapped.any() and missing[depth] == int(mapped.sum()):
             b = grid.bounds
             raise GridMismatch(

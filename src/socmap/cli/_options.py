@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -169,7 +170,9 @@ SchedulerOpt = Annotated[
 
 WorkersOpt = Annotated[
     int | None,
-    typer.Option(help="Tiles computed at once (threads, one torch thread each); 0: one by one."),
+    typer.Option(
+        min=0, help="Tiles computed at once (threads, one torch thread each); 0: one by one."
+    ),
 ]
 
 
@@ -252,6 +255,22 @@ def check_at_most(*checks: tuple[str, int | None, int]) -> None:
             raise typer.BadParameter(f"{option} {value} must be <= {most}")
 
 
+def read_cores(path: Path | None) -> pd.DataFrame | None:
+    """Read a --cores table as it is; a table without rows is refused (once 0 cores, exit 0)."""
+    if path is None:
+        return None
+    from socmap.errors import ProfileValidationError
+    from socmap.profiles import read_table
+
+    table = read_table(path)
+    if len(table) == 0:
+        raise ProfileValidationError(
+            f"--cores {str(path)!r} has no rows (columns {[str(c) for c in table.columns]!r}); "
+            "give the cores already taken, or drop --cores"
+        )
+    return table
+
+
 def check_block_size(text: str) -> None:
     """Fail fast, before loading anything, on a block size that cannot be parsed."""
     from socmap.validate import parse_block_size
@@ -310,10 +329,14 @@ def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
         values = ()
-    if len(values) != 4:
+    ok = len(values) == 4 and all(math.isfinite(v) for v in values)
+    if ok:
+        minlon, minlat, maxlon, maxlat = values
+        ok = -180 <= minlon < maxlon <= 180 and -90 <= minlat < maxlat <= 90
+    if not ok:  # once 'exclude_bbox ... must be', the Python name, for nan or a swapped box
         raise typer.BadParameter(
-            f"--exclude-bbox {text!r} must be minlon,minlat,maxlon,maxlat, "
-            "e.g. 149.2,-30.6,150.1,-29.8"
+            f"--exclude-bbox {text!r} must be minlon,minlat,maxlon,maxlat in degrees with "
+            "min < max, e.g. 149.2,-30.6,150.1,-29.8"
         )
     return values[0], values[1], values[2], values[3]
 
@@ -351,11 +374,11 @@ UrlOpt = Annotated[
 ]
 
 
-EEWorkersOpt = Annotated[int, typer.Option("--workers", help="Requests in flight at once.")]
+EEWorkersOpt = Annotated[int, typer.Option("--workers", min=1, help="Requests in flight at once.")]
 
 
 RetriesOpt = Annotated[
-    int, typer.Option(help="Retries per request on 429/5xx (exponential backoff).")
+    int, typer.Option(min=0, help="Retries per request on 429/5xx (exponential backoff).")
 ]
 
 

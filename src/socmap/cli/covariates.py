@@ -20,6 +20,7 @@ from socmap.cli._options import (
     UnknownClasses,
     UnknownClassesOpt,
     UrlOpt,
+    check_at_least,
     print_unknown_classes,
 )
 
@@ -108,6 +109,7 @@ def ee_pull(
     from socmap.cube import describe_cube, pull_cube
     from socmap.sources.earthengine import check_ee_only, initialize
 
+    check_at_least(("--chunk", chunk, 1))  # before the catalog, the grid and any sign-in
     cat = resolve_catalog(catalog)
     target = load_grid(grid) if grid else None
     check_ee_only(cat)  # a wrong catalog or grid is refused before any sign-in
@@ -153,7 +155,7 @@ def ee_sample(
     from socmap.profiles import read_table
     from socmap.sources.earthengine import check_ee_only, initialize, sample_sites
 
-    check_table_path(out_path)
+    check_table_path(out_path, [sites])
     cat = resolve_catalog(catalog)
     target = load_grid(grid) if grid else None
     site_table = read_table(sites)

@@ -19,6 +19,7 @@ from socmap.cli._options import (
     WorkersOpt,
     check_at_least,
     check_at_most,
+    read_cores,
 )
 from socmap.errors import ConfigError
 from socmap.units import MAX_MC_PASSES
@@ -72,6 +73,13 @@ def predict_cmd(
         f"{s['pixels_nodata']} nodata (NaN), {len(run.config.intervals)} depth "
         f"intervals, {s['seconds']:.1f} s"
     )
+    for band, n in (s.get("unknown_class_pixels") or {}).items():
+        if n:  # once only in run.json: a cube coded otherwise than the training data
+            out.print(
+                f"note: {n} of {s['pixels_predicted']} mapped pixels hold classes of {band!r} "
+                "that the model was not trained on; it read them as an unknown class (check "
+                f"that the cube codes {band!r} as the training data did)"
+            )
     for kind, paths in run.exports.items():
         out.print(f"{kind}: {len(paths)} files under {run.path}")
     out.print(f"run: {run.path}")
@@ -180,7 +188,6 @@ def strata_cmd(
         if not 0.5 <= value < 1:
             raise ConfigError(f"{option} {value!r} must be in [0.5, 1), e.g. 0.9 or 0.95")
     check_at_least(("--min-cores", min_cores, 1))
-    from socmap.profiles import read_table
     from socmap.strata import StrataConfig, strata_for_run
 
     config = StrataConfig(
@@ -193,7 +200,7 @@ def strata_cmd(
         run_dir,
         strata,
         field=field,
-        cores=read_table(cores) if cores is not None else None,
+        cores=read_cores(cores),
         config=config,
         scheduler=scheduler,
         workers=workers,
@@ -272,6 +279,10 @@ def posterior_cmd(
             raise typer.BadParameter(
                 f"--prior {item!r} must be DEPTH=MEAN.tif,SE.tif, e.g. 0-5cm=mean.tif,se.tif"
             )
+        if depth in priors:  # once: the later one replaced the earlier without a word
+            raise typer.BadParameter(
+                f"--prior {item!r} gives depth {depth!r} a second time; give each depth once"
+            )
         priors[depth] = (paths[0], paths[1])
     res = posterior_for_run(run_dir, priors, layer=layer, soilgrids=soilgrids, scale=scale)
     for depth in res.depths:
@@ -307,6 +318,12 @@ def compare_cmd(
     Example: [bold]socmap compare runs/x/runs/V1/run runs/x/runs/V2/run --out change/[/bold]
     """
     from socmap.compare import compare_runs
+
+    if field is not None and strata is None:  # once ignored without a word
+        raise ConfigError(
+            f"--field {field!r} names the stratum column of the --strata polygon file, and no "
+            "--strata was given; add --strata FILE or drop --field"
+        )
 
     res = compare_runs(
         run_a,

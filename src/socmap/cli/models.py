@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from socmap._io import check_out_folder
 from socmap._parallel import check_n_jobs
 from socmap.cli._app import (
     benchmark_app,
@@ -25,6 +27,7 @@ from socmap.cli._options import (
     TrainSetsOpt,
     block_size_for,
     check_at_least,
+    check_at_most,
     check_block_size,
     parse_bbox,
     profile_options,
@@ -33,6 +36,7 @@ from socmap.cli._options import (
 )
 from socmap.errors import ConfigError
 from socmap.model.methods import BASELINES, check_bundle_strategy, check_methods, method_names
+from socmap.units import MAX_MC_PASSES
 
 if TYPE_CHECKING:
     from socmap.training import RegionalTable
@@ -95,10 +99,15 @@ def _cv_inputs(
     return data, own_folds, block_size_for(block_size, data.table)
 
 
-def check_bundle_out(path: Path) -> None:
-    """Refuse an --out that holds a user's files: a bundle replaces only a socmap model."""
-    from socmap._io import check_replaceable, is_socmap_model_dir
+def check_bundle_out(path: Path, inputs: Sequence[Path | None] = ()) -> None:
+    """Refuse an --out that holds a user's files or an input: a bundle replaces only a model.
 
+    The input bundle itself is refused too: the fine-tuned bundle would replace the
+    pretrained one it came from.
+    """
+    from socmap._io import check_replaceable, is_socmap_model_dir, refuse_input_as_output
+
+    refuse_input_as_output(path, inputs)
     check_replaceable(path, "model bundle", is_socmap_model_dir, overwrite=True)
 
 
@@ -153,6 +162,7 @@ def pretrain_cmd(
     Example: [bold]socmap pretrain --out global.socmap --exclude-region edgeroi --seed 0[/bold]
     """
     check_at_least(("--max-epochs", max_epochs, 1), ("--mc-passes", mc_passes, 1))
+    check_at_most(("--mc-passes", mc_passes, MAX_MC_PASSES))  # as `socmap predict --passes`
     check_n_jobs(jobs)
     check_bundle_out(out_path)
     from socmap.model.pretrain import pretrain, region_bbox_lonlat
@@ -234,7 +244,8 @@ def finetune_cmd(
     check_block_size(block_size)
     check_bundle_strategy(strategy)  # before torch loads (seconds)
     check_n_jobs(jobs)
-    check_bundle_out(out_path)  # before the training, not after it
+    # before the training, not after it
+    check_bundle_out(out_path, [bundle, cube, profiles.path, profiles.samples])
     if cv_folds < 0 or cv_folds == 1:
         raise ConfigError(f"--cv-folds {cv_folds!r} must be 0 (no calibration) or at least 2")
     from socmap.cube import open_cube
@@ -325,6 +336,8 @@ def cv_cmd(
     from socmap.validate import BlockKFold, cross_validate, read_train_sets
 
     check_block_size(block_size)
+    inputs = [cube, bundle, train_sets, profiles.path, profiles.samples]
+    check_out_folder(out_dir, inputs, files=("oof.parquet", "metrics.csv", "folds.csv"))
     chosen = read_train_sets(train_sets) if train_sets is not None else None
     data, own_folds, size = _cv_inputs(
         profiles, target, folds_column, cube, depths, max_depth, block_size
@@ -395,6 +408,7 @@ def benchmark_transfer_cmd(
         ("--mc-passes", mc_passes, 1),
         ("--n-estimators", n_estimators, 1),
     )
+    check_at_most(("--mc-passes", mc_passes, MAX_MC_PASSES))  # as `socmap predict --passes`
     check_n_jobs(jobs)
     method_list = check_methods([m.strip() for m in methods.split(",") if m.strip()])
     from socmap.model.transfer import transfer_methods  # torch: after the cheap checks
@@ -402,6 +416,9 @@ def benchmark_transfer_cmd(
     from socmap.validate.benchmark import parse_sizes, transfer_benchmark
 
     size_list = parse_sizes(sizes)
+    inputs = [cube, bundle, train_sets, profiles.path, profiles.samples]
+    written = ("results.csv", "summary.csv", "summary.md", "skill_vs_n.png", "timings.csv")
+    check_out_folder(out_dir, inputs, files=(*written, "fits.csv"))
     chosen = read_train_sets(train_sets) if train_sets is not None else None
     data, own_folds, size = _cv_inputs(
         profiles, target, folds_column, cube, depths, max_depth, block_size

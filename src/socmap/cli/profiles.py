@@ -46,8 +46,12 @@ def profiles_qc(
     [bold]socmap profiles qc core_locations.csv --format bluecarbon
     --samples core_samples.csv[/bold]
     """
+    from socmap._io import check_out_folder
     from socmap.profiles import qc_profiles, write_qc
 
+    check_out_folder(
+        out_dir, [input_path, samples], files=("flags.csv", "summary.csv", "summary.md")
+    )
     table = load_profiles(fmt, input_path, samples, mapping, crs, soc_units)
     report = qc_profiles(table, strict=strict)
     flags_path, summary_path = write_qc(report, out_dir)
@@ -92,7 +96,9 @@ def profiles_harmonise(
     from socmap.extraction import check_table_path, write_table
     from socmap.profiles import qc_profiles
 
-    check_table_path(out_path)
+    check_table_path(out_path, [input_path, samples])
+    sites_path = out_path.with_name(out_path.stem + "_sites.csv")
+    check_table_path(sites_path, [input_path, samples], "--out (its per-site table)")
     table = load_profiles(fmt, input_path, samples, mapping, crs, soc_units)
     accepted = qc_profiles(table).require(tuple(accept_qc or ()))
     for check, rows in accepted.items():
@@ -107,7 +113,6 @@ def profiles_harmonise(
     result = harmonise(table, depths, value_cols=cols, lam=lam)
     result.require_values()
     write_table(result.table, out_path)
-    sites_path = out_path.with_name(out_path.stem + "_sites.csv")
     write_table(result.sites, sites_path)
     counts = ", ".join(f"{k} {v}" for k, v in result.summary().items())
     out.print(f"harmonised {len(result.sites)} sites onto {depths!r} ({counts})")
@@ -133,7 +138,7 @@ def extract_cmd(
     from socmap.extraction import check_table_path, extract, require_covariate_values, write_table
     from socmap.profiles import read_table
 
-    check_table_path(out_path)
+    check_table_path(out_path, [table, cube])
     covariates = open_cube(cube)
     result = extract(covariates, read_table(table), method=method.value)
     require_covariate_values(result, covariates)

@@ -14,6 +14,7 @@ from socmap.cli._app import (
 from socmap.cli._options import (
     FieldOpt,
     StrataOpt,
+    read_cores,
 )
 
 
@@ -43,9 +44,8 @@ def design_cmd(
     Example: [bold]socmap design runs/edgeroi --strata geology --budget 30 -o design/[/bold]
     """
     from socmap.design import design_for_run
-    from socmap.profiles import read_table
 
-    taken = read_table(cores) if cores is not None else None
+    taken = read_cores(cores)
     sites, allocation, paths = design_for_run(
         run_dir, strata, budget, out_dir, field=field, layer=layer, min_spacing=min_spacing,
         minimum=min_cores, cores=taken, seed=seed,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -81,7 +82,7 @@ def spectra_select_cmd(
     from socmap.spectra.benchmark import benchmark_grid, selection_rule
 
     # an .xlsx was once written as CSV text under that name; refuse it before any work
-    check_table_path(out_path)
+    check_table_path(out_path, [table])
     if quantity not in ("reflectance", "absorbance"):
         raise ConfigError(f"--quantity {quantity!r} must be 'reflectance' or 'absorbance'")
     if grid not in ("library", "measured"):
@@ -91,7 +92,28 @@ def spectra_select_cmd(
             f"--step {step!r} resamples the measured bands; add --grid measured (the library "
             "grid has the benchmark's step)"
         )
+    if n < 2:
+        raise ConfigError(f"--n {n!r} must be 2 or more (the number of samples to choose)")
+    if step is not None and not (math.isfinite(step) and step > 0):
+        raise ConfigError(f"--step {step!r} must be a positive number of nm or cm-1, e.g. 10")
     spectra = read_spectra(table, quantity=quantity, nan=nan.value)  # type: ignore[arg-type]
+    if spectra.n_samples < 2:  # before the library grid, which would blame the bands
+        raise ConfigError(
+            f"selection needs at least 2 spectra, got {spectra.n_samples} in spectra table "
+            f"{str(table)!r}; add rows"
+        )
+    if spectra.n_samples < n:
+        raise ConfigError(
+            f"--n {n} is more than the {spectra.n_samples} spectra of {str(table)!r}; choose "
+            f"at most {spectra.n_samples}"
+        )
+    span = float(spectra.axis[-1] - spectra.axis[0])
+    if step is not None and step >= span:  # once 'target axis must be increasing ...'
+        raise ConfigError(
+            f"--step {step:g} leaves fewer than 2 bands over the measured range "
+            f"{float(spectra.axis[0]):g}-{float(spectra.axis[-1]):g} {spectra.unit}; choose a "
+            f"step below {span:g}"
+        )
     chain: Preprocess | None = None
     library_name = ""
     if grid == "library":
@@ -238,7 +260,7 @@ def spectra_ossl_cmd(
 
     if kind not in ("visnir", "mir"):
         raise ConfigError(f"--kind {kind!r} must be 'visnir' or 'mir'")
-    check_table_path(out_path)
+    check_table_path(out_path, [spectra, soillab])
     library = read_ossl(spectra, soillab, kind, oc_column=oc_column)  # type: ignore[arg-type]
     for note in library.notes:
         out.print(f"note: {note}")

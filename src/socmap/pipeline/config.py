@@ -176,6 +176,19 @@ class StrataStep(_Step):
     target_relative_error: float = Field(default=0.20, gt=0, lt=1)
     min_cores: int = Field(default=3, ge=1)
 
+    @model_validator(mode="after")
+    def _field_needs_polygons(self) -> StrataStep:
+        from socmap._io import VECTOR_SUFFIXES
+
+        if self.field != "stratum" and Path(self.source).suffix.lower() not in VECTOR_SUFFIXES:
+            # once ignored at --plan; `socmap strata` refuses it, so the run would stop there
+            raise ValueError(
+                f"strata.field {self.field!r} names a column of a polygon file, and "
+                f"strata.source {self.source!r} is a raster or a cube band, whose values are the "
+                "strata; remove field"
+            )
+        return self
+
 
 class DesignStep(_Step):
     """New core sites by Neyman allocation over the strata."""

@@ -134,6 +134,16 @@ def _prepare(
             f"the run's output {str(where)!r} cannot be a folder: {str(taken)!r} is a file; "
             "choose another output (or --out)"
         )
+    # nor inside socmap's own stores (once: `socmap demo -o CUBE.zarr` left a .lock there,
+    # and the cube warned of it on every read)
+    marks = {"zarr.json": "a Zarr store", "model.json": "a model bundle", "run.json": "a run"}
+    for folder in (where, *where.parents):
+        held = next((m for m in marks if (folder / m).is_file()), None)
+        if held is not None:
+            raise ConfigError(
+                f"the run's output {str(where)!r} is or lies inside {str(folder)!r}, which is "
+                f"{marks[held]} ({held}); choose another output (or --out)"
+            )
     return spec, RunRoot(where)
 
 

@@ -93,7 +93,26 @@ def _profiles_inputs(spec: RunSpec) -> dict[str, str]:
     from socmap.extraction import require_sites_on_grid
 
     # cores that miss the region would fail only after the cube is built (or pulled)
-    require_sites_on_grid(_read_profiles(spec), _grid(spec), "run's grid")
+    table = _read_profiles(spec)
+    require_sites_on_grid(table, _grid(spec), "run's grid")
+    # and so would a table without SOC, or one the profiles stage's QC stops
+    import pandas as pd
+
+    if not pd.to_numeric(table["soc_g_kg"], errors="coerce").notna().any():
+        raise ConfigError(
+            f"profiles.path {spec.profiles.path!r} has no soc_g_kg value in its {len(table)} "
+            "rows; map your SOC column with profiles.mapping: {soc_g_kg: YOUR_COLUMN}"
+        )
+    from socmap.errors import ProfileValidationError
+    from socmap.profiles import qc_profiles
+
+    try:
+        qc_profiles(table).require(tuple(spec.profiles.accept_qc))
+    except ProfileValidationError as exc:  # its remedies name the options of the commands
+        raise ProfileValidationError(
+            f"{exc} (in the run configuration: profiles.accept_qc: [CHECK, ...], "
+            "profiles.soc_units)"
+        ) from None
     return digest
 
 

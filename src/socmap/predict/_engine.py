@@ -31,6 +31,7 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,16 +129,40 @@ class TileModel:
 
 def _intervals(bundle: Bundle) -> tuple[tuple[float, float], ...]:
     meta = bundle.metadata
+    given: Any
     if isinstance(meta.get("intervals"), list) and meta["intervals"]:
-        pairs = [(float(t), float(b)) for t, b in meta["intervals"]]
+        given = meta["intervals"]
     elif bundle.depth_set is not None:
-        pairs = [(float(t), float(b)) for t, b in bundle.depth_set.intervals]
+        given = bundle.depth_set.intervals
     else:
         raise BundleError(
             f"bundle {str(bundle.path)!r} records neither 'intervals' nor a 'depth_set'; "
             "re-create it with `socmap finetune` or `socmap pretrain` (Python: save it with "
             "metadata={'intervals': [...]}, the depth intervals it was trained on)"
         )
+    # checked on load, before a run folder exists (once refused inside the first tile, after
+    # the run was created; a repeated interval mapped the same layer twice at exit 0)
+    fix = "re-create it with `socmap finetune` or `socmap pretrain`"
+    pairs: list[tuple[float, float]] = []
+    for item in given:
+        try:
+            top, bottom = (float(v) for v in item)
+        except (TypeError, ValueError):
+            raise BundleError(
+                f"bundle {str(bundle.path)!r} records the depth interval {item!r}, not a pair "
+                f"[top_cm, bottom_cm]; {fix}"
+            ) from None
+        if not (math.isfinite(top) and math.isfinite(bottom) and 0 <= top < bottom):
+            raise BundleError(
+                f"bundle {str(bundle.path)!r} records the depth interval {top:g}-{bottom:g} cm; "
+                f"intervals need 0 <= top_cm < bottom_cm; {fix}"
+            )
+        if (top, bottom) in pairs:
+            raise BundleError(
+                f"bundle {str(bundle.path)!r} records the depth interval {top:g}-{bottom:g} cm "
+                f"twice; {fix}"
+            )
+        pairs.append((top, bottom))
     return tuple(pairs)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from socmap._io import refuse_input_as_output
 from socmap._parallel import check_scheduler
 from socmap.errors import BandMismatch, ConfigError, RasterError
 from socmap.predict._engine import (
@@ -197,6 +198,7 @@ def predict_cube(
     if int(passes) > MAX_MC_PASSES:
         raise ConfigError(f"--passes {passes!r} must be <= {MAX_MC_PASSES}; 32 to 256 is plenty")
     check_scheduler(scheduler)  # before the run folder exists: a refusal leaves nothing
+    refuse_input_as_output(out, [bundle, cube])  # a run inside the cube spoils the cube
     where = resolve_device(device)
     tm = load_tile_model(bundle)
     cube_arr = open_cube(cube)

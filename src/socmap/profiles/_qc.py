@@ -583,8 +583,8 @@ def _check_values(c: _Ctx) -> None:
     )
     _flag_outside(
         c, "soc_out_of_range", "soc_g_kg", soc, c.soc_range, "g/kg",
-        "check the value and its unit (read_profiles(..., soc_units=...) converts %, "
-        "permille, mg/g)",
+        "check the value and its unit (--soc-units converts %, permille, mg/g; Python: "
+        "read_profiles(..., soc_units=...))",
     )  # fmt: skip
     _flag_outside(
         c, "bd_out_of_range", "bd_g_cm3", t["bd_g_cm3"].to_numpy(dtype=float), c.bd_range,
@@ -731,7 +731,10 @@ def qc_profiles(
     """
     what = "profile table"
     _check_columns(
-        table, REQUIRED_COLUMNS, what, "read it with socmap.profiles.read_profiles(..., mapping=)"
+        table,
+        REQUIRED_COLUMNS,
+        what,
+        "map your column names with --map CANONICAL=YOURS (Python: read_profiles(..., mapping=))",
     )
     _check_not_empty(table, what)
     t = table.reset_index(drop=True)

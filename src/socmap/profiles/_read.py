@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -107,7 +108,7 @@ def _read_csv(p: Path) -> pd.DataFrame:
                 f"{str(p)!r} repeats the column(s) {repeated!r}; keep one of each (pandas would "
                 f"read the second as '{repeated[0]}.1')"
             )
-        return pd.read_csv(p, sep=sep, encoding="utf-8-sig", low_memory=False)
+        frame = pd.read_csv(p, sep=sep, encoding="utf-8-sig", low_memory=False)
     except pd.errors.EmptyDataError as exc:
         raise ProfileValidationError(
             f"{str(p)!r} is empty (no header, no rows); give a CSV with a header line and at "
@@ -121,6 +122,16 @@ def _read_csv(p: Path) -> pd.DataFrame:
         raise ProfileValidationError(
             f"cannot parse {str(p)!r} as CSV ({_one_line(exc)}); check the delimiter and quoting"
         ) from exc
+    # ' SOC ' from a spreadsheet export: --map strips its names, so strip the header too
+    names = [c.strip() if isinstance(c, str) else c for c in frame.columns]
+    twice = sorted({str(c) for c in names if names.count(c) > 1})
+    if twice:
+        raise ProfileValidationError(
+            f"{str(p)!r} repeats the column(s) {twice!r} once spaces around the names are "
+            "removed; keep one of each"
+        )
+    frame.columns = names
+    return frame
 
 
 def _read_parquet(p: Path) -> pd.DataFrame:
@@ -208,7 +219,7 @@ def _points_to_xy(gdf: Any, p: Path) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------- units
-def _normalise_unit(unit: object, what: str = "soc_units") -> str:
+def _normalise_unit(unit: object, what: str = "--soc-units") -> str:
     """Map a unit spelling onto a key of :data:`SOC_UNITS`."""
     text = " ".join(str(unit).strip().lower().split())
     if text in _UNIT_ALIASES:
@@ -405,7 +416,7 @@ def _resolve_columns(
                 suggest[key] = cands[0]
         hint = (
             "; perhaps "
-            + " ".join(f"--map {k}={v}" for k, v in suggest.items())
+            + " ".join(f"--map {shlex.quote(f'{k}={v}')}" for k, v in suggest.items())
             + f" (Python: mapping={suggest!r})"
             if suggest
             else ""

@@ -175,8 +175,9 @@ def _parse_numeric(values: pd.Series, name: str, column: str) -> pd.Series:
         val = values.iloc[pos]
         if re.fullmatch(r"-?\d+,\d+", str(val).strip()):
             fix = (
-                "it looks like a decimal comma: read the file with pandas.read_csv(path, "
-                "sep=';', decimal=',') and pass the DataFrame"
+                "it looks like a decimal comma: save the table again with '.' as the decimal "
+                "mark (a spreadsheet's CSV export setting; Python: pandas.read_csv(path, "
+                "sep=';', decimal=',') and pass the DataFrame)"
             )
         elif re.match(r"\s*[<>]", str(val)):
             fix = "censored values need a number: replace them with the limit (or half of it)"

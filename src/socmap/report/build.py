@@ -36,7 +36,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from socmap._io import atomic_path
+from socmap._io import atomic_path, check_out_folder
 from socmap._tables import html_table, markdown_table
 from socmap._versions import versions
 from socmap.errors import InputNotFound
@@ -630,8 +630,16 @@ def build_report(
     # every input is read and checked before the first file is written
     strata_outputs = _read_strata(run)
     benchmark_blocks = _benchmark_blocks(Path(benchmark) if benchmark is not None else None)
+    qc_table = None
+    if qc is not None:  # once read only here, after the work: an empty file was exit 1
+        qc_table = read_checked_table(
+            Path(qc), ["check", "severity", "n_rows", "n_sites"], "QC summary",
+            "--qc takes the summary.csv that `socmap profiles qc -o DIR` writes",
+        )  # fmt: skip
     meta = dict(load_bundle(run.config.bundle).metadata)
     out = Path(out_dir) if out_dir is not None else run.path / "report"
+    # the run's cube and bundle stay as they are (once a report written into the cube)
+    check_out_folder(out, [run.config.cube, run.config.bundle])
     report = Report(title or f"socmap report: {run.path.name}")
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     report.add("Summary", *_summary_blocks(run, strata_outputs))
@@ -648,8 +656,8 @@ def build_report(
             "Training data counts recorded in the bundle:",
             pd.DataFrame(list(counts.items()), columns=["count", "value"]),
         ]
-    if qc is not None:
-        qc_blocks += ["QC summary:", pd.read_csv(qc)]
+    if qc_table is not None:
+        qc_blocks += ["QC summary:", qc_table]
     if run.summary:
         s = run.summary
         qc_blocks.append(

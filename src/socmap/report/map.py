@@ -31,7 +31,8 @@ matplotlib.use("Agg")
 import numpy as np
 from matplotlib import colormaps
 
-from socmap._io import atomic_path
+from socmap._io import atomic_path, refuse_input_as_output
+from socmap.errors import ConfigError, OutputExists
 
 __all__ = ["LayerSource", "build_map", "inline_map", "layer_sources"]
 
@@ -68,6 +69,20 @@ def build_map(
     from socmap.predict import open_run
 
     run = open_run(run_dir)
+    path = Path(out) if out is not None else run.path / "report" / "map.html"
+    if path.is_dir():  # before the work, not at the final rename
+        raise OutputExists(
+            f"{str(path)!r} is a folder; socmap writes a file there and will not replace a "
+            "folder with it (nothing was changed); give another path for the file, e.g. "
+            f"{str(path / 'map.html')!r}"
+        )
+    if path.suffix.lower() not in (".html", ".htm"):  # once: run.json replaced by the page
+        raise ConfigError(
+            f"--out {str(path)!r} must end in .html (the map is one HTML page), e.g. map.html"
+        )
+    # nor inside the run's stores, its cube or its bundle (once a page inside the cube)
+    stores = [p for p in run.path.iterdir() if p.suffix == ".zarr"]
+    refuse_input_as_output(path, [*stores, run.config.cube, run.config.bundle])
     step = max(1, int(np.ceil(max(run.grid.shape) / max_side)))
     every = (slice(None, None, step), slice(None, None, step))
     layers: list[dict[str, Any]] = []
@@ -88,7 +103,6 @@ def build_map(
         "values": values,
         "strata_codes": None if strata_codes is None else _b64(strata_codes),
     }
-    path = Path(out) if out is not None else run.path / "report" / "map.html"
     with atomic_path(path, overwrite=True) as tmp:
         tmp.write_text(_page(title or f"socmap map: {run.path.name}", data), encoding="utf-8")
     return path

@@ -41,6 +41,7 @@ from socmap.stocks._draws import cumulative_draws, stock_draws, summarise
 from socmap.stocks._formula import from_soilgrids
 from socmap.stocks._intervals import default_totals
 from socmap.stocks._options import check_stock_options
+from socmap.units import BD_RANGE
 
 __all__ = ["STOCK", "StockRun", "export_stocks", "layer_draws", "stock_block", "stocks_for_run"]
 
@@ -264,6 +265,7 @@ def stocks_for_run(
         if cf not in names:
             raise BandMismatch(f"CF band {cf!r} is not in the cube; it has {names!r}")
         cf_option = f"band:{cf}"
+    _check_bands_before_writing(run, cube, bd_option, bd_units, cf_option)
     intervals = [(float(t), float(b)) for t, b in run.config.intervals]
     if totals:
         chosen = [(float(t), float(b)) for t, b in totals]
@@ -352,9 +354,59 @@ def _stratum_table(
         if missing:
             raise ConfigError(
                 f"stratum band {band!r} has classes {missing!r} without a bulk density; add "
-                "them to the table or give a default"
+                "them to the --bd-table, or a row with stratum 'default' for every class it "
+                "does not list"
             )
     return {f"{k:g}": [float(m), float(sd)] for k, (m, sd) in checked.table.items()}
+
+
+def _check_bands_before_writing(
+    run: PredictionRun, cube: Any, bd_option: str, bd_units: str, cf_option: str | float
+) -> None:
+    """Refuse a BD or CF band of class codes or out of range, before stock.zarr is touched.
+
+    The tiles check the same ranges, but only once the stocks were marked running (and with
+    --overwrite the old stocks removed): the corrected command then met 'exist with other
+    options'. Values are checked where the run mapped SOC, as the tiles see them.
+    """
+    from socmap.cube import band_table
+
+    checks = []
+    if bd_option.startswith("band:"):
+        scale = 0.01 if bd_units == "cg/cm3" else 1.0
+        checks.append(("--bd", bd_option[5:], BD_RANGE, False, scale))
+    if isinstance(cf_option, str) and cf_option.startswith("band:"):
+        checks.append(("--cf", cf_option[5:], (0.0, 1.0), True, 1.0))
+    if not checks:
+        return
+    kinds = dict(zip(*(band_table(cube)[c] for c in ("name", "kind")), strict=True))
+    mapped = None
+    for option, band, (lo, hi), hi_open, scale in checks:
+        if kinds.get(band) == "categorical":
+            raise ConfigError(
+                f"{option} {band!r} is a categorical band (class codes, not a quantity); give a "
+                "continuous band" + (", or strata:BAND with --bd-table" if option == "--bd" else "")
+            )
+        if mapped is None:
+            soc = run.open()["soc"].sel(stat="mean").isel(depth=0).data
+            mapped = np.isfinite(np.asarray(soc))
+        values = np.asarray(cube.sel(band=band).values, dtype=np.float64)[mapped] * scale
+        with np.errstate(invalid="ignore"):
+            bad = (values < lo) | ((values >= hi) if hi_open else (values > hi))
+        if bad.any():
+            units = f" {bd_units}" if option == "--bd" else " (volume fraction)"
+            if option == "--cf":
+                fix = "give CF as a volume fraction (% / 100), and set nodata cells to NaN"
+            elif bd_units == "cg/cm3":
+                fix = "check the band is SoilGrids bdod (cg/cm3), and set nodata cells to NaN"
+            else:
+                fix = "give BD in g/cm3 (--bd-units cg/cm3 reads a SoilGrids bdod band), and set "
+                fix += "nodata cells (often 0) to NaN"
+            raise UnitsError(
+                f"{option} band {band!r} must lie in [{lo / scale:g}, {hi / scale:g}"
+                f"{')' if hi_open else ']'}{units} where the run mapped SOC; {int(bad.sum())} of "
+                f"{values.size} pixels do not (e.g. {values[bad][0] / scale:g}); {fix}"
+            )
 
 
 def _resolve_bd(bd: str | float, names: list[str]) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,18 +85,31 @@ def rasterise_strata(
     path = Path(str(source))
     if path.suffix.lower() in VECTOR_SUFFIXES:
         return _from_polygons(grid, path, field)
+    if field != "stratum":  # once ignored without a word
+        raise ConfigError(
+            f"--field {field!r} names a column of a polygon file, and strata {str(source)!r} "
+            "is a raster or a cube band, whose values are the strata; drop --field"
+        )
     if path.suffix.lower() in RASTER_SUFFIXES:
         from socmap.sources.local import read_raster
 
-        return _codes_from_values(read_raster(path, grid, "nearest"))
+        return _codes_from_values(read_raster(path, grid, "nearest"), f"raster {str(path)!r}")
     names = [] if cube is None else [str(b) for b in cube.band.values]
     if str(source) not in names:
         raise BandMismatch(
             f"strata {str(source)!r} is neither a polygon file ({', '.join(VECTOR_SUFFIXES)}), "
             f"a raster ({', '.join(RASTER_SUFFIXES)}) nor a cube band ({names!r})"
         )
+    kinds = cube.attrs.get("band_kind")
+    kind = kinds[names.index(str(source))] if isinstance(kinds, list) else None
+    if kind == "continuous":  # once one stratum per distinct value: thousands of them
+        categorical = [n for n, k in zip(names, kinds, strict=False) if k == "categorical"]
+        raise ConfigError(
+            f"strata {str(source)!r} is a continuous cube band; strata are classes: give a "
+            f"categorical band ({categorical!r}), a raster of class codes or a polygon file"
+        )
     codes, labels = _codes_from_values(
-        np.asarray(cube.sel(band=str(source)).values, dtype=np.float64)
+        np.asarray(cube.sel(band=str(source)).values, dtype=np.float64), f"band {str(source)!r}"
     )
     return codes, _class_names(cube, str(source), labels)
 
@@ -113,9 +127,21 @@ def _class_names(cube: Any, band: str, labels: list[str]) -> list[str]:
     return named
 
 
-def _codes_from_values(values: np.ndarray) -> tuple[np.ndarray, list[str]]:
+#: Most strata a raster or a band may hold: more are a continuous layer, not classes.
+MAX_STRATA = 1000
+
+
+def _codes_from_values(values: np.ndarray, what: str) -> tuple[np.ndarray, list[str]]:
     finite = np.isfinite(values)
     uniq = np.unique(values[finite])
+    fractional = uniq[uniq != np.round(uniq)]
+    if len(fractional) or len(uniq) > MAX_STRATA:
+        example = fractional[0] if len(fractional) else uniq[-1]
+        raise ConfigError(
+            f"strata {what} holds {len(uniq)} distinct values (e.g. {example:g}), so it is a "
+            f"continuous layer, not classes (whole-number codes, at most {MAX_STRATA}); "
+            "give a raster of class codes, a categorical cube band or a polygon file"
+        )
     codes = np.full(values.shape, -1, dtype=np.int32)
     codes[finite] = np.searchsorted(uniq, values[finite]).astype(np.int32)
     return codes, [f"{v:g}" for v in uniq]
@@ -325,6 +351,33 @@ STRATA = LayerKind(
 
 
 # ---------------------------------------------------------------------- the run
+def _require_core_stocks(
+    cores: pd.DataFrame, stocks: pd.DataFrame, intervals: Sequence[Sequence[float]]
+) -> None:
+    """Refuse --cores of which no core gives a stock (once counted as 0 cores, exit 0)."""
+    if len(cores) == 0:
+        raise ConfigError(
+            "the --cores table has no rows (a header only); give the harmonised core samples "
+            "or drop --cores"
+        )
+    if stocks["stock_t_ha"].notna().any():
+        return
+    want = [f"{float(t):g}-{float(b):g}cm" for t, b in intervals]
+    soc = pd.to_numeric(cores["soc_g_kg"], errors="coerce")
+    given = sorted(
+        {f"{float(t):g}-{float(b):g}cm" for t, b in zip(cores["top_cm"], cores["bottom_cm"],
+                                                          strict=True)}
+    )  # fmt: skip
+    if soc.notna().sum() == 0:
+        why = f"none of its {len(cores)} samples has a soc_g_kg value"
+        fix = "fill soc_g_kg (or map your column with `socmap profiles harmonise --map`)"
+    else:
+        why = f"their depths {given[:6]!r} match none of the run's intervals {want!r}"
+        fix = "harmonise them onto the run's depths with `socmap profiles harmonise --depths`"
+    n = cores["site_id"].nunique() if "site_id" in cores.columns else len(cores)
+    raise ConfigError(f"none of the {n} cores given with --cores has a stock: {why}; {fix}")
+
+
 def strata_for_run(
     run_dir: str | Path,
     strata: str | Path,
@@ -398,6 +451,7 @@ def strata_for_run(
             [(float(t), float(b)) for t, b in options["totals"]],
             cf=float(options["cf"]) if isinstance(options.get("cf"), int | float) else 0.0,
         )
+        _require_core_stocks(with_strata, stocks_of_cores, run.config.intervals)
     codes_path = run.path / STRATA.store
     strata_options = {
         **options,

@@ -323,6 +323,10 @@ def _check_train_sets(frame: pd.DataFrame, name: str = "train_sites") -> pd.Data
     return out
 
 
+#: How the refusals name the training sets: the CLI option, then the Python argument.
+_TRAIN = "--train-sets (train_sites)"
+
+
 def _listing(train_sites: pd.DataFrame | Mapping[Any, Sequence[Any]]) -> dict[str, list[str]]:
     """``fold id (text) -> site ids (text)`` from a train-set table or mapping."""
     if isinstance(train_sites, pd.DataFrame):
@@ -331,7 +335,7 @@ def _listing(train_sites: pd.DataFrame | Mapping[Any, Sequence[Any]]) -> dict[st
             if col in frame.columns and frame[col].nunique() > 1:
                 found = sorted(frame[col].unique().tolist(), key=str)
                 raise ConfigError(
-                    f"train_sites holds several values of {col!r}, {found!r}, but one CV is one "
+                    f"{_TRAIN} holds several values of {col!r}, {found!r}, but one CV is one "
                     f"run; pass the rows of one {col} (transfer_benchmark runs them all)"
                 )
         grouped = frame.groupby("fold", sort=False)["site_id"]
@@ -346,7 +350,7 @@ def _listed_sites(
     key = str(label)
     if key not in listing:
         raise ConfigError(
-            f"train_sites lists no training profiles for fold {label!r} (it has folds "
+            f"{_TRAIN} lists no training profiles for fold {label!r} (it has folds "
             f"{sorted(listing)!r}); list site ids for every fold"
         )
     by_text = {str(s): s for s in train}
@@ -354,14 +358,14 @@ def _listed_sites(
     held_out = sorted({c for c in chosen if c in {str(s) for s in test}})
     if held_out:
         raise ConfigError(
-            f"train_sites lists {len(held_out)!r} profiles of fold {label!r} as training "
+            f"{_TRAIN} lists {len(held_out)!r} profiles of fold {label!r} as training "
             f"profiles of that same fold, e.g. {held_out[:3]!r}; a fold's held-out profiles "
             "must not train it"
         )
     unknown = [c for c in chosen if c not in by_text]
     if unknown:
         raise ConfigError(
-            f"train_sites lists {len(unknown)!r} site ids for fold {label!r} that are not "
+            f"{_TRAIN} lists {len(unknown)!r} site ids for fold {label!r} that are not "
             f"profiles with a target in the table, e.g. {unknown[:3]!r}; check the ids (they "
             "are matched as text)"
         )
