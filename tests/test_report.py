@@ -103,6 +103,9 @@ def test_report_has_every_section_and_the_numbers_of_the_run(run):
     assert "## Stratum stocks" in md and re.search(r"\| *stratum *\|", md)
     figures = re.findall(r"\]\((report_files/figure_\d+\.png)\)", md)
     assert figures and all((paths["markdown"].parent / f).is_file() for f in figures)
+    # the maps show the layer the cross-validation scores, and say which it is
+    maps = page[page.index("<h2>Maps") : page.index("<h2>Stratum stocks")]
+    assert "SOC is shown as its median (the q50 layer" in maps
     # sections whose inputs are absent say so
     assert "No transfer benchmark given" in page
     # the summary comes first and gives the project totals of strata/project.csv

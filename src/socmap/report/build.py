@@ -330,7 +330,7 @@ def _maps(run: Any) -> list[Any]:
     soc = run.open()
     top = run.depth_labels[0]
     panels = [
-        (f"SOC mean {top}", soc["soc"].sel(stat="mean", depth=top).values, "g/kg", "YlOrBr"),
+        (f"SOC median {top}", soc["soc"].sel(stat="q50", depth=top).values, "g/kg", "YlOrBr"),
         (f"SOC sd {top}", soc["soc"].sel(stat="sd", depth=top).values, "g/kg", "magma"),
     ]
     if run.stocks.get("status") in ("computed", "complete"):
@@ -673,6 +673,10 @@ def build_report(
     report.add(
         "Maps",
         Link("Open the interactive map (every depth and statistic, click for values)", "map.html"),
+        "SOC is shown as its median (the q50 layer, expm1 of the mean log1p prediction): "
+        "the point prediction the spatial cross-validation above scores. The mean layer is "
+        "the log-normal mean, higher where the prediction is uncertain; stocks and stratum "
+        "totals average their draws, so they are means.",
         *_maps(run),
     )
     strata, recs = _strata_blocks(run, strata_outputs)
