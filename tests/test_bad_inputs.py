@@ -734,6 +734,12 @@ CASES: list[tuple[str, Args, str]] = [
     ("extract-out-is-the-table",
      lambda w, t: ["extract", w["cube"], w["cores"], "-o", w["cores"]],
      r"--out '.*cores.csv' is the input"),
+    ("qc-out-inside-a-cube",  # once: the QC tables written into a cube that is no input
+     lambda w, t: ["profiles", "qc", w["cores"], "-o", w["cube"] / "qc"],
+     r"--out '.*meuse32.zarr/qc' is or lies inside '.*meuse32.zarr', which is a Zarr store"),
+    ("qc-out-inside-a-bundle",
+     lambda w, t: ["profiles", "qc", w["cores"], "-o", w["bundle"]],
+     r"is or lies inside '.*bundle', which is a model bundle"),
     ("extract-out-inside-the-cube",
      lambda w, t: ["extract", w["cube"], w["cores"], "-o", w["cube"] / "out.csv"],
      r"--out '.*meuse32.zarr/out.csv' lies inside the input '.*meuse32.zarr'"),

@@ -16,6 +16,7 @@ from pathlib import Path
 from socmap.errors import OutputExists
 
 __all__ = [
+    "STORE_MARKS",
     "VECTOR_SUFFIXES",
     "atomic_path",
     "check_out_folder",
@@ -23,6 +24,7 @@ __all__ = [
     "duplicated_header",
     "publish_path",
     "refuse_input_as_output",
+    "refuse_inside_store",
     "remove_path",
 ]
 
@@ -150,6 +152,49 @@ def refuse_input_as_output(
             )
 
 
+#: Files that mark a folder as one of socmap's stores, which no other output may go into
+#: (a Zarr store with foreign files warns on every read; a bundle is replaced whole).
+STORE_MARKS = {"zarr.json": "a Zarr store", "model.json": "a model bundle"}
+
+
+def refuse_inside_store(
+    dest: str | os.PathLike[str],
+    flag: str = "--out",
+    marks: dict[str, str] | None = None,
+) -> None:
+    """Refuse an output that is, or lies inside, one of socmap's stores (:data:`STORE_MARKS`).
+
+    ``marks`` replaces the marker files (name -> what it marks).
+
+    Raises
+    ------
+    ConfigError
+        ``dest`` or a folder above it holds a marker file.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> (d / "zarr.json").write_text("{}")
+    2
+    >>> refuse_inside_store(d / "qc")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    socmap.errors.ConfigError: --out '...qc' is or lies inside '...', which is a Zarr store...
+    """
+    from socmap.errors import ConfigError
+
+    out = Path(dest)
+    marks = STORE_MARKS if marks is None else marks
+    for folder in (out, *out.parents):
+        held = next((m for m in marks if (folder / m).is_file()), None)
+        if held is not None:
+            raise ConfigError(
+                f"{flag} {str(out)!r} is or lies inside {str(folder)!r}, which is "
+                f"{marks[held]} ({held}); writing there would change it; choose another path"
+            )
+
+
 def check_out_folder(
     dest: str | os.PathLike[str],
     inputs: Iterable[str | os.PathLike[str] | None] = (),
@@ -160,8 +205,8 @@ def check_out_folder(
 
     The command adds its files to the folder (or, when it does not exist yet, the nearest
     path above it that does), which must be a folder, not a file, and neither an input folder
-    nor inside one (see :func:`refuse_input_as_output`); nor may the ``files`` it writes there
-    be inputs.
+    nor inside one (see :func:`refuse_input_as_output`), nor inside a store of socmap's
+    (:func:`refuse_inside_store`); nor may the ``files`` it writes there be inputs.
 
     Examples
     --------
@@ -184,6 +229,7 @@ def check_out_folder(
         )
     inputs = list(inputs)
     refuse_input_as_output(out, inputs, flag, replaces=False)
+    refuse_inside_store(out, flag)
     for name in files:  # the files it writes there must not be inputs either
         refuse_input_as_output(out / name, inputs, f"{flag} (its {name})")
     return out

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from socmap._io import atomic_path
+from socmap._io import STORE_MARKS, atomic_path, refuse_inside_store
 from socmap._parallel import check_scheduler
 from socmap._versions import versions
 from socmap.errors import ConfigError
@@ -136,14 +136,7 @@ def _prepare(
         )
     # nor inside socmap's own stores (once: `socmap demo -o CUBE.zarr` left a .lock there,
     # and the cube warned of it on every read)
-    marks = {"zarr.json": "a Zarr store", "model.json": "a model bundle", "run.json": "a run"}
-    for folder in (where, *where.parents):
-        held = next((m for m in marks if (folder / m).is_file()), None)
-        if held is not None:
-            raise ConfigError(
-                f"the run's output {str(where)!r} is or lies inside {str(folder)!r}, which is "
-                f"{marks[held]} ({held}); choose another output (or --out)"
-            )
+    refuse_inside_store(where, "the run's output", {**STORE_MARKS, "run.json": "a run"})
     return spec, RunRoot(where)
 
 
