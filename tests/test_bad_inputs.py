@@ -737,6 +737,9 @@ CASES: list[tuple[str, Args, str]] = [
     ("qc-out-inside-a-cube",  # once: the QC tables written into a cube that is no input
      lambda w, t: ["profiles", "qc", w["cores"], "-o", w["cube"] / "qc"],
      r"--out '.*meuse32.zarr/qc' is or lies inside '.*meuse32.zarr', which is a Zarr store"),
+    ("harmonise-out-inside-a-bundle",  # a table inside a store that is not an input
+     lambda w, t: ["profiles", "harmonise", w["cores"], "-o", w["bundle"] / "h.csv"],
+     r"--out '.*bundle/h.csv' is or lies inside '.*bundle', which is a model bundle"),
     ("qc-out-inside-a-bundle",
      lambda w, t: ["profiles", "qc", w["cores"], "-o", w["bundle"]],
      r"is or lies inside '.*bundle', which is a model bundle"),

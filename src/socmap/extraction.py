@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from socmap._io import atomic_path, refuse_input_as_output
+from socmap._io import atomic_path, refuse_input_as_output, refuse_inside_store
 from socmap.errors import BandMismatch, ConfigError, ProfileValidationError
 from socmap.focal import FocalSpec, check_focal_bands, focal_mean, window_at
 from socmap.grid import Grid
@@ -339,7 +339,8 @@ def check_table_path(
     """Refuse an output table whose suffix socmap does not write (before any work).
 
     ``inputs`` are the command's input files: an output that is one of them is refused too
-    (it would replace the input with the result).
+    (it would replace the input with the result), as is one inside a Zarr store or a model
+    bundle (:func:`~socmap._io.refuse_inside_store`).
 
     Examples
     --------
@@ -362,6 +363,7 @@ def check_table_path(
             "choose another path"
         )
     refuse_input_as_output(path, inputs, flag)
+    refuse_inside_store(path, flag)
     return path
 
 
