@@ -380,20 +380,26 @@ def _check_bands_before_writing(
     if not checks:
         return
     kinds = dict(zip(*(band_table(cube)[c] for c in ("name", "kind")), strict=True))
-    mapped = None
+    soc = run.open()["soc"].sel(stat="mean").isel(depth=0)
     for option, band, (lo, hi), hi_open, scale in checks:
         if kinds.get(band) == "categorical":
             raise ConfigError(
                 f"{option} {band!r} is a categorical band (class codes, not a quantity); give a "
                 "continuous band" + (", or strata:BAND with --bd-table" if option == "--bd" else "")
             )
-        if mapped is None:
-            soc = run.open()["soc"].sel(stat="mean").isel(depth=0).data
-            mapped = np.isfinite(np.asarray(soc))
-        values = np.asarray(cube.sel(band=band).values, dtype=np.float64)[mapped] * scale
-        with np.errstate(invalid="ignore"):
-            bad = (values < lo) | ((values >= hi) if hi_open else (values > hi))
-        if bad.any():
+        # window by window, as the tiles read them: memory stays bounded on any grid
+        n_bad, n_seen, example = 0, 0, float("nan")
+        for tile in run.grid.tiles(run.config.chunk):
+            r, c = tile.core.slices
+            mapped = np.isfinite(np.asarray(soc.isel(y=r, x=c).values))
+            window = cube.sel(band=band).isel(y=r, x=c).values
+            values = np.asarray(window, dtype=np.float64)[mapped] * scale
+            with np.errstate(invalid="ignore"):
+                bad = (values < lo) | ((values >= hi) if hi_open else (values > hi))
+            if bad.any() and n_bad == 0:
+                example = float(values[bad][0])
+            n_bad, n_seen = n_bad + int(bad.sum()), n_seen + values.size
+        if n_bad:
             units = f" {bd_units}" if option == "--bd" else " (volume fraction)"
             if option == "--cf":
                 fix = "give CF as a volume fraction (% / 100), and set nodata cells to NaN"
@@ -404,8 +410,8 @@ def _check_bands_before_writing(
                 fix += "nodata cells (often 0) to NaN"
             raise UnitsError(
                 f"{option} band {band!r} must lie in [{lo / scale:g}, {hi / scale:g}"
-                f"{')' if hi_open else ']'}{units} where the run mapped SOC; {int(bad.sum())} of "
-                f"{values.size} pixels do not (e.g. {values[bad][0] / scale:g}); {fix}"
+                f"{')' if hi_open else ']'}{units} where the run mapped SOC; {n_bad} of "
+                f"{n_seen} pixels do not (e.g. {example / scale:g}); {fix}"
             )
 
 
