@@ -23,6 +23,7 @@ __all__ = [
     "check_replaceable",
     "duplicated_header",
     "publish_path",
+    "refuse_file_in_the_way",
     "refuse_input_as_output",
     "refuse_inside_store",
     "remove_path",
@@ -152,6 +153,44 @@ def refuse_input_as_output(
             )
 
 
+def refuse_file_in_the_way(
+    dest: str | os.PathLike[str], what: str = "--out", *, folder: bool = True
+) -> None:
+    """Refuse an output whose nearest existing path is a file where a folder must be.
+
+    ``folder=True``: ``dest`` is a folder the command creates, so ``dest`` itself must not be
+    a file either; ``folder=False``: ``dest`` is a file (which may be replaced), and only the
+    folders above it are checked. A file there would fail only at the write, after the work.
+
+    Raises
+    ------
+    ConfigError
+        A file stands where a folder is needed.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> (d / "notes.txt").write_text("mine")
+    4
+    >>> refuse_file_in_the_way(d / "notes.txt" / "t.csv", "output", folder=False)
+    Traceback (most recent call last):
+    ...
+    socmap.errors.ConfigError: output '...t.csv' cannot be written: '...notes.txt' is a file, not a folder; choose another path
+    >>> refuse_file_in_the_way(d / "notes.txt", "output", folder=False)  # replaced: fine
+    """  # noqa: E501
+    from socmap.errors import ConfigError
+
+    out = Path(dest)
+    above = (out, *out.parents) if folder else tuple(out.parents)
+    taken = next((p for p in above if p.exists() or p.is_symlink()), None)
+    if taken is not None and not taken.is_dir():
+        raise ConfigError(
+            f"{what} {str(out)!r} cannot be {'a folder' if folder else 'written'}: "
+            f"{str(taken)!r} is a file, not a folder; choose another path"
+        )
+
+
 #: Files that mark a folder as one of socmap's stores, which no other output may go into
 #: (a Zarr store with foreign files warns on every read; a bundle is replaced whole).
 STORE_MARKS = {"zarr.json": "a Zarr store", "model.json": "a model bundle"}
@@ -219,14 +258,8 @@ def check_out_folder(
     ...
     socmap.errors.ConfigError: --out '...cv' cannot be a folder: '...notes.txt' is a file...
     """
-    from socmap.errors import ConfigError
-
     out = Path(dest)
-    taken = next((p for p in (out, *out.parents) if p.exists() or p.is_symlink()), None)
-    if taken is not None and not taken.is_dir():
-        raise ConfigError(
-            f"{flag} {str(out)!r} cannot be a folder: {str(taken)!r} is a file; choose another path"
-        )
+    refuse_file_in_the_way(out, flag)
     inputs = list(inputs)
     refuse_input_as_output(out, inputs, flag, replaces=False)
     refuse_inside_store(out, flag)

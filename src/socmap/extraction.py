@@ -15,7 +15,12 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from socmap._io import atomic_path, refuse_input_as_output, refuse_inside_store
+from socmap._io import (
+    atomic_path,
+    refuse_file_in_the_way,
+    refuse_input_as_output,
+    refuse_inside_store,
+)
 from socmap.errors import BandMismatch, ConfigError, ProfileValidationError
 from socmap.focal import FocalSpec, check_focal_bands, focal_mean, window_at
 from socmap.grid import Grid
@@ -355,13 +360,7 @@ def check_table_path(
             f"output {str(path)!r} must end in .parquet or .csv (socmap does not write "
             f"{path.suffix or 'files without a suffix'}); e.g. {path.name.split('.')[0]}.csv"
         )
-    # the nearest existing folder above must be one: a file there fails only at the write
-    taken = next((p for p in path.parents if p.exists() or p.is_symlink()), None)
-    if taken is not None and not taken.is_dir():
-        raise ConfigError(
-            f"output {str(path)!r} cannot be written: {str(taken)!r} is a file, not a folder; "
-            "choose another path"
-        )
+    refuse_file_in_the_way(path, "output", folder=False)
     refuse_input_as_output(path, inputs, flag)
     refuse_inside_store(path, flag)
     return path

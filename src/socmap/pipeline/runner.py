@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from socmap._io import STORE_MARKS, atomic_path, refuse_inside_store
+from socmap._io import STORE_MARKS, atomic_path, refuse_file_in_the_way, refuse_inside_store
 from socmap._parallel import check_scheduler
 from socmap._versions import versions
 from socmap.errors import ConfigError
@@ -128,12 +128,7 @@ def _prepare(
     if bad:
         raise ConfigError(f"unknown stage(s) {bad!r} in --force; stages: {known!r}")
     where = spec.output_dir(output)
-    taken = next((p for p in (where, *where.parents) if p.exists() and not p.is_dir()), None)
-    if taken is not None:
-        raise ConfigError(
-            f"the run's output {str(where)!r} cannot be a folder: {str(taken)!r} is a file; "
-            "choose another output (or --out)"
-        )
+    refuse_file_in_the_way(where, "the run's output")
     # nor inside socmap's own stores (once: `socmap demo -o CUBE.zarr` left a .lock there,
     # and the cube warned of it on every read)
     refuse_inside_store(where, "the run's output", {**STORE_MARKS, "run.json": "a run"})
