@@ -215,6 +215,7 @@ def test_a_run_that_maps_no_pixel_fails(meuse, tmp_path, monkeypatch):
         return np.full_like(means, np.nan), logvars
 
     monkeypatch.setattr(engine, "mc_log", nan_model)
+    monkeypatch.setattr(engine, "_PASSES", engine._PassCache())  # no passes of other tests
     with pytest.raises(RasterError, match=r"mapped no pixel: \d+ pixels lack a covariate and "):
         predict_cube(meuse["bundle"], meuse["cube"], tmp_path / "r", passes=2, workers=0,
                      exports=False, progress=False)  # fmt: skip
@@ -801,6 +802,55 @@ def test_a_mapped_interval_spanning_atoms_is_their_thickness_weighted_mean(meuse
     np.testing.assert_allclose(var[:, 2], (var[:, 0] + var[:, 1]) / 2, rtol=1e-5)
     # an interval inside one atom takes the atom's value
     np.testing.assert_allclose(means[:, 3], means[:, 0], rtol=1e-6)
+
+
+def test_stocks_reuse_the_passes_of_the_soc_map_and_get_the_same_numbers(
+    meuse, tmp_path, monkeypatch
+):
+    import socmap.predict._engine as engine
+    from socmap.stocks import stocks_for_run
+
+    calls = []
+    real = engine.mc_log
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "mc_log", counted)
+    monkeypatch.setattr(engine, "_PASSES", engine._PassCache())
+    run = predict_cube(meuse["bundle"], meuse["cube"], tmp_path / "run", passes=3, seed=11,
+                       workers=0, exports=False, progress=False)  # fmt: skip
+    mapped = len(calls)
+    assert mapped > 0
+    again = shutil.copytree(run.path, tmp_path / "again")
+    reused = stocks_for_run(run.path, bd=1.3, workers=0, exports=False, progress=False)
+    assert len(calls) == mapped  # every batch's passes came from the SOC map's
+    # evaluated again from scratch: the same bytes
+    monkeypatch.setattr(engine, "_PASSES", engine._PassCache())
+    fresh = stocks_for_run(again, bd=1.3, workers=0, exports=False, progress=False)
+    assert len(calls) == 2 * mapped
+    np.testing.assert_array_equal(
+        fresh.run.open("stock.zarr")["stock"].values, reused.run.open("stock.zarr")["stock"].values
+    )
+
+
+def test_the_pass_cache_keeps_the_most_recent_within_its_budget(monkeypatch):
+    import socmap.predict._engine as engine
+
+    item = (np.zeros(100, np.float32), np.zeros(100, np.float32))  # 800 bytes
+    monkeypatch.setattr(engine, "PASS_CACHE_BYTES", 2000)
+    cache = engine._PassCache()
+    for key in "abc":
+        cache.put(key, tuple(a.copy() for a in item))
+    assert cache.get("a") is None and cache.get("c") is not None
+    assert cache.get("b") is not None  # read last: "c" is now the oldest
+    cache.put("d", item)
+    assert cache.get("c") is None and cache.get("b") is not None
+    with pytest.raises(ValueError, match="read-only"):
+        cache.get("d")[0][0] = 1.0  # what a caller gets cannot change what others read
+    cache.put("big", (np.zeros(600, np.float32),))  # larger than the budget: not kept
+    assert cache.get("big") is None and cache.get("d") is not None
 
 
 def _standing_cube(tmp_path, units="m"):

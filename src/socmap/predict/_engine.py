@@ -32,7 +32,9 @@ import copy
 import functools
 import hashlib
 import math
-from collections.abc import Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -445,6 +447,84 @@ def mc_log(
     return means, logvars
 
 
+#: Memory the Monte Carlo passes of recently mapped batches may hold (:func:`run_passes`).
+PASS_CACHE_BYTES = 256 * 2**20
+
+
+class _PassCache:
+    """Least recently used ``(means, logvars)`` of batches, within a byte budget.
+
+    The arrays are stored read-only, so a caller cannot change what another one reads.
+    """
+
+    def __init__(self) -> None:
+        self._items: OrderedDict[Hashable, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()  # tiles may run in threads
+
+    def get(self, key: Hashable) -> tuple[np.ndarray, np.ndarray] | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None:
+                self._items.move_to_end(key)
+            return item
+
+    def put(self, key: Hashable, item: tuple[np.ndarray, np.ndarray]) -> None:
+        size = sum(a.nbytes for a in item)
+        for a in item:
+            a.setflags(write=False)
+        with self._lock:
+            if size > PASS_CACHE_BYTES or key in self._items:
+                return
+            self._items[key] = item
+            self._bytes += size
+            while self._bytes > PASS_CACHE_BYTES:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= sum(a.nbytes for a in old)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+
+_PASSES = _PassCache()
+
+
+def _batch_digest(enc: EncodedBlock, rows: slice) -> bytes:
+    """Fingerprint of a batch's inputs: its raw pixels and their encoding."""
+    h = hashlib.blake2b(digest_size=16)
+    for a in (enc.pixels[:, enc.where[rows]], enc.cont[rows], enc.mask[rows], enc.cat[rows]):
+        h.update(repr((a.shape, a.dtype.str)).encode())
+        h.update(np.ascontiguousarray(a).data)
+    return h.digest()
+
+
+def run_passes(
+    tm: TileModel,
+    enc: EncodedBlock,
+    rows: slice,
+    *,
+    passes: int,
+    seed: int,
+    device: str = "cpu",
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`mc_log` of a batch with the run's dropout masks (``passes``, ``seed``).
+
+    A run's SOC map, stocks and stratum totals evaluate the same passes on the same
+    pixels. Within a process (``socmap run``, the demo, a notebook) the later products
+    reuse the passes the first computed, while they fit in :data:`PASS_CACHE_BYTES`; the
+    key is the batch's content, the model and the masks, so a hit returns exactly what
+    evaluating again would. The arrays returned are read-only.
+    """
+    key = (tm, device, int(passes), int(seed), _batch_digest(enc, rows))
+    item = _PASSES.get(key)
+    if item is None:
+        item = mc_log(tm, enc, rows, masks=tm.masks(passes, seed, device), device=device)
+        _PASSES.put(key, item)
+    return item
+
+
 def _network_log(
     tm: TileModel, enc: EncodedBlock, rows: slice, masks: list[torch.Tensor], device: str
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -551,11 +631,10 @@ def predict_block(
     enc = encode_block(tm, block, band_names)
     n_depth = len(tm.intervals)
     soc = np.full((len(STATS), n_depth, h * w), np.nan, dtype=np.float32)
-    masks = tm.masks(passes, seed, device)
     where = enc.where
     for start in range(0, len(where), int(batch_size)):
         sl = slice(start, start + int(batch_size))
-        means, logvars = mc_log(tm, enc, sl, masks=masks, device=device)
+        means, logvars = run_passes(tm, enc, sl, passes=passes, seed=seed, device=device)
         soc[:, :, where[sl]] = _stats(tm, means, logvars)
     di = np.full(h * w, np.nan, dtype=np.float32)
     inside = np.full(h * w, np.nan, dtype=np.float32)

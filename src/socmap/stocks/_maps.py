@@ -32,7 +32,7 @@ from socmap.predict._engine import (
     counter_normal,
     draws_from,
     encode_block,
-    mc_log,
+    run_passes,
 )
 from socmap.predict._export import export_layers, replace_exports
 from socmap.predict._run import LayerKind, PredictionRun, compute_layers, open_run
@@ -119,12 +119,13 @@ def layer_draws(
     cf_band = _band(options.get("cf"), block, names)
     if cf_band is not None:
         cf_band = np.nan_to_num(cf_band)  # a pixel without CF data has no coarse fragments
-    masks = tm.masks(job.passes, job.seed, job.device)
     where = enc.where
     for start in range(0, len(where), int(job.batch_size)):
         sel = where[start : start + int(job.batch_size)]
         sl = slice(start, start + len(sel))
-        means, logvars = mc_log(tm, enc, sl, masks=masks, device=job.device)
+        means, logvars = run_passes(
+            tm, enc, sl, passes=job.passes, seed=job.seed, device=job.device
+        )
         soc = draws_from(tm, means, logvars, job.seed, ids[sel])
         passes = soc.shape[0]
         counters = (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -349,13 +350,28 @@ def core_stocks(
         cf,
     )
     table["_bd_source"] = np.where(np.isfinite(measured), "measured", "ptf")
+    # One pass over the samples (a boolean filter per core and interval was quadratic):
+    # cores in order of first appearance, and each core's first sample of each interval.
+    cores_seen: dict[tuple[Any, Any], None] = {}
+    first: dict[tuple[Any, Any, float, float], tuple[float, str]] = {}
+    for site, stratum, top, bottom, stock, source in zip(
+        table["site_id"].tolist(),
+        table["stratum"].tolist(),
+        table["top_cm"].to_numpy(float).tolist(),
+        table["bottom_cm"].to_numpy(float).tolist(),
+        table["_stock"].tolist(),
+        table["_bd_source"].tolist(),
+        strict=True,
+    ):
+        if pd.isna(site) or pd.isna(stratum):
+            continue  # as groupby: a core without a site or stratum has no row
+        cores_seen.setdefault((site, stratum), None)
+        first.setdefault((site, stratum, top, bottom), (float(stock), str(source)))
     rows = []
-    for (site, stratum), core in table.groupby(["site_id", "stratum"], sort=False):
+    for site, stratum in cores_seen:
         by_interval = {}
         for top, bottom in intervals:
-            hit = core[(core["top_cm"] == top) & (core["bottom_cm"] == bottom)]
-            value = float(hit["_stock"].iloc[0]) if len(hit) else float("nan")
-            source = str(hit["_bd_source"].iloc[0]) if len(hit) else ""
+            value, source = first.get((site, stratum, float(top), float(bottom)), (np.nan, ""))
             by_interval[(top, bottom)] = value
             rows.append((site, stratum, f"{top:g}-{bottom:g}cm", value, source))
         for top, bottom in totals:
