@@ -88,25 +88,29 @@ def check_scheduler(address: str | None) -> None:
         if scheme in ("tcp", "tls"):
             parse_host_port(location)
     except ValueError as exc:
-        raise ConfigError(
-            f"--scheduler {address!r} is not a dask scheduler address ({exc}); give "
-            f"tcp://host:port, e.g. tcp://127.0.0.1:8786, or {_SCHEDULER_FIX}"
-        ) from None
+        raise _not_an_address(address, exc) from None
     timeout = SCHEDULER_TIMEOUT_S
     try:
         with Client(address.strip(), timeout=timeout):
             pass
     except ValueError as exc:  # a scheme-specific address dask could not use
-        raise ConfigError(
-            f"--scheduler {address!r} is not a dask scheduler address ({exc}); give "
-            f"tcp://host:port, e.g. tcp://127.0.0.1:8786, or {_SCHEDULER_FIX}"
-        ) from None
+        raise _not_an_address(address, exc) from None
     except OSError:  # refused, unreachable or timed out: dask reports them all as OSError
         raise ConfigError(
             f"--scheduler {address!r}: no dask scheduler answered within {timeout:g} s; start "
             f"one there (`dask scheduler`, then `dask worker {address.strip()}`), or "
             f"{_SCHEDULER_FIX}"
         ) from None
+
+
+def _not_an_address(address: str, exc: ValueError) -> Exception:
+    """Build the error for an address dask cannot parse or use (at the parse or the connect)."""
+    from socmap.errors import ConfigError
+
+    return ConfigError(
+        f"--scheduler {address!r} is not a dask scheduler address ({exc}); give "
+        f"tcp://host:port, e.g. tcp://127.0.0.1:8786, or {_SCHEDULER_FIX}"
+    )
 
 
 def check_n_jobs(n_jobs: int) -> None:

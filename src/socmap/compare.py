@@ -856,17 +856,11 @@ def _export(
 
 def _overview(cog: Path) -> tuple[np.ndarray, tuple[float, float, float, float]]:
     """Read a COG from its overviews, at most 800 pixels across (NaN nodata), and its extent."""
-    import rasterio
     from rasterio.enums import Resampling
 
-    from socmap.predict._export import QUICKLOOK_PX
+    from socmap.predict._export import read_overview
 
-    with rasterio.open(cog) as src:
-        scale = max(1.0, max(src.width, src.height) / QUICKLOOK_PX)
-        shape = (max(1, round(src.height / scale)), max(1, round(src.width / scale)))
-        data = src.read(1, out_shape=shape, resampling=Resampling.nearest, masked=True)
-        b = src.bounds
-    return np.ma.filled(data.astype(np.float64), np.nan), (b.left, b.right, b.bottom, b.top)
+    return read_overview(cog, Resampling.nearest)
 
 
 def _quicklook(cogs: dict[str, Path], png: Path, title: str) -> Path:

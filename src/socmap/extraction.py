@@ -168,10 +168,9 @@ def extract(
         )
     grid = cube_grid(cube)
     uniq = _site_frame(sites)
-    xs, ys = sites_to_grid_crs(uniq, grid)
-    row_f, col_f = grid.rowcol(xs, ys)
+    row_f, col_f = _site_pixels(uniq, grid)
     has_xy = np.isfinite(row_f) & np.isfinite(col_f)
-    inside = has_xy & (row_f >= 0) & (row_f < grid.height) & (col_f >= 0) & (col_f < grid.width)
+    inside = has_xy & _inside(row_f, col_f, grid)
 
     n = len(uniq)
     values = np.full((n, len(all_bands)), np.nan)
@@ -219,12 +218,24 @@ def extract(
     return Extraction(table=table, method=method, bands=all_bands)
 
 
-def _on_grid(sites: pd.DataFrame, grid: Grid) -> np.ndarray:
-    """Whether each site (``x``, ``y``, ``crs``) lies on ``grid``."""
+def _site_pixels(sites: pd.DataFrame, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+    """Fractional ``(row, col)`` of each site (``x``, ``y``, ``crs``) on ``grid``.
+
+    Sites without coordinates get NaN; one place, so every sampler finds the same pixels.
+    """
     xs, ys = sites_to_grid_crs(sites, grid)
-    row, col = grid.rowcol(xs, ys)
+    return grid.rowcol(xs, ys)
+
+
+def _inside(row: np.ndarray, col: np.ndarray, grid: Grid) -> np.ndarray:
+    """Whether each fractional pixel position lies on ``grid`` (NaN positions do not)."""
     with np.errstate(invalid="ignore"):
         return np.asarray((row >= 0) & (row < grid.height) & (col >= 0) & (col < grid.width))
+
+
+def _on_grid(sites: pd.DataFrame, grid: Grid) -> np.ndarray:
+    """Whether each site (``x``, ``y``, ``crs``) lies on ``grid``."""
+    return _inside(*_site_pixels(sites, grid), grid)
 
 
 def _where_to_look(sites: pd.DataFrame, grid: Grid, what: str) -> str:
@@ -320,10 +331,8 @@ def extract_focal(cube: xr.DataArray, sites: pd.DataFrame, spec: FocalSpec) -> p
         raise BandMismatch(f"table already has columns {clash!r}; drop them before extracting")
     grid = cube_grid(cube)
     uniq = _site_frame(sites)
-    xs, ys = sites_to_grid_crs(uniq, grid)
-    row_f, col_f = grid.rowcol(xs, ys)
-    with np.errstate(invalid="ignore"):
-        inside = (row_f >= 0) & (row_f < grid.height) & (col_f >= 0) & (col_f < grid.width)
+    row_f, col_f = _site_pixels(uniq, grid)
+    inside = _inside(row_f, col_f, grid)
     sub = cube.sel(band=list(spec.bands))
     values = np.full((len(uniq), len(spec.bands)), np.nan, dtype=np.float32)
     for i in np.flatnonzero(inside):

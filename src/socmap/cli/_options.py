@@ -163,6 +163,9 @@ AcceptQcOpt = Annotated[
 ]
 
 
+RunArg = Annotated[Path, typer.Argument(help="A prediction run.")]
+
+
 SchedulerOpt = Annotated[
     str | None, typer.Option(help="Address of a running dask scheduler (tcp://host:8786).")
 ]

@@ -14,6 +14,7 @@ from socmap.cli._app import (
 from socmap.cli._options import (
     DeviceOpt,
     FieldOpt,
+    RunArg,
     SchedulerOpt,
     StrataOpt,
     WorkersOpt,
@@ -254,7 +255,7 @@ def _cores_lines(counts: dict[str, Any] | None, listing: Path) -> list[str]:
 
 @command("posterior")
 def posterior_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="A prediction run.")],
+    run_dir: RunArg,
     prior: Annotated[
         list[str],
         typer.Option(help="DEPTH=MEAN.tif,SE.tif, e.g. 0-5cm=soc_mean.tif,soc_se.tif (repeat)."),

@@ -42,6 +42,13 @@ if TYPE_CHECKING:
     from socmap.training import RegionalTable
     from socmap.validate import ColumnFolds
 
+# Options several model commands share, declared once so that their help stays alike.
+CubeOpt = Annotated[Path, typer.Option(help="The region's covariate cube (Zarr).")]
+FoldsOpt = Annotated[int, typer.Option(help="Spatial CV folds.")]
+DepthsOpt = Annotated[str, typer.Option(help="Depth set of the targets.")]
+MaxDepthOpt = Annotated[float, typer.Option(help="Deepest interval top (cm).")]
+SeedOpt = Annotated[int, typer.Option(min=0, help="Seed of every random step.")]
+
 
 def _print_cv_and_bundle(cv: Any, bundle: Path, title: str) -> None:
     """Print a fit's CV summary (when it ran one) and where its bundle went.
@@ -117,7 +124,7 @@ def pretrain_cmd(
     depths: Annotated[str, typer.Option(help="Depth set; every interval is trained.")] = (
         "globalsoilmap"
     ),
-    folds: Annotated[int, typer.Option(help="Spatial CV folds.")] = 10,
+    folds: FoldsOpt = 10,
     block_size: Annotated[
         str,
         typer.Option(
@@ -139,7 +146,7 @@ def pretrain_cmd(
         bool, typer.Option(help="Keep only sources whose licence allows commercial use.")
     ] = False,
     jobs: JobsOpt = 1,
-    seed: Annotated[int, typer.Option(min=0, help="Seed of every random step.")] = 0,
+    seed: SeedOpt = 0,
     max_epochs: Annotated[int | None, typer.Option(help="Cap on training epochs.")] = None,
     mc_passes: Annotated[int, typer.Option(help="MC dropout passes for CV predictions.")] = 32,
     cv: Annotated[bool, typer.Option(help="Run the spatial CV (and calibration).")] = True,
@@ -201,7 +208,7 @@ def pretrain_cmd(
 @profile_options
 def finetune_cmd(
     bundle: Annotated[Path, typer.Argument(help="Pretrained bundle directory.")],
-    cube: Annotated[Path, typer.Option(help="The region's covariate cube (Zarr).")],
+    cube: CubeOpt,
     out_path: Annotated[Path, typer.Option("--out", "-o", help="Fine-tuned bundle to write.")],
     profiles: ProfileSource = PROFILES,
     strategy: Annotated[
@@ -216,7 +223,7 @@ def finetune_cmd(
             "head, l2sp, instances."
         ),
     ] = "auto",
-    depths: Annotated[str, typer.Option(help="Depth set of the targets.")] = "globalsoilmap",
+    depths: DepthsOpt = "globalsoilmap",
     max_depth: Annotated[
         float | None, typer.Option(help="Use intervals whose top is above this depth (cm).")
     ] = 100.0,
@@ -231,7 +238,7 @@ def finetune_cmd(
         int, typer.Option(help="Folds of the calibration CV (0: no calibration).")
     ] = 5,
     jobs: JobsOpt = 1,
-    seed: Annotated[int, typer.Option(min=0, help="Seed of every random step.")] = 0,
+    seed: SeedOpt = 0,
 ) -> None:
     """Fine-tune a pretrained bundle on a region's profiles and covariate cube.
 
@@ -288,7 +295,7 @@ def finetune_cmd(
 @command("cv")
 @profile_options
 def cv_cmd(
-    cube: Annotated[Path, typer.Option(help="The region's covariate cube (Zarr).")],
+    cube: CubeOpt,
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the CV tables.")],
     method: Annotated[
         str,
@@ -303,7 +310,7 @@ def cv_cmd(
     ] = None,
     profiles: ProfileSource = PROFILES,
     block_size: BlockSizeOpt = "2km",
-    folds: Annotated[int, typer.Option(help="Spatial CV folds.")] = 10,
+    folds: FoldsOpt = 10,
     folds_column: FoldsColumnOpt = None,
     train_sets: Annotated[
         Path | None,
@@ -313,10 +320,10 @@ def cv_cmd(
         ),
     ] = None,
     target: TargetOpt = "soc_g_kg",
-    depths: Annotated[str, typer.Option(help="Depth set of the targets.")] = "globalsoilmap",
-    max_depth: Annotated[float, typer.Option(help="Deepest interval top (cm).")] = 100.0,
+    depths: DepthsOpt = "globalsoilmap",
+    max_depth: MaxDepthOpt = 100.0,
     jobs: JobsOpt = 1,
-    seed: Annotated[int, typer.Option(min=0, help="Seed of every random step.")] = 0,
+    seed: SeedOpt = 0,
 ) -> None:
     """Spatial block cross-validation of one method on a region.
 
@@ -372,12 +379,12 @@ def cv_cmd(
 @benchmark_app.command("transfer")
 @profile_options
 def benchmark_transfer_cmd(
-    cube: Annotated[Path, typer.Option(help="The region's covariate cube (Zarr).")],
+    cube: CubeOpt,
     bundle: Annotated[Path, typer.Option(help="Pretrained bundle (excluding the region).")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the results.")],
     profiles: ProfileSource = PROFILES,
     block_size: BlockSizeOpt = "2km",
-    folds: Annotated[int, typer.Option(help="Spatial CV folds.")] = 10,
+    folds: FoldsOpt = 10,
     folds_column: FoldsColumnOpt = None,
     train_sets: TrainSetsOpt = None,
     target: TargetOpt = "soc_g_kg",
@@ -387,12 +394,12 @@ def benchmark_transfer_cmd(
         str,
         typer.Option(help="Comma list: rf, stacked, global, depthwise, instances, strategies."),
     ] = "rf,stacked,global,full,freeze-encoders,head,l2sp",
-    depths: Annotated[str, typer.Option(help="Depth set of the targets.")] = "globalsoilmap",
-    max_depth: Annotated[float, typer.Option(help="Deepest interval top (cm).")] = 100.0,
+    depths: DepthsOpt = "globalsoilmap",
+    max_depth: MaxDepthOpt = 100.0,
     mc_passes: Annotated[int, typer.Option(help="MC dropout passes.")] = 16,
     n_estimators: Annotated[int, typer.Option(help="Trees per forest.")] = 500,
     jobs: JobsOpt = 1,
-    seed: Annotated[int, typer.Option(min=0, help="Seed of every random step.")] = 0,
+    seed: SeedOpt = 0,
 ) -> None:
     """Skill against the number of regional profiles, for every method, under spatial CV.
 

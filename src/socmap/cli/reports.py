@@ -13,6 +13,7 @@ from socmap.cli._app import (
 )
 from socmap.cli._options import (
     FieldOpt,
+    RunArg,
     StrataOpt,
     read_cores,
 )
@@ -69,7 +70,7 @@ def design_cmd(
 
 @command("report")
 def report_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="A prediction run.")],
+    run_dir: RunArg,
     out_dir: Annotated[
         Path | None, typer.Option("--out", "-o", help="Report folder (default RUN/report).")
     ] = None,
@@ -95,7 +96,7 @@ def report_cmd(
 
 @command("view")
 def view_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="A prediction run.")],
+    run_dir: RunArg,
     out_path: Annotated[
         Path | None, typer.Option("--out", "-o", help="Map page (default RUN/report/map.html).")
     ] = None,

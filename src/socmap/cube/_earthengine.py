@@ -46,6 +46,7 @@ from socmap.catalog import Catalog, resolve_catalog, resolve_grid
 from socmap.cube._format import (
     CUBE_VAR,
     add_class_counts,
+    band_coverage_attrs,
     check_chunk,
     check_unknown_classes,
     cube_attrs,
@@ -53,7 +54,6 @@ from socmap.cube._format import (
     jsonable_number,
     mask_unknown_classes,
     spec_band_attrs,
-    unknown_pixels,
     write_template,
 )
 from socmap.errors import CatalogError, ConfigError, OutputExists, RasterError
@@ -418,14 +418,7 @@ def pull_cube(
     except CatalogError:
         remove_path(partial)
         raise
-    n_pixels = target.height * target.width
-    array.attrs.update(
-        {
-            "band_nodata_fraction": [float(1 - v / n_pixels) for v in valid],
-            "band_unknown_class_pixels": unknown_pixels(unknown),
-            "band_unknown_classes": unknown,
-        }
-    )
+    array.attrs.update(band_coverage_attrs(target, valid, unknown))
     publish_path(store, out)
     remove_path(partial)
     counts = stats.as_dict()

@@ -49,6 +49,7 @@ __all__ = [
     "CUBE_VAR",
     "UNKNOWN_CLASS_POLICIES",
     "add_class_counts",
+    "band_coverage_attrs",
     "catalog_digest",
     "check_chunk",
     "check_unknown_classes",
@@ -221,6 +222,36 @@ def check_unknown_classes(
 def unknown_pixels(found: Sequence[Mapping[str, int]]) -> list[int]:
     """Pixels per band set to nodata as unknown classes (the ``band_unknown_class_pixels``)."""
     return [int(sum(f.values())) for f in found]
+
+
+def band_coverage_attrs(
+    grid: Grid, valid: Sequence[int] | np.ndarray, unknown: Sequence[Mapping[str, int]]
+) -> dict[str, Any]:
+    """Per-band coverage attrs of a filled cube, from its valid-pixel and unknown-class counts.
+
+    Every writer stores the same three lists once the last window is in, so that
+    ``cube info`` and the report read one layout whatever wrote the cube.
+
+    Parameters
+    ----------
+    grid
+        The cube's grid (its pixel count is the denominator of the nodata fraction).
+    valid
+        Pixels per band holding a value.
+    unknown
+        Per band ``{code: pixels}`` of categorical codes set to nodata as unknown classes.
+
+    Returns
+    -------
+    dict
+        ``band_nodata_fraction``, ``band_unknown_class_pixels`` and ``band_unknown_classes``.
+    """
+    n_pixels = grid.height * grid.width
+    return {
+        "band_nodata_fraction": [float(1 - v / n_pixels) for v in valid],
+        "band_unknown_class_pixels": unknown_pixels(unknown),
+        "band_unknown_classes": unknown,
+    }
 
 
 def is_socmap_cube(path: str | os.PathLike[str]) -> bool:

@@ -24,6 +24,7 @@ from socmap.cube._format import (
     BAND_ATTRS,
     CUBE_VAR,
     add_class_counts,
+    band_coverage_attrs,
     check_chunk,
     check_unknown_classes,
     cube_attrs,
@@ -31,7 +32,6 @@ from socmap.cube._format import (
     jsonable_number,
     mask_unknown_classes,
     spec_band_attrs,
-    unknown_pixels,
     write_template,
 )
 from socmap.errors import (
@@ -226,14 +226,7 @@ def build_cube(
                     "overlaps the source rasters, that their CRS is right, and the catalog "
                     "'nodata' value"
                 )
-            n_pixels = target.height * target.width
-            array.attrs.update(
-                {
-                    "band_nodata_fraction": [float(1 - v / n_pixels) for v in valid],
-                    "band_unknown_class_pixels": unknown_pixels(unknown),
-                    "band_unknown_classes": unknown,
-                }
-            )
+            array.attrs.update(band_coverage_attrs(target, valid, unknown))
             check_unknown_classes(names, unknown, unknown_classes)
     finally:
         for src in sources:

@@ -291,6 +291,19 @@ def _inputs(t: Mapping[str, Tensor], b: np.ndarray) -> tuple[Tensor, Tensor, Ten
     return t["cont"][i], t["mask"][i], t["cat"][i], t["depth"][i]
 
 
+def _atom_trunk(model: SocNet, t: Mapping[str, Tensor], j: Tensor) -> tuple[Tensor, int]:
+    """Trunk output of rows ``j`` at every depth atom, and the number of atoms.
+
+    Row ``r`` of ``j`` fills rows ``r * n_atoms`` to ``(r + 1) * n_atoms - 1``: the covariates
+    are fused once per row, then conditioned on each atom's depth. Training and prediction
+    compose an interval spanning several atoms from these same rows.
+    """
+    depth = t["atom_depth"]
+    n_atoms = int(depth.shape[0])
+    fused = model.fuse(t["cont"][j], t["mask"][j], t["cat"][j])
+    return model.condition(fused.repeat_interleave(n_atoms, 0), depth.repeat(len(j), 1)), n_atoms
+
+
 def _forward(model: SocNet, t: Mapping[str, Tensor], b: np.ndarray) -> tuple[Tensor, Tensor]:
     """Mean and log-variance of rows ``b``; intervals spanning atoms are composed of them."""
     mean, logvar = model(*_inputs(t, b))
@@ -301,10 +314,7 @@ def _forward(model: SocNet, t: Mapping[str, Tensor], b: np.ndarray) -> tuple[Ten
     if not bool(multi.any()):
         return mean, logvar
     j = i[multi]
-    depth = t["atom_depth"]
-    n_atoms = int(depth.shape[0])
-    fused = model.fuse(t["cont"][j], t["mask"][j], t["cat"][j])
-    h = model.condition(fused.repeat_interleave(n_atoms, 0), depth.repeat(len(j), 1))
+    h, n_atoms = _atom_trunk(model, t, j)
     m, lv = model.head(h)
     w = t["atom_weight"][j]
     soc = torch.expm1(m.view(len(j), n_atoms).clamp(max=MAX_LOG))
@@ -529,10 +539,7 @@ def _pass_means(
     if not multi.any():
         return means, alea
     j = torch.from_numpy(b[multi])
-    depth = t["atom_depth"]
-    n_atoms = int(depth.shape[0])
-    fused = model.fuse(t["cont"][j], t["mask"][j], t["cat"][j])
-    h_atoms = model.condition(fused.repeat_interleave(n_atoms, 0), depth.repeat(len(j), 1))
+    h_atoms, n_atoms = _atom_trunk(model, t, j)
     w = t["atom_weight"][j].numpy().astype(np.float64)
     atom_var = np.zeros((len(j), n_atoms))
     for p in range(passes):

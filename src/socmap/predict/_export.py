@@ -27,6 +27,7 @@ __all__ = [
     "Plane",
     "export_layers",
     "open_layer",
+    "read_overview",
     "replace_exports",
     "write_cog",
     "write_quicklook",
@@ -113,6 +114,36 @@ def write_cog(
     return path
 
 
+def read_overview(
+    cog: Path, resampling: Resampling
+) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """Read band 1 of a COG from its overviews, at most :data:`QUICKLOOK_PX` pixels across.
+
+    Shared by every quicklook (run layers here, stock change in :mod:`socmap.compare`), so
+    they are all read at the same size.
+
+    Parameters
+    ----------
+    cog
+        The COG.
+    resampling
+        How overview pixels are read: ``Resampling.average`` for the run quicklooks,
+        ``Resampling.nearest`` for the stock-change ones.
+
+    Returns
+    -------
+    tuple
+        The float64 values (NaN for nodata) and their extent ``(left, right, bottom, top)``,
+        as :meth:`matplotlib.axes.Axes.imshow` takes it.
+    """
+    with rasterio.open(cog) as src:
+        scale = max(1.0, max(src.width, src.height) / QUICKLOOK_PX)
+        shape = (max(1, round(src.height / scale)), max(1, round(src.width / scale)))
+        data = src.read(1, out_shape=shape, resampling=resampling, masked=True)
+        b = src.bounds
+    return np.ma.filled(data.astype(np.float64), np.nan), (b.left, b.right, b.bottom, b.top)
+
+
 def write_quicklook(cog: Path, png: Path, *, title: str, units: str, cmap: str = "viridis") -> Path:
     """Draw a COG as a PNG with a colour bar, read from its overviews, at most 800 px wide.
 
@@ -124,12 +155,8 @@ def write_quicklook(cog: Path, png: Path, *, title: str, units: str, cmap: str =
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    with rasterio.open(cog) as src:
-        scale = max(1.0, max(src.width, src.height) / QUICKLOOK_PX)
-        shape = (max(1, round(src.height / scale)), max(1, round(src.width / scale)))
-        data = src.read(1, out_shape=shape, resampling=Resampling.average, masked=True)
-        bounds = src.bounds
-    values = np.ma.filled(data.astype(np.float64), np.nan)
+    values, extent = read_overview(cog, Resampling.average)
+    shape = values.shape
     finite = values[np.isfinite(values)]
     vmin, vmax = np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0)
     # inches: the image's longer side 4.6, margins for tick labels (left, bottom), the title
@@ -146,7 +173,7 @@ def write_quicklook(cog: Path, png: Path, *, title: str, units: str, cmap: str =
         cmap=cmap,
         vmin=vmin,
         vmax=vmax if vmax > vmin else vmin + 1e-9,
-        extent=(bounds.left, bounds.right, bounds.bottom, bounds.top),
+        extent=extent,
         interpolation="nearest",
     )
     ax.set_title(title, fontsize=9)

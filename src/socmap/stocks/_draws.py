@@ -21,6 +21,7 @@ from socmap.stocks._formula import (
     CF_MAX,
     FloatArray,
     Intervals,
+    _check_cf,
     _check_range,
     _floats,
     _rng,
@@ -113,15 +114,7 @@ def stock_draws(
         soc, iv, source._noise(generator, z_bd, soc, "z_bd"), dict(covariates or {})
     )
     cf_arr = _field("coarse fragments", _floats(cf), soc.shape)
-    _check_range(
-        "coarse fragments",
-        cf_arr,
-        0.0,
-        1.0,
-        unit="(volume fraction)",
-        hi_open=True,
-        hint="give CF as a fraction (% ÷ 100; SoilGrids cfvo: from_soilgrids(v, 'cfvo'))",
-    )
+    _check_cf(cf_arr)
     sd_arr = _field("coarse-fragment sd", _floats(cf_sd), soc.shape)
     _check_range("coarse-fragment sd", sd_arr, 0.0, math.inf, unit="", hint="give sd >= 0")
     cf_arr = cf_arr.astype(soc.dtype, copy=False)

@@ -84,6 +84,22 @@ def _check_range(
     )
 
 
+def _check_cf(cf: FloatArray) -> None:
+    """Raise :class:`UnitsError` unless every coarse-fragment value is a fraction in [0, 1).
+
+    One check (and one fix hint) for the stock formula and the stock draws alike.
+    """
+    _check_range(
+        "coarse fragments",
+        cf,
+        0.0,
+        1.0,
+        unit="(volume fraction)",
+        hi_open=True,
+        hint="give CF as a fraction (% ÷ 100; SoilGrids cfvo: from_soilgrids(v, 'cfvo'))",
+    )
+
+
 def _rng(rng: np.random.Generator | int | None) -> np.random.Generator | None:
     if rng is None or isinstance(rng, np.random.Generator):
         return rng
@@ -179,15 +195,7 @@ def stock_t_ha(
         hint="give BD in g/cm³ (kg/m³ ÷ 1000; SoilGrids bdod: from_soilgrids(v, 'bdod'))",
     )
     _check_range("thickness", th, 0.0, math.inf, unit="cm", hint="give bottom - top in cm")
-    _check_range(
-        "coarse fragments",
-        cf,
-        0.0,
-        1.0,
-        unit="(volume fraction)",
-        hi_open=True,
-        hint="give CF as a fraction (% ÷ 100; SoilGrids cfvo: from_soilgrids(v, 'cfvo'))",
-    )
+    _check_cf(cf)
     return _stock(soc, bd, th, cf)
 
 
