@@ -143,6 +143,12 @@ def _drop_weights(d):
     (d / "weights.safetensors").unlink()
 
 
+def _edit_target(d):
+    doc = json.loads((d / "model.json").read_text())
+    doc["units"] = "%"
+    (d / "model.json").write_text(json.dumps(doc))
+
+
 def _bad_network(d):
     doc = json.loads((d / "model.json").read_text())
     doc["network"]["head"] = [16]
@@ -157,6 +163,7 @@ def _bad_network(d):
         (_flip_weights, "SHA-256"),
         (_drop_weights, "has no weights.safetensors"),
         (_bad_network, "dropout"),
+        (_edit_target, r"says units '%' but its features were trained on 'g/kg'"),
     ],
 )
 def test_damaged_bundles_raise_bundle_error(tmp_path, trained, damage, match):

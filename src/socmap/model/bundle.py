@@ -414,6 +414,15 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
         config.check_spec(spec)
     except SocmapError as exc:
         raise BundleError(f"{where}: {exc}; {fix}") from None
+    # model.json states the target twice (top level for readers, features for the code):
+    # an edit to one alone would otherwise be ignored without a word
+    for key, used in (("target_transform", spec.target), ("units", spec.units)):
+        if key in doc and doc[key] != used:
+            raise BundleError(
+                f"{where}: {MODEL_JSON} says {key} {doc[key]!r} but its features were "
+                f"trained on {used!r}; a bundle's target cannot be changed by editing it. "
+                f"Restore {key!r} to {used!r}, or {fix}"
+            )
     weights_path = root / WEIGHTS
     if not weights_path.is_file():
         raise BundleError(f"{where} has no {WEIGHTS}; {fix}")
