@@ -548,7 +548,12 @@ def test_per_stratum_bd_constants_scale_each_stratum(finished_run, tmp_path):
     res, _ = _stock(
         finished_run, bd="strata:soil", bd_strata={1: (1.3, 0.0)}, bd_default=(1.0, 0.1)
     )
-    assert res.options["bd_default"] == [1.0, 0.1]
+    assert res.options["bd_default"] == [1.0, 0.1] and "bd_strata_unused" not in res.options
+    # codes the band does not hold are recorded and said, not ignored without a word
+    res, again = _stock(finished_run, bd="strata:soil", bd_strata={**strata, 9: (1.1, 0.0)})
+    assert res.options["bd_strata_unused"] == ["9"]
+    assert "BD table codes ['9'] are not classes of the stratum band" in res.describe()
+    np.testing.assert_array_equal(again.values, by_stratum.values)
     with pytest.raises(ConfigError, match="needs a table"):
         _stock(finished_run, bd="strata:soil")
     with pytest.raises(BandMismatch, match="stratum band 'landuse'"):

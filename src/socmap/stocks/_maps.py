@@ -66,9 +66,16 @@ class StockRun:
             if label in self.options.get("total_labels", []):
                 mean = float(ds["stock"].sel(stat="mean", depth=label).mean(skipna=True))
                 parts.append(f"{label} mean {mean:.1f} t C/ha")
+        unused = self.options.get("bd_strata_unused")
+        note = (
+            f"; BD table codes {unused!r} are not classes of the stratum band (not used)"
+            if unused
+            else ""
+        )
         return (
             f"{len(self.labels)} layers (intervals and totals), BD from {self.options['bd']}; "
             + ", ".join(parts)
+            + note
         )
 
 
@@ -289,6 +296,9 @@ def stocks_for_run(
     if strata_table is not None:
         options["bd_strata"] = strata_table
         options["bd_default"] = None if bd_default is None else [float(v) for v in bd_default]
+        unused = _codes_not_in_band(cube, bd_option.split(":", 1)[1], strata_table)
+        if unused:
+            options["bd_strata_unused"] = unused
     store = run.path / STOCK.store
     if store.exists() and run.stocks.get("options") != options:
         if not overwrite:
@@ -359,6 +369,20 @@ def _stratum_table(
                 "does not list"
             )
     return {f"{k:g}": [float(m), float(sd)] for k, (m, sd) in checked.table.items()}
+
+
+def _codes_not_in_band(cube: Any, band: str, table: Mapping[str, Any]) -> list[str]:
+    """Codes of a per-stratum BD table that the stratum band's class list does not hold.
+
+    They are harmless (a table written for a wider area) or a sign of the wrong band or code
+    scheme; the run records them and says so, rather than ignoring them without a word.
+    """
+    names = [str(b) for b in cube.band.values]
+    classes = (cube.attrs.get("band_classes") or [None] * len(names))[names.index(band)]
+    if not classes:
+        return []
+    held = {float(c) for c in classes}
+    return [code for code in table if float(code) not in held]
 
 
 def _check_bands_before_writing(
