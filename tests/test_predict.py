@@ -838,6 +838,22 @@ def test_stocks_reuse_the_passes_of_the_soc_map_and_get_the_same_numbers(
     np.testing.assert_array_equal(
         fresh.run.open("stock.zarr")["stock"].values, reused.run.open("stock.zarr")["stock"].values
     )
+    # a map whose passes do not fit keeps none (they would be evicted before their reuse)
+    monkeypatch.setattr(engine, "PASS_CACHE_BYTES", 1000)
+    monkeypatch.setattr(engine, "_PASSES", engine._PassCache())
+    shutil.rmtree(again / "stock.zarr")
+    shutil.rmtree(again / "tiles_stock")
+    stocks_for_run(again, bd=1.3, workers=0, exports=False, progress=False)
+    assert len(calls) == 3 * mapped and not engine._PASSES._items
+
+
+def test_passes_are_kept_only_when_the_whole_map_fits():
+    from socmap.predict._engine import PASS_CACHE_BYTES, passes_fit
+
+    per_pixel = 32 * 5 * 8  # passes x intervals x (mean, logvar) float32
+    side = int((PASS_CACHE_BYTES / per_pixel) ** 0.5)
+    assert passes_fit(32, 5, (side, side)) and not passes_fit(32, 5, (side + 1, side + 1))
+    assert passes_fit(1, 1, (4096, 4096)) and not passes_fit(32, 5, (4096, 4096))
 
 
 def test_the_pass_cache_keeps_the_most_recent_within_its_budget(monkeypatch):

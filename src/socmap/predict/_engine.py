@@ -500,6 +500,16 @@ def _batch_digest(enc: EncodedBlock, rows: slice) -> bytes:
     return h.digest()
 
 
+def passes_fit(passes: int, n_intervals: int, shape: Sequence[int]) -> bool:
+    """Whether a whole map's pass outputs fit in :data:`PASS_CACHE_BYTES`.
+
+    Only then does :func:`run_passes` keep them: a larger map would evict its first tiles
+    before a later product reached them, so keeping them would cost memory for nothing.
+    """
+    means_and_logvars = 2 * np.dtype(np.float32).itemsize
+    return passes * n_intervals * math.prod(shape) * means_and_logvars <= PASS_CACHE_BYTES
+
+
 def run_passes(
     tm: TileModel,
     enc: EncodedBlock,
@@ -508,15 +518,18 @@ def run_passes(
     passes: int,
     seed: int,
     device: str = "cpu",
+    keep: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`mc_log` of a batch with the run's dropout masks (``passes``, ``seed``).
 
     A run's SOC map, stocks and stratum totals evaluate the same passes on the same
-    pixels. Within a process (``socmap run``, the demo, a notebook) the later products
-    reuse the passes the first computed, while they fit in :data:`PASS_CACHE_BYTES`; the
-    key is the batch's content, the model and the masks, so a hit returns exactly what
-    evaluating again would. The arrays returned are read-only.
+    pixels. With ``keep`` (the engine sets it when the map's passes fit, :func:`passes_fit`)
+    a later product in the same process (``socmap run``, the demo, a notebook) reuses the
+    passes the first computed; the key is the batch's content, the model and the masks, so
+    a hit returns exactly what evaluating again would. What is kept is read-only.
     """
+    if not keep:
+        return mc_log(tm, enc, rows, masks=tm.masks(passes, seed, device), device=device)
     key = (tm, device, int(passes), int(seed), _batch_digest(enc, rows))
     item = _PASSES.get(key)
     if item is None:
@@ -592,6 +605,7 @@ def predict_block(
     batch_size: int = 1024,
     seed: int = 0,
     device: str = "cpu",
+    keep_passes: bool = False,
 ) -> dict[str, Any]:
     """Predict one tile.
 
@@ -613,6 +627,8 @@ def predict_block(
         Run seed (the dropout masks; the same for every tile).
     device
         Where the network runs (a resolved name, :func:`resolve_device`).
+    keep_passes
+        Keep the passes for later products of the run (:func:`run_passes`).
 
     Returns
     -------
@@ -634,7 +650,9 @@ def predict_block(
     where = enc.where
     for start in range(0, len(where), int(batch_size)):
         sl = slice(start, start + int(batch_size))
-        means, logvars = run_passes(tm, enc, sl, passes=passes, seed=seed, device=device)
+        means, logvars = run_passes(
+            tm, enc, sl, passes=passes, seed=seed, device=device, keep=keep_passes
+        )
         soc[:, :, where[sl]] = _stats(tm, means, logvars)
     di = np.full(h * w, np.nan, dtype=np.float32)
     inside = np.full(h * w, np.nan, dtype=np.float32)

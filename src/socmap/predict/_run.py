@@ -52,7 +52,7 @@ from socmap._records import array_digest as _digest
 from socmap._records import read_record, write_record
 from socmap.errors import ConfigError, OutputExists
 from socmap.grid import Grid, Tile, Window
-from socmap.predict._engine import STATS, TileModel, load_tile_model, with_focal
+from socmap.predict._engine import STATS, TileModel, load_tile_model, passes_fit, with_focal
 
 __all__ = [
     "RUN_FORMAT",
@@ -337,6 +337,7 @@ class _TileJob:
     options: str = "{}"
     stand_ins: str = "{}"
     device: str = "cpu"  # where the network runs; not part of what the tile is
+    keep_passes: bool = False  # later products here reuse the passes (they fit in memory)
 
 
 def _run_tile(job: _TileJob, padded: np.ndarray | None = None) -> dict[str, Any]:
@@ -470,6 +471,10 @@ def compute_layers(
     (run_dir / kind.records).mkdir(exist_ok=True)
     n_workers = min(len(todo), os.cpu_count() or 1) if workers is None else int(workers)
     context = run_dir / CONTEXT_STORE
+    # one process computes every tile: the map's passes may serve its later products
+    keep = scheduler is None and passes_fit(
+        config.passes, len(config.intervals), config.grid["shape"]
+    )
     jobs = [
         _TileJob(
             bundle=config.bundle,
@@ -489,6 +494,7 @@ def compute_layers(
             options=json.dumps(options or {}, sort_keys=True),
             stand_ins=json.dumps(config.stand_ins),
             device=device,
+            keep_passes=keep,
         )
         for t in todo
     ]

@@ -54,7 +54,7 @@ def soc_block(
     """SOC statistics, DI and AOA of one tile (``options`` unused: the run holds them all)."""
     return predict_block(
         tm, block, names, passes=job.passes, batch_size=job.batch_size, seed=job.seed,
-        device=job.device,
+        device=job.device, keep_passes=job.keep_passes,
     )  # fmt: skip
 
 

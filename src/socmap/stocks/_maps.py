@@ -131,7 +131,7 @@ def layer_draws(
         sel = where[start : start + int(job.batch_size)]
         sl = slice(start, start + len(sel))
         means, logvars = run_passes(
-            tm, enc, sl, passes=job.passes, seed=job.seed, device=job.device
+            tm, enc, sl, passes=job.passes, seed=job.seed, device=job.device, keep=job.keep_passes
         )
         soc = draws_from(tm, means, logvars, job.seed, ids[sel])
         passes = soc.shape[0]
