@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import os
 import time
-import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,16 +37,18 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from _common import pin_two_cores  # noqa: E402
-from bench_prior_stacked_weights import TUNING_REGIONS, study_arguments  # noqa: E402
-from bench_transfer_regions import DEPTHS, REGIONS, region_bundle, region_table  # noqa: E402
+from bench_prior_stacked_weights import (  # noqa: E402
+    TUNING_REGIONS,
+    out_of_fold,
+    study_arguments,
+)
+from bench_transfer_regions import DEPTHS, REGIONS, region_bundle  # noqa: E402
 from socmap._io import atomic_path  # noqa: E402
 from socmap._tables import markdown_table  # noqa: E402
 from socmap.catalog import load_catalog  # noqa: E402
 from socmap.datasets import global_training_table  # noqa: E402
 from socmap.model.baselines import RegionalForest  # noqa: E402
 from socmap.model.transfer import transfer_methods  # noqa: E402
-from socmap.validate import BlockKFold, cross_validate  # noqa: E402
-from socmap.validate.benchmark import _sampler  # noqa: E402  (the benchmark's own draws)
 from socmap.validate.metrics import regression_metrics  # noqa: E402
 
 #: Column -> (target transform of the forest, borrowed profiles per training profile).
@@ -108,7 +109,6 @@ class InstanceForest(RegionalForest):
 def region_predictions(name: str, args: Any) -> pd.DataFrame:
     """Out-of-fold log1p predictions of every variant, one row per (n, repeat, sample)."""
     bbox = tuple(float(v) for v in REGIONS[name]["bbox"])
-    table = region_table(bbox)  # type: ignore[arg-type]
     glob = global_training_table(DEPTHS).table
     outside = ~(glob["x"].between(bbox[0], bbox[2]) & glob["y"].between(bbox[1], bbox[3]))
     bands = load_catalog("global_10arcmin").band_names
@@ -117,24 +117,14 @@ def region_predictions(name: str, args: Any) -> pd.DataFrame:
     bundle = region_bundle(name, bbox, args.cache, args.seed)
     base = transfer_methods(["rf-log"], bundle, bands, [], block_size=args.block_size,
                             mc_passes=args.mc_passes, seed=args.seed)["rf-log"]  # fmt: skip
-    params = {k: v for k, v in base.get_params().items() if k != "target_transform"}
-    cv = BlockKFold(args.folds, args.block_size, random_state=args.seed)
-    parts = []
-    for n in args.sizes:
-        for r in range(args.repeats):
-            pick = _sampler(n, zlib.crc32(f"{args.seed}:{r}".encode()))
-            frame = None
-            for column, (target, k_factor) in VARIANTS.items():
-                est = InstanceForest(**{**params, "n_jobs": 2}, target_transform=target,
-                                     pool=pool, k_factor=k_factor)  # fmt: skip
-                oof = cross_validate(est, table, cv, train_sites=pick, n_jobs=1,
-                                     progress=False).oof  # fmt: skip
-                if frame is None:
-                    frame = oof[["site_id", "top_cm", "fold", "obs_g_kg"]].assign(n=n, repeat=r)
-                frame[column] = oof["mean_log"].to_numpy()
-            parts.append(frame)
-            print(f"{name}: n = {n}, repeat {r} done", flush=True)
-    return pd.concat(parts, ignore_index=True)
+    params = {**base.get_params(), "n_jobs": 2}  # the folds one after another: the pool is big
+    estimators = {
+        column: InstanceForest(
+            **{**params, "target_transform": target}, pool=pool, k_factor=k_factor
+        )
+        for column, (target, k_factor) in VARIANTS.items()
+    }
+    return out_of_fold(name, args, estimators, with_sd=False, n_jobs=1)
 
 
 def all_predictions(args: Any) -> tuple[pd.DataFrame, float]:

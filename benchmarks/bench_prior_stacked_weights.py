@@ -23,6 +23,7 @@ import os
 import time
 import zlib
 from pathlib import Path
+from typing import Any
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "2")
@@ -71,19 +72,31 @@ def region_predictions(
     """
     bbox = tuple(float(v) for v in REGIONS[name]["bbox"])
     bundle = region_bundle(name, bbox, args.cache, args.seed)
-    table = region_table(bbox)  # type: ignore[arg-type]
     bands = load_catalog("global_10arcmin").band_names
     methods = transfer_methods(list(members), bundle, bands, [], block_size=args.block_size,
                                mc_passes=args.mc_passes, seed=args.seed)  # fmt: skip
+    estimators = {column: methods[method] for method, column in members.items()}
+    return out_of_fold(name, args, estimators, with_sd=with_sd, n_jobs=args.jobs)
+
+
+def out_of_fold(
+    name: str, args: argparse.Namespace, estimators: dict[str, Any], *, with_sd: bool, n_jobs: int
+) -> pd.DataFrame:
+    """Out-of-fold log1p predictions of ``estimators`` (column -> estimator) on a region.
+
+    The benchmark's own spatial folds and training draws (``args``: folds, block size,
+    sizes, repeats, seed), the same for every estimator, one row per (n, repeat, sample).
+    """
+    table = region_table(tuple(float(v) for v in REGIONS[name]["bbox"]))  # type: ignore[arg-type]
     cv = BlockKFold(args.folds, args.block_size, random_state=args.seed)
     parts = []
     for n in args.sizes:
         for r in range(args.repeats):
             pick = _sampler(n, zlib.crc32(f"{args.seed}:{r}".encode()))
             frame = None
-            for method, column in members.items():
-                oof = cross_validate(methods[method], table, cv, train_sites=pick,
-                                     n_jobs=args.jobs, progress=False).oof  # fmt: skip
+            for column, estimator in estimators.items():
+                oof = cross_validate(estimator, table, cv, train_sites=pick, n_jobs=n_jobs,
+                                     progress=False).oof  # fmt: skip
                 if frame is None:
                     frame = oof[["site_id", "top_cm", "fold", "obs_g_kg"]].assign(n=n, repeat=r)
                 else:  # every method predicts the same rows in the same order
