@@ -36,7 +36,7 @@ from socmap.cli._options import (
 )
 from socmap.errors import ConfigError
 from socmap.model.methods import BASELINES, check_bundle_strategy, check_methods, method_names
-from socmap.units import MAX_MC_PASSES
+from socmap.units import MAX_MC_PASSES, MAX_SEED
 
 if TYPE_CHECKING:
     from socmap.training import RegionalTable
@@ -47,7 +47,7 @@ CubeOpt = Annotated[Path, typer.Option(help="The region's covariate cube (Zarr).
 FoldsOpt = Annotated[int, typer.Option(help="Spatial CV folds.")]
 DepthsOpt = Annotated[str, typer.Option(help="Depth set of the targets.")]
 MaxDepthOpt = Annotated[float, typer.Option(help="Deepest interval top (cm).")]
-SeedOpt = Annotated[int, typer.Option(min=0, help="Seed of every random step.")]
+SeedOpt = Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of every random step.")]
 
 
 def _print_cv_and_bundle(cv: Any, bundle: Path, title: str) -> None:

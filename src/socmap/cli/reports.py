@@ -17,6 +17,7 @@ from socmap.cli._options import (
     StrataOpt,
     read_cores,
 )
+from socmap.units import MAX_SEED
 
 
 @command("design")
@@ -38,7 +39,7 @@ def design_cmd(
         Path | None,
         typer.Option(help="Cores already taken (.parquet/.csv: site_id, stratum or x, y, crs)."),
     ] = None,
-    seed: Annotated[int, typer.Option(min=0, help="Seed of the site draws.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of the site draws.")] = 0,
 ) -> None:
     """Neyman-allocated, uncertainty-weighted, spaced core sites (GeoPackage + field CSV).
 
