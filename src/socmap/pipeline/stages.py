@@ -480,6 +480,24 @@ def _stocks_inputs(spec: RunSpec) -> dict[str, str]:
     return {"bd_table": _file_input(spec, spec.stocks.bd_table)}
 
 
+def _report_inputs(spec: RunSpec) -> dict[str, str]:
+    """Fingerprint the benchmark folder, checked before anything runs.
+
+    Once a missing one failed the report stage at the end of the chain, after every other stage.
+    """
+    if spec.report.benchmark is None:
+        return {}
+    folder = spec.resolve(spec.report.benchmark)
+    if folder.exists() and not (folder / "summary.csv").is_file():
+        from socmap.errors import ConfigError
+
+        raise ConfigError(
+            f"report.benchmark {str(folder)!r} holds no summary.csv; it takes the folder that "
+            "`socmap benchmark transfer -o DIR` writes"
+        )
+    return {"benchmark": _file_input(spec, spec.report.benchmark)}
+
+
 STAGES: tuple[Stage, ...] = (
     Stage("cube", (), _sections("region", "cube"), _cube, _cube_inputs),
     Stage(
@@ -512,5 +530,11 @@ STAGES: tuple[Stage, ...] = (
         _strata_inputs,
         enabled=lambda spec: spec.strata is not None,
     ),
-    Stage("report", ("strata", "stocks", "profiles"), _sections("report", "name"), _report),
+    Stage(
+        "report",
+        ("strata", "stocks", "profiles"),
+        _sections("report", "name"),
+        _report,
+        _report_inputs,
+    ),
 )
