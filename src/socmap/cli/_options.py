@@ -271,6 +271,15 @@ def read_cores(path: Path | None) -> pd.DataFrame | None:
             f"--cores {str(path)!r} has no rows (columns {[str(c) for c in table.columns]!r}); "
             "give the cores already taken, or drop --cores"
         )
+    if "site_id" in table.columns:  # once counted as one core, or as none, without a word
+        ids = table["site_id"]
+        blank = ids.isna() | ids.astype(str).str.strip().eq("")
+        if blank.any():
+            raise ProfileValidationError(
+                f"--cores {str(path)!r} has {int(blank.sum())} of {len(table)} rows without a "
+                f"site_id (e.g. row {int(blank.to_numpy().argmax())}); give every row the id "
+                "of its core"
+            )
     return table
 
 

@@ -202,7 +202,8 @@ class DesignStep(_Step):
 class ReportStep(_Step):
     """The HTML/Markdown report."""
 
-    title: str | None = None
+    #: one line: no line break or other control character (once checked only at the end)
+    title: str | None = Field(default=None, pattern=r"^[^\x00-\x1f\x7f]*$")
     benchmark: str | None = None
 
 
