@@ -1008,6 +1008,23 @@ CASES: list[tuple[str, Args, str]] = [
     ("run-title-two-lines-plan",
      lambda w, t: ["run", w["root"] / "cfg_title_two_lines.yaml", "--plan"], r"report.title"),
     ("run-config-is-a-folder", lambda w, t: ["run", w["root"] / "mine", "--plan"], "mine"),
+    # empty paths, as an unset shell variable gives them (Path('') is the working directory:
+    # once a run, a CV and a design written there at exit 0; an internal error for a cube)
+    ("predict-out-empty-string",
+     lambda w, t: ["predict", w["bundle"], w["cube"], "-o", "", "--passes", 2],
+     r"^socmap: error: -o '' is an empty path \(an unset shell variable\?\)"),
+    ("cube-out-empty-string", lambda w, t: ["cube", "build", "meuse", "-o", ""],
+     r"-o '' is an empty path"),
+    ("cv-out-equals-empty",
+     lambda w, t: ["cv", "--cube", w["cube"], "--profiles", w["cores"], "--method", "rf",
+                   "--block-size", "500m", "--out="], r"--out '' is an empty path"),
+    ("design-cores-empty-string",
+     lambda w, t: ["design", w["run"], "--strata", "soil", "--budget", 5, "--cores", " ",
+                   "-o", t / "out"], r"--cores ' ' is an empty path"),
+    ("bench-size-twice",  # once run twice: results and fits doubled without a word
+     lambda w, t: ["benchmark", "transfer", "--cube", w["cube"], "--bundle", w["bundle"],
+                   "--profiles", w["cores"], "--methods", "rf", "--sizes", "10,all,10", "-o",
+                   t / "out"], r"--sizes '10,all,10' lists 10 more than once"),
     # refused already, kept so they stay refused
     ("qc-symlink-to-itself", lambda w, t: ["profiles", "qc", w["root"] / "loop.csv", "-o",
                                            t / "out"], "loop.csv"),
