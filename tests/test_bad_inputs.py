@@ -195,6 +195,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     cores[cols].assign(site_id=np.nan).to_csv(root / "cores_without_ids.csv", index=False)
     (root / "latin1.csv").write_bytes((root / "cores.csv").read_bytes().replace(b"s0,", b"s\xe90,"))
     (root / "loop.csv").symlink_to(root / "loop.csv")  # a link to itself
+    lines = (root / "cores.csv").read_text().splitlines()  # a spreadsheet's trailing commas
+    (root / "unnamed_columns.csv").write_text("\n".join(f"{line},," for line in lines) + "\n")
     # run configurations refused by --plan (sweep 16: each once passed it, or hung, or ran
     # among a user's files)
     bomb = "".join(  # YAML aliases: nine lists of nine, eight levels deep (43 million leaves)
@@ -210,6 +212,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "cfg_no_benchmark": base + good + f"report: {{benchmark: {root / 'no_bench'}}}\n",
         "cfg_title_two_lines": base + good + 'report: {title: "SOC\\nstocks"}\n',
         "cfg_output_mine": f"name: x\noutput: {mine}\ncube: {{catalog: meuse}}\n" + good,
+        "cfg_bd_strata_dist": base + good + "stocks: {bd: 'strata:dist', bd_table: "
+        f"{root / 'bd_table.csv'}}}\n",
     }.items():
         (root / f"{name}.yaml").write_text(text)
     return {"root": root, "cube": cube, "bundle": bundle, "run": run, "cores": root / "cores.csv"}
@@ -1025,6 +1029,16 @@ CASES: list[tuple[str, Args, str]] = [
      lambda w, t: ["benchmark", "transfer", "--cube", w["cube"], "--bundle", w["bundle"],
                    "--profiles", w["cores"], "--methods", "rf", "--sizes", "10,all,10", "-o",
                    t / "out"], r"--sizes '10,all,10' lists 10 more than once"),
+    ("stocks-strata-of-a-continuous-band",  # once 'stratum 0.0 has no BD; pass default=('
+     lambda w, t: ["stocks", w["run"], "--bd", "strata:dist", "--bd-table",
+                   w["root"] / "bd_table.csv", "--overwrite"],
+     r"--bd strata:dist: 'dist' is a continuous band, not strata.*\['ffreq', 'soil'\]"),
+    ("run-strata-of-a-continuous-band-plan",  # once found by the stocks stage, after predict
+     lambda w, t: ["run", w["root"] / "cfg_bd_strata_dist.yaml", "--plan"],
+     r"stocks.bd 'strata:dist' names a continuous band, not strata"),
+    ("qc-header-with-unnamed-columns",  # once "repeats the column(s) ['nan']"
+     lambda w, t: ["profiles", "qc", w["root"] / "unnamed_columns.csv", "-o", t / "out"],
+     r"unnamed_columns.csv' has columns without a name in its header line"),
     # refused already, kept so they stay refused
     ("qc-symlink-to-itself", lambda w, t: ["profiles", "qc", w["root"] / "loop.csv", "-o",
                                            t / "out"], "loop.csv"),

@@ -477,6 +477,15 @@ def _stocks_inputs(spec: RunSpec) -> dict[str, str]:
                 f"{option} {value!r} names a band the cube will not have (bands {bands!r}); "
                 "give one of them, 'auto', 'ptf' or a number"
             )
+    if str(spec.stocks.bd).startswith("strata:"):  # as `socmap stocks` refuses it, but first
+        classes = _catalog_bands(spec, "categorical")
+        if bands_named["stocks.bd"] not in classes:
+            from socmap.errors import ConfigError
+
+            raise ConfigError(
+                f"stocks.bd {spec.stocks.bd!r} names a continuous band, not strata; name a "
+                f"categorical band whose class codes bd_table lists ({classes!r})"
+            )
     return {"bd_table": _file_input(spec, spec.stocks.bd_table)}
 
 

@@ -328,7 +328,8 @@ class StratumBD(BulkDensitySource):
                 if self.default is None:
                     raise ConfigError(
                         f"stratum {label!r} has no bulk density in the table "
-                        f"{list(self.table)!r}; add it or pass default=(mean, sd)"
+                        f"{list(self.table)!r}; add it to the --bd-table, or a row with "
+                        "stratum 'default' (Python: default=(mean, sd))"
                     )
                 pair = self.default
                 defaulted.append(label)
