@@ -212,6 +212,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "cfg_no_benchmark": base + good + f"report: {{benchmark: {root / 'no_bench'}}}\n",
         "cfg_title_two_lines": base + good + 'report: {title: "SOC\\nstocks"}\n',
         "cfg_output_mine": f"name: x\noutput: {mine}\ncube: {{catalog: meuse}}\n" + good,
+        "cfg_soc_units": base + f"profiles: {{path: {root / 'cores.csv'}, soc_units: kg/ha}}\n"
+        f"model: {{bundle: {bundle}}}\n",
         "cfg_bd_strata_dist": base + good + "stocks: {bd: 'strata:dist', bd_table: "
         f"{root / 'bd_table.csv'}}}\n",
     }.items():
@@ -1039,6 +1041,9 @@ CASES: list[tuple[str, Args, str]] = [
     ("qc-header-with-unnamed-columns",  # once "repeats the column(s) ['nan']"
      lambda w, t: ["profiles", "qc", w["root"] / "unnamed_columns.csv", "-o", t / "out"],
      r"unnamed_columns.csv' has columns without a name in its header line"),
+    ("run-unknown-soc-units-plan",  # once named only --soc-units, no option of `socmap run`
+     lambda w, t: ["run", w["root"] / "cfg_soc_units.yaml", "--plan"],
+     r"'kg/ha' is not a known SOC unit.*\(in the run configuration: .*profiles.soc_units\)$"),
     # refused already, kept so they stay refused
     ("qc-symlink-to-itself", lambda w, t: ["profiles", "qc", w["root"] / "loop.csv", "-o",
                                            t / "out"], "loop.csv"),

@@ -262,8 +262,18 @@ def _read_profiles(spec: RunSpec) -> Any:
 
     if spec.profiles.path in EMBEDDED_PROFILES:
         return read_edgeroi()
+    from socmap.errors import SocmapError
+
     p = spec.profiles
-    return read_profiles(spec.resolve(p.path), mapping=p.mapping, crs=p.crs, soc_units=p.soc_units)
+    try:
+        return read_profiles(
+            spec.resolve(p.path), mapping=p.mapping, crs=p.crs, soc_units=p.soc_units
+        )
+    except SocmapError as exc:  # its remedies name the options of the commands (--soc-units)
+        raise type(exc)(
+            f"{exc} (in the run configuration: profiles.path, profiles.mapping, profiles.crs, "
+            "profiles.soc_units)"
+        ) from None
 
 
 def _profiles(ctx: StageContext, out: Path) -> dict[str, Any]:
