@@ -1044,6 +1044,10 @@ CASES: list[tuple[str, Args, str]] = [
     ("run-unknown-soc-units-plan",  # once named only --soc-units, no option of `socmap run`
      lambda w, t: ["run", w["root"] / "cfg_soc_units.yaml", "--plan"],
      r"'kg/ha' is not a known SOC unit.*\(in the run configuration: .*profiles.soc_units\)$"),
+    ("bench-2-63-trees",  # once fitted until killed
+     lambda w, t: ["benchmark", "transfer", "--cube", w["cube"], "--bundle", w["bundle"],
+                   "--profiles", w["cores"], "--methods", "rf", "--n-estimators", 2**63, "-o",
+                   t / "out"], r"--n-estimators 9223372036854775808 must be <= 100000"),
     # refused already, kept so they stay refused
     ("qc-symlink-to-itself", lambda w, t: ["profiles", "qc", w["root"] / "loop.csv", "-o",
                                            t / "out"], "loop.csv"),
