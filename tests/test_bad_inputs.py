@@ -1048,6 +1048,24 @@ CASES: list[tuple[str, Args, str]] = [
      lambda w, t: ["benchmark", "transfer", "--cube", w["cube"], "--bundle", w["bundle"],
                    "--profiles", w["cores"], "--methods", "rf", "--n-estimators", 2**63, "-o",
                    t / "out"], r"--n-estimators 9223372036854775808 must be <= 100000"),
+    # profile options a format does not read (once: `qc MY.csv --format edgeroi` checked the
+    # embedded Edgeroi profiles at exit 0; --samples, --map, --crs ignored without a word)
+    ("qc-table-with-format-edgeroi",
+     lambda w, t: ["profiles", "qc", w["cores"], "--format", "edgeroi", "-o", t / "out"],
+     r"--format edgeroi reads socmap's embedded Edgeroi profiles, so the table '.*cores.csv' "
+     r"would be ignored"),
+    ("cv-profiles-with-format-edgeroi",
+     lambda w, t: ["cv", "--cube", w["cube"], "--profiles", w["cores"], "--format", "edgeroi",
+                   "--method", "rf", "-o", t / "out"], r"--format edgeroi .*would be ignored"),
+    ("qc-samples-with-a-generic-table",
+     lambda w, t: ["profiles", "qc", w["cores"], "--samples", w["cores"], "-o", t / "out"],
+     r"--samples '.*cores.csv' is read only with --format bluecarbon"),
+    ("harmonise-crs-with-format-global",
+     lambda w, t: ["profiles", "harmonise", "--format", "global", "--crs", "EPSG:4326", "-o",
+                   t / "out.csv"], r"--crs applies to --format generic tables only"),
+    ("qc-map-one-column-twice",  # once the last won, and the message blamed column 'x'
+     lambda w, t: ["profiles", "qc", w["cores"], "--map", "soc_g_kg=soc_g_kg", "--map",
+                   "soc_g_kg=x", "-o", t / "out"], r"--map 'soc_g_kg=x' maps 'soc_g_kg' a second"),
     # refused already, kept so they stay refused
     ("qc-symlink-to-itself", lambda w, t: ["profiles", "qc", w["root"] / "loop.csv", "-o",
                                            t / "out"], "loop.csv"),
