@@ -1066,6 +1066,15 @@ CASES: list[tuple[str, Args, str]] = [
     ("qc-map-one-column-twice",  # once the last won, and the message blamed column 'x'
      lambda w, t: ["profiles", "qc", w["cores"], "--map", "soc_g_kg=soc_g_kg", "--map",
                    "soc_g_kg=x", "-o", t / "out"], r"--map 'soc_g_kg=x' maps 'soc_g_kg' a second"),
+    ("stocks-cf-sd-around-the-default-cf",  # once half the draws clipped to 0: -4 %, exit 0
+     lambda w, t: ["stocks", w["run"], "--bd", "1.3", "--cf-sd", "0.1", "--overwrite"],
+     r"--cf-sd 0.1 around --cf 0 puts 50% of the coarse-fragment draws outside 0-0.99.*--cf"),
+    ("view-port-without-serve",  # once ignored: the page written, no server
+     lambda w, t: ["view", w["run"], "--port", 9999, "--out", t / "out.html", "--no-open"],
+     r"--port 9999 is read only with --serve"),
+    ("view-out-with-serve",  # refused before the server starts (it would block)
+     lambda w, t: ["view", w["run"], "--serve", "--out", t / "out.html", "--no-open"],
+     r"--out '.*out.html' is not written with --serve"),
     # refused already, kept so they stay refused
     ("qc-symlink-to-itself", lambda w, t: ["profiles", "qc", w["root"] / "loop.csv", "-o",
                                            t / "out"], "loop.csv"),

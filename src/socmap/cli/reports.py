@@ -123,6 +123,16 @@ def view_cmd(
     """
     import webbrowser
 
+    # an option the other mode does not read is refused, not ignored
+    if serve_tiles and out_path is not None:
+        raise typer.BadParameter(
+            f"--out {str(out_path)!r} is not written with --serve (it serves the run, no page "
+            "is saved); drop --out, or drop --serve to write the page"
+        )
+    if not serve_tiles and port != 8765:
+        raise typer.BadParameter(
+            f"--port {port} is read only with --serve; add --serve, or drop --port"
+        )
     if serve_tiles:
         from socmap.report.tiles import serve
 
