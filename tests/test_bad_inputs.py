@@ -168,7 +168,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                      crs="EPSG:28992").to_file(root / "points.gpkg")  # fmt: skip
     cover = {**far_prior, "crs": "EPSG:28992", "transform": from_origin(x0, y1, (x1 - x0) / 10,
              (y1 - y0) / 10)}  # fmt: skip
-    for name, value in (("prior_mean", 20.0), ("prior_se", 5.0), ("prior_se_zero", 0.0)):
+    for name, value in (("prior_mean", 20.0), ("prior_se", 5.0), ("prior_se_zero", 0.0),
+                        ("prior_negative", -5.0)):  # fmt: skip
         with rasterio.open(root / f"{name}.tif", "w", **cover) as dst:
             dst.write(np.full((1, 10, 10), value, dtype="float32"))
     cores[cols].head(0).to_csv(root / "cores_header_only.csv", index=False)
@@ -191,6 +192,32 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         doc = json.loads((root / name / "model.json").read_text())
         edit(doc)
         (root / name / "model.json").write_text(json.dumps(doc))
+    cores[cols].assign(site_id=np.nan).to_csv(root / "cores_without_ids.csv", index=False)
+    (root / "latin1.csv").write_bytes((root / "cores.csv").read_bytes().replace(b"s0,", b"s\xe90,"))
+    (root / "loop.csv").symlink_to(root / "loop.csv")  # a link to itself
+    lines = (root / "cores.csv").read_text().splitlines()  # a spreadsheet's trailing commas
+    (root / "unnamed_columns.csv").write_text("\n".join(f"{line},," for line in lines) + "\n")
+    # run configurations refused by --plan (sweep 16: each once passed it, or hung, or ran
+    # among a user's files)
+    bomb = "".join(  # YAML aliases: nine lists of nine, eight levels deep (43 million leaves)
+        f"l{i}: &l{i} [{', '.join([f'*l{i - 1}' if i else 'x'] * 9)}]\n" for i in range(8)
+    )
+    for name, text in {
+        "cfg_twice": base + good + "predict: {passes: 2}\npredict: {passes: 3}\n",
+        "cfg_bomb": bomb + base + good + "report: {title: *l7}\n",
+        "cfg_seed": base + good + "predict: {seed: 100000000000000000000}\n",
+        "cfg_bd_sd_inf": base + good + "stocks: {bd: 1.3, bd_sd: .inf}\n",
+        "cfg_spacing_inf": base + good + "strata: {source: soil}\n"
+        "design: {budget: 5, min_spacing_m: .inf}\n",
+        "cfg_no_benchmark": base + good + f"report: {{benchmark: {root / 'no_bench'}}}\n",
+        "cfg_title_two_lines": base + good + 'report: {title: "SOC\\nstocks"}\n',
+        "cfg_output_mine": f"name: x\noutput: {mine}\ncube: {{catalog: meuse}}\n" + good,
+        "cfg_soc_units": base + f"profiles: {{path: {root / 'cores.csv'}, soc_units: kg/ha}}\n"
+        f"model: {{bundle: {bundle}}}\n",
+        "cfg_bd_strata_dist": base + good + "stocks: {bd: 'strata:dist', bd_table: "
+        f"{root / 'bd_table.csv'}}}\n",
+    }.items():
+        (root / f"{name}.yaml").write_text(text)
     return {"root": root, "cube": cube, "bundle": bundle, "run": run, "cores": root / "cores.csv"}
 
 
@@ -910,6 +937,154 @@ CASES: list[tuple[str, Args, str]] = [
                    "--plan"], r"is or lies inside '.*bundle', which is a model bundle"),
     ("demo-file-in-the-way", lambda w, t: ["demo", "-o", w["root"] / "afile.txt" / "d"],
      "afile.txt"),
+    # sweep 16: seeds above 2**32 - 1 (once an internal overflow after the run folder existed)
+    ("predict-seed-above-2-32",
+     lambda w, t: ["predict", w["bundle"], w["cube"], "-o", t / "out", "--passes", 2,
+                   "--seed", 10**30], r"'--seed'.*less than or equal to 4294967295"),
+    ("cv-seed-above-2-32",
+     lambda w, t: ["cv", "--cube", w["cube"], "--profiles", w["cores"], "--method", "rf",
+                   "--seed", 2**40, "-o", t / "out"], r"'--seed'.*4294967295"),
+    ("finetune-seed-above-2-32",
+     lambda w, t: ["finetune", w["bundle"], "--cube", w["cube"], "--profiles", w["cores"],
+                   "--strategy", "rf", "--seed", 2**40, "-o", t / "out"], r"'--seed'.*4294967295"),
+    ("pretrain-seed-above-2-32", lambda w, t: ["pretrain", "-o", t / "out", "--seed", 10**30],
+     r"'--seed'.*4294967295"),
+    # unreadable side tables (once internal EmptyDataErrors)
+    ("cv-train-sets-empty-file",
+     lambda w, t: ["cv", "--cube", w["cube"], "--profiles", w["cores"], "--method", "rf",
+                   "--train-sets", w["root"] / "empty.csv", "-o", t / "out"],
+     r"training-set table '.*empty.csv' is not a readable table \(EmptyDataError.*--train-sets"),
+    ("stocks-bd-table-empty-file",
+     lambda w, t: ["stocks", w["run"], "--bd", "strata:soil", "--bd-table",
+                   w["root"] / "empty.csv"],
+     r"stratum BD table '.*empty.csv' is not a readable CSV table.*--bd-table takes a CSV"),
+    # unfinished runs (once a posterior, a page or a change of half a map, exit 0)
+    ("posterior-unfinished-run",
+     lambda w, t: ["posterior", w["root"] / "run_unfinished", "--prior",
+                   f"0-15cm={w['root'] / 'prior_mean.tif'},{w['root'] / 'prior_se.tif'}"],
+     r"run_unfinished' is 'running'; finish it \(rerun `socmap predict`\) first"),
+    ("view-unfinished-run",
+     lambda w, t: ["view", w["root"] / "run_unfinished", "--out", t / "out.html", "--no-open"],
+     r"run_unfinished' is 'running'; finish it"),
+    ("compare-unfinished-run",  # once refused as 'the same predictions', the wrong reason
+     lambda w, t: ["compare", w["run"], w["root"] / "run_unfinished", "-o", t / "out"],
+     r"run_unfinished' is 'running'; finish it"),
+    ("posterior-negative-prior-mean",  # once combined at exit 0
+     lambda w, t: ["posterior", w["run"], "--prior",
+                   f"0-15cm={w['root'] / 'prior_negative.tif'},{w['root'] / 'prior_se.tif'}"],
+     r"prior mean '.*prior_negative.tif' \(0-15cm\) is negative at \d+ of the run's \d+ mapped "
+     r"pixels \(e.g. -5\).*--scale, --soilgrids"),
+    # site ids missing (once: every row took the first row's covariates, exit 0; or '0 cores')
+    ("extract-rows-without-site-id",
+     lambda w, t: ["extract", w["cube"], w["root"] / "cores_without_ids.csv", "-o",
+                   t / "out.csv"], r"80 of the 80 rows of the site table have no site_id"),
+    ("strata-cores-without-site-id",  # once blamed on the cores' depths
+     lambda w, t: ["strata", w["run"], "--strata", "soil", "--cores",
+                   w["root"] / "cores_without_ids.csv"],
+     r"--cores '.*cores_without_ids.csv' has 80 of 80 rows without a site_id"),
+    ("design-cores-without-site-id",
+     lambda w, t: ["design", w["run"], "--strata", "soil", "--budget", 5, "--cores",
+                   w["root"] / "cores_without_ids.csv", "-o", t / "out"], r"without a site_id"),
+    ("report-title-line-break",  # once the Markdown heading was cut at the break, exit 0
+     lambda w, t: ["report", w["run"], "--title", "SOC\nstocks", "-o", t / "out"],
+     r"report title 'SOC\\nstocks' holds a line break"),
+    # run roots and run configurations (once: the chain ran among a user's files; a key given
+    # twice kept the last; an alias bomb printed 226 MB; inf passed --plan)
+    ("demo-out-is-a-users-folder",
+     lambda w, t: ["demo", "-o", w["root"] / "mine"],
+     r"the run's output '.*mine' is a folder of other files \(e.g. 'thesis.docx'\) and no "
+     r"socmap run root.*--out"),
+    ("run-output-is-a-users-folder-plan",
+     lambda w, t: ["run", w["root"] / "cfg_output_mine.yaml", "--plan"],
+     r"'.*mine' is a folder of other files"),
+    ("run-key-twice-plan", lambda w, t: ["run", w["root"] / "cfg_twice.yaml", "--plan"],
+     r"cfg_twice.yaml' is not valid YAML: key 'predict' appears twice"),
+    ("run-alias-bomb-plan", lambda w, t: ["run", w["root"] / "cfg_bomb.yaml", "--plan"],
+     r"field report.title: Input should be a valid string \(got \[\[\[\.\.\.\], .{0,400}$"),
+    ("run-seed-above-2-32-plan", lambda w, t: ["run", w["root"] / "cfg_seed.yaml", "--plan"],
+     r"field predict.seed: Input should be less than or equal to 4294967295"),
+    ("run-infinite-bd-sd-plan", lambda w, t: ["run", w["root"] / "cfg_bd_sd_inf.yaml", "--plan"],
+     r"field stocks.bd_sd: Input should be a finite number \(got inf\)"),
+    ("run-infinite-spacing-plan",
+     lambda w, t: ["run", w["root"] / "cfg_spacing_inf.yaml", "--plan"],
+     r"field design.min_spacing_m: Input should be a finite number"),
+    ("run-missing-benchmark-plan",  # once failed the last stage, after the whole chain
+     lambda w, t: ["run", w["root"] / "cfg_no_benchmark.yaml", "--plan"],
+     r"no_bench' named in the run configuration does not exist"),
+    ("run-title-two-lines-plan",
+     lambda w, t: ["run", w["root"] / "cfg_title_two_lines.yaml", "--plan"], r"report.title"),
+    ("run-config-is-a-folder", lambda w, t: ["run", w["root"] / "mine", "--plan"], "mine"),
+    # empty paths, as an unset shell variable gives them (Path('') is the working directory:
+    # once a run, a CV and a design written there at exit 0; an internal error for a cube)
+    ("predict-out-empty-string",
+     lambda w, t: ["predict", w["bundle"], w["cube"], "-o", "", "--passes", 2],
+     r"^socmap: error: -o '' is an empty path \(an unset shell variable\?\)"),
+    ("cube-out-empty-string", lambda w, t: ["cube", "build", "meuse", "-o", ""],
+     r"-o '' is an empty path"),
+    ("cv-out-equals-empty",
+     lambda w, t: ["cv", "--cube", w["cube"], "--profiles", w["cores"], "--method", "rf",
+                   "--block-size", "500m", "--out="], r"--out '' is an empty path"),
+    ("design-cores-empty-string",
+     lambda w, t: ["design", w["run"], "--strata", "soil", "--budget", 5, "--cores", " ",
+                   "-o", t / "out"], r"--cores ' ' is an empty path"),
+    ("bench-size-twice",  # once run twice: results and fits doubled without a word
+     lambda w, t: ["benchmark", "transfer", "--cube", w["cube"], "--bundle", w["bundle"],
+                   "--profiles", w["cores"], "--methods", "rf", "--sizes", "10,all,10", "-o",
+                   t / "out"], r"--sizes '10,all,10' lists 10 more than once"),
+    ("stocks-strata-of-a-continuous-band",  # once 'stratum 0.0 has no BD; pass default=('
+     lambda w, t: ["stocks", w["run"], "--bd", "strata:dist", "--bd-table",
+                   w["root"] / "bd_table.csv", "--overwrite"],
+     r"--bd strata:dist: 'dist' is a continuous band, not strata.*\['ffreq', 'soil'\]"),
+    ("run-strata-of-a-continuous-band-plan",  # once found by the stocks stage, after predict
+     lambda w, t: ["run", w["root"] / "cfg_bd_strata_dist.yaml", "--plan"],
+     r"stocks.bd 'strata:dist' names a continuous band, not strata"),
+    ("qc-header-with-unnamed-columns",  # once "repeats the column(s) ['nan']"
+     lambda w, t: ["profiles", "qc", w["root"] / "unnamed_columns.csv", "-o", t / "out"],
+     r"unnamed_columns.csv' has columns without a name in its header line"),
+    ("run-unknown-soc-units-plan",  # once named only --soc-units, no option of `socmap run`
+     lambda w, t: ["run", w["root"] / "cfg_soc_units.yaml", "--plan"],
+     r"'kg/ha' is not a known SOC unit.*\(in the run configuration: .*profiles.soc_units\)$"),
+    ("bench-2-63-trees",  # once fitted until killed
+     lambda w, t: ["benchmark", "transfer", "--cube", w["cube"], "--bundle", w["bundle"],
+                   "--profiles", w["cores"], "--methods", "rf", "--n-estimators", 2**63, "-o",
+                   t / "out"], r"--n-estimators 9223372036854775808 must be <= 100000"),
+    # profile options a format does not read (once: `qc MY.csv --format edgeroi` checked the
+    # embedded Edgeroi profiles at exit 0; --samples, --map, --crs ignored without a word)
+    ("qc-table-with-format-edgeroi",
+     lambda w, t: ["profiles", "qc", w["cores"], "--format", "edgeroi", "-o", t / "out"],
+     r"--format edgeroi reads socmap's embedded Edgeroi profiles, so the table '.*cores.csv' "
+     r"would be ignored"),
+    ("cv-profiles-with-format-edgeroi",
+     lambda w, t: ["cv", "--cube", w["cube"], "--profiles", w["cores"], "--format", "edgeroi",
+                   "--method", "rf", "-o", t / "out"], r"--format edgeroi .*would be ignored"),
+    ("qc-samples-with-a-generic-table",
+     lambda w, t: ["profiles", "qc", w["cores"], "--samples", w["cores"], "-o", t / "out"],
+     r"--samples '.*cores.csv' is read only with --format bluecarbon"),
+    ("harmonise-crs-with-format-global",
+     lambda w, t: ["profiles", "harmonise", "--format", "global", "--crs", "EPSG:4326", "-o",
+                   t / "out.csv"], r"--crs applies to --format generic tables only"),
+    ("qc-map-one-column-twice",  # once the last won, and the message blamed column 'x'
+     lambda w, t: ["profiles", "qc", w["cores"], "--map", "soc_g_kg=soc_g_kg", "--map",
+                   "soc_g_kg=x", "-o", t / "out"], r"--map 'soc_g_kg=x' maps 'soc_g_kg' a second"),
+    ("stocks-cf-sd-around-the-default-cf",  # once half the draws clipped to 0: -4 %, exit 0
+     lambda w, t: ["stocks", w["run"], "--bd", "1.3", "--cf-sd", "0.1", "--overwrite"],
+     r"--cf-sd 0.1 around --cf 0 puts 50% of the coarse-fragment draws outside 0-0.99.*--cf"),
+    ("view-port-without-serve",  # once ignored: the page written, no server
+     lambda w, t: ["view", w["run"], "--port", 9999, "--out", t / "out.html", "--no-open"],
+     r"--port 9999 is read only with --serve"),
+    ("view-out-with-serve",  # refused before the server starts (it would block)
+     lambda w, t: ["view", w["run"], "--serve", "--out", t / "out.html", "--no-open"],
+     r"--out '.*out.html' is not written with --serve"),
+    # refused already, kept so they stay refused
+    ("qc-symlink-to-itself", lambda w, t: ["profiles", "qc", w["root"] / "loop.csv", "-o",
+                                           t / "out"], "loop.csv"),
+    ("stocks-nan-bd", lambda w, t: ["stocks", w["run"], "--bd", "nan"],
+     r"bulk density nan g/cm3 is implausible"),
+    ("strata-conservative-in-percent",
+     lambda w, t: ["strata", w["run"], "--strata", "soil", "--conservative", 90],
+     r"--conservative 90.0 must be in \[0.5, 1\)"),
+    ("qc-not-utf8", lambda w, t: ["profiles", "qc", w["root"] / "latin1.csv", "-o", t / "out"],
+     r"latin1.csv' is not UTF-8 text"),
 ]  # fmt: skip
 
 

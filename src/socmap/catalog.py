@@ -411,19 +411,53 @@ def _format_validation_error(what: str, err: ValidationError, data: Any) -> str:
         where = f"field {'.'.join(map(str, loc))}"
     msg = first["msg"].removeprefix("Value error, ")
     value = first.get("input")
-    shown = "" if isinstance(value, Mapping) else f" (got {value!r})"
+    shown = "" if isinstance(value, Mapping) else f" (got {_short_repr(value)})"
     return f"{what}: {where}: {msg}{shown}".replace(": :", ":")
+
+
+def _short_repr(value: Any) -> str:
+    """``repr`` cut to a few items and levels (once: a YAML alias bomb gave a 226 MB line)."""
+    import reprlib
+
+    short = reprlib.Repr()
+    short.maxlevel, short.maxlist, short.maxdict, short.maxstring, short.maxother = 2, 6, 6, 80, 80
+    return short.repr(value)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses a key given twice in one mapping (YAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                repeated = key in seen
+            except TypeError:  # an unhashable key: the constructor below says so
+                break
+            if repeated:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} appears twice in one mapping (YAML would keep only the last; "
+                    "keep one)",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def _read_yaml(path: Path, what: str) -> tuple[Any, str]:
     if not path.exists():
         raise InputNotFound(f"{what} {str(path)!r} does not exist; check the path")
+    if path.is_dir():
+        raise CatalogError(f"{what} {str(path)!r} is a folder; give the YAML file")
     raw = path.read_bytes()
     try:
-        data = yaml.safe_load(raw)
+        data = yaml.load(raw, Loader=_UniqueKeyLoader)  # a SafeLoader
     except yaml.YAMLError as exc:
         raise CatalogError(
-            f"{what} {str(path)!r} is not valid YAML: {exc}".replace("\n", " ")
+            " ".join(f"{what} {str(path)!r} is not valid YAML: {exc}".split())
         ) from exc
     return data, hashlib.sha256(raw).hexdigest()
 

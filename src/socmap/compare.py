@@ -498,6 +498,8 @@ def compare_runs(
     # checked even when no stratum table is computed: a wrong address is never ignored
     check_scheduler(scheduler)
     a, b = open_run(run_a), open_run(run_b)
+    for run in (a, b):  # an interrupted run's maps are part NaN
+        run.require_finished(["stocks"])
     for run, which in ((a, "A"), (b, "B")):
         if (
             run.stocks.get("status") not in ("computed", "complete")

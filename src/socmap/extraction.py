@@ -75,6 +75,15 @@ def _site_frame(sites: pd.DataFrame) -> pd.DataFrame:
         )
     if sites.empty:
         raise ProfileValidationError("site table is empty; nothing to extract")
+    ids = sites["site_id"]
+    blank = ids.isna() | ids.astype(str).str.strip().eq("")
+    if blank.any():  # once all in one site: every row took the first row's covariates, exit 0
+        first = sites[blank].iloc[0]
+        raise ProfileValidationError(
+            f"{int(blank.sum())} of the {len(sites)} rows of the site table have no site_id "
+            f"(e.g. the row at x {first['x']}, y {first['y']}); give every row the id of "
+            "its site (`socmap profiles qc` lists them as missing_site_id)"
+        )
     places = sites.groupby("site_id", sort=False)[["x", "y", "crs"]].nunique(dropna=False)
     moved = places.index[(places > 1).any(axis=1)]
     if len(moved):  # one id, two places: the second would silently get the first's covariates

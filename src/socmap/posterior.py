@@ -133,6 +133,8 @@ def posterior_for_run(
             "stored values to the run's units, e.g. 0.1; --soilgrids applies SoilGrids' own)"
         )
     run = open_run(run_dir)
+    # an interrupted run's maps are part NaN (once: a posterior of half a map, exit 0)
+    run.require_finished(["stocks"] if layer == "stock" else [])
     store = "soc.zarr" if layer == "soc" else "stock.zarr"
     if not (run.path / store).exists():
         raise ConfigError(
@@ -173,6 +175,15 @@ def posterior_for_run(
                 f"prior SE {str(se_path)!r} ({depth}) is not > 0 at any of the run's "
                 f"{int(mapped.sum())} mapped pixels (e.g. {float(bad[0]):g}), so the prior "
                 "would change nothing; give the standard error of the prior mean (> 0)"
+            )
+        with np.errstate(invalid="ignore"):
+            negative = mapped & valued & (prior[0] < 0)
+        if negative.any():  # once combined at exit 0: a negative SOC or stock as the prior
+            raise RasterError(
+                f"prior mean {str(mean_path)!r} ({depth}) is negative at {int(negative.sum())} "
+                f"of the run's {int(mapped.sum())} mapped pixels (e.g. "
+                f"{float(prior[0][negative][0]):g}); SOC and stocks are >= 0: check the "
+                "raster's nodata value and units (--scale, --soilgrids)"
             )
         if mapped.any() and missing[depth] == int(mapped.sum()):
             b = grid.bounds

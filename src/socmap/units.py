@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from statistics import NormalDist
 
-__all__ = ["BD_RANGE", "CO2_PER_C", "MAX_MC_PASSES", "STATS", "Z90", "Z95"]
+__all__ = ["BD_RANGE", "CO2_PER_C", "MAX_MC_PASSES", "MAX_SEED", "STATS", "Z90", "Z95"]
 
 #: Mass of CO₂ per mass of carbon (molar masses 44 and 12).
 CO2_PER_C = 44.0 / 12.0
@@ -25,3 +25,8 @@ Z95 = NormalDist().inv_cdf(0.975)
 #: Most Monte Carlo dropout passes a map takes: at 1024 passes the Monte Carlo error of a
 #: pixel's sd is about 2 % (1 / sqrt(2 T)), while memory grows with passes x batch.
 MAX_MC_PASSES = 1024
+
+#: Largest seed every random step takes (numpy's legacy RandomState and scikit-learn's
+#: random_state stop at 2**32 - 1; a larger --seed was an internal error after the first
+#: write).
+MAX_SEED = 2**32 - 1

@@ -20,7 +20,7 @@ from typer.core import TyperGroup, TyperOption
 from typer.exceptions import TyperException
 
 from socmap._versions import __version__
-from socmap.errors import SocmapError
+from socmap.errors import ConfigError, SocmapError
 
 #: Commands in data-flow order, by help panel: ``socmap --help`` lists them so.
 PANELS: dict[str, tuple[str, ...]] = {
@@ -185,6 +185,45 @@ def _given_value(argv: list[str], param: Any) -> str | None:
     return None
 
 
+def _takes_a_path(param: Any) -> bool:
+    import pathlib
+    import typing
+
+    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    return annotation is pathlib.Path or pathlib.Path in typing.get_args(annotation)
+
+
+def refuse_empty_path(argv: list[str]) -> None:
+    """Refuse a path option given as '' (an unset shell variable).
+
+    ``Path("")`` is ``Path(".")``: once ``-o ""`` wrote a run, a CV or a design into the
+    working directory at exit 0, and ``cube build -o ""`` was an internal error.
+    """
+    import click
+
+    cmd: Any = typer.main.get_command(app)
+    ctx = click.Context(cmd)
+    rest = list(argv)
+    while rest and hasattr(cmd, "get_command"):  # walk down to the subcommand
+        if rest[0].startswith("-"):  # a global option such as --debug
+            rest.pop(0)
+            continue
+        sub = cmd.get_command(ctx, rest[0])
+        if sub is None:
+            return  # an unknown command: the parser says so
+        cmd, rest = sub, rest[1:]
+    flags = {o for p in getattr(cmd, "params", []) if _takes_a_path(p) for o in p.opts}
+    for i, arg in enumerate(rest):
+        flag, eq, value = arg.partition("=")
+        if not eq:
+            value = rest[i + 1] if i + 1 < len(rest) else "-"
+        if flag in flags and not value.strip():
+            raise ConfigError(
+                f"{flag} {value!r} is an empty path (an unset shell variable?); give a file or "
+                "folder path"
+            )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; bad input becomes one line on stderr and exit status 2.
 
@@ -193,6 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     """
     _debug["on"] = os.environ.get("SOCMAP_DEBUG", "") not in ("", "0")
     try:
+        refuse_empty_path(sys.argv[1:] if argv is None else list(argv))
         rv = app(args=argv, prog_name="socmap", standalone_mode=False)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

@@ -82,6 +82,11 @@ def parse_mapping(items: list[str] | None) -> dict[str, str] | None:
                 f"--map {item!r} must look like canonical=column, e.g. soc_g_kg=OC"
             )
         key, _, value = item.partition("=")
+        if key.strip() in mapping:  # once the last won, and the message blamed a column
+            raise typer.BadParameter(
+                f"--map {item!r} maps {key.strip()!r} a second time (first to "
+                f"{mapping[key.strip()]!r}); give each canonical column once"
+            )
         mapping[key.strip()] = value.strip()
     return mapping
 
@@ -96,6 +101,26 @@ def load_profiles(
 ) -> pd.DataFrame:
     from socmap import profiles
 
+    # options a format does not read are refused, not ignored (once `profiles qc MY.csv
+    # --format edgeroi` checked the embedded Edgeroi profiles at exit 0, not MY.csv)
+    if fmt is ProfileFormat.edgeroi and path is not None:
+        raise typer.BadParameter(
+            f"--format edgeroi reads socmap's embedded Edgeroi profiles, so the table "
+            f"{str(path)!r} would be ignored; drop it, or read it with --format generic"
+        )
+    if samples is not None and fmt is not ProfileFormat.bluecarbon:
+        raise typer.BadParameter(
+            f"--samples {str(samples)!r} is read only with --format bluecarbon (the format is "
+            f"{fmt.value}); drop --samples, or add --format bluecarbon"
+        )
+    unread = [f for f, given in (("--map", mapping), ("--crs", crs), ("--soc-units", soc_units
+              not in ("g/kg", None))) if given]  # fmt: skip
+    if unread and fmt is not ProfileFormat.generic:
+        raise typer.BadParameter(
+            f"{', '.join(unread)} appl{'y' if len(unread) > 1 else 'ies'} to --format generic "
+            f"tables only; --format {fmt.value} "
+            f"reads its own columns, CRS and units, so drop {', '.join(unread)}"
+        )
     if fmt is ProfileFormat.edgeroi:
         return profiles.read_edgeroi()
     if fmt is ProfileFormat.global_:
@@ -271,6 +296,15 @@ def read_cores(path: Path | None) -> pd.DataFrame | None:
             f"--cores {str(path)!r} has no rows (columns {[str(c) for c in table.columns]!r}); "
             "give the cores already taken, or drop --cores"
         )
+    if "site_id" in table.columns:  # once counted as one core, or as none, without a word
+        ids = table["site_id"]
+        blank = ids.isna() | ids.astype(str).str.strip().eq("")
+        if blank.any():
+            raise ProfileValidationError(
+                f"--cores {str(path)!r} has {int(blank.sum())} of {len(table)} rows without a "
+                f"site_id (e.g. row {int(blank.to_numpy().argmax())}); give every row the id "
+                "of its core"
+            )
     return table
 
 

@@ -23,7 +23,7 @@ from socmap.cli._options import (
     read_cores,
 )
 from socmap.errors import ConfigError
-from socmap.units import MAX_MC_PASSES
+from socmap.units import MAX_MC_PASSES, MAX_SEED
 
 
 @command("predict")
@@ -39,7 +39,9 @@ def predict_cmd(
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a run with another config.")] = False,
-    seed: Annotated[int, typer.Option(min=0, help="Seed of the dropout masks and noise.")] = 0,
+    seed: Annotated[
+        int, typer.Option(min=0, max=MAX_SEED, help="Seed of the dropout masks and noise.")
+    ] = 0,
     device: DeviceOpt = "cpu",
 ) -> None:
     """Map SOC over a cube, tile by tile: Zarr, COGs, quicklooks and a STAC Item.

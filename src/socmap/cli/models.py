@@ -36,7 +36,7 @@ from socmap.cli._options import (
 )
 from socmap.errors import ConfigError
 from socmap.model.methods import BASELINES, check_bundle_strategy, check_methods, method_names
-from socmap.units import MAX_MC_PASSES
+from socmap.units import MAX_MC_PASSES, MAX_SEED
 
 if TYPE_CHECKING:
     from socmap.training import RegionalTable
@@ -47,7 +47,10 @@ CubeOpt = Annotated[Path, typer.Option(help="The region's covariate cube (Zarr).
 FoldsOpt = Annotated[int, typer.Option(help="Spatial CV folds.")]
 DepthsOpt = Annotated[str, typer.Option(help="Depth set of the targets.")]
 MaxDepthOpt = Annotated[float, typer.Option(help="Deepest interval top (cm).")]
-SeedOpt = Annotated[int, typer.Option(min=0, help="Seed of every random step.")]
+#: Most trees per forest (500 is the default; far more only costs time).
+MAX_TREES = 100_000
+
+SeedOpt = Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of every random step.")]
 
 
 def _print_cv_and_bundle(cv: Any, bundle: Path, title: str) -> None:
@@ -415,7 +418,10 @@ def benchmark_transfer_cmd(
         ("--mc-passes", mc_passes, 1),
         ("--n-estimators", n_estimators, 1),
     )
-    check_at_most(("--mc-passes", mc_passes, MAX_MC_PASSES))  # as `socmap predict --passes`
+    check_at_most(
+        ("--mc-passes", mc_passes, MAX_MC_PASSES),  # as `socmap predict --passes`
+        ("--n-estimators", n_estimators, MAX_TREES),  # once 2**63 trees: fitted until killed
+    )
     check_n_jobs(jobs)
     method_list = check_methods([m.strip() for m in methods.split(",") if m.strip()])
     from socmap.model.transfer import transfer_methods  # torch: after the cheap checks

@@ -17,6 +17,7 @@ from socmap.cli._options import (
     StrataOpt,
     read_cores,
 )
+from socmap.units import MAX_SEED
 
 
 @command("design")
@@ -38,7 +39,7 @@ def design_cmd(
         Path | None,
         typer.Option(help="Cores already taken (.parquet/.csv: site_id, stratum or x, y, crs)."),
     ] = None,
-    seed: Annotated[int, typer.Option(min=0, help="Seed of the site draws.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of the site draws.")] = 0,
 ) -> None:
     """Neyman-allocated, uncertainty-weighted, spaced core sites (GeoPackage + field CSV).
 
@@ -122,6 +123,16 @@ def view_cmd(
     """
     import webbrowser
 
+    # an option the other mode does not read is refused, not ignored
+    if serve_tiles and out_path is not None:
+        raise typer.BadParameter(
+            f"--out {str(out_path)!r} is not written with --serve (it serves the run, no page "
+            "is saved); drop --out, or drop --serve to write the page"
+        )
+    if not serve_tiles and port != 8765:
+        raise typer.BadParameter(
+            f"--port {port} is read only with --serve; add --serve, or drop --port"
+        )
     if serve_tiles:
         from socmap.report.tiles import serve
 

@@ -19,6 +19,7 @@ from socmap.cli._options import (
     SelectMethod,
 )
 from socmap.errors import ConfigError
+from socmap.units import MAX_SEED
 
 
 @spectra_app.command("select")
@@ -54,7 +55,7 @@ def spectra_select_cmd(
     components: Annotated[
         int | None, typer.Option(help="Select on this many principal components.")
     ] = None,
-    seed: Annotated[int, typer.Option(min=0, help="Seed (k-means).")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed (k-means).")] = 0,
     nan: Annotated[
         NanChoice,
         typer.Option(
@@ -190,7 +191,8 @@ def spectra_benchmark_cmd(
         int | None, typer.Option(help="Conv blocks frozen in DTL-R/IR \\[default: 2].")
     ] = None,
     seed: Annotated[
-        int | None, typer.Option(min=0, help="Seed of every random step \\[default: 0].")
+        int | None,
+        typer.Option(min=0, max=MAX_SEED, help="Seed of every random step \\[default: 0]."),
     ] = None,
     calibration: Annotated[
         str | None,

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from socmap.catalog import GridSpec, _file_or_builtin, _format_validation_error, _read_yaml
 from socmap.errors import ConfigError, SocmapError
-from socmap.units import BD_RANGE, MAX_MC_PASSES
+from socmap.units import BD_RANGE, MAX_MC_PASSES, MAX_SEED
 
 __all__ = [
     "CubeStep",
@@ -50,7 +50,9 @@ EMBEDDED_PROFILES = ("edgeroi",)
 
 
 class _Step(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # no inf or nan in a number (once: bd_sd, min_spacing_m or block_size_m .inf passed --plan
+    # and failed a stage later, after the cube and the model were built)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class EarthEngineAuth(_Step):
@@ -106,7 +108,7 @@ class ModelStep(_Step):
     max_depth_cm: float | None = Field(default=100.0, gt=0)
     cv_folds: int = Field(default=5, ge=0, le=20)
     block_size_m: float = Field(default=2000.0, gt=0)
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     jobs: int = Field(default=1, ge=1, le=64)
 
     @field_validator("depths")
@@ -125,7 +127,7 @@ class PredictStep(_Step):
     """Tiled prediction with Monte Carlo dropout."""
 
     passes: int = Field(default=32, ge=1, le=MAX_MC_PASSES)
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     batch_size: int = Field(default=1024, ge=16)
 
 
@@ -200,7 +202,8 @@ class DesignStep(_Step):
 class ReportStep(_Step):
     """The HTML/Markdown report."""
 
-    title: str | None = None
+    #: one line: no line break or other control character (once checked only at the end)
+    title: str | None = Field(default=None, pattern=r"^[^\x00-\x1f\x7f]*$")
     benchmark: str | None = None
 
 

@@ -132,7 +132,33 @@ def _prepare(
     # nor inside socmap's own stores (once: `socmap demo -o CUBE.zarr` left a .lock there,
     # and the cube warned of it on every read)
     refuse_inside_store(where, "the run's output", {**STORE_MARKS, "run.json": "a run"})
+    _refuse_foreign_folder(where)
     return spec, RunRoot(where)
+
+
+#: What a run root holds once a run has worked there (see :mod:`socmap.pipeline.versions`).
+RUN_ROOT_ENTRIES = frozenset({".lock", "cache", "runs", "latest"})
+
+
+def _refuse_foreign_folder(where: Path) -> None:
+    """Refuse a run root that is a folder of other files.
+
+    Once `socmap demo -o MYFOLDER` ran the whole chain among the user's files, leaving a lock
+    and a cache there.
+    """
+    if not where.is_dir():
+        return
+    names = sorted(p.name for p in where.iterdir())
+    if RUN_ROOT_ENTRIES.intersection(names):
+        return
+    others = [n for n in names if not n.startswith(".")]
+    if others:
+        raise ConfigError(
+            f"the run's output {str(where)!r} is a folder of other files (e.g. {others[0]!r}) "
+            "and no socmap run root (cache/, runs/, latest); socmap will not write its run "
+            "among them; give a new or empty folder with --out (or output: in the run "
+            "configuration)"
+        )
 
 
 def _unchanged(root: RunRoot, plans: list[StagePlan]) -> bool:

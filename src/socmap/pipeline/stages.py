@@ -262,8 +262,18 @@ def _read_profiles(spec: RunSpec) -> Any:
 
     if spec.profiles.path in EMBEDDED_PROFILES:
         return read_edgeroi()
+    from socmap.errors import SocmapError
+
     p = spec.profiles
-    return read_profiles(spec.resolve(p.path), mapping=p.mapping, crs=p.crs, soc_units=p.soc_units)
+    try:
+        return read_profiles(
+            spec.resolve(p.path), mapping=p.mapping, crs=p.crs, soc_units=p.soc_units
+        )
+    except SocmapError as exc:  # its remedies name the options of the commands (--soc-units)
+        raise type(exc)(
+            f"{exc} (in the run configuration: profiles.path, profiles.mapping, profiles.crs, "
+            "profiles.soc_units)"
+        ) from None
 
 
 def _profiles(ctx: StageContext, out: Path) -> dict[str, Any]:
@@ -477,7 +487,34 @@ def _stocks_inputs(spec: RunSpec) -> dict[str, str]:
                 f"{option} {value!r} names a band the cube will not have (bands {bands!r}); "
                 "give one of them, 'auto', 'ptf' or a number"
             )
+    if str(spec.stocks.bd).startswith("strata:"):  # as `socmap stocks` refuses it, but first
+        classes = _catalog_bands(spec, "categorical")
+        if bands_named["stocks.bd"] not in classes:
+            from socmap.errors import ConfigError
+
+            raise ConfigError(
+                f"stocks.bd {spec.stocks.bd!r} names a continuous band, not strata; name a "
+                f"categorical band whose class codes bd_table lists ({classes!r})"
+            )
     return {"bd_table": _file_input(spec, spec.stocks.bd_table)}
+
+
+def _report_inputs(spec: RunSpec) -> dict[str, str]:
+    """Fingerprint the benchmark folder, checked before anything runs.
+
+    Once a missing one failed the report stage at the end of the chain, after every other stage.
+    """
+    if spec.report.benchmark is None:
+        return {}
+    folder = spec.resolve(spec.report.benchmark)
+    if folder.exists() and not (folder / "summary.csv").is_file():
+        from socmap.errors import ConfigError
+
+        raise ConfigError(
+            f"report.benchmark {str(folder)!r} holds no summary.csv; it takes the folder that "
+            "`socmap benchmark transfer -o DIR` writes"
+        )
+    return {"benchmark": _file_input(spec, spec.report.benchmark)}
 
 
 STAGES: tuple[Stage, ...] = (
@@ -512,5 +549,11 @@ STAGES: tuple[Stage, ...] = (
         _strata_inputs,
         enabled=lambda spec: spec.strata is not None,
     ),
-    Stage("report", ("strata", "stocks", "profiles"), _sections("report", "name"), _report),
+    Stage(
+        "report",
+        ("strata", "stocks", "profiles"),
+        _sections("report", "name"),
+        _report,
+        _report_inputs,
+    ),
 )

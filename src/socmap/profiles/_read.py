@@ -103,6 +103,11 @@ def _read_csv(p: Path) -> pd.DataFrame:
     try:
         sep = _sniff_delimiter(p)
         repeated = duplicated_header(p, sep=sep, encoding="utf-8-sig")
+        if "nan" in repeated:  # empty header cells (once: "repeats the column(s) ['nan']")
+            raise ProfileValidationError(
+                f"{str(p)!r} has columns without a name in its header line (empty cells, e.g. "
+                "trailing separators a spreadsheet added); delete those columns or name them"
+            )
         if repeated:
             raise ProfileValidationError(
                 f"{str(p)!r} repeats the column(s) {repeated!r}; keep one of each (pandas would "

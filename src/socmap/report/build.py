@@ -39,7 +39,7 @@ import pandas as pd
 from socmap._io import atomic_path, check_out_folder
 from socmap._tables import html_table, markdown_table
 from socmap._versions import versions
-from socmap.errors import InputNotFound
+from socmap.errors import ConfigError, InputNotFound
 from socmap.report._inputs import read_checked_json, read_checked_table
 from socmap.report.map import build_map
 
@@ -625,6 +625,12 @@ def build_report(
     from socmap.model.bundle import load_bundle
     from socmap.predict import open_run
 
+    if title is not None and any(ord(c) < 32 or ord(c) == 127 for c in title):
+        # once a line break split the Markdown heading: the report's first line was cut
+        raise ConfigError(
+            f"report title {title!r} holds a line break or another control character; give "
+            "it on one line (--title, or report.title in a run configuration)"
+        )
     run = open_run(run_dir)
     run.require_finished(["stocks", "strata"])  # as `socmap stocks` refuses it
     # every input is read and checked before the first file is written

@@ -69,6 +69,8 @@ def build_map(
     from socmap.predict import open_run
 
     run = open_run(run_dir)
+    # an interrupted run's maps are part NaN (once: a page of half a map, exit 0)
+    run.require_finished(["stocks", "strata"])
     path = Path(out) if out is not None else run.path / "report" / "map.html"
     if path.is_dir():  # before the work, not at the final rename
         raise OutputExists(

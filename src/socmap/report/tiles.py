@@ -72,6 +72,7 @@ class TileSource:
         from socmap.predict import open_run
 
         self.run = open_run(self.run_dir)
+        self.run.require_finished(["stocks", "strata"])  # as `socmap view` without --serve
         step = max(1, math.ceil(max(self.run.grid.shape) / self.sample_side))
         every = (slice(None, None, step), slice(None, None, step))
         self.sources: dict[str, LayerSource] = {}

@@ -328,7 +328,8 @@ class StratumBD(BulkDensitySource):
                 if self.default is None:
                     raise ConfigError(
                         f"stratum {label!r} has no bulk density in the table "
-                        f"{list(self.table)!r}; add it or pass default=(mean, sd)"
+                        f"{list(self.table)!r}; add it to the --bd-table, or a row with "
+                        "stratum 'default' (Python: default=(mean, sd))"
                     )
                 pair = self.default
                 defaulted.append(label)
@@ -390,7 +391,14 @@ def read_stratum_bd(
     p = Path(path)
     if not p.is_file():
         raise InputNotFound(f"stratum BD table {str(p)!r} does not exist; give a CSV file")
-    frame = pd.read_csv(p, dtype={"stratum": str})
+    try:  # once an empty file was an internal EmptyDataError
+        frame = pd.read_csv(p, dtype={"stratum": str})
+    except (ValueError, OSError) as exc:  # EmptyDataError, ParserError, UnicodeDecodeError
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        raise ConfigError(
+            f"stratum BD table {str(p)!r} is not a readable CSV table ({reason}); --bd-table "
+            "takes a CSV with a header line stratum,bd_g_cm3,bd_sd_g_cm3"
+        ) from None
     absent = [c for c in ("stratum", "bd_g_cm3") if c not in frame.columns]
     if absent:
         raise ConfigError(

@@ -356,7 +356,16 @@ def _stratum_table(
             f"stratum codes {list(table)!r} must be the numbers the band {band!r} holds"
         ) from None
     checked = StratumBD(codes, default)  # validates every pair (0 < mean < 2.65, sd >= 0)
-    row = band_table(cube.sel(band=[band])).iloc[0]
+    bands = band_table(cube)
+    row = bands[bands["name"] == band].iloc[0]
+    if row["kind"] != "categorical":  # once: 'stratum 0.0 has no bulk density', and a table
+        # that covered the band's few values would have mapped BD by a quantity's values
+        kinds = dict(zip(bands["name"], bands["kind"], strict=True))
+        raise ConfigError(
+            f"--bd strata:{band}: {band!r} is a continuous band, not strata; name a "
+            "categorical band whose class codes the --bd-table lists (categorical bands: "
+            f"{[str(n) for n, k in kinds.items() if k == 'categorical']!r})"
+        )
     classes = (cube.attrs.get("band_classes") or [None] * len(cube.band))[
         [str(b) for b in cube.band.values].index(band)
     ]

@@ -67,6 +67,7 @@ def check_stock_options(
             "stratum band (e.g. --bd strata:soil) or drop --bd-table"
         )
     _check_bd_spread(bd, bd_sd)
+    _check_cf_spread(cf, cf_sd)
     if not isinstance(cf, str) and not (math.isfinite(float(cf)) and 0 <= float(cf) < 1):
         raise ConfigError(
             f"--cf {cf!r} must be a coarse-fragment volume fraction in [0, 1) (e.g. 0.15 for "
@@ -105,4 +106,29 @@ def _check_bd_spread(bd: str | float, bd_sd: float) -> None:
             f"--bd-sd {bd_sd!r} g/cm3 spans most of the physical range {lo}-{hi} g/cm3, so many "
             f"draws would be clipped; give the sd of the bulk density itself (at most "
             f"{MAX_BAND_BD_SD} here, typically 0.05-0.2 g/cm3)"
+        )
+
+
+#: Largest share of constant-CF draws that may be clipped to [0, CF_MAX]: a --cf-sd around the
+#: default --cf 0 clipped half the draws to 0 and lowered the stocks without a word.
+MAX_CLIPPED_CF = 0.05
+
+
+def _check_cf_spread(cf: str | float, cf_sd: float) -> None:
+    """Refuse a CF sd whose draws around a constant CF would often be clipped."""
+    from socmap.stocks._formula import CF_MAX
+
+    if not cf_sd or isinstance(cf, str):
+        return
+
+    def below(x: float) -> float:  # P(CF draw < x)
+        return 0.5 * (1.0 + math.erf((x - float(cf)) / (cf_sd * math.sqrt(2.0))))
+
+    clipped = below(0.0) + 1.0 - below(CF_MAX)
+    if clipped > MAX_CLIPPED_CF:
+        raise ConfigError(
+            f"--cf-sd {cf_sd!r} around --cf {float(cf):g} puts {clipped:.0%} of the coarse-"
+            f"fragment draws outside 0-{CF_MAX:g}, where they would be clipped and shift the "
+            "stocks; give the mean fraction with --cf (e.g. --cf 0.15 --cf-sd 0.05), or a "
+            "smaller --cf-sd"
         )

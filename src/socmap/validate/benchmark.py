@@ -47,6 +47,12 @@ def parse_sizes(text: str) -> list[int | None]:
             sizes.append(int(part))
         else:
             raise ConfigError(f"size {part!r} in {text!r} must be a positive integer or 'all'")
+    twice = sorted({ALL if s is None else str(s) for s in sizes if sizes.count(s) > 1})
+    if twice:  # once each was run again: results and fits doubled, without a word
+        raise ConfigError(
+            f"--sizes {text!r} lists {', '.join(twice)} more than once; list each training "
+            "size once (--repeats sets the draws per size)"
+        )
     return sizes
 
 

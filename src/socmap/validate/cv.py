@@ -291,10 +291,17 @@ def read_train_sets(path: str | Path) -> pd.DataFrame:
             f"training-set table {str(p)!r} does not exist; write a CSV with columns "
             "fold,repeat,site_id"
         )
-    if p.suffix.lower() in (".parquet", ".pq"):
-        frame = pd.read_parquet(p)
-    else:
-        frame = pd.read_csv(p, dtype={"fold": str, "site_id": str})
+    try:  # once an empty file was an internal EmptyDataError
+        if p.suffix.lower() in (".parquet", ".pq"):
+            frame = pd.read_parquet(p)
+        else:
+            frame = pd.read_csv(p, dtype={"fold": str, "site_id": str})
+    except (ValueError, OSError) as exc:  # EmptyDataError, ParserError, UnicodeDecodeError
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        raise ConfigError(
+            f"training-set table {str(p)!r} is not a readable table ({reason}); --train-sets "
+            "takes a CSV with a header line fold,repeat,site_id and one row per training profile"
+        ) from None
     return _check_train_sets(frame, str(p))
 
 
