@@ -2,7 +2,9 @@
 
 ``socmap stocks RUN`` streams the run's cube through the same network again, tile by tile,
 and regenerates the run's Monte Carlo SOC realisations exactly (same dropout masks, same
-counter-based aleatoric noise; see :mod:`socmap.predict._engine`). Each realisation holds all
+counter-based aleatoric noise; see :mod:`socmap.predict._engine`); in the process that
+mapped SOC (``socmap run``, the demo, a notebook) it reuses that map's passes where they fit
+in memory (:func:`~socmap.predict._engine.run_passes`). Each realisation holds all
 depth intervals of one sampled network; it is combined with one draw of bulk density and of
 coarse fragments (:func:`socmap.stocks.stock_draws`), so the correlations between SOC and BD
 and between layers are kept, then summed into cumulative totals draw by draw
