@@ -307,6 +307,17 @@ def duplicated_header(path: str | os.PathLike[str], **read_csv: object) -> list[
     return sorted({n for n in names if names.count(n) > 1})
 
 
+def read_failure(exc: BaseException) -> str:
+    r"""One short line saying why a table could not be read, for an error message.
+
+    Examples
+    --------
+    >>> read_failure(ValueError("No columns to parse\n  from file"))
+    'ValueError: No columns to parse from file'
+    """
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+
+
 def publish_path(src: Path, dest: Path) -> None:
     """Rename a finished ``src`` to ``dest``, replacing an existing ``dest``.
 

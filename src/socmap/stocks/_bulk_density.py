@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from socmap._io import read_failure
 from socmap.catalog import embedded_data_dir
 from socmap.errors import CatalogError, ConfigError, GridMismatch, InputNotFound, UnitsError
 from socmap.stocks._formula import (
@@ -394,7 +395,7 @@ def read_stratum_bd(
     try:  # once an empty file was an internal EmptyDataError
         frame = pd.read_csv(p, dtype={"stratum": str})
     except (ValueError, OSError) as exc:  # EmptyDataError, ParserError, UnicodeDecodeError
-        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        reason = read_failure(exc)
         raise ConfigError(
             f"stratum BD table {str(p)!r} is not a readable CSV table ({reason}); --bd-table "
             "takes a CSV with a header line stratum,bd_g_cm3,bd_sd_g_cm3"

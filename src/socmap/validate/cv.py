@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
+from socmap._io import read_failure
 from socmap._parallel import check_n_jobs
 from socmap._progress import track
 from socmap.errors import ConfigError, InputNotFound, ProfileValidationError
@@ -297,7 +298,7 @@ def read_train_sets(path: str | Path) -> pd.DataFrame:
         else:
             frame = pd.read_csv(p, dtype={"fold": str, "site_id": str})
     except (ValueError, OSError) as exc:  # EmptyDataError, ParserError, UnicodeDecodeError
-        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        reason = read_failure(exc)
         raise ConfigError(
             f"training-set table {str(p)!r} is not a readable table ({reason}); --train-sets "
             "takes a CSV with a header line fold,repeat,site_id and one row per training profile"
