@@ -35,6 +35,9 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
 bench: $(STAMP) peers
 	$(BIN)/python benchmarks/bench_cube.py
 	$(BIN)/python benchmarks/bench_depth.py
