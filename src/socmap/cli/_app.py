@@ -199,6 +199,8 @@ def refuse_empty_path(argv: list[str]) -> None:
     ``Path("")`` is ``Path(".")``: once ``-o ""`` wrote a run, a CV or a design into the
     working directory at exit 0, and ``cube build -o ""`` was an internal error.
     """
+    if all(arg.strip() and not arg.strip().endswith("=") for arg in argv):
+        return  # no empty value anywhere: skip building the command tree (start-up time)
     import click
 
     cmd: Any = typer.main.get_command(app)
