@@ -50,6 +50,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     mine = root / "mine"
     mine.mkdir()
     (mine / "thesis.docx").write_text("years of work\n")
+    notes = root / "field_notes"  # a user's folder holding files of the names socmap writes
+    notes.mkdir()
+    for name in USER_TABLES:
+        (notes / name).write_text("my field notes\n")
     foreign = root / "foreign_run"  # a user's folder that happens to hold a run.json
     foreign.mkdir()
     (foreign / "run.json").write_text('{"name": "mine"}')
@@ -225,6 +229,9 @@ W = dict[str, Path]
 Args = Callable[[W, Path], list[Any]]
 
 #: (id, argv from the world and the case's folder, pattern the one line must match)
+#: Files a user keeps in ``field_notes/`` under names that socmap's folder outputs use.
+USER_TABLES = ("design.csv", "flags.csv", "metrics.csv", "report.html")
+
 CASES: list[tuple[str, Args, str]] = [
     # cube build / info
     ("cube-unknown-catalog", lambda w, t: ["cube", "build", "nope", "-o", t / "out.zarr"], "nope"),
@@ -1085,6 +1092,21 @@ CASES: list[tuple[str, Args, str]] = [
      r"--conservative 90.0 must be in \[0.5, 1\)"),
     ("qc-not-utf8", lambda w, t: ["profiles", "qc", w["root"] / "latin1.csv", "-o", t / "out"],
      r"latin1.csv' is not UTF-8 text"),
+    # once a user's file of the same name was replaced by the command's own
+    ("design-over-a-users-design-csv",
+     lambda w, t: ["design", w["run"], "--strata", "soil", "--budget", 5,
+                   "-o", w["root"] / "field_notes"],
+     r"already holds 'design.csv', which socmap did not write .*choose another --out folder"),
+    ("qc-over-a-users-flags-csv",
+     lambda w, t: ["profiles", "qc", w["cores"], "-o", w["root"] / "field_notes"],
+     r"already holds 'flags.csv', which socmap did not write"),
+    ("cv-over-a-users-metrics-csv",
+     lambda w, t: ["cv", "--cube", w["cube"], "--profiles", w["cores"], "--method", "rf",
+                   "-o", w["root"] / "field_notes"],
+     r"already holds 'metrics.csv', which socmap did not write"),
+    ("report-over-a-users-report-html",
+     lambda w, t: ["report", w["run"], "-o", w["root"] / "field_notes"],
+     r"already holds 'report.html', which socmap did not write"),
 ]  # fmt: skip
 
 
@@ -1124,6 +1146,9 @@ def test_bad_input_is_one_clear_line_and_nothing_written(
     assert (world["run"] / "run.json").read_text() == run_json
     assert sorted(p.name for p in world["root"].iterdir()) == listing
     assert (world["root"] / "mine" / "thesis.docx").read_text() == "years of work\n"
+    notes = world["root"] / "field_notes"
+    assert sorted(p.name for p in notes.iterdir()) == sorted(USER_TABLES)
+    assert all((notes / n).read_text() == "my field notes\n" for n in USER_TABLES)
     shutil.rmtree(tmp_path, ignore_errors=True)
 
 

@@ -1,6 +1,8 @@
+from pathlib import Path
+
 import pytest
 
-from socmap._io import atomic_path
+from socmap._io import atomic_path, check_out_folder, wrote_file
 from socmap.errors import OutputExists
 
 
@@ -53,3 +55,22 @@ def test_a_file_never_replaces_a_folder_nor_a_folder_a_file(tmp_path):
         tmp.mkdir()
     assert note.read_text() == "keep me"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "note.txt"]  # no temporaries
+
+
+def test_a_folder_output_replaces_only_the_files_socmap_wrote(tmp_path: Path) -> None:
+    out = tmp_path / "qc"
+    check_out_folder(out, files=("flags.csv",))  # nothing there yet
+    with atomic_path(out / "flags.csv", record=True) as tmp:
+        tmp.write_text("first")
+    check_out_folder(out, files=("flags.csv",))  # socmap's own: a rerun may replace it
+    with atomic_path(out / "flags.csv", record=True) as tmp:
+        tmp.write_text("second")
+    assert wrote_file(out / "flags.csv")
+    (out / "flags.csv").write_text("second, with my notes")  # edited by hand
+    with pytest.raises(OutputExists, match=r"already holds 'flags.csv'.*changed since"):
+        check_out_folder(out, files=("flags.csv",))
+    (out / "summary.md").write_text("mine")  # a user's file, never recorded
+    assert not wrote_file(out / "summary.md")
+    with pytest.raises(OutputExists, match=r"'summary.md', which socmap did not write"):
+        check_out_folder(out, files=("summary.md",))
+    check_out_folder(out, files=("other.csv",))  # names it does not write are not its business

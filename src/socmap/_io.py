@@ -7,6 +7,8 @@ destination; at worst a ``.tmp-*`` sibling that the next run replaces.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import shutil
 import uuid
@@ -16,17 +18,21 @@ from pathlib import Path
 from socmap.errors import OutputExists
 
 __all__ = [
+    "OUTPUT_LEDGER",
     "STORE_MARKS",
     "VECTOR_SUFFIXES",
     "atomic_path",
     "check_out_folder",
     "check_replaceable",
     "duplicated_header",
+    "file_sha256",
     "publish_path",
+    "record_output",
     "refuse_file_in_the_way",
     "refuse_input_as_output",
     "refuse_inside_store",
     "remove_path",
+    "wrote_file",
 ]
 
 #: Vector files socmap reads through GDAL (pyogrio): profile points and stratum polygons.
@@ -234,6 +240,87 @@ def refuse_inside_store(
             )
 
 
+#: Hidden file in an output folder listing the files socmap wrote there, with their SHA-256.
+OUTPUT_LEDGER = ".socmap-outputs.json"
+
+
+def file_sha256(path: Path, *, block_size: int = 1 << 20) -> str:
+    """SHA-256 hex digest of a file, read in blocks (memory does not grow with the file).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     p = Path(tmp) / "x.bin"
+    ...     _ = p.write_bytes(b"abc")
+    ...     file_sha256(p)[:16]
+    'ba7816bf8f01cfea'
+    """
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        while block := f.read(block_size):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _ledger(folder: Path) -> dict[str, str]:
+    try:
+        doc = json.loads((folder / OUTPUT_LEDGER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in doc.items()} if isinstance(doc, dict) else {}
+
+
+def wrote_file(path: str | os.PathLike[str]) -> bool:
+    """Whether socmap wrote ``path`` into its folder and nobody changed it since.
+
+    The folder's :data:`OUTPUT_LEDGER` must list the file with its current SHA-256, so a
+    user's file of the same name, or socmap's file edited by hand, is not socmap's to replace.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "design.csv").write_text("my notes")
+    >>> wrote_file(d / "design.csv")
+    False
+    >>> record_output(d / "design.csv")
+    >>> wrote_file(d / "design.csv")
+    True
+    """
+    p = Path(path)
+    recorded = _ledger(p.parent).get(p.name)
+    return recorded is not None and p.is_file() and recorded == file_sha256(p)
+
+
+def record_output(path: str | os.PathLike[str]) -> None:
+    """Add a file socmap has just written to its folder's :data:`OUTPUT_LEDGER`."""
+    p = Path(path)
+    ledger = _ledger(p.parent)
+    ledger[p.name] = file_sha256(p)
+    tmp = p.parent / f".tmp-{uuid.uuid4().hex[:8]}-{OUTPUT_LEDGER}"
+    tmp.write_text(json.dumps(ledger, indent=1, sort_keys=True), encoding="utf-8")
+    tmp.replace(p.parent / OUTPUT_LEDGER)
+
+
+def refuse_foreign_files(out: Path, files: Iterable[str], flag: str = "--out") -> None:
+    """Refuse an output folder holding a file of a name socmap writes there that is not its own.
+
+    Raises
+    ------
+    OutputExists
+        ``out / name`` exists and :func:`wrote_file` does not recognise it.
+    """
+    for name in files:
+        path = out / name
+        if (path.exists() or path.is_symlink()) and not wrote_file(path):
+            raise OutputExists(
+                f"{flag} folder {str(out)!r} already holds {name!r}, which socmap did not write "
+                "there (or which was changed since), so socmap will not replace it; move it "
+                f"away or choose another {flag} folder"
+            )
+
+
 def check_out_folder(
     dest: str | os.PathLike[str],
     inputs: Iterable[str | os.PathLike[str] | None] = (),
@@ -245,7 +332,8 @@ def check_out_folder(
     The command adds its files to the folder (or, when it does not exist yet, the nearest
     path above it that does), which must be a folder, not a file, and neither an input folder
     nor inside one (see :func:`refuse_input_as_output`), nor inside a store of socmap's
-    (:func:`refuse_inside_store`); nor may the ``files`` it writes there be inputs.
+    (:func:`refuse_inside_store`); nor may the ``files`` it writes there be inputs, nor
+    files of those names that socmap did not write (:func:`refuse_foreign_files`).
 
     Examples
     --------
@@ -265,6 +353,7 @@ def check_out_folder(
     refuse_inside_store(out, flag)
     for name in files:  # the files it writes there must not be inputs either
         refuse_input_as_output(out / name, inputs, f"{flag} (its {name})")
+    refuse_foreign_files(out, files, flag)
     return out
 
 
@@ -347,7 +436,9 @@ def publish_path(src: Path, dest: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(dest: str | os.PathLike[str], *, overwrite: bool = True) -> Iterator[Path]:
+def atomic_path(
+    dest: str | os.PathLike[str], *, overwrite: bool = True, record: bool = False
+) -> Iterator[Path]:
     """Yield a temporary path next to ``dest``; rename it to ``dest`` on success.
 
     Parameters
@@ -375,6 +466,8 @@ def atomic_path(dest: str | os.PathLike[str], *, overwrite: bool = True) -> Iter
     try:
         yield tmp
         publish_path(tmp, dest)
+        if record:
+            record_output(dest)
     finally:
         if tmp.exists():
             remove_path(tmp)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from socmap._io import atomic_path
+from socmap._io import atomic_path, file_sha256
 
 __all__ = ["array_digest", "file_sha256", "read_record", "tree_sha256", "write_record"]
 
@@ -36,25 +36,6 @@ def array_digest(*arrays: np.ndarray) -> str:
         c = np.ascontiguousarray(a)
         if c.size:  # the buffer itself, not a tobytes() copy (a window can be tens of MiB)
             h.update(c.data.cast("B"))
-    return h.hexdigest()
-
-
-def file_sha256(path: Path, *, block_size: int = 1 << 20) -> str:
-    """SHA-256 hex digest of a file, read in blocks (memory does not grow with the file).
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> with tempfile.TemporaryDirectory() as tmp:
-    ...     p = Path(tmp) / "x.bin"
-    ...     _ = p.write_bytes(b"abc")
-    ...     file_sha256(p)[:16]
-    'ba7816bf8f01cfea'
-    """
-    h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        while block := f.read(block_size):
-            h.update(block)
     return h.hexdigest()
 
 

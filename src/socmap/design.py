@@ -30,7 +30,17 @@ from socmap._io import atomic_path, check_out_folder
 from socmap.errors import ConfigError
 from socmap.grid import Grid
 
-__all__ = ["design_for_run", "design_sites", "neyman_allocation", "sample_sites", "write_design"]
+__all__ = [
+    "DESIGN_FILES",
+    "design_for_run",
+    "design_sites",
+    "neyman_allocation",
+    "sample_sites",
+    "write_design",
+]
+
+#: The files ``socmap design`` writes into its ``--out`` folder.
+DESIGN_FILES = ("design.csv", "design.gpkg", "allocation.csv")
 
 
 def neyman_allocation(
@@ -293,12 +303,12 @@ def write_design(sites: pd.DataFrame, grid: Grid, out_dir: str | Path) -> dict[s
     first = ["core_id", "longitude", "latitude", "stratum"]
     table = sites[first + [c for c in sites.columns if c not in first]]
     paths = {"csv": out / "design.csv", "gpkg": out / "design.gpkg"}
-    with atomic_path(paths["csv"], overwrite=True) as tmp:
+    with atomic_path(paths["csv"], record=True) as tmp:
         table.to_csv(tmp, index=False)
     frame = gpd.GeoDataFrame(
         table, geometry=gpd.points_from_xy(table["x"], table["y"]), crs=grid.crs
     )
-    with atomic_path(paths["gpkg"], overwrite=True) as tmp:
+    with atomic_path(paths["gpkg"], record=True) as tmp:
         frame.to_file(tmp, driver="GPKG", layer="design")
     return paths
 
@@ -351,7 +361,7 @@ def design_for_run(
 
     run = open_run(run_dir)
     # not into the run's cube or bundle (once design.csv written into the cube)
-    check_out_folder(out_dir, [run.config.cube, run.config.bundle])
+    check_out_folder(out_dir, [run.config.cube, run.config.bundle], files=DESIGN_FILES)
     # an interrupted run's maps are part NaN: refuse it as such, not as strata off the map
     run.require_finished(["stocks"])
     grid = run.grid
@@ -383,7 +393,7 @@ def design_for_run(
     )  # fmt: skip
     allocation.insert(1, "uncertainty", f"{variable} sd {chosen}")
     paths = write_design(sites, grid, out_dir)
-    with atomic_path(Path(out_dir) / "allocation.csv", overwrite=True) as tmp:
+    with atomic_path(Path(out_dir) / "allocation.csv", record=True) as tmp:
         allocation.to_csv(tmp, index=False)
     paths["allocation"] = Path(out_dir) / "allocation.csv"
     return sites, allocation, paths

@@ -384,10 +384,14 @@ def check_table_path(
     return path
 
 
-def write_table(table: pd.DataFrame, path: str | Path) -> Path:
-    """Write a table as Parquet (``.parquet``) or CSV (``.csv``), atomically."""
+def write_table(table: pd.DataFrame, path: str | Path, *, record: bool = False) -> Path:
+    """Write a table as Parquet (``.parquet``) or CSV (``.csv``), atomically.
+
+    ``record`` lists it in its folder's ledger (:func:`socmap._io.record_output`): a file a
+    command adds to an ``--out`` folder, which a later run may replace.
+    """
     path = check_table_path(path)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, record=record) as tmp:
         if path.suffix.lower() == ".parquet":
             table.to_parquet(tmp, index=False)
         else:

@@ -368,10 +368,10 @@ def cv_cmd(
         aoa_bands=data.continuous_regional_bands,
         n_jobs=jobs,
     )
-    oof_path = write_table(result.oof, out_dir / "oof.parquet")
-    metrics_path = write_table(result.metrics, out_dir / "metrics.csv")
+    oof_path = write_table(result.oof, out_dir / "oof.parquet", record=True)
+    metrics_path = write_table(result.metrics, out_dir / "metrics.csv", record=True)
     assert result.folds is not None  # cross_validate always reports its folds
-    folds_path = write_table(result.folds, out_dir / "folds.csv")
+    folds_path = write_table(result.folds, out_dir / "folds.csv", record=True)
     label = method if method in BASELINES else f"finetune:{method}"
     print_frame(result.summary().round(3).reset_index(), f"{label}: spatial CV (SOC g/kg)")
     out.print(result.coverage_line(0.9))  # says so when calibrated widths are infinite

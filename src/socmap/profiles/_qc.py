@@ -863,11 +863,11 @@ def write_qc(report: QCReport, out_dir: str | Path) -> tuple[Path, Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     flags_path, csv_path, md_path = out / "flags.csv", out / "summary.csv", out / "summary.md"
-    with atomic_path(flags_path) as tmp:
+    with atomic_path(flags_path, record=True) as tmp:
         report.flags.to_csv(tmp, index=False)
-    with atomic_path(csv_path) as tmp:
+    with atomic_path(csv_path, record=True) as tmp:
         report.summary.to_csv(tmp, index=False)
-    with atomic_path(md_path) as tmp:
+    with atomic_path(md_path, record=True) as tmp:
         tmp.write_text(_summary_markdown(report), encoding="utf-8")
     return flags_path, md_path
 

@@ -46,6 +46,8 @@ from socmap.report.map import build_map
 __all__ = ["Report", "build_report"]
 
 PICP_LEVELS = (50, 80, 90, 95)
+#: The files ``socmap report`` writes into its ``--out`` folder (beside ``report_files/``).
+REPORT_FILES = ("report.html", "report.md", "map.html", "report.pdf")
 STRATA_COLUMNS = [
     "stratum", "layer", "area_ha", "unmapped_area_ha", "mean_t_c_ha", "se_t_c_ha", "ci90_low",
     "ci90_high", "ci95_low", "ci95_high", "relative_error", "conservative_t_c_ha",
@@ -645,7 +647,7 @@ def build_report(
     meta = dict(load_bundle(run.config.bundle).metadata)
     out = Path(out_dir) if out_dir is not None else run.path / "report"
     # the run's cube and bundle stay as they are (once a report written into the cube)
-    check_out_folder(out, [run.config.cube, run.config.bundle])
+    check_out_folder(out, [run.config.cube, run.config.bundle], files=REPORT_FILES)
     report = Report(title or f"socmap report: {run.path.name}")
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     report.add("Summary", *_summary_blocks(run, strata_outputs))
@@ -690,11 +692,11 @@ def build_report(
     report.add("Sampling recommendations", *recs)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"html": out / "report.html", "markdown": out / "report.md", "map": map_page}
-    with atomic_path(paths["html"], overwrite=True) as tmp:
+    with atomic_path(paths["html"], record=True) as tmp:
         tmp.write_text(report.to_html(), encoding="utf-8")
     figures = out / "report_files"
     figures.mkdir(exist_ok=True)
-    with atomic_path(paths["markdown"], overwrite=True) as tmp:
+    with atomic_path(paths["markdown"], record=True) as tmp:
         tmp.write_text(report.to_markdown(figures), encoding="utf-8")
     if pdf:
         from socmap.report.pdf import html_to_pdf

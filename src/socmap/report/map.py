@@ -105,7 +105,7 @@ def build_map(
         "values": values,
         "strata_codes": None if strata_codes is None else _b64(strata_codes),
     }
-    with atomic_path(path, overwrite=True) as tmp:
+    with atomic_path(path, record=True) as tmp:
         tmp.write_text(_page(title or f"socmap map: {run.path.name}", data), encoding="utf-8")
     return path
 

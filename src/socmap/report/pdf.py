@@ -52,7 +52,7 @@ def html_to_pdf(html_path: str | Path, pdf_path: str | Path, timeout: float = 18
     html_path, pdf_path = Path(html_path).resolve(), Path(pdf_path)
     with (
         tempfile.TemporaryDirectory(prefix="socmap-pdf-") as scratch,
-        atomic_path(pdf_path, overwrite=True) as tmp,
+        atomic_path(pdf_path, record=True) as tmp,
     ):
         command = [
             browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",

@@ -113,11 +113,11 @@ class TransferBenchmark:
         if self.fits is not None:
             paths["fits"] = out / "fits.csv"
         for key in [k for k in ("results", "summary", "timings", "fits") if k in paths]:
-            with atomic_path(paths[key]) as tmp:
+            with atomic_path(paths[key], record=True) as tmp:
                 getattr(self, key).to_csv(tmp, index=False)
-        with atomic_path(paths["markdown"]) as tmp:
+        with atomic_path(paths["markdown"], record=True) as tmp:
             tmp.write_text(self.to_markdown())
-        plot_skill(self.summary, paths["figure"])
+        plot_skill(self.summary, paths["figure"], record=True)
         return paths
 
     def aoa_table(self) -> pd.DataFrame:
@@ -419,8 +419,13 @@ def _summarise(results: pd.DataFrame, reference: str) -> pd.DataFrame:
     return joined.drop(columns=["mae_ref", "ccc_ref"])
 
 
-def plot_skill(summary: pd.DataFrame, path: str | Path, depth: str = ALL) -> Path:
-    """MAE and CCC against the number of training profiles, one line per method."""
+def plot_skill(
+    summary: pd.DataFrame, path: str | Path, depth: str = ALL, *, record: bool = False
+) -> Path:
+    """MAE and CCC against the number of training profiles, one line per method.
+
+    ``record`` lists the figure in its folder's ledger (:func:`socmap._io.record_output`).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -444,7 +449,7 @@ def plot_skill(summary: pd.DataFrame, path: str | Path, depth: str = ALL) -> Pat
     axes[1].legend(fontsize=7)
     fig.tight_layout()
     out = Path(path)
-    with atomic_path(out) as tmp:
+    with atomic_path(out, record=record) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return out
