@@ -518,7 +518,7 @@ QC_CASES: dict[str, tuple[Callable[[pd.DataFrame], pd.DataFrame], list[int]]] = 
 def test_qc_cases_cover_every_check() -> None:
     # likely_percent_units needs >= 20 sites and likely_metre_depths a whole source in m;
     # both have their own tests below.
-    own_tests = {"likely_percent_units", "likely_metre_depths"}
+    own_tests = {"likely_percent_units", "likely_metre_depths", "likely_gkg_read_as_percent"}
     assert set(QC_CASES) | own_tests == set(QC_CHECKS)
 
 
@@ -703,6 +703,32 @@ def test_likely_percent_units_needs_enough_samples_and_no_large_values() -> None
     assert "likely_percent_units" in checks_of(qc_profiles(one_outlier))
 
 
+def test_g_kg_read_as_percent_is_an_error_unless_the_soils_are_light() -> None:
+    rng = np.random.default_rng(3)
+    gkg = rng.uniform(4.0, 35.0, 30)  # a mineral topsoil survey in g/kg ...
+    as_pct = read_profiles(
+        many_sites(30, gkg).rename(columns={"soc_g_kg": "oc"}),
+        mapping={"soc_g_kg": "oc"},
+        soc_units="%",  # ... read as %: ten times too high
+    )
+    rep = qc_profiles(as_pct)
+    flags = rep.flags[rep.flags["check"] == "likely_gkg_read_as_percent"]
+    assert len(flags) == 1 and flags["severity"].iloc[0] == "error"
+    assert "--soc-units g/kg" in flags["message"].iloc[0]
+    assert rep.table["qc_flags"].str.contains("likely_gkg_read_as_percent").all()
+    assert "likely_gkg_read_as_percent" not in checks_of(qc_profiles(many_sites(30, gkg)))
+    # the same carbon with a mineral bulk density is still an error; with a light one it is
+    # a plausible organic soil (a mangrove, a histic horizon), and peat is above the range
+    assert "likely_gkg_read_as_percent" in checks_of(qc_profiles(as_pct.assign(bd_g_cm3=1.3)))
+    assert "likely_gkg_read_as_percent" not in checks_of(
+        qc_profiles(as_pct.assign(bd_g_cm3=0.4))
+    )
+    peat = many_sites(30, rng.uniform(380.0, 520.0, 30))
+    assert "likely_gkg_read_as_percent" not in checks_of(qc_profiles(peat))
+    few = many_sites(10, np.full(10, 150.0))  # too few horizons to judge a source
+    assert "likely_gkg_read_as_percent" not in checks_of(qc_profiles(few))
+
+
 def test_strict_raises_first_error_with_counts() -> None:
     df = _set(bottom_cm=([4], 15.0), soc_g_kg=([2], np.nan))(clean_table())
     with pytest.raises(ProfileValidationError) as exc:
@@ -742,12 +768,13 @@ def test_write_qc_writes_flags_and_summaries(tmp_path: Path) -> None:
     md = md_path.read_text()
     assert re.search(r"\| `soc_out_of_range` +\| error +\| +1 \| +1 \|", md)
     assert sorted(p.name for p in (tmp_path / "qc").iterdir()) == [
+        ".socmap-outputs.json",  # the ledger: a rerun may replace these three, nothing else
         "flags.csv",
         "summary.csv",
         "summary.md",
     ]
     write_qc(rep, tmp_path / "qc")  # overwriting leaves no temporary files behind
-    assert len(list((tmp_path / "qc").iterdir())) == 3
+    assert len(list((tmp_path / "qc").iterdir())) == 4
 
 
 # ---------------------------------------------------------------------------- blue carbon

@@ -44,6 +44,13 @@ PERCENT_MEDIAN_BELOW = 2.5
 PERCENT_Q99_AT_MOST = 60.0
 #: ... over at least this many topsoil horizons is likely in %.
 PERCENT_MIN_SAMPLES = 20
+#: The tenfold mirror: a source whose topsoil SOC median is above this (g/kg, 6 % OC) ...
+TENFOLD_MEDIAN_ABOVE = 60.0
+#: ... and at most this (above it, peat: a g/kg table read as % rarely reaches it) ...
+TENFOLD_MEDIAN_AT_MOST = 350.0
+#: ... unless its bulk density median is below this (g/cm3: organic soils are light), is
+#: likely g/kg read as %.
+TENFOLD_BD_BELOW = 1.0
 #: A site whose topsoil SOC values are all below this (g/kg) may be in % (warning only).
 PERCENT_SITE_BELOW = 1.0
 #: A source whose deepest bottom is at most this (cm) and whose depths are fractional has
@@ -95,6 +102,13 @@ QC_CHECKS: dict[str, tuple[str, str]] = {
         f"a source whose topsoil (top < {PERCENT_TOPSOIL_CM:g} cm) SOC median is < "
         f"{PERCENT_MEDIAN_BELOW:g} and 99th percentile <= {PERCENT_Q99_AT_MOST:g} over >= "
         f"{PERCENT_MIN_SAMPLES} horizons: SOC is likely in % rather than g/kg",
+    ),
+    "likely_gkg_read_as_percent": (
+        "error",
+        f"a source whose topsoil SOC median is in ({TENFOLD_MEDIAN_ABOVE:g}, "
+        f"{TENFOLD_MEDIAN_AT_MOST:g}] g/kg over >= {PERCENT_MIN_SAMPLES} horizons, with no bulk "
+        f"density or a median of >= {TENFOLD_BD_BELOW:g} g/cm3: organic-soil carbon on "
+        "mineral soils, likely g/kg read as % (ten times too high)",
     ),
     "likely_percent_site": (
         "warning",
@@ -646,6 +660,8 @@ def _check_percent(c: _Ctx) -> None:
                 "horizons look like % rather than g/kg; if so, read them with --soc-units % "
                 "(Python: soc_units='%')",
             )
+        elif TENFOLD_MEDIAN_ABOVE < med <= TENFOLD_MEDIAN_AT_MOST:
+            _check_tenfold(c, str(name), in_group, topsoil, med, len(vals))
     cand = topsoil & c.site_ok & ~np.isin(src, list(flagged_groups))
     if not cand.any():
         return
@@ -661,6 +677,36 @@ def _check_percent(c: _Ctx) -> None:
             f"all {int(r['size'])} topsoil SOC value(s) of site {sid!r} are below "
             f"{PERCENT_SITE_BELOW:g} g/kg (max {r['max']:.3g}); if they are %, multiply by 10",
         )
+
+
+def _check_tenfold(
+    c: _Ctx, name: str, in_group: np.ndarray, topsoil: np.ndarray, med: float, n: int
+) -> None:
+    """A source with organic-soil SOC on mineral (or unknown) bulk density: g/kg read as %."""
+    bd = (
+        c.t["bd_g_cm3"].to_numpy(dtype=np.float64)[in_group & topsoil]
+        if "bd_g_cm3" in c.t.columns
+        else np.array([])
+    )
+    bd = bd[np.isfinite(bd)]
+    bd_med = float(np.median(bd)) if len(bd) else None
+    if bd_med is not None and bd_med < TENFOLD_BD_BELOW:
+        return  # light, organic soils: the carbon is plausible
+    label = "table (no source)" if name == "<no source>" else f"source {name!r}"
+    density = (
+        "no bulk density to show organic soils"
+        if bd_med is None
+        else f"a mineral bulk density median of {bd_med:.3g} g/cm3"
+    )
+    c.out.group(
+        "likely_gkg_read_as_percent",
+        np.nan,
+        np.flatnonzero(in_group),
+        f"{label}: topsoil median {med:.3g} g/kg, n={n}",
+        f"{label}: topsoil SOC median {med:.3g} g/kg over {n} horizons is organic-soil "
+        f"carbon, with {density}; values in g/kg read with --soc-units % are ten times too "
+        "high: read them with --soc-units g/kg (the default)",
+    )
 
 
 _CHECK_STAGES: tuple[tuple[str, Callable[[_Ctx], None]], ...] = (
