@@ -1092,6 +1092,10 @@ CASES: list[tuple[str, Args, str]] = [
      r"--conservative 90.0 must be in \[0.5, 1\)"),
     ("qc-not-utf8", lambda w, t: ["profiles", "qc", w["root"] / "latin1.csv", "-o", t / "out"],
      r"latin1.csv' is not UTF-8 text"),
+    ("finetune-g-kg-read-as-percent",  # once trained on SOC ten times too high, exit 0
+     lambda w, t: ["finetune", w["bundle"], "--cube", w["cube"], "--profiles", w["cores"],
+                   "--soc-units", "%", "--strategy", "rf", "-o", t / "out"],
+     r"likely_gkg_read_as_percent .*--soc-units g/kg"),
     # once a user's file of the same name was replaced by the command's own
     ("design-over-a-users-design-csv",
      lambda w, t: ["design", w["run"], "--strata", "soil", "--budget", 5,
