@@ -1096,6 +1096,10 @@ CASES: list[tuple[str, Args, str]] = [
      lambda w, t: ["finetune", w["bundle"], "--cube", w["cube"], "--profiles", w["cores"],
                    "--soc-units", "%", "--strategy", "rf", "-o", t / "out"],
      r"likely_gkg_read_as_percent .*--soc-units g/kg"),
+    ("cv-block-size-without-unit",  # once 2 m blocks: one core each, a random CV, exit 0
+     lambda w, t: ["cv", "--cube", w["cube"], "--profiles", w["cores"], "--method", "rf",
+                   "--block-size", "2", "-o", t / "out"],
+     r"--block-size '2' has no unit, so it is 2 metre\(s\) .*'2km', or '2m'"),
     # once a user's file of the same name was replaced by the command's own
     ("design-over-a-users-design-csv",
      lambda w, t: ["design", w["run"], "--strata", "soil", "--budget", 5,

@@ -130,7 +130,7 @@ def test_cv_command_with_own_folds_training_sets_and_target(cube, tmp_path, caps
         capsys,
     )  # fmt: skip
     assert code == 0, err
-    assert "block size 2km = 2000 in the units of EPSG:28355" in text
+    assert "block size 2km = 2000 metre(s), the units of EPSG:28355" in text
     assert "target: carbon" in text
     oof = pd.read_parquet(tmp_path / "cv" / "oof.parquet")
     np.testing.assert_array_equal(oof["fold_id"], oof["site_id"].map(fold))

@@ -315,14 +315,36 @@ def check_block_size(text: str) -> None:
     parse_block_size(text)
 
 
+#: A plain ``--block-size`` below this, on a projected CRS, is a unit left out: "2" for 2 km
+#: cuts 2 m blocks, one profile each, and the "spatial" CV is then a random one.
+PLAIN_BLOCK_MIN = 10.0
+
+
 def block_size_for(text: str, table: pd.DataFrame) -> float:
-    """Return the block size in the units of the table's CRS (the cube's); say so if converted."""
+    """Return the block size in the units of the table's CRS (the cube's), and say it.
+
+    Raises
+    ------
+    ConfigError
+        A plain number below :data:`PLAIN_BLOCK_MIN` on a projected CRS (a forgotten unit).
+    """
+    from pyproj import CRS
+
+    from socmap.errors import ConfigError
     from socmap.validate import parse_block_size, resolve_block_size
 
     size = resolve_block_size(text, table)
-    if parse_block_size(text)[1] is not None:
-        crs = str(table["crs"].iloc[0]) if "crs" in table.columns and len(table) else "?"
-        out.print(f"block size {text} = {size:.6g} in the units of {crs}")
+    name = str(table["crs"].iloc[0]) if "crs" in table.columns and len(table) else None
+    crs = CRS.from_user_input(name) if name is not None else None
+    unit = crs.axis_info[0].unit_name if crs is not None and crs.axis_info else "units"
+    plain = parse_block_size(text)[1] is None
+    if plain and crs is not None and crs.is_projected and size < PLAIN_BLOCK_MIN:
+        raise ConfigError(
+            f"--block-size {text!r} has no unit, so it is {size:g} {unit}(s) of {name}: "
+            "blocks that small hold one profile each and the CV is not spatial; write the "
+            f"unit, e.g. '{text}km', or '{text}m' if you do mean {unit}s"
+        )
+    out.print(f"block size {text} = {size:.6g} {unit}(s), the units of {name or '?'}")
     return size
 
 

@@ -682,7 +682,7 @@ def _check_percent(c: _Ctx) -> None:
 def _check_tenfold(
     c: _Ctx, name: str, in_group: np.ndarray, topsoil: np.ndarray, med: float, n: int
 ) -> None:
-    """A source with organic-soil SOC on mineral (or unknown) bulk density: g/kg read as %."""
+    """Flag a source with organic-soil SOC on mineral (or unknown) bulk density."""
     bd = (
         c.t["bd_g_cm3"].to_numpy(dtype=np.float64)[in_group & topsoil]
         if "bd_g_cm3" in c.t.columns
