@@ -720,9 +720,7 @@ def test_g_kg_read_as_percent_is_an_error_unless_the_soils_are_light() -> None:
     # the same carbon with a mineral bulk density is still an error; with a light one it is
     # a plausible organic soil (a mangrove, a histic horizon), and peat is above the range
     assert "likely_gkg_read_as_percent" in checks_of(qc_profiles(as_pct.assign(bd_g_cm3=1.3)))
-    assert "likely_gkg_read_as_percent" not in checks_of(
-        qc_profiles(as_pct.assign(bd_g_cm3=0.4))
-    )
+    assert "likely_gkg_read_as_percent" not in checks_of(qc_profiles(as_pct.assign(bd_g_cm3=0.4)))
     peat = many_sites(30, rng.uniform(380.0, 520.0, 30))
     assert "likely_gkg_read_as_percent" not in checks_of(qc_profiles(peat))
     few = many_sites(10, np.full(10, 150.0))  # too few horizons to judge a source
