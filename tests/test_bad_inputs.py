@@ -1096,6 +1096,9 @@ CASES: list[tuple[str, Args, str]] = [
      lambda w, t: ["finetune", w["bundle"], "--cube", w["cube"], "--profiles", w["cores"],
                    "--soc-units", "%", "--strategy", "rf", "-o", t / "out"],
      r"likely_gkg_read_as_percent .*--soc-units g/kg"),
+    ("design-budget-beyond-the-pixels",  # once 1e20: "-9223372036854775804 cores", exit 0
+     lambda w, t: ["design", w["run"], "--strata", "soil", "--budget", 10**20, "-o", t / "out"],
+     r"--budget 100000000000000000000 asks for more cores than the strata's \d+ mapped"),
     ("cv-block-size-without-unit",  # once 2 m blocks: one core each, a random CV, exit 0
      lambda w, t: ["cv", "--cube", w["cube"], "--profiles", w["cores"], "--method", "rf",
                    "--block-size", "2", "-o", t / "out"],

@@ -55,6 +55,37 @@ def test_allocation_spends_exactly_the_budget(strata, budget, minimum, have):
         assert all(existing[s] + got[s] >= minimum for s in sizes)
 
 
+def _one_core_at_a_time(shortfall: dict[str, int], order: list[str], budget: int) -> dict:
+    """The top-up rule as first written: a loop per core (it hung on --min-cores 1e12)."""
+    base, left = dict.fromkeys(order, 0), budget
+    while left > 0 and any(base[s] < shortfall[s] for s in order):
+        for s in order:
+            if left > 0 and base[s] < shortfall[s]:
+                base[s] += 1
+                left -= 1
+    return base
+
+
+@given(
+    st.lists(st.integers(0, 12), min_size=1, max_size=6),
+    st.integers(0, 40),
+)
+def test_the_top_up_in_whole_rounds_gives_what_one_core_at_a_time_gave(short, budget):
+    names = [f"s{i}" for i in range(len(short))]
+    sizes = {n: 1.0 for n in names}  # equal scores: the top-up order is by shortfall, then name
+    have = {n: 12 - k for n, k in zip(names, short, strict=True)}
+    got = neyman_allocation(sizes, sizes, min(budget, sum(short)), 12, have)
+    order = sorted(names, key=lambda n: (-(12 - have[n]), names.index(n)))
+    assert got == _one_core_at_a_time(
+        {n: 12 - have[n] for n in names}, order, min(budget, sum(short))
+    )
+
+
+def test_a_huge_minimum_or_budget_is_allocated_at_once():
+    got = neyman_allocation({"a": 1.0, "b": 3.0}, {"a": 1.0, "b": 1.0}, 10**15, 10**12)
+    assert got == {"a": 10**12 + (10**15 - 2 * 10**12) // 4, "b": 10**15 - got["a"]}
+
+
 def test_sites_keep_their_spacing_follow_uncertainty_and_prefer_the_aoa():
     rng = np.random.default_rng(1)
     xy = rng.uniform(0, 1000, size=(3000, 2))

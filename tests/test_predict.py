@@ -777,6 +777,11 @@ def test_cli_predict_and_stocks(meuse, tmp_path, capsys, cli):
     sites = pd.read_csv(tmp_path / "design" / "design.csv")
     assert len(sites) == 10 and set(sites["stratum"].astype(str)) <= {"1", "2", "3"}
     assert (tmp_path / "design" / "design.gpkg").is_file()
+    # a rerun replaces its own files; strata the budget cannot top up are named
+    assert cli(["design", out, "--strata", "soil", "--budget", "4", "--min-cores", "2",
+                "--out", tmp_path / "design"]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "2 of 3 strata stay below --min-cores 2 with --budget 4 (2, 3)" in printed
     assert cli(["design", out, "--strata", "soil", "--budget", "0", "--out", tmp_path / "d0"]) == 2
     err = capsys.readouterr().err.strip()
     assert "budget 0" in err and "--budget 1" in err and len(err.splitlines()) == 1

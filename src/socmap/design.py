@@ -75,6 +75,8 @@ def neyman_allocation(
     {'a': 5, 'b': 3}
     >>> neyman_allocation({"a": 100, "b": 100}, {"a": 3.0, "b": 1.0}, 4, 3, {"a": 0, "b": 3})
     {'a': 4, 'b': 0}
+    >>> neyman_allocation({"a": 1, "b": 2, "c": 3}, {"a": 1.0, "b": 1.0, "c": 1.0}, 5, 10**12)
+    {'a': 1, 'b': 2, 'c': 2}
     """
     if budget < 0:
         raise ConfigError(f"core budget {budget!r} must be >= 0")
@@ -91,12 +93,16 @@ def neyman_allocation(
     base = {s: 0 for s in strata}
     order = sorted(range(len(strata)), key=lambda i: (-shortfall[strata[i]], -score[i], i))
     left = budget
-    while left > 0 and any(base[s] < shortfall[s] for s in strata):
-        for i in order:  # one core at a time, largest shortfall first
-            s = strata[i]
-            if left > 0 and base[s] < shortfall[s]:
-                base[s] += 1
-                left -= 1
+    # one core at a time to every stratum still short, largest shortfall first; whole rounds
+    # at once, so a huge budget or minimum costs no more than a small one
+    while left > 0:
+        short = [strata[i] for i in order if base[strata[i]] < shortfall[strata[i]]]
+        if not short:
+            break
+        rounds = min(left // len(short), min(shortfall[s] - base[s] for s in short))
+        for s in short if rounds else short[:left]:
+            base[s] += max(rounds, 1)
+        left -= rounds * len(short) if rounds else min(left, len(short))
     if left <= 0 or not strata:
         return base
     if score.sum() <= 0:
@@ -235,6 +241,12 @@ def design_sites(
         raise ConfigError(
             f"none of the {len(labels)} strata has a mapped pixel with an uncertainty, so no "
             "core can be placed; check that the strata overlap the mapped area"
+        )
+    mapped = int(usable.sum())
+    if budget > mapped:  # once 1e20: an int64 overflow, "-9223372036854775804 cores", exit 0
+        raise ConfigError(
+            f"--budget {budget} asks for more cores than the strata's {mapped} mapped pixels "
+            f"(one core per pixel at most); give --budget {mapped} or less"
         )
     allocation = neyman_allocation(sizes, sds, budget, minimum, existing)
     xs, ys = np.meshgrid(grid.xs, grid.ys)

@@ -66,6 +66,13 @@ def design_cmd(
     ):
         short = f" (placed {placed}: no room at this spacing)" if placed < allocated else ""
         out.print(f"{stratum}: {allocated} cores{short}")
+    below = allocation["existing_cores"] + allocation["allocated"] < min_cores
+    if below.any():  # the budget cannot top every stratum up: say which stay short
+        names = ", ".join(str(v) for v in allocation.loc[below, "stratum"])
+        out.print(
+            f"{int(below.sum())} of {len(allocation)} strata stay below --min-cores "
+            f"{min_cores} with --budget {budget} ({names}); raise --budget to reach it"
+        )
     out.print(f"{len(sites)} sites: {paths['csv']} and {paths['gpkg']}")
 
 
