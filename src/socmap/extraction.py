@@ -66,6 +66,8 @@ class Extraction:
 
 
 def _site_frame(sites: pd.DataFrame) -> pd.DataFrame:
+    from socmap.profiles import blank_site_ids
+
     required = ["site_id", "x", "y", "crs"]
     missing = [c for c in required if c not in sites.columns]
     if missing:
@@ -76,7 +78,7 @@ def _site_frame(sites: pd.DataFrame) -> pd.DataFrame:
     if sites.empty:
         raise ProfileValidationError("site table is empty; nothing to extract")
     ids = sites["site_id"]
-    blank = ids.isna() | ids.astype(str).str.strip().eq("")
+    blank = blank_site_ids(ids)
     if blank.any():  # once all in one site: every row took the first row's covariates, exit 0
         first = sites[blank].iloc[0]
         raise ProfileValidationError(

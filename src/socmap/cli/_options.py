@@ -288,7 +288,7 @@ def read_cores(path: Path | None) -> pd.DataFrame | None:
     if path is None:
         return None
     from socmap.errors import ProfileValidationError
-    from socmap.profiles import read_table
+    from socmap.profiles import blank_site_ids, read_table
 
     table = read_table(path)
     if len(table) == 0:
@@ -298,7 +298,7 @@ def read_cores(path: Path | None) -> pd.DataFrame | None:
         )
     if "site_id" in table.columns:  # once counted as one core, or as none, without a word
         ids = table["site_id"]
-        blank = ids.isna() | ids.astype(str).str.strip().eq("")
+        blank = blank_site_ids(ids)
         if blank.any():
             raise ProfileValidationError(
                 f"--cores {str(path)!r} has {int(blank.sum())} of {len(table)} rows without a "

@@ -34,7 +34,12 @@ from socmap.profiles._read import (
     read_profiles,
     read_table,
 )
-from socmap.profiles._schema import CANONICAL_COLUMNS, REQUIRED_COLUMNS, SOC_UNITS
+from socmap.profiles._schema import (
+    CANONICAL_COLUMNS,
+    REQUIRED_COLUMNS,
+    SOC_UNITS,
+    blank_site_ids,
+)
 
 __all__ = [
     "CANONICAL_COLUMNS",
@@ -42,6 +47,7 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "SOC_UNITS",
     "QCReport",
+    "blank_site_ids",
     "check_qc_names",
     "qc_profiles",
     "read_bluecarbon",

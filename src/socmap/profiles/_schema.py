@@ -190,6 +190,17 @@ def _parse_numeric(values: pd.Series, name: str, column: str) -> pd.Series:
     return num.astype("float64")
 
 
+def blank_site_ids(ids: pd.Series) -> pd.Series:
+    """Which ``site_id`` values are missing or only white space (a row without its site).
+
+    Examples
+    --------
+    >>> blank_site_ids(pd.Series(["A1", " ", None, "B"])).tolist()
+    [False, True, True, False]
+    """
+    return ids.isna() | ids.astype(str).str.strip().eq("")
+
+
 def _as_str(values: pd.Series) -> pd.Series:
     """Convert to strings: whole-number floats lose their ``.0``; blanks become NaN."""
     if pd.api.types.is_float_dtype(values):

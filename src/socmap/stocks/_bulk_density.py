@@ -236,6 +236,11 @@ class StratumLookup(NamedTuple):
     defaulted: tuple[Hashable, ...]
 
 
+def _code(key: Any) -> str:
+    """Write a stratum code as the user wrote it: 1, not 1.0 (codes are read as floats)."""
+    return f"{key:g}" if isinstance(key, float) else repr(key)
+
+
 class StratumBD(BulkDensitySource):
     """Bulk density as per-stratum constants ``(mean, sd)`` in g/cm³, with a default.
 
@@ -270,7 +275,7 @@ class StratumBD(BulkDensitySource):
         *,
         key: str = "stratum",
     ) -> None:
-        self.table = {k: self._pair(f"stratum {k!r}", v) for k, v in table.items()}
+        self.table = {k: self._pair(f"stratum {_code(k)}", v) for k, v in table.items()}
         self.default = None if default is None else self._pair("default", default)
         self.key = key
 
