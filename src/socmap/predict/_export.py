@@ -9,6 +9,8 @@ read from the COG overviews, so they cost little on large maps.
 
 from __future__ import annotations
 
+import functools
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -144,47 +146,93 @@ def read_overview(
     return np.ma.filled(data.astype(np.float64), np.nan), (b.left, b.right, b.bottom, b.top)
 
 
+class _QuicklookCanvas:
+    """One quicklook figure for a map shape and extent, redrawn layer by layer.
+
+    The frame (axes, coordinate ticks and their labels) is the same for every layer of a run,
+    so it is drawn once and kept as a bitmap; each layer then draws only its image, title and
+    colour bar over it (Agg blitting). Drawing the tick text of every figure anew took most of
+    a small map's export time.
+    """
+
+    def __init__(self, shape: tuple[int, int], extent: tuple[float, float, float, float]):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
+
+        # inches: the image's longer side 4.6, margins for tick labels (left, bottom), the
+        # title (top) and the colour bar (right)
+        left, right, bottom, top = 0.9, 1.1, 0.5, 0.4
+        image_w, image_h = (4.6 * side / max(shape) for side in (shape[1], shape[0]))
+        width, height = left + image_w + right, bottom + image_h + top
+        self.figure = Figure(figsize=(width, height), dpi=100)
+        self.canvas = FigureCanvasAgg(self.figure)
+        self.ax = self.figure.add_axes(
+            (left / width, bottom / height, image_w / width, image_h / height)
+        )
+        self.cax = self.figure.add_axes(((left + image_w + 0.2) / width, bottom / height,
+                                         0.15 / width, image_h / height))  # fmt: skip
+        self.image = self.ax.imshow(
+            np.zeros(shape), extent=extent, interpolation="nearest", animated=True
+        )
+        self.ax.tick_params(labelsize=7)
+        for axis in (self.ax.xaxis, self.ax.yaxis):
+            axis.set_major_locator(MaxNLocator(4))
+        self.ax.ticklabel_format(useOffset=False, style="plain")
+        self.ax.title.set_fontsize(9)
+        self.ax.title.set_animated(True)
+        self.colorbar = self.figure.colorbar(self.image, cax=self.cax)
+        self.cax.set_animated(True)
+        self.canvas.draw()  # everything but the animated artists
+        self.frame = self.canvas.copy_from_bbox(self.figure.bbox)
+
+    def write(self, values: np.ndarray, png: Path, *, title: str, units: str, cmap: str) -> Path:
+        """Draw one layer over the frame and save it as a PNG, atomically."""
+        from PIL import Image
+
+        finite = values[np.isfinite(values)]
+        vmin, vmax = np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0)
+        self.canvas.restore_region(self.frame)
+        self.image.set_data(values)
+        self.image.set_cmap(cmap)
+        if not vmax > vmin:  # one value (an AOA all inside): a unit range around it
+            vmin, vmax = vmin - 0.5, vmin + 0.5
+        self.image.set_clim(vmin, vmax)
+        self.ax.title.set_text(title)
+        self.colorbar.update_normal(self.image)
+        self.colorbar.set_label(units)
+        self.ax.draw_artist(self.image)
+        self.ax.draw_artist(self.ax.title)
+        self.figure.draw_artist(self.cax)
+        rgba = np.asarray(self.canvas.buffer_rgba())
+        with atomic_path(png, overwrite=True) as tmp:
+            Image.fromarray(rgba, "RGBA").save(tmp, format="png", compress_level=1)
+        return png
+
+
+@functools.lru_cache(maxsize=1)
+def _quicklook_canvas(
+    shape: tuple[int, int], extent: tuple[float, float, float, float]
+) -> _QuicklookCanvas:
+    return _QuicklookCanvas(shape, extent)
+
+
+_QUICKLOOK_LOCK = threading.Lock()
+
+
 def write_quicklook(cog: Path, png: Path, *, title: str, units: str, cmap: str = "viridis") -> Path:
     """Draw a COG as a PNG with a colour bar, read from its overviews, at most 800 px wide.
 
-    The figure is laid out in fixed inches (no pyplot, no tight layout): a run writes one
-    quicklook per layer, and automatic layout took most of their time. Axes carry at most
-    five plain coordinate ticks (no ``1e6`` offset), and the PNG is compressed fast: tick
-    text and zlib were the next costs.
+    The figure is laid out in fixed inches (no pyplot, no tight layout), its axes carry at
+    most five plain coordinate ticks (no ``1e6`` offset), and the PNG is compressed fast. The
+    figure of the last map shape is kept and only the layer is redrawn on it
+    (:class:`_QuicklookCanvas`): a run writes one quicklook per layer, all of one shape.
     """
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
     values, extent = read_overview(cog, Resampling.average)
-    shape = values.shape
-    finite = values[np.isfinite(values)]
-    vmin, vmax = np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0)
-    # inches: the image's longer side 4.6, margins for tick labels (left, bottom), the title
-    # (top) and the colour bar (right)
-    left, right, bottom, top = 0.9, 1.1, 0.5, 0.4
-    image_w, image_h = (4.6 * side / max(shape) for side in (shape[1], shape[0]))
-    width, height = left + image_w + right, bottom + image_h + top
-    fig = Figure(figsize=(width, height))
-    ax = fig.add_axes((left / width, bottom / height, image_w / width, image_h / height))
-    cax = fig.add_axes(((left + image_w + 0.2) / width, bottom / height, 0.15 / width,
-                        image_h / height))  # fmt: skip
-    im = ax.imshow(
-        values,
-        cmap=cmap,
-        vmin=vmin,
-        vmax=vmax if vmax > vmin else vmin + 1e-9,
-        extent=extent,
-        interpolation="nearest",
-    )
-    ax.set_title(title, fontsize=9)
-    ax.tick_params(labelsize=7)
-    for axis in (ax.xaxis, ax.yaxis):
-        axis.set_major_locator(MaxNLocator(4))
-    ax.ticklabel_format(useOffset=False, style="plain")
-    fig.colorbar(im, cax=cax, label=units)
-    with atomic_path(png, overwrite=True) as tmp:
-        fig.savefig(tmp, dpi=100, format="png", pil_kwargs={"compress_level": 1})
-    return png
+    shape = (int(values.shape[0]), int(values.shape[1]))
+    with _QUICKLOOK_LOCK:  # one figure, drawn by one thread at a time
+        canvas = _quicklook_canvas(shape, extent)
+        return canvas.write(values, png, title=title, units=units, cmap=cmap)
 
 
 def write_stac_item(run: PredictionRun) -> Path:
