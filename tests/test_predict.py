@@ -145,6 +145,15 @@ def test_exports_cogs_quicklooks_and_stac(meuse, tmp_path):
         assert src.crs.to_epsg() == 28992
     pngs = [run.path / p for p in run.exports["quicklooks"]]
     assert all(p.stat().st_size > 2000 for p in pngs)
+    # each layer is drawn over the kept frame: the same bytes as on a fresh figure
+    from socmap.predict._export import _quicklook_canvas, write_quicklook
+
+    last = run.path / run.exports["quicklooks"][-2]  # drawn after the others on the frame
+    cog = run.path / "cogs" / f"{last.stem}.tif"
+    _quicklook_canvas.cache_clear()
+    title = f"SOC {last.stem.split('_')[1]} standard deviation"
+    fresh = write_quicklook(cog, tmp_path / "fresh.png", title=title, units="g/kg", cmap="magma")
+    assert fresh.read_bytes() == last.read_bytes()
     item = pystac.Item.from_file(str(run.path / "item.json"))
     assert "soc_0-15cm_mean" in item.assets
     href = item.assets["soc_0-15cm_mean"].get_absolute_href()
