@@ -759,6 +759,45 @@ def test_strata_need_stocks_first(meuse, tmp_path):
         strata_for_run(run.path, "soil", workers=0, progress=False)
 
 
+def test_cli_predict_with_stocks_gives_the_bytes_of_predict_then_stocks(
+    meuse, tmp_path, capsys, cli, monkeypatch
+):
+    import socmap.predict._engine as engine
+
+    args = ["--passes", "3", "--workers", "0", "--seed", "5"]
+    # the options are checked before any SOC is mapped: no run folder is left
+    table = tmp_path / "bd.csv"
+    table.write_text("stratum,bd_g_cm3\n1,1.2\n")  # codes 2 and 3 missing, no default row
+    for bad, says in (
+        (["--bd", "1.3"], "--bd set the stocks, which predict maps only with --stocks"),
+        (["--stocks", "--bd", "nope"], "'nope'"),
+        (["--stocks", "--cf", "nope"], "CF band 'nope' is not in the cube"),
+        (["--stocks", "--bd", "strata:soil", "--bd-table", table], "classes ['2', '3'] without"),
+    ):
+        assert cli(["predict", meuse["bundle"], meuse["cube"], "-o", tmp_path / "bad",
+                    *args, *bad]) == 2  # fmt: skip
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and says in err, err
+        assert not (tmp_path / "bad").exists()
+    calls, real = [], engine.mc_log
+    monkeypatch.setattr(engine, "mc_log", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(engine, "_PASSES", engine._PassCache())
+    one = tmp_path / "one"
+    assert cli(["predict", meuse["bundle"], meuse["cube"], "-o", one, *args, "--stocks",
+                "--bd", "1.3", "--bd-sd", "0.1", "--cf", "0.05"]) == 0  # fmt: skip
+    assert "BD from 1.3" in capsys.readouterr().out
+    with_stocks = len(calls)
+    monkeypatch.setattr(engine, "_PASSES", engine._PassCache())  # a separate process
+    two = tmp_path / "two"
+    assert cli(["predict", meuse["bundle"], meuse["cube"], "-o", two, *args]) == 0
+    assert len(calls) == 2 * with_stocks  # the stocks of `one` ran no pass of their own
+    monkeypatch.setattr(engine, "_PASSES", engine._PassCache())
+    assert cli(["stocks", two, "--bd", "1.3", "--bd-sd", "0.1", "--cf", "0.05",
+                "--workers", "0"]) == 0  # fmt: skip
+    a, b = (open_run(r).open("stock.zarr")["stock"].values for r in (one, two))
+    np.testing.assert_array_equal(a, b)
+
+
 def test_cli_predict_and_stocks(meuse, tmp_path, capsys, cli):
     out = tmp_path / "run"
 

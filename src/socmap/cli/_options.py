@@ -204,6 +204,71 @@ WorkersOpt = Annotated[
 ]
 
 
+# The stock options, shared by `socmap stocks` and `socmap predict --stocks` (None: the
+# default of `socmap stocks`, so predict can tell an option given without --stocks).
+BdOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="auto, ptf, a cube band, a constant in g/cm3, or strata:BAND (per-stratum "
+        "constants from --bd-table, by the codes of a stratum band). Default: auto."
+    ),
+]
+BdTableOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="CSV of per-stratum BD for --bd strata:BAND: stratum, bd_g_cm3, bd_sd_g_cm3; "
+        "a 'default' row covers unlisted strata."
+    ),
+]
+BdSdOpt = Annotated[
+    float | None, typer.Option(help="SD of a BD band or constant (g/cm3). Default: 0.")
+]
+BdUnitsOpt = Annotated[
+    str | None,
+    typer.Option(help="Units of a BD band: g/cm3 (default), or cg/cm3 (SoilGrids bdod)."),
+]
+CfOpt = Annotated[
+    str | None,
+    typer.Option(help="Coarse fragments: a volume fraction in [0, 1) or a band. Default: 0."),
+]
+CfSdOpt = Annotated[
+    float | None, typer.Option(help="SD of the coarse-fragment fraction. Default: 0.")
+]
+
+
+def stock_options(
+    bd: str | None,
+    bd_table: Path | None,
+    bd_sd: float | None,
+    bd_units: str | None,
+    cf: str | None,
+    cf_sd: float | None,
+) -> dict[str, Any]:
+    """Check the stock options (before torch loads) and read --bd-table: stocks_for_run kwargs."""
+    from socmap.stocks import read_stratum_bd
+    from socmap.stocks._options import check_stock_options
+
+    def number_or_name(text: str) -> str | float:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+    kwargs: dict[str, Any] = {
+        "bd": number_or_name("auto" if bd is None else bd),
+        "bd_sd": 0.0 if bd_sd is None else bd_sd,
+        "bd_units": "g/cm3" if bd_units is None else bd_units,
+        "cf": number_or_name("0" if cf is None else cf),
+        "cf_sd": 0.0 if cf_sd is None else cf_sd,
+    }
+    check_stock_options(
+        kwargs["bd"], kwargs["bd_sd"], kwargs["bd_units"], kwargs["cf"], kwargs["cf_sd"],
+        None if bd_table is None else {},
+    )  # fmt: skip
+    strata, default = read_stratum_bd(bd_table) if bd_table is not None else (None, None)
+    return {**kwargs, "bd_strata": strata, "bd_default": default}
+
+
 DeviceOpt = Annotated[
     str,
     typer.Option(

@@ -12,6 +12,12 @@ from socmap.cli._app import (
     out,
 )
 from socmap.cli._options import (
+    BdOpt,
+    BdSdOpt,
+    BdTableOpt,
+    BdUnitsOpt,
+    CfOpt,
+    CfSdOpt,
     DeviceOpt,
     FieldOpt,
     RunArg,
@@ -21,6 +27,7 @@ from socmap.cli._options import (
     check_at_least,
     check_at_most,
     read_cores,
+    stock_options,
 )
 from socmap.errors import ConfigError
 from socmap.units import MAX_MC_PASSES, MAX_SEED
@@ -43,18 +50,48 @@ def predict_cmd(
         int, typer.Option(min=0, max=MAX_SEED, help="Seed of the dropout masks and noise.")
     ] = 0,
     device: DeviceOpt = "cpu",
+    stocks: Annotated[
+        bool,
+        typer.Option(
+            "--stocks",
+            help="Also map carbon stocks, from the same Monte Carlo passes (the bytes of "
+            "`socmap stocks RUN` with the same --bd and --cf options).",
+        ),
+    ] = False,
+    bd: BdOpt = None,
+    bd_table: BdTableOpt = None,
+    bd_sd: BdSdOpt = None,
+    bd_units: BdUnitsOpt = None,
+    cf: CfOpt = None,
+    cf_sd: CfSdOpt = None,
 ) -> None:
     """Map SOC over a cube, tile by tile: Zarr, COGs, quicklooks and a STAC Item.
 
     Rerunning the same command after an interruption resumes it and finishes the rest.
+    With --stocks, carbon stocks follow in the same process, reusing the passes.
 
-    Example: [bold]socmap predict edgeroi.socmap edgeroi.zarr --out runs/edgeroi[/bold]
+    Examples: [bold]socmap predict edgeroi.socmap edgeroi.zarr --out runs/edgeroi[/bold];
+    [bold]socmap predict edgeroi.socmap edgeroi.zarr -o runs/edgeroi --stocks --bd ptf[/bold]
     """
     # cheap checks before torch is imported
     check_at_least(
         ("--passes", passes, 1), ("--batch-size", batch_size, 1), ("--workers", workers, 0)
     )
     check_at_most(("--passes", passes, MAX_MC_PASSES))
+    stock_flags = {"--bd": bd, "--bd-table": bd_table, "--bd-sd": bd_sd,
+                   "--bd-units": bd_units, "--cf": cf, "--cf-sd": cf_sd}  # fmt: skip
+    given = [flag for flag, value in stock_flags.items() if value is not None]
+    if given and not stocks:  # once it would have been ignored without a word
+        raise typer.BadParameter(
+            f"{' '.join(given)} set the stocks, which predict maps only with --stocks; add "
+            "--stocks, or give them to `socmap stocks RUN` later"
+        )
+    options = stock_options(bd, bd_table, bd_sd, bd_units, cf, cf_sd) if stocks else None
+    if options is not None:  # the BD and CF bands, before any SOC is mapped
+        from socmap.stocks import check_stock_inputs
+
+        check_stock_inputs(cube, options["bd"], options["bd_units"], options["cf"],
+                           options["bd_strata"], options["bd_default"])  # fmt: skip
     from socmap.predict import predict_cube
 
     run = predict_cube(
@@ -83,6 +120,14 @@ def predict_cmd(
                 "that the model was not trained on; it read them as an unknown class (check "
                 f"that the cube codes {band!r} as the training data did)"
             )
+    if options is not None:
+        from socmap.stocks import stocks_for_run
+
+        res = stocks_for_run(
+            run.path, **options, scheduler=scheduler, workers=workers, overwrite=overwrite,
+            device=device,
+        )  # fmt: skip
+        _print_stocks(res)
     for kind, paths in run.exports.items():
         out.print(f"{kind}: {len(paths)} files under {run.path}")
     out.print(f"run: {run.path}")
@@ -91,28 +136,12 @@ def predict_cmd(
 @command("stocks")
 def stocks_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A finished `socmap predict` run.")],
-    bd: Annotated[
-        str,
-        typer.Option(
-            help="auto, ptf, a cube band, a constant in g/cm3, or strata:BAND (per-stratum "
-            "constants from --bd-table, by the codes of a stratum band)."
-        ),
-    ] = "auto",
-    bd_table: Annotated[
-        Path | None,
-        typer.Option(
-            help="CSV of per-stratum BD for --bd strata:BAND: stratum, bd_g_cm3, bd_sd_g_cm3; "
-            "a 'default' row covers unlisted strata."
-        ),
-    ] = None,
-    bd_sd: Annotated[float, typer.Option(help="SD of a BD band or constant (g/cm3).")] = 0.0,
-    bd_units: Annotated[
-        str, typer.Option(help="Units of a BD band: g/cm3, or cg/cm3 (SoilGrids bdod).")
-    ] = "g/cm3",
-    cf: Annotated[
-        str, typer.Option(help="Coarse fragments: a volume fraction in [0, 1) or a band.")
-    ] = "0",
-    cf_sd: Annotated[float, typer.Option(help="SD of the coarse-fragment fraction.")] = 0.0,
+    bd: BdOpt = "auto",
+    bd_table: BdTableOpt = None,
+    bd_sd: BdSdOpt = 0.0,
+    bd_units: BdUnitsOpt = "g/cm3",
+    cf: CfOpt = "0",
+    cf_sd: CfSdOpt = 0.0,
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = None,
     overwrite: Annotated[bool, typer.Option(help="Replace stocks with other options.")] = False,
@@ -122,38 +151,21 @@ def stocks_cmd(
 
     Example: [bold]socmap stocks runs/edgeroi --bd ptf[/bold]
     """
-    from socmap.stocks._options import check_stock_options
+    # before the network loads (seconds)
+    options = stock_options(bd, bd_table, bd_sd, bd_units, cf, cf_sd)
+    from socmap.stocks import stocks_for_run
 
-    def number_or_name(text: str) -> str | float:
-        try:
-            return float(text)
-        except ValueError:
-            return text
-
-    # before the network loads (seconds) and before the table is read
-    bd_value, cf_value = number_or_name(bd), number_or_name(cf)
-    check_stock_options(
-        bd_value, bd_sd, bd_units, cf_value, cf_sd, None if bd_table is None else {}
-    )
-    from socmap.stocks import read_stratum_bd, stocks_for_run
-
-    strata, default = read_stratum_bd(bd_table) if bd_table is not None else (None, None)
     res = stocks_for_run(
-        run_dir,
-        bd=bd_value,
-        bd_sd=bd_sd,
-        bd_units=bd_units,
-        cf=cf_value,
-        cf_sd=cf_sd,
-        bd_strata=strata,
-        bd_default=default,
-        scheduler=scheduler,
-        workers=workers,
-        overwrite=overwrite,
+        run_dir, **options, scheduler=scheduler, workers=workers, overwrite=overwrite,
         device=device,
-    )
+    )  # fmt: skip
+    _print_stocks(res)
+
+
+def _print_stocks(res: Any) -> None:
     out.print(res.describe())
-    out.print(f"stock maps: {run_dir / 'cogs'} (stock_*.tif); store: {run_dir / 'stock.zarr'}")
+    path = res.run.path
+    out.print(f"stock maps: {path / 'cogs'} (stock_*.tif); store: {path / 'stock.zarr'}")
 
 
 @command("strata")

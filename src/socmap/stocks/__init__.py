@@ -80,6 +80,7 @@ __all__ = [
     "StratumLookup",
     "Summary",
     "c_to_co2e",
+    "check_stock_inputs",
     "cumulative_draws",
     "default_totals",
     "from_soilgrids",
@@ -93,10 +94,10 @@ __all__ = [
 ]
 
 #: The stock maps of a run need the network (torch): loaded on first use.
-_MAPS = ("StockRun", "stocks_for_run")
+_MAPS = ("StockRun", "check_stock_inputs", "stocks_for_run")
 
 if TYPE_CHECKING:
-    from socmap.stocks._maps import StockRun, stocks_for_run
+    from socmap.stocks._maps import StockRun, check_stock_inputs, stocks_for_run
 
 
 def __getattr__(name: str) -> Any:

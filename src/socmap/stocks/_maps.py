@@ -45,7 +45,15 @@ from socmap.stocks._intervals import default_totals
 from socmap.stocks._options import check_stock_options
 from socmap.units import BD_RANGE
 
-__all__ = ["STOCK", "StockRun", "export_stocks", "layer_draws", "stock_block", "stocks_for_run"]
+__all__ = [
+    "STOCK",
+    "StockRun",
+    "check_stock_inputs",
+    "export_stocks",
+    "layer_draws",
+    "stock_block",
+    "stocks_for_run",
+]
 
 _BD_SEED_OFFSET = 7_919  # separates the BD and CF residual streams from the SOC noise
 _CF_SEED_OFFSET = 104_729
@@ -189,6 +197,55 @@ STOCK = LayerKind(
 )
 
 
+def check_stock_inputs(
+    cube: Any,
+    bd: str | float = "auto",
+    bd_units: str = "g/cm3",
+    cf: str | float = 0.0,
+    bd_strata: Mapping[Any, tuple[float, float]] | None = None,
+    bd_default: tuple[float, float] | None = None,
+) -> tuple[str, dict[str, list[float]] | None, str | float]:
+    """Resolve the BD and CF options against a cube (an open cube or its path).
+
+    Everything :func:`stocks_for_run` can check without the SOC map: the BD source, its
+    units, the stratum table against the band's codes, the CF band. ``socmap predict
+    --stocks`` calls it before mapping SOC, so a bad option costs no map.
+
+    Returns
+    -------
+    bd_option, strata_table, cf_option
+        ``"band:NAME"``, ``"ptf"``, ``"strata:BAND"`` or a constant; the stratum table
+        (code -> [mean, sd]) for ``strata:``; ``"band:NAME"`` or the CF constant.
+
+    Raises
+    ------
+    BandMismatch, UnitsError, ConfigError
+        A band the cube lacks, ``bd_units`` without a BD band, or a stratum table that
+        does not cover the band's codes.
+    """
+    from socmap.cube import open_cube
+
+    if not hasattr(cube, "band"):
+        cube = open_cube(cube)
+    names = [str(b) for b in cube.band.values]
+    bd_option = _resolve_bd(bd, names)
+    if bd_units != "g/cm3" and not bd_option.startswith("band:"):  # 'auto' found no BD band
+        raise UnitsError(
+            f"--bd-units {bd_units!r} applies to a BD band only, and --bd {bd!r} uses "
+            f"{bd_option!r} (the cube has no bd_g_cm3 or bdod band); drop --bd-units or name "
+            "the BD band with --bd"
+        )
+    strata_table: dict[str, list[float]] | None = None
+    if bd_option.startswith("strata:"):
+        strata_table = _stratum_table(cube, bd_option.split(":", 1)[1], bd_strata, bd_default)
+    cf_option: str | float = cf
+    if isinstance(cf, str):
+        if cf not in names:
+            raise BandMismatch(f"CF band {cf!r} is not in the cube; it has {names!r}")
+        cf_option = f"band:{cf}"
+    return bd_option, strata_table, cf_option
+
+
 def stocks_for_run(
     run_dir: str | Path,
     *,
@@ -259,22 +316,9 @@ def stocks_for_run(
             "its Monte Carlo draws cannot be regenerated: predict again into a new run"
         )
     cube = open_cube(run.config.cube)
-    names = [str(b) for b in cube.band.values]
-    bd_option = _resolve_bd(bd, names)
-    if bd_units != "g/cm3" and not bd_option.startswith("band:"):  # 'auto' found no BD band
-        raise UnitsError(
-            f"--bd-units {bd_units!r} applies to a BD band only, and --bd {bd!r} uses "
-            f"{bd_option!r} (the cube has no bd_g_cm3 or bdod band); drop --bd-units or name "
-            "the BD band with --bd"
-        )
-    strata_table: dict[str, list[float]] | None = None
-    if bd_option.startswith("strata:"):
-        strata_table = _stratum_table(cube, bd_option.split(":", 1)[1], bd_strata, bd_default)
-    cf_option: str | float = cf
-    if isinstance(cf, str):
-        if cf not in names:
-            raise BandMismatch(f"CF band {cf!r} is not in the cube; it has {names!r}")
-        cf_option = f"band:{cf}"
+    bd_option, strata_table, cf_option = check_stock_inputs(
+        cube, bd, bd_units, cf, bd_strata, bd_default
+    )
     _check_bands_before_writing(run, cube, bd_option, bd_units, cf_option)
     intervals = [(float(t), float(b)) for t, b in run.config.intervals]
     if totals:
