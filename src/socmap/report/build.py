@@ -647,7 +647,8 @@ def build_report(
     meta = dict(load_bundle(run.config.bundle).metadata)
     out = Path(out_dir) if out_dir is not None else run.path / "report"
     # the run's cube and bundle stay as they are (once a report written into the cube)
-    check_out_folder(out, [run.config.cube, run.config.bundle], files=REPORT_FILES)
+    files = REPORT_FILES if pdf else tuple(f for f in REPORT_FILES if f != "report.pdf")
+    check_out_folder(out, [run.config.cube, run.config.bundle], files=files)
     report = Report(title or f"socmap report: {run.path.name}")
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     report.add("Summary", *_summary_blocks(run, strata_outputs))
