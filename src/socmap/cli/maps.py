@@ -81,7 +81,7 @@ def predict_cmd(
     stock_flags = {"--bd": bd, "--bd-table": bd_table, "--bd-sd": bd_sd,
                    "--bd-units": bd_units, "--cf": cf, "--cf-sd": cf_sd}  # fmt: skip
     given = [flag for flag, value in stock_flags.items() if value is not None]
-    if given and not stocks:  # once it would have been ignored without a word
+    if given and not stocks:  # they would do nothing: say so rather than ignore them
         raise typer.BadParameter(
             f"{' '.join(given)} set the stocks, which predict maps only with --stocks; add "
             "--stocks, or give them to `socmap stocks RUN` later"
