@@ -515,8 +515,8 @@ def prepare_run(run_dir: Path, config: RunConfig, overwrite: bool) -> Prediction
             changed = [k for k, v in asdict(config).items() if asdict(previous.config).get(k) != v]
             raise OutputExists(
                 f"run {str(run_dir)!r} exists with another configuration (differs in "
-                f"{changed!r}); pass overwrite=True (CLI: --overwrite) or choose a new run "
-                "directory"
+                f"{changed!r}); pass --overwrite (Python: overwrite=True) or choose a new "
+                "run directory"
             )
         shutil.rmtree(run_dir)
     else:  # not a run: never deleted, even with overwrite (an empty folder is reused)

@@ -306,7 +306,7 @@ def stocks_for_run(
         if not overwrite:
             raise OutputExists(
                 f"stocks of run {str(run.path)!r} exist with other options; pass "
-                "overwrite=True (CLI: --overwrite)"
+                "--overwrite to replace them (Python: overwrite=True)"
             )
         import shutil
 
