@@ -230,6 +230,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (root / "notes.html").write_text("<html><body>my notes</body></html>\n")
     (root / "bd_sd_wide.csv").write_text("stratum,bd_g_cm3,bd_sd_g_cm3\n1,1.3,5\n2,1.3,0.1\n")
     spectra.to_csv(root / "spectra_utf16.csv", index=False, encoding="utf-16")
+    (root / "cfg_bd_sd_wide.yaml").write_text(base + good + "stocks: {bd: 1.3, bd_sd: 5}\n")
+    (root / "cfg_bd_table_wide.yaml").write_text(
+        base + good + f"stocks: {{bd: 'strata:soil', bd_table: {root / 'bd_sd_wide.csv'}}}\n"
+    )
     return {"root": root, "cube": cube, "bundle": bundle, "run": run, "cores": root / "cores.csv"}
 
 
@@ -1127,6 +1131,12 @@ CASES: list[tuple[str, Args, str]] = [
     ("spectra-bench-n-local-above-every-site",  # once an internal KeyError: 'site'
      lambda w, t: ["spectra", "benchmark", "--n-local", 10**9, "-o", t / "out"],
      r"--n-local 1000000000 leaves no embedded site enough samples.*give --n-local \d+ or less"),
+    ("run-bd-sd-wider-than-bd-plan",  # once passed --plan, refused by the stocks stage
+     lambda w, t: ["run", w["root"] / "cfg_bd_sd_wide.yaml", "--plan"],
+     r"--bd-sd 5.0 around --bd 1.3 puts 79% .*\(in the run configuration: stocks.bd, "),
+    ("run-bd-table-sd-wide-plan",
+     lambda w, t: ["run", w["root"] / "cfg_bd_table_wide.yaml", "--plan"],
+     r"bd_sd_wide.csv': bd_sd_g_cm3 5 .*\(in the run configuration: .*stocks.bd_table\)"),
     ("bench-2-63-trees",  # once fitted until killed
      lambda w, t: ["benchmark", "transfer", "--cube", w["cube"], "--bundle", w["bundle"],
                    "--profiles", w["cores"], "--methods", "rf", "--n-estimators", 2**63, "-o",
