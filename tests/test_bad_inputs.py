@@ -1252,6 +1252,30 @@ def test_cores_off_every_stratum_are_counted_on_the_console(
     assert "2 of 40 cores given with --cores lie in no stratum" in captured.out
 
 
+def test_mapped_pixels_off_every_stratum_are_counted_on_the_console(
+    world: W, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Strata over half the map: the other half is said, not left out without a word."""
+    from socmap.predict import open_run
+
+    monkeypatch.setenv("SOCMAP_PROGRESS", "0")
+    run = tmp_path / "run"
+    shutil.copytree(world["run"], run)
+    x0, y0, x1, y1 = open_run(run).grid.bounds
+    west = box(x0, y0, (x0 + x1) / 2, y1)
+    gpd.GeoDataFrame({"stratum": ["west"]}, geometry=[west], crs="EPSG:28992").to_file(
+        tmp_path / "west.gpkg"
+    )
+    with pytest.raises(SystemExit) as exc:
+        main(["strata", str(run), "--strata", str(tmp_path / "west.gpkg"), "--workers", "0"])
+    captured = capsys.readouterr()
+    assert exc.value.code == 0, captured.err
+    found = re.search(r"(\d+) of (\d+) mapped pixels lie in no stratum", captured.out)
+    assert found and 0 < int(found[1]) < int(found[2]), captured.out
+    meta = json.loads((run / "strata" / "strata.json").read_text())
+    assert meta["mapped_pixels_outside_strata"] == int(found[1])
+
+
 #: Options refused by a range check alone: the refusal must not wait for torch (seconds).
 CHEAP: list[tuple[str, list[str]]] = [
     ("stocks-cf", ["stocks", "RUN", "--bd", "1.3", "--cf", "1.5"]),

@@ -226,6 +226,12 @@ def strata_cmd(
             f"{len(missing)} strata cover no pixel centre of the map and have no row: "
             f"{', '.join(missing)} (smaller than a pixel, outside the map, or without geometry)"
         )
+    outside, mapped = res.metadata["mapped_pixels_outside_strata"], res.metadata["mapped_pixels"]
+    if outside:  # once said nowhere: the totals covered part of the map
+        out.print(
+            f"{outside} of {mapped} mapped pixels lie in no stratum and count in no stratum's "
+            "total (the strata cover part of the map)"
+        )
     for line in _cores_lines(res.metadata.get("cores"), res.path.parent / "cores.csv"):
         out.print(line)
     out.print(f"stratum table: {res.path}")

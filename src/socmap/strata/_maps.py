@@ -500,6 +500,8 @@ def strata_for_run(
     metadata = _metadata(run, cfg, strata_options, summary)
     # Strata whose polygons hold no pixel centre have no row; they are named, not dropped.
     metadata["strata_without_pixels"] = [lab for lab in labels if lab not in draws]
+    # mapped pixels off every stratum count in no total: counted, not dropped without a word
+    metadata["mapped_pixels"], metadata["mapped_pixels_outside_strata"] = _pixels_outside(run)
     if with_strata is not None:  # cores in no stratum are counted, not dropped
         metadata["cores"] = _core_counts(with_strata, labels, draws)
     out = run.path / STRATA_DIR
@@ -701,6 +703,17 @@ def _aggregate(
         elif label in areas:
             draws[label] = np.full((run.config.passes, n_layers), np.nan)
     return draws, {k: v for k, v in areas.items() if k in draws}, unmapped
+
+
+def _pixels_outside(run: PredictionRun) -> tuple[int, int]:
+    """Count the mapped pixels of the run, and those of them in no stratum."""
+    mapped = inside = 0
+    for tile in run.grid.tiles(run.config.chunk):
+        key = f"{tile.core.row0}_{tile.core.col0}"
+        record = json.loads((run.path / STRATA.records / f"{key}.json").read_text())
+        mapped += int(record.get("n_valid", 0))
+        inside += sum(int(part.get("pixels", 0)) for part in record["strata"].values())
+    return mapped, mapped - inside
 
 
 def _metadata(
