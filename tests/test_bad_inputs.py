@@ -230,6 +230,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (root / "notes.html").write_text("<html><body>my notes</body></html>\n")
     (root / "bd_sd_wide.csv").write_text("stratum,bd_g_cm3,bd_sd_g_cm3\n1,1.3,5\n2,1.3,0.1\n")
     spectra.to_csv(root / "spectra_utf16.csv", index=False, encoding="utf-16")
+    damaged = root / "damaged.zarr"  # a cube with one chunk file cut short
+    shutil.copytree(cube, damaged)
+    chunk = sorted(p for p in (damaged / "covariates" / "c").rglob("*") if p.is_file())[0]
+    chunk.write_bytes(chunk.read_bytes()[:3])
     (root / "cfg_bd_sd_wide.yaml").write_text(base + good + "stocks: {bd: 1.3, bd_sd: 5}\n")
     (root / "cfg_bd_table_wide.yaml").write_text(
         base + good + f"stocks: {{bd: 'strata:soil', bd_table: {root / 'bd_sd_wide.csv'}}}\n"
@@ -1131,6 +1135,16 @@ CASES: list[tuple[str, Args, str]] = [
     ("spectra-bench-n-local-above-every-site",  # once an internal KeyError: 'site'
      lambda w, t: ["spectra", "benchmark", "--n-local", 10**9, "-o", t / "out"],
      r"--n-local 1000000000 leaves no embedded site enough samples.*give --n-local \d+ or less"),
+    ("cube-info-damaged-chunk",  # once an internal RuntimeError (zstd)
+     lambda w, t: ["cube", "info", w["root"] / "damaged.zarr"],
+     r"cube '.*damaged.zarr' holds data that cannot be read .*rebuild the cube"),
+    ("extract-damaged-chunk",
+     lambda w, t: ["extract", w["root"] / "damaged.zarr", w["cores"], "-o", t / "out.csv"],
+     r"holds data that cannot be read .*a chunk file of the store is damaged"),
+    ("predict-damaged-chunk",  # once an internal error and a 'running' run folder left
+     lambda w, t: ["predict", w["bundle"], w["root"] / "damaged.zarr", "-o", t / "out",
+                   "--passes", 2, "--workers", 0],
+     r"cube '.*damaged.zarr' \(rows \d+-\d+, columns \d+-\d+\) holds data that cannot be read"),
     ("run-bd-sd-wider-than-bd-plan",  # once passed --plan, refused by the stocks stage
      lambda w, t: ["run", w["root"] / "cfg_bd_sd_wide.yaml", "--plan"],
      r"--bd-sd 5.0 around --bd 1.3 puts 79% .*\(in the run configuration: stocks.bd, "),
