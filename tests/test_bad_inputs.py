@@ -1145,6 +1145,18 @@ CASES: list[tuple[str, Args, str]] = [
      lambda w, t: ["predict", w["bundle"], w["root"] / "damaged.zarr", "-o", t / "out",
                    "--passes", 2, "--workers", 0],
      r"cube '.*damaged.zarr' \(rows \d+-\d+, columns \d+-\d+\) holds data that cannot be read"),
+    ("design-empty-layer",  # once read as no --layer
+     lambda w, t: ["design", w["run"], "--strata", "soil", "--budget", 5, "--layer", "", "-o",
+                   t / "out"], r"--layer '' names no layer"),
+    ("pretrain-empty-exclude-region",  # once "cannot read '.' as a raster ... --grid takes"
+     lambda w, t: ["pretrain", "-o", t / "out", "--exclude-region", ""],
+     r"--exclude-region '' is empty"),
+    ("pretrain-empty-catalog",  # once "catalog '.' is a folder"
+     lambda w, t: ["pretrain", "-o", t / "out", "--catalog", ""], r"--catalog '' is empty"),
+    ("bench-a-billion-repeats",  # once drawn until killed
+     lambda w, t: ["benchmark", "transfer", "--cube", w["cube"], "--bundle", w["bundle"],
+                   "--profiles", w["cores"], "--methods", "rf", "--block-size", "500m",
+                   "--repeats", 10**9, "-o", t / "out"], r"--repeats 1000000000 must be <= 1000"),
     ("run-bd-sd-wider-than-bd-plan",  # once passed --plan, refused by the stocks stage
      lambda w, t: ["run", w["root"] / "cfg_bd_sd_wide.yaml", "--plan"],
      r"--bd-sd 5.0 around --bd 1.3 puts 79% .*\(in the run configuration: stocks.bd, "),
