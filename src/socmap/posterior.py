@@ -92,6 +92,22 @@ MAX_SOC_G_KG = 1000.0
 MAX_BD_G_CM3 = 2.65
 
 
+def _require_one_band(path: Path) -> None:
+    """Refuse a prior raster of several bands (once its first band was read without a word)."""
+    import rasterio
+
+    try:
+        with rasterio.open(path) as src:
+            count = src.count
+    except Exception:  # missing or unreadable: read_raster says which, in one line
+        return
+    if count != 1:
+        raise RasterError(
+            f"prior raster {str(path)!r} has {count} bands; --prior takes single-band rasters, "
+            "the mean and the SE each in its own file (split them with `gdal_translate -b N`)"
+        )
+
+
 def _prior_limit(layer: str, depth: str) -> float:
     """Largest physically possible prior value of ``layer`` over ``depth`` (e.g. '0-30cm')."""
     if layer == "soc":
@@ -184,6 +200,8 @@ def posterior_for_run(
     weights: dict[str, float] = {}
     for k, depth in enumerate(depths):
         mean_path, se_path = (Path(str(p)) for p in priors[depth])
+        for path in (mean_path, se_path):
+            _require_one_band(path)
         prior = [read_raster(p, grid, "bilinear") for p in (mean_path, se_path)]
         if soilgrids is not None:
             prior = [from_soilgrids(np.where(np.isfinite(p), p, np.nan), soilgrids) for p in prior]
