@@ -230,6 +230,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (root / "notes.html").write_text("<html><body>my notes</body></html>\n")
     (root / "bd_sd_wide.csv").write_text("stratum,bd_g_cm3,bd_sd_g_cm3\n1,1.3,5\n2,1.3,0.1\n")
     spectra.to_csv(root / "spectra_utf16.csv", index=False, encoding="utf-16")
+    with rasterio.open(root / "prior_two_bands.tif", "w", **{**cover, "count": 2}) as dst:
+        dst.write(np.full((2, 10, 10), 20.0, dtype="float32"))  # mean and SE stacked
     damaged = root / "damaged.zarr"  # a cube with one chunk file cut short
     shutil.copytree(cube, damaged)
     chunk = sorted(p for p in (damaged / "covariates" / "c").rglob("*") if p.is_file())[0]
@@ -1145,6 +1147,10 @@ CASES: list[tuple[str, Args, str]] = [
      lambda w, t: ["predict", w["bundle"], w["root"] / "damaged.zarr", "-o", t / "out",
                    "--passes", 2, "--workers", 0],
      r"cube '.*damaged.zarr' \(rows \d+-\d+, columns \d+-\d+\) holds data that cannot be read"),
+    ("posterior-prior-of-two-bands",  # once its first band read without a word
+     lambda w, t: ["posterior", w["run"], "--prior",
+                   f"0-15cm={w['root'] / 'prior_two_bands.tif'},{w['root'] / 'prior_se.tif'}"],
+     r"prior raster '.*prior_two_bands.tif' has 2 bands; --prior takes single-band rasters"),
     ("design-empty-layer",  # once read as no --layer
      lambda w, t: ["design", w["run"], "--strata", "soil", "--budget", 5, "--layer", "", "-o",
                    t / "out"], r"--layer '' names no layer"),
@@ -1300,6 +1306,30 @@ def test_mapped_pixels_off_every_stratum_are_counted_on_the_console(
     assert found and 0 < int(found[1]) < int(found[2]), captured.out
     meta = json.loads((run / "strata" / "strata.json").read_text())
     assert meta["mapped_pixels_outside_strata"] == int(found[1])
+
+
+def test_core_samples_off_the_runs_depths_are_counted_on_the_console(
+    world: W, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Samples on depths the run does not map give no stock: said, not ignored."""
+    monkeypatch.setenv("SOCMAP_PROGRESS", "0")
+    run = tmp_path / "run"
+    shutil.copytree(world["run"], run)
+    cores = pd.read_csv(world["cores"])
+    deep = cores["top_cm"] > 0
+    cores.loc[deep, "top_cm"] -= 10  # 15-30 cm becomes 5-30 cm: no interval of the run
+    cores.to_csv(tmp_path / "cores.csv", index=False)
+    with pytest.raises(SystemExit) as exc:
+        main(["strata", str(run), "--strata", "soil", "--cores", str(tmp_path / "cores.csv"),
+              "--workers", "0"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert exc.value.code == 0, captured.err
+    n = int(deep.sum())
+    assert f"{n} core samples lie on depths that are none of the run's intervals (5-30cm)" in (
+        captured.out
+    ), captured.out
+    meta = json.loads((run / "strata" / "strata.json").read_text())
+    assert meta["cores"]["samples_off_intervals"] == [n, ["5-30cm"]]
 
 
 #: Options refused by a range check alone: the refusal must not wait for torch (seconds).

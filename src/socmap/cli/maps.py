@@ -253,6 +253,13 @@ def _cores_lines(counts: dict[str, Any] | None, listing: Path) -> list[str]:
             f"{counts['unknown_strata']} of {total} cores name strata the map does not have "
             f"({', '.join(counts['unknown_names'])}) and count in no stratum; {where}"
         )
+    off = counts.get("samples_off_intervals") or [0, []]
+    if off[0]:  # once ignored without a word: a core without them counted as none
+        lines.append(
+            f"{off[0]} core samples lie on depths that are none of the run's intervals "
+            f"({', '.join(off[1])}) and give no stock; harmonise them onto the run's depths "
+            "with `socmap profiles harmonise --depths`"
+        )
     if counts["without_pixels"]:
         lines.append(
             f"{counts['without_pixels']} of {total} cores are in strata that cover no pixel "

@@ -504,6 +504,7 @@ def strata_for_run(
     metadata["mapped_pixels"], metadata["mapped_pixels_outside_strata"] = _pixels_outside(run)
     if with_strata is not None:  # cores in no stratum are counted, not dropped
         metadata["cores"] = _core_counts(with_strata, labels, draws)
+        metadata["cores"]["samples_off_intervals"] = _samples_off(with_strata, run.config.intervals)
     out = run.path / STRATA_DIR
     out.mkdir(exist_ok=True)
     with atomic_path(out / "strata.csv", overwrite=True) as tmp:
@@ -652,6 +653,18 @@ def _core_counts(cores: pd.DataFrame, labels: list[str], rows: Any) -> dict[str,
         "unknown_names": sorted(set(stratum[unknown])),
         "without_pixels": int((stratum.isin(labels) & ~stratum.isin(list(rows))).sum()),
     }
+
+
+def _samples_off(cores: pd.DataFrame, intervals: Sequence[Sequence[float]]) -> list[Any]:
+    """Count the core samples on depths that are none of the run's intervals, and list those.
+
+    Returns ``[count, depths]``: such samples give no stock (a core's stock per interval is
+    its sample of exactly that interval), so they are counted, not ignored without a word.
+    """
+    want = {(float(t), float(b)) for t, b in intervals}
+    tops, bottoms = cores["top_cm"].to_numpy(float), cores["bottom_cm"].to_numpy(float)
+    off = [(t, b) for t, b in zip(tops, bottoms, strict=True) if (t, b) not in want]
+    return [len(off), sorted({f"{t:g}-{b:g}cm" for t, b in off})[:6]]
 
 
 def core_table(cores: pd.DataFrame, stocks: pd.DataFrame, grid: Grid) -> pd.DataFrame:
