@@ -222,6 +222,28 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         f"{root / 'bd_table.csv'}}}\n",
     }.items():
         (root / f"{name}.yaml").write_text(text)
+    # sweep 4: files each once exited 1, passed silently, or was replaced
+    with rasterio.open(root / "strata_nodata.tif", "w", **cover) as dst:  # all nodata
+        dst.write(np.full((1, 10, 10), np.nan, dtype="float32"))
+    for name, value in (("prior_huge", 1e30), ("prior_se_inf", np.inf)):
+        with rasterio.open(root / f"{name}.tif", "w", **cover) as dst:
+            dst.write(np.full((1, 10, 10), value, dtype="float32"))
+    text_soc = cores[cols].assign(soc_g_kg=cores["soc_g_kg"].map(lambda v: f"{v:.1f}x"))
+    text_soc.to_csv(root / "cores_soc_text.csv", index=False)
+    cores[cols].assign(soc_g_kg=np.inf).to_csv(root / "cores_soc_inf.csv", index=False)
+    (root / "notes.html").write_text("<html><body>my notes</body></html>\n")
+    (root / "bd_sd_wide.csv").write_text("stratum,bd_g_cm3,bd_sd_g_cm3\n1,1.3,5\n2,1.3,0.1\n")
+    spectra.to_csv(root / "spectra_utf16.csv", index=False, encoding="utf-16")
+    with rasterio.open(root / "prior_two_bands.tif", "w", **{**cover, "count": 2}) as dst:
+        dst.write(np.full((2, 10, 10), 20.0, dtype="float32"))  # mean and SE stacked
+    damaged = root / "damaged.zarr"  # a cube with one chunk file cut short
+    shutil.copytree(cube, damaged)
+    chunk = sorted(p for p in (damaged / "covariates" / "c").rglob("*") if p.is_file())[0]
+    chunk.write_bytes(chunk.read_bytes()[:3])
+    (root / "cfg_bd_sd_wide.yaml").write_text(base + good + "stocks: {bd: 1.3, bd_sd: 5}\n")
+    (root / "cfg_bd_table_wide.yaml").write_text(
+        base + good + f"stocks: {{bd: 'strata:soil', bd_table: {root / 'bd_sd_wide.csv'}}}\n"
+    )
     return {"root": root, "cube": cube, "bundle": bundle, "run": run, "cores": root / "cores.csv"}
 
 
@@ -1051,6 +1073,109 @@ CASES: list[tuple[str, Args, str]] = [
     ("run-unknown-soc-units-plan",  # once named only --soc-units, no option of `socmap run`
      lambda w, t: ["run", w["root"] / "cfg_soc_units.yaml", "--plan"],
      r"'kg/ha' is not a known SOC unit.*\(in the run configuration: .*profiles.soc_units\)$"),
+    # sweep 4 (once: internal errors, exit 0 with a wrong answer, or a user's files replaced)
+    ("strata-raster-all-nodata",  # once an internal KeyError: 'cores_needed'
+     lambda w, t: ["strata", w["run"], "--strata", w["root"] / "strata_nodata.tif"],
+     r"strata raster '.*strata_nodata.tif' has no class value at any pixel of the map"),
+    ("design-raster-all-nodata",  # once "none of the 0 strata has a mapped pixel"
+     lambda w, t: ["design", w["run"], "--strata", w["root"] / "strata_nodata.tif", "--budget",
+                   5, "-o", t / "out"], r"strata_nodata.tif' has no class value at any pixel"),
+    ("strata-field-geometry",  # once one stratum per polygon, named by its WKT, exit 0
+     lambda w, t: ["strata", w["run"], "--strata", w["root"] / "far.gpkg", "--field",
+                   "geometry"], r"lack the column 'geometry'; pick one of \['stratum'\]"),
+    ("strata-cores-soc-text",  # once an internal ValueError
+     lambda w, t: ["strata", w["run"], "--strata", "soil", "--cores",
+                   w["root"] / "cores_soc_text.csv"],
+     r"--cores column 'soc_g_kg' must be numeric but row 0 holds '\d+\.\dx'"),
+    ("strata-cores-soc-infinite",  # once blamed on depths that matched the run's
+     lambda w, t: ["strata", w["run"], "--strata", "soil", "--cores",
+                   w["root"] / "cores_soc_inf.csv"],
+     r"--cores column 'soc_g_kg' holds an infinite value at row 0 \(inf; 80 of 80 rows\)"),
+    ("posterior-soilgrids-of-another-property",  # once clay's factor applied to SOC, exit 0
+     lambda w, t: ["posterior", w["run"], "--prior",
+                   f"0-15cm={w['root'] / 'prior_mean.tif'},{w['root'] / 'prior_se.tif'}",
+                   "--soilgrids", "clay"],
+     r"--soilgrids 'clay' converts SoilGrids 'clay', but --layer soc .*give --soilgrids soc"),
+    ("posterior-prior-mean-impossible",  # once combined at exit 0
+     lambda w, t: ["posterior", w["run"], "--prior",
+                   f"0-15cm={w['root'] / 'prior_huge.tif'},{w['root'] / 'prior_se.tif'}"],
+     r"prior mean '.*prior_huge.tif' \(0-15cm\) is above 1000 g/kg.*e.g. 1e\+30"),
+    ("posterior-prior-se-infinite",  # once blamed on the prior mean
+     lambda w, t: ["posterior", w["run"], "--prior",
+                   f"0-15cm={w['root'] / 'prior_mean.tif'},{w['root'] / 'prior_se_inf.tif'}"],
+     r"prior SE '.*prior_se_inf.tif' \(0-15cm\) has no value"),
+    ("view-out-is-a-users-page",  # once replaced by the map at exit 0
+     lambda w, t: ["view", w["run"], "--out", w["root"] / "notes.html", "--no-open"],
+     r"notes.html' already exists and is not a socmap map page"),
+    ("stocks-bd-table-sd-wider-than-bd",  # once draws clipped without a word
+     lambda w, t: ["stocks", w["run"], "--bd", "strata:soil", "--bd-table",
+                   w["root"] / "bd_sd_wide.csv", "--overwrite"],
+     r"stratum '1' in '.*bd_sd_wide.csv': bd_sd_g_cm3 5 around bd_g_cm3 1.3 puts 79%"),
+    ("stocks-other-options-cli-remedy",  # once 'pass overwrite=True (CLI: --overwrite)'
+     lambda w, t: ["stocks", w["run"], "--bd", "1.2"],
+     r"exist with other options; pass --overwrite to replace them"),
+    ("qc-empty-crs",  # once "Pass e.g. crs='EPSG:4326'", Python
+     lambda w, t: ["profiles", "qc", w["root"] / "no_crs.csv", "--crs", "", "-o", t / "out"],
+     r"CRS is '': .*CLI: --crs EPSG:4326"),
+    ("spectra-select-utf16",  # once an internal UnicodeDecodeError
+     lambda w, t: ["spectra", "select", w["root"] / "spectra_utf16.csv", "--n", 2, "-o",
+                   t / "out.csv"], r"spectra_utf16.csv' is not UTF-8 text"),
+    ("spectra-select-empty-file",  # once an internal EmptyDataError
+     lambda w, t: ["spectra", "select", w["root"] / "empty.csv", "--n", 2, "-o", t / "out.csv"],
+     r"spectra table '.*empty.csv' is empty \(no header row\)"),
+    ("spectra-bench-out-is-a-users-folder",  # once replaced whole, thesis.docx gone, exit 0
+     lambda w, t: ["spectra", "benchmark", "-o", w["root"] / "mine"],
+     r"mine' is a folder of other files \(e.g. 'thesis.docx'\) and no spectral benchmark"),
+    ("spectra-bench-out-is-a-file",
+     lambda w, t: ["spectra", "benchmark", "-o", w["root"] / "afile.txt"],
+     r"afile.txt' is a file; the spectral benchmark writes a folder"),
+    ("spectra-bench-bad-quantity",  # once ignored for the embedded sites: a full benchmark
+     lambda w, t: ["spectra", "benchmark", "--quantity", "x", "-o", t / "out"],
+     r"--quantity 'x' must be 'reflectance' or 'absorbance'"),
+    ("spectra-bench-bad-library-quantity",
+     lambda w, t: ["spectra", "benchmark", "--library-quantity", "x", "-o", t / "out"],
+     r"--library-quantity 'x' must be"),
+    ("spectra-bench-empty-sites",  # once read as 'every embedded site'
+     lambda w, t: ["spectra", "benchmark", "--sites", "", "-o", t / "out"],
+     r"--sites '' names no site"),
+    ("spectra-bench-a-billion-repeats",  # once run until killed
+     lambda w, t: ["spectra", "benchmark", "--repeats", 10**9, "-o", t / "out"],
+     r"--repeats 1000000000 must be <= 100"),
+    ("spectra-bench-n-local-above-every-site",  # once an internal KeyError: 'site'
+     lambda w, t: ["spectra", "benchmark", "--n-local", 10**9, "-o", t / "out"],
+     r"--n-local 1000000000 leaves no embedded site enough samples.*give --n-local \d+ or less"),
+    ("cube-info-damaged-chunk",  # once an internal RuntimeError (zstd)
+     lambda w, t: ["cube", "info", w["root"] / "damaged.zarr"],
+     r"cube '.*damaged.zarr' holds data that cannot be read .*rebuild the cube"),
+    ("extract-damaged-chunk",
+     lambda w, t: ["extract", w["root"] / "damaged.zarr", w["cores"], "-o", t / "out.csv"],
+     r"holds data that cannot be read .*a chunk file of the store is damaged"),
+    ("predict-damaged-chunk",  # once an internal error and a 'running' run folder left
+     lambda w, t: ["predict", w["bundle"], w["root"] / "damaged.zarr", "-o", t / "out",
+                   "--passes", 2, "--workers", 0],
+     r"cube '.*damaged.zarr' \(rows \d+-\d+, columns \d+-\d+\) holds data that cannot be read"),
+    ("posterior-prior-of-two-bands",  # once its first band read without a word
+     lambda w, t: ["posterior", w["run"], "--prior",
+                   f"0-15cm={w['root'] / 'prior_two_bands.tif'},{w['root'] / 'prior_se.tif'}"],
+     r"prior raster '.*prior_two_bands.tif' has 2 bands; --prior takes single-band rasters"),
+    ("design-empty-layer",  # once read as no --layer
+     lambda w, t: ["design", w["run"], "--strata", "soil", "--budget", 5, "--layer", "", "-o",
+                   t / "out"], r"--layer '' names no layer"),
+    ("pretrain-empty-exclude-region",  # once "cannot read '.' as a raster ... --grid takes"
+     lambda w, t: ["pretrain", "-o", t / "out", "--exclude-region", ""],
+     r"--exclude-region '' is empty"),
+    ("pretrain-empty-catalog",  # once "catalog '.' is a folder"
+     lambda w, t: ["pretrain", "-o", t / "out", "--catalog", ""], r"--catalog '' is empty"),
+    ("bench-a-billion-repeats",  # once drawn until killed
+     lambda w, t: ["benchmark", "transfer", "--cube", w["cube"], "--bundle", w["bundle"],
+                   "--profiles", w["cores"], "--methods", "rf", "--block-size", "500m",
+                   "--repeats", 10**9, "-o", t / "out"], r"--repeats 1000000000 must be <= 1000"),
+    ("run-bd-sd-wider-than-bd-plan",  # once passed --plan, refused by the stocks stage
+     lambda w, t: ["run", w["root"] / "cfg_bd_sd_wide.yaml", "--plan"],
+     r"--bd-sd 5.0 around --bd 1.3 puts 79% .*\(in the run configuration: stocks.bd, "),
+    ("run-bd-table-sd-wide-plan",
+     lambda w, t: ["run", w["root"] / "cfg_bd_table_wide.yaml", "--plan"],
+     r"bd_sd_wide.csv': bd_sd_g_cm3 5 .*\(in the run configuration: .*stocks.bd_table\)"),
     ("bench-2-63-trees",  # once fitted until killed
      lambda w, t: ["benchmark", "transfer", "--cube", w["cube"], "--bundle", w["bundle"],
                    "--profiles", w["cores"], "--methods", "rf", "--n-estimators", 2**63, "-o",
@@ -1193,6 +1318,54 @@ def test_cores_off_every_stratum_are_counted_on_the_console(
     captured = capsys.readouterr()
     assert exc.value.code == 0, captured.err
     assert "2 of 40 cores given with --cores lie in no stratum" in captured.out
+
+
+def test_mapped_pixels_off_every_stratum_are_counted_on_the_console(
+    world: W, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Strata over half the map: the other half is said, not left out without a word."""
+    from socmap.predict import open_run
+
+    monkeypatch.setenv("SOCMAP_PROGRESS", "0")
+    run = tmp_path / "run"
+    shutil.copytree(world["run"], run)
+    x0, y0, x1, y1 = open_run(run).grid.bounds
+    west = box(x0, y0, (x0 + x1) / 2, y1)
+    gpd.GeoDataFrame({"stratum": ["west"]}, geometry=[west], crs="EPSG:28992").to_file(
+        tmp_path / "west.gpkg"
+    )
+    with pytest.raises(SystemExit) as exc:
+        main(["strata", str(run), "--strata", str(tmp_path / "west.gpkg"), "--workers", "0"])
+    captured = capsys.readouterr()
+    assert exc.value.code == 0, captured.err
+    found = re.search(r"(\d+) of (\d+) mapped pixels lie in no stratum", captured.out)
+    assert found and 0 < int(found[1]) < int(found[2]), captured.out
+    meta = json.loads((run / "strata" / "strata.json").read_text())
+    assert meta["mapped_pixels_outside_strata"] == int(found[1])
+
+
+def test_core_samples_off_the_runs_depths_are_counted_on_the_console(
+    world: W, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Samples on depths the run does not map give no stock: said, not ignored."""
+    monkeypatch.setenv("SOCMAP_PROGRESS", "0")
+    run = tmp_path / "run"
+    shutil.copytree(world["run"], run)
+    cores = pd.read_csv(world["cores"])
+    deep = cores["top_cm"] > 0
+    cores.loc[deep, "top_cm"] -= 10  # 15-30 cm becomes 5-30 cm: no interval of the run
+    cores.to_csv(tmp_path / "cores.csv", index=False)
+    with pytest.raises(SystemExit) as exc:
+        main(["strata", str(run), "--strata", "soil", "--cores", str(tmp_path / "cores.csv"),
+              "--workers", "0"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert exc.value.code == 0, captured.err
+    n = int(deep.sum())
+    assert f"{n} core samples lie on depths that are none of the run's intervals (5-30cm)" in (
+        captured.out
+    ), captured.out
+    meta = json.loads((run / "strata" / "strata.json").read_text())
+    assert meta["cores"]["samples_off_intervals"] == [n, ["5-30cm"]]
 
 
 #: Options refused by a range check alone: the refusal must not wait for torch (seconds).

@@ -551,7 +551,7 @@ def _check_lam(lam: float) -> None:
         raise ProfileValidationError(f"lam must be a number >= 0, got {lam!r}; the default is 0.1")
     if not math.isfinite(float(lam)) or lam < 0:
         raise ProfileValidationError(
-            f"lam must be finite and >= 0, got {lam!r}; use 0 for an exact fit or 0.1 (default)"
+            f"--lam {lam!r} must be finite and >= 0; use 0 for an exact fit or 0.1 (default)"
         )
     if lam > LAM_MAX:
         # the spline's system overflows long before: 1e300 gave a singular matrix

@@ -21,6 +21,7 @@ from socmap._io import (
     refuse_input_as_output,
     refuse_inside_store,
 )
+from socmap.cube._read import UNREADABLE, unreadable_cube
 from socmap.errors import BandMismatch, ConfigError, ProfileValidationError
 from socmap.focal import FocalSpec, check_focal_bands, focal_mean, window_at
 from socmap.grid import Grid
@@ -113,7 +114,10 @@ def _sample(
     k, n = rows.shape
     flat_r = xr.DataArray(rows.ravel(), dims="point")
     flat_c = xr.DataArray(cols.ravel(), dims="point")
-    vals = cube.isel(y=flat_r, x=flat_c).transpose("point", "band").to_numpy()
+    try:
+        vals = cube.isel(y=flat_r, x=flat_c).transpose("point", "band").to_numpy()
+    except UNREADABLE as exc:  # once an internal error
+        raise unreadable_cube("the cube at the sites' pixels", exc) from None
     vals = vals.reshape(k, n, -1).astype(float)
     w = np.broadcast_to(weights[:, :, None], vals.shape).copy()
     w[np.isnan(vals)] = 0.0

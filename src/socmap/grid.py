@@ -62,8 +62,9 @@ def _normalise_cached(crs: str | int) -> str:
 def _normalise(crs: Any) -> str:
     if crs is None or (isinstance(crs, str) and not crs.strip()):
         raise CRSError(
-            f"CRS is {crs!r}: every grid needs one. Pass e.g. crs='EPSG:4326', or set it on the "
-            "raster with `rio.write_crs()` / gdal_edit.py -a_srs."
+            f"CRS is {crs!r}: every grid needs one; give e.g. EPSG:4326 (CLI: --crs EPSG:4326 "
+            "or a table's crs column; a raster: gdal_edit.py -a_srs EPSG:4326; Python: "
+            "crs='EPSG:4326')"
         )
     try:
         parsed = CRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)

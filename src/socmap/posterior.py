@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +86,38 @@ class PosteriorResult:
     mean_prior_weight: dict[str, float]
 
 
+#: Largest SOC (g/kg) a prior may give: all of the soil's mass.
+MAX_SOC_G_KG = 1000.0
+#: Largest bulk density (g/cm3) a prior stock may imply, with SOC at its largest.
+MAX_BD_G_CM3 = 2.65
+
+
+def _require_one_band(path: Path) -> None:
+    """Refuse a prior raster of several bands (once its first band was read without a word)."""
+    import rasterio
+
+    try:
+        with rasterio.open(path) as src:
+            count = src.count
+    except Exception:  # missing or unreadable: read_raster says which, in one line
+        return
+    if count != 1:
+        raise RasterError(
+            f"prior raster {str(path)!r} has {count} bands; --prior takes single-band rasters, "
+            "the mean and the SE each in its own file (split them with `gdal_translate -b N`)"
+        )
+
+
+def _prior_limit(layer: str, depth: str) -> float:
+    """Largest physically possible prior value of ``layer`` over ``depth`` (e.g. '0-30cm')."""
+    if layer == "soc":
+        return MAX_SOC_G_KG
+    m = re.fullmatch(r"\s*([\d.]+)\s*-\s*([\d.]+)\s*cm\s*", depth)
+    thickness = float(m.group(2)) - float(m.group(1)) if m else 1000.0
+    # t/ha = g/kg x g/cm3 x cm x 0.1
+    return MAX_SOC_G_KG * MAX_BD_G_CM3 * thickness * 0.1
+
+
 def posterior_for_run(
     run_dir: str | Path,
     priors: Mapping[str, tuple[str | Path, str | Path]],
@@ -132,6 +165,17 @@ def posterior_for_run(
             f"--scale {scale!r} must be a finite number > 0 (the factor from the rasters' "
             "stored values to the run's units, e.g. 0.1; --soilgrids applies SoilGrids' own)"
         )
+    from socmap.stocks._formula import SOILGRIDS_UNITS
+
+    prop = {"soc": "soc", "stock": "ocs"}[layer]
+    given = str(soilgrids).strip().lower()
+    if soilgrids is not None and given in SOILGRIDS_UNITS and given != prop:  # once converted
+        raise ConfigError(
+            f"--soilgrids {soilgrids!r} converts SoilGrids '{soilgrids}', but --layer {layer} "
+            f"takes a prior of {'SOC (g/kg)' if layer == 'soc' else 'stocks (t/ha)'}: give "
+            f"--soilgrids {prop}"
+            + (" (or --layer stock --soilgrids ocs)" if layer == "soc" else "")
+        )
     run = open_run(run_dir)
     # an interrupted run's maps are part NaN (once: a posterior of half a map, exit 0)
     run.require_finished(["stocks"] if layer == "stock" else [])
@@ -156,6 +200,8 @@ def posterior_for_run(
     weights: dict[str, float] = {}
     for k, depth in enumerate(depths):
         mean_path, se_path = (Path(str(p)) for p in priors[depth])
+        for path in (mean_path, se_path):
+            _require_one_band(path)
         prior = [read_raster(p, grid, "bilinear") for p in (mean_path, se_path)]
         if soilgrids is not None:
             prior = [from_soilgrids(np.where(np.isfinite(p), p, np.nan), soilgrids) for p in prior]
@@ -185,10 +231,24 @@ def posterior_for_run(
                 f"{float(prior[0][negative][0]):g}); SOC and stocks are >= 0: check the "
                 "raster's nodata value and units (--scale, --soilgrids)"
             )
+        limit = _prior_limit(layer, depth)
+        with np.errstate(invalid="ignore"):
+            huge = mapped & valued & (prior[0] > limit)
+        if huge.any():  # once combined at exit 0: 1e30 g/kg pulled the posterior along
+            units = "g/kg" if layer == "soc" else "t/ha"
+            raise RasterError(
+                f"prior mean {str(mean_path)!r} ({depth}) is above {limit:g} {units}, more than "
+                f"any soil holds, at {int(huge.sum())} of the run's {int(mapped.sum())} mapped "
+                f"pixels (e.g. {float(prior[0][huge][0]):g}); check the raster's nodata value "
+                "and units (--scale, --soilgrids)"
+            )
         if mapped.any() and missing[depth] == int(mapped.sum()):
             b = grid.bounds
+            what, culprit = "prior", mean_path
+            if (mapped & np.isfinite(prior[0])).any():  # the mean is there: the SE is not
+                what, culprit = "prior SE", se_path
             raise GridMismatch(
-                f"prior {str(mean_path)!r} ({depth}) has no value at any of the run's "
+                f"{what} {str(culprit)!r} ({depth}) has no value at any of the run's "
                 f"{missing[depth]} mapped pixels (run bounds {b[0]:.6g}..{b[2]:.6g}, "
                 f"{b[1]:.6g}..{b[3]:.6g} in {grid.crs}); check that the prior covers the run "
                 "and that its CRS is right (gdalinfo)"

@@ -238,6 +238,12 @@ def strata_cmd(
             f"{len(missing)} strata cover no pixel centre of the map and have no row: "
             f"{', '.join(missing)} (smaller than a pixel, outside the map, or without geometry)"
         )
+    outside, mapped = res.metadata["mapped_pixels_outside_strata"], res.metadata["mapped_pixels"]
+    if outside:  # once said nowhere: the totals covered part of the map
+        out.print(
+            f"{outside} of {mapped} mapped pixels lie in no stratum and count in no stratum's "
+            "total (the strata cover part of the map)"
+        )
     for line in _cores_lines(res.metadata.get("cores"), res.path.parent / "cores.csv"):
         out.print(line)
     out.print(f"stratum table: {res.path}")
@@ -258,6 +264,13 @@ def _cores_lines(counts: dict[str, Any] | None, listing: Path) -> list[str]:
         lines.append(
             f"{counts['unknown_strata']} of {total} cores name strata the map does not have "
             f"({', '.join(counts['unknown_names'])}) and count in no stratum; {where}"
+        )
+    off = counts.get("samples_off_intervals") or [0, []]
+    if off[0]:  # once ignored without a word: a core without them counted as none
+        lines.append(
+            f"{off[0]} core samples lie on depths that are none of the run's intervals "
+            f"({', '.join(off[1])}) and give no stock; harmonise them onto the run's depths "
+            "with `socmap profiles harmonise --depths`"
         )
     if counts["without_pixels"]:
         lines.append(

@@ -49,6 +49,8 @@ DepthsOpt = Annotated[str, typer.Option(help="Depth set of the targets.")]
 MaxDepthOpt = Annotated[float, typer.Option(help="Deepest interval top (cm).")]
 #: Most trees per forest (500 is the default; far more only costs time).
 MAX_TREES = 100_000
+#: Most draws per training size of `benchmark transfer` (each refits every method per fold).
+MAX_REPEATS = 1000
 
 SeedOpt = Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of every random step.")]
 
@@ -175,6 +177,13 @@ def pretrain_cmd(
     check_at_most(("--mc-passes", mc_passes, MAX_MC_PASSES))  # as `socmap predict --passes`
     check_n_jobs(jobs)
     check_bundle_out(out_path)
+    for option, given in (("--exclude-region", exclude_region), ("--catalog", catalog)):
+        if given is not None and not str(given).strip():  # once read as the folder '.'
+            raise typer.BadParameter(
+                f"{option} {given!r} is empty (an unset shell variable?); name a built-in "
+                f"{'region' if option == '--exclude-region' else 'catalog'} or a YAML file, "
+                f"or drop {option}"
+            )
     from socmap.model.pretrain import pretrain, region_bbox_lonlat
     from socmap.validate import resolve_block_size
 
@@ -421,6 +430,7 @@ def benchmark_transfer_cmd(
     check_at_most(
         ("--mc-passes", mc_passes, MAX_MC_PASSES),  # as `socmap predict --passes`
         ("--n-estimators", n_estimators, MAX_TREES),  # once 2**63 trees: fitted until killed
+        ("--repeats", repeats, MAX_REPEATS),  # once a billion draws per size: run until killed
     )
     check_n_jobs(jobs)
     method_list = check_methods([m.strip() for m in methods.split(",") if m.strip()])

@@ -17,6 +17,7 @@ from socmap.cli._options import (
     StrataOpt,
     read_cores,
 )
+from socmap.errors import ConfigError
 from socmap.units import MAX_SEED
 
 
@@ -47,6 +48,11 @@ def design_cmd(
     """
     from socmap.design import design_for_run
 
+    if layer is not None and not layer.strip():  # once read as no --layer: the default
+        raise ConfigError(
+            f"--layer {layer!r} names no layer; name a stock layer of the run (e.g. 0-30cm), "
+            "or drop --layer for the deepest stock total"
+        )
     taken = read_cores(cores)
     sites, allocation, paths = design_for_run(
         run_dir, strata, budget, out_dir, field=field, layer=layer, min_spacing=min_spacing,

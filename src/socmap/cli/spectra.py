@@ -212,9 +212,12 @@ def spectra_benchmark_cmd(
     from socmap.spectra.benchmark import (
         METHODS,
         SpectralBenchmarkConfig,
+        check_benchmark_out,
         spectral_benchmark,
         write_spectral_benchmark,
     )
+
+    check_benchmark_out(out_dir)  # before the benchmark's minutes, not after them
 
     # an option not given keeps SpectralBenchmarkConfig's default, so the CLI, the API and
     # the published table agree
@@ -222,7 +225,12 @@ def spectra_benchmark_cmd(
                              "freeze_front": freeze_front, "seed": seed,
                              "calibration": calibration}  # fmt: skip
     config = SpectralBenchmarkConfig(**{key: v for key, v in given.items() if v is not None})
-    names = [s.strip() for s in sites.split(",") if s.strip()] if sites else None
+    names = [s.strip() for s in sites.split(",") if s.strip()] if sites is not None else None
+    if names == []:  # once read as no --sites: every embedded site
+        raise ConfigError(
+            f"--sites {sites!r} names no site; give embedded sites or site tables, comma "
+            "separated (e.g. CV.98,O.32), or drop --sites for every embedded site"
+        )
     chosen = [m.strip() for m in methods.split(",") if m.strip()]
     chosen = list(METHODS) if chosen == ["all"] else chosen
     result = spectral_benchmark(

@@ -206,8 +206,8 @@ def _open_partial(
             if not overwrite:
                 raise OutputExists(
                     f"{str(partial)!r} holds an unfinished pull of another configuration "
-                    f"(differs in {changed!r}); pass --overwrite (Python: overwrite=True) to "
-                    "discard it, or delete it"
+                    f"(differs in {changed!r}); pass --overwrite (Python: overwrite=True) "
+                    "to discard it, or delete it"
                 )
             remove_path(partial)
     partial.mkdir(parents=True)

@@ -36,6 +36,25 @@ __all__ = [
 ]
 
 
+#: What reading a damaged chunk raises (zarr's codecs on a truncated or edited chunk file).
+UNREADABLE = (RuntimeError, ValueError)
+
+
+class CubeDamaged(RasterError):
+    """A cube's stored data cannot be read: a chunk file is truncated or was edited."""
+
+
+def unreadable_cube(where: str, exc: BaseException) -> CubeDamaged:
+    """Refuse, in one line, a cube whose stored data cannot be read (once internal errors)."""
+    from socmap._io import read_failure
+
+    return CubeDamaged(
+        f"{where} holds data that cannot be read ({read_failure(exc)}): a chunk file of the "
+        "store is damaged or was edited; rebuild the cube with `socmap cube build` (with "
+        "--overwrite to replace it)"
+    )
+
+
 def _check_dims(cube: xr.DataArray, what: str) -> None:
     dims = tuple(str(d) for d in cube.dims)
     if dims == CUBE_DIMS:
@@ -365,7 +384,10 @@ def describe_cube(path: str | Path, *, progress: bool = True) -> CubeInfo:
     row0 = 0
     for height in row_chunks:
         strip = data[:, row0 : row0 + height, :]
-        counts += np.asarray(dsa.isnan(strip).sum(axis=(1, 2)).compute(), dtype=np.int64)
+        try:
+            counts += np.asarray(dsa.isnan(strip).sum(axis=(1, 2)).compute(), dtype=np.int64)
+        except UNREADABLE as exc:
+            raise unreadable_cube(f"cube {str(path)!r}", exc) from None
         row0 += height
     table = band_table(cube)
     table["nodata_fraction"] = counts / float(grid.height * grid.width)

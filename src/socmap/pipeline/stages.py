@@ -496,6 +496,21 @@ def _stocks_inputs(spec: RunSpec) -> dict[str, str]:
                 f"stocks.bd {spec.stocks.bd!r} names a continuous band, not strata; name a "
                 f"categorical band whose class codes bd_table lists ({classes!r})"
             )
+    from socmap.errors import SocmapError
+    from socmap.stocks._bulk_density import read_stratum_bd
+    from socmap.stocks._options import _check_bd_spread, _check_cf_spread
+
+    s = spec.stocks
+    try:  # as `socmap stocks` refuses them (once passed --plan, to fail after predict)
+        _check_bd_spread(_number_or_name(s.bd), s.bd_sd)
+        _check_cf_spread(_number_or_name(s.cf), s.cf_sd)
+        if s.bd_table is not None and spec.resolve(s.bd_table).is_file():
+            read_stratum_bd(spec.resolve(s.bd_table))
+    except SocmapError as exc:  # its remedies name the options of `socmap stocks`
+        raise type(exc)(
+            f"{exc} (in the run configuration: stocks.bd, stocks.bd_sd, stocks.cf, stocks.cf_sd, "
+            "stocks.bd_table)"
+        ) from None
     return {"bd_table": _file_input(spec, spec.stocks.bd_table)}
 
 

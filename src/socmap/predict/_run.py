@@ -355,7 +355,16 @@ def _run_tile(job: _TileJob, padded: np.ndarray | None = None) -> dict[str, Any]
     names = [str(b) for b in np.asarray(_array(job.cube, "band")[:]).ravel()]
     if padded is None:
         rows, cols = slice(job.row0, job.row1), slice(job.col0, job.col1)
-        block = np.asarray(_array(job.cube, "covariates")[:, rows, cols])
+        from socmap.cube._read import UNREADABLE, unreadable_cube
+
+        try:
+            block = np.asarray(_array(job.cube, "covariates")[:, rows, cols])
+        except UNREADABLE as exc:  # once an internal error
+            raise unreadable_cube(
+                f"cube {str(job.cube)!r} (rows {job.row0}-{job.row1}, columns "
+                f"{job.col0}-{job.col1})",
+                exc,
+            ) from None
     else:
         block, names = with_focal(tm, np.asarray(padded), names)
     standing = json.loads(job.stand_ins)
@@ -515,8 +524,8 @@ def prepare_run(run_dir: Path, config: RunConfig, overwrite: bool) -> Prediction
             changed = [k for k, v in asdict(config).items() if asdict(previous.config).get(k) != v]
             raise OutputExists(
                 f"run {str(run_dir)!r} exists with another configuration (differs in "
-                f"{changed!r}); pass --overwrite (Python: overwrite=True) or choose a new run "
-                "directory"
+                f"{changed!r}); pass --overwrite (Python: overwrite=True) or choose a new "
+                "run directory"
             )
         shutil.rmtree(run_dir)
     else:  # not a run: never deleted, even with overwrite (an empty folder is reused)

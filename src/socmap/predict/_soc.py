@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from socmap._io import refuse_input_as_output
+from socmap._io import refuse_input_as_output, remove_path
 from socmap._parallel import check_scheduler
 from socmap.errors import BandMismatch, ConfigError, RasterError
 from socmap.predict._engine import (
@@ -188,6 +188,7 @@ def predict_cube(
         or does not answer (checked before anything is written).
     """
     from socmap.cube import band_table, cube_grid, open_cube, stand_ins
+    from socmap.cube._read import CubeDamaged
 
     for option, value, least in (("--passes", passes, 1), ("--batch-size", batch_size, 1),
                                  ("--workers", workers, 0)):  # fmt: skip
@@ -226,15 +227,21 @@ def predict_cube(
         seed=int(seed),
     )
     run_dir = Path(out)
+    fresh = not run_dir.exists()
     run = prepare_run(run_dir, config, overwrite)
     if context and not (run_dir / CONTEXT_STORE).exists():
         from socmap.predict._context import build_context
 
         build_context(grid, context, run_dir / CONTEXT_STORE)
-    run.summary = compute_layers(
-        run, SOC, tm.depth_labels, scheduler=scheduler, workers=workers, progress=progress,
-        device=where,
-    )  # fmt: skip
+    try:
+        run.summary = compute_layers(
+            run, SOC, tm.depth_labels, scheduler=scheduler, workers=workers, progress=progress,
+            device=where,
+        )  # fmt: skip
+    except CubeDamaged:  # a run of this cube cannot finish: leave nothing behind (once a
+        if fresh:  # 'running' run folder that only a rebuilt cube, with --overwrite, replaced)
+            remove_path(run_dir)
+        raise
     if run.summary["pixels_with_value"] == 0:
         run.status = "failed"
         run.save()

@@ -42,6 +42,10 @@ MAP_STATS = ("mean", "sd", "q05", "q95")
 _CMAPS = {"mean": "YlOrBr", "sd": "magma", "q05": "YlOrBr", "q95": "YlOrBr"}
 
 
+#: What every map page holds (its data block): a file without it is not socmap's to replace.
+PAGE_MARK = b'<script id="socmap-data"'
+
+
 def build_map(
     run_dir: str | Path,
     out: str | Path | None = None,
@@ -81,6 +85,12 @@ def build_map(
     if path.suffix.lower() not in (".html", ".htm"):  # once: run.json replaced by the page
         raise ConfigError(
             f"--out {str(path)!r} must end in .html (the map is one HTML page), e.g. map.html"
+        )
+    if path.is_file() and PAGE_MARK not in path.read_bytes():  # once replaced at exit 0
+        raise OutputExists(
+            f"--out {str(path)!r} already exists and is not a socmap map page, so socmap will "
+            "not replace it (nothing was changed); give another path, e.g. "
+            f"{str(path.with_name(path.stem + '_map.html'))!r}"
         )
     # nor inside the run's stores, its cube or its bundle (once a page inside the cube)
     stores = [p for p in run.path.iterdir() if p.suffix == ".zarr"]

@@ -332,7 +332,18 @@ def read_spectra(
         if not path.exists():
             raise InputNotFound(f"spectra table {str(path)!r} does not exist; check the path")
         if path.suffix.lower() != ".parquet":
-            repeated = duplicated_header(path)
+            try:
+                repeated = duplicated_header(path)
+            except UnicodeDecodeError as exc:  # once an internal error (UTF-16, Latin-1)
+                raise SpectraError(
+                    f"spectra table {str(path)!r} is not UTF-8 text ({exc.reason} at byte "
+                    f"{exc.start}); re-save it as UTF-8 CSV (or Parquet)"
+                ) from None
+            except pd.errors.EmptyDataError:  # once an internal error too
+                raise SpectraError(
+                    f"spectra table {str(path)!r} is empty (no header row); give a table with a "
+                    "header and one row per spectrum"
+                ) from None
             if repeated:
                 raise SpectraError(
                     f"spectra table {str(path)!r} repeats the column(s) {repeated!r}; remove the "

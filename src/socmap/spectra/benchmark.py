@@ -44,7 +44,7 @@ import pandas as pd
 from socmap._io import atomic_path
 from socmap._progress import track
 from socmap._tables import markdown_table
-from socmap.errors import BandMismatch, ConfigError, UnitsError
+from socmap.errors import BandMismatch, ConfigError, OutputExists, UnitsError
 from socmap.model.rslocal import rs_local
 from socmap.spectra._spectra import Spectra, concat, read_spectra
 from socmap.spectra.baselines import PLSRRegressor, SpectralForest
@@ -79,6 +79,10 @@ _CNN_METHODS = {"local-cnn", "global-cnn", "dtl-i", "dtl-r", "dtl-ir"}
 _NEEDS_LIBRARY_CNN = {"global-cnn", "dtl-r", "dtl-ir"}
 _NEEDS_INSTANCES = {"dtl-i-pls", "dtl-i", "dtl-ir"}
 _CALIBRATIONS = ("site-weighted", "site", "all-rows")
+
+
+#: Most repeats a benchmark runs (each refits every method at every site).
+MAX_REPEATS = 100
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,10 @@ class SpectralBenchmarkConfig:
         if self.calibration not in _CALIBRATIONS:
             raise ConfigError(
                 f"calibration must be one of {_CALIBRATIONS!r}, got {self.calibration!r}"
+            )
+        if self.repeats > MAX_REPEATS:  # once a benchmark of a billion repeats, run until killed
+            raise ConfigError(
+                f"--repeats {self.repeats!r} must be <= {MAX_REPEATS} (the published table has 3)"
             )
         if self.n_local < 5 or self.k < 2 or self.repeats < 1 or self.freeze_front < 0:
             raise ConfigError(
@@ -608,6 +616,9 @@ def spectral_benchmark(
     SpectralBenchmark
     """
     cfg = config or SpectralBenchmarkConfig()
+    for option, value in (("--quantity", quantity), ("--library-quantity", library_quantity)):
+        if value not in ("reflectance", "absorbance"):  # once ignored for embedded sites
+            raise ConfigError(f"{option} {value!r} must be 'reflectance' or 'absorbance'")
     names = list(sites) if sites else spectral_sites()
     if not list(methods):
         raise ConfigError(f"no method given; choose at least one of {list(METHODS)!r} or all")
@@ -624,6 +635,12 @@ def spectral_benchmark(
             for n in small
         ]
         names = [n for n in names if n not in small]
+        if not names:  # once an internal KeyError: 'site'
+            raise ConfigError(
+                f"--n-local {cfg.n_local} leaves no embedded site enough samples to test on "
+                f"(each needs n_local + 5; the largest has {max(sizes.values())}): give "
+                f"--n-local {max(5, max(sizes.values()) - 5)} or less"
+            )
     prepared = [
         prepare_site(n, cfg, library, quantity=quantity, library_quantity=library_quantity)
         for n in names
@@ -677,6 +694,39 @@ def plot_delta_rmse(summary: pd.DataFrame, path: Path) -> bool:
     return True
 
 
+#: What :func:`write_spectral_benchmark` writes: a folder of these only is its own output.
+BENCHMARK_FILES = ("results.csv", "summary.csv", "sites.csv", "delta_rmse.png", "report.md")
+
+
+def _is_spectral_benchmark(path: Path) -> bool:
+    names = {p.name for p in path.iterdir()} if path.is_dir() else set()
+    return "summary.csv" in names and names <= set(BENCHMARK_FILES)
+
+
+def check_benchmark_out(out_dir: str | Path) -> None:
+    """Refuse an output folder that is not an earlier spectral benchmark (it is replaced whole).
+
+    Raises
+    ------
+    OutputExists
+        ``out_dir`` is a file, or a folder with other files (once replaced, the user's
+        files with it, at exit 0).
+    """
+    out = Path(out_dir)
+    if out.is_file() or out.is_symlink():
+        raise OutputExists(
+            f"--out {str(out)!r} is a file; the spectral benchmark writes a folder there; "
+            "choose a new folder"
+        )
+    others = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if others and not _is_spectral_benchmark(out):
+        raise OutputExists(
+            f"--out {str(out)!r} is a folder of other files (e.g. {others[0]!r}) and no "
+            "spectral benchmark; the benchmark replaces its --out folder whole, so socmap "
+            "will not write there; choose a new folder"
+        )
+
+
 def write_spectral_benchmark(
     result: SpectralBenchmark, out_dir: str | Path, *, header: str = ""
 ) -> dict[str, Path]:
@@ -697,6 +747,7 @@ def write_spectral_benchmark(
         Paths by kind.
     """
     out = Path(out_dir)
+    check_benchmark_out(out)
     with atomic_path(out) as tmp:
         tmp.mkdir(parents=True, exist_ok=True)
         result.results.to_csv(tmp / "results.csv", index=False)

@@ -433,6 +433,7 @@ def read_stratum_bd(
                 f"stratum {label!r} in {str(p)!r} has a non-numeric bulk density "
                 f"{mean!r} / sd {sd!r}; give g/cm3 numbers"
             ) from None
+        _check_table_pair(label, pair, p)
         if str(label).strip().lower() == "default":
             default = pair
             continue
@@ -442,6 +443,31 @@ def read_stratum_bd(
             key = str(label)
         table[key] = pair
     return table, default
+
+
+def _check_table_pair(label: Any, pair: tuple[float, float], path: Path) -> None:
+    """Refuse a --bd-table row out of range, or whose sd would have its draws clipped."""
+    from socmap.stocks._options import MAX_CLIPPED
+
+    mean, sd = pair
+    lo, hi = BD_RANGE
+    if not (lo <= mean <= hi) or not (math.isfinite(sd) and sd >= 0):
+        raise UnitsError(
+            f"stratum {str(label)!r} in {str(path)!r} has bd_g_cm3 {mean:g} and bd_sd_g_cm3 "
+            f"{sd:g}; --bd-table needs bd_g_cm3 in [{lo:g}, {hi:g}] g/cm3 (kg/m3 / 1000) and "
+            "a finite bd_sd_g_cm3 >= 0"
+        )
+    if sd == 0:
+        return
+    outside = 0.5 * (1.0 + math.erf((lo - mean) / (sd * math.sqrt(2.0))))
+    outside += 0.5 * (1.0 - math.erf((hi - mean) / (sd * math.sqrt(2.0))))
+    if outside > MAX_CLIPPED:  # once clipped without a word, shifting the stocks
+        raise ConfigError(
+            f"stratum {str(label)!r} in {str(path)!r}: bd_sd_g_cm3 {sd:g} around bd_g_cm3 "
+            f"{mean:g} puts {outside:.0%} of its BD draws outside {lo}-{hi} g/cm3, where they "
+            "would be clipped and shift the stocks; give the sd of the bulk density itself "
+            "(typically 0.05-0.2 g/cm3) in the --bd-table"
+        )
 
 
 class _Strict(BaseModel):

@@ -349,8 +349,8 @@ def stocks_for_run(
     if store.exists() and run.stocks.get("options") != options:
         if not overwrite:
             raise OutputExists(
-                f"stocks of run {str(run.path)!r} exist with other options; pass --overwrite "
-                "(Python: overwrite=True) to replace them"
+                f"stocks of run {str(run.path)!r} exist with other options; pass "
+                "--overwrite to replace them (Python: overwrite=True)"
             )
         import shutil
 

@@ -93,7 +93,10 @@ def rasterise_strata(
     if path.suffix.lower() in RASTER_SUFFIXES:
         from socmap.sources.local import read_raster
 
-        return _codes_from_values(read_raster(path, grid, "nearest"), f"raster {str(path)!r}")
+        codes, labels = _codes_from_values(
+            read_raster(path, grid, "nearest"), f"raster {str(path)!r}"
+        )
+        return _require_a_stratum(codes, labels, f"strata raster {str(path)!r}", grid)
     names = [] if cube is None else [str(b) for b in cube.band.values]
     if str(source) not in names:
         raise BandMismatch(
@@ -111,7 +114,22 @@ def rasterise_strata(
     codes, labels = _codes_from_values(
         np.asarray(cube.sel(band=str(source)).values, dtype=np.float64), f"band {str(source)!r}"
     )
+    _require_a_stratum(codes, labels, f"strata band {str(source)!r}", grid)
     return codes, _class_names(cube, str(source), labels)
+
+
+def _require_a_stratum(
+    codes: np.ndarray, labels: list[str], what: str, grid: Grid
+) -> tuple[np.ndarray, list[str]]:
+    """Refuse strata with no class at any pixel of the map (once an internal KeyError)."""
+    if labels and (codes >= 0).any():
+        return codes, labels
+    b = grid.bounds
+    raise ConfigError(
+        f"{what} has no class value at any pixel of the map (x {b[0]:.6g}..{b[2]:.6g}, y "
+        f"{b[1]:.6g}..{b[3]:.6g} in {grid.crs}): it is all nodata there, or lies elsewhere; "
+        "give strata that cover the mapped area (check the raster's nodata value and CRS)"
+    )
 
 
 def _class_names(cube: Any, band: str, labels: list[str]) -> list[str]:
@@ -162,10 +180,10 @@ def _from_polygons(grid: Grid, path: Path, field: str) -> tuple[np.ndarray, list
         ) from exc
     if frame.empty:  # before the column check: an empty GeoJSON has no columns to pick from
         raise _no_features(path, field, 0)
-    if field not in frame.columns:
+    if field not in frame.columns or field == frame.geometry.name:  # once one WKT per stratum
         raise ConfigError(
             f"stratum polygons {str(path)!r} lack the column {field!r}; pick one of "
-            f"{[c for c in frame.columns if c != 'geometry']!r} (CLI: --field)"
+            f"{[c for c in frame.columns if c != frame.geometry.name]!r} (CLI: --field)"
         )
     if frame.crs is None:
         raise ConfigError(f"stratum polygons {str(path)!r} have no CRS; set one and retry")
@@ -444,6 +462,7 @@ def strata_for_run(
     stocks_of_cores = None
     with_strata = None
     if cores is not None:  # checked before anything is written: a refusal changes nothing
+        cores = numeric_cores(cores, ("top_cm", "bottom_cm", "soc_g_kg", "bd_g_cm3"))
         with_strata = cores_with_strata(cores, grid, codes, labels)
         stocks_of_cores = core_stocks(
             with_strata,
@@ -481,8 +500,11 @@ def strata_for_run(
     metadata = _metadata(run, cfg, strata_options, summary)
     # Strata whose polygons hold no pixel centre have no row; they are named, not dropped.
     metadata["strata_without_pixels"] = [lab for lab in labels if lab not in draws]
+    # mapped pixels off every stratum count in no total: counted, not dropped without a word
+    metadata["mapped_pixels"], metadata["mapped_pixels_outside_strata"] = _pixels_outside(run)
     if with_strata is not None:  # cores in no stratum are counted, not dropped
         metadata["cores"] = _core_counts(with_strata, labels, draws)
+        metadata["cores"]["samples_off_intervals"] = _samples_off(with_strata, run.config.intervals)
     out = run.path / STRATA_DIR
     out.mkdir(exist_ok=True)
     with atomic_path(out / "strata.csv", overwrite=True) as tmp:
@@ -502,6 +524,33 @@ def strata_for_run(
     return StrataResult(run=run, table=table, path=out / "strata.csv", metadata=metadata)
 
 
+def numeric_cores(cores: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """Return the cores with ``columns`` (those present) as finite-or-empty floats.
+
+    Raises
+    ------
+    ProfileValidationError
+        A cell holds text that is no number (once an internal ValueError), or an infinite
+        value (once refused as 'depths match none of the run's intervals').
+    """
+    from socmap.errors import ProfileValidationError
+    from socmap.profiles._schema import _parse_numeric
+
+    out = cores.copy()
+    for column in (c for c in columns if c in cores.columns):
+        values = _parse_numeric(cores[column], "--cores", column)
+        infinite = np.isinf(values.to_numpy(dtype=np.float64))
+        if infinite.any():
+            row = int(np.flatnonzero(infinite)[0])
+            raise ProfileValidationError(
+                f"--cores column {column!r} holds an infinite value at row {row} "
+                f"({float(values.iloc[row])}; {int(infinite.sum())} of {len(values)} rows); give "
+                "finite numbers, or leave the cell empty"
+            )
+        out[column] = values.to_numpy(dtype=np.float64)
+    return out
+
+
 def cores_with_strata(
     cores: pd.DataFrame, grid: Grid, codes: np.ndarray, labels: list[str]
 ) -> pd.DataFrame:
@@ -518,6 +567,7 @@ def cores_with_strata(
         Their coordinates are no place in their ``crs`` (a wrong label), or it is unknown.
     """
     out = cores.reset_index(drop=True)  # a repeated index would misalign the assignments below
+    out = numeric_cores(out, ("x", "y"))
     own = out["stratum"] if "stratum" in out.columns else pd.Series(pd.NA, index=out.index)
     known = own.notna() & (own.astype(str).str.strip() != "")
     out["stratum"] = own.where(known, OUTSIDE).astype(str)
@@ -605,6 +655,18 @@ def _core_counts(cores: pd.DataFrame, labels: list[str], rows: Any) -> dict[str,
     }
 
 
+def _samples_off(cores: pd.DataFrame, intervals: Sequence[Sequence[float]]) -> list[Any]:
+    """Count the core samples on depths that are none of the run's intervals, and list those.
+
+    Returns ``[count, depths]``: such samples give no stock (a core's stock per interval is
+    its sample of exactly that interval), so they are counted, not ignored without a word.
+    """
+    want = {(float(t), float(b)) for t, b in intervals}
+    tops, bottoms = cores["top_cm"].to_numpy(float), cores["bottom_cm"].to_numpy(float)
+    off = [(t, b) for t, b in zip(tops, bottoms, strict=True) if (t, b) not in want]
+    return [len(off), sorted({f"{t:g}-{b:g}cm" for t, b in off})[:6]]
+
+
 def core_table(cores: pd.DataFrame, stocks: pd.DataFrame, grid: Grid) -> pd.DataFrame:
     """One row per core: its stratum, its location on ``grid`` and its stock per layer.
 
@@ -654,6 +716,17 @@ def _aggregate(
         elif label in areas:
             draws[label] = np.full((run.config.passes, n_layers), np.nan)
     return draws, {k: v for k, v in areas.items() if k in draws}, unmapped
+
+
+def _pixels_outside(run: PredictionRun) -> tuple[int, int]:
+    """Count the mapped pixels of the run, and those of them in no stratum."""
+    mapped = inside = 0
+    for tile in run.grid.tiles(run.config.chunk):
+        key = f"{tile.core.row0}_{tile.core.col0}"
+        record = json.loads((run.path / STRATA.records / f"{key}.json").read_text())
+        mapped += int(record.get("n_valid", 0))
+        inside += sum(int(part.get("pixels", 0)) for part in record["strata"].values())
+    return mapped, mapped - inside
 
 
 def _metadata(
