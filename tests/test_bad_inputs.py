@@ -210,6 +210,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "cfg_twice": base + good + "predict: {passes: 2}\npredict: {passes: 3}\n",
         "cfg_bomb": bomb + base + good + "report: {title: *l7}\n",
         "cfg_seed": base + good + "predict: {seed: 100000000000000000000}\n",
+        "cfg_passes_yes": base + good + "predict: {passes: true}\n",  # once mapped 1 pass
         "cfg_bd_sd_inf": base + good + "stocks: {bd: 1.3, bd_sd: .inf}\n",
         "cfg_spacing_inf": base + good + "strata: {source: soil}\n"
         "design: {budget: 5, min_spacing_m: .inf}\n",
@@ -292,6 +293,9 @@ CASES: list[tuple[str, Args, str]] = [
                                    "-o", t / "out"], "kg/ha"),
     ("qc-bad-crs", lambda w, t: ["profiles", "qc", w["root"] / "no_crs.csv", "--crs",
                                  "EPSG:999999", "-o", t / "out"], "999999"),
+    ("qc-geocentric-crs",  # once x/y read as a map's, 0 flags at exit 0
+     lambda w, t: ["profiles", "qc", w["root"] / "no_crs.csv", "--crs", "EPSG:4978",
+                   "-o", t / "out"], r"'EPSG:4978' is geocentric .*--crs EPSG:4326"),
     ("qc-bad-map", lambda w, t: ["profiles", "qc", w["cores"], "--map", "site_id", "-o",
                                  t / "out"], "--map 'site_id'"),
     ("qc-bad-format", lambda w, t: ["profiles", "qc", w["cores"], "--format", "excel"], "excel"),
@@ -1030,6 +1034,8 @@ CASES: list[tuple[str, Args, str]] = [
      r"cfg_twice.yaml' is not valid YAML: key 'predict' appears twice"),
     ("run-alias-bomb-plan", lambda w, t: ["run", w["root"] / "cfg_bomb.yaml", "--plan"],
      r"field report.title: Input should be a valid string \(got \[\[\[\.\.\.\], .{0,400}$"),
+    ("run-passes-yes-plan", lambda w, t: ["run", w["root"] / "cfg_passes_yes.yaml", "--plan"],
+     r"predict.passes: .*true is a yes/no, not a number"),
     ("run-seed-above-2-32-plan", lambda w, t: ["run", w["root"] / "cfg_seed.yaml", "--plan"],
      r"field predict.seed: Input should be less than or equal to 4294967295"),
     ("run-infinite-bd-sd-plan", lambda w, t: ["run", w["root"] / "cfg_bd_sd_inf.yaml", "--plan"],

@@ -110,3 +110,12 @@ def test_from_raster_reads_embedded_grid():
     g = Grid.from_raster(embedded_data_dir() / "edgeroi/covariates_100m/MVBSRT6.tif")
     assert g.shape == (321, 476)
     assert g.crs == "EPSG:28355"
+
+
+@pytest.mark.parametrize(
+    ("crs", "kind"), [("EPSG:4978", "geocentric"), ("EPSG:5703", "vertical")]
+)
+def test_a_crs_that_is_no_map_is_refused(crs: str, kind: str) -> None:
+    with pytest.raises(CRSError, match=rf"{crs}' is {kind}"):
+        normalise_crs(crs)
+    assert normalise_crs("EPSG:7405") == "EPSG:7405"  # British grid with heights: a map

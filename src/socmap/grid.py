@@ -72,6 +72,17 @@ def _normalise(crs: Any) -> str:
         raise CRSError(
             f"cannot parse CRS {crs!r} ({exc}); use an EPSG code such as 'EPSG:28355'"
         ) from exc
+    flat = parsed.is_projected or parsed.is_geographic  # a compound CRS with heights is too
+    if parsed.is_geocentric or (parsed.is_vertical and not flat):  # once read as x/y
+        kind = (
+            "geocentric (X, Y, Z from the Earth's centre)"
+            if parsed.is_geocentric
+            else ("vertical (heights only)")
+        )
+        raise CRSError(
+            f"CRS {crs!r} is {kind}, not a map's; give a geographic or projected CRS such as "
+            "EPSG:4326 (CLI: --crs EPSG:4326)"
+        )
     epsg = parsed.to_epsg(min_confidence=90)
     return f"EPSG:{epsg}" if epsg is not None else parsed.to_wkt()
 

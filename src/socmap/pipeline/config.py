@@ -24,9 +24,17 @@ import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from socmap.catalog import GridSpec, _file_or_builtin, _format_validation_error, _read_yaml
 from socmap.errors import ConfigError, SocmapError
@@ -53,6 +61,15 @@ class _Step(BaseModel):
     # no inf or nan in a number (once: bd_sd, min_spacing_m or block_size_m .inf passed --plan
     # and failed a stage later, after the cube and the model were built)
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_yes_no_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        # YAML's true/false would pass as 1/0 (once `passes: true` mapped with one pass)
+        annotation = cls.model_fields[info.field_name or ""].annotation
+        if isinstance(value, bool) and annotation is not bool and bool not in get_args(annotation):
+            raise ValueError(f"{str(value).lower()} is a yes/no, not a number or a name")
+        return value
 
 
 class EarthEngineAuth(_Step):
