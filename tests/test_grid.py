@@ -112,9 +112,7 @@ def test_from_raster_reads_embedded_grid():
     assert g.crs == "EPSG:28355"
 
 
-@pytest.mark.parametrize(
-    ("crs", "kind"), [("EPSG:4978", "geocentric"), ("EPSG:5703", "vertical")]
-)
+@pytest.mark.parametrize(("crs", "kind"), [("EPSG:4978", "geocentric"), ("EPSG:5703", "vertical")])
 def test_a_crs_that_is_no_map_is_refused(crs: str, kind: str) -> None:
     with pytest.raises(CRSError, match=rf"{crs}' is {kind}"):
         normalise_crs(crs)
