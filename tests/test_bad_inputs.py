@@ -45,6 +45,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     doc = json.loads((km / "model.json").read_text())
     doc["metadata"]["band_units"]["dist"] = "km"
     (km / "model.json").write_text(json.dumps(doc))
+    for name, edit in {  # edits once read without a word (sweep 4 of issue 16)
+        "bundle_units_list": lambda d: d["metadata"].update(band_units=["1", "1", "1"]),
+        "bundle_classes_text": lambda d: d["features"]["categorical"].update(soil="123"),
+    }.items():
+        shutil.copytree(bundle, root / name)
+        doc = json.loads((root / name / "model.json").read_text())
+        edit(doc)
+        (root / name / "model.json").write_text(json.dumps(doc))
     (root / "afile.txt").write_text("a user's file\n")
     (root / "empty.csv").write_text("")
     mine = root / "mine"
@@ -393,6 +401,12 @@ CASES: list[tuple[str, Args, str]] = [
     ("predict-band-in-other-units",
      lambda w, t: ["predict", w["root"] / "bundle_km", w["cube"], "-o", t / "out"],
      "'dist' is in '1' here but the model was trained on 'km'"),
+    ("predict-bundle-units-a-list",
+     lambda w, t: ["predict", w["root"] / "bundle_units_list", w["cube"], "-o", t / "out"],
+     r"metadata.band_units is \"\['1', '1', '1'\]\", not an object of band -> units"),
+    ("predict-bundle-classes-as-text",
+     lambda w, t: ["predict", w["root"] / "bundle_classes_text", w["cube"], "-o", t / "out"],
+     r"categorical band 'soil' is the text '123'; it must be a list of class codes"),
     ("predict-unknown-device",
      lambda w, t: ["predict", w["bundle"], w["cube"], "-o", t / "out", "--device", "tpu"],
      r"device 'tpu' must be one of"),

@@ -194,6 +194,10 @@ class Bundle:
             )
 
 
+def _units_map(units: Any) -> bool:
+    return isinstance(units, Mapping) and all(isinstance(v, str) for v in units.values())
+
+
 def _norm(units: Any) -> str:
     return str(units).strip().lower()
 
@@ -422,6 +426,17 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
                 f"{where}: {MODEL_JSON} says {key} {doc[key]!r} but its features were "
                 f"trained on {used!r}; a bundle's target cannot be changed by editing it. "
                 f"Restore {key!r} to {used!r}, or {fix}"
+            )
+    meta = doc.get("metadata", {})
+    units = meta.get("band_units") if isinstance(meta, Mapping) else None
+    for key, value, ok in (
+        ("metadata", meta, isinstance(meta, Mapping)),
+        ("metadata.band_units", units, units is None or _units_map(units)),
+    ):  # once a list of units skipped the check of the cube's units without a word
+        if not ok:
+            raise BundleError(
+                f"{where}: {MODEL_JSON} {key} is {str(value)[:80]!r}, not an object of band "
+                f'-> units (e.g. {{"dem": "m"}}); restore it, or {fix}'
             )
     weights_path = root / WEIGHTS
     if not weights_path.is_file():

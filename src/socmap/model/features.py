@@ -176,6 +176,12 @@ class FeatureSpec:
         object.__setattr__(
             self, "depth_atoms", tuple((float(t), float(b)) for t, b in self.depth_atoms)
         )
+        text = [b for b, v in self.categorical.items() if isinstance(v, str | bytes)]
+        if text:  # once "123" read as the classes 1, 2 and 3
+            raise BundleError(
+                f"vocabulary of categorical band {text[0]!r} is the text "
+                f"{self.categorical[text[0]]!r}; it must be a list of class codes, e.g. [1, 2, 3]"
+            )
         object.__setattr__(
             self,
             "categorical",
