@@ -219,6 +219,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "cfg_bomb": bomb + base + good + "report: {title: *l7}\n",
         "cfg_seed": base + good + "predict: {seed: 100000000000000000000}\n",
         "cfg_passes_yes": base + good + "predict: {passes: true}\n",  # once mapped 1 pass
+        # once refused at the strata stage, after the map
+        "cfg_strata_nodata": base + good + f"strata: {{source: {root / 'strata_nodata.tif'}}}\n",
         "cfg_bd_sd_inf": base + good + "stocks: {bd: 1.3, bd_sd: .inf}\n",
         "cfg_spacing_inf": base + good + "strata: {source: soil}\n"
         "design: {budget: 5, min_spacing_m: .inf}\n",
@@ -1048,6 +1050,9 @@ CASES: list[tuple[str, Args, str]] = [
      r"cfg_twice.yaml' is not valid YAML: key 'predict' appears twice"),
     ("run-alias-bomb-plan", lambda w, t: ["run", w["root"] / "cfg_bomb.yaml", "--plan"],
      r"field report.title: Input should be a valid string \(got \[\[\[\.\.\.\], .{0,400}$"),
+    ("run-strata-raster-of-nodata-plan",
+     lambda w, t: ["run", w["root"] / "cfg_strata_nodata.yaml", "--plan"],
+     r"strata_nodata.tif' holds no stratum \(every pixel is nodata\)"),
     ("run-passes-yes-plan", lambda w, t: ["run", w["root"] / "cfg_passes_yes.yaml", "--plan"],
      r"predict.passes: .*true is a yes/no, not a number"),
     ("run-seed-above-2-32-plan", lambda w, t: ["run", w["root"] / "cfg_seed.yaml", "--plan"],

@@ -19,6 +19,7 @@ from socmap.errors import OutputExists
 
 __all__ = [
     "OUTPUT_LEDGER",
+    "RASTER_SUFFIXES",
     "STORE_MARKS",
     "VECTOR_SUFFIXES",
     "atomic_path",
@@ -37,6 +38,8 @@ __all__ = [
 
 #: Vector files socmap reads through GDAL (pyogrio): profile points and stratum polygons.
 VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp", ".fgb")
+#: Raster files socmap takes as a stratum map (besides a cube band).
+RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img")
 
 
 def remove_path(path: Path) -> None:

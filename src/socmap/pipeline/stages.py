@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from socmap._io import RASTER_SUFFIXES
 from socmap._records import tree_sha256
 from socmap.pipeline.config import EMBEDDED_PROFILES, RunSpec
 
@@ -455,6 +456,15 @@ def _catalog_bands(spec: RunSpec, kind: str | None = None) -> list[str]:
 def _strata_inputs(spec: RunSpec) -> dict[str, str]:
     assert spec.strata is not None
     p = spec.resolve(spec.strata.source)
+    if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES:
+        from socmap.errors import ConfigError
+        from socmap.sources.local import raster_has_values
+
+        if not raster_has_values(p):  # once refused at the strata stage, after the map
+            raise ConfigError(
+                f"strata.source {str(p)!r} holds no stratum (every pixel is nodata); give a "
+                "stratum raster with class values, a polygon file or a categorical band"
+            )
     if p.exists():
         return {"strata": tree_sha256(p)}
     bands = _catalog_bands(spec, "categorical")

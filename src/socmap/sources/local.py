@@ -38,7 +38,14 @@ from socmap.catalog import CovariateSpec
 from socmap.errors import CatalogError, CRSError, InputNotFound, RasterError
 from socmap.grid import Grid, Window
 
-__all__ = ["RESAMPLING", "LayerSource", "read_layer", "read_raster", "source_checksum"]
+__all__ = [
+    "RESAMPLING",
+    "LayerSource",
+    "raster_has_values",
+    "read_layer",
+    "read_raster",
+    "source_checksum",
+]
 
 #: Catalog resampling names and the GDAL methods behind them.
 RESAMPLING: dict[str, Resampling] = {
@@ -486,3 +493,21 @@ def read_raster(path: str | Path, grid: Grid, resampling: str = "nearest") -> np
             resampling=RESAMPLING[resampling],
         )
     return out
+
+
+def raster_has_values(path: str | Path) -> bool:
+    """Whether band 1 of a raster holds any finite value that is not its nodata.
+
+    Read block by block, stopping at the first block with a value, so a real map costs one
+    block and only an empty one is read whole. For ``socmap run --plan``: a stratum raster
+    of nodata alone would otherwise be found only after the map was predicted.
+    """
+    import rasterio
+
+    with rasterio.open(Path(path)) as src:
+        for _, window in src.block_windows(1):
+            block = src.read(1, window=window, masked=True)
+            values = np.ma.filled(block.astype(np.float64), np.nan)
+            if np.isfinite(values).any():
+                return True
+    return False

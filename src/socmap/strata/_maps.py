@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from socmap._io import VECTOR_SUFFIXES, atomic_path
+from socmap._io import RASTER_SUFFIXES, VECTOR_SUFFIXES, atomic_path
 from socmap._parallel import check_scheduler
 from socmap._records import tree_sha256
 from socmap.errors import BandMismatch, ConfigError, CRSError, InputNotFound
@@ -51,7 +51,6 @@ __all__ = [
 STRATA_DIR = "strata"
 #: The stratum of a core off every stratum of the map (listed in ``strata/cores.csv``).
 OUTSIDE = "outside strata"
-RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img")
 
 APPROXIMATION = (
     "Draws are whole-map realisations of the network (one set of dropout masks per draw), so "
