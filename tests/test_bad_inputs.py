@@ -245,6 +245,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (root / "notes.html").write_text("<html><body>my notes</body></html>\n")
     (root / "bd_sd_wide.csv").write_text("stratum,bd_g_cm3,bd_sd_g_cm3\n1,1.3,5\n2,1.3,0.1\n")
     spectra.to_csv(root / "spectra_utf16.csv", index=False, encoding="utf-16")
+    spectra.to_csv(root / "spectra_semicolon.csv", index=False, sep=";")
     with rasterio.open(root / "prior_two_bands.tif", "w", **{**cover, "count": 2}) as dst:
         dst.write(np.full((2, 10, 10), 20.0, dtype="float32"))  # mean and SE stacked
     damaged = root / "damaged.zarr"  # a cube with one chunk file cut short
@@ -1142,6 +1143,9 @@ CASES: list[tuple[str, Args, str]] = [
     ("qc-empty-crs",  # once "Pass e.g. crs='EPSG:4326'", Python
      lambda w, t: ["profiles", "qc", w["root"] / "no_crs.csv", "--crs", "", "-o", t / "out"],
      r"CRS is '': .*CLI: --crs EPSG:4326"),
+    ("spectra-select-semicolons",  # once "found 0 spectral columns" and no word of why
+     lambda w, t: ["spectra", "select", w["root"] / "spectra_semicolon.csv", "--n", 2, "-o",
+                   t / "out.csv"], r"header reads as one column holding ';': save the table "),
     ("spectra-select-utf16",  # once an internal UnicodeDecodeError
      lambda w, t: ["spectra", "select", w["root"] / "spectra_utf16.csv", "--n", 2, "-o",
                    t / "out.csv"], r"spectra_utf16.csv' is not UTF-8 text"),

@@ -264,10 +264,18 @@ def spectral_columns(columns: Sequence[str], prefix: str | None = None) -> tuple
         prefix = max(found, key=lambda k: len(found[k]), default="")
     cols = found.get(prefix, [])
     if len(cols) < MIN_BANDS:
+        names = [str(c) for c in columns]
+        glued = next((d for d in (";", "\t", "|") if any(n.count(d) > 2 for n in names)), None)
+        hint = (  # once "found 0 spectral columns" for a table written with semicolons
+            f"; the header reads as one column holding {glued!r}: save the table "
+            "comma-separated (in a spreadsheet: CSV, comma)"
+            if glued
+            else ""
+        )
         raise SpectraError(
             f"found {len(cols)!r} spectral columns with prefix {prefix!r} (need >= {MIN_BANDS}); "
             "name the band columns like 'wl_350' or '350', one per wavelength (Python: "
-            "prefix= picks the prefix)"
+            f"prefix= picks the prefix){hint}"
         )
     return cols, prefix
 
