@@ -255,7 +255,11 @@ def test_killed_run_leaves_latest_and_the_next_run_completes(setup: dict[str, An
     for line in proc.stdout:
         seen.append(line)
         if "stocks: computing" in line:
-            time.sleep(1.0)  # let it write into the stage's temporary directory
+            # kill once the stage's temporary directory exists (a fixed sleep of 1 s once let
+            # the stage finish first, when stocks got faster than the sleep)
+            deadline = time.monotonic() + 30
+            while not list(root.cache.rglob(".tmp-*")) and time.monotonic() < deadline:
+                time.sleep(0.005)
             proc.send_signal(signal.SIGKILL)
             break
     proc.wait(timeout=60)
