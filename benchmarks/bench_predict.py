@@ -226,9 +226,12 @@ def timed(fn: Callable[..., Any], *args: Any) -> tuple[float, int]:
 def tiled(
     bundle: Path, cube_path: Path, out: Path, passes: int, workers: int, exports: bool = False
 ) -> None:
-    """socmap's engine on ``workers`` local threads, with or without the exports."""
+    """socmap's engine on ``workers`` local threads, with or without the exports.
+
+    As ``socmap predict`` without ``--stocks`` runs it: no passes kept for a later product.
+    """
     predict_cube(bundle, cube_path, out, passes=passes, workers=workers, exports=exports,
-                 progress=False)  # fmt: skip
+                 progress=False, keep_passes=False)  # fmt: skip
 
 
 def eager(bundle: Path, cube_path: Path, passes: int) -> None:

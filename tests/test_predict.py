@@ -791,6 +791,7 @@ def test_cli_predict_with_stocks_gives_the_bytes_of_predict_then_stocks(
     two = tmp_path / "two"
     assert cli(["predict", meuse["bundle"], meuse["cube"], "-o", two, *args]) == 0
     assert len(calls) == 2 * with_stocks  # the stocks of `one` ran no pass of their own
+    assert not engine._PASSES._items  # without --stocks nothing is kept for later
     monkeypatch.setattr(engine, "_PASSES", engine._PassCache())
     assert cli(["stocks", two, "--bd", "1.3", "--bd-sd", "0.1", "--cf", "0.05",
                 "--workers", "0"]) == 0  # fmt: skip

@@ -105,6 +105,7 @@ def predict_cmd(
         workers=workers,
         overwrite=overwrite,
         device=device,
+        keep_passes=stocks,  # only --stocks reads them again in this process
     )
     s = run.summary
     out.print(

@@ -463,11 +463,13 @@ def compute_layers(
     workers: int | None = None,
     progress: bool = True,
     device: str = "cpu",
+    keep_passes: bool = True,
 ) -> dict[str, Any]:
     """Compute every unfinished tile of one kind of layer; return the summary of all tiles.
 
     ``device`` (resolved, :func:`~socmap.predict.resolve_device`) is where each tile's
     network runs; like ``workers`` it changes how fast, not what (to float32 tolerance).
+    ``keep_passes=False`` keeps none of the map's Monte Carlo passes for a later product.
     """
     config, run_dir = run.config, run.path
     grid = run.grid
@@ -481,8 +483,10 @@ def compute_layers(
     n_workers = min(len(todo), os.cpu_count() or 1) if workers is None else int(workers)
     context = run_dir / CONTEXT_STORE
     # one process computes every tile: the map's passes may serve its later products
-    keep = scheduler is None and passes_fit(
-        config.passes, len(config.intervals), config.grid["shape"]
+    keep = (
+        keep_passes
+        and scheduler is None
+        and passes_fit(config.passes, len(config.intervals), config.grid["shape"])
     )
     jobs = [
         _TileJob(

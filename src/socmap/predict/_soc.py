@@ -133,6 +133,7 @@ def predict_cube(
     exports: bool = True,
     progress: bool = True,
     device: str = "cpu",
+    keep_passes: bool = True,
 ) -> PredictionRun:
     """Map SOC over a covariate cube with a model bundle, tile by tile.
 
@@ -171,6 +172,11 @@ def predict_cube(
         Where the network runs: ``cpu``, ``cuda`` (``cuda:N``) or ``auto`` (CUDA when torch
         sees a GPU). The dropout masks are drawn on the CPU, so a GPU gives the same map to
         float32 tolerance; the run's configuration (and resuming it) does not depend on it.
+    keep_passes
+        Keep the map's Monte Carlo passes in memory (up to
+        :data:`~socmap.predict._engine.PASS_CACHE_BYTES`, when the whole map fits) for
+        stocks and stratum totals computed next in this process; ``False`` when nothing
+        will follow (``socmap predict`` without ``--stocks``), so the memory stays free.
 
     Returns
     -------
@@ -236,7 +242,7 @@ def predict_cube(
     try:
         run.summary = compute_layers(
             run, SOC, tm.depth_labels, scheduler=scheduler, workers=workers, progress=progress,
-            device=where,
+            device=where, keep_passes=keep_passes,
         )  # fmt: skip
     except CubeDamaged:  # a run of this cube cannot finish: leave nothing behind (once a
         if fresh:  # 'running' run folder that only a rebuilt cube, with --overwrite, replaced)
