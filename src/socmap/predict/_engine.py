@@ -59,6 +59,7 @@ __all__ = [
     "counter_normal",
     "draws_from",
     "encode_block",
+    "forget_passes",
     "load_tile_model",
     "mc_log",
     "predict_block",
@@ -469,6 +470,12 @@ class _PassCache:
                 self._items.move_to_end(key)
             return item
 
+    def clear(self) -> None:
+        """Drop every kept batch (a new map starts: the last one's passes serve no more)."""
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
     def put(self, key: Hashable, item: tuple[np.ndarray, np.ndarray]) -> None:
         size = sum(a.nbytes for a in item)
         for a in item:
@@ -484,6 +491,15 @@ class _PassCache:
 
 
 _PASSES = _PassCache()
+
+
+def forget_passes() -> None:
+    """Free the kept passes of earlier maps (:func:`run_passes`); a new map calls it first.
+
+    Without it a long-lived process (a notebook, a benchmark) held up to
+    :data:`PASS_CACHE_BYTES` of a finished map while it mapped the next.
+    """
+    _PASSES.clear()
 
 
 def _batch_digest(enc: EncodedBlock, rows: slice) -> bytes:

@@ -22,6 +22,7 @@ from socmap.errors import BandMismatch, ConfigError, RasterError
 from socmap.predict._engine import (
     STATS,
     TileModel,
+    forget_passes,
     load_tile_model,
     predict_block,
     resolve_device,
@@ -239,6 +240,7 @@ def predict_cube(
         from socmap.predict._context import build_context
 
         build_context(grid, context, run_dir / CONTEXT_STORE)
+    forget_passes()  # the last map's passes would only crowd this one's out
     try:
         run.summary = compute_layers(
             run, SOC, tm.depth_labels, scheduler=scheduler, workers=workers, progress=progress,
