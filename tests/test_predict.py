@@ -892,6 +892,14 @@ def test_stocks_reuse_the_passes_of_the_soc_map_and_get_the_same_numbers(
     np.testing.assert_array_equal(
         fresh.run.open("stock.zarr")["stock"].values, reused.run.open("stock.zarr")["stock"].values
     )
+    # a map whose passes do not fit keeps none (they would be evicted before their reuse)
+    monkeypatch.setattr(engine, "PASS_CACHE_BYTES", 1000)
+    monkeypatch.setattr(engine, "_PASSES", engine._PassCache())
+    shutil.rmtree(again / "stock.zarr")
+    shutil.rmtree(again / "tiles_stock")
+    stocks_for_run(again, bd=1.3, workers=0, exports=False, progress=False)
+    assert len(calls) == 3 * mapped and not engine._PASSES._items
+    monkeypatch.setattr(engine, "PASS_CACHE_BYTES", 256 * 2**20)
     # the next map frees them first (once a notebook held them while mapping on)
     monkeypatch.setattr(engine, "_PASSES", engine._PassCache())
     predict_cube(meuse["bundle"], meuse["cube"], tmp_path / "a", passes=3, seed=1, workers=0,
@@ -900,13 +908,6 @@ def test_stocks_reuse_the_passes_of_the_soc_map_and_get_the_same_numbers(
     predict_cube(meuse["bundle"], meuse["cube"], tmp_path / "b", passes=3, seed=2, workers=0,
                  exports=False, progress=False)  # fmt: skip
     assert kept > 0 and len(engine._PASSES._items) == kept
-    # a map whose passes do not fit keeps none (they would be evicted before their reuse)
-    monkeypatch.setattr(engine, "PASS_CACHE_BYTES", 1000)
-    monkeypatch.setattr(engine, "_PASSES", engine._PassCache())
-    shutil.rmtree(again / "stock.zarr")
-    shutil.rmtree(again / "tiles_stock")
-    stocks_for_run(again, bd=1.3, workers=0, exports=False, progress=False)
-    assert len(calls) == 3 * mapped and not engine._PASSES._items
 
 
 def test_passes_are_kept_only_when_the_whole_map_fits():
